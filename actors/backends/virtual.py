@@ -1,0 +1,155 @@
+"""The virtual backend: a modelled provider behind every simulation.
+
+A call takes time to first token plus output tokens / decode speed, fails by
+kind at configured rates, and obeys the fault schedule active at that moment.
+Every draw comes from the account's own named streams, so two policies run
+against the same seed see the same provider behaviour (common random numbers).
+"""
+
+from __future__ import annotations
+
+import attrs
+import trio
+
+from actors.backends import BackendReply
+from actors.faults import FaultSchedule
+from engine import clock
+from engine.distributions import Constant, DistributionSpec, LogNormal
+from engine.errors import (
+    AuthFailed,
+    InvalidRequest,
+    MalformedReply,
+    RateLimited,
+    UpstreamError,
+)
+from engine.messages import ChatRequest
+from engine.streams import RandomStreams
+
+ERROR_KINDS = ("rate_limited", "upstream_error", "timeout", "malformed_reply")
+
+
+@attrs.frozen
+class LatencyModel:
+    """How long a call takes.
+
+    ``service``, if set, is the whole call's duration (a queueing-model server);
+    otherwise a call takes ``ttft`` + output tokens / ``tokens_per_s``.
+    ``output_tokens`` is used when the request does not say how long its answer is.
+    """
+
+    ttft: DistributionSpec = LogNormal.from_median_p95(0.4, 1.2)
+    tokens_per_s: float = 80.0
+    output_tokens: DistributionSpec = Constant(150)
+    service: DistributionSpec | None = None
+    error_ttft: DistributionSpec = Constant(0.2)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.tokens_per_s > 0:
+            raise InvalidRequest("latency.tokens_per_s", self.tokens_per_s, "> 0 tokens/s")
+
+
+@attrs.frozen
+class ErrorRates:
+    """Share of calls failing by kind, independent of faults."""
+
+    rate_limited: float = 0.0
+    upstream_error: float = 0.0
+    timeout: float = 0.0
+    malformed_reply: float = 0.0
+    rate_limited_retry_after: float = 1.0
+
+    def __attrs_post_init__(self) -> None:
+        total = 0.0
+        for kind in ERROR_KINDS:
+            rate = getattr(self, kind)
+            if not 0 <= rate <= 1:
+                raise InvalidRequest(f"errors.{kind}", rate, "a share in [0, 1]")
+            total += rate
+        if total > 1:
+            raise InvalidRequest("errors", total, "error shares that add up to at most 1")
+
+
+class VirtualBackend:
+    """One account's modelled behaviour."""
+
+    def __init__(
+        self,
+        account: str,
+        latency: LatencyModel,
+        errors: ErrorRates,
+        faults: FaultSchedule,
+        streams: RandomStreams,
+    ) -> None:
+        self.account = account
+        self.latency = latency
+        self.errors = errors
+        self.faults = faults
+        self._timing = streams.stream(f"provider:{account}:latency")
+        self._fate = streams.stream(f"provider:{account}:errors")
+        self._cumulative = self._cumulative_rates(errors)
+
+    @staticmethod
+    def _cumulative_rates(errors: ErrorRates) -> list[tuple[float, str]]:
+        total, table = 0.0, []
+        for kind in ERROR_KINDS:
+            rate = getattr(errors, kind)
+            if rate > 0:
+                total += rate
+                table.append((total, kind))
+        return table
+
+    def _duration(self, request: ChatRequest) -> tuple[float, float, int]:
+        """(ttft, total duration, output tokens) for a successful call."""
+        model = self.latency
+        timing = self._timing
+        if model.service is not None:
+            total = model.service.sample(timing)
+            tokens = request.expected_output_tokens or int(model.output_tokens.sample(timing))
+            return total, total, tokens
+        tokens = request.expected_output_tokens or int(model.output_tokens.sample(timing))
+        if request.max_tokens is not None:
+            tokens = min(tokens, request.max_tokens)
+        ttft = model.ttft.sample(timing)
+        return ttft, ttft + tokens / model.tokens_per_s, tokens
+
+    def _fault_fate(self, now: float) -> tuple[str | None, float, float, int]:
+        """(failure kind or None, latency multiplier, retry_after, status) from active faults."""
+        multiplier, fate, retry_after, status = 1.0, None, 0.0, 503
+        for fault in self.faults.active(now):
+            if fault.kind == "latency":
+                multiplier *= fault.multiplier
+                continue
+            # One draw per fault window, so adding a window never reshuffles the others.
+            if fate is None and self._fate.uniform() < fault.share:
+                fate, retry_after, status = fault.kind, fault.retry_after, fault.status
+        return fate, multiplier, retry_after, status
+
+    async def complete(self, request: ChatRequest, request_id: str) -> BackendReply:
+        ttft, duration, tokens = self._duration(request)
+        fate: str | None = None
+        multiplier, retry_after, status = 1.0, self.errors.rate_limited_retry_after, 500
+        if self.faults:
+            fate, multiplier, fault_retry, fault_status = self._fault_fate(clock.now())
+            if fate is not None:
+                retry_after, status = fault_retry, fault_status
+        if fate is None and self._cumulative:
+            u = self._fate.uniform()
+            for threshold, kind in self._cumulative:
+                if u < threshold:
+                    fate = kind
+                    break
+        if fate is None:
+            await clock.sleep(duration * multiplier)
+            content = f"[{self.account}] answer to {request_id} ({tokens} tokens)"
+            return BackendReply(content, tokens, ttft * multiplier)
+        if fate in ("hang", "timeout"):
+            await trio.sleep_forever()
+        if fate == "malformed_reply":
+            await clock.sleep(duration * multiplier)
+            raise MalformedReply(self.account, "reply body is not a valid completion")
+        await clock.sleep(self.latency.error_ttft.sample(self._timing) * multiplier)
+        if fate == "rate_limited" or fate == "rate_limit":
+            raise RateLimited(self.account, "upstream", retry_after)
+        if fate == "revoked":
+            raise AuthFailed(self.account, "HTTP 401 invalid API key")
+        raise UpstreamError(self.account, status)

@@ -1,0 +1,287 @@
+"""Circuit breaker, one per provider: CLOSED -> OPEN -> HALF_OPEN -> CLOSED.
+
+:class:`BreakerCore` is the pure state machine (time passed in, tested with
+hypothesis); :class:`CircuitBreaker` is the actor around it: it wakes itself
+at the end of each quarantine so the state readers see flips on time, takes
+commands (force open, reset, outside failure reports) through its mailbox, and
+records every transition as an event with its time.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import math
+from collections.abc import Callable
+
+import attrs
+
+from engine import clock
+from engine.actor import Actor
+from engine.errors import InvalidRequest
+
+
+class State(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+# Outcome codes a breaker can count; "ok" is a success.
+COUNTABLE_CODES = ("rate_limited", "upstream_error", "timeout", "malformed_reply", "auth_failed")
+
+
+def _check(field: str, ok: bool, value: object, allowed: str) -> None:
+    if not ok:
+        raise InvalidRequest(f"breaker.{field}", value, allowed)
+
+
+@attrs.frozen
+class BreakerConfig:
+    """When to open, for how long, and how to test recovery.
+
+    ``open_for`` is the first quarantine; each consecutive re-opening without a
+    full recovery lengthens it by ``open_for`` (base x n), up to ``max_open_for``.
+    """
+
+    failure_threshold: int = 5
+    failure_rate: float | None = None
+    slow_call_rate: float | None = None
+    slow_call_s: float = 10.0
+    window: int = 20
+    minimum_calls: int = 10
+    open_for: float = 30.0
+    max_open_for: float = 300.0
+    half_open_trials: int = 1
+    close_after: int = 1
+    failure_codes: tuple[str, ...] = ("upstream_error", "timeout", "malformed_reply")
+
+    def __attrs_post_init__(self) -> None:
+        _check("failure_threshold", self.failure_threshold >= 1, self.failure_threshold, ">= 1")
+        for name in ("failure_rate", "slow_call_rate"):
+            rate = getattr(self, name)
+            _check(name, rate is None or 0 < rate <= 1, rate, "a share in (0, 1], or unset")
+        _check("slow_call_s", self.slow_call_s > 0, self.slow_call_s, "> 0 seconds")
+        _check("window", self.window >= 1, self.window, ">= 1 calls")
+        _check(
+            "minimum_calls",
+            1 <= self.minimum_calls <= self.window,
+            self.minimum_calls,
+            f"1 .. window ({self.window})",
+        )
+        _check("open_for", 0 < self.open_for < math.inf, self.open_for, "> 0 seconds")
+        _check("max_open_for", self.max_open_for >= self.open_for, self.max_open_for, ">= open_for")
+        _check("half_open_trials", self.half_open_trials >= 1, self.half_open_trials, ">= 1")
+        _check(
+            "close_after",
+            1 <= self.close_after <= self.half_open_trials,
+            self.close_after,
+            f"1 .. half_open_trials ({self.half_open_trials})",
+        )
+        unknown = [c for c in self.failure_codes if c not in COUNTABLE_CODES]
+        _check("failure_codes", not unknown, unknown, ", ".join(COUNTABLE_CODES))
+
+
+@attrs.frozen
+class Transition:
+    time: float
+    provider: str
+    source: State
+    target: State
+    reason: str
+
+
+@attrs.frozen
+class BreakerSnapshot:
+    state: State
+    open_until: float
+    ejections: int
+
+
+class BreakerCore:
+    """The breaker's state machine; every method takes the current time.
+
+    ``allow`` returns a permit (the current epoch) or None; ``record`` ignores a
+    result whose permit belongs to an earlier epoch, so a call admitted before a
+    transition cannot move the new state.
+    """
+
+    def __init__(self, provider: str, config: BreakerConfig) -> None:
+        self.provider = provider
+        self.config = config
+        self.state = State.CLOSED
+        self.epoch = 0
+        self.open_until = -math.inf
+        self.ejections = 0  # consecutive openings without a full recovery
+        self.consecutive_failures = 0
+        self.calls: collections.deque[tuple[bool, bool]] = collections.deque(maxlen=config.window)
+        self.trials_in_flight = 0
+        self.trial_successes = 0
+        self.transitions: list[Transition] = []
+        self.on_transition: Callable[[Transition], None] | None = None
+
+    def _move(self, at: float, target: State, reason: str) -> None:
+        transition = Transition(at, self.provider, self.state, target, reason)
+        self.state = target
+        self.epoch += 1
+        self.consecutive_failures = 0
+        self.calls.clear()
+        self.trials_in_flight = 0
+        self.trial_successes = 0
+        self.transitions.append(transition)
+        if self.on_transition is not None:
+            self.on_transition(transition)
+
+    def _open(self, at: float, reason: str) -> None:
+        self.ejections += 1
+        cfg = self.config
+        self.open_until = at + min(cfg.open_for * self.ejections, cfg.max_open_for)
+        self._move(at, State.OPEN, reason)
+
+    def tick(self, now: float) -> None:
+        """Move OPEN -> HALF_OPEN if the quarantine is over (stamped at its end)."""
+        if self.state is State.OPEN and now >= self.open_until:
+            self._move(self.open_until, State.HALF_OPEN, "quarantine over")
+
+    def allow(self, now: float) -> int | None:
+        if self.state is State.CLOSED:
+            return self.epoch
+        self.tick(now)
+        if self.state is State.HALF_OPEN and self.trials_in_flight < self.config.half_open_trials:
+            self.trials_in_flight += 1
+            return self.epoch
+        return None
+
+    def would_allow(self, now: float) -> bool:
+        """Whether :meth:`allow` would grant a permit now, without taking it."""
+        if self.state is State.CLOSED:
+            return True
+        if self.state is State.OPEN:
+            return now >= self.open_until and self.config.half_open_trials > 0
+        return self.trials_in_flight < self.config.half_open_trials
+
+    def record(self, permit: int, now: float, code: str, latency: float) -> None:
+        """Count one finished call; ``code`` is "ok" or an error code."""
+        if permit != self.epoch:
+            return
+        cfg = self.config
+        failed = code in cfg.failure_codes
+        ignored = not failed and code != "ok"
+        if self.state is State.HALF_OPEN:
+            self.trials_in_flight -= 1
+            if failed:
+                self._open(now, f"trial call failed ({code})")
+            elif not ignored:
+                self.trial_successes += 1
+                if self.trial_successes >= cfg.close_after:
+                    self.ejections = 0
+                    self._move(now, State.CLOSED, f"{self.trial_successes} trial call(s) succeeded")
+            return
+        if self.state is not State.CLOSED or ignored:
+            return
+        slow = latency >= cfg.slow_call_s
+        self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
+        self.calls.append((failed, slow))
+        if self.consecutive_failures >= cfg.failure_threshold:
+            self._open(now, f"{self.consecutive_failures} consecutive failures ({code})")
+            return
+        if len(self.calls) >= cfg.minimum_calls:
+            n = len(self.calls)
+            if cfg.failure_rate is not None:
+                rate = sum(f for f, _ in self.calls) / n
+                if rate >= cfg.failure_rate:
+                    self._open(now, f"failure rate {rate:.0%} over the last {n} calls")
+                    return
+            if cfg.slow_call_rate is not None:
+                rate = sum(s for _, s in self.calls) / n
+                if rate >= cfg.slow_call_rate:
+                    self._open(now, f"slow-call rate {rate:.0%} over the last {n} calls")
+
+    def force_open(self, now: float, reason: str) -> None:
+        if self.state is not State.OPEN:
+            self._open(now, reason)
+
+    def reset(self, now: float, reason: str) -> None:
+        self.ejections = 0
+        if self.state is not State.CLOSED:
+            self._move(now, State.CLOSED, reason)
+
+
+@attrs.frozen
+class ForceOpen:
+    reason: str
+
+
+@attrs.frozen
+class Reset:
+    reason: str
+
+
+@attrs.frozen
+class _QuarantineOver:
+    epoch: int
+
+
+class CircuitBreaker(Actor):
+    """The breaker actor for one provider.
+
+    ``allow``/``record`` are plain methods: they never wait, and trio runs them
+    without interleaving, so they keep the actor's one-at-a-time guarantee
+    without a mailbox round trip on every request.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        config: BreakerConfig,
+        on_transition: Callable[[Transition], None] | None = None,
+    ) -> None:
+        super().__init__(f"breaker:{provider}")
+        self.provider = provider
+        self.config = config
+        self._on_transition = on_transition
+        self.core = BreakerCore(provider, config)
+
+    def on_start(self) -> None:
+        self.core = BreakerCore(self.provider, self.config)
+        self.core.on_transition = self._transitioned
+        self._publish()
+
+    def _publish(self) -> None:
+        core = self.core
+        self.publish(BreakerSnapshot(core.state, core.open_until, core.ejections))
+
+    def _transitioned(self, transition: Transition) -> None:
+        self._publish()
+        if transition.target is State.OPEN and self._nursery is not None:
+            delay = max(0.0, self.core.open_until - clock.now())
+            self.after(delay, _QuarantineOver(self.core.epoch))
+        if self._on_transition is not None:
+            self._on_transition(transition)
+
+    @property
+    def state(self) -> State:
+        return self.core.state
+
+    def allow(self) -> int | None:
+        return self.core.allow(clock.now())
+
+    def would_allow(self) -> bool:
+        return self.core.would_allow(clock.now())
+
+    def record(self, permit: int, code: str, latency: float) -> None:
+        self.core.record(permit, clock.now(), code, latency)
+
+    async def receive(self, message: object) -> None:
+        now = clock.now()
+        match message:
+            case _QuarantineOver(epoch) if epoch == self.core.epoch:
+                self.core.tick(now)
+            case _QuarantineOver():
+                pass
+            case ForceOpen(reason):
+                self.core.force_open(now, reason)
+            case Reset(reason):
+                self.core.reset(now, reason)
+            case _:
+                raise TypeError(f"breaker {self.provider!r} got an unknown message {message!r}")

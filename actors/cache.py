@@ -1,0 +1,136 @@
+"""The response cache: exact match on a normalised request (or an explicit key).
+
+:class:`CacheCore` is the pure LRU + TTL table (tested with hypothesis);
+:class:`Cache` is its actor: lookups are plain methods (they never wait), writes
+arrive as messages, and a periodic sweep drops expired entries so memory stays
+flat when keys are never asked for again.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import math
+import re
+from typing import Any
+
+import attrs
+
+from engine import clock
+from engine.actor import Actor
+from engine.errors import InvalidRequest
+from engine.messages import ChatRequest, Completion
+
+_SPACES = re.compile(r"\s+")
+
+
+def request_key(request: ChatRequest) -> str:
+    """The cache key: the explicit one, or a hash of the normalised request."""
+    if request.cache_key is not None:
+        return request.cache_key
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{request.model}\x1f{request.temperature!r}\x1f{request.max_tokens!r}".encode())
+    for message in request.messages:
+        text = _SPACES.sub(" ", message.content).strip()
+        digest.update(f"\x1e{message.role}\x1f{text}".encode())
+    return digest.hexdigest()
+
+
+@attrs.frozen
+class CacheConfig:
+    enabled: bool = True
+    ttl: float = 30 * 86400.0
+    max_entries: int = 10_000
+    sweep_every: float = 300.0
+
+    def __attrs_post_init__(self) -> None:
+        if not self.ttl > 0:
+            raise InvalidRequest("cache.ttl", self.ttl, "> 0 seconds")
+        if self.max_entries < 1:
+            raise InvalidRequest("cache.max_entries", self.max_entries, ">= 1")
+        if not (self.sweep_every > 0 and math.isfinite(self.sweep_every)):
+            raise InvalidRequest("cache.sweep_every", self.sweep_every, "> 0 seconds")
+
+
+class CacheCore:
+    """LRU table with per-entry expiry; counts hits, misses and evictions."""
+
+    def __init__(self, ttl: float, max_entries: int) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: collections.OrderedDict[str, tuple[float, Any]] = collections.OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.expirations = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, now: float, key: str) -> Any | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        if entry[0] <= now:
+            del self._entries[key]
+            self.expirations += 1
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry[1]
+
+    def put(self, now: float, key: str, value: Any, ttl: float | None = None) -> None:
+        self._entries[key] = (now + (self.ttl if ttl is None else ttl), value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+            self.evictions += 1
+
+    def sweep(self, now: float) -> int:
+        expired = [k for k, (expires, _) in self._entries.items() if expires <= now]
+        for key in expired:
+            del self._entries[key]
+        self.expirations += len(expired)
+        return len(expired)
+
+
+@attrs.frozen
+class Store:
+    key: str
+    value: Completion
+
+
+@attrs.frozen
+class Sweep:
+    pass
+
+
+class Cache(Actor):
+    """The cache actor; one per router."""
+
+    def __init__(self, config: CacheConfig, name: str = "cache") -> None:
+        super().__init__(name)
+        self.config = config
+        self.core = CacheCore(config.ttl, config.max_entries)
+
+    def on_start(self) -> None:
+        self.core = CacheCore(self.config.ttl, self.config.max_entries)
+        self.every(self.config.sweep_every, Sweep)
+
+    def lookup(self, key: str) -> Completion | None:
+        return self.core.get(clock.now(), key)
+
+    def store(self, key: str, completion: Completion) -> None:
+        """Queue a write; failures are never offered, only completions."""
+        self.tell(Store(key, completion))
+
+    async def receive(self, message: object) -> None:
+        match message:
+            case Store(key, value):
+                self.core.put(clock.now(), key, value)
+            case Sweep():
+                self.core.sweep(clock.now())
+            case _:
+                raise TypeError(f"cache got an unknown message {message!r}")

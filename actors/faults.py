@@ -1,0 +1,69 @@
+"""Fault schedules: what goes wrong with a provider, and when.
+
+A schedule is a list of windows in simulation time. The virtual backend asks
+it, on every call, which faults are active now; faults are data, so the same
+schedule can drive a simulation or a live mock provider.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from engine.errors import InvalidRequest
+
+FAULT_KINDS = ("outage", "latency", "errors", "rate_limit", "hang", "revoked")
+
+
+def _check(index: int, field: str, ok: bool, value: object, allowed: str) -> None:
+    if not ok:
+        raise InvalidRequest(f"faults[{index}].{field}", value, allowed)
+
+
+@attrs.frozen
+class Fault:
+    """One fault window ``[start, end)``.
+
+    ``outage``: every affected call fails with HTTP ``status`` (default 503).
+    ``latency``: calls take ``multiplier`` times longer.
+    ``errors``: a ``share`` of calls fail with HTTP ``status`` (a brownout or burst).
+    ``rate_limit``: a ``share`` of calls get 429 with ``retry_after``.
+    ``hang``: a ``share`` of calls never answer.
+    ``revoked``: the key is rejected with 401 (the account is disabled).
+    """
+
+    kind: str
+    start: float
+    end: float = math.inf
+    share: float = 1.0
+    multiplier: float = 1.0
+    status: int = 503
+    retry_after: float = 60.0
+
+    def validate(self, index: int) -> None:
+        _check(index, "kind", self.kind in FAULT_KINDS, self.kind, " | ".join(FAULT_KINDS))
+        _check(index, "start", self.start >= 0, self.start, ">= 0 seconds")
+        _check(index, "end", self.end > self.start, self.end, f"> start ({self.start})")
+        _check(index, "share", 0 < self.share <= 1, self.share, "a share in (0, 1]")
+        _check(index, "multiplier", self.multiplier > 0, self.multiplier, "> 0")
+        _check(index, "status", 400 <= self.status <= 599, self.status, "an HTTP error status")
+        _check(index, "retry_after", self.retry_after >= 0, self.retry_after, ">= 0 seconds")
+
+    def active(self, now: float) -> bool:
+        return self.start <= now < self.end
+
+
+@attrs.frozen
+class FaultSchedule:
+    faults: tuple[Fault, ...] = attrs.field(default=(), converter=tuple)
+
+    def __attrs_post_init__(self) -> None:
+        for index, fault in enumerate(self.faults):
+            fault.validate(index)
+
+    def active(self, now: float) -> list[Fault]:
+        return [f for f in self.faults if f.start <= now < f.end]
+
+    def __bool__(self) -> bool:
+        return bool(self.faults)

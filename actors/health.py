@@ -1,0 +1,216 @@
+"""The health monitor: passive outcomes, outside reports and active pings.
+
+Per provider it keeps a latency EWMA, a ring of recent latencies for
+percentiles, an error-rate EWMA and a health score in [0, 1]. Outcomes from
+providers arrive as plain method calls (they never wait); outside reports and
+ping ticks arrive through the mailbox. Selection policies read each provider's
+EWMAs in place (read-only, no round trip); percentiles are recomputed on a tick
+rather than per call, and :meth:`HealthMonitor.snapshot` hands out an immutable
+:class:`HealthSnapshot` for reports and the HTTP surface.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+import attrs
+import numpy as np
+import trio
+
+from engine import clock
+from engine.actor import Actor
+from engine.errors import AttemptError, InvalidRequest
+
+# Outcome codes that say a provider is unhealthy. A 429 or a full queue says it
+# is busy, not broken, and a cancelled call says nothing about it.
+UNHEALTHY_CODES = frozenset({"upstream_error", "timeout", "malformed_reply", "auth_failed"})
+
+
+@attrs.frozen
+class HealthConfig:
+    alpha: float = 0.1
+    window: int = 256
+    ping_every: float | None = None
+    ping_timeout: float = 5.0
+    refresh_every: float = 5.0
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 < self.alpha <= 1:
+            raise InvalidRequest("health.alpha", self.alpha, "a weight in (0, 1]")
+        if self.window < 1:
+            raise InvalidRequest("health.window", self.window, ">= 1 samples")
+        if self.ping_every is not None and not self.ping_every > 0:
+            raise InvalidRequest("health.ping_every", self.ping_every, "> 0 seconds, or unset")
+        if not self.ping_timeout > 0:
+            raise InvalidRequest("health.ping_timeout", self.ping_timeout, "> 0 seconds")
+        if not self.refresh_every > 0:
+            raise InvalidRequest("health.refresh_every", self.refresh_every, "> 0 seconds")
+
+
+@attrs.frozen
+class HealthSnapshot:
+    provider: str
+    score: float
+    error_rate: float
+    latency_ewma: float
+    p50: float
+    p95: float
+    p99: float
+    calls: int
+    failures: int
+    last_error: str
+
+
+class ProviderHealth:
+    """Mutable statistics of one provider, owned by the monitor."""
+
+    __slots__ = (
+        "_filled",
+        "_next",
+        "alpha",
+        "calls",
+        "error_ewma",
+        "failures",
+        "last_error",
+        "latencies",
+        "latency_ewma",
+        "name",
+        "percentiles",
+    )
+
+    def __init__(self, name: str, alpha: float, window: int) -> None:
+        self.name = name
+        self.alpha = alpha
+        self.calls = 0
+        self.failures = 0
+        self.error_ewma = 0.0
+        self.latency_ewma = math.nan
+        self.latencies = np.zeros(window)
+        self._next = 0
+        self._filled = 0
+        self.last_error = ""
+        self.percentiles = (math.nan, math.nan, math.nan)
+
+    def observe(self, code: str, latency: float) -> None:
+        if code == "cancelled" or code == "rejected":
+            return
+        self.calls += 1
+        failed = code in UNHEALTHY_CODES
+        a = self.alpha
+        self.error_ewma += a * ((1.0 if failed else 0.0) - self.error_ewma)
+        if failed:
+            self.failures += 1
+            self.last_error = code
+        elif code == "ok":
+            ewma = self.latency_ewma
+            self.latency_ewma = latency if ewma != ewma else ewma + a * (latency - ewma)
+            self.latencies[self._next] = latency
+            self._next = (self._next + 1) % len(self.latencies)
+            self._filled = min(self._filled + 1, len(self.latencies))
+
+    def refresh_percentiles(self) -> None:
+        if self._filled:
+            p50, p95, p99 = np.percentile(self.latencies[: self._filled], (50, 95, 99))
+            self.percentiles = (float(p50), float(p95), float(p99))
+
+    def snapshot(self) -> HealthSnapshot:
+        p50, p95, p99 = self.percentiles
+        return HealthSnapshot(
+            provider=self.name,
+            score=1.0 - self.error_ewma,
+            error_rate=self.error_ewma,
+            latency_ewma=self.latency_ewma,
+            p50=p50,
+            p95=p95,
+            p99=p99,
+            calls=self.calls,
+            failures=self.failures,
+            last_error=self.last_error,
+        )
+
+
+@attrs.frozen
+class ReportFailure:
+    """A failure seen by another service (passive report from outside)."""
+
+    provider: str
+    reason: str
+
+
+@attrs.frozen
+class _Tick:
+    pass
+
+
+@attrs.frozen
+class _Ping:
+    pass
+
+
+Pinger = Callable[[], Awaitable[None]]
+
+
+class HealthMonitor(Actor):
+    def __init__(self, config: HealthConfig, name: str = "health") -> None:
+        super().__init__(name)
+        self.config = config
+        self._pingers: dict[str, Pinger] = {}
+        self.providers: dict[str, ProviderHealth] = {}
+
+    def register(self, provider: str, pinger: Pinger | None = None) -> None:
+        """Track ``provider``; ``pinger`` makes one small real call for active checks."""
+        self.providers[provider] = ProviderHealth(provider, self.config.alpha, self.config.window)
+        if pinger is not None:
+            self._pingers[provider] = pinger
+
+    def on_start(self) -> None:
+        for name in list(self.providers):
+            self.providers[name] = ProviderHealth(name, self.config.alpha, self.config.window)
+        self.every(self.config.refresh_every, _Tick)
+        if self.config.ping_every is not None and self._pingers:
+            self.every(self.config.ping_every, _Ping)
+
+    def observe(self, provider: str, code: str, latency: float) -> None:
+        self.providers[provider].observe(code, latency)
+
+    def report(self, provider: str, reason: str) -> None:
+        """Queue a failure seen by another service; rejects an unknown provider."""
+        if provider not in self.providers:
+            raise InvalidRequest("provider", provider, ", ".join(self.providers) or "none")
+        self.tell(ReportFailure(provider, reason))
+
+    def health(self, provider: str) -> ProviderHealth:
+        return self.providers[provider]
+
+    def snapshot(self, provider: str) -> HealthSnapshot:
+        stats = self.providers[provider]
+        stats.refresh_percentiles()
+        return stats.snapshot()
+
+    async def _ping(self, provider: str, pinger: Pinger) -> None:
+        start = clock.now()
+        code = "ok"
+        with trio.move_on_after(self.config.ping_timeout) as scope:
+            try:
+                await pinger()
+            except AttemptError as exc:
+                code = exc.code
+        if scope.cancelled_caught:
+            code = "timeout"
+        self.observe(provider, code, clock.now() - start)
+
+    async def receive(self, message: object) -> None:
+        match message:
+            case _Tick():
+                for stats in self.providers.values():
+                    stats.refresh_percentiles()
+            case _Ping():
+                assert self._nursery is not None
+                for provider, pinger in self._pingers.items():
+                    self._nursery.start_soon(self._ping, provider, pinger)
+            case ReportFailure(provider, reason):
+                self.observe(provider, "upstream_error", 0.0)
+                self.providers[provider].last_error = f"reported: {reason}"
+            case _:
+                raise TypeError(f"health monitor got an unknown message {message!r}")

@@ -1,0 +1,232 @@
+"""The provider actor: one per account / API key.
+
+It admits a call only if every rate limit of the account has room (a refusal is
+a 429 with Retry-After), holds one of the account's concurrency slots (FIFO
+queue of bounded length) for the call's duration, dispatches to its backend,
+and reports each outcome to its circuit breaker and the health monitor.
+
+``call`` runs in the caller's task: admission never waits, the slot queue
+parks the caller directly, and the backend's time is spent by the caller, so a
+routed request costs no extra task switch. Commands that change the account
+(disable, enable) arrive through the mailbox.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from actors.backends import Backend
+from actors.breaker import CircuitBreaker, State
+from actors.limits import Admission, LimitSpec
+from actors.slots import QueueIsFull, Slots
+from engine import clock
+from engine.actor import Actor
+from engine.errors import (
+    AttemptError,
+    AttemptTimeout,
+    AuthFailed,
+    CircuitOpen,
+    InvalidRequest,
+    QueueFull,
+    RateLimited,
+)
+from engine.messages import ChatRequest, Completion
+
+if TYPE_CHECKING:
+    from actors.health import HealthMonitor
+
+
+def _at_least(minimum: float):
+    def check(instance: object, attribute: attrs.Attribute, value: float) -> None:
+        if not (isinstance(value, int | float) and value >= minimum):
+            raise InvalidRequest(f"provider.{attribute.name}", value, f">= {minimum}")
+
+    return check
+
+
+@attrs.frozen
+class ProviderSpec:
+    """One account: its limits, capacity, model and prices.
+
+    ``family`` groups the accounts of one provider (round-robin rotates among
+    them); ``tier`` says what the model is good for (``light`` or ``strong``).
+    """
+
+    name: str
+    family: str = "virtual"
+    model: str = "default"
+    tier: str = "strong"
+    limits: tuple[LimitSpec, ...] = attrs.field(default=(), converter=tuple)
+    max_concurrency: int = attrs.field(default=64, validator=_at_least(1))
+    queue_limit: int = attrs.field(default=256, validator=_at_least(0))
+    context_window: int = attrs.field(default=8192, validator=_at_least(1))
+    input_cost_per_mtok: float = attrs.field(default=0.0, validator=_at_least(0))
+    output_cost_per_mtok: float = attrs.field(default=0.0, validator=_at_least(0))
+    priority: int = 0
+
+
+@attrs.frozen
+class Disable:
+    reason: str
+    until: float = math.inf
+
+
+@attrs.frozen
+class Enable:
+    reason: str
+
+
+@attrs.define
+class ProviderStats:
+    calls: int = 0
+    answered: int = 0
+    failures: Counter = attrs.Factory(Counter)
+    rejections: Counter = attrs.Factory(Counter)
+    busy_time: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+
+
+class Provider(Actor):
+    def __init__(
+        self,
+        spec: ProviderSpec,
+        backend: Backend,
+        breaker: CircuitBreaker,
+        health: HealthMonitor | None = None,
+    ) -> None:
+        super().__init__(f"provider:{spec.name}")
+        self.spec = spec
+        self.backend = backend
+        self.breaker = breaker
+        self.health = health
+        self.on_start()
+
+    def on_start(self) -> None:
+        self.admission = Admission(self.spec.limits)
+        self.slots = Slots(self.spec.max_concurrency, self.spec.queue_limit)
+        self.stats = ProviderStats()
+        self.disabled_until = -math.inf
+        self.disabled_reason = ""
+
+    # --- what selection policies read (never waits) -------------------------
+    def wait_before(self, request: ChatRequest, now: float) -> float:
+        """Seconds until this account could take ``request`` (0: now)."""
+        if self.disabled_until > now:
+            return self.disabled_until - now
+        breaker = self.breaker.core
+        if breaker.state is State.OPEN:
+            wait = breaker.open_until - now
+            if wait > 0:
+                return wait
+        elif breaker.state is State.HALF_OPEN and not breaker.would_allow(now):
+            return 1.0  # a trial call is out; its result decides
+        if not self.admission.limiters:
+            return 0.0
+        return self.admission.wait_for(now, 1, self._tokens(request), request.prompt_chars)
+
+    def quota_left(self, now: float) -> float:
+        return self.admission.remaining_fraction(now)
+
+    def load(self) -> float:
+        """Busy share of the account's slots, counting its queue."""
+        return (self.slots.in_use + self.slots.queued) / self.spec.max_concurrency
+
+    def _tokens(self, request: ChatRequest) -> int:
+        return request.prompt_tokens + (request.max_tokens or request.expected_output_tokens or 0)
+
+    # --- the call -----------------------------------------------------------
+    async def call(self, request: ChatRequest, request_id: str, timeout: float) -> Completion:
+        """One attempt on this account; raises an AttemptError on failure."""
+        name = self.spec.name
+        permit = self.breaker.allow()
+        if permit is None:
+            raise CircuitOpen(name, "circuit breaker is open")
+        start = clock.now()
+        if self.disabled_until > start:
+            self.breaker.record(permit, "rejected", 0.0)
+            raise AuthFailed(name, f"account disabled: {self.disabled_reason}")
+        prompt_tokens = request.prompt_tokens
+        wait, limit = self.admission.try_admit(
+            start, 1, self._tokens(request), request.prompt_chars
+        )
+        if wait > 0:
+            self.stats.rejections[limit] += 1
+            self.breaker.record(permit, "rejected", 0.0)
+            raise RateLimited(name, limit, wait)
+        stats = self.stats
+        stats.calls += 1
+        code = "cancelled"
+        service_start = start
+        acquired = False
+        try:
+            try:
+                if timeout == math.inf:
+                    await self.slots.acquire()
+                    acquired = True
+                    service_start = clock.now()
+                    reply = await self.backend.complete(request, request_id)
+                else:
+                    reply = None
+                    with trio.move_on_after(timeout):
+                        await self.slots.acquire()
+                        acquired = True
+                        service_start = clock.now()
+                        reply = await self.backend.complete(request, request_id)
+                    if reply is None:
+                        raise AttemptTimeout(name, timeout)
+            except QueueIsFull as exc:
+                raise QueueFull(name, f"queue full: {exc}") from None
+        except AttemptError as exc:
+            code = exc.code
+            stats.failures[code] += 1
+            if isinstance(exc, AuthFailed):
+                self.tell(Disable(str(exc)))
+            raise
+        else:
+            code = "ok"
+            stats.answered += 1
+        finally:
+            end = clock.now()
+            if acquired:
+                self.slots.release()
+                stats.busy_time += end - service_start
+            self.breaker.record(permit, code, end - start)
+            if self.health is not None:
+                self.health.observe(name, code, end - start)
+        completion_tokens = reply.completion_tokens
+        spec = self.spec
+        cost = (
+            prompt_tokens * spec.input_cost_per_mtok + completion_tokens * spec.output_cost_per_mtok
+        ) / 1e6
+        stats.tokens_in += prompt_tokens
+        stats.tokens_out += completion_tokens
+        stats.cost += cost
+        return Completion(
+            request_id=request_id,
+            content=reply.content,
+            model=spec.model,
+            provider=name,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency=end - start,
+            ttft=(service_start - start) + reply.ttft,
+            cost=cost,
+        )
+
+    async def receive(self, message: object) -> None:
+        match message:
+            case Disable(reason, until):
+                self.disabled_until = until if until > clock.now() else math.inf
+                self.disabled_reason = reason
+            case Enable():
+                self.disabled_until = -math.inf
+                self.disabled_reason = ""
+            case _:
+                raise TypeError(f"provider {self.spec.name!r} got an unknown message {message!r}")

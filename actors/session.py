@@ -1,0 +1,71 @@
+"""The interview session actor: it owns the conversation history.
+
+Each turn appends the candidate's message, sends the whole history through the
+router, and appends the answer. The history lives here, not with a provider,
+so when the router moves the session to another provider mid-interview the new
+provider receives the whole conversation, unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+from engine.actor import Actor
+from engine.errors import CallboardError
+from engine.messages import ChatMessage, ChatRequest, Completion
+
+if TYPE_CHECKING:
+    from engine.router import Router
+
+
+@attrs.frozen
+class Turn:
+    """The candidate's next message, and what kind of turn it is for routing."""
+
+    content: str
+    kind: str = "chat"
+    expected_output_tokens: int | None = None
+    max_tokens: int | None = None
+
+
+class InterviewSession(Actor):
+    def __init__(self, session_id: str, router: Router, system_prompt: str = "") -> None:
+        super().__init__(f"session:{session_id}", mailbox_capacity=64)
+        self.session_id = session_id
+        self.router = router
+        self.system_prompt = system_prompt
+        self.on_start()
+
+    def on_start(self) -> None:
+        # A restarted session starts a fresh conversation rather than a half-written one.
+        self.history: list[ChatMessage] = (
+            [ChatMessage("system", self.system_prompt)] if self.system_prompt else []
+        )
+        self.provider: str | None = None  # where the router last served this session
+        self.providers_used: list[str] = []
+
+    async def turn(self, turn: Turn) -> Completion:
+        """One exchange; on failure the history is left as it was before the turn."""
+        self.history.append(ChatMessage("user", turn.content))
+        request = ChatRequest(
+            messages=tuple(self.history),
+            kind=turn.kind,
+            expected_output_tokens=turn.expected_output_tokens,
+            max_tokens=turn.max_tokens,
+        )
+        try:
+            completion = await self.router.complete(request, session=self)
+        except BaseException:
+            self.history.pop()
+            raise
+        self.history.append(ChatMessage("assistant", completion.content))
+        if not self.providers_used or self.providers_used[-1] != completion.provider:
+            self.providers_used.append(completion.provider)
+        return completion
+
+    async def receive(self, message: object) -> Completion:
+        if isinstance(message, Turn):
+            return await self.turn(message)
+        raise CallboardError(f"session {self.session_id!r} got an unknown message {message!r}")

@@ -1,0 +1,130 @@
+"""Clocks: trio's own for the live world, a virtual one for simulations.
+
+Every wait in callboard goes through :func:`sleep` / :func:`sleep_until`, so the
+same code runs on real time (trio's ``SystemClock``) and on virtual time
+(:class:`VirtualClock`), where time jumps to the next event as soon as every
+task is blocked.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import trio
+from trio.lowlevel import (
+    Abort,
+    checkpoint,
+    current_clock,
+    current_task,
+    reschedule,
+    wait_task_rescheduled,
+)
+
+from engine.determinism import pinned_trio_scheduling
+
+T = TypeVar("T")
+
+# How long trio may block on I/O when no timer of ours and no trio deadline is
+# pending. A simulation always holds a timer for its end, so this only matters
+# for tests that mix the virtual clock with real I/O.
+_IDLE_IO_WAIT_S = 86400.0
+
+
+class VirtualClock(trio.abc.Clock):
+    """A trio clock whose time jumps to the next event when every task is blocked.
+
+    Why not ``trio.testing.MockClock(autojump_threshold=0)``: it jumps through a
+    system task woken by ``wait_all_tasks_blocked``, which costs ~64 µs per timed
+    event here. This clock keeps its own heap of sleeping tasks (ties broken by a
+    sequence number, never by ``id()``) and wakes them from
+    :meth:`deadline_to_sleep_time`, which trio calls exactly when its run queue
+    is empty. Trio's own deadlines (``move_on_after``, ``fail_after``, plain
+    ``trio.sleep``) keep working: the clock jumps to whichever comes first.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = float(start)
+        self._timers: list[list[Any]] = []  # [when, seq, task or None if aborted]
+        self._seq = itertools.count()
+        self.timed_events = 0
+
+    def start_clock(self) -> None:
+        pass
+
+    def current_time(self) -> float:
+        return self._now
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        timers = self._timers
+        while timers and timers[0][2] is None:
+            heapq.heappop(timers)
+        next_timer = timers[0][0] if timers else math.inf
+        target = next_timer if next_timer < deadline else deadline
+        if target == math.inf:
+            return _IDLE_IO_WAIT_S
+        if target > self._now:
+            self._now = target
+        now = self._now
+        while timers and timers[0][0] <= now:
+            _, _, task = heapq.heappop(timers)
+            if task is not None:
+                self.timed_events += 1
+                reschedule(task)
+        return 0.0
+
+    async def sleep_until(self, when: float) -> None:
+        """Park the calling task until virtual time reaches ``when``."""
+        if when <= self._now:
+            await checkpoint()
+            return
+        entry = [when, next(self._seq), current_task()]
+        heapq.heappush(self._timers, entry)
+
+        def abort(_: object) -> Abort:
+            entry[2] = None
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+
+def now() -> float:
+    """Current time on whichever clock the running trio loop uses."""
+    return trio.current_time()
+
+
+async def sleep(seconds: float) -> None:
+    """Sleep on the running loop's clock (virtual or real)."""
+    clock = current_clock()
+    if type(clock) is VirtualClock:
+        await clock.sleep_until(clock._now + seconds)
+    else:
+        await trio.sleep(seconds)
+
+
+async def sleep_until(when: float) -> None:
+    """Sleep until an absolute time on the running loop's clock."""
+    clock = current_clock()
+    if type(clock) is VirtualClock:
+        await clock.sleep_until(when)
+    else:
+        await trio.sleep_until(when)
+
+
+def run_virtual(
+    async_fn: Callable[..., Awaitable[T]],
+    *args: Any,
+    scheduling_seed: int = 0,
+    start: float = 0.0,
+) -> T:
+    """Run ``async_fn`` on a fresh :class:`VirtualClock`, reproducibly.
+
+    Trio's scheduling order is pinned from ``scheduling_seed`` for the duration
+    of the run, so the same inputs give the same interleaving in any process.
+    """
+    clock = VirtualClock(start)
+    with pinned_trio_scheduling(scheduling_seed):
+        return trio.run(async_fn, *args, clock=clock)

@@ -1,0 +1,168 @@
+"""Named errors. Every request that enters callboard ends answered or as one of these."""
+
+from __future__ import annotations
+
+
+class CallboardError(Exception):
+    """Base of every error callboard raises on purpose."""
+
+    #: Short machine-readable name, used in logs, metrics and results.
+    code = "error"
+    #: HTTP status the live surface answers with.
+    status = 500
+
+
+class InvalidRequest(CallboardError):
+    """A request or a config value that cannot be served; names the field."""
+
+    code = "invalid_request"
+    status = 400
+
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        shown = repr(value)
+        if len(shown) > 120:
+            shown = shown[:117] + "..."
+        super().__init__(f"{field}: got {shown}; allowed: {allowed}")
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+
+
+class Overloaded(CallboardError):
+    """Capacity is exhausted (a full mailbox or queue); retry after ``retry_after`` s."""
+
+    code = "overloaded"
+    status = 503
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ActorCrashed(CallboardError):
+    """An actor failed while handling a message; names the actor and the cause."""
+
+    code = "actor_crashed"
+
+    def __init__(self, actor: str, error: BaseException) -> None:
+        super().__init__(f"actor {actor!r} crashed: {type(error).__name__}: {error}")
+        self.actor = actor
+        self.error = error
+
+
+# --- one attempt against one provider ---------------------------------------------
+
+
+class AttemptError(CallboardError):
+    """One attempt against one provider failed; the router may retry or fail over."""
+
+    code = "attempt_failed"
+    #: Whether another attempt (on this or another provider) may succeed.
+    retryable = True
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+
+
+class RateLimited(AttemptError):
+    """HTTP 429: a rate limit or quota refused the request."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, provider: str, limit: str, retry_after: float) -> None:
+        super().__init__(provider, f"{limit} limit reached; retry after {retry_after:.3f} s")
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class UpstreamError(AttemptError):
+    """HTTP 5xx (or another unexpected status) from the provider."""
+
+    code = "upstream_error"
+    status = 502
+
+    def __init__(self, provider: str, upstream_status: int, detail: str = "") -> None:
+        super().__init__(provider, f"HTTP {upstream_status} {detail}".rstrip())
+        self.upstream_status = upstream_status
+
+
+class AttemptTimeout(AttemptError):
+    """The provider did not answer within the per-attempt timeout."""
+
+    code = "timeout"
+    status = 504
+
+    def __init__(self, provider: str, timeout: float) -> None:
+        super().__init__(provider, f"no answer within {timeout:g} s")
+        self.timeout = timeout
+
+
+class MalformedReply(AttemptError):
+    """The provider answered, but not with a usable completion."""
+
+    code = "malformed_reply"
+    status = 502
+
+
+class AuthFailed(AttemptError):
+    """HTTP 401/403: the key is revoked or wrong; that account is disabled."""
+
+    code = "auth_failed"
+    status = 502
+
+
+class QueueFull(AttemptError):
+    """The provider's concurrency queue is full; try another provider."""
+
+    code = "queue_full"
+    status = 503
+
+
+class CircuitOpen(AttemptError):
+    """The provider's breaker refused the call (quarantined, or its trial is out)."""
+
+    code = "circuit_open"
+    status = 503
+
+
+# --- the outcome of a whole request -----------------------------------------------
+
+
+class RequestFailed(CallboardError):
+    """The router gave up on a request; ``attempts`` lists what was tried."""
+
+    code = "request_failed"
+    status = 502
+
+    def __init__(self, request_id: str, reason: str, attempts: list[AttemptError]) -> None:
+        tried = "; ".join(str(a) for a in attempts) or "no attempt made"
+        super().__init__(f"request {request_id}: {reason} ({tried})")
+        self.request_id = request_id
+        self.reason = reason
+        self.attempts = attempts
+
+
+class NoProviderAvailable(RequestFailed):
+    """Every provider is quarantined, disabled or out of quota until past the deadline."""
+
+    code = "no_provider"
+    status = 503
+
+    def __init__(
+        self, request_id: str, attempts: list[AttemptError], retry_after: float | None
+    ) -> None:
+        super().__init__(request_id, "no provider can serve it before its deadline", attempts)
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(RequestFailed):
+    """The request's overall deadline passed."""
+
+    code = "deadline_exceeded"
+    status = 504
+
+    def __init__(self, request_id: str, deadline: float, attempts: list[AttemptError]) -> None:
+        super().__init__(request_id, f"deadline of {deadline:g} s exceeded", attempts)
+        self.deadline = deadline

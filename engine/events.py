@@ -1,0 +1,54 @@
+"""The decision log: one structured line per routing decision, and an event record.
+
+Lines look like ``request_id=r-00000001 action=attempt provider=hf-1 attempt=1``
+and go to the ``callboard.router`` logger. When ``keep`` is on, every event is
+also kept as a tuple (time, request id, action, detail) so a run can be compared
+event by event with another (determinism tests, experiment replays).
+"""
+
+from __future__ import annotations
+
+import logging
+
+ACTIONS = (
+    "received",
+    "rejected",
+    "cache_hit",
+    "attempt",
+    "failed",
+    "failover",
+    "backoff",
+    "queued",
+    "success",
+    "gave_up",
+    "cancelled",
+    "breaker",
+)
+
+logger = logging.getLogger("callboard.router")
+
+
+class DecisionLog:
+    __slots__ = ("_log_enabled", "events", "keep")
+
+    def __init__(self, keep: bool = False) -> None:
+        self.keep = keep
+        self.events: list[tuple[float, str, str, str]] = []
+        self._log_enabled = logger.isEnabledFor(logging.INFO)
+
+    @property
+    def active(self) -> bool:
+        """Whether emitting costs anything; callers skip building details when not."""
+        return self.keep or self._log_enabled
+
+    def emit(self, now: float, request_id: str, action: str, detail: str = "") -> None:
+        if self.keep:
+            self.events.append((now, request_id, action, detail))
+        if self._log_enabled:
+            logger.info(
+                "t=%.6f request_id=%s action=%s%s",
+                now,
+                request_id,
+                action,
+                " " + detail if detail else "",
+            )

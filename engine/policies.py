@@ -1,0 +1,204 @@
+"""Selection policies: which eligible provider gets the next attempt.
+
+Each policy sees only providers that can take the request now (not disabled,
+not quarantined, not out of quota or rate limit), and picks in one linear pass
+over them, reading the health monitor's live statistics without a round trip.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+
+from engine.errors import InvalidRequest
+from engine.messages import ChatRequest
+
+if TYPE_CHECKING:
+    from actors.health import HealthMonitor
+    from actors.provider import Provider
+    from actors.session import InterviewSession
+
+POLICIES = ("weighted", "lowest_latency", "round_robin", "priority", "sticky")
+
+
+@attrs.frozen
+class PolicyConfig:
+    """Which policy, and the weighted policy's weights (health, quota, speed)."""
+
+    name: str = "weighted"
+    health_weight: float = 0.4
+    quota_weight: float = 0.3
+    speed_weight: float = 0.3
+    min_health: float = 0.5
+
+    def __attrs_post_init__(self) -> None:
+        if self.name not in POLICIES:
+            raise InvalidRequest("routing.policy", self.name, " | ".join(POLICIES))
+        for field in ("health_weight", "quota_weight", "speed_weight"):
+            value = getattr(self, field)
+            if not (value >= 0 and math.isfinite(value)):
+                raise InvalidRequest(f"routing.{field}", value, "a finite number >= 0")
+        if not 0 <= self.min_health <= 1:
+            raise InvalidRequest("routing.min_health", self.min_health, "a score in [0, 1]")
+
+
+class Policy(Protocol):
+    def choose(
+        self,
+        candidates: list[Provider],
+        request: ChatRequest,
+        session: InterviewSession | None,
+        now: float,
+    ) -> Provider: ...
+
+
+class Weighted:
+    """Highest ``w_h * health + w_q * quota left + w_s * speed`` wins.
+
+    Speed is the fastest candidate's expected response time over this one's,
+    where the expected time is the latency EWMA inflated by the account's slot
+    and queue occupancy.
+    Ties go to the earlier provider in the config.
+    """
+
+    def __init__(self, config: PolicyConfig, health: HealthMonitor) -> None:
+        self.config = config
+        self.health = health
+
+    def choose(
+        self,
+        candidates: list[Provider],
+        request: ChatRequest,
+        session: InterviewSession | None,
+        now: float,
+    ) -> Provider:
+        if len(candidates) == 1:
+            return candidates[0]
+        cfg = self.config
+        stats = self.health.providers
+        latencies = [stats[p.spec.name].latency_ewma for p in candidates]
+        measured = [x for x in latencies if x == x]
+        # An unmeasured provider is assumed as fast as the measured average, so it
+        # gets tried, but its queue still counts against it.
+        prior = sum(measured) / len(measured) if measured else 1.0
+        expected = [
+            (prior if latency != latency else latency) * (1.0 + provider.load())
+            for provider, latency in zip(candidates, latencies, strict=True)
+        ]
+        fastest = min(expected)
+        best, best_score = candidates[0], -math.inf
+        for provider, exp in zip(candidates, expected, strict=True):
+            speed = 1.0 if exp <= 0.0 else fastest / exp
+            score = (
+                cfg.health_weight * (1.0 - stats[provider.spec.name].error_ewma)
+                + cfg.quota_weight * provider.quota_left(now)
+                + cfg.speed_weight * speed
+            )
+            if score > best_score:
+                best, best_score = provider, score
+        return best
+
+
+class LowestLatency:
+    """The healthy candidate with the lowest latency EWMA (unmeasured first)."""
+
+    def __init__(self, config: PolicyConfig, health: HealthMonitor) -> None:
+        self.min_health = config.min_health
+        self.health = health
+
+    def choose(
+        self,
+        candidates: list[Provider],
+        request: ChatRequest,
+        session: InterviewSession | None,
+        now: float,
+    ) -> Provider:
+        stats = self.health.providers
+        best, best_key = candidates[0], (True, math.inf)
+        for provider in candidates:
+            health = stats[provider.spec.name]
+            latency = health.latency_ewma
+            key = (
+                1.0 - health.error_ewma < self.min_health,
+                -1.0 if latency != latency else latency,
+            )
+            if key < best_key:
+                best, best_key = provider, key
+        return best
+
+
+class RoundRobin:
+    """Each attempt goes to the next account in config order, skipping ineligible ones."""
+
+    def __init__(self, providers: list[Provider]) -> None:
+        self._order = {id(p): i for i, p in enumerate(providers)}
+        self._size = len(providers)
+        self._cursor = 0
+
+    def choose(
+        self,
+        candidates: list[Provider],
+        request: ChatRequest,
+        session: InterviewSession | None,
+        now: float,
+    ) -> Provider:
+        cursor, size = self._cursor, self._size
+        best, best_distance = candidates[0], size
+        for provider in candidates:
+            distance = (self._order[id(provider)] - cursor) % size
+            if distance < best_distance:
+                best, best_distance = provider, distance
+                if distance == 0:
+                    break
+        self._cursor = (self._order[id(best)] + 1) % size
+        return best
+
+
+class Priority:
+    """The first eligible provider by ``priority`` (lower first), then config order."""
+
+    def choose(
+        self,
+        candidates: list[Provider],
+        request: ChatRequest,
+        session: InterviewSession | None,
+        now: float,
+    ) -> Provider:
+        return min(candidates, key=lambda p: p.spec.priority)
+
+
+class Sticky:
+    """Keep a session on its provider while it is eligible; else pick by weight and re-pin."""
+
+    def __init__(self, fallback: Policy) -> None:
+        self.fallback = fallback
+
+    def choose(
+        self,
+        candidates: list[Provider],
+        request: ChatRequest,
+        session: InterviewSession | None,
+        now: float,
+    ) -> Provider:
+        if session is not None and session.provider is not None:
+            for provider in candidates:
+                if provider.spec.name == session.provider:
+                    return provider
+        return self.fallback.choose(candidates, request, session, now)
+
+
+def build_policy(config: PolicyConfig, providers: list[Provider], health: HealthMonitor) -> Policy:
+    match config.name:
+        case "weighted":
+            return Weighted(config, health)
+        case "lowest_latency":
+            return LowestLatency(config, health)
+        case "round_robin":
+            return RoundRobin(providers)
+        case "priority":
+            return Priority()
+        case "sticky":
+            return Sticky(Weighted(config, health))
+    raise InvalidRequest("routing.policy", config.name, " | ".join(POLICIES))

@@ -1,0 +1,256 @@
+"""The routing core: validation, cache, selection, retries, failover, deadlines.
+
+One request's life: validate (fail fast, no provider call) -> cache lookup ->
+pick an eligible provider with the policy -> attempt with a per-attempt
+timeout -> on 429 fail over at once; on another error fail over to a provider
+not yet tried, or back off (exponential, jittered, never sooner than
+Retry-After) and retry -> when no provider can take it, wait for the first one
+that can if that fits before the deadline, else give up with a named error.
+Every request ends in exactly one outcome, counted in :class:`RouterStats`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import attrs
+
+from actors.cache import Cache, request_key
+from engine import clock
+from engine.errors import (
+    AttemptError,
+    CallboardError,
+    DeadlineExceeded,
+    InvalidRequest,
+    NoProviderAvailable,
+    RateLimited,
+    RequestFailed,
+)
+from engine.events import DecisionLog
+from engine.messages import ChatRequest, Completion
+from engine.policies import Policy
+from engine.retry import RetryConfig
+from engine.streams import Stream
+from engine.validation import validate
+
+if TYPE_CHECKING:
+    from actors.provider import Provider
+    from actors.session import InterviewSession
+
+
+@attrs.define
+class RouterStats:
+    """The books: every request received is in exactly one of these places."""
+
+    received: int = 0
+    in_flight: int = 0
+    answered: int = 0
+    cache_hits: int = 0
+    cancelled: int = 0
+    failed: Counter = attrs.Factory(Counter)
+    attempts: int = 0
+    retries: int = 0
+    failovers: int = 0
+    rate_limited: int = 0
+
+    def balanced(self) -> bool:
+        return self.received == (
+            self.in_flight + self.answered + self.cancelled + sum(self.failed.values())
+        )
+
+
+class Router:
+    """Routes chat requests over a fleet of provider actors."""
+
+    def __init__(
+        self,
+        providers: list[Provider],
+        policy: Policy,
+        retry: RetryConfig,
+        *,
+        cache: Cache | None,
+        jitter: Stream,
+        log: DecisionLog | None = None,
+        request_id_prefix: str = "r-",
+    ) -> None:
+        if not providers:
+            raise InvalidRequest("providers", [], "at least one provider")
+        names = [p.spec.name for p in providers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise InvalidRequest("providers.name", duplicates, "unique account names")
+        self.providers = providers
+        self.by_name = {p.spec.name: p for p in providers}
+        self.policy = policy
+        self.retry = retry
+        self.cache = cache
+        self.log = log or DecisionLog()
+        self.stats = RouterStats()
+        self._jitter = jitter
+        self._prefix = request_id_prefix
+        self._next_id = 0
+        self.context_windows: dict[str, int] = {}
+        for p in providers:
+            model = p.spec.model
+            self.context_windows[model] = max(
+                self.context_windows.get(model, 0), p.spec.context_window
+            )
+
+    def new_request_id(self) -> str:
+        self._next_id += 1
+        return f"{self._prefix}{self._next_id:08d}"
+
+    async def complete(
+        self, request: ChatRequest, session: InterviewSession | None = None
+    ) -> Completion:
+        """Answer ``request`` or raise a named :class:`CallboardError`."""
+        start = clock.now()
+        request_id = request.request_id or self.new_request_id()
+        log = self.log
+        stats = self.stats
+        stats.received += 1
+        if log.active:
+            log.emit(start, request_id, "received", f"model={request.model} kind={request.kind}")
+        try:
+            validate(request, self.context_windows)
+        except InvalidRequest as exc:
+            stats.failed[exc.code] += 1
+            if log.active:
+                log.emit(start, request_id, "rejected", f"field={exc.field}")
+            raise
+        cache = self.cache
+        key = None
+        if cache is not None and not request.bypass_cache:
+            key = request_key(request)
+            hit = cache.lookup(key)
+            if hit is not None:
+                stats.cache_hits += 1
+                stats.answered += 1
+                if log.active:
+                    log.emit(start, request_id, "cache_hit", f"provider={hit.provider}")
+                return attrs.evolve(
+                    hit, request_id=request_id, latency=0.0, ttft=0.0, cached=True, cost=0.0
+                )
+        stats.in_flight += 1
+        try:
+            completion = await self._attempts(request, request_id, session, start)
+        except CallboardError as exc:
+            stats.in_flight -= 1
+            stats.failed[exc.code] += 1
+            if log.active:
+                log.emit(clock.now(), request_id, "gave_up", f"error={exc.code}")
+            raise
+        except BaseException:
+            stats.in_flight -= 1
+            stats.cancelled += 1
+            if log.active:
+                log.emit(clock.now(), request_id, "cancelled")
+            raise
+        stats.in_flight -= 1
+        stats.answered += 1
+        if key is not None:
+            cache.store(key, completion)
+        return completion
+
+    def _eligible(
+        self, request: ChatRequest, now: float, avoid: dict[str, float]
+    ) -> tuple[list[Provider], float]:
+        """Providers that can take ``request`` now, and the soonest wait otherwise."""
+        eligible: list[Provider] = []
+        soonest = math.inf
+        for provider in self.providers:
+            if request.model != "auto" and provider.spec.model != request.model:
+                continue
+            wait = provider.wait_before(request, now)
+            until = avoid.get(provider.spec.name)
+            if until is not None and until - now > wait:
+                wait = until - now
+            if wait <= 0:
+                eligible.append(provider)
+            elif wait < soonest:
+                soonest = wait
+        return eligible, soonest
+
+    async def _attempts(
+        self,
+        request: ChatRequest,
+        request_id: str,
+        session: InterviewSession | None,
+        start: float,
+    ) -> Completion:
+        retry = self.retry
+        log = self.log
+        stats = self.stats
+        deadline = start + (request.deadline or retry.deadline)
+        errors: list[AttemptError] = []
+        avoid: dict[str, float] = {}  # provider -> until when (a 429's Retry-After)
+        failed: set[str] = set()  # providers that failed this request
+        retries = 0
+        while True:
+            now = clock.now()
+            if now >= deadline:
+                raise DeadlineExceeded(request_id, deadline - start, errors)
+            eligible, soonest = self._eligible(request, now, avoid)
+            if not eligible:
+                if now + soonest >= deadline:
+                    raise NoProviderAvailable(request_id, errors, soonest)
+                if log.active:
+                    log.emit(now, request_id, "queued", f"wait={soonest:.3f}")
+                await clock.sleep(soonest)
+                continue
+            fresh = [p for p in eligible if p.spec.name not in failed] if failed else eligible
+            provider = self.policy.choose(fresh or eligible, request, session, now)
+            name = provider.spec.name
+            stats.attempts += 1
+            if log.active:
+                log.emit(now, request_id, "attempt", f"provider={name} attempt={len(errors) + 1}")
+            timeout = min(retry.attempt_timeout, deadline - now)
+            try:
+                completion = await provider.call(request, request_id, timeout)
+            except AttemptError as exc:
+                errors.append(exc)
+                end = clock.now()
+                if log.active:
+                    log.emit(end, request_id, "failed", f"provider={name} error={exc.code}")
+                if not exc.retryable or len(errors) >= retry.max_attempts:
+                    raise RequestFailed(request_id, f"{len(errors)} attempts failed", errors)
+                if isinstance(exc, RateLimited):
+                    stats.rate_limited += 1
+                    avoid[name] = end + exc.retry_after
+                    stats.failovers += 1
+                    if log.active:
+                        log.emit(end, request_id, "failover", f"from={name} reason=429")
+                    continue
+                failed.add(name)
+                others, _ = self._eligible(request, end, avoid)
+                if any(p.spec.name not in failed for p in others):
+                    stats.failovers += 1
+                    if log.active:
+                        log.emit(end, request_id, "failover", f"from={name} reason={exc.code}")
+                    continue
+                retries += 1
+                stats.retries += 1
+                delay = retry.backoff(retries, avoid.get(name, end) - end, self._jitter)
+                delay = min(delay, max(0.0, deadline - end))
+                if log.active:
+                    log.emit(end, request_id, "backoff", f"provider={name} wait={delay:.3f}")
+                await clock.sleep(delay)
+                continue
+            completion = attrs.evolve(
+                completion,
+                attempts=len(errors) + 1,
+                latency=clock.now() - start,
+                ttft=completion.ttft + (now - start),
+            )
+            if session is not None:
+                session.provider = name
+            if log.active:
+                log.emit(
+                    clock.now(),
+                    request_id,
+                    "success",
+                    f"provider={name} attempts={completion.attempts}",
+                )
+            return completion
