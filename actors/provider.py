@@ -114,12 +114,16 @@ class Provider(Actor):
         self.stats = ProviderStats()
         self.disabled_until = -math.inf
         self.disabled_reason = ""
+        # Set by the latest upstream 429's Retry-After (the latest wins, even if sooner).
+        self.cooling_until = -math.inf
 
     # --- what selection policies read (never waits) -------------------------
     def wait_before(self, request: ChatRequest, now: float) -> float:
         """Seconds until this account could take ``request`` (0: now)."""
         if self.disabled_until > now:
             return self.disabled_until - now
+        if self.cooling_until > now:
+            return self.cooling_until - now
         breaker = self.breaker.core
         if breaker.state is State.OPEN:
             wait = breaker.open_until - now
@@ -188,6 +192,8 @@ class Provider(Actor):
             stats.failures[code] += 1
             if isinstance(exc, AuthFailed):
                 self.tell(Disable(str(exc)))
+            elif isinstance(exc, RateLimited):
+                self.cooling_until = clock.now() + exc.retry_after
             raise
         else:
             code = "ok"

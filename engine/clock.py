@@ -44,6 +44,10 @@ class VirtualClock(trio.abc.Clock):
     :meth:`deadline_to_sleep_time`, which trio calls exactly when its run queue
     is empty. Trio's own deadlines (``move_on_after``, ``fail_after``, plain
     ``trio.sleep``) keep working: the clock jumps to whichever comes first.
+
+    ``trio.testing.wait_all_tasks_blocked`` cannot see idleness on this clock
+    while any timer is pending (time jumps instead); sleep past the moment of
+    interest instead.
     """
 
     def __init__(self, start: float = 0.0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from typing import Protocol
 
@@ -85,10 +86,10 @@ class Empirical:
             raise ValueError(
                 f"Empirical.points must start at percentile 0 and end at 100, got {ps}"
             )
-        if any(b <= a for a, b in zip(ps, ps[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(ps)):
             raise ValueError(f"Empirical.points percentiles must increase strictly, got {ps}")
-        if any(b < a for a, b in zip(vs, vs[1:], strict=False)) or vs[0] < 0:
-            raise ValueError(f"Empirical.points values must be >= 0 and non-decreasing, got {vs}")
+        if any(b < a for a, b in itertools.pairwise(vs)) or vs[0] < 0:
+            raise ValueError(f"Empirical.points values must be >= 0 and ascending, got {vs}")
 
     def sample(self, stream: Stream) -> float:
         q = stream.uniform() * 100.0

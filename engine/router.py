@@ -215,7 +215,8 @@ class Router:
                 if log.active:
                     log.emit(end, request_id, "failed", f"provider={name} error={exc.code}")
                 if not exc.retryable or len(errors) >= retry.max_attempts:
-                    raise RequestFailed(request_id, f"{len(errors)} attempts failed", errors)
+                    reason = f"{len(errors)} attempts failed"
+                    raise RequestFailed(request_id, reason, errors) from exc
                 if isinstance(exc, RateLimited):
                     stats.rate_limited += 1
                     avoid[name] = end + exc.retry_after

@@ -1,0 +1,126 @@
+"""Realistic account profiles for virtual providers, with where each figure comes from.
+
+Published limits change; these are the figures as documented when the profile
+was written, and the profile says so. Latencies are medians and 95th
+percentiles of public measurements for the named model class, fitted as
+lognormals. Scenario files may override any field.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from actors.backends.virtual import ErrorRates, LatencyModel
+from actors.limits import LimitSpec
+from actors.provider import ProviderSpec
+from engine.distributions import LogNormal
+from engine.errors import InvalidRequest
+
+MINUTE = 60.0
+HOUR = 3600.0
+DAY = 86400.0
+MONTH = 30 * DAY
+
+
+@attrs.frozen
+class Profile:
+    """An account template: limits and prices (``spec``) and behaviour (``latency``, ``errors``)."""
+
+    name: str
+    spec: ProviderSpec
+    latency: LatencyModel
+    errors: ErrorRates
+    source: str
+
+    def account(self, name: str, **overrides: object) -> ProviderSpec:
+        """A concrete account of this profile."""
+        return attrs.evolve(self.spec, name=name, **overrides)
+
+
+GROQ_FREE = Profile(
+    name="groq-free",
+    spec=ProviderSpec(
+        name="groq-free",
+        family="groq",
+        model="llama-3.1-8b-instant",
+        tier="light",
+        limits=(
+            LimitSpec("rpm", "requests", 30, MINUTE),
+            LimitSpec("rpd", "requests", 14_400, DAY, mode="window"),
+            LimitSpec("tpm", "tokens", 6_000, MINUTE),
+        ),
+        max_concurrency=30,
+        queue_limit=0,
+        context_window=131_072,
+    ),
+    latency=LatencyModel(ttft=LogNormal.from_median_p95(0.25, 0.8), tokens_per_s=600.0),
+    errors=ErrorRates(upstream_error=0.002),
+    source=(
+        "Groq free plan, llama-3.1-8b-instant: 30 requests/minute, 14,400 requests/day, "
+        "6,000 tokens/minute (console.groq.com/docs/rate-limits). Groq refills per-minute "
+        "limits continuously and counts requests per day; its x-ratelimit-*-requests headers "
+        "describe the daily limit and -tokens the per-minute one. Decode speed of several "
+        "hundred tokens/s for an 8B model on Groq's LPUs; no concurrency cap is published, "
+        "so the RPM bounds it."
+    ),
+)
+
+HUGGINGFACE = Profile(
+    name="huggingface",
+    spec=ProviderSpec(
+        name="huggingface",
+        family="huggingface",
+        model="llama-3.1-8b-instruct",
+        tier="light",
+        limits=(LimitSpec("requests_5min", "requests", 83, 5 * MINUTE, mode="window"),),
+        max_concurrency=16,
+        queue_limit=64,
+        context_window=8_192,
+    ),
+    latency=LatencyModel(ttft=LogNormal.from_median_p95(0.6, 2.5), tokens_per_s=45.0),
+    errors=ErrorRates(upstream_error=0.01, timeout=0.002),
+    source=(
+        "A HuggingFace Inference account at about 1,000 requests/hour. HuggingFace defines "
+        "its rate limits over fixed 5-minute windows (huggingface.co/docs/hub/rate-limits), "
+        "so 1,000/hour is modelled as 83 requests per 5-minute window. Free accounts have "
+        "been reported at ~300 requests/hour and PRO at ~1,000. Shared serverless GPUs: "
+        "slower and more variable than dedicated APIs, with occasional 5xx while models load."
+    ),
+)
+
+OPENAI_PAID = Profile(
+    name="openai-paid",
+    spec=ProviderSpec(
+        name="openai-paid",
+        family="openai",
+        model="gpt-4o-mini",
+        tier="strong",
+        limits=(
+            LimitSpec("rpm", "requests", 500, MINUTE),
+            LimitSpec("tpm", "tokens", 200_000, MINUTE),
+            LimitSpec("rpd", "requests", 10_000, DAY, mode="window"),
+        ),
+        max_concurrency=100,
+        queue_limit=0,
+        context_window=128_000,
+        input_cost_per_mtok=0.15,
+        output_cost_per_mtok=0.60,
+    ),
+    latency=LatencyModel(ttft=LogNormal.from_median_p95(0.5, 1.5), tokens_per_s=75.0),
+    errors=ErrorRates(upstream_error=0.001),
+    source=(
+        "OpenAI usage tier 1, gpt-4o-mini: 500 requests/minute, 200,000 tokens/minute, "
+        "10,000 requests/day (platform.openai.com/docs/guides/rate-limits); limits refill "
+        "continuously and reset headers are durations like '6m0s'. Price $0.15 per million "
+        "input tokens and $0.60 per million output tokens."
+    ),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (GROQ_FREE, HUGGINGFACE, OPENAI_PAID)}
+
+
+def profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise InvalidRequest("profile", name, " | ".join(PROFILES)) from None

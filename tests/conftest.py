@@ -1,0 +1,57 @@
+"""Shared fixtures: the virtual clock and a small fleet of virtual providers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from actors.backends import BackendReply
+from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
+from actors.faults import Fault, FaultSchedule
+from actors.provider import ProviderSpec
+from engine.clock import VirtualClock
+from engine.distributions import Constant
+from engine.fleet import Account
+from engine.messages import ChatRequest
+from engine.streams import RandomStreams
+
+
+@pytest.fixture
+def virtual_clock() -> VirtualClock:
+    """pytest-trio runs a test on this clock when the test asks for it."""
+    return VirtualClock()
+
+
+class RecordingBackend:
+    """A virtual backend that also remembers every request it was sent."""
+
+    def __init__(self, inner: VirtualBackend) -> None:
+        self.inner = inner
+        self.requests: list[ChatRequest] = []
+
+    async def complete(self, request: ChatRequest, request_id: str) -> BackendReply:
+        self.requests.append(request)
+        return await self.inner.complete(request, request_id)
+
+
+def virtual_account(
+    name: str,
+    *,
+    seconds: float = 1.0,
+    faults: Sequence[Fault] = (),
+    errors: ErrorRates | None = None,
+    seed: int = 0,
+    **spec: object,
+) -> tuple[Account, RecordingBackend]:
+    """An account whose calls take ``seconds`` (constant) and obey ``faults``."""
+    backend = RecordingBackend(
+        VirtualBackend(
+            name,
+            LatencyModel(service=Constant(seconds), error_ttft=Constant(0.1)),
+            errors or ErrorRates(),
+            FaultSchedule(faults),
+            RandomStreams(seed),
+        )
+    )
+    return Account(ProviderSpec(name=name, **spec), backend), backend
