@@ -133,7 +133,8 @@ class Actor:
 
     def __init__(self, name: str, *, mailbox_capacity: int | None = None) -> None:
         self.name = name
-        self.mailbox = Mailbox(name, mailbox_capacity or self.mailbox_capacity)
+        capacity = self.mailbox_capacity if mailbox_capacity is None else mailbox_capacity
+        self.mailbox = Mailbox(name, capacity)
         self.snapshot: Any = None
         self._nursery: trio.Nursery | None = None
 
