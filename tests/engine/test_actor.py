@@ -41,7 +41,7 @@ async def test_full_mailbox_raises_overloaded_naming_the_actor(virtual_clock):
     async with trio.open_nursery() as nursery:
         actor = await Supervisor(nursery).start(Counter("tiny", mailbox_capacity=2))
         actor.tell("slow")
-        await trio.lowlevel.checkpoint()  # the actor takes "slow" and starts on it
+        await clock.sleep(0.5)  # the actor is inside "slow" until t=1
         actor.tell("add")
         actor.tell("add")
         with pytest.raises(Overloaded, match=r"'tiny'.*full"):
@@ -115,7 +115,7 @@ async def test_escalate_strategy_fails_pending_asks_and_ends_the_scope(virtual_c
         async with trio.open_nursery() as nursery:
             actor = await Supervisor(nursery, strategy="escalate").start(Counter("strict"))
             actor.tell("slow")
-            await trio.lowlevel.checkpoint()  # the actor is busy with "slow" for 1 s
+            await clock.sleep(0.5)  # the actor is busy with "slow" until t=1
             actor.tell("boom")
             nursery.start_soon(asker, actor)  # its "add" waits behind "boom"
             await clock.sleep(5.0)
