@@ -263,14 +263,11 @@ class CircuitBreaker(Actor):
     def state(self) -> State:
         return self.core.state
 
-    def allow(self) -> int | None:
-        return self.core.allow(clock.now())
+    def allow(self, now: float) -> int | None:
+        return self.core.allow(now)
 
-    def would_allow(self) -> bool:
-        return self.core.would_allow(clock.now())
-
-    def record(self, permit: int, code: str, latency: float) -> None:
-        self.core.record(permit, clock.now(), code, latency)
+    def record(self, permit: int, code: str, latency: float, now: float) -> None:
+        self.core.record(permit, now, code, latency)
 
     async def receive(self, message: object) -> None:
         now = clock.now()

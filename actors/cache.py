@@ -29,7 +29,9 @@ def request_key(request: ChatRequest) -> str:
     if request.cache_key is not None:
         return request.cache_key
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{request.model}\x1f{request.temperature!r}\x1f{request.max_tokens!r}".encode())
+    # float(): a temperature of 0 and of 0.0 is the same request.
+    settings = f"{request.model}\x1f{float(request.temperature)!r}\x1f{request.max_tokens!r}"
+    digest.update(settings.encode())
     for message in request.messages:
         text = _SPACES.sub(" ", message.content).strip()
         digest.update(f"\x1e{message.role}\x1f{text}".encode())

@@ -77,7 +77,9 @@ class TokenBucket:
         if amount > self.capacity:
             return math.inf
         missing = amount - self.level(now)
-        return 0.0 if missing <= 0 else missing / self.rate
+        # A shortfall of rounding size (waiting the reported wait can land a few ulps
+        # short of the refill) counts as none, so a waiter never has to wait twice.
+        return 0.0 if missing <= 1e-9 * self.capacity else missing / self.rate
 
     def take(self, now: float, amount: float) -> None:
         self._level = self.level(now) - amount
@@ -155,22 +157,25 @@ class Admission:
         self, now: float, requests: float, tokens: float, chars: float
     ) -> tuple[float, str]:
         """Charge and return (0, "") if admitted, else (seconds to wait, binding limit)."""
+        worst, binding = self.wait_for(now, requests, tokens, chars)
+        if worst > 0:
+            return worst, binding
+        amounts = {"requests": requests, "tokens": tokens, "chars": chars}
+        for limiter in self.limiters:
+            limiter.take(now, amounts[limiter.unit])
+        return 0.0, ""
+
+    def wait_for(
+        self, now: float, requests: float, tokens: float, chars: float
+    ) -> tuple[float, str]:
+        """(seconds until a request of this size fits, the binding limit), without charging."""
         amounts = {"requests": requests, "tokens": tokens, "chars": chars}
         worst, binding = 0.0, ""
         for limiter in self.limiters:
             wait = limiter.wait_for(now, amounts[limiter.unit])
             if wait > worst:
                 worst, binding = wait, limiter.name
-        if worst > 0:
-            return worst, binding
-        for limiter in self.limiters:
-            limiter.take(now, amounts[limiter.unit])
-        return 0.0, ""
-
-    def wait_for(self, now: float, requests: float, tokens: float, chars: float) -> float:
-        """How long until a request of this size would be admitted (without charging)."""
-        amounts = {"requests": requests, "tokens": tokens, "chars": chars}
-        return max((lim.wait_for(now, amounts[lim.unit]) for lim in self.limiters), default=0.0)
+        return worst, binding
 
     def remaining_fraction(self, now: float) -> float:
         """The tightest limit's remaining share, in [0, 1]."""

@@ -87,6 +87,8 @@ class ProviderStats:
     answered: int = 0
     failures: Counter = attrs.Factory(Counter)
     rejections: Counter = attrs.Factory(Counter)
+    # Times the router found this account at a limit and looked elsewhere or waited.
+    held_back: Counter = attrs.Factory(Counter)
     busy_time: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
@@ -133,7 +135,10 @@ class Provider(Actor):
             return 1.0  # a trial call is out; its result decides
         if not self.admission.limiters:
             return 0.0
-        return self.admission.wait_for(now, 1, self._tokens(request), request.prompt_chars)
+        wait, binding = self.admission.wait_for(now, 1, self._tokens(request), request.prompt_chars)
+        if wait > 0:
+            self.stats.held_back[binding] += 1
+        return wait
 
     def quota_left(self, now: float) -> float:
         return self.admission.remaining_fraction(now)
@@ -149,39 +154,44 @@ class Provider(Actor):
     async def call(self, request: ChatRequest, request_id: str, timeout: float) -> Completion:
         """One attempt on this account; raises an AttemptError on failure."""
         name = self.spec.name
-        permit = self.breaker.allow()
+        start = clock.now()
+        breaker = self.breaker
+        permit = breaker.allow(start)
         if permit is None:
             raise CircuitOpen(name, "circuit breaker is open")
-        start = clock.now()
         if self.disabled_until > start:
-            self.breaker.record(permit, "rejected", 0.0)
+            breaker.record(permit, "rejected", 0.0, start)
             raise AuthFailed(name, f"account disabled: {self.disabled_reason}")
         prompt_tokens = request.prompt_tokens
-        wait, limit = self.admission.try_admit(
-            start, 1, self._tokens(request), request.prompt_chars
-        )
-        if wait > 0:
-            self.stats.rejections[limit] += 1
-            self.breaker.record(permit, "rejected", 0.0)
-            raise RateLimited(name, limit, wait)
+        if self.admission.limiters:
+            wait, limit = self.admission.try_admit(
+                start, 1, self._tokens(request), request.prompt_chars
+            )
+            if wait > 0:
+                self.stats.rejections[limit] += 1
+                breaker.record(permit, "rejected", 0.0, start)
+                raise RateLimited(name, limit, wait)
         stats = self.stats
         stats.calls += 1
+        slots = self.slots
         code = "cancelled"
         service_start = start
-        acquired = False
+        acquired = slots.try_acquire()
         try:
             try:
                 if timeout == math.inf:
-                    await self.slots.acquire()
-                    acquired = True
-                    service_start = clock.now()
+                    if not acquired:
+                        await slots.acquire()
+                        acquired = True
+                        service_start = clock.now()
                     reply = await self.backend.complete(request, request_id)
                 else:
                     reply = None
                     with trio.move_on_after(timeout):
-                        await self.slots.acquire()
-                        acquired = True
-                        service_start = clock.now()
+                        if not acquired:
+                            await slots.acquire()
+                            acquired = True
+                            service_start = clock.now()
                         reply = await self.backend.complete(request, request_id)
                     if reply is None:
                         raise AttemptTimeout(name, timeout)
@@ -201,9 +211,9 @@ class Provider(Actor):
         finally:
             end = clock.now()
             if acquired:
-                self.slots.release()
+                slots.release()
                 stats.busy_time += end - service_start
-            self.breaker.record(permit, code, end - start)
+            breaker.record(permit, code, end - start, end)
             if self.health is not None:
                 self.health.observe(name, code, end - start)
         completion_tokens = reply.completion_tokens
@@ -224,6 +234,7 @@ class Provider(Actor):
             latency=end - start,
             ttft=(service_start - start) + reply.ttft,
             cost=cost,
+            queue_wait=service_start - start,
         )
 
     async def receive(self, message: object) -> None:

@@ -32,7 +32,15 @@ class Slots:
     def queued(self) -> int:
         return len(self._lot)
 
+    def try_acquire(self) -> bool:
+        """Take a free slot if there is one, without waiting (and without a checkpoint)."""
+        if self.in_use < self.capacity:
+            self.in_use += 1
+            return True
+        return False
+
     async def acquire(self) -> None:
+        """Take a slot, queueing in FIFO order if all are busy."""
         if self.in_use < self.capacity:
             self.in_use += 1
             await trio.lowlevel.checkpoint_if_cancelled()

@@ -145,6 +145,13 @@ class Actor:
     async def receive(self, message: Any) -> Any:
         raise NotImplementedError(f"actor {self.name!r} does not handle {message!r}")
 
+    async def script(self) -> None:
+        """Optional work the actor does on its own, beside its mailbox.
+
+        An actor that overrides it (an interview that plays its turns) stops
+        when the script returns.
+        """
+
     # --- talking to an actor -----------------------------------------------
     def tell(self, message: Any) -> None:
         """Send without waiting; raises :class:`Overloaded` if the mailbox is full."""
@@ -190,11 +197,18 @@ class Actor:
             await self.mailbox.put(message_factory())
 
     # --- the loop ----------------------------------------------------------
+    async def _script_then_stop(self) -> None:
+        await self.script()
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+
     async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.on_start()
             task_status.started()
+            if type(self).script is not Actor.script:
+                nursery.start_soon(self._script_then_stop)
             receive = self.receive
             while True:
                 batch = await self.mailbox.take_all()

@@ -22,6 +22,7 @@ from actors.session import InterviewSession
 from engine.actor import Supervisor
 from engine.events import DecisionLog
 from engine.messages import ChatMessage, ChatRequest
+from engine.metrics import RequestRecorder
 from engine.policies import PolicyConfig, build_policy
 from engine.retry import RetryConfig
 from engine.router import Router
@@ -78,6 +79,7 @@ async def open_fleet(
     log: DecisionLog | None = None,
     on_transition: Callable[[Transition], None] | None = None,
     on_actor_event: Callable[[str, str, BaseException | None], None] | None = None,
+    recorder: RequestRecorder | None = None,
 ) -> AsyncIterator[Fleet]:
     """Start every actor of the routing core; stop them all on exit."""
     log = log or DecisionLog()
@@ -120,6 +122,7 @@ async def open_fleet(
             cache=cache,
             jitter=streams.stream("router:jitter"),
             log=log,
+            recorder=recorder,
         )
         await supervisor.start(health)
         if cache is not None:

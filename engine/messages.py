@@ -7,13 +7,24 @@ import attrs
 ROLES = ("system", "user", "assistant", "tool")
 
 
-def estimate_tokens(text: str) -> int:
-    """Tokens in ``text`` by the common ~4 characters per token rule.
+def estimate_tokens(chars: int, messages: int) -> int:
+    """Prompt tokens by the common rules: ~4 characters a token, ~4 tokens a message.
 
     A real tokenizer per model would cost the hot path far more than the
     accuracy is worth for admission control and simulation.
     """
-    return len(text) // 4 + 1
+    return chars // 4 + 4 * messages
+
+
+_FILLER = (
+    "Tell me about a time you had to trade off speed against reliability, what you chose, "
+    "how you measured it and what you would do differently with what you know now. "
+) * 400
+
+
+def filler_text(chars: int) -> str:
+    """Text of about ``chars`` characters, for modelled answers and prompts of a known size."""
+    return _FILLER[: max(0, min(chars, len(_FILLER)))]
 
 
 @attrs.frozen(slots=True)
@@ -42,14 +53,19 @@ class ChatRequest:
     bypass_cache: bool = False
     expected_output_tokens: int | None = None
     deadline: float | None = None
+    # Sizes are read several times per request (validation, admission, cost): count once.
+    prompt_chars: int = attrs.field(init=False, eq=False, repr=False)
+    prompt_tokens: int = attrs.field(init=False, eq=False, repr=False)
 
-    @property
-    def prompt_chars(self) -> int:
-        return sum(len(m.content) for m in self.messages)
-
-    @property
-    def prompt_tokens(self) -> int:
-        return sum(estimate_tokens(m.content) for m in self.messages)
+    def __attrs_post_init__(self) -> None:
+        try:
+            contents = [m.content for m in self.messages]
+        except AttributeError:
+            contents = [None]
+        # -1 marks content that is not text; validation then names the bad message.
+        chars = sum(map(len, contents)) if all(type(c) is str for c in contents) else -1
+        object.__setattr__(self, "prompt_chars", chars)
+        object.__setattr__(self, "prompt_tokens", estimate_tokens(chars, len(self.messages)))
 
 
 @attrs.frozen(slots=True)
@@ -67,3 +83,4 @@ class Completion:
     attempts: int = 1
     cached: bool = False
     cost: float = 0.0
+    queue_wait: float = 0.0

@@ -27,15 +27,15 @@ POLICIES = ("weighted", "lowest_latency", "round_robin", "priority", "sticky")
 class PolicyConfig:
     """Which policy, and the weighted policy's weights (health, quota, speed)."""
 
-    name: str = "weighted"
+    policy: str = "weighted"
     health_weight: float = 0.4
     quota_weight: float = 0.3
     speed_weight: float = 0.3
     min_health: float = 0.5
 
     def __attrs_post_init__(self) -> None:
-        if self.name not in POLICIES:
-            raise InvalidRequest("routing.policy", self.name, " | ".join(POLICIES))
+        if self.policy not in POLICIES:
+            raise InvalidRequest("routing.policy", self.policy, " | ".join(POLICIES))
         for field in ("health_weight", "quota_weight", "speed_weight"):
             value = getattr(self, field)
             if not (value >= 0 and math.isfinite(value)):
@@ -190,7 +190,7 @@ class Sticky:
 
 
 def build_policy(config: PolicyConfig, providers: list[Provider], health: HealthMonitor) -> Policy:
-    match config.name:
+    match config.policy:
         case "weighted":
             return Weighted(config, health)
         case "lowest_latency":
@@ -201,4 +201,4 @@ def build_policy(config: PolicyConfig, providers: list[Provider], health: Health
             return Priority()
         case "sticky":
             return Sticky(Weighted(config, health))
-    raise InvalidRequest("routing.policy", config.name, " | ".join(POLICIES))
+    raise InvalidRequest("routing.policy", config.policy, " | ".join(POLICIES))

@@ -30,6 +30,7 @@ from engine.errors import (
 )
 from engine.events import DecisionLog
 from engine.messages import ChatRequest, Completion
+from engine.metrics import RequestRecorder
 from engine.policies import Policy
 from engine.retry import RetryConfig
 from engine.streams import Stream
@@ -73,6 +74,7 @@ class Router:
         cache: Cache | None,
         jitter: Stream,
         log: DecisionLog | None = None,
+        recorder: RequestRecorder | None = None,
         request_id_prefix: str = "r-",
     ) -> None:
         if not providers:
@@ -88,6 +90,7 @@ class Router:
         self.cache = cache
         self.log = log or DecisionLog()
         self.stats = RouterStats()
+        self.recorder = recorder
         self._jitter = jitter
         self._prefix = request_id_prefix
         self._next_id = 0
@@ -113,12 +116,15 @@ class Router:
         stats.received += 1
         if log.active:
             log.emit(start, request_id, "received", f"model={request.model} kind={request.kind}")
+        recorder = self.recorder
         try:
             validate(request, self.context_windows)
         except InvalidRequest as exc:
             stats.failed[exc.code] += 1
             if log.active:
                 log.emit(start, request_id, "rejected", f"field={exc.field}")
+            if recorder is not None:
+                recorder.record(request.kind, start, 0.0, 0.0, 0, None, exc.code, False, 0.0)
             raise
         cache = self.cache
         key = None
@@ -130,6 +136,8 @@ class Router:
                 stats.answered += 1
                 if log.active:
                     log.emit(start, request_id, "cache_hit", f"provider={hit.provider}")
+                if recorder is not None:
+                    recorder.record(request.kind, start, 0.0, 0.0, 0, None, "ok", True, 0.0)
                 return attrs.evolve(
                     hit, request_id=request_id, latency=0.0, ttft=0.0, cached=True, cost=0.0
                 )
@@ -139,17 +147,41 @@ class Router:
         except CallboardError as exc:
             stats.in_flight -= 1
             stats.failed[exc.code] += 1
+            end = clock.now()
             if log.active:
-                log.emit(clock.now(), request_id, "gave_up", f"error={exc.code}")
+                log.emit(end, request_id, "gave_up", f"error={exc.code}")
+            if recorder is not None:
+                attempts = len(getattr(exc, "attempts", ()))
+                recorder.record(
+                    request.kind, start, end - start, 0.0, attempts, None, exc.code, False, 0.0
+                )
             raise
         except BaseException:
             stats.in_flight -= 1
             stats.cancelled += 1
+            end = clock.now()
             if log.active:
-                log.emit(clock.now(), request_id, "cancelled")
+                log.emit(end, request_id, "cancelled")
+            if recorder is not None:
+                recorder.record(
+                    request.kind, start, end - start, 0.0, 0, None, "cancelled", False, 0.0
+                )
             raise
         stats.in_flight -= 1
         stats.answered += 1
+        if recorder is not None:
+            recorder.record(
+                request.kind,
+                start,
+                completion.latency,
+                completion.ttft,
+                completion.attempts,
+                completion.provider,
+                "ok",
+                False,
+                completion.cost,
+                completion.queue_wait,
+            )
         if key is not None:
             cache.store(key, completion)
         return completion
@@ -239,17 +271,25 @@ class Router:
                     log.emit(end, request_id, "backoff", f"provider={name} wait={delay:.3f}")
                 await clock.sleep(delay)
                 continue
-            completion = attrs.evolve(
-                completion,
-                attempts=len(errors) + 1,
-                latency=clock.now() - start,
+            end = clock.now()
+            completion = Completion(
+                request_id=request_id,
+                content=completion.content,
+                model=completion.model,
+                provider=name,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                latency=end - start,
                 ttft=completion.ttft + (now - start),
+                attempts=len(errors) + 1,
+                cost=completion.cost,
+                queue_wait=completion.queue_wait,
             )
             if session is not None:
                 session.provider = name
             if log.active:
                 log.emit(
-                    clock.now(),
+                    end,
                     request_id,
                     "success",
                     f"provider={name} attempts={completion.attempts}",

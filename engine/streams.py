@@ -13,14 +13,21 @@ import math
 import numpy as np
 
 # Draws are made in blocks: one numpy call per block instead of one per draw,
-# which keeps a draw on the simulation's hot path well under a microsecond.
-_BLOCK = 1024
+# which keeps a draw on the simulation's hot path well under a microsecond. Blocks
+# start small and double, so thousands of short-lived streams (one per interview)
+# do not each pay for a thousand draws they never use.
+_FIRST_BLOCK = 16
+_MAX_BLOCK = 4096
 
 
 def _name_key(name: str) -> tuple[int, ...]:
     """A stable integer key for a stream name (``hash()`` varies per process)."""
     digest = hashlib.blake2b(name.encode("utf-8"), digest_size=16).digest()
     return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
+
+
+def _next_block(previous: int) -> int:
+    return min(_MAX_BLOCK, max(_FIRST_BLOCK, 2 * previous))
 
 
 class Stream:
@@ -48,7 +55,7 @@ class Stream:
         """A draw from U[0, 1)."""
         i = self._uni_i
         if i >= len(self._uni):
-            self._uni = self._gen.random(_BLOCK).tolist()
+            self._uni = self._gen.random(_next_block(len(self._uni))).tolist()
             i = 0
         self._uni_i = i + 1
         return self._uni[i]
@@ -57,7 +64,7 @@ class Stream:
         """A draw from Exp(1)."""
         i = self._exp_i
         if i >= len(self._exp):
-            self._exp = self._gen.standard_exponential(_BLOCK).tolist()
+            self._exp = self._gen.standard_exponential(_next_block(len(self._exp))).tolist()
             i = 0
         self._exp_i = i + 1
         return self._exp[i]
@@ -66,7 +73,7 @@ class Stream:
         """A draw from N(0, 1)."""
         i = self._norm_i
         if i >= len(self._norm):
-            self._norm = self._gen.standard_normal(_BLOCK).tolist()
+            self._norm = self._gen.standard_normal(_next_block(len(self._norm))).tolist()
             i = 0
         self._norm_i = i + 1
         return self._norm[i]

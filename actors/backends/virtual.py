@@ -22,7 +22,7 @@ from engine.errors import (
     RateLimited,
     UpstreamError,
 )
-from engine.messages import ChatRequest
+from engine.messages import ChatRequest, filler_text
 from engine.streams import RandomStreams
 
 ERROR_KINDS = ("rate_limited", "upstream_error", "timeout", "malformed_reply")
@@ -140,7 +140,9 @@ class VirtualBackend:
                     break
         if fate is None:
             await clock.sleep(duration * multiplier)
-            content = f"[{self.account}] answer to {request_id} ({tokens} tokens)"
+            head = f"[{self.account}] answer to {request_id}: "
+            # As long as the tokens it stands for, so that histories grow as they would.
+            content = head + filler_text(4 * tokens - len(head))
             return BackendReply(content, tokens, ttft * multiplier)
         if fate in ("hang", "timeout"):
             await trio.sleep_forever()

@@ -73,7 +73,7 @@ async def test_timeouts_retry_with_backoff_2s_then_4s_then_succeed(virtual_clock
 async def test_429_fails_over_at_once_without_backoff(virtual_clock):
     limited, _ = virtual_account("limited", faults=[Fault("rate_limit", start=0, retry_after=30)])
     healthy, backend = virtual_account("healthy")
-    config = RouterConfig(retry=NO_JITTER, routing=PolicyConfig(name="priority"))
+    config = RouterConfig(retry=NO_JITTER, routing=PolicyConfig(policy="priority"))
     log = DecisionLog(keep=True)
     async with open_fleet([limited, healthy], config, log=log) as fleet:
         answer = await fleet.router.complete(ask())
@@ -119,7 +119,7 @@ async def test_five_failures_open_the_breaker_and_a_half_open_trial_closes_it(vi
     steady, _ = virtual_account("steady")
     config = RouterConfig(
         retry=RetryConfig(jitter=0.0, max_attempts=2),
-        routing=PolicyConfig(name="priority"),
+        routing=PolicyConfig(policy="priority"),
         breaker=BreakerConfig(failure_threshold=5, open_for=30.0),
     )
     async with open_fleet([flaky, steady], config) as fleet:
@@ -184,7 +184,7 @@ async def test_provider_failing_mid_interview_is_quarantined_and_history_carries
     config = RouterConfig(
         retry=RetryConfig(jitter=0.0),
         breaker=BreakerConfig(failure_threshold=3, open_for=300.0),
-        routing=PolicyConfig(name="sticky"),
+        routing=PolicyConfig(policy="sticky"),
         cache=CacheConfig(enabled=False),
     )
     async with open_fleet([best, second, third], config) as fleet:

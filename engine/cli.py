@@ -1,0 +1,140 @@
+"""The ``callboard`` command line: it parses, delegates, and prints; nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_SCENARIO = "interview-day"
+
+
+def _new_run_dir(root: Path, label: str) -> Path:
+    """A fresh folder under ``root``: never overwrite an earlier run's report."""
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        candidate = root / f"{label}-{n:03d}"
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise RuntimeError(f"no free run folder under {root}")
+
+
+def _progress_bar(total: int, enabled: bool):
+    """A tqdm bar on stderr showing requests done and virtual time; None when disabled."""
+    if not enabled:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="req", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def update(now: float, requests: int) -> None:
+        bar.n = min(requests, total)
+        bar.set_postfix_str(f"virtual {now / 60:6.1f} min", refresh=False)
+        bar.refresh()
+
+    return bar, update
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from reports.render import write_report
+    from reports.summary import format_table, provider_rows, summary_rows
+
+    from reports.results import summarise
+    from sims.runner import simulate
+    from sims.scenario import load
+
+    overrides = list(args.set or [])
+    if args.interviews is not None:
+        overrides.append(f"workload.interviews={args.interviews}")
+    scenario, _ = load(args.scenario, overrides, seed=args.seed)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    bar, update = _progress_bar(scenario.workload.expected_requests, show_progress)
+    try:
+        data = simulate(scenario, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
+    results = summarise(data)
+    out = (
+        Path(args.out)
+        if args.out
+        else _new_run_dir(Path("runs"), f"{scenario.name}-seed{scenario.seed}")
+    )
+    files = write_report(results, out)
+    if args.json:
+        line = {**results.summary, "wall_s": round(data.wall_s, 4), "report": str(files.html)}
+        print(json.dumps(line, sort_keys=True))
+        return 0
+    print(f"{scenario.name} (seed {scenario.seed}): {scenario.description.strip()}\n")
+    print(format_table(summary_rows(results), ("figure", "value")))
+    print()
+    print(format_table(provider_rows(results)[1], provider_rows(results)[0]))
+    print(f"\nsimulated {data.simulated_s / 60:.1f} min in {data.wall_s:.2f} s of wall time")
+    print(f"report: {files.markdown}\n        {files.html}")
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from sims.scenario import builtin_names, load
+
+    for name in builtin_names():
+        scenario, _ = load(name)
+        first_line = " ".join(scenario.description.split())
+        marker = " (default)" if name == DEFAULT_SCENARIO else ""
+        print(f"{name:<22}{first_line}{marker}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callboard",
+        description="Route LLM traffic across provider accounts, and simulate it in virtual time.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    simulate = commands.add_parser(
+        "simulate", help="run one seeded simulation and write its report"
+    )
+    simulate.add_argument(
+        "scenario",
+        nargs="?",
+        default=DEFAULT_SCENARIO,
+        help=f"a built-in scenario name or a TOML file (default: {DEFAULT_SCENARIO})",
+    )
+    simulate.add_argument("--seed", type=int, help="override the scenario's seed")
+    simulate.add_argument("--interviews", type=int, help="override workload.interviews")
+    simulate.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any scenario key, e.g. --set retry.max_attempts=2 (repeatable)",
+    )
+    simulate.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
+    simulate.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+    simulate.set_defaults(handler=cmd_simulate)
+
+    scenarios = commands.add_parser("scenarios", help="list the built-in scenarios")
+    scenarios.set_defaults(handler=cmd_scenarios)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from engine.errors import CallboardError
+    from sims.scenario import ScenarioError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ScenarioError, CallboardError) as exc:
+        print(f"callboard: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""A simulated interview: a session actor that plays its own turns.
+
+Its script waits for its start time, then for each turn waits the candidate's
+think time and sends the turn through the router, exactly as the live session
+does; only the candidate is modelled. An error on a turn is what the candidate
+would see: it is counted, and the interview goes on to its next turn.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import attrs
+import numpy as np
+
+from actors.session import InterviewSession, Turn
+from engine import clock
+from engine.errors import CallboardError
+from engine.messages import ChatMessage, ChatRequest, filler_text
+from engine.router import Router
+from engine.streams import Stream
+from sims.workload import WorkloadConfig
+
+
+@attrs.define
+class InterviewTally:
+    """What the candidates experienced, over all interviews of a run."""
+
+    started: int = 0
+    completed: int = 0
+    with_error: int = 0
+    errors: int = 0
+    durations: list[float] = attrs.Factory(list)
+
+
+class ScriptedInterview(InterviewSession):
+    def __init__(
+        self,
+        index: int,
+        start_at: float,
+        router: Router,
+        workload: WorkloadConfig,
+        stream: Stream,
+        question_cdf: np.ndarray,
+        tally: InterviewTally,
+    ) -> None:
+        super().__init__(
+            f"interview-{index:05d}",
+            router,
+            system_prompt=filler_text(workload.system_prompt_chars),
+        )
+        self.start_at = start_at
+        self.workload = workload
+        self.stream = stream
+        self.question_cdf = question_cdf
+        self.tally = tally
+
+    def _question(self) -> ChatRequest:
+        """A standalone request for one question of the bank (popular ones more often)."""
+        rank = bisect.bisect_left(self.question_cdf, self.stream.uniform())
+        rank = min(rank, len(self.question_cdf) - 1)
+        workload = self.workload
+        return ChatRequest(
+            messages=(
+                ChatMessage("system", self.system_prompt),
+                ChatMessage("user", f"Ask interview question #{rank} of the bank."),
+            ),
+            kind="question",
+            expected_output_tokens=int(workload.question_tokens.sample(self.stream)),
+            max_tokens=workload.max_tokens,
+        )
+
+    async def script(self) -> None:
+        workload = self.workload
+        stream = self.stream
+        tally = self.tally
+        await clock.sleep_until(self.start_at)
+        tally.started += 1
+        began = clock.now()
+        errors = 0
+        for kind in workload.turn_plan:
+            await clock.sleep(workload.think_time.sample(stream))
+            try:
+                if kind == "question":
+                    completion = await self.router.complete(self._question(), session=self)
+                    self.history.append(ChatMessage("assistant", completion.content))
+                else:
+                    answer = filler_text(int(workload.answer_chars.sample(stream)))
+                    tokens = int(workload.output_tokens(kind).sample(stream))
+                    await self.turn(Turn(answer, kind, tokens, workload.max_tokens))
+            except CallboardError:
+                errors += 1
+        tally.completed += 1
+        tally.errors += errors
+        tally.with_error += errors > 0
+        tally.durations.append(clock.now() - began)

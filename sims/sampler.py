@@ -1,0 +1,89 @@
+"""The sampler actor: the fleet's state every few seconds of simulated time.
+
+Per-provider series (slots in use, queue length, calls and 429s so far,
+breaker state) and router-wide series (requests in flight, answered, failed,
+cache hits) become the over-time figures of the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from actors.breaker import State
+from engine import clock
+from engine.actor import Actor
+from engine.fleet import Fleet
+
+BREAKER_CODES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
+
+
+@attrs.define
+class ProviderSeries:
+    in_use: list[int] = attrs.Factory(list)
+    queued: list[int] = attrs.Factory(list)
+    calls: list[int] = attrs.Factory(list)
+    rate_limited: list[int] = attrs.Factory(list)
+    breaker: list[int] = attrs.Factory(list)
+
+
+@attrs.define
+class Series:
+    t: list[float] = attrs.Factory(list)
+    in_flight: list[int] = attrs.Factory(list)
+    received: list[int] = attrs.Factory(list)
+    answered: list[int] = attrs.Factory(list)
+    failed: list[int] = attrs.Factory(list)
+    cache_hits: list[int] = attrs.Factory(list)
+    providers: dict[str, ProviderSeries] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class _Sample:
+    pass
+
+
+class Sampler(Actor):
+    """Samples on a tick; ``on_sample(now, requests received)`` drives a progress bar."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        every: float,
+        on_sample: Callable[[float, int], None] | None = None,
+    ) -> None:
+        super().__init__("sampler")
+        self.fleet = fleet
+        self.interval = every
+        self.on_sample = on_sample
+        self.series = Series(providers={p.spec.name: ProviderSeries() for p in fleet.providers})
+
+    def on_start(self) -> None:
+        self.sample()
+        self.every(self.interval, _Sample)
+
+    def sample(self) -> None:
+        series = self.series
+        stats = self.fleet.router.stats
+        series.t.append(clock.now())
+        series.in_flight.append(stats.in_flight)
+        series.received.append(stats.received)
+        series.answered.append(stats.answered)
+        series.failed.append(sum(stats.failed.values()))
+        series.cache_hits.append(stats.cache_hits)
+        for provider in self.fleet.providers:
+            own = series.providers[provider.spec.name]
+            pstats = provider.stats
+            own.in_use.append(provider.slots.in_use)
+            own.queued.append(provider.slots.queued)
+            own.calls.append(pstats.calls)
+            own.rate_limited.append(
+                sum(pstats.rejections.values()) + pstats.failures["rate_limited"]
+            )
+            own.breaker.append(BREAKER_CODES[provider.breaker.state])
+        if self.on_sample is not None:
+            self.on_sample(series.t[-1], stats.received)
+
+    async def receive(self, message: object) -> None:
+        self.sample()

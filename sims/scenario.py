@@ -1,0 +1,396 @@
+"""Scenario files: TOML in, validated attrs classes out, with errors that name the key.
+
+A scenario says which accounts exist (by profile, with overrides), how the
+router is configured, what the workload is, what goes wrong and when, and the
+seed. ``--set key=value`` overrides apply to the raw TOML before structuring, so
+they are validated exactly like the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tomllib
+import typing
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.errors import ForbiddenExtraKeysError
+from cattrs.v import format_exception, transform_error
+
+from actors.backends.virtual import ErrorRates, LatencyModel
+from actors.breaker import BreakerConfig
+from actors.cache import CacheConfig
+from actors.faults import Fault
+from actors.health import HealthConfig
+from actors.limits import LimitSpec
+from actors.profiles import PROFILES
+from actors.provider import ProviderSpec
+from engine.distributions import Constant, Empirical, Exponential, LogNormal
+from engine.errors import InvalidRequest
+from engine.fleet import RouterConfig
+from engine.policies import PolicyConfig
+from engine.retry import RetryConfig
+from sims.workload import WorkloadConfig
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot run; lists every problem with its key."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        listed = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid scenario {source}:\n{listed}")
+        self.source = source
+        self.problems = problems
+
+
+def _check(field: str, ok: bool, value: object, allowed: str) -> None:
+    if not ok:
+        raise InvalidRequest(field, value, allowed)
+
+
+@attrs.frozen
+class AccountGroup:
+    """``count`` accounts of one profile, named ``{name}-1`` .. ``{name}-{count}``.
+
+    Any field left unset keeps the profile's value.
+    """
+
+    profile: str
+    count: int = 1
+    name: str | None = None
+    limits: tuple[LimitSpec, ...] | None = None
+    max_concurrency: int | None = None
+    queue_limit: int | None = None
+    model: str | None = None
+    tier: str | None = None
+    context_window: int | None = None
+    input_cost_per_mtok: float | None = None
+    output_cost_per_mtok: float | None = None
+    priority: int = 0
+    latency: LatencyModel | None = None
+    errors: ErrorRates | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _check("accounts.profile", self.profile in PROFILES, self.profile, " | ".join(PROFILES))
+        _check("accounts.count", self.count >= 1, self.count, ">= 1")
+
+    @property
+    def prefix(self) -> str:
+        return self.name or self.profile
+
+    def specs(self) -> list[ProviderSpec]:
+        base = PROFILES[self.profile].spec
+        overrides = {
+            field: getattr(self, field)
+            for field in (
+                "limits",
+                "max_concurrency",
+                "queue_limit",
+                "model",
+                "tier",
+                "context_window",
+                "input_cost_per_mtok",
+                "output_cost_per_mtok",
+            )
+            if getattr(self, field) is not None
+        }
+        return [
+            attrs.evolve(base, name=f"{self.prefix}-{i}", priority=self.priority, **overrides)
+            for i in range(1, self.count + 1)
+        ]
+
+    def behaviour(self) -> tuple[LatencyModel, ErrorRates]:
+        profile = PROFILES[self.profile]
+        return self.latency or profile.latency, self.errors or profile.errors
+
+
+@attrs.frozen
+class FaultSpec:
+    """A fault window aimed at ``target``: one account, a group's prefix, or ``*`` (all)."""
+
+    target: str
+    kind: str
+    start: float
+    end: float = math.inf
+    share: float = 1.0
+    multiplier: float = 1.0
+    status: int = 503
+    retry_after: float = 60.0
+
+    def fault(self) -> Fault:
+        return Fault(
+            self.kind,
+            self.start,
+            self.end,
+            self.share,
+            self.multiplier,
+            self.status,
+            self.retry_after,
+        )
+
+
+@attrs.frozen
+class Scenario:
+    name: str
+    accounts: tuple[AccountGroup, ...]
+    description: str = ""
+    seed: int = 1
+    duration: float = 6 * 3600.0
+    sample_every: float = 10.0
+    workload: WorkloadConfig = WorkloadConfig()
+    routing: PolicyConfig = PolicyConfig()
+    retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    cache: CacheConfig = CacheConfig()
+    health: HealthConfig = HealthConfig()
+    faults: tuple[FaultSpec, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        _check("accounts", len(self.accounts) >= 1, self.accounts, "at least one account group")
+        _check("seed", self.seed >= 0, self.seed, "an integer >= 0")
+        _check("duration", self.duration > 0, self.duration, "> 0 seconds")
+        _check("sample_every", self.sample_every > 0, self.sample_every, "> 0 seconds")
+        names = [spec.name for spec in self.account_specs()]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        _check("accounts.name", not duplicates, duplicates, "distinct names per group")
+        for i, spec in enumerate(self.faults):
+            targets = self.fault_targets(spec)
+            _check(f"faults[{i}].target", bool(targets), spec.target, "an account, a group or *")
+            spec.fault().validate(i)
+
+    @property
+    def router_config(self) -> RouterConfig:
+        return RouterConfig(self.routing, self.retry, self.breaker, self.cache, self.health)
+
+    def account_specs(self) -> list[ProviderSpec]:
+        return [spec for group in self.accounts for spec in group.specs()]
+
+    def fault_targets(self, fault: FaultSpec) -> list[str]:
+        names: list[str] = []
+        for group in self.accounts:
+            for spec in group.specs():
+                if fault.target in ("*", spec.name, group.prefix):
+                    names.append(spec.name)
+        return names
+
+    def faults_for(self, account: str) -> list[Fault]:
+        return [f.fault() for f in self.faults if account in self.fault_targets(f)]
+
+
+# --- structuring ---------------------------------------------------------------------
+
+_DISTRIBUTIONS = {
+    "constant": Constant,
+    "exponential": Exponential,
+    "lognormal": LogNormal,
+    "empirical": Empirical,
+}
+_DISTRIBUTION_TYPES = frozenset(_DISTRIBUTIONS.values())
+
+
+class _BadValue(ValueError):
+    """A value of the wrong type; the message shows it."""
+
+
+def _structure_distribution(value: Any, _: type) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Constant(float(value))
+    if not isinstance(value, dict) or "kind" not in value:
+        raise _BadValue(
+            f"expected a number or a table with kind = {' | '.join(_DISTRIBUTIONS)}, got {value!r}"
+        )
+    fields = dict(value)
+    kind = fields.pop("kind")
+    if kind not in _DISTRIBUTIONS:
+        raise _BadValue(
+            f"unknown distribution kind {kind!r}; allowed: {' | '.join(_DISTRIBUTIONS)}"
+        )
+    if kind == "lognormal" and "median" in fields:
+        if set(fields) != {"median", "p95"}:
+            raise _BadValue(
+                f"lognormal takes median and p95, or mu and sigma; got {sorted(fields)}"
+            )
+        return LogNormal.from_median_p95(fields["median"], fields["p95"])
+    cls = _DISTRIBUTIONS[kind]
+    allowed = [a.name for a in attrs.fields(cls)]
+    unknown = sorted(set(fields) - set(allowed))
+    if unknown:
+        raise _BadValue(f"{kind} takes {allowed}, got unknown {unknown}")
+    return cls(**fields)
+
+
+def _is_distribution_type(t: Any) -> bool:
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    return bool(args) and all(a in _DISTRIBUTION_TYPES for a in args)
+
+
+def _strict_int(value: Any, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _BadValue(f"expected an integer, got {value!r}")
+    return value
+
+
+def _strict_float(value: Any, _: type) -> float:
+    if isinstance(value, str) and value.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _BadValue(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _strict_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise _BadValue(f"expected a string, got {value!r}")
+    return value
+
+
+def _strict_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise _BadValue(f"expected true or false, got {value!r}")
+    return value
+
+
+def _converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(float, _strict_float)
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(bool, _strict_bool)
+    converter.register_structure_hook_func(_is_distribution_type, _structure_distribution)
+    for cls in _DISTRIBUTION_TYPES:
+        converter.register_structure_hook(cls, _structure_distribution)
+    converter.register_unstructure_hook_func(_is_distribution_type, _unstructure_distribution)
+    for cls in _DISTRIBUTION_TYPES:
+        converter.register_unstructure_hook(cls, _unstructure_distribution)
+    converter.register_unstructure_hook(float, _unstructure_float)
+    return converter
+
+
+def _unstructure_float(value: float) -> float | str:
+    return "inf" if value == math.inf else value
+
+
+def _unstructure_distribution(value: Any) -> Any:
+    if value is None:
+        return None
+    kind = next(k for k, cls in _DISTRIBUTIONS.items() if isinstance(value, cls))
+    fields = attrs.asdict(value)
+    if isinstance(value, Empirical):
+        fields["points"] = [list(p) for p in value.points]
+    return {"kind": kind, **fields}
+
+
+CONVERTER = _converter()
+
+
+def _describe(exc: BaseException, type_: type | None) -> str:
+    if isinstance(exc, InvalidRequest):
+        return f"{exc.field} = {exc.value!r} is not allowed; allowed: {exc.allowed}"
+    if isinstance(exc, ForbiddenExtraKeysError):
+        allowed = ", ".join(a.name for a in attrs.fields(exc.cl)) if attrs.has(exc.cl) else "?"
+        return f"unknown key(s) {sorted(exc.extra_fields)}; allowed keys: {allowed}"
+    if isinstance(exc, _BadValue):
+        return str(exc)
+    if isinstance(exc, KeyError):
+        return f"required key {exc.args[0]!r} is missing" if exc.args else "required key missing"
+    return format_exception(exc, type_)
+
+
+def structure(raw: dict[str, Any], source: str) -> Scenario:
+    """Build a :class:`Scenario` from parsed TOML, or raise :class:`ScenarioError`."""
+    try:
+        return CONVERTER.structure(raw, Scenario)
+    except cattrs.BaseValidationError as exc:
+        raise ScenarioError(source, transform_error(exc, "scenario", _describe)) from None
+    except (InvalidRequest, ValueError) as exc:
+        raise ScenarioError(source, [str(exc)]) from None
+
+
+# --- files, built-ins and overrides --------------------------------------------------
+
+SCENARIO_DIR = resources.files("sims") / "scenarios"
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.name[:-5] for p in SCENARIO_DIR.iterdir() if p.name.endswith(".toml"))
+
+
+def _read(name_or_path: str) -> tuple[str, str]:
+    """(source label, TOML text) for a built-in name or a file path."""
+    if name_or_path in builtin_names():
+        return name_or_path, (SCENARIO_DIR / f"{name_or_path}.toml").read_text()
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ScenarioError(str(path), ["no such file"])
+        return str(path), path.read_text()
+    raise ScenarioError(
+        name_or_path,
+        [f"not a scenario file nor a built-in; built-ins: {', '.join(builtin_names())}"],
+    )
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply ``key.sub=value`` (``accounts.0.count=3`` indexes a list) to raw TOML."""
+    if "=" not in assignment:
+        raise ScenarioError("--set", [f"{assignment!r} is not key=value"])
+    key, text = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ScenarioError("--set", [f"{where}: no item {part!r} (0..{len(node) - 1})"])
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict | list):
+                raise ScenarioError("--set", [f"{where} is a value, not a table"])
+    last = parts[-1]
+    value = _parse_value(text.strip())
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ScenarioError("--set", [f"{key}: no item {last!r} (0..{len(node) - 1})"])
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def load(
+    name_or_path: str, overrides: Iterable[str] = (), seed: int | None = None
+) -> tuple[Scenario, dict[str, Any]]:
+    """Load a scenario; returns it and the raw TOML it was built from (after overrides)."""
+    source, text = _read(name_or_path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(source, [f"not valid TOML: {exc}"]) from None
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    if seed is not None:
+        raw["seed"] = seed
+    return structure(raw, source), raw
+
+
+def scenario_hash(scenario: Scenario) -> str:
+    """A hash of everything that determines a run, but the seed."""
+    body = CONVERTER.unstructure(scenario)
+    body.pop("seed", None)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
