@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import math
-import re
 from typing import Any
 
 import attrs
@@ -20,8 +19,6 @@ from engine import clock
 from engine.actor import Actor
 from engine.errors import InvalidRequest
 from engine.messages import ChatRequest, Completion
-
-_SPACES = re.compile(r"\s+")
 
 
 def request_key(request: ChatRequest) -> str:
@@ -33,7 +30,8 @@ def request_key(request: ChatRequest) -> str:
     settings = f"{request.model}\x1f{float(request.temperature)!r}\x1f{request.max_tokens!r}"
     digest.update(settings.encode())
     for message in request.messages:
-        text = _SPACES.sub(" ", message.content).strip()
+        # split/join collapses runs of whitespace several times faster than a regex.
+        text = " ".join(message.content.split())
         digest.update(f"\x1e{message.role}\x1f{text}".encode())
     return digest.hexdigest()
 

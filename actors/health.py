@@ -4,8 +4,8 @@ Per provider it keeps a latency EWMA, a ring of recent latencies for
 percentiles, an error-rate EWMA and a health score in [0, 1]. Outcomes from
 providers arrive as plain method calls (they never wait); outside reports and
 ping ticks arrive through the mailbox. Selection policies read each provider's
-EWMAs in place (read-only, no round trip); percentiles are recomputed on a tick
-rather than per call, and :meth:`HealthMonitor.snapshot` hands out an immutable
+EWMAs in place (read-only, no round trip); percentiles, which no policy needs,
+are computed only when :meth:`HealthMonitor.snapshot` hands out an immutable
 :class:`HealthSnapshot` for reports and the HTTP surface.
 """
 
@@ -33,7 +33,6 @@ class HealthConfig:
     window: int = 256
     ping_every: float | None = None
     ping_timeout: float = 5.0
-    refresh_every: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.alpha <= 1:
@@ -44,8 +43,6 @@ class HealthConfig:
             raise InvalidRequest("health.ping_every", self.ping_every, "> 0 seconds, or unset")
         if not self.ping_timeout > 0:
             raise InvalidRequest("health.ping_timeout", self.ping_timeout, "> 0 seconds")
-        if not self.refresh_every > 0:
-            raise InvalidRequest("health.refresh_every", self.refresh_every, "> 0 seconds")
 
 
 @attrs.frozen
@@ -139,11 +136,6 @@ class ReportFailure:
 
 
 @attrs.frozen
-class _Tick:
-    pass
-
-
-@attrs.frozen
 class _Ping:
     pass
 
@@ -167,7 +159,6 @@ class HealthMonitor(Actor):
     def on_start(self) -> None:
         for name in list(self.providers):
             self.providers[name] = ProviderHealth(name, self.config.alpha, self.config.window)
-        self.every(self.config.refresh_every, _Tick)
         if self.config.ping_every is not None and self._pingers:
             self.every(self.config.ping_every, _Ping)
 
@@ -202,9 +193,6 @@ class HealthMonitor(Actor):
 
     async def receive(self, message: object) -> None:
         match message:
-            case _Tick():
-                for stats in self.providers.values():
-                    stats.refresh_percentiles()
             case _Ping():
                 assert self._nursery is not None
                 for provider, pinger in self._pingers.items():

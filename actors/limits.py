@@ -148,10 +148,12 @@ class Admission:
     binding limits: retrying sooner could only be refused again.
     """
 
-    __slots__ = ("limiters",)
+    __slots__ = ("_units", "limiters")
 
     def __init__(self, specs: tuple[LimitSpec, ...] | list[LimitSpec]) -> None:
         self.limiters: list[Limiter] = [spec.build() for spec in specs]
+        # Index into the (requests, tokens, chars) amounts, resolved once.
+        self._units = [UNITS.index(limiter.unit) for limiter in self.limiters]
 
     def try_admit(
         self, now: float, requests: float, tokens: float, chars: float
@@ -160,23 +162,28 @@ class Admission:
         worst, binding = self.wait_for(now, requests, tokens, chars)
         if worst > 0:
             return worst, binding
-        amounts = {"requests": requests, "tokens": tokens, "chars": chars}
-        for limiter in self.limiters:
-            limiter.take(now, amounts[limiter.unit])
+        amounts = (requests, tokens, chars)
+        for limiter, unit in zip(self.limiters, self._units, strict=True):
+            limiter.take(now, amounts[unit])
         return 0.0, ""
 
     def wait_for(
         self, now: float, requests: float, tokens: float, chars: float
     ) -> tuple[float, str]:
         """(seconds until a request of this size fits, the binding limit), without charging."""
-        amounts = {"requests": requests, "tokens": tokens, "chars": chars}
+        amounts = (requests, tokens, chars)
         worst, binding = 0.0, ""
-        for limiter in self.limiters:
-            wait = limiter.wait_for(now, amounts[limiter.unit])
+        for limiter, unit in zip(self.limiters, self._units, strict=True):
+            wait = limiter.wait_for(now, amounts[unit])
             if wait > worst:
                 worst, binding = wait, limiter.name
         return worst, binding
 
     def remaining_fraction(self, now: float) -> float:
         """The tightest limit's remaining share, in [0, 1]."""
-        return min((lim.remaining_fraction(now) for lim in self.limiters), default=1.0)
+        tightest = 1.0
+        for limiter in self.limiters:
+            share = limiter.remaining_fraction(now)
+            if share < tightest:
+                tightest = share
+        return tightest

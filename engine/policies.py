@@ -78,24 +78,24 @@ class Weighted:
             return candidates[0]
         cfg = self.config
         stats = self.health.providers
-        latencies = [stats[p.spec.name].latency_ewma for p in candidates]
-        measured = [x for x in latencies if x == x]
+        healths = [stats[p.spec.name] for p in candidates]
+        measured = [h.latency_ewma for h in healths if h.latency_ewma == h.latency_ewma]
         # An unmeasured provider is assumed as fast as the measured average, so it
         # gets tried, but its queue still counts against it.
         prior = sum(measured) / len(measured) if measured else 1.0
         expected = [
-            (prior if latency != latency else latency) * (1.0 + provider.load())
-            for provider, latency in zip(candidates, latencies, strict=True)
+            (prior if h.latency_ewma != h.latency_ewma else h.latency_ewma) * (1.0 + p.load())
+            for p, h in zip(candidates, healths, strict=True)
         ]
         fastest = min(expected)
+        use_quota = cfg.quota_weight > 0
         best, best_score = candidates[0], -math.inf
-        for provider, exp in zip(candidates, expected, strict=True):
-            speed = 1.0 if exp <= 0.0 else fastest / exp
-            score = (
-                cfg.health_weight * (1.0 - stats[provider.spec.name].error_ewma)
-                + cfg.quota_weight * provider.quota_left(now)
-                + cfg.speed_weight * speed
+        for provider, health, exp in zip(candidates, healths, expected, strict=True):
+            score = cfg.health_weight * (1.0 - health.error_ewma) + cfg.speed_weight * (
+                1.0 if exp <= 0.0 else fastest / exp
             )
+            if use_quota:
+                score += cfg.quota_weight * provider.quota_left(now)
             if score > best_score:
                 best, best_score = provider, score
         return best

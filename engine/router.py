@@ -16,6 +16,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 import attrs
+import trio
 
 from actors.cache import Cache, request_key
 from engine import clock
@@ -94,6 +95,8 @@ class Router:
         self._jitter = jitter
         self._prefix = request_id_prefix
         self._next_id = 0
+        self._line = trio.lowlevel.ParkingLot()
+        self._line_head_taken = False
         self.context_windows: dict[str, int] = {}
         for p in providers:
             model = p.spec.model
@@ -186,6 +189,26 @@ class Router:
             cache.store(key, completion)
         return completion
 
+    async def _wait_for_capacity(self, wait: float, deadline: float) -> None:
+        """Wait in line for a provider to free up, then look again.
+
+        Only the request at the head of the line sleeps until the soonest moment
+        a provider could take it; the others park in FIFO order and are let go
+        one at a time as the head leaves. Without the line, every waiting request
+        would wake and rescan every provider at each refill: quadratic work in a
+        large fleet under a binding rate limit.
+        """
+        if self._line_head_taken:
+            with trio.move_on_at(deadline):
+                await self._line.park()
+            return
+        self._line_head_taken = True
+        try:
+            await clock.sleep(wait)
+        finally:
+            self._line_head_taken = False
+            self._line.unpark()
+
     def _eligible(
         self, request: ChatRequest, now: float, avoid: dict[str, float]
     ) -> tuple[list[Provider], float]:
@@ -230,8 +253,12 @@ class Router:
                     raise NoProviderAvailable(request_id, errors, soonest)
                 if log.active:
                     log.emit(now, request_id, "queued", f"wait={soonest:.3f}")
-                await clock.sleep(soonest)
+                await self._wait_for_capacity(soonest, deadline)
                 continue
+            if self._line and not self._line_head_taken:
+                # Capacity is free: let the next waiting request look too, so a burst
+                # of capacity (a window reset) drains the line instead of one slot.
+                self._line.unpark()
             fresh = [p for p in eligible if p.spec.name not in failed] if failed else eligible
             provider = self.policy.choose(fresh or eligible, request, session, now)
             name = provider.spec.name

@@ -218,13 +218,21 @@ def _structure_distribution(value: Any, _: type) -> Any:
             raise _BadValue(
                 f"lognormal takes median and p95, or mu and sigma; got {sorted(fields)}"
             )
-        return LogNormal.from_median_p95(fields["median"], fields["p95"])
+        return _build(LogNormal.from_median_p95, fields["median"], fields["p95"])
     cls = _DISTRIBUTIONS[kind]
     allowed = [a.name for a in attrs.fields(cls)]
     unknown = sorted(set(fields) - set(allowed))
     if unknown:
         raise _BadValue(f"{kind} takes {allowed}, got unknown {unknown}")
-    return cls(**fields)
+    return _build(cls, **fields)
+
+
+def _build(factory: Any, *args: Any, **kwargs: Any) -> Any:
+    """Construct a distribution, turning its own complaint into a shown one."""
+    try:
+        return factory(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise _BadValue(str(exc)) from None
 
 
 def _is_distribution_type(t: Any) -> bool:

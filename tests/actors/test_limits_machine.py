@@ -106,7 +106,7 @@ class LimiterMachine(RuleBasedStateMachine):
             self.model.grants.append((self.now, amount))
         elif math.isfinite(wait):
             later = copy.copy(self.limiter)
-            assert later.wait_for(self.now + wait, amount) < 1e-9, "waiting the wait is not enough"
+            assert later.wait_for(self.now + wait, amount) == 0, "waiting the wait is not enough"
 
 
 class AdmissionMachine(RuleBasedStateMachine):

@@ -299,3 +299,26 @@ async def test_cache_serves_repeats_and_never_stores_failures(virtual_clock):
             await fleet.router.complete(ask("q"))
         await clock.sleep(1.0)
         assert fleet.cache is not None and len(fleet.cache.core) == 0
+
+
+async def test_waiting_requests_drain_when_a_window_resets(virtual_clock):
+    # 5 requests per 60 s window: 20 requests at once need 4 windows, and every one
+    # must get through as windows reset, not only the head of the line.
+    account, _ = virtual_account(
+        "windowed", seconds=0.5, limits=(LimitSpec("rpw", "requests", 5, 60.0, mode="window"),)
+    )
+    config = RouterConfig(
+        retry=RetryConfig(jitter=0.0, deadline=300.0), cache=CacheConfig(enabled=False)
+    )
+    answers = []
+    async with open_fleet([account], config) as fleet:
+
+        async def one(i: int) -> None:
+            answers.append(await fleet.router.complete(ask(f"q{i}")))
+
+        async with trio.open_nursery() as nursery:
+            for i in range(20):
+                nursery.start_soon(one, i)
+    assert len(answers) == 20
+    starts = sorted(round(a.latency - 0.5) for a in answers)
+    assert starts == [0] * 5 + [60] * 5 + [120] * 5 + [180] * 5
