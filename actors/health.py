@@ -83,7 +83,8 @@ class ProviderHealth:
         self.failures = 0
         self.error_ewma = 0.0
         self.latency_ewma = math.nan
-        self.latencies = np.zeros(window)
+        # A plain list: storing a Python float into it is cheaper than into numpy.
+        self.latencies = [0.0] * window
         self._next = 0
         self._filled = 0
         self.last_error = ""

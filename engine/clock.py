@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -95,14 +96,29 @@ class VirtualClock(trio.abc.Clock):
         await wait_task_rescheduled(abort)
 
 
+# The virtual clock of the run_virtual() call in progress on this thread, if any.
+# Reading it directly saves the run-context lookups of trio.current_time() on
+# the simulator's hottest path; it is set and cleared only by run_virtual, so a
+# later run on trio's own clock never sees a stale one.
+_running = threading.local()
+_running.clock = None
+
+
+def _virtual() -> VirtualClock | None:
+    return getattr(_running, "clock", None)
+
+
 def now() -> float:
     """Current time on whichever clock the running trio loop uses."""
+    virtual = _virtual()
+    if virtual is not None:
+        return virtual._now
     return trio.current_time()
 
 
 async def sleep(seconds: float) -> None:
     """Sleep on the running loop's clock (virtual or real)."""
-    clock = current_clock()
+    clock = _virtual() or current_clock()
     if type(clock) is VirtualClock:
         await clock.sleep_until(clock._now + seconds)
     else:
@@ -111,7 +127,7 @@ async def sleep(seconds: float) -> None:
 
 async def sleep_until(when: float) -> None:
     """Sleep until an absolute time on the running loop's clock."""
-    clock = current_clock()
+    clock = _virtual() or current_clock()
     if type(clock) is VirtualClock:
         await clock.sleep_until(when)
     else:
@@ -130,5 +146,11 @@ def run_virtual(
     of the run, so the same inputs give the same interleaving in any process.
     """
     clock = VirtualClock(start)
-    with pinned_trio_scheduling(scheduling_seed):
-        return trio.run(async_fn, *args, clock=clock)
+    if _virtual() is not None:
+        raise RuntimeError("run_virtual() is already running on this thread")
+    _running.clock = clock
+    try:
+        with pinned_trio_scheduling(scheduling_seed):
+            return trio.run(async_fn, *args, clock=clock)
+    finally:
+        _running.clock = None

@@ -29,17 +29,15 @@ logger = logging.getLogger("callboard.router")
 
 
 class DecisionLog:
-    __slots__ = ("_log_enabled", "events", "keep")
+    __slots__ = ("_log_enabled", "active", "events", "keep")
 
     def __init__(self, keep: bool = False) -> None:
         self.keep = keep
         self.events: list[tuple[float, str, str, str]] = []
+        # Whether the logger takes INFO is decided when the log is made (once per run).
         self._log_enabled = logger.isEnabledFor(logging.INFO)
-
-    @property
-    def active(self) -> bool:
-        """Whether emitting costs anything; callers skip building details when not."""
-        return self.keep or self._log_enabled
+        #: Whether emitting does anything; callers skip building details when not.
+        self.active = keep or self._log_enabled
 
     def emit(self, now: float, request_id: str, action: str, detail: str = "") -> None:
         if self.keep:

@@ -1,0 +1,95 @@
+"""The ``reference`` scenario beside a SimPy model of the same system, in one run.
+
+The model (sims/scenarios/reference.toml): N interviews start at uniform times in
+[0, 60) s; each plays 17 turns, with an exponential think time of mean 30 s before
+each; requests go to 4 servers in global round-robin order; each server has 64
+slots and a FIFO queue; service time is lognormal (mu 0, sigma 0.5) s.
+
+callboard runs it through its whole routing core (router, provider actors,
+breakers, health monitor, recorder) on the virtual clock; SimPy runs the bare
+model. Both are timed on the simulation alone (no start-up, no reports), repeated
+and interleaved on this noisy machine, and the medians compared. The latency
+distributions must agree: they are two simulations of one model, with different
+random draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import simpy
+
+from sims.runner import simulate
+from sims.scenario import load
+
+TURNS = 17
+SERVERS = 4
+SLOTS = 64
+
+
+def simpy_reference(interviews: int, seed: int) -> tuple[float, np.ndarray]:
+    """(wall seconds, request latencies) of the SimPy model."""
+    rng = np.random.default_rng(seed)
+    env = simpy.Environment()
+    servers = [simpy.Resource(env, capacity=SLOTS) for _ in range(SERVERS)]
+    turn = [0]
+    latencies: list[float] = []
+
+    def interview() -> simpy.events.ProcessGenerator:
+        yield env.timeout(rng.uniform(0.0, 60.0))
+        for _ in range(TURNS):
+            yield env.timeout(rng.exponential(30.0))
+            server = servers[turn[0] % SERVERS]
+            turn[0] += 1
+            asked = env.now
+            with server.request() as slot:
+                yield slot
+                yield env.timeout(rng.lognormal(0.0, 0.5))
+            latencies.append(env.now - asked)
+
+    for _ in range(interviews):
+        env.process(interview())
+    start = time.perf_counter()
+    env.run()
+    return time.perf_counter() - start, np.asarray(latencies)
+
+
+def callboard_reference(interviews: int, seed: int) -> tuple[float, np.ndarray]:
+    scenario, _ = load("reference", [f"workload.interviews={interviews}"], seed=seed)
+    data = simulate(scenario)
+    arrays = data.recorder.arrays()
+    assert (arrays["outcome"] == 0).all(), "the reference model has no failures"
+    return data.wall_s, arrays["latency"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--interviews", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    ours: list[float] = []
+    theirs: list[float] = []
+    our_latency = their_latency = np.empty(0)
+    for i in range(args.repeat):
+        wall, their_latency = simpy_reference(args.interviews, seed=i + 1)
+        theirs.append(wall)
+        wall, our_latency = callboard_reference(args.interviews, seed=i + 1)
+        ours.append(wall)
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    requests = args.interviews * TURNS
+    print(
+        f"reference model, {args.interviews} interviews x {TURNS} turns = {requests} requests, "
+        f"median of {args.repeat} interleaved runs"
+    )
+    print(f"  callboard / SimPy wall time: {ratio:.2f}x")
+    print("  latency (s)        p50     p95     p99    mean")
+    for name, values in (("callboard", our_latency), ("SimPy", their_latency)):
+        p50, p95, p99 = np.percentile(values, (50, 95, 99))
+        print(f"  {name:<12} {p50:7.3f} {p95:7.3f} {p99:7.3f} {values.mean():7.3f}")
+
+
+if __name__ == "__main__":
+    main()
