@@ -5,7 +5,7 @@ percentiles, an error-rate EWMA and a health score in [0, 1]. Outcomes from
 providers arrive as plain method calls (they never wait); outside reports and
 ping ticks arrive through the mailbox. Selection policies read each provider's
 EWMAs in place (read-only, no round trip); percentiles, which no policy needs,
-are computed only when :meth:`HealthMonitor.snapshot` hands out an immutable
+are computed only when :meth:`HealthMonitor.snapshot_of` hands out an immutable
 :class:`HealthSnapshot` for reports and the HTTP surface.
 """
 
@@ -175,7 +175,7 @@ class HealthMonitor(Actor):
     def health(self, provider: str) -> ProviderHealth:
         return self.providers[provider]
 
-    def snapshot(self, provider: str) -> HealthSnapshot:
+    def snapshot_of(self, provider: str) -> HealthSnapshot:
         stats = self.providers[provider]
         stats.refresh_percentiles()
         return stats.snapshot()

@@ -80,9 +80,10 @@ class Weighted:
         stats = self.health.providers
         healths = [stats[p.spec.name] for p in candidates]
         measured = [h.latency_ewma for h in healths if h.latency_ewma == h.latency_ewma]
-        # An unmeasured provider is assumed as fast as the measured average, so it
-        # gets tried, but its queue still counts against it.
-        prior = sum(measured) / len(measured) if measured else 1.0
+        # An unmeasured provider is assumed twice as fast as the fastest measured one,
+        # so it gets tried (and measured), while its queue still counts against it,
+        # so a burst does not pile onto it.
+        prior = 0.5 * min(measured) if measured else 1.0
         expected = [
             (prior if h.latency_ewma != h.latency_ewma else h.latency_ewma) * (1.0 + p.load())
             for p, h in zip(candidates, healths, strict=True)

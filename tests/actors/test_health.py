@@ -1,0 +1,71 @@
+"""The health monitor: passive outcomes, outside reports, active pings, percentiles."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.faults import Fault
+from actors.health import HealthConfig, HealthMonitor, ProviderHealth
+from engine import clock
+from engine.errors import InvalidRequest
+from engine.fleet import RouterConfig, open_fleet
+from tests.conftest import virtual_account
+
+
+def test_ewma_score_and_percentiles():
+    health = ProviderHealth("p", alpha=0.5, window=4)
+    for latency in (1.0, 2.0, 3.0, 4.0, 5.0):  # the ring keeps the last 4
+        health.observe("ok", latency)
+    health.observe("upstream_error", 0.1)
+    health.observe("rate_limited", 0.1)  # busy, not broken: no effect on the score
+    health.observe("cancelled", 0.1)  # says nothing about the provider
+    health.refresh_percentiles()
+    snapshot = health.snapshot()
+    assert snapshot.calls == 7 and snapshot.failures == 1
+    assert snapshot.error_rate == pytest.approx(0.25)  # 0.5 after the error, halved by the 429
+    assert snapshot.score == pytest.approx(0.75)
+    assert snapshot.latency_ewma == pytest.approx(4.0625)
+    assert snapshot.p50 == pytest.approx(3.5) and snapshot.p99 == pytest.approx(4.97)
+    assert snapshot.last_error == "upstream_error"
+
+
+async def test_active_pings_find_a_provider_that_is_down(virtual_clock):
+    down, down_backend = virtual_account("down", faults=[Fault("outage", start=0)])
+    up, _ = virtual_account("up", seconds=0.2)
+    config = RouterConfig(health=HealthConfig(ping_every=10.0, ping_timeout=2.0))
+    async with open_fleet([down, up], config) as fleet:
+        await clock.sleep(55.0)
+        down_health = fleet.health.snapshot_of("down")
+        up_health = fleet.health.snapshot_of("up")
+    assert down_health.calls == 5 and down_health.failures == 5
+    assert down_health.score == pytest.approx(0.9**5) and up_health.score == 1.0
+    assert up_health.p50 == pytest.approx(0.2)
+    assert len(down_backend.requests) == 5  # pings are real (small) calls
+    assert fleet.router.stats.received == 0  # and not routed requests
+
+
+async def test_a_hanging_provider_fails_its_ping_by_timeout(virtual_clock):
+    hung, _ = virtual_account("hung", faults=[Fault("hang", start=0)])
+    config = RouterConfig(health=HealthConfig(ping_every=10.0, ping_timeout=2.0))
+    async with open_fleet([hung], config) as fleet:
+        await clock.sleep(15.0)
+        assert fleet.health.snapshot_of("hung").last_error == "timeout"
+
+
+async def test_outside_reports_count_and_unknown_providers_are_refused(virtual_clock):
+    account, _ = virtual_account("a")
+    async with open_fleet([account]) as fleet:
+        fleet.health.report("a", "the grader saw garbage")
+        await clock.sleep(0.1)
+        snapshot = fleet.health.snapshot_of("a")
+        assert snapshot.failures == 1 and "garbage" in snapshot.last_error
+        with pytest.raises(InvalidRequest, match="provider"):
+            fleet.health.report("b", "who?")
+
+
+def test_bad_health_settings_are_named():
+    with pytest.raises(InvalidRequest, match=r"health\.alpha"):
+        HealthConfig(alpha=0)
+    with pytest.raises(InvalidRequest, match=r"health\.ping_every"):
+        HealthConfig(ping_every=-1)
+    HealthMonitor(HealthConfig())  # defaults are valid
