@@ -66,7 +66,7 @@ class Reply:
 class Mailbox:
     """A bounded FIFO of (message, reply) with one receiving task."""
 
-    __slots__ = ("_items", "_owner", "_receiver", "_senders", "capacity")
+    __slots__ = ("_items", "_owner", "_receiver", "_senders", "capacity", "on_first_message")
 
     def __init__(self, owner: str, capacity: int) -> None:
         if capacity < 1:
@@ -76,6 +76,8 @@ class Mailbox:
         self._items: collections.deque[tuple[Any, Reply | None]] = collections.deque()
         self._receiver: Task | None = None
         self._senders = trio.lowlevel.ParkingLot()
+        #: Called (once) when a message arrives and nobody serves the mailbox yet.
+        self.on_first_message: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -90,6 +92,9 @@ class Mailbox:
         if self._receiver is not None:
             task, self._receiver = self._receiver, None
             reschedule(task)
+        elif self.on_first_message is not None:
+            start_serving, self.on_first_message = self.on_first_message, None
+            start_serving()
 
     async def put(self, message: Any, reply: Reply | None = None) -> None:
         """Wait for room (back-pressure), then enqueue."""
@@ -197,41 +202,50 @@ class Actor:
             await self.mailbox.put(message_factory())
 
     # --- the loop ----------------------------------------------------------
-    async def _script_then_stop(self) -> None:
-        await self.script()
-        assert self._nursery is not None
-        self._nursery.cancel_scope.cancel()
-
     async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.on_start()
             task_status.started()
-            if type(self).script is not Actor.script:
-                nursery.start_soon(self._script_then_stop)
-            receive = self.receive
-            while True:
-                batch = await self.mailbox.take_all()
-                while batch:
-                    message, reply = batch.popleft()
-                    try:
-                        result = await receive(message)
-                    except CallboardError as exc:
-                        # A named error answers the asker; with nobody asking it would be
-                        # lost, so then it crashes the actor like any other error.
-                        if reply is None:
-                            self.mailbox._items.extendleft(reversed(batch))
-                            raise
-                        reply.fail(exc)
-                        continue
-                    except BaseException as exc:
-                        # Put back what this batch has not handled yet: nothing is lost.
+            if type(self).script is Actor.script:
+                await self._serve()
+            else:
+                # A scripted actor (a simulated interview) plays its script in its own
+                # task and starts serving its mailbox only when a message arrives:
+                # most never get one, and a task less per actor counts when there
+                # are thousands of them.
+                if self.mailbox:
+                    nursery.start_soon(self._serve)
+                else:
+                    self.mailbox.on_first_message = lambda: nursery.start_soon(self._serve)
+                await self.script()
+                self.mailbox.on_first_message = None
+                nursery.cancel_scope.cancel()
+
+    async def _serve(self) -> None:
+        receive = self.receive
+        while True:
+            batch = await self.mailbox.take_all()
+            while batch:
+                message, reply = batch.popleft()
+                try:
+                    result = await receive(message)
+                except CallboardError as exc:
+                    # A named error answers the asker; with nobody asking it would be
+                    # lost, so then it crashes the actor like any other error.
+                    if reply is None:
                         self.mailbox._items.extendleft(reversed(batch))
-                        if reply is not None:
-                            reply.fail(ActorCrashed(self.name, exc))
                         raise
+                    reply.fail(exc)
+                    continue
+                except BaseException as exc:
+                    # Put back what this batch has not handled yet: nothing is lost.
+                    self.mailbox._items.extendleft(reversed(batch))
                     if reply is not None:
-                        reply.set(result)
+                        reply.fail(ActorCrashed(self.name, exc))
+                    raise
+                if reply is not None:
+                    reply.set(result)
 
 
 def _first_leaf(exc: BaseException) -> BaseException:

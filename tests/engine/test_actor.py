@@ -149,3 +149,29 @@ def test_bad_settings_are_rejected():
         Counter("x", mailbox_capacity=0)
     with pytest.raises(ValueError, match="strategy"):
         Supervisor(None, strategy="pray")  # type: ignore[arg-type]
+
+
+class Player(Actor):
+    """Plays a script of 3 steps; answers "status" asks while it plays."""
+
+    def on_start(self) -> None:
+        self.steps = 0
+
+    async def script(self) -> None:
+        for _ in range(3):
+            await clock.sleep(10.0)
+            self.steps += 1
+
+    async def receive(self, message: object) -> int:
+        return self.steps
+
+
+async def test_a_scripted_actor_serves_its_mailbox_and_stops_when_the_script_ends(virtual_clock):
+    async with trio.open_nursery() as nursery:
+        player = await Supervisor(nursery, strategy="escalate").start(Player("player"))
+        await clock.sleep(15.0)
+        assert await player.ask("status") == 1
+        await clock.sleep(10.0)
+        assert await player.ask("status") == 2
+    # The nursery closed by itself: the actor stopped when its script ended.
+    assert clock.now() == 30.0 and player.steps == 3
