@@ -77,14 +77,16 @@ HUGGINGFACE = Profile(
         queue_limit=64,
         context_window=8_192,
     ),
-    latency=LatencyModel(ttft=LogNormal.from_median_p95(0.6, 2.5), tokens_per_s=45.0),
+    latency=LatencyModel(ttft=LogNormal.from_median_p95(0.5, 2.0), tokens_per_s=70.0),
     errors=ErrorRates(upstream_error=0.01, timeout=0.002),
     source=(
         "A HuggingFace Inference account at about 1,000 requests/hour. HuggingFace defines "
         "its rate limits over fixed 5-minute windows (huggingface.co/docs/hub/rate-limits), "
         "so 1,000/hour is modelled as 83 requests per 5-minute window. Free accounts have "
         "been reported at ~300 requests/hour and PRO at ~1,000. Shared serverless GPUs: "
-        "slower and more variable than dedicated APIs, with occasional 5xx while models load."
+        "slower and more variable than dedicated APIs (text-generation-inference serving an 8B "
+        "model on a shared GPU decodes at roughly 50-100 tokens/s), with occasional 5xx while "
+        "models load."
     ),
 )
 

@@ -42,9 +42,15 @@ def _progress_bar(total: int, enabled: bool):
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from reports.render import write_report
-    from reports.summary import format_table, provider_rows, summary_rows
-
     from reports.results import summarise
+    from reports.summary import (
+        FAMILY_HEADERS,
+        PROVIDER_HEADERS,
+        family_rows,
+        format_table,
+        provider_rows,
+        summary_rows,
+    )
     from sims.runner import simulate
     from sims.scenario import load
 
@@ -73,7 +79,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(f"{scenario.name} (seed {scenario.seed}): {scenario.description.strip()}\n")
     print(format_table(summary_rows(results), ("figure", "value")))
     print()
-    print(format_table(provider_rows(results)[1], provider_rows(results)[0]))
+    if len(results.providers) > 20:
+        print(format_table(family_rows(results), FAMILY_HEADERS))
+    else:
+        print(format_table(provider_rows(results), PROVIDER_HEADERS))
     print(f"\nsimulated {data.simulated_s / 60:.1f} min in {data.wall_s:.2f} s of wall time")
     print(f"report: {files.markdown}\n        {files.html}")
     return 0

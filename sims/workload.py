@@ -4,7 +4,9 @@ An interview is a plan of turn kinds. ``small_talk`` and ``follow_up`` are
 conversational (the whole history goes to the provider), ``question`` asks for
 the next question from a finite bank (a standalone request, so two candidates
 who draw the same question send the same request, and that is where cache hits
-come from), and ``evaluation`` sends the whole interview for a verdict.
+come from), and ``evaluation`` sends the whole interview for a verdict. Latency SLOs are about
+the ``candidate_facing`` turns, the ones a candidate sits and waits for; the
+evaluation runs after the candidate has left.
 """
 
 from __future__ import annotations
@@ -61,11 +63,12 @@ class WorkloadConfig:
     answer_chars: DistributionSpec = LogNormal.from_median_p95(400.0, 1500.0)
     small_talk_tokens: DistributionSpec = Constant(60)
     question_tokens: DistributionSpec = Constant(80)
-    follow_up_tokens: DistributionSpec = LogNormal.from_median_p95(120.0, 300.0)
+    follow_up_tokens: DistributionSpec = LogNormal.from_median_p95(80.0, 200.0)
     evaluation_tokens: DistributionSpec = LogNormal.from_median_p95(500.0, 900.0)
     question_bank: int = 200
     question_popularity: float = 1.1
     max_tokens: int | None = None
+    candidate_facing: tuple[str, ...] = ("small_talk", "question", "follow_up")
 
     def __attrs_post_init__(self) -> None:
         _check("interviews", self.interviews >= 1, self.interviews, ">= 1")
@@ -85,6 +88,8 @@ class WorkloadConfig:
         _check("turns", self.turns >= 1, self.turns, ">= 1")
         bad = [k for k in self.plan if k not in TURN_KINDS]
         _check("plan", not bad, bad, " | ".join(TURN_KINDS))
+        bad = [k for k in self.candidate_facing if k not in TURN_KINDS]
+        _check("candidate_facing", not bad, bad, " | ".join(TURN_KINDS))
         _check(
             "system_prompt_chars", self.system_prompt_chars >= 0, self.system_prompt_chars, ">= 0"
         )

@@ -1,0 +1,190 @@
+"""The report's content, once, as plain data that Markdown and HTML both render.
+
+Deciding what to say (which sections, which tables, what to leave out and say so)
+happens here; the renderers only decide how it looks, so the Markdown and the HTML
+report can never tell different stories.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from reports import summary
+from reports.figures import CAPTIONS
+from reports.results import Results
+
+# Above this many accounts the per-account table becomes a wall: show families and
+# the busiest accounts instead (every account is still in results.json).
+MAX_ACCOUNT_ROWS = 20
+TOP_ACCOUNTS = 10
+MAX_TRANSITIONS = 20
+
+FIGURE_TITLES = {
+    "latency_cdf": "Latency distribution",
+    "latency_over_time": "Latency and failures over time",
+    "traffic": "Traffic and work in progress",
+    "providers": "Account utilisation and rate limits",
+    "breakers": "Circuit breakers",
+    "cache": "Cache hit rate",
+}
+
+
+@attrs.frozen
+class Table:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+    @property
+    def numeric(self) -> list[bool]:
+        return summary.numeric_columns(list(self.rows), len(self.headers))
+
+
+@attrs.frozen
+class FigureRef:
+    """A figure: ``href`` relative to the report, ``path`` where its bytes are."""
+
+    href: str
+    path: Path
+    title: str
+    caption: str
+
+
+@attrs.frozen
+class Heading:
+    """A sub-heading inside a section."""
+
+    text: str
+
+
+Block = str | Table | FigureRef | Heading
+
+
+@attrs.frozen
+class Section:
+    title: str
+    blocks: tuple[Block, ...]
+
+
+@attrs.frozen
+class Document:
+    title: str
+    lead: str
+    description: str
+    sections: tuple[Section, ...]
+    footer: str
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    return Table(tuple(headers), tuple(tuple(r) for r in rows))
+
+
+def _failures(results: Results) -> Section:
+    blocks: list[Block] = []
+    rows = summary.failure_rows(results)
+    requests = summary.count(results.summary.get("requests"))
+    if rows:
+        blocks.append(f"Requests that ended in an error, of {requests} requests:")
+        blocks.append(_table(summary.FAILURE_HEADERS, rows))
+    else:
+        blocks.append(f"Every one of the {requests} requests was answered.")
+    attempts = summary.attempt_failure_rows(results)
+    if attempts:
+        blocks.append(
+            "Failed upstream attempts by code, summed over accounts. A failed attempt is "
+            "retried or failed over, so it need not fail the request:"
+        )
+        blocks.append(_table(summary.ATTEMPT_HEADERS, attempts))
+    else:
+        blocks.append("No upstream attempt failed.")
+    return Section("Failures", tuple(blocks))
+
+
+def _accounts(results: Results) -> Section:
+    count = len(results.providers)
+    note = (
+        "Load share is the account's share of all upstream calls; utilisation is the "
+        "average share of its concurrency slots in use over the run; 429s count upstream "
+        "rate-limit replies and calls refused by the account's own limits; failures count "
+        "failed attempts of any kind."
+    )
+    held = summary.held_back_note(results)
+    intro: tuple[str, ...] = (note, held) if held else (note,)
+    if count <= MAX_ACCOUNT_ROWS:
+        return Section(
+            f"Accounts ({count})",
+            (*intro, _table(summary.PROVIDER_HEADERS, summary.provider_rows(results))),
+        )
+    return Section(
+        f"Accounts ({count})",
+        (
+            *intro,
+            Heading("By profile family"),
+            _table(summary.FAMILY_HEADERS, summary.family_rows(results)),
+            Heading(f"The {TOP_ACCOUNTS} accounts with the most calls"),
+            _table(summary.PROVIDER_HEADERS, summary.top_provider_rows(results, TOP_ACCOUNTS)),
+            f"The other {count - TOP_ACCOUNTS} accounts are in results.json.",
+        ),
+    )
+
+
+def _breakers(results: Results) -> Section:
+    moves = results.transitions
+    if not moves:
+        return Section("Breaker transitions", ("No circuit breaker left the closed state.",))
+    openings = sum(1 for m in moves if m.get("target") == "open")
+    accounts = len({m.get("provider") for m in moves})
+    blocks: list[Block] = [
+        f"{len(moves):,} transition(s) on {accounts:,} account(s), {openings:,} of them "
+        "opening a breaker (quarantining the account). Times are simulated time since the "
+        "start of the run."
+    ]
+    blocks.append(
+        _table(summary.TRANSITION_HEADERS, summary.transition_rows(results, MAX_TRANSITIONS))
+    )
+    if len(moves) > MAX_TRANSITIONS:
+        blocks.append(
+            f"The first {MAX_TRANSITIONS} are shown; {len(moves) - MAX_TRANSITIONS:,} more "
+            "are in results.json."
+        )
+    return Section("Breaker transitions", tuple(blocks))
+
+
+def _figures(figures: list[Path]) -> Section:
+    blocks = tuple(
+        FigureRef(
+            href=f"figures/{path.name}",
+            path=path,
+            title=FIGURE_TITLES.get(path.stem, path.stem.replace("_", " ")),
+            caption=CAPTIONS.get(path.stem, ""),
+        )
+        for path in figures
+    )
+    return Section("Figures", blocks or ("No figures were rendered.",))
+
+
+def build_document(results: Results, figures: list[Path]) -> Document:
+    """Everything the report says, in order."""
+    meta = results.meta
+    name = str(meta.get("scenario") or results.summary.get("scenario") or "unnamed")
+    description = " ".join(str(meta.get("description") or "").split())
+    seed = meta.get("seed", results.summary.get("seed"))
+    footer = (
+        f"Scenario {name} · scenario hash {meta.get('scenario_hash', 'unknown')} · "
+        f"seed {seed} · callboard {meta.get('callboard_version', 'unknown')}. "
+        "All times are simulated; the same scenario and seed give the same report."
+    )
+    return Document(
+        title=f"callboard simulation: {name}",
+        lead=summary.headline_sentence(results),
+        description=description,
+        sections=(
+            Section("Headline", (_table(("figure", "value"), summary.summary_rows(results)),)),
+            _failures(results),
+            _accounts(results),
+            _breakers(results),
+            _figures(figures),
+        ),
+        footer=footer,
+    )

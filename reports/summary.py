@@ -1,0 +1,322 @@
+"""The report's tables as (already formatted) rows of strings.
+
+Markdown, HTML and the terminal all print these same rows, so the three can never
+disagree about a number, and a number is formatted in exactly one place.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from typing import Any
+
+from reports.numbers import as_float, family_of
+from reports.results import Results
+
+PROVIDER_HEADERS = ("account", "calls", "load share", "utilisation", "429s", "failures", "cost")
+FAMILY_HEADERS = (
+    "family",
+    "accounts",
+    "calls",
+    "load share",
+    "mean utilisation",
+    "429s",
+    "failures",
+    "cost",
+)
+FAILURE_HEADERS = ("outcome", "requests", "share of requests", "meaning")
+ATTEMPT_HEADERS = ("code", "failed attempts")
+TRANSITION_HEADERS = ("time (h:mm:ss)", "account", "change", "reason")
+
+# What each request outcome means, in the reader's words (engine/errors.py).
+OUTCOME_MEANINGS = {
+    "cancelled": "the caller gave up before an answer",
+    "invalid_request": "rejected before reaching any provider",
+    "no_provider": "every account was quarantined, disabled or out of quota past the deadline",
+    "deadline_exceeded": "the request's overall deadline passed",
+    "request_failed": "the router tried and gave up (see failed attempts)",
+    "overloaded": "capacity exhausted; shed with a Retry-After",
+    "error": "an unexpected error",
+}
+
+
+# --- formatting -------------------------------------------------------------------
+
+
+def count(value: Any) -> str:
+    number = as_float(value)
+    return f"{number:,.0f}" if math.isfinite(number) else "n/a"
+
+
+def percent(share: Any) -> str:
+    """A share as a percentage that never rounds a miss to 100% or a few to 0%."""
+    value = as_float(share)
+    if not math.isfinite(value):
+        return "n/a"
+    if value in (0.0, 1.0) or 0.001 <= value <= 0.999:
+        return f"{value * 100:.1f}%"
+    for decimals in (2, 3):
+        text = f"{value * 100:.{decimals}f}"
+        if float(text) not in (0.0, 100.0):
+            return f"{text}%"
+    return "<0.001%" if value < 0.5 else ">99.999%"
+
+
+def seconds(value: Any) -> str:
+    """Seconds to three significant digits (no exponent notation)."""
+    number = as_float(value)
+    if not math.isfinite(number):
+        return "n/a"
+    if number == 0:
+        return "0 s"
+    if number < 0.001:
+        return "<0.001 s"
+    if number >= 100:
+        return f"{number:,.0f} s"
+    return f"{number:.3g} s"
+
+
+def seconds_triple(values: list[Any]) -> str:
+    """ "0.863 / 14.9 / 39.5 s": p50 / p95 / p99 with the unit once."""
+    texts = [seconds(v) for v in values]
+    if all(t == "n/a" for t in texts):
+        return "n/a (none)"
+    return " / ".join(t.removesuffix(" s") for t in texts) + " s"
+
+
+def minutes(value_s: Any) -> str:
+    number = as_float(value_s)
+    return f"{number / 60:,.1f} min" if math.isfinite(number) else "n/a"
+
+
+def money(value: Any) -> str:
+    """Dollars: cents from $1 up, three significant digits below."""
+    number = as_float(value)
+    if not math.isfinite(number):
+        return "n/a"
+    if number == 0:
+        return "$0.00"
+    if abs(number) >= 1:
+        return f"${number:,.2f}"
+    return f"${number:.3g}" if abs(number) >= 1e-4 else "<$0.0001"
+
+
+def clock(value_s: Any) -> str:
+    """Simulated time as h:mm:ss, counted from the start of the run."""
+    number = as_float(value_s)
+    if not math.isfinite(number):
+        return "n/a"
+    whole = int(number)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def _total(mapping: Any) -> float:
+    return sum(as_float(v) for v in (mapping or {}).values()) if isinstance(mapping, dict) else 0.0
+
+
+# --- rows -------------------------------------------------------------------------
+
+
+def summary_rows(results: Results) -> list[tuple[str, str]]:
+    """The headline figures, (label, value), in reading order."""
+    s = results.summary
+    requests = as_float(s.get("requests"))
+    interviews = as_float(s.get("interviews"))
+    with_error = as_float(s.get("interviews_with_error"))
+    error_share = with_error / interviews if interviews > 0 else math.nan
+    rows = [
+        ("Requests", count(s.get("requests"))),
+        ("Answered", f"{count(s.get('answered'))} of {count(requests)}"),
+        ("Success rate", percent(s.get("success_rate"))),
+        (
+            "Latency p50 / p95 / p99 (answered, incl. cache hits)",
+            seconds_triple([s.get("p50"), s.get("p95"), s.get("p99")]),
+        ),
+        (
+            "Upstream latency p50 / p95 / p99 (answered by a provider)",
+            seconds_triple([s.get("upstream_p50"), s.get("upstream_p95"), s.get("upstream_p99")]),
+        ),
+        (
+            "Time to first token p50 / p95 / p99 (answered by a provider)",
+            seconds_triple([s.get("ttft_p50"), s.get("ttft_p95"), s.get("ttft_p99")]),
+        ),
+        ("Throughput", f"{count(s.get('throughput_rpm'))} answered/min"),
+        ("Cache hit rate", percent(s.get("cache_hit_rate"))),
+        ("Upstream attempts", count(s.get("attempts"))),
+        ("Retries", count(s.get("retries"))),
+        ("Rate-limit rejections (429s and account limits)", count(s.get("rate_limited"))),
+        ("Breaker openings", count(s.get("breaker_openings"))),
+        (
+            "Interviews completed",
+            f"{count(s.get('interviews_completed'))} of {count(interviews)}",
+        ),
+        ("Interviews with an error", f"{count(with_error)} ({percent(error_share)})"),
+        ("Interview length p50", minutes(as_float(s.get("interview_minutes_p50")) * 60)),
+        ("Cost", money(s.get("cost_total"))),
+        ("Cost per interview", money(s.get("cost_per_interview"))),
+        ("Simulated time", minutes(s.get("simulated_s"))),
+    ]
+    return rows
+
+
+def headline_sentence(results: Results) -> str:
+    """One sentence a reader can stop after, built from the summary rows' values."""
+    values = dict(summary_rows(results))
+    s = results.summary
+    p95 = seconds(s.get("p95"))
+    return (
+        f"{values['Requests']} requests from {count(s.get('interviews'))} interviews over "
+        f"{values['Simulated time']} of simulated time: {values['Success rate']} answered, "
+        f"p95 latency {p95}, {values['Breaker openings']} breaker opening(s), "
+        f"cost {values['Cost']}."
+    )
+
+
+def held_back_note(results: Results) -> str | None:
+    """How often the router found accounts at their own limits, if it ever did.
+
+    These are checks, not requests (a waiting request is checked again and again),
+    so they are said in words rather than put in a table beside request counts.
+    """
+    held = results.summary.get("held_back_by_limits") or {}
+    total = _total(held)
+    if total <= 0:
+        return None
+    by_limit = ", ".join(
+        f"{name} {count(n)}" for name, n in sorted(held.items(), key=lambda i: -as_float(i[1]))
+    )
+    return (
+        f"The router's own limit checks found an account at its limit {count(total)} times "
+        f"({by_limit}) and looked elsewhere or waited; these count checks, not requests."
+    )
+
+
+def failure_rows(results: Results) -> list[tuple[str, str, str, str]]:
+    """Requests that ended in an error, by outcome, most frequent first."""
+    failures = results.summary.get("failures") or {}
+    requests = as_float(results.summary.get("requests"))
+    ordered = sorted(failures.items(), key=lambda item: (-as_float(item[1]), item[0]))
+    return [
+        (
+            str(code),
+            count(n),
+            percent(as_float(n) / requests if requests > 0 else math.nan),
+            OUTCOME_MEANINGS.get(str(code), ""),
+        )
+        for code, n in ordered
+        if as_float(n) > 0
+    ]
+
+
+def attempt_failure_rows(results: Results) -> list[tuple[str, str]]:
+    """Failed upstream attempts by code, summed over accounts (a request may retry)."""
+    codes: Counter[str] = Counter()
+    for row in results.providers:
+        for code, n in (row.get("failures") or {}).items():
+            codes[str(code)] += int(as_float(n))
+        for limit, n in (row.get("rejections") or {}).items():
+            codes[f"refused by account limit {limit}"] += int(as_float(n))
+    ordered = sorted(codes.items(), key=lambda item: (-item[1], item[0]))
+    return [(code, count(n)) for code, n in ordered if n > 0]
+
+
+def _provider_row(row: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        str(row.get("name", "?")),
+        count(row.get("calls")),
+        percent(row.get("load_share")),
+        percent(row.get("utilisation")),
+        count(row.get("rate_limited")),
+        count(_total(row.get("failures"))),
+        money(row.get("cost")),
+    )
+
+
+def provider_rows(results: Results) -> list[tuple[str, ...]]:
+    """One row per account, in fleet order; columns as PROVIDER_HEADERS."""
+    return [_provider_row(row) for row in results.providers]
+
+
+def top_provider_rows(results: Results, limit: int = 10) -> list[tuple[str, ...]]:
+    """The ``limit`` accounts with the most calls (ties in fleet order)."""
+    ranked = sorted(
+        enumerate(results.providers), key=lambda item: (-as_float(item[1].get("calls")), item[0])
+    )
+    return [_provider_row(row) for _, row in ranked[:limit]]
+
+
+def family_rows(results: Results) -> list[tuple[str, ...]]:
+    """Accounts aggregated by profile family; columns as FAMILY_HEADERS."""
+    families = family_of(results)
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in results.providers:
+        grouped[families.get(str(row.get("name")), "?")].append(row)
+    out = []
+    for family, rows in sorted(grouped.items()):
+        utilisation = [as_float(r.get("utilisation")) for r in rows]
+        out.append(
+            (
+                family,
+                count(len(rows)),
+                count(sum(as_float(r.get("calls")) for r in rows)),
+                percent(sum(as_float(r.get("load_share")) for r in rows)),
+                percent(sum(utilisation) / len(utilisation)),
+                count(sum(as_float(r.get("rate_limited")) for r in rows)),
+                count(sum(_total(r.get("failures")) for r in rows)),
+                money(sum(as_float(r.get("cost")) for r in rows)),
+            )
+        )
+    return out
+
+
+def transition_rows(results: Results, limit: int = 20) -> list[tuple[str, str, str, str]]:
+    """The first ``limit`` breaker transitions in time order."""
+    ordered = sorted(results.transitions, key=lambda m: as_float(m.get("time")))
+    names = {"closed": "closed", "open": "open", "half_open": "half-open"}
+    return [
+        (
+            clock(m.get("time")),
+            str(m.get("provider", "?")),
+            f"{names.get(m.get('source'), m.get('source'))} → "
+            f"{names.get(m.get('target'), m.get('target'))}",
+            str(m.get("reason", "")),
+        )
+        for m in ordered[:limit]
+    ]
+
+
+# --- plain text -------------------------------------------------------------------
+
+_NUMERIC = re.compile(r"^[<>]?\$?-?[\d,.]+(%| s| min)?$|^n/a$")
+
+
+def numeric_columns(rows: list[tuple[str, ...]], width: int) -> list[bool]:
+    """Columns whose every cell is a number (right-aligned in every format)."""
+    return [
+        bool(rows) and all(_NUMERIC.match(row[i].split(" (")[0]) for row in rows if row[i])
+        for i in range(width)
+    ]
+
+
+def format_table(rows: list[tuple[str, ...]], headers: tuple[str, ...] | list[str]) -> str:
+    """A plain-text table for the terminal, numbers right-aligned.
+
+    Hand-written rather than a library (tabulate, rich): a dozen lines, and the
+    reports stay on the project's own dependencies (numpy, matplotlib, attrs).
+    """
+    headers = list(headers)
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    right = numeric_columns(rows, len(headers))
+
+    def line(cells: list[str] | tuple[str, ...]) -> str:
+        parts = [
+            cell.rjust(w) if r else cell.ljust(w)
+            for cell, w, r in zip(cells, widths, right, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])

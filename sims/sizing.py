@@ -1,0 +1,297 @@
+"""Capacity planning: the smallest fleet that meets every SLO, per concurrency level.
+
+For each level the search bisects over fleet size (the account groups being
+sized grow together along their ranges), which assumes that more accounts never
+make things worse; each point is simulated over several seeds and passes only
+if every seed meets every SLO. Simulations run in separate processes over the
+machine's cores. Each point depends only on (scenario, level, fleet, seed), so
+the same inputs give the same answer however the work is scheduled.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any
+
+import attrs
+
+from engine.errors import InvalidRequest
+from sims.scenario import Scenario, load, structure
+from sims.slo import Slo
+
+_RANGE = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*(\d+)\s*\.\.\s*(\d+)\s*$")
+
+
+@attrs.frozen
+class AccountRange:
+    """How many accounts of one group of the scenario to consider: ``group=LOW..HIGH``."""
+
+    group: str
+    low: int
+    high: int
+
+    @classmethod
+    def parse(cls, text: str) -> AccountRange:
+        match = _RANGE.match(text)
+        if not match:
+            raise InvalidRequest("accounts", text, "GROUP=MIN..MAX, e.g. huggingface=1..64")
+        group, low, high = match.group(1), int(match.group(2)), int(match.group(3))
+        if not 1 <= low <= high:
+            raise InvalidRequest("accounts", text, "1 <= MIN <= MAX")
+        return cls(group, low, high)
+
+
+@attrs.frozen
+class Run:
+    """What one seeded simulation of a point found (compact, picklable)."""
+
+    seed: int
+    summary: dict[str, Any]
+    groups: dict[str, dict[str, Any]]
+
+
+@attrs.frozen
+class Point:
+    interviews: int
+    counts: dict[str, int]
+    runs: tuple[Run, ...]
+    passed: bool
+
+    @property
+    def accounts(self) -> int:
+        return sum(self.counts.values())
+
+    def seeds_passing(self, slos: Sequence[Slo]) -> int:
+        return sum(all(slo.met(run.summary) for slo in slos) for run in self.runs)
+
+
+@attrs.frozen
+class LevelAnswer:
+    interviews: int
+    recommended: Point | None
+    points: tuple[Point, ...]
+    monotone: bool
+
+
+@attrs.frozen
+class Sizing:
+    scenario: Scenario
+    slos: tuple[Slo, ...]
+    ranges: tuple[AccountRange, ...]
+    replications: int
+    levels: tuple[LevelAnswer, ...]
+
+    @property
+    def confidence(self) -> float:
+        """Lower bound, at 95% confidence, on the share of seeds that would meet the SLOs.
+
+        A recommendation met the SLOs on all K seeds; with zero failures in K
+        trials the one-sided 95% Clopper-Pearson bound is 0.05 ** (1 / K).
+        """
+        return 0.05 ** (1.0 / self.replications)
+
+
+def _counts_at(step: int, ranges: Sequence[AccountRange], steps: int) -> dict[str, int]:
+    """Account counts at ``step`` of ``steps``: every group moves along its range together."""
+    if steps == 0:
+        return {r.group: r.low for r in ranges}
+    return {r.group: r.low + math.ceil(step * (r.high - r.low) / steps) for r in ranges}
+
+
+def _overrides_for(scenario: Scenario, interviews: int, counts: dict[str, int]) -> list[str]:
+    prefixes = [group.prefix for group in scenario.accounts]
+    overrides = [f"workload.interviews={interviews}"]
+    for group, count in counts.items():
+        overrides.append(f"accounts.{prefixes.index(group)}.count={count}")
+    return overrides
+
+
+def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed: int) -> Run:
+    """One seeded simulation, reduced to what sizing and its report need."""
+    from reports.results import summarise
+    from sims.runner import simulate
+    from sims.scenario import apply_override
+
+    raw = _deep_copy(raw)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    raw["seed"] = seed
+    scenario = structure(raw, source)
+    results = summarise(simulate(scenario))
+    groups: dict[str, dict[str, Any]] = {}
+    for group in scenario.accounts:
+        names = {spec.name for spec in group.specs()}
+        rows = [row for row in results.providers if row["name"] in names]
+        held: dict[str, int] = {}
+        for row in rows:
+            for limit, count in row["held_back"].items():
+                held[limit] = held.get(limit, 0) + count
+        groups[group.prefix] = {
+            "accounts": len(rows),
+            "utilisation": sum(r["utilisation"] for r in rows) / max(1, len(rows)),
+            "peak_utilisation": max((r["utilisation"] for r in rows), default=0.0),
+            "held_back": held,
+            "cost": sum(r["cost"] for r in rows),
+            "calls": sum(r["calls"] for r in rows),
+        }
+    keep = (
+        "requests",
+        "success_rate",
+        "p50",
+        "p95",
+        "p99",
+        "upstream_p95",
+        "upstream_p99",
+        "ttft_p50",
+        "ttft_p95",
+        "cache_hit_rate",
+        "cost_total",
+        "cost_per_interview",
+        "interviews_without_error",
+        "rate_limited",
+        "held_back_by_limits",
+        "simulated_s",
+    )
+    return Run(seed, {k: results.summary[k] for k in keep}, groups)
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+class _Search:
+    """Bisection for one level; points are memoised and shared with the report."""
+
+    def __init__(
+        self,
+        sizer: Sizer,
+        interviews: int,
+    ) -> None:
+        self.sizer = sizer
+        self.interviews = interviews
+        self.points: dict[int, Point] = {}
+
+    def point(self, step: int) -> Point:
+        if step not in self.points:
+            self.points[step] = self.sizer.evaluate(self.interviews, step)
+        return self.points[step]
+
+    def run(self) -> LevelAnswer:
+        steps = self.sizer.steps
+        top = self.point(steps)
+        if not top.passed:
+            return self._answer(None)
+        low, high = 0, steps
+        while low < high:
+            mid = (low + high) // 2
+            if self.point(mid).passed:
+                high = mid
+            else:
+                low = mid + 1
+        return self._answer(self.point(low))
+
+    def _answer(self, recommended: Point | None) -> LevelAnswer:
+        ordered = [self.points[k] for k in sorted(self.points)]
+        # Bisection trusts that more accounts never hurt; say so when the data disagree.
+        monotone = all(not (a.passed and not b.passed) for a, b in itertools.pairwise(ordered))
+        return LevelAnswer(self.interviews, recommended, tuple(ordered), monotone)
+
+
+class Sizer:
+    def __init__(
+        self,
+        scenario: Scenario,
+        raw: dict[str, Any],
+        source: str,
+        slos: Sequence[Slo],
+        ranges: Sequence[AccountRange],
+        replications: int,
+        executor: Executor,
+        on_simulation: Callable[[], None] | None = None,
+    ) -> None:
+        if replications < 1:
+            raise InvalidRequest("replications", replications, ">= 1")
+        if not slos:
+            raise InvalidRequest("slo", [], "at least one SLO")
+        prefixes = [group.prefix for group in scenario.accounts]
+        for account_range in ranges:
+            if account_range.group not in prefixes:
+                raise InvalidRequest("accounts", account_range.group, " | ".join(prefixes))
+        self.scenario = scenario
+        self.raw = raw
+        self.source = source
+        self.slos = tuple(slos)
+        self.ranges = tuple(ranges)
+        self.replications = replications
+        self.executor = executor
+        self.steps = max(r.high - r.low for r in ranges)
+        self._on_simulation = on_simulation
+        self._lock = threading.Lock()
+
+    def evaluate(self, interviews: int, step: int) -> Point:
+        counts = _counts_at(step, self.ranges, self.steps)
+        overrides = _overrides_for(self.scenario, interviews, counts)
+        futures = [
+            self.executor.submit(
+                simulate_point, self.raw, self.source, overrides, self.scenario.seed + r
+            )
+            for r in range(self.replications)
+        ]
+        runs = []
+        for future in futures:
+            runs.append(future.result())
+            if self._on_simulation is not None:
+                with self._lock:
+                    self._on_simulation()
+        passed = all(all(slo.met(run.summary) for slo in self.slos) for run in runs)
+        return Point(interviews, counts, tuple(runs), passed)
+
+
+def default_range(scenario: Scenario) -> AccountRange:
+    group = scenario.accounts[0]
+    return AccountRange(group.prefix, 1, max(64, 4 * group.count))
+
+
+def size(
+    scenario_ref: str,
+    levels: Sequence[int],
+    slos: Sequence[Slo],
+    ranges: Sequence[AccountRange] = (),
+    replications: int = 3,
+    overrides: Sequence[str] = (),
+    seed: int | None = None,
+    workers: int | None = None,
+    on_simulation: Callable[[], None] | None = None,
+) -> Sizing:
+    """Find, for each number of interviews, the smallest fleet meeting every SLO."""
+    if not levels or any(level < 1 for level in levels):
+        raise InvalidRequest("interviews", list(levels), "one or more counts >= 1")
+    scenario, raw = load(scenario_ref, overrides, seed=seed)
+    ranges = tuple(ranges) or (default_range(scenario),)
+    workers = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(max_workers=workers) as processes:
+        sizer = Sizer(
+            scenario, raw, scenario_ref, slos, ranges, replications, processes, on_simulation
+        )
+        # One thread drives each level's bisection; the processes do the simulating.
+        with ThreadPoolExecutor(max_workers=len(levels)) as drivers:
+            answers = list(
+                drivers.map(lambda level: _Search(sizer, level).run(), sorted(set(levels)))
+            )
+    return Sizing(scenario, tuple(slos), ranges, replications, tuple(answers))
+
+
+def expected_simulations(levels: int, ranges: Sequence[AccountRange], replications: int) -> int:
+    """An estimate for a progress bar: the top point plus a bisection, per level."""
+    steps = max(r.high - r.low for r in ranges)
+    return levels * replications * (2 + math.ceil(math.log2(max(1, steps))))

@@ -1,0 +1,239 @@
+"""Reports from a short real run: every file written, self-contained, byte-stable, and
+still readable when the run had no breaker openings, no answers, or many accounts."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import attrs
+import pytest
+
+from reports import numbers
+from reports.figures import FIGURES
+from reports.html import render_html
+from reports.markdown import render_markdown
+from reports.render import ReportFiles, write_report
+from reports.results import Results, summarise
+from reports.summary import (
+    PROVIDER_HEADERS,
+    format_table,
+    money,
+    percent,
+    provider_rows,
+    seconds,
+    summary_rows,
+)
+from sims.runner import simulate
+from sims.scenario import load
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def results() -> Results:
+    scenario, _ = load("rate-limit-storm", ["workload.interviews=40"])
+    # Through JSON, as a report is normally rendered from a results.json.
+    return Results.from_json(summarise(simulate(scenario)).to_json())
+
+
+@pytest.fixture(scope="module")
+def report(results: Results, tmp_path_factory: pytest.TempPathFactory) -> ReportFiles:
+    return write_report(results, tmp_path_factory.mktemp("report"))
+
+
+def _with_transitions(results: Results) -> Results:
+    name = results.providers[0]["name"]
+    moves = [
+        (100.0, "closed", "open", "3 consecutive failures (upstream_error)"),
+        (130.0, "open", "half_open", "quarantine over"),
+        (131.5, "half_open", "closed", "trial call succeeded"),
+    ]
+    transitions = [
+        {"time": t, "provider": name, "source": s, "target": g, "reason": why}
+        for t, s, g, why in moves
+    ]
+    summary = {**results.summary, "breaker_openings": 1}
+    return attrs.evolve(results, transitions=transitions, summary=summary)
+
+
+def _nothing_answered(results: Results) -> Results:
+    n = len(results.requests["start"])
+    requests = {
+        **results.requests,
+        "outcome": [3] * n,  # no_provider
+        "cached": [False] * n,
+        "provider": [-1] * n,
+        "cost": [0.0] * n,
+    }
+    nan = float("nan")
+    summary = {
+        **results.summary,
+        "answered": 0,
+        "success_rate": 0.0,
+        "failures": {"no_provider": n},
+        "cache_hit_rate": 0.0,
+        "throughput_rpm": 0.0,
+        **{f"{p}p{q}": nan for p in ("", "upstream_", "ttft_") for q in (50, 95, 99)},
+    }
+    zeros = [0] * len(results.series["t"])
+    series = {**results.series, "answered": zeros, "cache_hits": zeros}
+    evolved = attrs.evolve(
+        results, requests=requests, summary=summary, series=series, transitions=[]
+    )
+    return Results.from_json(evolved.to_json())  # NaNs become "nan" strings, as on disk
+
+
+def _many_accounts(results: Results, count: int = 25) -> Results:
+    template = results.providers[0]
+    own = results.series["providers"][template["name"]]
+    rows, series = [], {}
+    for i in range(count):
+        family = "alpha" if i % 3 else "beta"
+        name = f"{family}-{i + 1}"
+        rows.append({**template, "name": name, "family": family, "calls": 100 + i})
+        series[name] = own
+    return attrs.evolve(
+        results,
+        providers=rows,
+        series={**results.series, "providers": series},
+        meta={**results.meta, "providers": [r["name"] for r in rows]},
+    )
+
+
+def test_write_report_writes_every_file(report: ReportFiles) -> None:
+    for path in report.all():
+        assert path.is_file() and path.stat().st_size > 0, path
+    assert report.results_json.name == "results.json"
+    assert sorted(p.stem for p in report.figures) == sorted(FIGURES)
+    for png in report.figures:
+        data = png.read_bytes()
+        assert data[:8] == PNG_MAGIC, png
+        assert len(data) > 10_000, png  # not an empty canvas
+        assert b"Software" not in data and b"matplotlib version" not in data
+
+
+def test_results_json_round_trips(report: ReportFiles, results: Results) -> None:
+    assert Results.from_json(report.results_json.read_text()).to_json() == results.to_json()
+
+
+def test_html_is_self_contained(report: ReportFiles) -> None:
+    html = report.html.read_text()
+    sources = re.findall(r'src="([^"]*)"', html)
+    assert len(sources) == len(report.figures)
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<script" not in html and "<link" not in html
+    assert not re.search(r'(href|src)="(https?:)?//', html)
+
+
+def test_markdown_has_the_headline_numbers(report: ReportFiles, results: Results) -> None:
+    markdown = report.markdown.read_text()
+    for label, value in summary_rows(results):
+        assert f"| {label} | {value} |" in markdown
+    for row in provider_rows(results):
+        assert row[0] in markdown
+    for png in report.figures:
+        assert f"](figures/{png.name})" in markdown
+    meta = results.meta
+    assert meta["scenario_hash"] in markdown and meta["callboard_version"] in markdown
+    assert " ".join(meta["description"].split()) in markdown
+
+
+def test_html_and_markdown_agree(report: ReportFiles, results: Results) -> None:
+    html = report.html.read_text()
+    for label, value in summary_rows(results):
+        assert f"<td>{label}</td><td>{value}</td>" in html
+
+
+def test_no_wall_time_or_date(report: ReportFiles) -> None:
+    for path in (report.markdown, report.html):
+        text = path.read_text()
+        assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text), path
+
+
+def test_same_results_same_bytes(report: ReportFiles, results: Results, tmp_path: Path) -> None:
+    again = write_report(results, tmp_path)
+    for first, second in zip(report.all(), again.all(), strict=True):
+        assert first.name == second.name
+        assert first.read_bytes() == second.read_bytes(), first.name
+
+
+def test_breaker_transitions_are_listed(results: Results, tmp_path: Path) -> None:
+    moved = _with_transitions(results)
+    files = write_report(moved, tmp_path)
+    markdown = files.markdown.read_text()
+    assert "0:01:40" in markdown and "closed → open" in markdown
+    assert "half-open → closed" in markdown
+    assert "No circuit breaker left the closed state." not in markdown
+
+
+def test_no_breaker_openings_still_renders(results: Results, tmp_path: Path) -> None:
+    quiet = attrs.evolve(
+        results, transitions=[], summary={**results.summary, "breaker_openings": 0}
+    )
+    files = write_report(quiet, tmp_path)
+    assert "No circuit breaker left the closed state." in files.markdown.read_text()
+    assert all(p.read_bytes()[:8] == PNG_MAGIC for p in files.figures)
+
+
+def test_nothing_answered_still_renders(results: Results, tmp_path: Path) -> None:
+    failed = _nothing_answered(results)
+    files = write_report(failed, tmp_path)
+    markdown = files.markdown.read_text()
+    assert "| Success rate | 0.0% |" in markdown
+    assert "| Latency p50 / p95 / p99 (answered, incl. cache hits) | n/a (none) |" in markdown
+    assert "| no_provider |" in markdown
+    assert all(p.read_bytes()[:8] == PNG_MAGIC for p in files.figures)
+
+
+def test_many_accounts_are_aggregated(results: Results, tmp_path: Path) -> None:
+    many = _many_accounts(results)
+    markdown = render_markdown(many, [])
+    assert "### By profile family" in markdown
+    assert "| alpha | 16 |" in markdown and "| beta | 9 |" in markdown
+    assert "The 10 accounts with the most calls" in markdown
+    assert "The other 15 accounts are in results.json." in markdown
+    assert "beta-25" in markdown and "alpha-2 |" not in markdown  # fewest calls left out
+    html = render_html(many, [])
+    assert "By profile family" in html and "<img" not in html
+    # The figures switch to one line and band per family; they must still draw.
+    requests, series = numbers.requests(many), numbers.sampled(many)
+    for name in ("providers", "breakers"):
+        buffer = io.BytesIO()
+        FIGURES[name](many, requests, series).savefig(buffer, format="png", dpi=40)
+        assert buffer.getvalue()[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(1.0, "100.0%"), (0.99996, "99.996%"), (0.0004, "0.04%"), (0.5, "50.0%"), ("nan", "n/a")],
+)
+def test_percent_never_rounds_to_all_or_nothing(value: object, text: str) -> None:
+    assert percent(value) == text
+
+
+def test_number_formats() -> None:
+    assert [seconds(v) for v in (0.0, 0.86336, 14.851, 1234.6, "inf")] == [
+        "0 s",
+        "0.863 s",
+        "14.9 s",
+        "1,235 s",
+        "n/a",
+    ]
+    assert [money(v) for v in (0, 1.07385, 0.0035795, 12345.678)] == [
+        "$0.00",
+        "$1.07",
+        "$0.00358",
+        "$12,345.68",
+    ]
+
+
+def test_format_table_aligns_numbers_right(results: Results) -> None:
+    text = format_table(provider_rows(results), PROVIDER_HEADERS)
+    lines = text.splitlines()
+    assert lines[0].startswith("account") and lines[0].endswith("cost")
+    assert len(lines) == 2 + len(results.providers)
+    widths = {len(line) for line in lines[1:]}
+    assert len(widths) == 1  # right-aligned last column: every row as wide as the rule
+    assert all(line.endswith(tuple("0123456789")) for line in lines[2:])
