@@ -151,7 +151,7 @@ def latency_cdf(results: Results, requests: Requests, series: Sampled) -> Figure
     latency = requests.latency
     answered = latency[requests.answered & np.isfinite(latency)]
     upstream = latency[requests.upstream & np.isfinite(latency)]
-    ax.set_title("How long answered requests took (cumulative distribution)")
+    ax.set_title("How long candidates waited for answers (cumulative distribution)")
     ax.set_ylabel("share of answered requests")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     if len(answered) == 0:
@@ -163,7 +163,7 @@ def latency_cdf(results: Results, requests: Requests, series: Sampled) -> Figure
     # cache hits answered in 0 s are drawn at 0 instead of being dropped or moved.
     linear_below = 10 ** math.floor(math.log10(positive.min())) if len(positive) else 1e-3
     zeros = int(np.count_nonzero(answered == 0))
-    label = f"all answered, incl. cache hits (n={len(answered):,})"
+    label = f"answered turns, incl. cache hits (n={len(answered):,})"
     if zeros:
         label += f"; {zeros:,} took 0 s"
     _ecdf(ax, answered, COLOURS["all"], label)

@@ -49,14 +49,17 @@ class Requests:
     outcome: np.ndarray
     cached: np.ndarray
     cost: np.ndarray
+    #: Turns a candidate waits for (not the background evaluation): latency is about these.
+    facing: np.ndarray
 
     @property
     def answered(self) -> np.ndarray:
-        return self.outcome == 0
+        """Answered candidate-facing requests, the ones latency figures describe."""
+        return (self.outcome == 0) & self.facing
 
     @property
     def upstream(self) -> np.ndarray:
-        """Answered by a provider, not from the cache."""
+        """Answered by a provider, not from the cache (candidate-facing)."""
         return self.answered & ~self.cached
 
     def __len__(self) -> int:
@@ -82,7 +85,19 @@ def requests(results: Results) -> Requests:
         outcome=column("outcome", int, 0),
         cached=column("cached", bool, False),
         cost=column("cost", float, 0.0),
+        facing=_facing(results, column("kind", int, -1)),
     )
+
+
+def _facing(results: Results, kind: np.ndarray) -> np.ndarray:
+    """Which requests are of a candidate-facing turn kind (all, if the run does not say)."""
+    kinds = results.meta.get("kinds") or []
+    workload = (results.meta.get("config") or {}).get("workload") or {}
+    facing_kinds = workload.get("candidate_facing")
+    if not kinds or facing_kinds is None:
+        return np.ones(len(kind), dtype=bool)
+    indices = [i for i, name in enumerate(kinds) if name in facing_kinds]
+    return np.isin(kind, indices)
 
 
 @attrs.frozen

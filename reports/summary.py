@@ -130,22 +130,27 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
         ("Answered", f"{count(s.get('answered'))} of {count(requests)}"),
         ("Success rate", percent(s.get("success_rate"))),
         (
-            "Latency p50 / p95 / p99 (answered, incl. cache hits)",
+            "Latency p50 / p95 / p99 (candidate-facing turns, incl. cache hits)",
             seconds_triple([s.get("p50"), s.get("p95"), s.get("p99")]),
         ),
         (
-            "Upstream latency p50 / p95 / p99 (answered by a provider)",
+            "Upstream latency p50 / p95 / p99 (candidate-facing, not cached)",
             seconds_triple([s.get("upstream_p50"), s.get("upstream_p95"), s.get("upstream_p99")]),
         ),
         (
-            "Time to first token p50 / p95 / p99 (answered by a provider)",
+            "Time to first token p50 / p95 / p99 (candidate-facing, not cached)",
             seconds_triple([s.get("ttft_p50"), s.get("ttft_p95"), s.get("ttft_p99")]),
+        ),
+        (
+            "Background turns (evaluation) p50 / p95",
+            seconds_triple([s.get("background_p50"), s.get("background_p95")]),
         ),
         ("Throughput", f"{count(s.get('throughput_rpm'))} answered/min"),
         ("Cache hit rate", percent(s.get("cache_hit_rate"))),
         ("Upstream attempts", count(s.get("attempts"))),
         ("Retries", count(s.get("retries"))),
         ("Rate-limit rejections (429s and account limits)", count(s.get("rate_limited"))),
+        ("Binding account limit", binding_limit(s.get("held_back_by_limits"))),
         ("Breaker openings", count(s.get("breaker_openings"))),
         (
             "Interviews completed",
@@ -158,6 +163,15 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
         ("Simulated time", minutes(s.get("simulated_s"))),
     ]
     return rows
+
+
+def binding_limit(held_back: Any) -> str:
+    """The limit requests most often found exhausted, and its share of such findings."""
+    if not isinstance(held_back, dict) or not held_back:
+        return "none"
+    total = _total(held_back)
+    name, hits = max(held_back.items(), key=lambda item: (as_float(item[1]), item[0]))
+    return f"{name} ({percent(as_float(hits) / total)} of the times one held a request back)"
 
 
 def headline_sentence(results: Results) -> str:

@@ -182,7 +182,10 @@ def test_nothing_answered_still_renders(results: Results, tmp_path: Path) -> Non
     files = write_report(failed, tmp_path)
     markdown = files.markdown.read_text()
     assert "| Success rate | 0.0% |" in markdown
-    assert "| Latency p50 / p95 / p99 (answered, incl. cache hits) | n/a (none) |" in markdown
+    assert (
+        "| Latency p50 / p95 / p99 (candidate-facing turns, incl. cache hits) | n/a (none) |"
+        in markdown
+    )
     assert "| no_provider |" in markdown
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in files.figures)
 
