@@ -76,6 +76,7 @@ HUGGINGFACE = Profile(
         max_concurrency=16,
         queue_limit=64,
         context_window=8_192,
+        monthly_fee=9.0,
     ),
     latency=LatencyModel(ttft=LogNormal.from_median_p95(0.5, 2.0), tokens_per_s=70.0),
     errors=ErrorRates(upstream_error=0.01, timeout=0.002),
@@ -86,7 +87,7 @@ HUGGINGFACE = Profile(
         "been reported at ~300 requests/hour and PRO at ~1,000. Shared serverless GPUs: "
         "slower and more variable than dedicated APIs (text-generation-inference serving an 8B "
         "model on a shared GPU decodes at roughly 50-100 tokens/s), with occasional 5xx while "
-        "models load."
+        "models load. The PRO subscription that gives ~1,000/hour costs $9 a month."
     ),
 )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -39,6 +40,7 @@ from engine.messages import ChatRequest, Completion
 
 if TYPE_CHECKING:
     from actors.health import HealthMonitor
+    from actors.ratelimit_headers import LimitObservation
 
 
 def _at_least(minimum: float):
@@ -67,6 +69,7 @@ class ProviderSpec:
     context_window: int = attrs.field(default=8192, validator=_at_least(1))
     input_cost_per_mtok: float = attrs.field(default=0.0, validator=_at_least(0))
     output_cost_per_mtok: float = attrs.field(default=0.0, validator=_at_least(0))
+    monthly_fee: float = attrs.field(default=0.0, validator=_at_least(0))
     priority: int = 0
 
 
@@ -146,6 +149,27 @@ class Provider(Actor):
     def load(self) -> float:
         """Busy share of the account's slots, counting its queue."""
         return (self.slots.in_use + self.slots.queued) / self.spec.max_concurrency
+
+    def observe_limits(self, observations: Iterable[LimitObservation], now: float) -> None:
+        """Align admission with the limits the provider just reported (live headers).
+
+        This is how a live account slows down *before* its 429: a reported
+        ``remaining`` lowers the configured limiter of the same unit (and the same
+        size, when several share a unit, like Groq's per-day requests beside a
+        per-minute one). When no limiter of that unit is configured and the
+        provider says none is left, the account cools down until the reported
+        reset, since sending sooner could only earn a 429.
+        """
+        for seen in observations:
+            if seen.dimension not in ("requests", "tokens"):
+                continue
+            limiters = [lim for lim in self.admission.limiters if lim.unit == seen.dimension]
+            if seen.limit is not None and len(limiters) > 1:
+                limiters = [lim for lim in limiters if _size(lim) == seen.limit]
+            if len(limiters) == 1:
+                limiters[0].set_remaining(now, seen.remaining)
+            elif not limiters and seen.remaining < 1 and seen.reset_in is not None:
+                self.cooling_until = max(self.cooling_until, now + seen.reset_in)
 
     def _tokens(self, request: ChatRequest) -> int:
         return request.prompt_tokens + (request.max_tokens or request.expected_output_tokens or 0)
@@ -247,3 +271,8 @@ class Provider(Actor):
                 self.disabled_reason = ""
             case _:
                 raise TypeError(f"provider {self.spec.name!r} got an unknown message {message!r}")
+
+
+def _size(limiter: object) -> float:
+    """A limiter's full size: a bucket's capacity or a window's limit."""
+    return getattr(limiter, "capacity", None) or getattr(limiter, "limit", math.nan)

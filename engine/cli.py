@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.errors import CallboardError, InvalidRequest
+
 DEFAULT_SCENARIO = "interview-day"
 
 
@@ -88,6 +90,70 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_size(args: argparse.Namespace) -> int:
+    from reports.capacity import write_capacity_report
+    from reports.summary import format_table
+    from sims.sizing import AccountRange, expected_simulations, size
+    from sims.slo import DEFAULT_SLOS, Slo
+
+    try:
+        levels = [int(x) for x in args.interviews.split(",") if x.strip()]
+    except ValueError:
+        raise InvalidRequest("--interviews", args.interviews, "counts like 500,1000,2000") from None
+    slos = [Slo.parse(text) for text in (args.slo or DEFAULT_SLOS)]
+    ranges = [AccountRange.parse(text) for text in args.accounts or []]
+    from sims.scenario import load
+
+    scenario, _ = load(args.scenario, args.set or [], seed=args.seed)
+    from sims.sizing import default_range
+
+    total = expected_simulations(
+        len(levels), ranges or [default_range(scenario)], args.replications
+    )
+    bar, _ = _progress_bar(total, not args.quiet and sys.stderr.isatty())
+    tick = (lambda: bar.update(1)) if bar is not None else None
+    try:
+        sizing = size(
+            args.scenario,
+            levels,
+            slos,
+            ranges,
+            replications=args.replications,
+            overrides=args.set or [],
+            seed=args.seed,
+            workers=args.workers,
+            on_simulation=tick,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"size-{scenario.name}")
+    data, files = write_capacity_report(sizing, out)
+    if args.json:
+        line = {
+            str(level["interviews"]): (
+                {
+                    "fleet": level["recommended"]["counts"],
+                    "accounts": level["recommended"]["accounts"],
+                    "naive_accounts": level["naive_accounts"],
+                    "cost_per_interview": level["cost_per_interview"],
+                    "monthly_cost": level["monthly_cost"],
+                    "binding_limit": level["binding_limit"],
+                }
+                if level["feasible"]
+                else None
+            )
+            for level in data["levels"]
+        }
+        print(json.dumps({"recommendation": line, "report": str(files.html)}, sort_keys=True))
+        return 0
+    from reports.capacity import HEADERS, _row
+
+    print(format_table([_row(level) for level in data["levels"]], HEADERS))
+    print(f"\nreport: {files.markdown}\n        {files.html}")
+    return 0
+
+
 def cmd_scenarios(args: argparse.Namespace) -> int:
     from sims.scenario import builtin_names, load
 
@@ -128,13 +194,40 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
     simulate.set_defaults(handler=cmd_simulate)
 
+    size = commands.add_parser(
+        "size", help="smallest fleet per concurrency level that meets the SLOs"
+    )
+    size.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO)
+    size.add_argument(
+        "--interviews", default="500,1000,2000", help="comma-separated concurrency levels"
+    )
+    size.add_argument(
+        "--slo",
+        action="append",
+        help='an objective like "p95<=3s" or "success>=99.9%%" (repeatable; '
+        "default: p95<=5s and success>=99.5%%)",
+    )
+    size.add_argument(
+        "--accounts",
+        action="append",
+        metavar="GROUP=MIN..MAX",
+        help="account group to size and its range (repeatable; groups grow together)",
+    )
+    size.add_argument("--replications", type=int, default=3, help="seeds per fleet size")
+    size.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
+    size.add_argument("--seed", type=int)
+    size.add_argument("--set", action="append", metavar="KEY=VALUE")
+    size.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
+    size.add_argument("--json", action="store_true")
+    size.add_argument("--quiet", action="store_true")
+    size.set_defaults(handler=cmd_size)
+
     scenarios = commands.add_parser("scenarios", help="list the built-in scenarios")
     scenarios.set_defaults(handler=cmd_scenarios)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from engine.errors import CallboardError
     from sims.scenario import ScenarioError
 
     args = build_parser().parse_args(argv)

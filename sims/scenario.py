@@ -72,6 +72,7 @@ class AccountGroup:
     context_window: int | None = None
     input_cost_per_mtok: float | None = None
     output_cost_per_mtok: float | None = None
+    monthly_fee: float | None = None
     priority: int = 0
     latency: LatencyModel | None = None
     errors: ErrorRates | None = None
@@ -97,6 +98,7 @@ class AccountGroup:
                 "context_window",
                 "input_cost_per_mtok",
                 "output_cost_per_mtok",
+                "monthly_fee",
             )
             if getattr(self, field) is not None
         }
@@ -402,3 +404,10 @@ def scenario_hash(scenario: Scenario) -> str:
     body.pop("seed", None)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def describe_problems(exc: BaseException, root: str) -> list[str]:
+    """Every problem of a failed ``CONVERTER.structure``, by key, for other config files."""
+    if isinstance(exc, cattrs.BaseValidationError):
+        return transform_error(exc, root, _describe)
+    return [str(exc)]

@@ -74,4 +74,4 @@ class Slo:
         return METRICS[self.metric][1] == "s"
 
 
-DEFAULT_SLOS = ("p95<=3s", "success>=99.9%")
+DEFAULT_SLOS = ("p95<=5s", "success>=99.5%")

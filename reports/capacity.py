@@ -1,0 +1,389 @@
+"""The capacity report: what fleet each concurrency level needs, and why.
+
+``capacity_data`` turns a :class:`sims.sizing.Sizing` into plain JSON-able data
+(capacity.json); the figures, the Markdown and the HTML are all drawn from that
+data, through the same Document the simulation report uses, so they agree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import attrs
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure
+
+from reports import summary
+from reports.document import Document, FigureRef, Section, Table
+from reports.html import document_html
+from reports.markdown import document_markdown
+from reports.results import _round, callboard_version
+from sims.scenario import scenario_hash
+from sims.sizing import Point, Sizing
+
+DAYS_PER_MONTH = 30
+
+
+def _requests_per_hour(spec: Any) -> float:
+    """An account's request allowance per hour under its tightest request limit."""
+    hourly = [lim.limit * 3600.0 / lim.per for lim in spec.limits if lim.unit == "requests"]
+    return min(hourly, default=math.inf)
+
+
+def _worst(point: Point, key: str, higher_is_better: bool) -> float:
+    values = [float(run.summary[key]) for run in point.runs]
+    return min(values) if higher_is_better else max(values)
+
+
+def _binding(point: Point) -> str:
+    """The limit that most often held requests back; else the busiest constraint."""
+    held: dict[str, int] = {}
+    for run in point.runs:
+        for limit, n in run.summary.get("held_back_by_limits", {}).items():
+            held[limit] = held.get(limit, 0) + n
+    if held:
+        return max(held.items(), key=lambda item: (item[1], item[0]))[0]
+    peak = max(
+        (group["peak_utilisation"] for run in point.runs for group in run.groups.values()),
+        default=0.0,
+    )
+    return "concurrency" if peak > 0.8 else "none (latency of the model)"
+
+
+def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
+    groups = {group.prefix: group for group in sizing.scenario.accounts}
+    specs = {prefix: group.specs()[0] for prefix, group in groups.items()}
+    curve = [
+        {
+            "accounts": point.accounts,
+            "counts": point.counts,
+            "passed": point.passed,
+            "seeds_passing": point.seeds_passing(sizing.slos),
+            "p95": [run.summary["p95"] for run in point.runs],
+            "success_rate": [run.summary["success_rate"] for run in point.runs],
+            "slo_values": {
+                slo.text: [slo.value(run.summary) for run in point.runs] for slo in sizing.slos
+            },
+        }
+        for point in level.points
+    ]
+    entry: dict[str, Any] = {
+        "interviews": level.interviews,
+        "feasible": level.recommended is not None,
+        "monotone": level.monotone,
+        "curve": curve,
+    }
+    point = level.recommended
+    if point is None:
+        best = max(level.points, key=lambda p: p.accounts)
+        entry["best_tried"] = {
+            "counts": best.counts,
+            "slo_values": {
+                slo.text: [slo.value(r.summary) for r in best.runs] for slo in sizing.slos
+            },
+        }
+        return entry
+    runs = point.runs
+    cost_per_interview = sum(r.summary["cost_per_interview"] for r in runs) / len(runs)
+    cache_hit = sum(r.summary["cache_hit_rate"] for r in runs) / len(runs)
+    fees = sum(count * specs[prefix].monthly_fee for prefix, count in point.counts.items())
+    turns = len(sizing.scenario.workload.turn_plan)
+    # The back-of-envelope: requests per hour over each account's hourly allowance,
+    # as if the interviews spread evenly over an hour (the simulated cache rate given).
+    per_account = sum(
+        _requests_per_hour(specs[prefix]) * count for prefix, count in point.counts.items()
+    ) / max(1, point.accounts)
+    needed = level.interviews * turns * (1 - cache_hit)
+    naive = math.ceil(needed / per_account) if math.isfinite(per_account) else None
+    utilisation = {
+        prefix: {
+            "mean": sum(r.groups[prefix]["utilisation"] for r in runs) / len(runs),
+            "peak": max(r.groups[prefix]["peak_utilisation"] for r in runs),
+        }
+        for prefix in point.counts
+    }
+    entry.update(
+        recommended={"counts": point.counts, "accounts": point.accounts},
+        seeds_passing=point.seeds_passing(sizing.slos),
+        slo_values={slo.text: [slo.value(r.summary) for r in runs] for slo in sizing.slos},
+        headroom={
+            slo.text: (
+                slo.target - _worst(point, _key(slo), False)
+                if slo.op == "<="
+                else _worst(point, _key(slo), True) - slo.target
+            )
+            for slo in sizing.slos
+        },
+        utilisation=utilisation,
+        binding_limit=_binding(point),
+        naive_accounts=naive,
+        cache_hit_rate=cache_hit,
+        cost_per_interview=cost_per_interview,
+        monthly_usage_cost=cost_per_interview * level.interviews * DAYS_PER_MONTH,
+        monthly_fees=fees,
+        monthly_cost=cost_per_interview * level.interviews * DAYS_PER_MONTH + fees,
+    )
+    return entry
+
+
+def _key(slo: Any) -> str:
+    from sims.slo import METRICS
+
+    return METRICS[slo.metric][0]
+
+
+def capacity_data(sizing: Sizing) -> dict[str, Any]:
+    scenario = sizing.scenario
+    return _round(
+        {
+            "meta": {
+                "scenario": scenario.name,
+                "scenario_hash": scenario_hash(scenario),
+                "seed": scenario.seed,
+                "callboard_version": callboard_version(),
+                "slos": [slo.text for slo in sizing.slos],
+                "ranges": [attrs.asdict(r) for r in sizing.ranges],
+                "replications": sizing.replications,
+                "confidence": sizing.confidence,
+                "days_per_month": DAYS_PER_MONTH,
+            },
+            "levels": [_level_data(sizing, level) for level in sizing.levels],
+        }
+    )
+
+
+# --- figures ---------------------------------------------------------------------
+
+
+def _curve_figure(data: dict[str, Any], key: str, label: str, title: str) -> Figure:
+    fig = Figure(figsize=(9, 4.6), layout="constrained")
+    ax = fig.subplots()
+    for level in data["levels"]:
+        points = sorted(level["curve"], key=lambda p: p["accounts"])
+        x = [p["accounts"] for p in points]
+        values = [[float(v) for v in p[key]] for p in points]
+        mid = [sorted(v)[len(v) // 2] for v in values]
+        line = ax.plot(x, mid, "-o", markersize=4, label=f"{level['interviews']:,} interviews")[0]
+        ax.fill_between(
+            x,
+            [min(v) for v in values],
+            [max(v) for v in values],
+            color=line.get_color(),
+            alpha=0.15,
+            linewidth=0,
+        )
+        if level["feasible"]:
+            chosen = level["recommended"]["accounts"]
+            at = mid[x.index(chosen)]
+            ax.plot([chosen], [at], "*", markersize=15, color=line.get_color())
+    for slo in data["meta"]["slos"]:
+        if slo.startswith(key.split("_")[0]) or (key == "success_rate" and "success" in slo):
+            target = float(slo.split("=")[1].rstrip("s%"))
+            target = target / 100 if key == "success_rate" else target
+            ax.axhline(target, color="#c0392b", linestyle="--", linewidth=1, label=f"SLO {slo}")
+    if key == "p95":
+        ax.set_yscale("log")
+    ax.set_xlabel("accounts in the fleet")
+    ax.set_ylabel(label)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def capacity_figures(data: dict[str, Any], out_dir: Path) -> list[FigureRef]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made = []
+    for name, key, label, title, caption in (
+        (
+            "sizing_p95",
+            "p95",
+            "candidate-visible p95 latency (s, log)",
+            "p95 latency against fleet size (line: median seed; band: all seeds; star: pick)",
+            "Each point is one fleet size the search simulated, over every seed.",
+        ),
+        (
+            "sizing_success",
+            "success_rate",
+            "requests answered",
+            "Success rate against fleet size (line: median seed; band: all seeds; star: pick)",
+            "Below the dashed line the fleet fails the success objective.",
+        ),
+    ):
+        fig = _curve_figure(data, key, label, title)
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=110, metadata={"Software": None})
+        made.append(FigureRef(f"figures/{path.name}", path, title.split(" (")[0], caption))
+    return made
+
+
+# --- document --------------------------------------------------------------------
+
+HEADERS = (
+    "interviews",
+    "recommended fleet",
+    "naive arithmetic",
+    "worst seed vs SLOs",
+    "utilisation mean / peak",
+    "binding limit",
+    "cost / interview",
+    "cost / month",
+)
+
+
+def _fleet(counts: dict[str, int]) -> str:
+    return " + ".join(f"{n} x {group}" for group, n in counts.items())
+
+
+def _slo_text(values: dict[str, list[float]]) -> str:
+    parts = []
+    for slo, seeds in values.items():
+        metric = slo.split("<=")[0].split(">=")[0]
+        worst = max(seeds) if "<=" in slo else min(seeds)
+        shown = (
+            summary.percent(worst)
+            if "success" in slo or "without" in slo
+            else summary.seconds(worst)
+        )
+        parts.append(f"{metric} {shown}")
+    return ", ".join(parts)
+
+
+def _row(level: dict[str, Any]) -> tuple[str, ...]:
+    if not level["feasible"]:
+        best = level["best_tried"]
+        return (
+            summary.count(level["interviews"]),
+            f"none within range (best tried: {_fleet(best['counts'])})",
+            "",
+            _slo_text(best["slo_values"]),
+            "",
+            "",
+            "",
+            "",
+        )
+    utilisation = " · ".join(
+        f"{summary.percent(u['mean'])} / {summary.percent(u['peak'])}"
+        for u in level["utilisation"].values()
+    )
+    naive = level["naive_accounts"]
+    return (
+        summary.count(level["interviews"]),
+        _fleet(level["recommended"]["counts"]),
+        "n/a" if naive is None else f"{naive} accounts",
+        _slo_text(level["slo_values"]),
+        utilisation,
+        str(level["binding_limit"]),
+        summary.money(level["cost_per_interview"]),
+        summary.money(level["monthly_cost"]),
+    )
+
+
+def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Document:
+    meta = data["meta"]
+    levels = data["levels"]
+    feasible = [lv for lv in levels if lv["feasible"]]
+    lead = (
+        f"Smallest fleet meeting {' and '.join(meta['slos'])} on all {meta['replications']} "
+        f"seeds: "
+        + "; ".join(
+            f"{summary.count(lv['interviews'])} interviews -> "
+            + (_fleet(lv["recommended"]["counts"]) if lv["feasible"] else "not within the range")
+            for lv in levels
+        )
+        + "."
+    )
+    notes = [
+        f"Confidence: each recommendation met every objective on all {meta['replications']} "
+        f"seeds; with 95% confidence at least {summary.percent(meta['confidence'])} of seeds "
+        "would (one-sided Clopper-Pearson bound for no failures). More seeds "
+        "(--replications) tighten it.",
+        "Naive arithmetic divides the requests of all interviews (less the simulated cache "
+        "hits) by each account's hourly allowance, as if the interviews spread evenly over "
+        "an hour: the usual back-of-envelope. The simulation sees the bursts, the queueing "
+        "and the limit windows it ignores.",
+        f"Cost per month: the usage cost per interview times this many interviews a day for "
+        f"{meta['days_per_month']} days, plus the accounts' monthly fees.",
+    ]
+    for level in levels:
+        if not level["monotone"]:
+            notes.append(
+                f"At {level['interviews']} interviews a larger fleet failed where a smaller one "
+                "passed: the search assumes more accounts never hurt, so check that curve."
+            )
+    curve_rows = []
+    for level in levels:
+        for point in sorted(level["curve"], key=lambda p: p["accounts"]):
+            curve_rows.append(
+                (
+                    summary.count(level["interviews"]),
+                    _fleet(point["counts"]),
+                    f"{point['seeds_passing']} of {meta['replications']}",
+                    _slo_text(point["slo_values"]),
+                )
+            )
+    sections = [
+        Section(
+            "Recommendation",
+            (Table(HEADERS, tuple(_row(lv) for lv in levels)), *notes),
+        ),
+        Section(
+            "Every fleet the search tried",
+            (
+                Table(
+                    ("interviews", "fleet", "seeds meeting all SLOs", "worst seed"),
+                    tuple(curve_rows),
+                ),
+            ),
+        ),
+        Section("Figures", tuple(figures)),
+    ]
+    if not feasible:
+        sections[0] = Section(
+            "Recommendation",
+            (
+                Table(HEADERS, tuple(_row(lv) for lv in levels)),
+                "No level met its objectives within the account range: widen --accounts, "
+                "or relax an objective the model cannot reach (see the best tried).",
+                *notes,
+            ),
+        )
+    footer = (
+        f"scenario {meta['scenario']} · hash {meta['scenario_hash']} · seed {meta['seed']} · "
+        f"callboard {meta['callboard_version']}. All times are simulated."
+    )
+    return Document(
+        title=f"callboard capacity: {meta['scenario']}",
+        lead=lead,
+        description="",
+        sections=tuple(sections),
+        footer=footer,
+    )
+
+
+@attrs.frozen
+class CapacityFiles:
+    out_dir: Path
+    json: Path
+    markdown: Path
+    html: Path
+
+
+def write_capacity_report(sizing: Sizing, out_dir: Path) -> tuple[dict[str, Any], CapacityFiles]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = capacity_data(sizing)
+    json_path = out_dir / "capacity.json"
+    json_path.write_text(json.dumps(data, sort_keys=True, indent=1) + "\n")
+    figures = capacity_figures(data, out_dir / "figures")
+    document = capacity_document(data, figures)
+    md = out_dir / "capacity.md"
+    md.write_text(document_markdown(document))
+    html = out_dir / "capacity.html"
+    html.write_text(document_html(document))
+    return data, CapacityFiles(out_dir, json_path, md, html)

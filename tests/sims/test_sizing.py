@@ -1,0 +1,128 @@
+"""Capacity planning: the search finds a known answer, reproducibly; SLOs parse strictly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.cli import main
+from engine.errors import InvalidRequest
+from sims.sizing import AccountRange, size
+from sims.slo import Slo
+
+# Each account may send 30 requests a day and nothing else binds: N interviews of 5
+# turns need ceil(5 N / 30) accounts to answer every request, and not one fewer.
+KNOWN = """
+name = "known-answer"
+seed = 5
+duration = 7200
+
+[workload]
+interviews = 40
+arrival = "uniform"
+window = 60
+turns = 5
+plan = ["follow_up", "follow_up", "follow_up", "follow_up", "follow_up"]
+think_time = 10
+
+[[accounts]]
+profile = "openai-paid"
+name = "acct"
+count = 1
+limits = [{ name = "rpd", unit = "requests", limit = 30, per = 86400, mode = "window" }]
+errors = {}
+latency = { service = 1.0 }
+
+[retry]
+deadline = 60
+
+[cache]
+enabled = false
+"""
+
+
+@pytest.fixture
+def known(tmp_path):
+    path = tmp_path / "known.toml"
+    path.write_text(KNOWN)
+    return str(path)
+
+
+def test_search_finds_the_known_answer(known):
+    sizing = size(
+        known,
+        [40, 80],
+        [Slo.parse("success>=100%")],
+        [AccountRange.parse("acct=1..40")],
+        replications=2,
+        workers=2,
+    )
+    answers = {lv.interviews: lv.recommended.counts["acct"] for lv in sizing.levels}
+    assert answers == {40: 7, 80: 14}  # ceil(200 / 30), ceil(400 / 30)
+    for level in sizing.levels:
+        just_below = [p for p in level.points if p.accounts == level.recommended.accounts - 1]
+        assert just_below and not just_below[0].passed  # the search looked right below it
+        assert level.monotone
+        # Bisection, not a grid: a handful of points out of 40 possible fleets.
+        assert len(level.points) <= 8
+
+
+def test_same_inputs_same_answer_and_report(known, tmp_path, capsys):
+    args = [
+        "size", known, "--interviews", "40", "--slo", "success>=100%",
+        "--accounts", "acct=1..16", "--replications", "2", "--quiet", "--json",
+    ]  # fmt: skip
+    outputs = []
+    for name in ("a", "b"):
+        assert main([*args, "--out", str(tmp_path / name)]) == 0
+        line = json.loads(capsys.readouterr().out)
+        outputs.append((tmp_path / name / "capacity.json").read_text())
+        assert line["recommendation"]["40"]["fleet"] == {"acct": 7}
+        assert line["recommendation"]["40"]["naive_accounts"] is not None
+    assert outputs[0] == outputs[1]
+    for name in ("capacity.md", "capacity.html", "figures/sizing_p95.png"):
+        assert (tmp_path / "a" / name).stat().st_size > 1000
+    markdown = (tmp_path / "a" / "capacity.md").read_text()
+    assert "7 x acct" in markdown and "Clopper-Pearson" in markdown
+
+
+def test_an_unreachable_objective_is_reported_not_guessed(known):
+    sizing = size(
+        known,
+        [40],
+        [Slo.parse("p95<=0.5s")],  # every call takes 1 s: no fleet can do it
+        [AccountRange.parse("acct=1..8")],
+        replications=1,
+    )
+    [level] = sizing.levels
+    assert level.recommended is None and len(level.points) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "metric", "op", "target"),
+    [
+        ("p95<=3s", "p95", "<=", 3.0),
+        ("p99 <= 800ms", "p99", "<=", 0.8),
+        ("success>=99.9%", "success", ">=", 0.999),
+        ("ttft_p95<=1.5", "ttft_p95", "<=", 1.5),
+    ],
+)
+def test_slo_parsing(text, metric, op, target):
+    slo = Slo.parse(text)
+    assert (slo.metric, slo.op) == (metric, op) and slo.target == pytest.approx(target)
+
+
+@pytest.mark.parametrize("text", ["p95<3s", "latency<=3s", "success>=120%", "p95<=3%", ""])
+def test_bad_slos_are_named(text):
+    with pytest.raises(InvalidRequest, match="slo"):
+        Slo.parse(text)
+
+
+def test_bad_ranges_and_groups_are_named(known):
+    with pytest.raises(InvalidRequest, match=r"GROUP=MIN\.\.MAX"):
+        AccountRange.parse("acct=5")
+    with pytest.raises(InvalidRequest, match="MIN <= MAX"):
+        AccountRange.parse("acct=9..3")
+    with pytest.raises(InvalidRequest, match="acct"):
+        size(known, [10], [Slo.parse("p95<=3s")], [AccountRange.parse("nope=1..3")])
