@@ -132,6 +132,10 @@ class FixedWindow:
         self._roll(now)
         return (self._window + 1) * self.per
 
+    def used(self, now: float) -> float:
+        self._roll(now)
+        return self._used
+
     def set_remaining(self, now: float, remaining: float) -> None:
         self._roll(now)
         self._used = max(self._used, self.limit - max(0.0, remaining))

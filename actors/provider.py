@@ -24,6 +24,7 @@ import trio
 from actors.backends import Backend
 from actors.breaker import CircuitBreaker, State
 from actors.limits import Admission, LimitSpec
+from actors.quota import QuotaWatch
 from actors.slots import QueueIsFull, Slots
 from engine import clock
 from engine.actor import Actor
@@ -40,6 +41,7 @@ from engine.messages import ChatRequest, Completion
 
 if TYPE_CHECKING:
     from actors.health import HealthMonitor
+    from actors.quota import QuotaTracker
     from actors.ratelimit_headers import LimitObservation
 
 
@@ -75,8 +77,11 @@ class ProviderSpec:
 
 @attrs.frozen
 class Disable:
+    """Take the account out of service until ``until``; ``limit`` names a used-up quota."""
+
     reason: str
     until: float = math.inf
+    limit: str | None = None
 
 
 @attrs.frozen
@@ -105,20 +110,24 @@ class Provider(Actor):
         backend: Backend,
         breaker: CircuitBreaker,
         health: HealthMonitor | None = None,
+        quota: QuotaTracker | None = None,
     ) -> None:
         super().__init__(f"provider:{spec.name}")
         self.spec = spec
         self.backend = backend
         self.breaker = breaker
         self.health = health
+        self.quota = quota
         self.on_start()
 
     def on_start(self) -> None:
         self.admission = Admission(self.spec.limits)
+        self.quota_watch = QuotaWatch(self.spec.name, self.admission.limiters)
         self.slots = Slots(self.spec.max_concurrency, self.spec.queue_limit)
         self.stats = ProviderStats()
         self.disabled_until = -math.inf
         self.disabled_reason = ""
+        self.disabled_limit: str | None = None
         # Set by the latest upstream 429's Retry-After (the latest wins, even if sooner).
         self.cooling_until = -math.inf
 
@@ -171,6 +180,14 @@ class Provider(Actor):
             elif not limiters and seen.remaining < 1 and seen.reset_in is not None:
                 self.cooling_until = max(self.cooling_until, now + seen.reset_in)
 
+    def _check_quotas(self, now: float) -> None:
+        """Report quota thresholds crossed; at 100% disable the account until the reset."""
+        for alert in self.quota_watch.check(now):
+            if self.quota is not None:
+                self.quota.tell(alert)
+            if alert.level >= 1.0:
+                self.tell(Disable(f"{alert.limit} quota used up", alert.resets_at, alert.limit))
+
     def _tokens(self, request: ChatRequest) -> int:
         return request.prompt_tokens + (request.max_tokens or request.expected_output_tokens or 0)
 
@@ -185,6 +202,8 @@ class Provider(Actor):
             raise CircuitOpen(name, "circuit breaker is open")
         if self.disabled_until > start:
             breaker.record(permit, "rejected", 0.0, start)
+            if self.disabled_limit is not None:
+                raise RateLimited(name, self.disabled_limit, self.disabled_until - start)
             raise AuthFailed(name, f"account disabled: {self.disabled_reason}")
         prompt_tokens = request.prompt_tokens
         if self.admission.limiters:
@@ -195,6 +214,8 @@ class Provider(Actor):
                 self.stats.rejections[limit] += 1
                 breaker.record(permit, "rejected", 0.0, start)
                 raise RateLimited(name, limit, wait)
+            if self.quota_watch.quotas:
+                self._check_quotas(start)
         stats = self.stats
         stats.calls += 1
         slots = self.slots
@@ -263,12 +284,14 @@ class Provider(Actor):
 
     async def receive(self, message: object) -> None:
         match message:
-            case Disable(reason, until):
+            case Disable(reason, until, limit):
                 self.disabled_until = until if until > clock.now() else math.inf
                 self.disabled_reason = reason
+                self.disabled_limit = limit
             case Enable():
                 self.disabled_until = -math.inf
                 self.disabled_reason = ""
+                self.disabled_limit = None
             case _:
                 raise TypeError(f"provider {self.spec.name!r} got an unknown message {message!r}")
 

@@ -18,6 +18,7 @@ from actors.breaker import BreakerConfig, CircuitBreaker, Transition
 from actors.cache import Cache, CacheConfig
 from actors.health import HealthConfig, HealthMonitor
 from actors.provider import Provider, ProviderSpec
+from actors.quota import QuotaTracker
 from actors.session import InterviewSession
 from engine.actor import Supervisor
 from engine.events import DecisionLog
@@ -55,6 +56,7 @@ class Fleet:
     router: Router
     providers: list[Provider]
     health: HealthMonitor
+    quota: QuotaTracker
     cache: Cache | None
     supervisor: Supervisor
     log: DecisionLog
@@ -101,11 +103,12 @@ async def open_fleet(
     async with trio.open_nursery() as nursery:
         supervisor = Supervisor(nursery, on_event=on_actor_event)
         health = HealthMonitor(config.health)
+        quota = QuotaTracker()
         cache = Cache(config.cache) if config.cache.enabled else None
         providers: list[Provider] = []
         for account in accounts:
             breaker = CircuitBreaker(account.spec.name, config.breaker, transitioned)
-            provider = Provider(account.spec, account.backend, breaker, health)
+            provider = Provider(account.spec, account.backend, breaker, health, quota)
             backend = account.backend
             health.register(
                 account.spec.name,
@@ -125,10 +128,11 @@ async def open_fleet(
             recorder=recorder,
         )
         await supervisor.start(health)
+        await supervisor.start(quota)
         if cache is not None:
             await supervisor.start(cache)
         for provider in providers:
             await supervisor.start(provider.breaker)
             await supervisor.start(provider)
-        yield Fleet(router, providers, health, cache, supervisor, log, transitions)
+        yield Fleet(router, providers, health, quota, cache, supervisor, log, transitions)
         nursery.cancel_scope.cancel()

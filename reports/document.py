@@ -151,6 +151,61 @@ def _breakers(results: Results) -> Section:
     return Section("Breaker transitions", tuple(blocks))
 
 
+QUOTA_HEADERS = ("account", "quota", "used", "alerts (80% / 90% / 100%)", "at this pace")
+
+
+def _days(seconds: float) -> str:
+    days = seconds / 86400
+    return "day" if days == 1 else f"{days:g} days"
+
+
+def _quotas(results: Results) -> Section | None:
+    """Daily and monthly allowances: alerts raised, and when each would run dry."""
+    quotas = results.quotas or {}
+    usage = quotas.get("usage") or []
+    if not usage:
+        return None
+    alerts: dict[tuple[str, str], dict[float, float]] = {}
+    for alert in quotas.get("alerts") or []:
+        key = (alert["provider"], alert["limit"])
+        alerts.setdefault(key, {})[float(alert["level"])] = float(alert["time"])
+    # Most used first; beyond MAX_ACCOUNT_ROWS the rest are in results.json.
+    usage = sorted(
+        usage,
+        key=lambda item: -summary.as_float(item["used"]) / summary.as_float(item["allowance"]),
+    )
+    shown = [u for u in usage if (u["provider"], u["limit"]) in alerts] or usage[:TOP_ACCOUNTS]
+    rows = []
+    for item in shown[:MAX_ACCOUNT_ROWS]:
+        seen = alerts.get((item["provider"], item["limit"]), {})
+        marks = " / ".join(
+            summary.clock(seen[level]) if level in seen else "-" for level in (0.8, 0.9, 1.0)
+        )
+        dry = summary.as_float(item["dry_after_s"])
+        window = summary.as_float(item["window_s"])
+        pace = (
+            "lasts its window"
+            if not dry < window
+            else f"runs dry {summary.minutes(dry)} into its window"
+        )
+        rows.append(
+            (
+                str(item["provider"]),
+                f"{summary.count(item['allowance'])} per {_days(window)} ({item['limit']})",
+                summary.count(item["used"]),
+                marks,
+                pace,
+            )
+        )
+    note = (
+        "An account is disabled when a quota is used up, until the quota's window resets; "
+        "'at this pace' extrapolates the run's use over the whole window."
+    )
+    if len(shown) < len(usage):
+        note += f" The other {len(usage) - len(shown)} quotas are in results.json."
+    return Section("Quotas", (_table(QUOTA_HEADERS, rows), note))
+
+
 def _figures(figures: list[Path]) -> Section:
     blocks = tuple(
         FigureRef(
@@ -182,8 +237,11 @@ def build_document(results: Results, figures: list[Path]) -> Document:
         sections=(
             Section("Headline", (_table(("figure", "value"), summary.summary_rows(results)),)),
             _failures(results),
-            _accounts(results),
-            _breakers(results),
+            *(
+                section
+                for section in (_accounts(results), _quotas(results), _breakers(results))
+                if section is not None
+            ),
             _figures(figures),
         ),
         footer=footer,

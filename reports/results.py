@@ -80,6 +80,7 @@ class Results:
     transitions: list[dict[str, Any]]
     interviews: dict[str, Any]
     requests: dict[str, Any]
+    quotas: dict[str, Any] = attrs.Factory(dict)
 
     def to_json(self) -> str:
         return json.dumps(_round(attrs.asdict(self)), sort_keys=True, separators=(",", ":"))
@@ -230,4 +231,8 @@ def summarise(data: RunData) -> Results:
             "durations": sorted(tally.durations),
         },
         requests={key: value for key, value in arrays.items()},
+        quotas={
+            "alerts": [attrs.asdict(alert) for alert in data.quota_alerts],
+            "usage": [attrs.asdict(usage) for usage in data.quotas],
+        },
     )

@@ -7,6 +7,7 @@ pinned from the seed, so (scenario, seed) determines every byte of the results.
 from __future__ import annotations
 
 import gc
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ import trio
 from actors.backends.virtual import VirtualBackend
 from actors.breaker import Transition
 from actors.faults import FaultSchedule
+from actors.quota import QuotaAlert
 from engine import clock
 from engine.actor import Supervisor
 from engine.clock import VirtualClock, run_virtual
@@ -62,6 +64,22 @@ class RunData:
     providers: list[ProviderTotals]
     tally: InterviewTally
     timed_events: int
+    quota_alerts: list[QuotaAlert]
+    quotas: list[QuotaUsage]
+
+
+@attrs.frozen
+class QuotaUsage:
+    """Where one account's quota stood when the run ended, and where it was heading."""
+
+    provider: str
+    limit: str
+    allowance: float
+    used: float
+    window_s: float
+    resets_at: float
+    #: Seconds from the window's start until the quota runs dry at the run's pace.
+    dry_after_s: float
 
 
 def build_accounts(scenario: Scenario, streams: RandomStreams) -> list[Account]:
@@ -95,6 +113,28 @@ def _totals(fleet: Fleet) -> list[ProviderTotals]:
         )
         for p in fleet.providers
     ]
+
+
+def _quota_usage(fleet: Fleet, now: float) -> list[QuotaUsage]:
+    usage = []
+    for provider in fleet.providers:
+        for quota in provider.quota_watch.quotas:
+            used = quota.used(now)
+            window_start = quota.resets_at(now) - quota.per
+            elapsed = now - window_start
+            pace = used / elapsed if elapsed > 0 else 0.0
+            usage.append(
+                QuotaUsage(
+                    provider=provider.spec.name,
+                    limit=quota.name,
+                    allowance=quota.limit,
+                    used=used,
+                    window_s=quota.per,
+                    resets_at=quota.resets_at(now),
+                    dry_after_s=quota.limit / pace if pace > 0 else math.inf,
+                )
+            )
+    return usage
 
 
 def simulate(scenario: Scenario, progress: Progress | None = None) -> RunData:
@@ -144,6 +184,8 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> RunData:
                 providers=_totals(fleet),
                 tally=tally,
                 timed_events=virtual_clock.timed_events,
+                quota_alerts=list(fleet.quota.alerts),
+                quotas=_quota_usage(fleet, clock.now()),
             )
 
     wall_start = time.perf_counter()

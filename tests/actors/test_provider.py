@@ -134,3 +134,26 @@ def test_bad_limits_are_named():
         LimitSpec("rpm", "calls", 10, 60.0)
     with pytest.raises(InvalidRequest, match=r"limit\.mode"):
         LimitSpec("rpm", "requests", 10, 60.0, mode="sliding")
+
+
+async def test_quota_alerts_at_80_and_90_percent_and_disabling_until_the_reset(virtual_clock):
+    limits = (LimitSpec("rpd", "requests", 10, 86400.0, mode="window"),)
+    account, _ = virtual_account("a", seconds=1.0, limits=limits)
+    async with open_fleet([account]) as fleet:
+        provider = fleet.provider("a")
+        for i in range(10):
+            await provider.call(ask(), f"r{i}", 10.0)
+        await clock.sleep(1.0)  # the tracker and the provider handle their messages
+        alerts = [(a.level, a.time, a.used) for a in fleet.quota.alerts]
+        assert alerts == [(0.8, 7.0, 8), (0.9, 8.0, 9), (1.0, 9.0, 10)]
+        # Disabled until the day's reset: skipped by the router, a 429 if called.
+        assert provider.disabled_until == 86400.0
+        assert provider.wait_before(ask(), clock.now()) == pytest.approx(86400.0 - 11.0)
+        with pytest.raises(RateLimited) as refused:
+            await provider.call(ask(), "late", 10.0)
+        assert refused.value.limit == "rpd"
+        # A new day: usable again, and the alerts start over.
+        await clock.sleep_until(86400.0)
+        await provider.call(ask(), "tomorrow", 10.0)
+        await clock.sleep(1.0)
+        assert len(fleet.quota.alerts) == 3
