@@ -119,7 +119,37 @@ OPENAI_PAID = Profile(
     ),
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (GROQ_FREE, HUGGINGFACE, OPENAI_PAID)}
+OPENAI_STRONG = Profile(
+    name="openai-strong",
+    spec=ProviderSpec(
+        name="openai-strong",
+        family="openai",
+        model="gpt-4o",
+        tier="strong",
+        limits=(
+            LimitSpec("rpm", "requests", 500, MINUTE),
+            LimitSpec("tpm", "tokens", 30_000, MINUTE),
+            LimitSpec("rpd", "requests", 10_000, DAY, mode="window"),
+        ),
+        max_concurrency=100,
+        queue_limit=0,
+        context_window=128_000,
+        input_cost_per_mtok=2.50,
+        output_cost_per_mtok=10.00,
+    ),
+    latency=LatencyModel(ttft=LogNormal.from_median_p95(0.6, 1.8), tokens_per_s=60.0),
+    errors=ErrorRates(upstream_error=0.001),
+    source=(
+        "OpenAI usage tier 1, gpt-4o: 500 requests/minute and 30,000 tokens/minute "
+        "(platform.openai.com/docs/guides/rate-limits), continuous refill. Price $2.50 per "
+        "million input tokens and $10.00 per million output tokens: the strong model that "
+        "cost-aware routing saves turns from."
+    ),
+)
+
+PROFILES: dict[str, Profile] = {
+    p.name: p for p in (GROQ_FREE, HUGGINGFACE, OPENAI_PAID, OPENAI_STRONG)
+}
 
 
 def profile(name: str) -> Profile:

@@ -93,7 +93,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_size(args: argparse.Namespace) -> int:
     from reports.capacity import write_capacity_report
     from reports.summary import format_table
-    from sims.sizing import AccountRange, expected_simulations, size
+    from sims.sizing import AccountRange, Sizing, expected_simulations, size
     from sims.slo import DEFAULT_SLOS, Slo
 
     try:
@@ -112,23 +112,30 @@ def cmd_size(args: argparse.Namespace) -> int:
     )
     bar, _ = _progress_bar(total, not args.quiet and sys.stderr.isatty())
     tick = (lambda: bar.update(1)) if bar is not None else None
-    try:
-        sizing = size(
+    if bar is not None and args.baseline:
+        bar.total *= 2
+
+    def run(extra: list[str]) -> Sizing:
+        return size(
             args.scenario,
             levels,
             slos,
             ranges,
             replications=args.replications,
-            overrides=args.set or [],
+            overrides=[*(args.set or []), *extra],
             seed=args.seed,
             workers=args.workers,
             on_simulation=tick,
         )
+
+    try:
+        sizing = run([])
+        baseline = run(args.baseline) if args.baseline else None
     finally:
         if bar is not None:
             bar.close()
     out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"size-{scenario.name}")
-    data, files = write_capacity_report(sizing, out)
+    data, files = write_capacity_report(sizing, out, baseline, " and ".join(args.baseline or []))
     if args.json:
         line = {
             str(level["interviews"]): (
@@ -212,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="GROUP=MIN..MAX",
         help="account group to size and its range (repeatable; groups grow together)",
+    )
+    size.add_argument(
+        "--baseline",
+        action="append",
+        metavar="KEY=VALUE",
+        help="also size the scenario with these overrides and compare costs, e.g. "
+        "--baseline \"routing.tiers='strong_only'\"",
     )
     size.add_argument("--replications", type=int, default=3, help="seeds per fleet size")
     size.add_argument("--workers", type=int, help="simulation processes (default: all cores)")

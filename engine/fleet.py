@@ -126,6 +126,7 @@ async def open_fleet(
             jitter=streams.stream("router:jitter"),
             log=log,
             recorder=recorder,
+            tiers=config.routing,
         )
         await supervisor.start(health)
         await supervisor.start(quota)

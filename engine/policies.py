@@ -21,21 +21,33 @@ if TYPE_CHECKING:
     from actors.session import InterviewSession
 
 POLICIES = ("weighted", "lowest_latency", "round_robin", "priority", "sticky")
+TIER_MODES = ("any", "by_kind", "strong_only")
 
 
 @attrs.frozen
 class PolicyConfig:
-    """Which policy, and the weighted policy's weights (health, quota, speed)."""
+    """Which policy, the weighted policy's weights, and how model tiers are used.
+
+    ``tiers``: ``any`` ignores them; ``by_kind`` sends the turn kinds in
+    ``light_kinds`` to ``light`` accounts (or to a strong one when no light one is
+    free) and every other kind to ``strong`` accounts only, so a reasoning turn is
+    never answered by a weaker model; ``strong_only`` never uses a light account
+    (the baseline cost-aware routing is judged against).
+    """
 
     policy: str = "weighted"
     health_weight: float = 0.4
     quota_weight: float = 0.3
     speed_weight: float = 0.3
     min_health: float = 0.5
+    tiers: str = "any"
+    light_kinds: tuple[str, ...] = ("small_talk", "question")
 
     def __attrs_post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise InvalidRequest("routing.policy", self.policy, " | ".join(POLICIES))
+        if self.tiers not in TIER_MODES:
+            raise InvalidRequest("routing.tiers", self.tiers, " | ".join(TIER_MODES))
         for field in ("health_weight", "quota_weight", "speed_weight"):
             value = getattr(self, field)
             if not (value >= 0 and math.isfinite(value)):

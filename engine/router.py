@@ -32,7 +32,7 @@ from engine.errors import (
 from engine.events import DecisionLog
 from engine.messages import ChatRequest, Completion
 from engine.metrics import RequestRecorder
-from engine.policies import Policy
+from engine.policies import Policy, PolicyConfig
 from engine.retry import RetryConfig
 from engine.streams import Stream
 from engine.validation import validate
@@ -76,6 +76,7 @@ class Router:
         jitter: Stream,
         log: DecisionLog | None = None,
         recorder: RequestRecorder | None = None,
+        tiers: PolicyConfig | None = None,
         request_id_prefix: str = "r-",
     ) -> None:
         if not providers:
@@ -87,6 +88,7 @@ class Router:
         self.providers = providers
         self.by_name = {p.spec.name: p for p in providers}
         self.policy = policy
+        self.tiers = tiers
         self.retry = retry
         self.cache = cache
         self.log = log or DecisionLog()
@@ -209,14 +211,34 @@ class Router:
             self._line_head_taken = False
             self._line.unpark()
 
+    def _needs_strong(self, request: ChatRequest) -> bool:
+        """Whether only a strong model may answer: always under ``strong_only``, and for
+        every turn kind but the light ones under ``by_kind`` (a reasoning turn waits for a
+        strong model rather than get a weaker answer)."""
+        tiers = self.tiers
+        if tiers is None or tiers.tiers == "any":
+            return False
+        return tiers.tiers == "strong_only" or request.kind not in tiers.light_kinds
+
+    def _by_tier(self, candidates: list[Provider], request: ChatRequest) -> list[Provider]:
+        """Light turns go to light models first, and to strong ones only when none is free."""
+        tiers = self.tiers
+        if tiers is None or tiers.tiers != "by_kind" or request.kind not in tiers.light_kinds:
+            return candidates
+        light = [p for p in candidates if p.spec.tier == "light"]
+        return light or candidates
+
     def _eligible(
         self, request: ChatRequest, now: float, avoid: dict[str, float]
     ) -> tuple[list[Provider], float]:
         """Providers that can take ``request`` now, and the soonest wait otherwise."""
         eligible: list[Provider] = []
         soonest = math.inf
+        strong_only = self._needs_strong(request)
         for provider in self.providers:
             if request.model != "auto" and provider.spec.model != request.model:
+                continue
+            if strong_only and provider.spec.tier != "strong":
                 continue
             wait = provider.wait_before(request, now)
             until = avoid.get(provider.spec.name)
@@ -260,7 +282,8 @@ class Router:
                 # of capacity (a window reset) drains the line instead of one slot.
                 self._line.unpark()
             fresh = [p for p in eligible if p.spec.name not in failed] if failed else eligible
-            provider = self.policy.choose(fresh or eligible, request, session, now)
+            candidates = self._by_tier(fresh or eligible, request)
+            provider = self.policy.choose(candidates, request, session, now)
             name = provider.spec.name
             stats.attempts += 1
             if log.active:

@@ -137,10 +137,19 @@ def _key(slo: Any) -> str:
     return METRICS[slo.metric][0]
 
 
-def capacity_data(sizing: Sizing) -> dict[str, Any]:
+def capacity_data(
+    sizing: Sizing, baseline: Sizing | None = None, baseline_label: str = ""
+) -> dict[str, Any]:
     scenario = sizing.scenario
+    comparison = None
+    if baseline is not None:
+        comparison = {
+            "label": baseline_label,
+            "levels": [_level_data(baseline, level) for level in baseline.levels],
+        }
     return _round(
         {
+            "baseline": comparison,
             "meta": {
                 "scenario": scenario.name,
                 "scenario_hash": scenario_hash(scenario),
@@ -332,6 +341,7 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
             "Recommendation",
             (Table(HEADERS, tuple(_row(lv) for lv in levels)), *notes),
         ),
+        *_comparison(data),
         Section(
             "Every fleet the search tried",
             (
@@ -366,6 +376,46 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
     )
 
 
+COMPARISON_HEADERS = (
+    "interviews",
+    "this routing: fleet",
+    "cost / month",
+    "baseline: fleet",
+    "cost / month",
+    "saved",
+)
+
+
+def _comparison(data: dict[str, Any]) -> list[Section]:
+    """This configuration against the baseline, each at its own smallest passing fleet."""
+    baseline = data.get("baseline")
+    if not baseline:
+        return []
+    rows = []
+    for ours, theirs in zip(data["levels"], baseline["levels"], strict=True):
+        if not (ours["feasible"] and theirs["feasible"]):
+            verdict = "baseline infeasible" if ours["feasible"] else "not comparable"
+            rows.append((summary.count(ours["interviews"]), "", "", "", "", verdict))
+            continue
+        mine, base = ours["monthly_cost"], theirs["monthly_cost"]
+        saved = (base - mine) / base if base > 0 else 0.0
+        rows.append(
+            (
+                summary.count(ours["interviews"]),
+                _fleet(ours["recommended"]["counts"]),
+                summary.money(mine),
+                _fleet(theirs["recommended"]["counts"]),
+                summary.money(base),
+                summary.percent(saved),
+            )
+        )
+    note = (
+        f"The baseline is the same scenario with {baseline['label']}, sized against the same "
+        "objectives and seeds; each side is priced at its own smallest passing fleet."
+    )
+    return [Section("Against the baseline", (Table(COMPARISON_HEADERS, tuple(rows)), note))]
+
+
 @attrs.frozen
 class CapacityFiles:
     out_dir: Path
@@ -374,10 +424,15 @@ class CapacityFiles:
     html: Path
 
 
-def write_capacity_report(sizing: Sizing, out_dir: Path) -> tuple[dict[str, Any], CapacityFiles]:
+def write_capacity_report(
+    sizing: Sizing,
+    out_dir: Path,
+    baseline: Sizing | None = None,
+    baseline_label: str = "",
+) -> tuple[dict[str, Any], CapacityFiles]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = capacity_data(sizing)
+    data = capacity_data(sizing, baseline, baseline_label)
     json_path = out_dir / "capacity.json"
     json_path.write_text(json.dumps(data, sort_keys=True, indent=1) + "\n")
     figures = capacity_figures(data, out_dir / "figures")

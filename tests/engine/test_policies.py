@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 
 import pytest
+import trio
 
 from actors.cache import CacheConfig
 from actors.faults import Fault
@@ -106,3 +107,39 @@ async def test_one_structured_log_line_per_decision(virtual_clock, caplog):
     assert actions == ["received", "attempt", "failed", "failover", "attempt", "success"]
     assert all(f"request_id={answer.request_id} " in line for line in lines)
     assert "provider=steady" in lines[-1]
+
+
+async def test_tiers_send_light_turns_to_light_models_and_reasoning_only_to_strong(virtual_clock):
+    light, _ = virtual_account("light", tier="light", max_concurrency=1, queue_limit=0, seconds=5.0)
+    strong, _ = virtual_account("strong", tier="strong", max_concurrency=1, seconds=5.0)
+    routing = PolicyConfig(tiers="by_kind", light_kinds=("small_talk",))
+    cfg = RouterConfig(routing=routing, cache=CacheConfig(enabled=False))
+    async with open_fleet([light, strong], cfg) as fleet:
+        small = ChatRequest(messages=(ChatMessage("user", "hi"),), kind="small_talk")
+        hard = ChatRequest(messages=(ChatMessage("user", "why?"),), kind="follow_up")
+        assert (await fleet.router.complete(small)).provider == "light"
+        assert (await fleet.router.complete(hard)).provider == "strong"
+        # Light busy: a light turn may use the strong model...
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fleet.router.complete, small)
+            await clock.sleep(0.1)
+            assert (await fleet.router.complete(small)).provider == "strong"
+        # ...but with the strong model busy, a reasoning turn waits rather than go light.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fleet.router.complete, hard)
+            await clock.sleep(0.1)
+            answer = await fleet.router.complete(hard)
+        assert answer.provider == "strong" and answer.latency == pytest.approx(9.9)
+
+
+async def test_strong_only_never_uses_a_light_account(virtual_clock):
+    light, light_backend = virtual_account("light", tier="light")
+    strong, _ = virtual_account("strong", tier="strong")
+    routing = PolicyConfig(tiers="strong_only")
+    async with open_fleet([light, strong], RouterConfig(routing=routing)) as fleet:
+        for i in range(5):
+            req = ChatRequest(messages=(ChatMessage("user", f"hi {i}"),), kind="small_talk")
+            assert (await fleet.router.complete(req)).provider == "strong"
+    assert light_backend.requests == []
+    with pytest.raises(InvalidRequest, match=r"routing\.tiers"):
+        PolicyConfig(tiers="cheapest")
