@@ -13,6 +13,7 @@ BUILTINS = [
     "chaos-quarantine",
     "interview-day",
     "interview-day-2000",
+    "mixed-fleet",
     "rate-limit-storm",
     "reference",
 ]

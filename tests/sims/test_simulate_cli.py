@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
+from sims.scenario import builtin_names
 
 SMALL = ["chaos-quarantine", "--interviews", "30", "--quiet"]
 
@@ -74,7 +75,9 @@ def test_bad_scenario_is_a_clear_error_and_exit_2(tmp_path, capsys):
 def test_scenarios_lists_every_builtin(capsys):
     assert main(["scenarios"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 5 and lines[1].startswith("interview-day") and "(default)" in lines[1]
+    names = [line.split()[0] for line in lines]
+    assert names == builtin_names()
+    assert [line for line in lines if "(default)" in line][0].startswith("interview-day ")
 
 
 @pytest.mark.parametrize("args", [["simulate", "--seed", "x"], ["frobnicate"]])
