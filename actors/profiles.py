@@ -147,8 +147,53 @@ OPENAI_STRONG = Profile(
     ),
 )
 
+SELF_HOSTED_70B = Profile(
+    name="selfhosted-70b",
+    spec=ProviderSpec(
+        name="selfhosted-70b",
+        family="self-hosted",
+        model="llama-3.1-70b-instruct",
+        tier="strong",
+        max_concurrency=32,
+        queue_limit=256,
+        context_window=32_768,
+        cold_start=180.0,
+        hourly_cost=4.0,
+    ),
+    latency=LatencyModel(ttft=LogNormal.from_median_p95(0.5, 1.5), tokens_per_s=30.0),
+    errors=ErrorRates(upstream_error=0.001),
+    source=(
+        "A 70B model served by vLLM on 2 x A100 80 GB: about 3 minutes from power-on to "
+        "serving (provisioning the node, pulling ~140 GB of weights, loading them and warming "
+        "CUDA graphs), 32 concurrent sequences at ~30 tokens/s each, about $4 per GPU-pair "
+        "hour on demand."
+    ),
+)
+
+SELF_HOSTED_8B = Profile(
+    name="selfhosted-8b",
+    spec=ProviderSpec(
+        name="selfhosted-8b",
+        family="self-hosted",
+        model="llama-3.1-8b-instruct",
+        tier="light",
+        max_concurrency=64,
+        queue_limit=256,
+        context_window=32_768,
+        cold_start=20.0,
+        hourly_cost=1.0,
+    ),
+    latency=LatencyModel(ttft=LogNormal.from_median_p95(0.2, 0.6), tokens_per_s=90.0),
+    errors=ErrorRates(upstream_error=0.001),
+    source=(
+        "An 8B model served by vLLM on one L4/A10G-class GPU from a cached image: ~20 s to "
+        "serve, 64 concurrent sequences at ~90 tokens/s each, about $1 per GPU hour."
+    ),
+)
+
 PROFILES: dict[str, Profile] = {
-    p.name: p for p in (GROQ_FREE, HUGGINGFACE, OPENAI_PAID, OPENAI_STRONG)
+    p.name: p
+    for p in (GROQ_FREE, HUGGINGFACE, OPENAI_PAID, OPENAI_STRONG, SELF_HOSTED_70B, SELF_HOSTED_8B)
 }
 
 

@@ -63,6 +63,8 @@ class ProviderSpec:
 
     name: str
     family: str = "virtual"
+    #: The account group it was made from (scenario groups; autoscaled replicas).
+    group: str = ""
     model: str = "default"
     tier: str = "strong"
     limits: tuple[LimitSpec, ...] = attrs.field(default=(), converter=tuple)
@@ -72,6 +74,9 @@ class ProviderSpec:
     input_cost_per_mtok: float = attrs.field(default=0.0, validator=_at_least(0))
     output_cost_per_mtok: float = attrs.field(default=0.0, validator=_at_least(0))
     monthly_fee: float = attrs.field(default=0.0, validator=_at_least(0))
+    #: Self-hosted replicas: seconds from power-on to serving, and price per powered hour.
+    cold_start: float = attrs.field(default=0.0, validator=_at_least(0))
+    hourly_cost: float = attrs.field(default=0.0, validator=_at_least(0))
     priority: int = 0
 
 
@@ -101,6 +106,18 @@ class ProviderStats:
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float = 0.0
+    # Seconds powered on before the current stretch (a self-hosted replica's paid time).
+    powered_time: float = 0.0
+
+
+@attrs.frozen
+class PowerOn:
+    """Start a (self-hosted) replica; it serves after its cold start."""
+
+
+@attrs.frozen
+class PowerOff:
+    """Stop a replica: it takes no more requests and costs nothing while off."""
 
 
 class Provider(Actor):
@@ -128,6 +145,8 @@ class Provider(Actor):
         self.disabled_until = -math.inf
         self.disabled_reason = ""
         self.disabled_limit: str | None = None
+        self.powered = True
+        self.powered_since: float | None = None  # None: since the run began
         # Set by the latest upstream 429's Retry-After (the latest wins, even if sooner).
         self.cooling_until = -math.inf
 
@@ -151,6 +170,11 @@ class Provider(Actor):
         if wait > 0:
             self.stats.held_back[binding] += 1
         return wait
+
+    def powered_seconds(self, now: float) -> float:
+        """Seconds this account has been powered on so far (runs start at time 0)."""
+        current = now - (self.powered_since or 0.0) if self.powered else 0.0
+        return self.stats.powered_time + current
 
     def quota_left(self, now: float) -> float:
         return self.admission.remaining_fraction(now)
@@ -288,6 +312,21 @@ class Provider(Actor):
                 self.disabled_until = until if until > clock.now() else math.inf
                 self.disabled_reason = reason
                 self.disabled_limit = limit
+            case PowerOn() if not self.powered:
+                now = clock.now()
+                self.powered, self.powered_since = True, now
+                self.disabled_until = now + self.spec.cold_start
+                self.disabled_reason = "starting (cold start)"
+                self.disabled_limit = None
+            case PowerOff() if self.powered:
+                now = clock.now()
+                self.stats.powered_time += now - (self.powered_since or 0.0)
+                self.powered, self.powered_since = False, None
+                self.disabled_until = math.inf
+                self.disabled_reason = "powered off"
+                self.disabled_limit = None
+            case PowerOn() | PowerOff():
+                pass
             case Enable():
                 self.disabled_until = -math.inf
                 self.disabled_reason = ""

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from actors.autoscaler import Autoscaler, AutoscalerConfig
 from actors.backends import Backend
 from actors.breaker import BreakerConfig, CircuitBreaker, Transition
 from actors.cache import Cache, CacheConfig
@@ -39,6 +40,7 @@ class RouterConfig:
     breaker: BreakerConfig = BreakerConfig()
     cache: CacheConfig = CacheConfig()
     health: HealthConfig = HealthConfig()
+    autoscaler: AutoscalerConfig | None = None
 
 
 @attrs.frozen
@@ -59,6 +61,7 @@ class Fleet:
     quota: QuotaTracker
     cache: Cache | None
     supervisor: Supervisor
+    autoscaler: Autoscaler | None
     log: DecisionLog
     transitions: list[Transition]
 
@@ -135,5 +138,12 @@ async def open_fleet(
         for provider in providers:
             await supervisor.start(provider.breaker)
             await supervisor.start(provider)
-        yield Fleet(router, providers, health, quota, cache, supervisor, log, transitions)
+        autoscaler = None
+        if config.autoscaler is not None:
+            group = config.autoscaler.group
+            replicas = [p for p in providers if p.spec.group == group]
+            autoscaler = await supervisor.start(Autoscaler(config.autoscaler, replicas, router))
+        yield Fleet(
+            router, providers, health, quota, cache, supervisor, autoscaler, log, transitions
+        )
         nursery.cancel_scope.cancel()

@@ -106,6 +106,11 @@ class Router:
                 self.context_windows.get(model, 0), p.spec.context_window
             )
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting in line for a provider to free up."""
+        return len(self._line) + self._line_head_taken
+
     def new_request_id(self) -> str:
         self._next_id += 1
         return f"{self._prefix}{self._next_id:08d}"

@@ -28,6 +28,7 @@ FIGURE_TITLES = {
     "providers": "Account utilisation and rate limits",
     "breakers": "Circuit breakers",
     "cache": "Cache hit rate",
+    "replicas": "Self-hosted replicas",
 }
 
 

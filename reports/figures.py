@@ -50,6 +50,10 @@ COLOURS = {
 
 # File stem -> what the figure shows, for captions in Markdown and HTML.
 CAPTIONS = {
+    "replicas": (
+        "Replicas powered on (paid) and serving (past their cold start) as the autoscaler "
+        "follows demand, with the requests in flight for scale."
+    ),
     "latency_cdf": (
         "Share of answered requests (y) that took at most a given time (x, log scale), "
         "as the candidate saw it. Cache hits answer in ~0 s and sit at the left edge; "
@@ -517,6 +521,31 @@ def cache(results: Results, requests: Requests, series: Sampled) -> Figure:
     return fig
 
 
+def replicas(results: Results, requests: Requests, series: Sampled) -> Figure:
+    """Powered and serving replicas over time, beside the load they carry."""
+    fig = Figure(figsize=(10, 4.8), layout="constrained")
+    ax = fig.subplots()
+    t = series.t / 60.0
+    power = [p["power"] for p in series.providers.values() if "power" in p and len(p["power"])]
+    ax.set_title("Self-hosted replicas: powered on, and serving (after their cold start)")
+    ax.set_xlabel("simulated time (min)")
+    ax.set_ylabel("replicas")
+    if not power or len(t) == 0:
+        _empty(ax, "no replica changed power state")
+        return fig
+    stacked = np.vstack(power)
+    ax.step(t, (stacked >= 1).sum(axis=0), where="post", label="powered on", color="#ff7f0e")
+    ax.step(t, (stacked == 2).sum(axis=0), where="post", label="serving", color="#2ca02c")
+    twin = ax.twinx()
+    twin.plot(t, series.in_flight, color="#1f77b4", alpha=0.5, label="requests in flight")
+    twin.set_ylabel("requests in flight in the router")
+    lines = ax.get_legend_handles_labels()
+    more = twin.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
 FIGURES: dict[str, Callable[[Results, Requests, Sampled], Figure]] = {
     "latency_cdf": latency_cdf,
     "latency_over_time": latency_over_time,
@@ -524,6 +553,7 @@ FIGURES: dict[str, Callable[[Results, Requests, Sampled], Figure]] = {
     "providers": providers,
     "breakers": breakers,
     "cache": cache,
+    "replicas": replicas,
 }
 
 
@@ -536,6 +566,8 @@ def render_figures(results: Results, out_dir: Path) -> list[Path]:
     # The default style, whatever the user's matplotlibrc says: same Results, same bytes.
     with style.context("default"):
         for name, draw in FIGURES.items():
+            if name == "replicas" and not results.scaling:
+                continue  # only runs with an autoscaler have replicas to show
             fig = draw(results, requests, series)
             path = out_dir / f"{name}.png"
             fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})

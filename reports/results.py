@@ -81,6 +81,7 @@ class Results:
     interviews: dict[str, Any]
     requests: dict[str, Any]
     quotas: dict[str, Any] = attrs.Factory(dict)
+    scaling: list[dict[str, Any]] = attrs.Factory(list)
 
     def to_json(self) -> str:
         return json.dumps(_round(attrs.asdict(self)), sort_keys=True, separators=(",", ":"))
@@ -142,13 +143,17 @@ def summarise(data: RunData) -> Results:
                 "rate_limited": sum(p.rejections.values()) + p.failures.get("rate_limited", 0),
                 "tokens_in": p.tokens_in,
                 "tokens_out": p.tokens_out,
-                "cost": p.cost,
+                "usage_cost": p.cost,
+                "powered_hours": p.powered_s / 3600,
+                "hosting_cost": p.powered_s / 3600 * p.hourly_cost,
+                "cost": p.cost + p.powered_s / 3600 * p.hourly_cost,
             }
         )
     failures = {
         code: int(np.count_nonzero(outcome == i)) for i, code in enumerate(OUTCOMES) if i != 0
     }
-    cost_total = float(arrays["cost"].sum())
+    hosting_cost = sum(row["hosting_cost"] for row in provider_rows)
+    cost_total = float(arrays["cost"].sum()) + hosting_cost
     tally = data.tally
     durations = np.asarray(tally.durations)
     summary = {
@@ -177,6 +182,12 @@ def summarise(data: RunData) -> Results:
         "attempts": int(arrays["attempts"].sum()),
         "cache_hit_rate": float(cached.mean()) if n else 0.0,
         "cost_total": cost_total,
+        "hosting_cost": hosting_cost,
+        "replica_hours": sum(
+            row["powered_hours"]
+            for row, p in zip(provider_rows, data.providers, strict=True)
+            if p.hourly_cost > 0
+        ),
         "cost_per_interview": cost_total / max(1, tally.started),
         "interviews_completed": tally.completed,
         "interviews_with_error": tally.with_error,
@@ -231,6 +242,7 @@ def summarise(data: RunData) -> Results:
             "durations": sorted(tally.durations),
         },
         requests={key: value for key, value in arrays.items()},
+        scaling=[attrs.asdict(event) for event in data.scaling],
         quotas={
             "alerts": [attrs.asdict(alert) for alert in data.quota_alerts],
             "usage": [attrs.asdict(usage) for usage in data.quotas],

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import attrs
 import trio
 
+from actors.autoscaler import ScalingEvent
 from actors.backends.virtual import VirtualBackend
 from actors.breaker import Transition
 from actors.faults import FaultSchedule
@@ -48,6 +49,8 @@ class ProviderTotals:
     tokens_in: int
     tokens_out: int
     cost: float
+    powered_s: float
+    hourly_cost: float
 
 
 @attrs.define
@@ -66,6 +69,7 @@ class RunData:
     timed_events: int
     quota_alerts: list[QuotaAlert]
     quotas: list[QuotaUsage]
+    scaling: list[ScalingEvent]
 
 
 @attrs.frozen
@@ -93,7 +97,7 @@ def build_accounts(scenario: Scenario, streams: RandomStreams) -> list[Account]:
     return accounts
 
 
-def _totals(fleet: Fleet) -> list[ProviderTotals]:
+def _totals(fleet: Fleet, now: float) -> list[ProviderTotals]:
     return [
         ProviderTotals(
             name=p.spec.name,
@@ -110,6 +114,8 @@ def _totals(fleet: Fleet) -> list[ProviderTotals]:
             tokens_in=p.stats.tokens_in,
             tokens_out=p.stats.tokens_out,
             cost=p.stats.cost,
+            powered_s=p.powered_seconds(now),
+            hourly_cost=p.spec.hourly_cost,
         )
         for p in fleet.providers
     ]
@@ -181,11 +187,12 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> RunData:
                 recorder=recorder,
                 series=sampler.series,
                 transitions=list(fleet.transitions),
-                providers=_totals(fleet),
+                providers=_totals(fleet, clock.now()),
                 tally=tally,
                 timed_events=virtual_clock.timed_events,
                 quota_alerts=list(fleet.quota.alerts),
                 quotas=_quota_usage(fleet, clock.now()),
+                scaling=list(fleet.autoscaler.events) if fleet.autoscaler else [],
             )
 
     wall_start = time.perf_counter()

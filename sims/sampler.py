@@ -26,6 +26,8 @@ class ProviderSeries:
     calls: list[int] = attrs.Factory(list)
     rate_limited: list[int] = attrs.Factory(list)
     breaker: list[int] = attrs.Factory(list)
+    #: 0 powered off, 1 starting (cold start), 2 serving.
+    power: list[int] = attrs.Factory(list)
 
 
 @attrs.define
@@ -82,6 +84,9 @@ class Sampler(Actor):
                 sum(pstats.rejections.values()) + pstats.failures["rate_limited"]
             )
             own.breaker.append(BREAKER_CODES[provider.breaker.state])
+            own.power.append(
+                0 if not provider.powered else 1 if provider.disabled_until > series.t[-1] else 2
+            )
         if self.on_sample is not None:
             self.on_sample(series.t[-1], stats.received)
 

@@ -23,6 +23,7 @@ import cattrs
 from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.v import format_exception, transform_error
 
+from actors.autoscaler import AutoscalerConfig
 from actors.backends.virtual import ErrorRates, LatencyModel
 from actors.breaker import BreakerConfig
 from actors.cache import CacheConfig
@@ -103,7 +104,13 @@ class AccountGroup:
             if getattr(self, field) is not None
         }
         return [
-            attrs.evolve(base, name=f"{self.prefix}-{i}", priority=self.priority, **overrides)
+            attrs.evolve(
+                base,
+                name=f"{self.prefix}-{i}",
+                group=self.prefix,
+                priority=self.priority,
+                **overrides,
+            )
             for i in range(1, self.count + 1)
         ]
 
@@ -152,6 +159,7 @@ class Scenario:
     cache: CacheConfig = CacheConfig()
     health: HealthConfig = HealthConfig()
     faults: tuple[FaultSpec, ...] = ()
+    autoscaler: AutoscalerConfig | None = None
 
     def __attrs_post_init__(self) -> None:
         _check("accounts", len(self.accounts) >= 1, self.accounts, "at least one account group")
@@ -161,6 +169,16 @@ class Scenario:
         names = [spec.name for spec in self.account_specs()]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         _check("accounts.name", not duplicates, duplicates, "distinct names per group")
+        if self.autoscaler is not None:
+            groups = {group.prefix: group for group in self.accounts}
+            group = groups.get(self.autoscaler.group)
+            _check("autoscaler.group", group is not None, self.autoscaler.group, " | ".join(groups))
+            _check(
+                "autoscaler.max_replicas",
+                group is None or self.autoscaler.max_replicas <= group.count,
+                self.autoscaler.max_replicas,
+                f"at most the group's count ({group.count if group else '?'})",
+            )
         for i, spec in enumerate(self.faults):
             targets = self.fault_targets(spec)
             _check(f"faults[{i}].target", bool(targets), spec.target, "an account, a group or *")
@@ -168,7 +186,9 @@ class Scenario:
 
     @property
     def router_config(self) -> RouterConfig:
-        return RouterConfig(self.routing, self.retry, self.breaker, self.cache, self.health)
+        return RouterConfig(
+            self.routing, self.retry, self.breaker, self.cache, self.health, self.autoscaler
+        )
 
     def account_specs(self) -> list[ProviderSpec]:
         return [spec for group in self.accounts for spec in group.specs()]

@@ -65,7 +65,10 @@ def test_overrides_are_validated_like_the_file():
         ("routing.policy='random'", "weighted | lowest_latency | round_robin"),
         ("breaker.failure_threshold=0", "breaker.failure_threshold = 0"),
         ("retry.jitter=3", "retry.jitter = 3"),
-        ("accounts.0.profile='azure'", "groq-free | huggingface | openai-paid | openai-strong"),
+        (
+            "accounts.0.profile='azure'",
+            "groq-free | huggingface | openai-paid | openai-strong | selfhosted-70b",
+        ),
         ("workload.think_time={kind='gamma', mean=3}", "unknown distribution kind 'gamma'"),
         ("workload.think_time={kind='exponential', mean=-3}", "Exponential.mean"),
         ("cache.ttl=0", "cache.ttl = 0"),

@@ -1,0 +1,283 @@
+"""The HTTP backend: one real provider account behind an OpenAI- or Anthropic-style API.
+
+It implements the :class:`~actors.backends.Backend` protocol with httpx (which
+runs on trio), maps every upstream outcome to a named
+:class:`~engine.errors.AttemptError`, and hands the rate-limit headers of every
+response to ``on_limits`` so the provider actor can slow down before a 429.
+When the calling task streams (:mod:`actors.backends.sink`), the call is made
+with ``stream: true`` and each text delta goes to the sink as it arrives.
+
+The per-attempt timeout is the provider actor's job (a trio cancel scope);
+httpx only bounds the connect phase. API keys live in :class:`Secret`, which
+never shows its value, and are scrubbed from any upstream text quoted in an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import attrs
+import httpx
+
+from actors.backends import BackendReply
+from actors.backends.dialects import Dialect, StreamFault, dialect_for, error_message
+from actors.backends.sink import StreamSink, current_sink
+from actors.ratelimit_headers import RateLimitInfo, parse_rate_limit_headers
+from engine import clock
+from engine.errors import (
+    AttemptError,
+    AuthFailed,
+    MalformedReply,
+    RateLimited,
+    UpstreamError,
+)
+from engine.messages import ChatRequest
+
+#: Retry-After assumed for a 429 that does not say how long to wait.
+DEFAULT_RETRY_AFTER = 1.0
+_QUOTE_LIMIT = 200
+
+
+class Secret:
+    """An API key that never appears in a repr, a str, a log line or an error."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str) or not value:
+            raise ValueError("an API key must be a non-empty string")
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self._value, "***")
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+@attrs.frozen
+class Endpoint:
+    """Where and how to reach one account: API kind, base URL, upstream model, key."""
+
+    name: str
+    kind: str
+    base_url: str
+    model: str
+    api_key: Secret | None = attrs.field(default=None, repr=False)
+    headers: dict[str, str] = attrs.field(factory=dict, repr=False)
+    options: dict[str, Any] = attrs.field(factory=dict)
+
+
+class UpstreamRejected(AttemptError):
+    """A 4xx other than 401/403/429: this provider refuses this request (e.g. unknown model).
+
+    Another provider may accept it; it says nothing about this one's health, so
+    breakers and health scores ignore it.
+    """
+
+    code = "upstream_rejected"
+    status = 502
+
+    def __init__(self, provider: str, upstream_status: int, detail: str = "") -> None:
+        super().__init__(provider, f"HTTP {upstream_status} {detail}".rstrip())
+        self.upstream_status = upstream_status
+
+
+class ConnectionFailed(UpstreamError):
+    """No HTTP answer at all: refused, reset, DNS, TLS or a dropped connection."""
+
+    def __init__(self, provider: str, detail: str) -> None:
+        AttemptError.__init__(self, provider, f"connection failed: {detail}")
+        self.upstream_status = 0
+
+
+class StreamBroken(UpstreamError):
+    """The provider failed after part of the answer was streamed to a client.
+
+    Not retryable: a second answer cannot be appended to half of the first.
+    """
+
+    retryable = False
+
+
+class HttpBackend:
+    """One account's real API, reached with a shared ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        client: httpx.AsyncClient,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.endpoint = endpoint
+        self.client = client
+        self.dialect: Dialect = dialect_for(endpoint.kind, **endpoint.options)
+        self._wall_clock = wall_clock
+        self._url = self.dialect.url(endpoint.base_url)
+        #: Called with the rate-limit headers of every response that has any.
+        self.on_limits: Callable[[RateLimitInfo], None] | None = None
+        self.last_limits = RateLimitInfo()
+
+    def __repr__(self) -> str:
+        e = self.endpoint
+        return f"HttpBackend({e.name!r}, kind={e.kind!r}, url={self._url!r}, model={e.model!r})"
+
+    # --- the Backend protocol ------------------------------------------------
+    async def complete(self, request: ChatRequest, request_id: str) -> BackendReply:
+        sink = current_sink()
+        if sink is not None:
+            return await self.stream(request, request_id, sink)
+        start = clock.now()
+        body = self.dialect.body(request, self.endpoint.model, stream=False)
+        try:
+            response = await self.client.post(
+                self._url, json=body, headers=self._headers(request_id)
+            )
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(self.endpoint.name, self._describe(exc)) from None
+        self._observe(response.headers)
+        if response.status_code != 200:
+            raise self._status_error(response.status_code, response.headers, response.text)
+        try:
+            content, tokens = self.dialect.reply(response.json())
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise MalformedReply(self.endpoint.name, f"reply is not a completion: {exc}") from None
+        return BackendReply(content, _tokens(tokens, content), clock.now() - start)
+
+    async def stream(self, request: ChatRequest, request_id: str, sink: StreamSink) -> BackendReply:
+        """Stream the answer into ``sink`` as it arrives; return it whole at the end."""
+        name = self.endpoint.name
+        await sink.start_attempt(name)
+        start = clock.now()
+        body = self.dialect.body(request, self.endpoint.model, stream=True)
+        parts: list[str] = []
+        tokens: int | None = None
+        ttft: float | None = None
+        try:
+            async with self.client.stream(
+                "POST", self._url, json=body, headers=self._headers(request_id)
+            ) as response:
+                self._observe(response.headers)
+                if response.status_code != 200:
+                    text = (await response.aread()).decode("utf-8", "replace")
+                    raise self._status_error(response.status_code, response.headers, text)
+                complete = done = False
+                # Read to the end of the body even after the end marker: leaving httpx's
+                # stream half-read would leave its generators for the garbage collector.
+                async with contextlib.aclosing(_server_sent_events(response)) as events:
+                    async for event, data in events:
+                        if done:
+                            continue
+                        step = self.dialect.stream_event(event, data)
+                        if step.text:
+                            if ttft is None:
+                                ttft = clock.now() - start
+                            parts.append(step.text)
+                            await sink.text(step.text)
+                        if step.completion_tokens is not None:
+                            tokens = step.completion_tokens
+                        complete = complete or step.finished or step.done
+                        done = step.done
+                if not complete:
+                    raise self._broken(sink, "the stream ended before the answer did")
+        except httpx.TransportError as exc:
+            raise self._broken(sink, f"connection failed: {self._describe(exc)}") from None
+        except StreamFault as exc:
+            raise self._broken(sink, f"error event: {self._quote(str(exc))}") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            if sink.started and not sink.restartable:
+                raise StreamBroken(name, 200, f"unreadable event: {exc}") from None
+            raise MalformedReply(name, f"unreadable event: {exc}") from None
+        content = "".join(parts)
+        return BackendReply(
+            content, _tokens(tokens, content), clock.now() - start if ttft is None else ttft
+        )
+
+    # --- helpers -------------------------------------------------------------
+    def _headers(self, request_id: str) -> dict[str, str]:
+        key = self.endpoint.api_key
+        headers = dict(self.endpoint.headers)
+        headers.update(self.dialect.headers(key.reveal() if key is not None else None))
+        headers["x-callboard-request-id"] = request_id
+        return headers
+
+    def _observe(self, headers: httpx.Headers) -> RateLimitInfo:
+        info = parse_rate_limit_headers(headers, self._wall_clock())
+        if info:
+            self.last_limits = info
+            if self.on_limits is not None:
+                self.on_limits(info)
+        return info
+
+    def _quote(self, text: str) -> str:
+        """Upstream text fit for an error message: short, one line, key scrubbed."""
+        key = self.endpoint.api_key
+        if key is not None:
+            text = key.scrub(text)
+        text = " ".join(text.split())
+        return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
+
+    def _describe(self, exc: httpx.TransportError) -> str:
+        return self._quote(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+    def _status_error(self, status: int, headers: httpx.Headers, text: str) -> AttemptError:
+        name = self.endpoint.name
+        try:
+            detail = error_message(json.loads(text)) or text
+        except ValueError:
+            detail = text
+        detail = self._quote(detail)
+        if status in (401, 403):
+            return AuthFailed(name, f"HTTP {status} {detail}".rstrip())
+        if status == 429:
+            retry_after = parse_rate_limit_headers(headers, self._wall_clock()).retry_after
+            wait = DEFAULT_RETRY_AFTER if retry_after is None else retry_after
+            return RateLimited(name, "upstream", wait)
+        if 400 <= status < 500 and status != 408:
+            return UpstreamRejected(name, status, detail)
+        return UpstreamError(name, status, detail)
+
+    def _broken(self, sink: StreamSink, detail: str) -> AttemptError:
+        name = self.endpoint.name
+        if sink.started and not sink.restartable:
+            return StreamBroken(name, 200, detail)
+        return UpstreamError(name, 200, detail)
+
+
+def _tokens(reported: Any, content: str) -> int:
+    """The provider's count when it gave one, else the usual ~4 characters a token."""
+    if isinstance(reported, int) and not isinstance(reported, bool) and reported >= 0:
+        return reported
+    return max(1, len(content) // 4) if content else 0
+
+
+async def _server_sent_events(response: httpx.Response) -> AsyncIterator[tuple[str | None, str]]:
+    """(event name, data) per server-sent event; comments and ids are skipped."""
+    event: str | None = None
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = None, []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            event = value
+    if data:
+        yield event, "\n".join(data)

@@ -1,0 +1,100 @@
+"""Where a streaming backend sends text as it arrives, without changing the routing core.
+
+The router, provider and session call ``backend.complete`` and get one
+:class:`BackendReply` back. A caller that wants the text as it is generated
+sets a :class:`StreamSink` in its context (:func:`streaming_into`) before it
+calls the router; the provider calls the backend in that same task, so an HTTP
+backend finds the sink with :func:`current_sink` and pushes every text delta
+into it while the router keeps doing retries, failover, breakers and metrics as
+for any request. Backends that cannot stream ignore the sink; the consumer then
+gets the whole answer at the end.
+
+Failover after text was already sent is the hard case: a ``restartable`` sink
+(the interview WebSocket) tells its consumer to discard the partial answer and
+lets the router try another provider; a plain one (an OpenAI-style SSE stream)
+refuses a second attempt with :class:`StreamAlreadyStarted`, since appending
+another provider's answer to a half-sent one would corrupt it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
+import attrs
+import trio
+
+from engine.errors import AttemptError
+
+
+class StreamAlreadyStarted(AttemptError):
+    """Another attempt would append a second answer to the half-sent first one."""
+
+    code = "stream_interrupted"
+    retryable = False
+
+
+@attrs.frozen
+class Delta:
+    """A piece of the answer's text."""
+
+    text: str
+
+
+@attrs.frozen
+class Restart:
+    """Discard the text received so far: ``provider`` answers from the start."""
+
+    provider: str
+
+
+class StreamSink:
+    """The sending side of one streamed answer; counts what it has delivered."""
+
+    def __init__(self, send: trio.MemorySendChannel, *, restartable: bool = False) -> None:
+        self._send = send
+        self.restartable = restartable
+        #: Characters delivered by the current attempt, and by every attempt.
+        self.attempt_chars = 0
+        self.total_chars = 0
+
+    async def start_attempt(self, provider: str) -> None:
+        """Called by a backend before it streams; refuses or restarts after partial text."""
+        if self.attempt_chars == 0:
+            return
+        if not self.restartable:
+            raise StreamAlreadyStarted(provider, "an earlier attempt already streamed part")
+        self.attempt_chars = 0
+        await self._send.send(Restart(provider))
+
+    async def text(self, chunk: str) -> None:
+        if not chunk:
+            return
+        self.attempt_chars += len(chunk)
+        self.total_chars += len(chunk)
+        await self._send.send(Delta(chunk))
+
+    @property
+    def started(self) -> bool:
+        """Whether the current attempt already sent text (a failure now is visible)."""
+        return self.attempt_chars > 0
+
+
+_SINK: contextvars.ContextVar[StreamSink | None] = contextvars.ContextVar(
+    "callboard_stream_sink", default=None
+)
+
+
+def current_sink() -> StreamSink | None:
+    return _SINK.get()
+
+
+@contextlib.contextmanager
+def streaming_into(sink: StreamSink) -> Iterator[StreamSink]:
+    """Stream every backend call made by this task (and its children) into ``sink``."""
+    token = _SINK.set(sink)
+    try:
+        yield sink
+    finally:
+        _SINK.reset(token)
