@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import trio
 
@@ -90,7 +92,7 @@ async def test_scales_down_one_idle_replica_at_a_time(virtual_clock):
         ups = [e for e in fleet.autoscaler.events if e.action == "up"]
         downs = [e for e in fleet.autoscaler.events if e.action == "down"]
         assert len(ups) == 3 and len(downs) == 3  # up to 4, then back to min_replicas
-        gaps = [b.time - a.time for a, b in zip(downs, downs[1:], strict=False)]
+        gaps = [b.time - a.time for a, b in itertools.pairwise(downs)]
         assert all(gap >= 30.0 for gap in gaps)
         assert sum(p.powered for p in fleet.providers) == 1
         # Powered time is what a self-hosted replica costs.

@@ -10,6 +10,7 @@ import pytest
 from sims.scenario import ScenarioError, apply_override, builtin_names, load, scenario_hash
 
 BUILTINS = [
+    "autoscale-coldstart",
     "chaos-quarantine",
     "interview-day",
     "interview-day-2000",
@@ -111,7 +112,7 @@ def test_not_toml_and_missing_files_are_clear(tmp_path):
         load(str(broken))
     with pytest.raises(ScenarioError, match="no such file"):
         load(str(tmp_path / "absent.toml"))
-    with pytest.raises(ScenarioError, match="built-ins: chaos-quarantine"):
+    with pytest.raises(ScenarioError, match="built-ins: autoscale-coldstart, chaos-quarantine"):
         load("interview-dya")
 
 

@@ -77,7 +77,7 @@ def test_scenarios_lists_every_builtin(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     names = [line.split()[0] for line in lines]
     assert names == builtin_names()
-    assert [line for line in lines if "(default)" in line][0].startswith("interview-day ")
+    assert next(line for line in lines if "(default)" in line).startswith("interview-day ")
 
 
 @pytest.mark.parametrize("args", [["simulate", "--seed", "x"], ["frobnicate"]])

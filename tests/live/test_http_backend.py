@@ -1,0 +1,238 @@
+"""The HTTP backend against scripted upstreams: both APIs, streamed or not, every failure mapped."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import trio
+
+from actors.backends.http import (
+    ConnectionFailed,
+    Endpoint,
+    HttpBackend,
+    Secret,
+    StreamBroken,
+    UpstreamRejected,
+)
+from actors.backends.sink import Delta, StreamSink, streaming_into
+from engine.asgi import lifespan, read_body, send_bytes
+from engine.errors import AuthFailed, MalformedReply, RateLimited, UpstreamError
+from engine.messages import ChatMessage, ChatRequest
+from tests.live.conftest import _serve_until_killed
+
+KEY = "sk-test-0123456789abcdef-SECRET"
+REQUEST = ChatRequest(
+    messages=(ChatMessage("system", "Be brief."), ChatMessage("user", "Hi")), max_tokens=20
+)
+
+
+@attrs.define
+class Scripted:
+    """An upstream that answers each call with the next scripted reply and records requests."""
+
+    replies: list[dict[str, Any]]
+    seen: list[dict[str, Any]] = attrs.Factory(list)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        body = json.loads(await read_body(receive, 1 << 20))
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.seen.append({"path": scope["path"], "headers": headers, "body": body})
+        reply = self.replies.pop(0)
+        extra = reply.get("headers", {})
+        if "events" not in reply:
+            payload = reply.get("json", {})
+            if callable(payload):
+                payload = payload(headers)
+            raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            await send_bytes(send, reply.get("status", 200), raw, b"application/json", extra)
+            return
+        start = [(b"content-type", b"text/event-stream")]
+        start += [(k.encode(), v.encode()) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": 200, "headers": start})
+        for event in reply["events"]:
+            await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
+            await trio.sleep(0.001)
+        await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.fixture
+async def client():
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
+        yield client
+
+
+async def backend_for(
+    nursery, client, app, kind: str = "openai", key: str | None = KEY
+) -> HttpBackend:
+    url = await nursery.start(_serve_until_killed, app, trio.CancelScope())
+    base = f"{url}/v1" if kind == "openai" else url
+    endpoint = Endpoint("up", kind, base, "model-x", Secret(key) if key else None)
+    return HttpBackend(endpoint, client)
+
+
+def sse(*events: tuple[str | None, Any]) -> list[str]:
+    out = []
+    for name, data in events:
+        text = data if isinstance(data, str) else json.dumps(data)
+        out.append((f"event: {name}\n" if name else "") + f"data: {text}\n\n")
+    return out
+
+
+async def collect(backend: HttpBackend, *, restartable: bool = False):
+    send, receive = trio.open_memory_channel(100)
+    sink = StreamSink(send, restartable=restartable)
+    with streaming_into(sink):
+        try:
+            reply = await backend.complete(REQUEST, "r-1")
+        except Exception as exc:
+            reply = exc
+    send.close()
+    return reply, [e.text async for e in receive if isinstance(e, Delta)]
+
+
+async def test_anthropic_messages_plain_and_streamed(nursery, client):
+    reset = "2030-01-01T00:00:00Z"
+    app = Scripted(
+        [
+            {
+                "json": {
+                    "content": [{"type": "text", "text": "Hello there"}],
+                    "usage": {"output_tokens": 3},
+                },
+                "headers": {
+                    "anthropic-ratelimit-requests-limit": "50",
+                    "anthropic-ratelimit-requests-remaining": "49",
+                    "anthropic-ratelimit-requests-reset": reset,
+                },
+            },
+            {
+                "events": sse(
+                    ("message_start", {"type": "message_start", "message": {}}),
+                    ("ping", {"type": "ping"}),
+                    (
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "delta": {"type": "text_delta", "text": "Hel"},
+                        },
+                    ),
+                    (
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "delta": {"type": "text_delta", "text": "lo"},
+                        },
+                    ),
+                    ("message_delta", {"type": "message_delta", "usage": {"output_tokens": 2}}),
+                    ("message_stop", {"type": "message_stop"}),
+                )
+            },
+        ]
+    )
+    backend = await backend_for(nursery, client, app, "anthropic")
+    seen_limits = []
+    backend.on_limits = seen_limits.append
+    reply = await backend.complete(REQUEST, "r-1")
+    assert (reply.content, reply.completion_tokens) == ("Hello there", 3)
+    call = app.seen[0]
+    assert call["path"] == "/v1/messages"
+    assert call["headers"]["x-api-key"] == KEY
+    assert call["headers"]["anthropic-version"] == "2023-06-01"
+    assert call["body"]["system"] == "Be brief."
+    assert call["body"]["messages"] == [{"role": "user", "content": "Hi"}]
+    assert call["body"]["max_tokens"] == 20
+    assert seen_limits[0].limits[0].remaining == 49
+    streamed, deltas = await collect(backend)
+    assert deltas == ["Hel", "lo"]
+    assert (streamed.content, streamed.completion_tokens) == ("Hello", 2)
+    assert app.seen[1]["body"]["stream"] is True
+
+
+async def test_openai_streaming_without_usage_estimates_tokens(nursery, client):
+    def chunk(text: str, finish: str | None = None) -> dict:
+        return {"choices": [{"delta": {"content": text}, "finish_reason": finish}]}
+
+    app = Scripted(
+        [{"events": sse((None, chunk("abcd")), (None, chunk("efgh", "stop")), (None, "[DONE]"))}]
+    )
+    backend = await backend_for(nursery, client, app)
+    reply, deltas = await collect(backend)
+    assert deltas == ["abcd", "efgh"]
+    assert reply.content == "abcdefgh" and reply.completion_tokens == 2
+    assert app.seen[0]["headers"]["authorization"] == f"Bearer {KEY}"
+    assert app.seen[0]["path"] == "/v1/chat/completions"
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "check"),
+    [
+        ({"status": 401, "json": {"error": {"message": "bad key"}}}, AuthFailed, None),
+        ({"status": 403, "json": {}}, AuthFailed, None),
+        (
+            {"status": 429, "json": {}, "headers": {"retry-after-ms": "250"}},
+            RateLimited,
+            lambda e: e.retry_after == 0.25,
+        ),
+        ({"status": 429, "json": {}}, RateLimited, lambda e: e.retry_after == 1.0),
+        ({"status": 404, "json": {"error": {"message": "no such model"}}}, UpstreamRejected, None),
+        ({"status": 503, "json": {}}, UpstreamError, lambda e: e.upstream_status == 503),
+        ({"status": 529, "json": {}}, UpstreamError, None),
+        ({"status": 200, "json": {"choices": []}}, MalformedReply, None),
+        ({"status": 200, "json": b"<html>oops</html>"}, MalformedReply, None),
+    ],
+)
+async def test_each_upstream_outcome_is_a_named_attempt_error(nursery, client, reply, error, check):
+    backend = await backend_for(nursery, client, Scripted([reply]))
+    with pytest.raises(error) as caught:
+        await backend.complete(REQUEST, "r-1")
+    assert check is None or check(caught.value)
+
+
+async def test_refused_connection_is_an_upstream_error(nursery, client):
+    scope = trio.CancelScope()
+    url = await nursery.start(_serve_until_killed, Scripted([]), scope)
+    scope.cancel()
+    await trio.sleep(0.05)
+    backend = HttpBackend(Endpoint("gone", "openai", f"{url}/v1", "m"), client)
+    with pytest.raises(ConnectionFailed) as caught:
+        await backend.complete(REQUEST, "r-1")
+    assert caught.value.code == "upstream_error" and caught.value.retryable
+
+
+async def test_a_key_echoed_by_the_upstream_never_reaches_an_error_or_repr(nursery, client):
+    def echo(headers):
+        return {"error": {"message": f"Incorrect API key provided: {headers['authorization']}"}}
+
+    backend = await backend_for(nursery, client, Scripted([{"status": 401, "json": echo}]))
+    with pytest.raises(AuthFailed) as caught:
+        await backend.complete(REQUEST, "r-1")
+    assert KEY not in str(caught.value) and "***" in str(caught.value)
+    for shown in (repr(backend), repr(backend.endpoint), str(backend.endpoint.api_key)):
+        assert KEY not in shown
+
+
+# Reading stops at the error event, so httpx's stream generators are left to the collector.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_failure_after_streamed_text_is_final_unless_the_stream_can_restart(nursery, client):
+    chunk = {"choices": [{"delta": {"content": "partial"}, "finish_reason": None}]}
+    broken = sse((None, chunk), (None, {"error": {"message": "overloaded"}}))
+    backend = await backend_for(nursery, client, Scripted([{"events": broken}, {"events": broken}]))
+    error, deltas = await collect(backend)
+    assert deltas == ["partial"]
+    assert isinstance(error, StreamBroken) and not error.retryable
+    error, _ = await collect(backend, restartable=True)
+    assert type(error) is UpstreamError and error.retryable
+
+
+async def test_a_stream_cut_before_its_end_is_an_upstream_error(nursery, client):
+    chunk = {"choices": [{"delta": {"content": "par"}, "finish_reason": None}]}
+    backend = await backend_for(nursery, client, Scripted([{"events": sse((None, chunk))}]))
+    error, _ = await collect(backend, restartable=True)
+    assert isinstance(error, UpstreamError) and "ended before" in str(error)
