@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from actors.breaker import State
 from actors.cache import Cache, request_key
 from engine import clock
 from engine.errors import (
@@ -288,7 +289,10 @@ class Router:
                 self._line.unpark()
             fresh = [p for p in eligible if p.spec.name not in failed] if failed else eligible
             candidates = self._by_tier(fresh or eligible, request)
-            provider = self.policy.choose(candidates, request, session, now)
+            # A half-open provider's trial decides whether it comes back; a policy that
+            # scores by health would never pick it, and it would stay half-open forever.
+            probe = next((p for p in candidates if p.breaker.state is State.HALF_OPEN), None)
+            provider = probe or self.policy.choose(candidates, request, session, now)
             name = provider.spec.name
             stats.attempts += 1
             if log.active:

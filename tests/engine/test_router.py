@@ -14,6 +14,7 @@ from actors.limits import LimitSpec
 from actors.session import Turn
 from engine import clock
 from engine.errors import (
+    AttemptError,
     DeadlineExceeded,
     InvalidRequest,
     NoProviderAvailable,
@@ -322,3 +323,29 @@ async def test_waiting_requests_drain_when_a_window_resets(virtual_clock):
     assert len(answers) == 20
     starts = sorted(round(a.latency - 0.5) for a in answers)
     assert starts == [0] * 5 + [60] * 5 + [120] * 5 + [180] * 5
+
+
+async def test_a_half_open_provider_gets_its_trial_even_when_the_policy_scores_it_low(
+    virtual_clock,
+):
+    flaky, _ = virtual_account("flaky", faults=[Fault("outage", start=0, end=20)])
+    steady, _ = virtual_account("steady")
+    config = RouterConfig(
+        retry=RetryConfig(jitter=0.0),
+        breaker=BreakerConfig(failure_threshold=2, open_for=30.0),
+        cache=CacheConfig(enabled=False),
+    )
+    async with open_fleet([flaky, steady], config) as fleet:
+        for i in range(2):
+            with pytest.raises(AttemptError):
+                await fleet.provider("flaky").call(ask(f"q{i}"), f"direct-{i}", 10.0)
+        breaker = fleet.provider("flaky").breaker
+        assert breaker.state is State.OPEN
+        assert fleet.health.health("flaky").error_ewma > 0.1  # it scores low now
+        await clock.sleep(40.0)
+        assert breaker.state is State.HALF_OPEN
+        answer = await fleet.router.complete(ask("after the quarantine"))
+    # The weighted policy alone would pick the healthy account and leave flaky
+    # half-open for good; the trial goes to flaky, passes, and closes its breaker.
+    assert answer.provider == "flaky"
+    assert breaker.state is State.CLOSED
