@@ -120,28 +120,13 @@ class AccountGroup:
 
 
 @attrs.frozen
-class FaultSpec:
+class FaultSpec(Fault):
     """A fault window aimed at ``target``: one account, a group's prefix, or ``*`` (all)."""
 
-    target: str
-    kind: str
-    start: float
-    end: float = math.inf
-    share: float = 1.0
-    multiplier: float = 1.0
-    status: int = 503
-    retry_after: float = 60.0
+    target: str = "*"
 
     def fault(self) -> Fault:
-        return Fault(
-            self.kind,
-            self.start,
-            self.end,
-            self.share,
-            self.multiplier,
-            self.status,
-            self.retry_after,
-        )
+        return Fault(**{f.name: getattr(self, f.name) for f in attrs.fields(Fault)})
 
 
 @attrs.frozen
