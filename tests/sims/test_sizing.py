@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -126,3 +127,15 @@ def test_bad_ranges_and_groups_are_named(known):
         AccountRange.parse("acct=9..3")
     with pytest.raises(InvalidRequest, match="acct"):
         size(known, [10], [Slo.parse("p95<=3s")], [AccountRange.parse("nope=1..3")])
+
+
+def test_several_groups_grow_together_along_their_ranges():
+    from sims.sizing import _counts_at
+
+    ranges = [AccountRange.parse("groq=1..9"), AccountRange.parse("paid=2..4")]
+    steps = 8  # the widest range decides the resolution
+    walk = [_counts_at(step, ranges, steps) for step in range(steps + 1)]
+    assert walk[0] == {"groq": 1, "paid": 2} and walk[-1] == {"groq": 9, "paid": 4}
+    assert [c["groq"] for c in walk] == list(range(1, 10))
+    # Monotone in every group, so bisection over the step is bisection over the fleet.
+    assert all(a["paid"] <= b["paid"] for a, b in itertools.pairwise(walk))
