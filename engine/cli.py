@@ -238,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     scenarios = commands.add_parser("scenarios", help="list the built-in scenarios")
     scenarios.set_defaults(handler=cmd_scenarios)
+
+    from engine.live_cli import add_mock_provider_parser, add_serve_parser
+
+    add_serve_parser(commands)
+    add_mock_provider_parser(commands)
     return parser
 
 

@@ -1,0 +1,224 @@
+"""The live router for apps that embed it: ``async with engine.open_router(config) as router``.
+
+It is the simulator's routing core (``engine.fleet.open_fleet``) with HTTP
+backends instead of virtual ones: the same router, breakers, cache, health
+monitor and sessions, on trio's real clock. Every provider's rate-limit
+headers are fed to its provider actor as they arrive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from actors.backends.http import HttpBackend
+from actors.breaker import Transition
+from actors.provider import Provider
+from actors.ratelimit_headers import RateLimitInfo
+from actors.session import InterviewSession, Turn
+from engine import clock
+from engine.events import DecisionLog
+from engine.fleet import Account, Fleet, open_fleet
+from engine.live_config import LiveConfig, load_config
+from engine.live_sessions import SessionRegistry
+from engine.live_status import ProviderStatus, best_provider, provider_status
+from engine.live_stream import ReplyStream
+from engine.messages import ChatMessage, ChatRequest, Completion
+from engine.openai_format import chat_messages
+
+Messages = Sequence[Mapping[str, Any] | ChatMessage]
+
+
+class LiveRouter:
+    """Routes chat requests over real providers; every method is safe to call concurrently."""
+
+    def __init__(
+        self,
+        config: LiveConfig,
+        fleet: Fleet,
+        backends: Mapping[str, HttpBackend],
+        nursery: trio.Nursery,
+        sessions: SessionRegistry,
+    ) -> None:
+        self.config = config
+        self.fleet = fleet
+        self.router = fleet.router
+        self.backends = backends
+        self.sessions = sessions
+        self._nursery = nursery
+
+    @property
+    def providers(self) -> list[Provider]:
+        return self.fleet.providers
+
+    def request(
+        self,
+        messages: Messages,
+        *,
+        model: str = "auto",
+        temperature: float = 1.0,
+        max_tokens: int | None = None,
+        request_id: str | None = None,
+        kind: str = "chat",
+        deadline: float | None = None,
+        bypass_cache: bool = False,
+        cache_key: str | None = None,
+    ) -> ChatRequest:
+        """A :class:`ChatRequest` from OpenAI-style messages (dicts or ChatMessages)."""
+        return ChatRequest(
+            messages=chat_messages(messages),
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            request_id=request_id,
+            kind=kind,
+            deadline=deadline,
+            bypass_cache=bypass_cache,
+            cache_key=cache_key,
+        )
+
+    async def complete(self, messages: Messages, **options: Any) -> Completion:
+        """Answer one chat request, or raise a named :class:`~engine.errors.CallboardError`."""
+        return await self.router.complete(self.request(messages, **options))
+
+    async def complete_request(self, request: ChatRequest) -> Completion:
+        return await self.router.complete(request)
+
+    def stream(self, messages: Messages, **options: Any) -> ReplyStream:
+        """The answer's text as it arrives: ``async for text in router.stream(...)``."""
+        request = self.request(messages, **options)
+        return self.stream_request(request)
+
+    def stream_request(self, request: ChatRequest) -> ReplyStream:
+        return ReplyStream(self._nursery, lambda: self.router.complete(request))
+
+    async def session(self, session_id: str, system_prompt: str = "") -> InterviewSession:
+        """The interview session ``session_id`` (started if new); it owns the history."""
+        return await self.sessions.open(session_id, system_prompt)
+
+    async def turn(self, session_id: str, content: str, **turn: Any) -> Completion:
+        """One candidate message in a session; refused while another turn is answering."""
+        with self.sessions.turn(session_id) as session:
+            return await session.turn(Turn(content, **turn))
+
+    def stream_turn(self, session_id: str, content: str, **turn: Any) -> ReplyStream:
+        """One session turn, streamed; a provider swap mid-answer restarts the text."""
+
+        async def answer() -> Completion:
+            return await self.turn(session_id, content, **turn)
+
+        return ReplyStream(self._nursery, answer, restartable=True)
+
+    # --- what the router knows about its providers ----------------------------
+    def status(self) -> list[ProviderStatus]:
+        now = clock.now()
+        health = self.fleet.health
+        return [provider_status(p, health, self._limits(p.spec.name), now) for p in self.providers]
+
+    def best(self) -> ProviderStatus | None:
+        now = clock.now()
+        best = best_provider(self.providers, self.fleet.health, self.config.routing, now)
+        if best is None:
+            return None
+        return provider_status(best, self.fleet.health, self._limits(best.spec.name), now)
+
+    def report_failure(self, provider: str, reason: str) -> None:
+        """A failure seen outside the router (e.g. by the app); lowers the health score."""
+        self.fleet.health.report(provider, reason)
+
+    def _limits(self, name: str) -> RateLimitInfo | None:
+        backend = self.backends.get(name)
+        return backend.last_limits if backend is not None else None
+
+
+def _feed(provider: Provider) -> Callable[[RateLimitInfo], None]:
+    def observe(info: RateLimitInfo) -> None:
+        provider.observe_limits(info.limits, clock.now())
+
+    return observe
+
+
+@contextlib.asynccontextmanager
+async def open_router(
+    config: LiveConfig | str | Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    http_client: httpx.AsyncClient | None = None,
+    log: DecisionLog | None = None,
+    recorder: Any = None,
+    on_transition: Callable[[Transition], None] | None = None,
+) -> AsyncIterator[LiveRouter]:
+    """Start the live routing core over ``config``'s providers; stop everything on exit.
+
+    ``config`` is a :class:`LiveConfig` or the path of a TOML file. Keys are
+    read from ``env`` (default: the process environment) before anything starts.
+    """
+    try:
+        async with _open_router(config, env, http_client, log, recorder, on_transition) as live:
+            yield live
+    except BaseExceptionGroup as group:
+        # The app's own error reaches it bare, not wrapped in the nurseries' groups.
+        sole = sole_error(group)
+        if sole is None:
+            raise
+        raise sole from None
+
+
+def sole_error(error: BaseException) -> BaseException | None:
+    """The one error inside nested single-member exception groups, else None."""
+    while isinstance(error, BaseExceptionGroup):
+        if len(error.exceptions) != 1:
+            return None
+        error = error.exceptions[0]
+    return error
+
+
+@contextlib.asynccontextmanager
+async def _open_router(
+    config: LiveConfig | str | Path,
+    env: Mapping[str, str] | None,
+    http_client: httpx.AsyncClient | None,
+    log: DecisionLog | None,
+    recorder: Any,
+    on_transition: Callable[[Transition], None] | None,
+) -> AsyncIterator[LiveRouter]:
+    if not isinstance(config, LiveConfig):
+        config = load_config(config)
+    env = os.environ if env is None else env
+    endpoints = [p.endpoint(env, i) for i, p in enumerate(config.providers)]
+    async with contextlib.AsyncExitStack() as stack:
+        if http_client is None:
+            http_client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    timeout=httpx.Timeout(None, connect=config.server.connect_timeout),
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+                )
+            )
+        backends = {e.name: HttpBackend(e, http_client) for e in endpoints}
+        accounts = [Account(p.spec(), backends[p.name]) for p in config.providers]
+        async with open_fleet(
+            accounts,
+            config.router_config,
+            seed=config.seed,
+            log=log,
+            recorder=recorder,
+            on_transition=on_transition,
+        ) as fleet:
+            for provider in fleet.providers:
+                backends[provider.spec.name].on_limits = _feed(provider)
+            async with trio.open_nursery() as nursery:
+                sessions = SessionRegistry(
+                    fleet.router,
+                    nursery,
+                    idle_timeout=config.server.session_idle_timeout,
+                    max_sessions=config.server.max_sessions,
+                )
+                nursery.start_soon(sessions.sweep_forever)
+                yield LiveRouter(config, fleet, backends, nursery, sessions)
+                nursery.cancel_scope.cancel()

@@ -1,0 +1,162 @@
+"""The live router's interview sessions: created on demand, one turn at a time, evicted when idle.
+
+Each session is an :class:`~actors.session.InterviewSession` actor under its
+own supervisor and cancel scope, so an idle one can be stopped alone and a
+server's memory stays flat however many candidates come and go. Two turns of
+one session at once would interleave its history, so a second one is refused
+(:class:`SessionBusy`) instead of queued behind an answer that may take a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+import attrs
+import trio
+
+from actors.session import InterviewSession
+from engine import clock
+from engine.actor import Supervisor
+from engine.errors import CallboardError, InvalidRequest, Overloaded
+from engine.router import Router
+
+MAX_ID_CHARS = 128
+
+
+class UnknownSession(CallboardError):
+    code = "session_not_found"
+    status = 404
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session_id: no session {session_id!r}; create it with POST /sessions")
+        self.session_id = session_id
+
+
+class SessionBusy(CallboardError):
+    code = "session_busy"
+    status = 409
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id!r} is still answering the previous message")
+        self.session_id = session_id
+
+
+@attrs.define
+class _Entry:
+    session: InterviewSession
+    scope: trio.CancelScope
+    last_used: float
+    busy: bool = False
+
+
+def check_session_id(session_id: object) -> str:
+    ok = (
+        isinstance(session_id, str)
+        and 0 < len(session_id) <= MAX_ID_CHARS
+        and session_id.isprintable()
+        and "/" not in session_id
+    )
+    if not ok:
+        raise InvalidRequest(
+            "session_id", session_id, f"1 to {MAX_ID_CHARS} printable characters, no '/'"
+        )
+    return session_id  # type: ignore[return-value]
+
+
+class SessionRegistry:
+    def __init__(
+        self,
+        router: Router,
+        nursery: trio.Nursery,
+        *,
+        idle_timeout: float = 3600.0,
+        max_sessions: int = 10_000,
+    ) -> None:
+        self.router = router
+        self._nursery = nursery
+        self.idle_timeout = idle_timeout
+        self.max_sessions = max_sessions
+        self._entries: dict[str, _Entry] = {}
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, session_id: str) -> bool:
+        return session_id in self._entries
+
+    async def open(self, session_id: str, system_prompt: str = "") -> InterviewSession:
+        """The session ``session_id``, started now if it does not exist yet."""
+        check_session_id(session_id)
+        entry = self._entries.get(session_id)
+        if entry is not None:
+            entry.last_used = clock.now()
+            return entry.session
+        if len(self._entries) >= self.max_sessions:
+            self.evict_idle(clock.now())
+            if len(self._entries) >= self.max_sessions:
+                raise Overloaded(
+                    f"{len(self._entries)} sessions open (server.max_sessions)",
+                    retry_after=self.idle_timeout,
+                )
+        session = InterviewSession(session_id, self.router, system_prompt)
+        scope = trio.CancelScope()
+        self._entries[session_id] = _Entry(session, scope, clock.now())
+        await self._nursery.start(self._host, session, scope)
+        return session
+
+    async def _host(
+        self, session: InterviewSession, scope: trio.CancelScope, task_status: trio.TaskStatus
+    ) -> None:
+        with scope:
+            async with trio.open_nursery() as nursery:
+                await Supervisor(nursery).start(session)
+                task_status.started()
+
+    def get(self, session_id: str) -> InterviewSession:
+        entry = self._entries.get(session_id)
+        if entry is None:
+            raise UnknownSession(session_id)
+        return entry.session
+
+    @contextlib.contextmanager
+    def turn(self, session_id: str) -> Iterator[InterviewSession]:
+        """Hold the session for one turn; refuses a second concurrent one."""
+        entry = self._entries.get(session_id)
+        if entry is None:
+            raise UnknownSession(session_id)
+        if entry.busy:
+            raise SessionBusy(session_id)
+        entry.busy = True
+        try:
+            yield entry.session
+        finally:
+            entry.busy = False
+            entry.last_used = clock.now()
+
+    def close(self, session_id: str) -> None:
+        entry = self._entries.pop(session_id, None)
+        if entry is not None:
+            entry.scope.cancel()
+
+    def evict_idle(self, now: float) -> int:
+        """Stop every session unused for ``idle_timeout`` (never one mid-turn)."""
+        stale = [
+            sid
+            for sid, e in self._entries.items()
+            if not e.busy and now - e.last_used >= self.idle_timeout
+        ]
+        for sid in stale:
+            self.close(sid)
+        self.evicted += len(stale)
+        return len(stale)
+
+    async def sweep_forever(self) -> None:
+        interval = min(self.idle_timeout / 4, 60.0)
+        if not math.isfinite(interval):
+            return
+        while True:
+            await clock.sleep(interval)
+            self.evict_idle(clock.now())

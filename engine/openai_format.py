@@ -1,0 +1,234 @@
+"""OpenAI's wire format: chat request bodies in, completions, chunks and error bodies out.
+
+Parsing checks every field's type and names the bad one with an
+:class:`~engine.errors.InvalidRequest`, so a malformed request fails in
+microseconds without reaching the router's providers; semantic checks
+(roles, ranges, the model, the context window) stay in the router's own
+validation, where the simulator's requests meet them too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from engine.errors import CallboardError, InvalidRequest, RequestFailed
+from engine.messages import ChatMessage, ChatRequest, Completion
+
+#: Body fields accepted and ignored: they do not change what callboard does.
+IGNORED_FIELDS = frozenset(
+    {"user", "stream_options", "seed", "top_p", "presence_penalty", "frequency_penalty", "stop"}
+)
+_KNOWN_FIELDS = frozenset(
+    {
+        "messages",
+        "model",
+        "temperature",
+        "max_tokens",
+        "max_completion_tokens",
+        "stream",
+        "n",
+        "request_id",
+        "kind",
+        "deadline",
+        "bypass_cache",
+        "cache_key",
+    }
+)
+
+
+def _content(index: int, content: Any) -> str:
+    """Text content, from a string or a list of ``{"type": "text", "text": ...}`` parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for j, part in enumerate(content):
+            if not (isinstance(part, dict) and part.get("type") == "text"):
+                raise InvalidRequest(
+                    f"messages[{index}].content[{j}]", part, 'a {"type": "text", "text": ...} part'
+                )
+            if not isinstance(part.get("text"), str):
+                raise InvalidRequest(
+                    f"messages[{index}].content[{j}].text", part.get("text"), "a string"
+                )
+            texts.append(part["text"])
+        return "".join(texts)
+    raise InvalidRequest(f"messages[{index}].content", content, "a string or a list of text parts")
+
+
+def chat_messages(raw: Any) -> tuple[ChatMessage, ...]:
+    """``[{"role": ..., "content": ...}, ...]`` (or ChatMessage objects) as ChatMessages."""
+    if not isinstance(raw, list | tuple):
+        raise InvalidRequest("messages", raw, "a list of {role, content} messages")
+    messages = []
+    for i, item in enumerate(raw):
+        if isinstance(item, ChatMessage):
+            messages.append(item)
+            continue
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"messages[{i}]", item, "a {role, content} object")
+        role = item.get("role")
+        if not isinstance(role, str):
+            raise InvalidRequest(f"messages[{i}].role", role, "system | user | assistant | tool")
+        messages.append(ChatMessage(role, _content(i, item.get("content"))))
+    return tuple(messages)
+
+
+def _optional(body: dict[str, Any], field: str, kinds: tuple[type, ...], allowed: str) -> Any:
+    value = body.get(field)
+    if value is None:
+        return None
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        raise InvalidRequest(field, value, allowed)
+    return value
+
+
+def parse_chat_body(body: Any) -> tuple[ChatRequest, bool]:
+    """(request, stream?) from a ``POST /v1/chat/completions`` body."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("body", body, "a JSON object")
+    unsupported = sorted(set(body) - _KNOWN_FIELDS - IGNORED_FIELDS)
+    if unsupported:
+        field = unsupported[0]
+        allowed = ", ".join(sorted(_KNOWN_FIELDS | IGNORED_FIELDS))
+        raise InvalidRequest(field, body[field], f"a field callboard supports: {allowed}")
+    if "messages" not in body:
+        raise InvalidRequest("messages", None, "a list of {role, content} messages (required)")
+    messages = chat_messages(body["messages"])
+    model = body.get("model", "auto")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model", model, "a model name, or 'auto'")
+    n = _optional(body, "n", (int,), "1 (one choice per request)")
+    if n is not None and n != 1:
+        raise InvalidRequest("n", n, "1 (one choice per request)")
+    temperature = _optional(body, "temperature", (int, float), "a number in [0, 2]")
+    max_tokens = _optional(body, "max_tokens", (int,), "an integer >= 1")
+    if max_tokens is None:
+        max_tokens = _optional(body, "max_completion_tokens", (int,), "an integer >= 1")
+    deadline = _optional(body, "deadline", (int, float), "> 0 seconds")
+    request_id = _optional(body, "request_id", (str,), "a string")
+    kind = _optional(body, "kind", (str,), "a turn kind, e.g. chat | question | evaluation")
+    cache_key = _optional(body, "cache_key", (str,), "a string")
+    bypass = _optional(body, "bypass_cache", (bool,), "true or false")
+    stream = _optional(body, "stream", (bool,), "true or false")
+    request = ChatRequest(
+        messages=messages,
+        model=model,
+        temperature=1.0 if temperature is None else temperature,
+        max_tokens=max_tokens,
+        request_id=request_id,
+        kind=kind or "chat",
+        cache_key=cache_key,
+        bypass_cache=bool(bypass),
+        deadline=deadline,
+    )
+    return request, bool(stream)
+
+
+def _extras(completion: Completion) -> dict[str, Any]:
+    return {
+        "request_id": completion.request_id,
+        "provider": completion.provider,
+        "attempts": completion.attempts,
+        "total_latency_ms": round(completion.latency * 1000, 3),
+        "cached": completion.cached,
+    }
+
+
+def _usage(completion: Completion) -> dict[str, int]:
+    return {
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": completion.completion_tokens,
+        "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+    }
+
+
+def completion_body(completion: Completion, created: int | None = None) -> dict[str, Any]:
+    """A ``chat.completion`` object, plus who answered and how."""
+    return {
+        "id": f"chatcmpl-{completion.request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()) if created is None else created,
+        "model": completion.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": completion.content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": _usage(completion),
+        **_extras(completion),
+    }
+
+
+def chunk_body(
+    request_id: str, model: str, created: int, text: str | None, first: bool = False
+) -> dict[str, Any]:
+    """One ``chat.completion.chunk`` carrying ``text``."""
+    delta: dict[str, Any] = {"content": text}
+    if first:
+        delta["role"] = "assistant"
+    return {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+    }
+
+
+def final_chunk_body(completion: Completion, created: int) -> dict[str, Any]:
+    """The last chunk: finish reason, usage, and who answered."""
+    return {
+        "id": f"chatcmpl-{completion.request_id}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": completion.model,
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        "usage": _usage(completion),
+        **_extras(completion),
+    }
+
+
+def _error_type(status: int) -> str:
+    if status == 404:
+        return "not_found_error"
+    if status == 409:
+        return "conflict_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status < 500:
+        return "invalid_request_error"
+    return "server_error"
+
+
+def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, ``{"error": {message, type, param, code}}``, headers) for any failure."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, InvalidRequest):
+        status, param, code = 400, exc.field, exc.code
+        if exc.field == "model":
+            status, code = 404, "model_not_found"
+    elif isinstance(exc, CallboardError):
+        status, param, code = exc.status, None, exc.code
+    else:
+        status, param, code = 500, None, "internal_error"
+    error: dict[str, Any] = {
+        "message": str(exc) if isinstance(exc, CallboardError) else "internal error",
+        "type": "invalid_request_error" if isinstance(exc, InvalidRequest) else _error_type(status),
+        "param": param,
+        "code": code,
+    }
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int | float) and math.isfinite(retry_after) and retry_after >= 0:
+        headers["retry-after"] = str(max(1, math.ceil(retry_after)))
+        error["retry_after"] = round(retry_after, 3)
+    if isinstance(exc, RequestFailed):
+        error["request_id"] = exc.request_id
+        error["attempts"] = [
+            {"provider": a.provider, "code": a.code, "message": str(a)} for a in exc.attempts
+        ]
+    return status, {"error": error}, headers
