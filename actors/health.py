@@ -100,7 +100,9 @@ class ProviderHealth:
         if failed:
             self.failures += 1
             self.last_error = code
-        elif code == "ok":
+        if code == "ok" or code == "timeout":
+            # A timeout took at least its timeout: counting it keeps a hanging
+            # provider from looking fast to the latency-aware policies.
             ewma = self.latency_ewma
             self.latency_ewma = latency if ewma != ewma else ewma + a * (latency - ewma)
             self.latencies[self._next] = latency

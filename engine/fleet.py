@@ -85,6 +85,7 @@ async def open_fleet(
     on_transition: Callable[[Transition], None] | None = None,
     on_actor_event: Callable[[str, str, BaseException | None], None] | None = None,
     recorder: RequestRecorder | None = None,
+    request_id_prefix: str = "r-",
 ) -> AsyncIterator[Fleet]:
     """Start every actor of the routing core; stop them all on exit."""
     log = log or DecisionLog()
@@ -130,6 +131,7 @@ async def open_fleet(
             log=log,
             recorder=recorder,
             tiers=config.routing,
+            request_id_prefix=request_id_prefix,
         )
         await supervisor.start(health)
         await supervisor.start(quota)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,8 @@ async def _open_router(
             log=log,
             recorder=recorder,
             on_transition=on_transition,
+            # Unique per router process, so ids never repeat across restarts or replicas.
+            request_id_prefix=f"r-{secrets.token_hex(3)}-",
         ) as fleet:
             for provider in fleet.providers:
                 backends[provider.spec.name].on_limits = _feed(provider)

@@ -150,7 +150,14 @@ class Router:
                 if recorder is not None:
                     recorder.record(request.kind, start, 0.0, 0.0, 0, None, "ok", True, 0.0)
                 return attrs.evolve(
-                    hit, request_id=request_id, latency=0.0, ttft=0.0, cached=True, cost=0.0
+                    hit,
+                    request_id=request_id,
+                    latency=0.0,
+                    ttft=0.0,
+                    attempts=0,  # answered without calling any provider
+                    cached=True,
+                    cost=0.0,
+                    queue_wait=0.0,
                 )
         stats.in_flight += 1
         try:
