@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +13,21 @@ from pathlib import Path
 from engine.errors import CallboardError, InvalidRequest
 
 DEFAULT_SCENARIO = "interview-day"
+
+
+def _json_line(value: object) -> str:
+    """One strict-JSON line: a figure that does not exist (NaN, inf) is null."""
+
+    def clean(item: object) -> object:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {k: clean(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [clean(v) for v in item]
+        return item
+
+    return json.dumps(clean(value), sort_keys=True, allow_nan=False)
 
 
 def _new_run_dir(root: Path, label: str) -> Path:
@@ -76,7 +93,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     files = write_report(results, out)
     if args.json:
         line = {**results.summary, "wall_s": round(data.wall_s, 4), "report": str(files.html)}
-        print(json.dumps(line, sort_keys=True))
+        print(_json_line(line))
         return 0
     print(f"{scenario.name} (seed {scenario.seed}): {scenario.description.strip()}\n")
     print(format_table(summary_rows(results), ("figure", "value")))
@@ -152,12 +169,72 @@ def cmd_size(args: argparse.Namespace) -> int:
             )
             for level in data["levels"]
         }
-        print(json.dumps({"recommendation": line, "report": str(files.html)}, sort_keys=True))
+        print(_json_line({"recommendation": line, "report": str(files.html)}))
         return 0
-    from reports.capacity import HEADERS, _row
+    from reports.capacity import HEADERS, _comparison, _row
 
     print(format_table([_row(level) for level in data["levels"]], HEADERS))
+    if data["meta"].get("fixed"):
+        held = " + ".join(f"{n} x {group}" for group, n in data["meta"]["fixed"].items())
+        print(f"(held fixed, on top of each fleet: {held})")
+    for section in _comparison(data):
+        print(f"\n{section.title}:")
+        table = section.blocks[0]
+        print(format_table(list(table.rows), table.headers))
     print(f"\nreport: {files.markdown}\n        {files.html}")
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from reports.experiment import ALL_METRICS, json_line, write_experiment_report
+    from reports.experiment_document import metric_value
+    from reports.summary import format_table
+    from sims.experiment import METRICS, load_experiment, run_experiment
+
+    prepared = load_experiment(args.experiment, args.seeds, args.set or [])
+    total = len(prepared.seeds) * len(prepared.spec.variants)
+    bar, _ = _progress_bar(total, not args.quiet and sys.stderr.isatty())
+    tick = (lambda: bar.update(1)) if bar is not None else None
+    try:
+        experiment = run_experiment(
+            args.experiment, args.seeds, args.set or [], workers=args.workers, on_run=tick
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    out = (
+        Path(args.out)
+        if args.out
+        else _new_run_dir(Path("runs"), f"experiment-{prepared.spec.name}")
+    )
+    data, files = write_experiment_report(experiment, out)
+    if args.json:
+        print(json.dumps(json_line(data, files.html), sort_keys=True))
+        return 0
+    seeds = data["meta"]["seeds"]
+    print(f"{prepared.spec.name}: {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}), paired\n")
+    rows = [
+        (
+            v["name"] + (" (control)" if i == 0 else ""),
+            *(metric_value(ALL_METRICS[k], v["means"][k]) for k in METRICS),
+        )
+        for i, v in enumerate(data["variants"])
+    ]
+    print(format_table(rows, ("variant", *(m.label for m in METRICS.values()))))
+    print(f"\n{data['verdict']['sentence']}")
+    if data["verdict"]["tradeoffs"]:
+        print("Also changed significantly: " + "; ".join(data["verdict"]["tradeoffs"]) + ".")
+    print(f"\nreport: {files.markdown}\n        {files.html}")
+    return 0
+
+
+def cmd_experiments(args: argparse.Namespace) -> int:
+    from sims.experiment import builtin_experiments, load_experiment
+
+    for name in builtin_experiments():
+        prepared = load_experiment(name)
+        first_line = " ".join(prepared.spec.description.split())
+        print(f"{name:<22}{first_line}")
     return 0
 
 
@@ -236,6 +313,35 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--quiet", action="store_true")
     size.set_defaults(handler=cmd_size)
 
+    experiment = commands.add_parser(
+        "experiment",
+        help="run policy variants against the same faults and seeds; paired comparison",
+    )
+    experiment.add_argument(
+        "experiment", help="a built-in experiment (see: callboard experiments) or a TOML file"
+    )
+    experiment.add_argument(
+        "--seeds", type=int, help="seeds per variant (default: the experiment's own)"
+    )
+    experiment.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a scenario key for every variant (repeatable)",
+    )
+    experiment.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
+    experiment.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
+    experiment.add_argument(
+        "--json",
+        action="store_true",
+        help="print each variant's headline figures and the paired differences as one JSON line",
+    )
+    experiment.add_argument("--quiet", action="store_true")
+    experiment.set_defaults(handler=cmd_experiment)
+
+    experiments = commands.add_parser("experiments", help="list the built-in experiments")
+    experiments.set_defaults(handler=cmd_experiments)
+
     scenarios = commands.add_parser("scenarios", help="list the built-in scenarios")
     scenarios.set_defaults(handler=cmd_scenarios)
 
@@ -252,6 +358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): nothing left to say, and no traceback
+        # when Python flushes stdout on the way out.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ScenarioError, CallboardError) as exc:
         print(f"callboard: {exc}", file=sys.stderr)
         return 2

@@ -160,6 +160,11 @@ def capacity_data(
                 "replications": sizing.replications,
                 "confidence": sizing.confidence,
                 "days_per_month": DAYS_PER_MONTH,
+                "fixed": {
+                    group.prefix: group.count
+                    for group in scenario.accounts
+                    if group.prefix not in {r.group for r in sizing.ranges}
+                },
             },
             "levels": [_level_data(sizing, level) for level in sizing.levels],
         }
@@ -245,6 +250,10 @@ HEADERS = (
 )
 
 
+def _seeds(n: int) -> str:
+    return "its one seed" if n == 1 else f"all {n} seeds"
+
+
 def _fleet(counts: dict[str, int]) -> str:
     return " + ".join(f"{n} x {group}" for group, n in counts.items())
 
@@ -298,8 +307,8 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
     levels = data["levels"]
     feasible = [lv for lv in levels if lv["feasible"]]
     lead = (
-        f"Smallest fleet meeting {' and '.join(meta['slos'])} on all {meta['replications']} "
-        f"seeds: "
+        f"Smallest fleet meeting {' and '.join(meta['slos'])} on {_seeds(meta['replications'])}"
+        ": "
         + "; ".join(
             f"{summary.count(lv['interviews'])} interviews -> "
             + (_fleet(lv["recommended"]["counts"]) if lv["feasible"] else "not within the range")
@@ -308,8 +317,9 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
         + "."
     )
     notes = [
-        f"Confidence: each recommendation met every objective on all {meta['replications']} "
-        f"seeds; with 95% confidence at least {summary.percent(meta['confidence'])} of seeds "
+        f"Confidence: each recommendation met every objective on "
+        f"{_seeds(meta['replications'])}; with 95% confidence at least "
+        f"{summary.percent(meta['confidence'])} of seeds "
         "would (one-sided Clopper-Pearson bound for no failures). More seeds "
         "(--replications) tighten it.",
         "Naive arithmetic divides the requests of all interviews (less the simulated cache "
@@ -319,6 +329,11 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
         f"Cost per month: the usage cost per interview times this many interviews a day for "
         f"{meta['days_per_month']} days, plus the accounts' monthly fees.",
     ]
+    if meta.get("fixed"):
+        notes.append(
+            f"Held fixed while sizing: {_fleet(meta['fixed'])} (not in --accounts); "
+            "the fleets above come on top of them."
+        )
     for level in levels:
         if not level["monotone"]:
             notes.append(

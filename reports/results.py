@@ -147,6 +147,7 @@ def summarise(data: RunData) -> Results:
                 "powered_hours": p.powered_s / 3600,
                 "hosting_cost": p.powered_s / 3600 * p.hourly_cost,
                 "cost": p.cost + p.powered_s / 3600 * p.hourly_cost,
+                "lowest_limit": p.lowest_limit,
             }
         )
     failures = {
@@ -197,6 +198,12 @@ def summarise(data: RunData) -> Results:
         "interview_minutes_p50": float(np.median(durations)) / 60 if len(durations) else 0.0,
         "simulated_s": data.simulated_s,
         "breaker_openings": sum(1 for t in data.transitions if t.target.value == "open"),
+        "hedges": data.router.get("hedges", 0),
+        "hedge_wins": data.router.get("hedge_wins", 0),
+        "retries_denied": data.router.get("retries_denied", 0),
+        "shed": failures.get("shed", 0),
+        "failovers": data.router.get("failovers", 0),
+        "upstream_calls": sum(p.calls for p in data.providers),
     }
     series = data.series
     meta = {

@@ -33,10 +33,16 @@ TRANSITION_HEADERS = ("time (h:mm:ss)", "account", "change", "reason")
 OUTCOME_MEANINGS = {
     "cancelled": "the caller gave up before an answer",
     "invalid_request": "rejected before reaching any provider",
-    "no_provider": "every account was quarantined, disabled or out of quota past the deadline",
+    "no_provider": (
+        "no account could take it before its deadline: all at a rate limit, out of quota, "
+        "quarantined or disabled"
+    ),
     "deadline_exceeded": "the request's overall deadline passed",
     "request_failed": "the router tried and gave up (see failed attempts)",
     "overloaded": "capacity exhausted; shed with a Retry-After",
+    "shed": "load shedding: the line would not clear before the deadline; shed with a "
+    "Retry-After, lower priority first",
+    "retry_budget_exhausted": "an attempt failed and the retry budget had no credit left",
     "error": "an unexpected error",
 }
 
@@ -149,7 +155,7 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
         ("Cache hit rate", percent(s.get("cache_hit_rate"))),
         ("Upstream attempts", count(s.get("attempts"))),
         ("Retries", count(s.get("retries"))),
-        ("Rate-limit rejections (429s and account limits)", count(s.get("rate_limited"))),
+        ("429s (from providers, or refused by account limits)", count(s.get("rate_limited"))),
         ("Binding account limit", binding_limit(s.get("held_back_by_limits"))),
         ("Breaker openings", count(s.get("breaker_openings"))),
         (
@@ -162,6 +168,13 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
         ("Cost per interview", money(s.get("cost_per_interview"))),
         ("Simulated time", minutes(s.get("simulated_s"))),
     ]
+    # The optional policies, only when they acted (they are off by default).
+    at = [label for label, _ in rows].index("Retries") + 1
+    if as_float(s.get("retries_denied")) > 0:
+        rows.insert(at, ("Retries denied by the retry budget", count(s.get("retries_denied"))))
+    if as_float(s.get("hedges")) > 0:
+        hedged = f"{count(s.get('hedges'))} ({count(s.get('hedge_wins'))} answered first)"
+        rows.insert(at, ("Hedged attempts", hedged))
     return rows
 
 
