@@ -13,7 +13,16 @@ import attrs
 
 from engine.errors import InvalidRequest
 
-FAULT_KINDS = ("outage", "latency", "errors", "rate_limit", "hang", "revoked")
+FAULT_KINDS = (
+    "outage",
+    "latency",
+    "errors",
+    "rate_limit",
+    "hang",
+    "revoked",
+    "flapping",
+    "slow_recovery",
+)
 
 
 def _check(index: int, field: str, ok: bool, value: object, allowed: str) -> None:
@@ -29,8 +38,12 @@ class Fault:
     ``latency``: calls take ``multiplier`` times longer.
     ``errors``: a ``share`` of calls fail with HTTP ``status`` (a brownout or burst).
     ``rate_limit``: a ``share`` of calls get 429 with ``retry_after``.
-    ``hang``: a ``share`` of calls never answer.
+    ``hang``: a ``share`` of calls are accepted and never answered.
     ``revoked``: the key is rejected with 401 (the account is disabled).
+    ``flapping``: down (a ``share`` of calls fail with ``status``) for ``period``
+    seconds, then up for ``period`` seconds, and so on, starting down at ``start``.
+    ``slow_recovery``: the share of calls failing with ``status`` falls linearly
+    from ``share`` at ``start`` to 0 at ``end`` (a provider coming back slowly).
     """
 
     kind: str
@@ -40,18 +53,56 @@ class Fault:
     multiplier: float = 1.0
     status: int = 503
     retry_after: float = 60.0
+    period: float = 60.0
 
     def validate(self, index: int) -> None:
         _check(index, "kind", self.kind in FAULT_KINDS, self.kind, " | ".join(FAULT_KINDS))
         _check(index, "start", self.start >= 0, self.start, ">= 0 seconds")
         _check(index, "end", self.end > self.start, self.end, f"> start ({self.start})")
+        if self.kind == "slow_recovery":
+            _check(
+                index,
+                "end",
+                math.isfinite(self.end),
+                self.end,
+                "a finite time for slow_recovery (the share reaches 0 there)",
+            )
         _check(index, "share", 0 < self.share <= 1, self.share, "a share in (0, 1]")
         _check(index, "multiplier", self.multiplier > 0, self.multiplier, "> 0")
         _check(index, "status", 400 <= self.status <= 599, self.status, "an HTTP error status")
         _check(index, "retry_after", self.retry_after >= 0, self.retry_after, ">= 0 seconds")
+        _check(
+            index,
+            "period",
+            0 < self.period < math.inf,
+            self.period,
+            "> 0 seconds (flapping: how long each down and each up phase lasts)",
+        )
 
     def active(self, now: float) -> bool:
-        return self.start <= now < self.end
+        """Whether the fault acts on a call made at ``now`` (a flapping one only while down)."""
+        if not self.start <= now < self.end:
+            return False
+        if self.kind == "flapping":
+            return int((now - self.start) // self.period) % 2 == 0
+        return True
+
+    def share_at(self, now: float) -> float:
+        """The share of calls the fault hits at ``now`` (only slow_recovery varies)."""
+        if self.kind == "slow_recovery":
+            return self.share * (self.end - now) / (self.end - self.start)
+        return self.share
+
+    def down_phases(self, until: float) -> list[tuple[float, float]]:
+        """The spans in which the fault acts, up to ``until`` (for figures and replays)."""
+        end = min(self.end, until)
+        if self.kind != "flapping" or not math.isfinite(end):
+            return [(self.start, end)] if end > self.start else []
+        spans, t = [], self.start
+        while t < end:
+            spans.append((t, min(t + self.period, end)))
+            t += 2 * self.period
+        return spans
 
 
 @attrs.frozen
@@ -63,7 +114,7 @@ class FaultSchedule:
             fault.validate(index)
 
     def active(self, now: float) -> list[Fault]:
-        return [f for f in self.faults if f.start <= now < f.end]
+        return [f for f in self.faults if f.active(now)]
 
     def __bool__(self) -> bool:
         return bool(self.faults)

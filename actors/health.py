@@ -109,6 +109,11 @@ class ProviderHealth:
             self._next = (self._next + 1) % len(self.latencies)
             self._filled = min(self._filled + 1, len(self.latencies))
 
+    @property
+    def samples(self) -> int:
+        """How many latencies the ring holds (up to its window)."""
+        return self._filled
+
     def refresh_percentiles(self) -> None:
         if self._filled:
             p50, p95, p99 = np.percentile(self.latencies[: self._filled], (50, 95, 99))

@@ -23,6 +23,7 @@ import trio
 
 from actors.backends import Backend
 from actors.breaker import CircuitBreaker, State
+from actors.concurrency import AdaptiveLimit, ConcurrencyConfig
 from actors.limits import Admission, LimitSpec
 from actors.quota import QuotaWatch
 from actors.slots import QueueIsFull, Slots
@@ -128,6 +129,7 @@ class Provider(Actor):
         breaker: CircuitBreaker,
         health: HealthMonitor | None = None,
         quota: QuotaTracker | None = None,
+        concurrency: ConcurrencyConfig | None = None,
     ) -> None:
         super().__init__(f"provider:{spec.name}")
         self.spec = spec
@@ -135,12 +137,18 @@ class Provider(Actor):
         self.breaker = breaker
         self.health = health
         self.quota = quota
+        self.concurrency = concurrency if concurrency is not None and concurrency.adaptive else None
         self.on_start()
 
     def on_start(self) -> None:
         self.admission = Admission(self.spec.limits)
         self.quota_watch = QuotaWatch(self.spec.name, self.admission.limiters)
         self.slots = Slots(self.spec.max_concurrency, self.spec.queue_limit)
+        self.adaptive = (
+            AdaptiveLimit(self.concurrency, self.spec.max_concurrency)
+            if self.concurrency is not None
+            else None
+        )
         self.stats = ProviderStats()
         self.disabled_until = -math.inf
         self.disabled_reason = ""
@@ -164,6 +172,11 @@ class Provider(Actor):
                 return wait
         elif breaker.state is State.HALF_OPEN and not breaker.would_allow(now):
             return 1.0  # a trial call is out; its result decides
+        if self.adaptive is not None:
+            slots = self.slots
+            if slots.in_use >= slots.capacity and slots.queued >= slots.queue_limit:
+                # Its adaptive limit is reached: sending more would only be refused.
+                return self.adaptive.expected_free(slots.capacity)
         if not self.admission.limiters:
             return 0.0
         wait, binding = self.admission.wait_for(now, 1, self._tokens(request), request.prompt_chars)
@@ -180,8 +193,8 @@ class Provider(Actor):
         return self.admission.remaining_fraction(now)
 
     def load(self) -> float:
-        """Busy share of the account's slots, counting its queue."""
-        return (self.slots.in_use + self.slots.queued) / self.spec.max_concurrency
+        """Busy share of the account's slots (its current limit), counting its queue."""
+        return (self.slots.in_use + self.slots.queued) / self.slots.capacity
 
     def observe_limits(self, observations: Iterable[LimitObservation], now: float) -> None:
         """Align admission with the limits the provider just reported (live headers).
@@ -282,6 +295,8 @@ class Provider(Actor):
             if acquired:
                 slots.release()
                 stats.busy_time += end - service_start
+                if self.adaptive is not None and (code == "ok" or code == "timeout"):
+                    self.adaptive.observe(end - service_start, slots)
             breaker.record(permit, code, end - start, end)
             if self.health is not None:
                 self.health.observe(name, code, end - start)

@@ -28,6 +28,7 @@ class Turn:
     kind: str = "chat"
     expected_output_tokens: int | None = None
     max_tokens: int | None = None
+    priority: int = 0
 
 
 class InterviewSession(Actor):
@@ -54,6 +55,7 @@ class InterviewSession(Actor):
             kind=turn.kind,
             expected_output_tokens=turn.expected_output_tokens,
             max_tokens=turn.max_tokens,
+            priority=turn.priority,
         )
         try:
             completion = await self.router.complete(request, session=self)

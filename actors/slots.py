@@ -51,7 +51,18 @@ class Slots:
         await self._lot.park()
 
     def release(self) -> None:
-        if self._lot:
+        # Above capacity (it was just lowered) the slot is retired, not handed over.
+        if self._lot and self.in_use <= self.capacity:
             self._lot.unpark()
         else:
             self.in_use -= 1
+
+    def resize(self, capacity: int) -> None:
+        """Change the number of slots: waiters get new ones at once; surplus ones retire
+        as their calls end (a call in progress is never cut short)."""
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity!r}")
+        self.capacity = capacity
+        while self._lot and self.in_use < capacity:
+            self.in_use += 1
+            self._lot.unpark()

@@ -166,3 +166,43 @@ class DeadlineExceeded(RequestFailed):
     def __init__(self, request_id: str, deadline: float, attempts: list[AttemptError]) -> None:
         super().__init__(request_id, f"deadline of {deadline:g} s exceeded", attempts)
         self.deadline = deadline
+
+
+class RetryBudgetExhausted(RequestFailed):
+    """An attempt failed and the retry budget had no credit left for another one.
+
+    Retries are capped at a share of traffic; past it, failing fast is better than
+    multiplying the load on a provider that is already failing.
+    """
+
+    code = "retry_budget_exhausted"
+    status = 503
+
+    def __init__(
+        self, request_id: str, attempts: list[AttemptError], retry_after: float | None = None
+    ) -> None:
+        RequestFailed.__init__(
+            self, request_id, "retry budget exhausted after a failed attempt", attempts
+        )
+        self.retry_after = retry_after
+
+
+class Shed(NoProviderAvailable):
+    """Load shedding: waiting for capacity would not end before the request's deadline.
+
+    Lower-priority requests are shed first; ``retry_after`` is the estimated wait.
+    """
+
+    code = "shed"
+    status = 503
+
+    def __init__(
+        self, request_id: str, attempts: list[AttemptError], retry_after: float | None
+    ) -> None:
+        RequestFailed.__init__(
+            self,
+            request_id,
+            "shed: the line for a provider would not clear before its deadline",
+            attempts,
+        )
+        self.retry_after = retry_after

@@ -23,6 +23,9 @@ ACTIONS = (
     "gave_up",
     "cancelled",
     "breaker",
+    "hedge",
+    "retry_denied",
+    "shed",
 )
 
 logger = logging.getLogger("callboard.router")

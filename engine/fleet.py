@@ -17,17 +17,20 @@ from actors.autoscaler import Autoscaler, AutoscalerConfig
 from actors.backends import Backend
 from actors.breaker import BreakerConfig, CircuitBreaker, Transition
 from actors.cache import Cache, CacheConfig
+from actors.concurrency import ConcurrencyConfig
 from actors.health import HealthConfig, HealthMonitor
 from actors.provider import Provider, ProviderSpec
 from actors.quota import QuotaTracker
 from actors.session import InterviewSession
 from engine.actor import Supervisor
 from engine.events import DecisionLog
+from engine.hedging import HedgingConfig
 from engine.messages import ChatMessage, ChatRequest
 from engine.metrics import RequestRecorder
 from engine.policies import PolicyConfig, build_policy
 from engine.retry import RetryConfig
 from engine.router import Router
+from engine.shedding import SheddingConfig
 from engine.streams import RandomStreams
 
 _PING = ChatRequest(messages=(ChatMessage("user", "ping"),), max_tokens=1, bypass_cache=True)
@@ -41,6 +44,9 @@ class RouterConfig:
     cache: CacheConfig = CacheConfig()
     health: HealthConfig = HealthConfig()
     autoscaler: AutoscalerConfig | None = None
+    hedging: HedgingConfig = HedgingConfig()
+    concurrency: ConcurrencyConfig = ConcurrencyConfig()
+    shedding: SheddingConfig = SheddingConfig()
 
 
 @attrs.frozen
@@ -112,7 +118,9 @@ async def open_fleet(
         providers: list[Provider] = []
         for account in accounts:
             breaker = CircuitBreaker(account.spec.name, config.breaker, transitioned)
-            provider = Provider(account.spec, account.backend, breaker, health, quota)
+            provider = Provider(
+                account.spec, account.backend, breaker, health, quota, config.concurrency
+            )
             backend = account.backend
             health.register(
                 account.spec.name,
@@ -132,6 +140,9 @@ async def open_fleet(
             recorder=recorder,
             tiers=config.routing,
             request_id_prefix=request_id_prefix,
+            hedging=config.hedging,
+            shedding=config.shedding,
+            health=health,
         )
         await supervisor.start(health)
         await supervisor.start(quota)

@@ -72,7 +72,20 @@ def cmd_mock_provider(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-    mock = MockProvider(args.name, args.profile, speed=args.speed, api_key=api_key, seed=args.seed)
+    faults = []
+    if args.replay:
+        from sims.experiment import replay_faults
+
+        faults = replay_faults(args.replay, args.account or args.name)
+    mock = MockProvider(
+        args.name,
+        args.profile,
+        speed=args.speed,
+        api_key=api_key,
+        seed=args.seed,
+        faults=faults,
+        time_scale=args.time_scale,
+    )
     with logging_to(None, level="INFO"):
         with contextlib.suppress(KeyboardInterrupt):
             trio.run(
@@ -164,6 +177,22 @@ def add_mock_provider_parser(subparsers: argparse._SubParsersAction) -> argparse
     mock.add_argument("--seed", type=int, default=0, help="seed of its random draws")
     mock.add_argument(
         "--api-key-env", help="require `Authorization: Bearer $VAR` (the variable's name)"
+    )
+    mock.add_argument(
+        "--replay",
+        metavar="SCENARIO|EXPERIMENT",
+        help="replay the fault schedule of a scenario (or an experiment's base scenario) "
+        "aimed at --account, in real time from the first request; restart it with "
+        'POST /admin/replay {"at": 0}',
+    )
+    mock.add_argument(
+        "--account", help="whose faults to replay: an account of the scenario (default: --name)"
+    )
+    mock.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="scenario seconds per real second of the replay (default: 1; 60: an hour in a minute)",
     )
     mock.set_defaults(handler=cmd_mock_provider)
     return mock

@@ -22,13 +22,16 @@ from actors.backends.dialects import KINDS
 from actors.backends.http import Endpoint, Secret
 from actors.breaker import BreakerConfig
 from actors.cache import CacheConfig
+from actors.concurrency import ConcurrencyConfig
 from actors.health import HealthConfig
 from actors.limits import LimitSpec
 from actors.provider import ProviderSpec
 from engine.errors import InvalidRequest
 from engine.fleet import RouterConfig
+from engine.hedging import HedgingConfig
 from engine.policies import PolicyConfig
 from engine.retry import RetryConfig
+from engine.shedding import SheddingConfig
 from sims.scenario import CONVERTER, ScenarioError, apply_override, describe_problems
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -178,6 +181,9 @@ class LiveConfig:
     cache: CacheConfig = CacheConfig()
     health: HealthConfig = HealthConfig(ping_every=30.0)
     server: ServerConfig = ServerConfig()
+    hedging: HedgingConfig = HedgingConfig()
+    concurrency: ConcurrencyConfig = ConcurrencyConfig()
+    shedding: SheddingConfig = SheddingConfig()
 
     def __attrs_post_init__(self) -> None:
         _check("providers", len(self.providers) >= 1, self.providers, "at least one [[providers]]")
@@ -188,7 +194,16 @@ class LiveConfig:
 
     @property
     def router_config(self) -> RouterConfig:
-        return RouterConfig(self.routing, self.retry, self.breaker, self.cache, self.health)
+        return RouterConfig(
+            self.routing,
+            self.retry,
+            self.breaker,
+            self.cache,
+            self.health,
+            hedging=self.hedging,
+            concurrency=self.concurrency,
+            shedding=self.shedding,
+        )
 
 
 def provider_entry(assignment: str, model: str = "default") -> dict[str, Any]:

@@ -53,6 +53,7 @@ class ChatRequest:
     bypass_cache: bool = False
     expected_output_tokens: int | None = None
     deadline: float | None = None
+    priority: int = 0
     # Sizes are read several times per request (validation, admission, cost): count once.
     prompt_chars: int = attrs.field(init=False, eq=False, repr=False)
     prompt_tokens: int = attrs.field(init=False, eq=False, repr=False)

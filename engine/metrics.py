@@ -17,6 +17,8 @@ OUTCOMES = (
     "deadline_exceeded",
     "request_failed",
     "overloaded",
+    "shed",
+    "retry_budget_exhausted",
     "error",
 )
 

@@ -15,13 +15,14 @@ import collections
 import logging
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import trio
 
 from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
-from actors.faults import FaultSchedule
+from actors.faults import Fault, FaultSchedule
 from actors.limits import Admission, LimitSpec, TokenBucket
 from engine import clock
 from engine.asgi import (
@@ -114,9 +115,18 @@ class MockProvider:
         speed: float = 1.0,
         api_key: str | None = None,
         seed: int = 0,
+        faults: Sequence[Fault] = (),
+        time_scale: float = 1.0,
     ) -> None:
+        """``faults`` (in scenario seconds) are replayed ``time_scale`` times faster than
+        real time, from when the mock first serves (or ``POST /admin/replay``)."""
+        if not (isinstance(time_scale, int | float) and 0 < time_scale < math.inf):
+            raise InvalidRequest("time_scale", time_scale, "a number > 0")
         self.name = name
         self.profiles = mock_profiles(speed)
+        self.replay = FaultSchedule(faults)
+        self.time_scale = float(time_scale)
+        self._replay_start: float | None = None
         self._api_key = api_key
         self._streams = RandomStreams(seed)
         self._output = self._streams.stream(f"mock:{name}:output")
@@ -133,11 +143,37 @@ class MockProvider:
             raise InvalidRequest("profile", name, " | ".join(self.profiles))
         self.profile = self.profiles[name]
         self.backend = VirtualBackend(
-            self.name, self.profile.latency, self.profile.errors, FaultSchedule(), self._streams
+            self.name,
+            self.profile.latency,
+            self.profile.errors,
+            self.replay,
+            self._streams,
+            fault_clock=self.replay_time,
+            fault_time_scale=self.time_scale,
         )
         self.admission = Admission(self.profile.limits)
         logger.info("mock=%s profile=%s", self.name, name)
         return self.profile
+
+    def replay_time(self) -> float:
+        """Scenario seconds since the replay started (it starts at the first call)."""
+        now = clock.now()
+        if self._replay_start is None:
+            self._replay_start = now
+        return (now - self._replay_start) * self.time_scale
+
+    def restart_replay(self, at: float = 0.0) -> None:
+        """Put the replay at scenario time ``at`` now (to line several mocks up)."""
+        self._replay_start = clock.now() - at / self.time_scale
+
+    def _describe_replay(self) -> dict[str, Any]:
+        now = self.replay_time()
+        return {
+            "time_scale": self.time_scale,
+            "scenario_time": round(now, 3),
+            "faults": len(self.replay.faults),
+            "active": [f.kind for f in self.replay.active(now)],
+        }
 
     # --- ASGI ----------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -156,6 +192,15 @@ class MockProvider:
                 await send_json(send, 200, {"profile": profile.name})
             elif path == "/admin/profile" and method == "GET":
                 await send_json(send, 200, self._describe())
+            elif path == "/admin/replay" and method == "POST":
+                body = parse_json(await read_body(receive, MAX_BODY))
+                at = body.get("at", 0) if isinstance(body, dict) else 0
+                if isinstance(at, bool) or not isinstance(at, int | float) or at < 0:
+                    raise InvalidRequest("at", at, "scenario seconds >= 0")
+                self.restart_replay(float(at))
+                await send_json(send, 200, self._describe_replay())
+            elif path == "/admin/replay" and method == "GET":
+                await send_json(send, 200, self._describe_replay())
             elif path in ("/health", "/v1/models", "/models") and method == "GET":
                 await send_json(send, 200, {"object": "list", "data": [{"id": self.name}]})
             else:

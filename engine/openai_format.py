@@ -34,6 +34,7 @@ _KNOWN_FIELDS = frozenset(
         "deadline",
         "bypass_cache",
         "cache_key",
+        "priority",
     }
 )
 
@@ -113,6 +114,9 @@ def parse_chat_body(body: Any) -> tuple[ChatRequest, bool]:
     cache_key = _optional(body, "cache_key", (str,), "a string")
     bypass = _optional(body, "bypass_cache", (bool,), "true or false")
     stream = _optional(body, "stream", (bool,), "true or false")
+    priority = _optional(body, "priority", (int,), "an integer >= 0 (0 first)")
+    if priority is not None and priority < 0:
+        raise InvalidRequest("priority", priority, "an integer >= 0 (0 first)")
     request = ChatRequest(
         messages=messages,
         model=model,
@@ -123,6 +127,7 @@ def parse_chat_body(body: Any) -> tuple[ChatRequest, bool]:
         cache_key=cache_key,
         bypass_cache=bool(bypass),
         deadline=deadline,
+        priority=priority or 0,
     )
     return request, bool(stream)
 

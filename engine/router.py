@@ -7,6 +7,11 @@ not yet tried, or back off (exponential, jittered, never sooner than
 Retry-After) and retry -> when no provider can take it, wait for the first one
 that can if that fits before the deadline, else give up with a named error.
 Every request ends in exactly one outcome, counted in :class:`RouterStats`.
+
+Optional policies, each off unless configured: hedged attempts
+(:mod:`engine.hedging`), a retry budget (:class:`engine.retry.RetryBudget`), and a
+priority line with load shedding (:mod:`engine.shedding`). With all of them off
+a request takes exactly the path described above.
 """
 
 from __future__ import annotations
@@ -29,16 +34,20 @@ from engine.errors import (
     NoProviderAvailable,
     RateLimited,
     RequestFailed,
+    RetryBudgetExhausted,
 )
 from engine.events import DecisionLog
+from engine.hedging import HedgeTimer, HedgingConfig, hedged_attempt
 from engine.messages import ChatRequest, Completion
 from engine.metrics import RequestRecorder
 from engine.policies import Policy, PolicyConfig
-from engine.retry import RetryConfig
+from engine.retry import RetryBudget, RetryConfig
+from engine.shedding import PriorityLine, SheddingConfig
 from engine.streams import Stream
 from engine.validation import validate
 
 if TYPE_CHECKING:
+    from actors.health import HealthMonitor
     from actors.provider import Provider
     from actors.session import InterviewSession
 
@@ -57,6 +66,11 @@ class RouterStats:
     retries: int = 0
     failovers: int = 0
     rate_limited: int = 0
+    #: Second attempts sent by hedging, and how many of them answered first.
+    hedges: int = 0
+    hedge_wins: int = 0
+    #: Failed attempts not retried because the retry budget was empty.
+    retries_denied: int = 0
 
     def balanced(self) -> bool:
         return self.received == (
@@ -79,6 +93,9 @@ class Router:
         recorder: RequestRecorder | None = None,
         tiers: PolicyConfig | None = None,
         request_id_prefix: str = "r-",
+        hedging: HedgingConfig | None = None,
+        shedding: SheddingConfig | None = None,
+        health: HealthMonitor | None = None,
     ) -> None:
         if not providers:
             raise InvalidRequest("providers", [], "at least one provider")
@@ -100,6 +117,16 @@ class Router:
         self._next_id = 0
         self._line = trio.lowlevel.ParkingLot()
         self._line_head_taken = False
+        self.hedge_timer = (
+            HedgeTimer(hedging, health)
+            if hedging is not None and hedging.enabled and health is not None
+            else None
+        )
+        self.budget = RetryBudget(retry.budget) if retry.budget.enabled else None
+        self.priority_line = (
+            PriorityLine(shedding) if shedding is not None and shedding.enabled else None
+        )
+        self._arrivals = 0
         self.context_windows: dict[str, int] = {}
         for p in providers:
             model = p.spec.model
@@ -110,6 +137,8 @@ class Router:
     @property
     def waiting(self) -> int:
         """Requests waiting in line for a provider to free up."""
+        if self.priority_line is not None:
+            return len(self.priority_line)
         return len(self._line) + self._line_head_taken
 
     def new_request_id(self) -> str:
@@ -163,6 +192,8 @@ class Router:
         try:
             completion = await self._attempts(request, request_id, session, start)
         except CallboardError as exc:
+            if self.priority_line is not None:
+                self.priority_line.leave()
             stats.in_flight -= 1
             stats.failed[exc.code] += 1
             end = clock.now()
@@ -175,6 +206,8 @@ class Router:
                 )
             raise
         except BaseException:
+            if self.priority_line is not None:
+                self.priority_line.leave()
             stats.in_flight -= 1
             stats.cancelled += 1
             end = clock.now()
@@ -278,6 +311,12 @@ class Router:
         avoid: dict[str, float] = {}  # provider -> until when (a 429's Retry-After)
         failed: set[str] = set()  # providers that failed this request
         retries = 0
+        budget = self.budget
+        if budget is not None:
+            budget.deposit(start)
+        line = self.priority_line
+        self._arrivals += 1
+        seq = self._arrivals
         while True:
             now = clock.now()
             if now >= deadline:
@@ -288,9 +327,22 @@ class Router:
                     raise NoProviderAvailable(request_id, errors, soonest)
                 if log.active:
                     log.emit(now, request_id, "queued", f"wait={soonest:.3f}")
-                await self._wait_for_capacity(soonest, deadline)
+                if line is None:
+                    await self._wait_for_capacity(soonest, deadline)
+                else:
+                    try:
+                        await line.wait(
+                            request_id, request.priority, seq, soonest, deadline, errors
+                        )
+                    except NoProviderAvailable:
+                        if log.active:
+                            detail = f"priority={request.priority}"
+                            log.emit(clock.now(), request_id, "shed", detail)
+                        raise
                 continue
-            if self._line and not self._line_head_taken:
+            if line is not None:
+                line.dispatched(now)
+            elif self._line and not self._line_head_taken:
                 # Capacity is free: let the next waiting request look too, so a burst
                 # of capacity (a window reset) drains the line instead of one slot.
                 self._line.unpark()
@@ -306,7 +358,21 @@ class Router:
                 log.emit(now, request_id, "attempt", f"provider={name} attempt={len(errors) + 1}")
             timeout = min(retry.attempt_timeout, deadline - now)
             try:
-                completion = await provider.call(request, request_id, timeout)
+                if self.hedge_timer is None:
+                    completion = await provider.call(request, request_id, timeout)
+                else:
+                    completion, provider = await hedged_attempt(
+                        self,
+                        provider,
+                        request,
+                        request_id,
+                        session,
+                        (timeout, deadline),
+                        errors,
+                        avoid,
+                        failed,
+                    )
+                    name = provider.spec.name
             except AttemptError as exc:
                 errors.append(exc)
                 end = clock.now()
@@ -315,6 +381,13 @@ class Router:
                 if not exc.retryable or len(errors) >= retry.max_attempts:
                     reason = f"{len(errors)} attempts failed"
                     raise RequestFailed(request_id, reason, errors) from exc
+                if budget is not None and not budget.try_spend(end):
+                    stats.retries_denied += 1
+                    if log.active:
+                        log.emit(end, request_id, "retry_denied", "budget=empty")
+                    raise RetryBudgetExhausted(
+                        request_id, errors, getattr(exc, "retry_after", None)
+                    ) from exc
                 if isinstance(exc, RateLimited):
                     stats.rate_limited += 1
                     avoid[name] = end + exc.retry_after

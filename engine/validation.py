@@ -35,6 +35,11 @@ def validate(request: ChatRequest, context_windows: dict[str, int]) -> None:
         isinstance(request.deadline, int | float) and request.deadline > 0
     ):
         raise InvalidRequest("deadline", request.deadline, "> 0 seconds, or unset")
+    priority = request.priority
+    if priority and not (
+        isinstance(priority, int) and not isinstance(priority, bool) and priority > 0
+    ):
+        raise InvalidRequest("priority", priority, "an integer >= 0 (0 first)")
     if request.model == "auto":
         window = max(context_windows.values(), default=0)
     else:

@@ -55,7 +55,7 @@ class ScriptedInterview(InterviewSession):
         self.question_cdf = question_cdf
         self.tally = tally
 
-    def _question(self) -> ChatRequest:
+    def _question(self, priority: int = 0) -> ChatRequest:
         """A standalone request for one question of the bank (popular ones more often)."""
         rank = bisect.bisect_left(self.question_cdf, self.stream.uniform())
         rank = min(rank, len(self.question_cdf) - 1)
@@ -68,6 +68,7 @@ class ScriptedInterview(InterviewSession):
             kind="question",
             expected_output_tokens=int(workload.question_tokens.sample(self.stream)),
             max_tokens=workload.max_tokens,
+            priority=priority,
         )
 
     async def script(self) -> None:
@@ -78,18 +79,21 @@ class ScriptedInterview(InterviewSession):
         tally.started += 1
         began = clock.now()
         errors = 0
+        priority = workload.first_turn_priority  # an interview not yet under way
         for kind in workload.turn_plan:
             await clock.sleep(workload.think_time.sample(stream))
             try:
                 if kind == "question":
-                    completion = await self.router.complete(self._question(), session=self)
+                    request = self._question(priority)
+                    completion = await self.router.complete(request, session=self)
                     self.history.append(ChatMessage("assistant", completion.content))
                 else:
                     answer = filler_text(int(workload.answer_chars.sample(stream)))
                     tokens = int(workload.output_tokens(kind).sample(stream))
-                    await self.turn(Turn(answer, kind, tokens, workload.max_tokens))
+                    await self.turn(Turn(answer, kind, tokens, workload.max_tokens, priority))
             except CallboardError:
                 errors += 1
+            priority = 0
         tally.completed += 1
         tally.errors += errors
         tally.with_error += errors > 0

@@ -51,6 +51,8 @@ class ProviderTotals:
     cost: float
     powered_s: float
     hourly_cost: float
+    #: The lowest in-flight limit adaptive concurrency set (max_concurrency when off).
+    lowest_limit: int = 0
 
 
 @attrs.define
@@ -70,6 +72,8 @@ class RunData:
     quota_alerts: list[QuotaAlert]
     quotas: list[QuotaUsage]
     scaling: list[ScalingEvent]
+    #: The router's own counters (hedges, retries denied by the budget, failovers ...).
+    router: dict[str, int] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -116,6 +120,7 @@ def _totals(fleet: Fleet, now: float) -> list[ProviderTotals]:
             cost=p.stats.cost,
             powered_s=p.powered_seconds(now),
             hourly_cost=p.spec.hourly_cost,
+            lowest_limit=p.adaptive.lowest if p.adaptive is not None else p.spec.max_concurrency,
         )
         for p in fleet.providers
     ]
@@ -141,6 +146,18 @@ def _quota_usage(fleet: Fleet, now: float) -> list[QuotaUsage]:
                 )
             )
     return usage
+
+
+def _router_counts(fleet: Fleet) -> dict[str, int]:
+    stats = fleet.router.stats
+    return {
+        "attempts": stats.attempts,
+        "failovers": stats.failovers,
+        "backoff_retries": stats.retries,
+        "hedges": stats.hedges,
+        "hedge_wins": stats.hedge_wins,
+        "retries_denied": stats.retries_denied,
+    }
 
 
 def simulate(scenario: Scenario, progress: Progress | None = None) -> RunData:
@@ -193,6 +210,7 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> RunData:
                 quota_alerts=list(fleet.quota.alerts),
                 quotas=_quota_usage(fleet, clock.now()),
                 scaling=list(fleet.autoscaler.events) if fleet.autoscaler else [],
+                router=_router_counts(fleet),
             )
 
     wall_start = time.perf_counter()

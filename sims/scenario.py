@@ -27,6 +27,7 @@ from actors.autoscaler import AutoscalerConfig
 from actors.backends.virtual import ErrorRates, LatencyModel
 from actors.breaker import BreakerConfig
 from actors.cache import CacheConfig
+from actors.concurrency import ConcurrencyConfig
 from actors.faults import Fault
 from actors.health import HealthConfig
 from actors.limits import LimitSpec
@@ -35,8 +36,10 @@ from actors.provider import ProviderSpec
 from engine.distributions import Constant, Empirical, Exponential, LogNormal
 from engine.errors import InvalidRequest
 from engine.fleet import RouterConfig
+from engine.hedging import HedgingConfig
 from engine.policies import PolicyConfig
 from engine.retry import RetryConfig
+from engine.shedding import SheddingConfig
 from sims.workload import WorkloadConfig
 
 
@@ -145,6 +148,9 @@ class Scenario:
     health: HealthConfig = HealthConfig()
     faults: tuple[FaultSpec, ...] = ()
     autoscaler: AutoscalerConfig | None = None
+    hedging: HedgingConfig = HedgingConfig()
+    concurrency: ConcurrencyConfig = ConcurrencyConfig()
+    shedding: SheddingConfig = SheddingConfig()
 
     def __attrs_post_init__(self) -> None:
         _check("accounts", len(self.accounts) >= 1, self.accounts, "at least one account group")
@@ -172,7 +178,15 @@ class Scenario:
     @property
     def router_config(self) -> RouterConfig:
         return RouterConfig(
-            self.routing, self.retry, self.breaker, self.cache, self.health, self.autoscaler
+            self.routing,
+            self.retry,
+            self.breaker,
+            self.cache,
+            self.health,
+            self.autoscaler,
+            hedging=self.hedging,
+            concurrency=self.concurrency,
+            shedding=self.shedding,
         )
 
     def account_specs(self) -> list[ProviderSpec]:
@@ -351,6 +365,11 @@ def _read(name_or_path: str) -> tuple[str, str]:
         name_or_path,
         [f"not a scenario file nor a built-in; built-ins: {', '.join(builtin_names())}"],
     )
+
+
+def read_source(name_or_path: str) -> tuple[str, str]:
+    """(source label, TOML text) of a built-in scenario or a scenario file."""
+    return _read(name_or_path)
 
 
 def _parse_value(text: str) -> Any:

@@ -69,6 +69,9 @@ class WorkloadConfig:
     question_popularity: float = 1.1
     max_tokens: int | None = None
     candidate_facing: tuple[str, ...] = ("small_talk", "question", "follow_up")
+    #: The priority of an interview's first turn (0 like every other turn). With load
+    #: shedding on, 1 makes new interviews wait behind those already under way.
+    first_turn_priority: int = 0
 
     def __attrs_post_init__(self) -> None:
         _check("interviews", self.interviews >= 1, self.interviews, ">= 1")
@@ -99,6 +102,12 @@ class WorkloadConfig:
             self.question_popularity >= 0,
             self.question_popularity,
             ">= 0 (0: every question equally likely)",
+        )
+        _check(
+            "first_turn_priority",
+            self.first_turn_priority >= 0,
+            self.first_turn_priority,
+            "an integer >= 0 (0 first)",
         )
         _check(
             "max_tokens",

@@ -8,6 +8,8 @@ against the same seed see the same provider behaviour (common random numbers).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 import trio
 
@@ -79,11 +81,18 @@ class VirtualBackend:
         errors: ErrorRates,
         faults: FaultSchedule,
         streams: RandomStreams,
+        fault_clock: Callable[[], float] | None = None,
+        fault_time_scale: float = 1.0,
     ) -> None:
+        """``fault_clock`` gives the time the fault schedule is read at (default: the
+        clock's own); a replay runs the schedule ``fault_time_scale`` times faster than
+        real time, and a fault's Retry-After shrinks with it."""
         self.account = account
         self.latency = latency
         self.errors = errors
         self.faults = faults
+        self.fault_clock = fault_clock
+        self.fault_time_scale = fault_time_scale
         self._timing = streams.stream(f"provider:{account}:latency")
         self._fate = streams.stream(f"provider:{account}:errors")
         self._cumulative = self._cumulative_rates(errors)
@@ -120,7 +129,7 @@ class VirtualBackend:
                 multiplier *= fault.multiplier
                 continue
             # One draw per fault window, so adding a window never reshuffles the others.
-            if fate is None and self._fate.uniform() < fault.share:
+            if fate is None and self._fate.uniform() < fault.share_at(now):
                 fate, retry_after, status = fault.kind, fault.retry_after, fault.status
         return fate, multiplier, retry_after, status
 
@@ -129,9 +138,10 @@ class VirtualBackend:
         fate: str | None = None
         multiplier, retry_after, status = 1.0, self.errors.rate_limited_retry_after, 500
         if self.faults:
-            fate, multiplier, fault_retry, fault_status = self._fault_fate(clock.now())
+            now = clock.now() if self.fault_clock is None else self.fault_clock()
+            fate, multiplier, fault_retry, fault_status = self._fault_fate(now)
             if fate is not None:
-                retry_after, status = fault_retry, fault_status
+                retry_after, status = fault_retry / self.fault_time_scale, fault_status
         if fate is None and self._cumulative:
             u = self._fate.uniform()
             for threshold, kind in self._cumulative:

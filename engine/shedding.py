@@ -1,0 +1,170 @@
+"""Priorities and load shedding for requests waiting for a provider.
+
+When no provider can take a request now (every account rate-limited, full,
+quarantined), the request waits in line against its deadline. With shedding on,
+the line is ordered by the request's ``priority`` (0 first, then 1, ...; first
+come first served within a priority), and a request is shed at once, with a
+Retry-After, when the line ahead of it would not clear before its deadline. How
+fast the line clears is measured: the attempts the router sent over the last
+``rate_window`` seconds. A higher-priority arrival pushes lower-priority waiters
+back; those that can no longer make their deadline are shed, lowest priority and
+newest first.
+
+Only one waiter (the timer) sleeps until the soonest moment a provider could take
+a request; the others park until woken, so a long line costs no rescans.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+import attrs
+import trio
+
+from engine import clock
+from engine.errors import AttemptError, InvalidRequest, Shed
+from engine.retry import SlidingCount
+
+Key = tuple[int, int]  # (priority, arrival sequence)
+
+
+@attrs.frozen
+class SheddingConfig:
+    """Priority order and load shedding in the router's line (off unless ``enabled``)."""
+
+    enabled: bool = False
+    rate_window: float = 60.0
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 < self.rate_window < math.inf:
+            raise InvalidRequest("shedding.rate_window", self.rate_window, "> 0 seconds")
+
+
+class _Waiter:
+    __slots__ = ("deadline", "event", "key", "shed_after")
+
+    def __init__(self, key: Key, deadline: float) -> None:
+        self.key = key
+        self.deadline = deadline
+        self.event = trio.Event()
+        self.shed_after: float | None = None  # set when shed: the estimated wait
+
+
+class PriorityLine:
+    def __init__(self, config: SheddingConfig) -> None:
+        self.config = config
+        self._keys: list[Key] = []
+        self._waiters: list[_Waiter] = []
+        self._timer_taken = False
+        self._timer_key: Key = (0, 0)  # the timer's place in line, while it sleeps
+        self._timer_until = 0.0  # when it wakes: the soonest a provider could take a request
+        self._sent = SlidingCount(config.rate_window)
+        self._since: float | None = None
+        self.shed = 0
+
+    def __len__(self) -> int:
+        return len(self._waiters) + self._timer_taken
+
+    # --- the drain rate -------------------------------------------------------
+    def rate(self, now: float) -> float:
+        """Attempts sent per second lately (0 before the first one)."""
+        if self._since is None:
+            return 0.0
+        self._sent.advance(now)
+        span = min(self.config.rate_window, max(1.0, now - self._since))
+        return self._sent.total / span
+
+    def dispatched(self, now: float) -> None:
+        """An attempt is going out: count it, and let the best waiter look for capacity too."""
+        if self._since is None:
+            self._since = now
+        self._sent.add(now)
+        if self._waiters and not self._timer_taken:
+            self._wake(0)
+
+    def leave(self) -> None:
+        """A request gave up (or was answered) without dispatching: if nobody keeps the
+        time, let the best waiter look, so the line never stalls."""
+        if self._waiters and not self._timer_taken:
+            self._wake(0)
+
+    # --- waiting --------------------------------------------------------------
+    async def wait(
+        self,
+        request_id: str,
+        priority: int,
+        seq: int,
+        soonest: float,
+        deadline: float,
+        errors: list[AttemptError],
+    ) -> None:
+        """Wait for a chance at capacity; raise :class:`Shed` if it would come too late.
+
+        Returns when the caller should look for a provider again (or its deadline
+        passed, which the caller checks).
+        """
+        now = clock.now()
+        key = (priority, seq)
+        rate = self.rate(now)
+        if rate > 0:
+            estimate = soonest + self._ahead(key, bisect.bisect_left(self._keys, key)) / rate
+            if now + estimate >= deadline:
+                self.shed += 1
+                raise Shed(request_id, errors, estimate)
+        if not self._timer_taken:
+            self._timer_taken = True
+            self._timer_key = key
+            self._timer_until = now + soonest
+            try:
+                await clock.sleep(soonest)
+            except BaseException:
+                self._timer_taken = False
+                if self._waiters:
+                    self._wake(0)  # someone else keeps the time
+                raise
+            self._timer_taken = False
+            if not self._waiters or key < self._keys[0]:
+                return  # the best in line looks first
+            self._wake(0)  # a better request looks first; this one waits its turn
+        waiter = _Waiter(key, deadline)
+        index = bisect.bisect_left(self._keys, key)
+        self._keys.insert(index, key)
+        self._waiters.insert(index, waiter)
+        if rate > 0 and index < len(self._waiters) - 1:
+            self._shed_tail(now, rate)
+        try:
+            with trio.move_on_at(deadline):
+                await waiter.event.wait()
+        finally:
+            if not waiter.event.is_set():
+                self._remove(waiter)
+        if waiter.shed_after is not None:
+            raise Shed(request_id, errors, waiter.shed_after)
+
+    def _ahead(self, key: Key, index: int) -> int:
+        """Requests that get capacity before the one with ``key`` at ``index`` in line."""
+        return index + (self._timer_taken and self._timer_key < key)
+
+    def _wake(self, index: int) -> _Waiter:
+        self._keys.pop(index)
+        waiter = self._waiters.pop(index)
+        waiter.event.set()
+        return waiter
+
+    def _remove(self, waiter: _Waiter) -> None:
+        index = bisect.bisect_left(self._keys, waiter.key)
+        if index < len(self._waiters) and self._waiters[index] is waiter:
+            self._keys.pop(index)
+            self._waiters.pop(index)
+
+    def _shed_tail(self, now: float, rate: float) -> None:
+        """Shed the waiters at the back that can no longer make their deadline."""
+        next_free = max(0.0, self._timer_until - now) if self._timer_taken else 0.0
+        while self._waiters:
+            last = len(self._waiters) - 1
+            estimate = next_free + self._ahead(self._keys[last], last) / rate
+            if now + estimate < self._waiters[last].deadline:
+                return
+            self._wake(last).shed_after = estimate
+            self.shed += 1
