@@ -18,15 +18,14 @@ import attrs
 from actors.provider import PowerOff, PowerOn, Provider
 from engine import clock
 from engine.actor import Actor
-from engine.errors import InvalidRequest
+from engine.errors import InvalidRequest, require
 
 if TYPE_CHECKING:
     from engine.router import Router
 
 
 def _check(field: str, ok: bool, value: object, allowed: str) -> None:
-    if not ok:
-        raise InvalidRequest(f"autoscaler.{field}", value, allowed)
+    require(f"autoscaler.{field}", ok, value, allowed)
 
 
 @attrs.frozen

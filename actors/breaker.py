@@ -18,7 +18,7 @@ import attrs
 
 from engine import clock
 from engine.actor import Actor
-from engine.errors import InvalidRequest
+from engine.errors import require
 
 
 class State(enum.Enum):
@@ -32,8 +32,7 @@ COUNTABLE_CODES = ("rate_limited", "upstream_error", "timeout", "malformed_reply
 
 
 def _check(field: str, ok: bool, value: object, allowed: str) -> None:
-    if not ok:
-        raise InvalidRequest(f"breaker.{field}", value, allowed)
+    require(f"breaker.{field}", ok, value, allowed)
 
 
 @attrs.frozen

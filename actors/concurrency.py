@@ -21,12 +21,11 @@ import math
 import attrs
 
 from actors.slots import Slots
-from engine.errors import InvalidRequest
+from engine.errors import require
 
 
 def _check(field: str, ok: bool, value: object, allowed: str) -> None:
-    if not ok:
-        raise InvalidRequest(f"concurrency.{field}", value, allowed)
+    require(f"concurrency.{field}", ok, value, allowed)
 
 
 @attrs.frozen

@@ -28,6 +28,12 @@ class InvalidRequest(CallboardError):
         self.allowed = allowed
 
 
+def require(field: str, ok: bool, value: object, allowed: str) -> None:
+    """Raise :class:`InvalidRequest` for ``field`` unless ``ok``: every config check's form."""
+    if not ok:
+        raise InvalidRequest(field, value, allowed)
+
+
 class Overloaded(CallboardError):
     """Capacity is exhausted (a full mailbox or queue); retry after ``retry_after`` s."""
 

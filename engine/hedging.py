@@ -17,7 +17,7 @@ import numpy as np
 import trio
 
 from engine import clock
-from engine.errors import AttemptError, InvalidRequest, RateLimited
+from engine.errors import AttemptError, RateLimited, require
 from engine.messages import ChatRequest, Completion
 
 if TYPE_CHECKING:
@@ -31,8 +31,7 @@ _REFRESH_EVERY = 16
 
 
 def _check(field: str, ok: bool, value: object, allowed: str) -> None:
-    if not ok:
-        raise InvalidRequest(f"hedging.{field}", value, allowed)
+    require(f"hedging.{field}", ok, value, allowed)
 
 
 @attrs.frozen

@@ -26,7 +26,7 @@ from actors.concurrency import ConcurrencyConfig
 from actors.health import HealthConfig
 from actors.limits import LimitSpec
 from actors.provider import ProviderSpec
-from engine.errors import InvalidRequest
+from engine.errors import require
 from engine.fleet import RouterConfig
 from engine.hedging import HedgingConfig
 from engine.policies import PolicyConfig
@@ -42,16 +42,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 class ConfigError(ScenarioError):
     """A live config that cannot run; lists every problem with its key."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
-        listed = "\n".join(f"  - {p}" for p in problems)
-        ValueError.__init__(self, f"invalid config {source}:\n{listed}")
-        self.source = source
-        self.problems = problems
-
-
-def _check(field: str, ok: bool, value: object, allowed: str) -> None:
-    if not ok:
-        raise InvalidRequest(field, value, allowed)
+    noun = "config"
 
 
 @attrs.frozen
@@ -78,23 +69,23 @@ class ProviderConfig:
     default_max_tokens: int = 1024
 
     def __attrs_post_init__(self) -> None:
-        _check(
+        require(
             "providers.name", bool(_NAME.fullmatch(self.name)), self.name, "letters, digits, . _ -"
         )
-        _check("providers.kind", self.kind in KINDS, self.kind, " | ".join(KINDS))
-        _check(
+        require("providers.kind", self.kind in KINDS, self.kind, " | ".join(KINDS))
+        require(
             "providers.base_url",
             self.base_url.startswith(("http://", "https://")),
             self.base_url,
             "an http:// or https:// URL",
         )
-        _check(
+        require(
             "providers.api_key_env",
             self.api_key_env is None or bool(_ENV_NAME.fullmatch(self.api_key_env)),
             self.api_key_env,
             "the name of an environment variable, or unset for a server without keys",
         )
-        _check(
+        require(
             "providers.default_max_tokens",
             self.default_max_tokens >= 1,
             self.default_max_tokens,
@@ -160,15 +151,15 @@ class ServerConfig:
     connect_timeout: float = 10.0
 
     def __attrs_post_init__(self) -> None:
-        _check("server.port", 0 <= self.port <= 65535, self.port, "0 .. 65535 (0: any free port)")
-        _check(
+        require("server.port", 0 <= self.port <= 65535, self.port, "0 .. 65535 (0: any free port)")
+        require(
             "server.log_level", self.log_level in LOG_LEVELS, self.log_level, " | ".join(LOG_LEVELS)
         )
         for name in ("log_max_bytes", "max_body_bytes", "max_sessions"):
-            _check(f"server.{name}", getattr(self, name) >= 1, getattr(self, name), ">= 1")
-        _check("server.log_backups", self.log_backups >= 0, self.log_backups, ">= 0")
+            require(f"server.{name}", getattr(self, name) >= 1, getattr(self, name), ">= 1")
+        require("server.log_backups", self.log_backups >= 0, self.log_backups, ">= 0")
         for name in ("session_idle_timeout", "graceful_timeout", "connect_timeout"):
-            _check(f"server.{name}", getattr(self, name) > 0, getattr(self, name), "> 0 seconds")
+            require(f"server.{name}", getattr(self, name) > 0, getattr(self, name), "> 0 seconds")
 
 
 @attrs.frozen
@@ -186,11 +177,11 @@ class LiveConfig:
     shedding: SheddingConfig = SheddingConfig()
 
     def __attrs_post_init__(self) -> None:
-        _check("providers", len(self.providers) >= 1, self.providers, "at least one [[providers]]")
+        require("providers", len(self.providers) >= 1, self.providers, "at least one [[providers]]")
         names = [p.name for p in self.providers]
         duplicates = sorted({n for n in names if names.count(n) > 1})
-        _check("providers.name", not duplicates, duplicates, "distinct names")
-        _check("seed", self.seed >= 0, self.seed, "an integer >= 0")
+        require("providers.name", not duplicates, duplicates, "distinct names")
+        require("seed", self.seed >= 0, self.seed, "an integer >= 0")
 
     @property
     def router_config(self) -> RouterConfig:

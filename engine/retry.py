@@ -7,18 +7,16 @@ import math
 
 import attrs
 
-from engine.errors import InvalidRequest
+from engine.errors import require
 from engine.streams import Stream
 
 
 def _check(field: str, ok: bool, value: object, allowed: str) -> None:
-    if not ok:
-        raise InvalidRequest(f"retry.{field}", value, allowed)
+    require(f"retry.{field}", ok, value, allowed)
 
 
 def _check_budget(field: str, ok: bool, value: object, allowed: str) -> None:
-    if not ok:
-        raise InvalidRequest(f"retry.budget.{field}", value, allowed)
+    require(f"retry.budget.{field}", ok, value, allowed)
 
 
 @attrs.frozen

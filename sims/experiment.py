@@ -27,7 +27,7 @@ import attrs
 import cattrs
 
 from actors.faults import Fault
-from engine.errors import InvalidRequest
+from engine.errors import InvalidRequest, require
 from sims.scenario import (
     CONVERTER,
     Scenario,
@@ -74,11 +74,6 @@ EXTRA = {
 }
 
 
-def _check(field: str, ok: bool, value: object, allowed: str) -> None:
-    if not ok:
-        raise InvalidRequest(field, value, allowed)
-
-
 @attrs.frozen
 class Variant:
     name: str
@@ -102,13 +97,13 @@ class ExperimentSpec:
     window: float = 60.0
 
     def __attrs_post_init__(self) -> None:
-        _check("variants", len(self.variants) >= 2, len(self.variants), "at least 2 variants")
+        require("variants", len(self.variants) >= 2, len(self.variants), "at least 2 variants")
         names = [v.name for v in self.variants]
         duplicates = sorted({n for n in names if names.count(n) > 1})
-        _check("variants.name", not duplicates, duplicates, "distinct variant names")
-        _check("seeds", self.seeds >= 1, self.seeds, ">= 1 (>= 2 for confidence intervals)")
-        _check("judge", self.judge in METRICS, self.judge, " | ".join(METRICS))
-        _check("window", 0 < self.window < math.inf, self.window, "> 0 seconds")
+        require("variants.name", not duplicates, duplicates, "distinct variant names")
+        require("seeds", self.seeds >= 1, self.seeds, ">= 1 (>= 2 for confidence intervals)")
+        require("judge", self.judge in METRICS, self.judge, " | ".join(METRICS))
+        require("window", 0 < self.window < math.inf, self.window, "> 0 seconds")
 
 
 class ExperimentError(ScenarioError):

@@ -34,7 +34,7 @@ from actors.limits import LimitSpec
 from actors.profiles import PROFILES
 from actors.provider import ProviderSpec
 from engine.distributions import Constant, Empirical, Exponential, LogNormal
-from engine.errors import InvalidRequest
+from engine.errors import InvalidRequest, require
 from engine.fleet import RouterConfig
 from engine.hedging import HedgingConfig
 from engine.policies import PolicyConfig
@@ -46,16 +46,14 @@ from sims.workload import WorkloadConfig
 class ScenarioError(ValueError):
     """A scenario that cannot run; lists every problem with its key."""
 
+    #: What the file is, in the message: a scenario here, a config for the live router.
+    noun = "scenario"
+
     def __init__(self, source: str, problems: list[str]) -> None:
         listed = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"invalid scenario {source}:\n{listed}")
+        super().__init__(f"invalid {self.noun} {source}:\n{listed}")
         self.source = source
         self.problems = problems
-
-
-def _check(field: str, ok: bool, value: object, allowed: str) -> None:
-    if not ok:
-        raise InvalidRequest(field, value, allowed)
 
 
 @attrs.frozen
@@ -82,8 +80,8 @@ class AccountGroup:
     errors: ErrorRates | None = None
 
     def __attrs_post_init__(self) -> None:
-        _check("accounts.profile", self.profile in PROFILES, self.profile, " | ".join(PROFILES))
-        _check("accounts.count", self.count >= 1, self.count, ">= 1")
+        require("accounts.profile", self.profile in PROFILES, self.profile, " | ".join(PROFILES))
+        require("accounts.count", self.count >= 1, self.count, ">= 1")
 
     @property
     def prefix(self) -> str:
@@ -153,18 +151,20 @@ class Scenario:
     shedding: SheddingConfig = SheddingConfig()
 
     def __attrs_post_init__(self) -> None:
-        _check("accounts", len(self.accounts) >= 1, self.accounts, "at least one account group")
-        _check("seed", self.seed >= 0, self.seed, "an integer >= 0")
-        _check("duration", self.duration > 0, self.duration, "> 0 seconds")
-        _check("sample_every", self.sample_every > 0, self.sample_every, "> 0 seconds")
+        require("accounts", len(self.accounts) >= 1, self.accounts, "at least one account group")
+        require("seed", self.seed >= 0, self.seed, "an integer >= 0")
+        require("duration", self.duration > 0, self.duration, "> 0 seconds")
+        require("sample_every", self.sample_every > 0, self.sample_every, "> 0 seconds")
         names = [spec.name for spec in self.account_specs()]
         duplicates = sorted({n for n in names if names.count(n) > 1})
-        _check("accounts.name", not duplicates, duplicates, "distinct names per group")
+        require("accounts.name", not duplicates, duplicates, "distinct names per group")
         if self.autoscaler is not None:
             groups = {group.prefix: group for group in self.accounts}
             group = groups.get(self.autoscaler.group)
-            _check("autoscaler.group", group is not None, self.autoscaler.group, " | ".join(groups))
-            _check(
+            require(
+                "autoscaler.group", group is not None, self.autoscaler.group, " | ".join(groups)
+            )
+            require(
                 "autoscaler.max_replicas",
                 group is None or self.autoscaler.max_replicas <= group.count,
                 self.autoscaler.max_replicas,
@@ -172,7 +172,7 @@ class Scenario:
             )
         for i, spec in enumerate(self.faults):
             targets = self.fault_targets(spec)
-            _check(f"faults[{i}].target", bool(targets), spec.target, "an account, a group or *")
+            require(f"faults[{i}].target", bool(targets), spec.target, "an account, a group or *")
             spec.fault().validate(i)
 
     @property

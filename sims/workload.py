@@ -15,7 +15,7 @@ import attrs
 import numpy as np
 
 from engine.distributions import Constant, DistributionSpec, LogNormal
-from engine.errors import InvalidRequest
+from engine.errors import require
 from engine.streams import Stream
 
 TURN_KINDS = ("small_talk", "question", "follow_up", "evaluation")
@@ -29,8 +29,7 @@ OFFICE_DAY = (
 
 
 def _check(field: str, ok: bool, value: object, allowed: str) -> None:
-    if not ok:
-        raise InvalidRequest(f"workload.{field}", value, allowed)
+    require(f"workload.{field}", ok, value, allowed)
 
 
 def default_plan(turns: int) -> tuple[str, ...]:
