@@ -7,14 +7,11 @@ calls them synchronously on the hot path and tests drive them without a clock.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import attrs
 
 from engine.errors import InvalidRequest
 
-Unit = Literal["requests", "tokens", "chars"]
-Mode = Literal["bucket", "window"]
 UNITS: tuple[str, ...] = ("requests", "tokens", "chars")
 MODES: tuple[str, ...] = ("bucket", "window")
 

@@ -17,9 +17,7 @@ from engine.distributions import LogNormal
 from engine.errors import InvalidRequest
 
 MINUTE = 60.0
-HOUR = 3600.0
 DAY = 86400.0
-MONTH = 30 * DAY
 
 
 @attrs.frozen

@@ -23,8 +23,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-JSON_HEADERS = [(b"content-type", b"application/json")]
-
 
 class BodyTooLarge(CallboardError):
     code = "body_too_large"

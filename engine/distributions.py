@@ -5,18 +5,10 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from typing import Protocol
 
 import attrs
 
 from engine.streams import Stream
-
-
-class Distribution(Protocol):
-    def sample(self, stream: Stream) -> float: ...
-
-    @property
-    def mean(self) -> float: ...
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:

@@ -10,24 +10,6 @@ from __future__ import annotations
 
 import logging
 
-ACTIONS = (
-    "received",
-    "rejected",
-    "cache_hit",
-    "attempt",
-    "failed",
-    "failover",
-    "backoff",
-    "queued",
-    "success",
-    "gave_up",
-    "cancelled",
-    "breaker",
-    "hedge",
-    "retry_denied",
-    "shed",
-)
-
 logger = logging.getLogger("callboard.router")
 
 

@@ -8,7 +8,6 @@ draws, and a run is a function of (scenario, seed) alone.
 from __future__ import annotations
 
 import hashlib
-import math
 
 import numpy as np
 
@@ -77,20 +76,6 @@ class Stream:
             i = 0
         self._norm_i = i + 1
         return self._norm[i]
-
-    def exponential(self, mean: float) -> float:
-        return mean * self.standard_exponential()
-
-    def lognormal(self, mu: float, sigma: float) -> float:
-        return math.exp(mu + sigma * self.standard_normal())
-
-    def below(self, probability: float) -> bool:
-        """True with the given probability."""
-        return probability > 0.0 and self.uniform() < probability
-
-    def integer(self, low: int, high: int) -> int:
-        """A uniform integer in [low, high)."""
-        return low + int(self.uniform() * (high - low))
 
 
 class RandomStreams:
