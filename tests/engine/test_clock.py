@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 import trio
@@ -95,3 +96,32 @@ def test_pinning_is_undone_after_the_run():
         assert trio._core._run._ALLOW_DETERMINISTIC_SCHEDULING is True
     assert trio._core._run._r.getstate() == state
     assert flag == trio._core._run._ALLOW_DETERMINISTIC_SCHEDULING
+
+
+def test_real_io_and_threads_still_work_in_a_virtual_run():
+    # run_virtual polls the kernel for I/O less often; what does I/O must still finish.
+    async def main() -> tuple[int, bytes]:
+        from_thread = await trio.to_thread.run_sync(lambda: 6 * 7)
+        left, right = trio.socket.socketpair()
+        with left, right:
+            await left.send(b"ping")
+            received = await right.recv(4)
+        await clock.sleep(5.0)
+        return from_thread, received
+
+    assert run_virtual(main) == (42, b"ping")
+
+
+def test_a_thread_finishes_even_while_timers_keep_virtual_time_moving():
+    async def main() -> str:
+        async def ticker() -> None:
+            while True:
+                await clock.sleep(1.0)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker)
+            result = await trio.to_thread.run_sync(lambda: time.sleep(0.05) or "done")
+            nursery.cancel_scope.cancel()
+        return result
+
+    assert run_virtual(main) == "done"
