@@ -228,6 +228,39 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from reports.summary import format_table
+    from sims.replay import HONESTY, overhead_note, replay, write_report
+
+    comparison = replay(
+        args.scenario,
+        time_scale=args.time_scale,
+        interviews=args.interviews,
+        seed=args.seed,
+        overrides=args.set or [],
+    )
+    scenario = comparison.scenario
+    out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"replay-{scenario.name}")
+    report = write_report(comparison, out)
+    if args.json:
+        print(_json_line({**comparison.as_json(), "report": str(report)}))
+        return 0
+    print(
+        f"{scenario.name} (seed {scenario.seed}): {scenario.workload.interviews} interviews "
+        f"replayed {comparison.time_scale:g}x faster than real time through the live router, "
+        "beside the simulation\n"
+    )
+    print(format_table(comparison.rows(), ("figure", "live replay", "simulation")))
+    print(
+        f"\nlive: {comparison.live_wall_s:.1f} s of wall time over "
+        f"{len(comparison.urls)} loopback mock providers; "
+        f"simulation: {comparison.simulation_wall_s:.2f} s"
+    )
+    print(f"\n{overhead_note(comparison)}\n{HONESTY}")
+    print(f"\nreport: {report}")
+    return 0
+
+
 def cmd_experiments(args: argparse.Namespace) -> int:
     from sims.experiment import builtin_experiments, load_experiment
 
@@ -338,6 +371,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     experiment.add_argument("--quiet", action="store_true")
     experiment.set_defaults(handler=cmd_experiment)
+
+    replay = commands.add_parser(
+        "replay",
+        help="play a scenario through the live router in scaled real time, beside its simulation",
+    )
+    replay.add_argument(
+        "scenario", help="a built-in scenario, a scenario file, or an experiment (its control)"
+    )
+    replay.add_argument(
+        "--time-scale",
+        type=float,
+        default=60.0,
+        help="scenario seconds per real second (default: 60, an hour in a minute)",
+    )
+    replay.add_argument(
+        "--interviews",
+        type=int,
+        default=20,
+        help="override workload.interviews, for both runs (default: 20)",
+    )
+    replay.add_argument("--seed", type=int, help="override the scenario's seed")
+    replay.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any scenario key, for both runs (repeatable)",
+    )
+    replay.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
+    replay.add_argument("--json", action="store_true", help="print both columns as one JSON line")
+    replay.set_defaults(handler=cmd_replay)
 
     experiments = commands.add_parser("experiments", help="list the built-in experiments")
     experiments.set_defaults(handler=cmd_experiments)

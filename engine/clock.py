@@ -162,8 +162,9 @@ class _FewerPolls:
     Between two events of a virtual-time run trio polls epoll with a zero
     timeout, though nothing in a simulation does I/O: py-spy attributes 15% of a
     reference run to that syscall; skipping most of them saved 2-18% of the wall
-    time in interleaved runs (the machine is shared and noisy). Waits with a timeout (nothing runnable, no timer pending) always poll,
-    and so does every ``every``-th zero-timeout pass, so I/O and wake-ups from
+    time in interleaved runs (the machine is shared and noisy). Waits with a
+    timeout (nothing runnable, no timer pending) always poll, and so does every
+    ``every``-th zero-timeout pass, so I/O and wake-ups from
     threads are still seen. Trio's managers are slotted classes, hence a wrapper;
     ``process_events`` is bound directly because trio calls it on every pass.
     """

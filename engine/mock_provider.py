@@ -117,13 +117,15 @@ class MockProvider:
         seed: int = 0,
         faults: Sequence[Fault] = (),
         time_scale: float = 1.0,
+        profiles: Sequence[MockProfile] = (),
     ) -> None:
         """``faults`` (in scenario seconds) are replayed ``time_scale`` times faster than
-        real time, from when the mock first serves (or ``POST /admin/replay``)."""
+        real time, from when the mock first serves (or ``POST /admin/replay``).
+        ``profiles`` are added to the built-ins (e.g. a scenario account's own model)."""
         if not (isinstance(time_scale, int | float) and 0 < time_scale < math.inf):
             raise InvalidRequest("time_scale", time_scale, "a number > 0")
         self.name = name
-        self.profiles = mock_profiles(speed)
+        self.profiles = {**mock_profiles(speed), **{p.name: p for p in profiles}}
         self.replay = FaultSchedule(faults)
         self.time_scale = float(time_scale)
         self._replay_start: float | None = None
@@ -228,6 +230,10 @@ class MockProvider:
         body = parse_json(await read_body(receive, MAX_BODY))
         request, stream = parse_chat_body(body)
         headers = dict(scope["headers"])
+        expected = headers.get(b"x-callboard-expected-tokens", b"").decode("latin-1")
+        if expected.isdigit() and int(expected) >= 1:
+            # A modelled workload says how long its answer is, as in the simulator.
+            request = attrs.evolve(request, expected_output_tokens=int(expected))
         self._served += 1
         request_id = headers.get(b"x-callboard-request-id", b"").decode() or f"m-{self._served}"
         self.recent.append(request)
@@ -279,7 +285,9 @@ class MockProvider:
         # The first token's fate and time come from the virtual model (a 1-token call);
         # the rest is paced at the model's decode speed.
         first = await self.backend.complete(attrs.evolve(request, max_tokens=1), request_id)
-        wanted = int(self.profile.latency.output_tokens.sample(self._output))
+        wanted = request.expected_output_tokens or int(
+            self.profile.latency.output_tokens.sample(self._output)
+        )
         if request.max_tokens is not None:
             wanted = min(wanted, request.max_tokens)
         self.calls["200"] += 1

@@ -43,7 +43,10 @@ class ScriptedInterview(InterviewSession):
         stream: Stream,
         question_cdf: np.ndarray,
         tally: InterviewTally,
+        time_scale: float = 1.0,
     ) -> None:
+        """``start_at`` is on the clock; think times are divided by ``time_scale`` (a live
+        replay runs the workload that many times faster) and durations multiplied back."""
         super().__init__(
             f"interview-{index:05d}",
             router,
@@ -54,6 +57,7 @@ class ScriptedInterview(InterviewSession):
         self.stream = stream
         self.question_cdf = question_cdf
         self.tally = tally
+        self.time_scale = time_scale
 
     def _question(self, priority: int = 0) -> ChatRequest:
         """A standalone request for one question of the bank (popular ones more often)."""
@@ -81,7 +85,7 @@ class ScriptedInterview(InterviewSession):
         errors = 0
         priority = workload.first_turn_priority  # an interview not yet under way
         for kind in workload.turn_plan:
-            await clock.sleep(workload.think_time.sample(stream))
+            await clock.sleep(workload.think_time.sample(stream) / self.time_scale)
             try:
                 if kind == "question":
                     request = self._question(priority)
@@ -97,4 +101,4 @@ class ScriptedInterview(InterviewSession):
         tally.completed += 1
         tally.errors += errors
         tally.with_error += errors > 0
-        tally.durations.append(clock.now() - began)
+        tally.durations.append((clock.now() - began) * self.time_scale)

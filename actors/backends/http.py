@@ -141,7 +141,7 @@ class HttpBackend:
         body = self.dialect.body(request, self.endpoint.model, stream=False)
         try:
             response = await self.client.post(
-                self._url, json=body, headers=self._headers(request_id)
+                self._url, json=body, headers=self._headers(request_id, request)
             )
         except httpx.TransportError as exc:
             raise ConnectionFailed(self.endpoint.name, self._describe(exc)) from None
@@ -165,7 +165,7 @@ class HttpBackend:
         ttft: float | None = None
         try:
             async with self.client.stream(
-                "POST", self._url, json=body, headers=self._headers(request_id)
+                "POST", self._url, json=body, headers=self._headers(request_id, request)
             ) as response:
                 self._observe(response.headers)
                 if response.status_code != 200:
@@ -204,11 +204,15 @@ class HttpBackend:
         )
 
     # --- helpers -------------------------------------------------------------
-    def _headers(self, request_id: str) -> dict[str, str]:
+    def _headers(self, request_id: str, request: ChatRequest | None = None) -> dict[str, str]:
         key = self.endpoint.api_key
         headers = dict(self.endpoint.headers)
         headers.update(self.dialect.headers(key.reveal() if key is not None else None))
         headers["x-callboard-request-id"] = request_id
+        if request is not None and request.expected_output_tokens is not None:
+            # Only modelled workloads (simulated interviews replayed live) set it; it tells
+            # a mock provider how long an answer to model, as the virtual one is told.
+            headers["x-callboard-expected-tokens"] = str(request.expected_output_tokens)
         return headers
 
     def _observe(self, headers: httpx.Headers) -> RateLimitInfo:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import socket
+
 import httpx
 import pytest
 import trio
@@ -51,3 +54,38 @@ def test_replay_reads_a_scenario_or_an_experiment_and_names_the_account(capsys):
         replay_faults("chaos-quarantine", "nobody")
     assert main(["mock-provider", "--port", "0", "--replay", "hedging", "--account", "x"]) == 2
     assert "--account: got 'x'" in capsys.readouterr().err
+
+
+def test_callboard_replay_sets_the_live_router_beside_the_simulation(monkeypatch, tmp_path, capsys):
+    # Every socket the run opens or binds is recorded: only loopback may appear.
+    addresses: list[object] = []
+    for method in ("connect", "connect_ex", "bind"):
+        original = getattr(socket.socket, method)
+
+        def spy(self, address, _original=original):
+            addresses.append(address)
+            return _original(self, address)
+
+        monkeypatch.setattr(socket.socket, method, spy)
+    # The priority policy sends every call to fast-1 first, so the outage (scenario
+    # seconds 300-1200, 1-4 s of wall time here) meets traffic in both worlds.
+    argv = ["replay", "chaos-quarantine", "--interviews", "5", "--time-scale", "300"]
+    argv += ["--set", "routing.policy='priority'", "--out", str(tmp_path), "--json"]
+    assert main(argv) == 0
+    line = json.loads(capsys.readouterr().out)
+    live, simulated = line["live"], line["simulation"]
+    for column in (live, simulated):
+        assert all(value is not None for value in column.values()), column
+        assert column["interviews"] == 5 and column["requests"] == 5 * 17
+        assert column["failovers"] >= 3 and column["breaker_openings"] >= 1
+        assert column["success_rate"] > 0.95
+        assert 900 < column["simulated_s"] < 1500
+    # Latencies come back in scenario seconds: the same order of magnitude, the live
+    # one higher by the loopback and router time, multiplied by the time scale.
+    assert simulated["p50"] < live["p50"] < simulated["p50"] + 50 * line["overhead_s"]
+    assert line["time_scale"] == 300 and line["live_wall_s"] < 10
+    assert all(url.startswith("http://127.0.0.1:") for url in line["providers"])
+    assert addresses and {a[0] for a in addresses if isinstance(a, tuple)} == {"127.0.0.1"}
+    report = (tmp_path / "replay.md").read_text()
+    assert "| breaker openings |" in report and "agree in shape, not byte for byte" in report
+    assert json.loads((tmp_path / "replay.json").read_text())["live"] == live
