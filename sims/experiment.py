@@ -13,6 +13,7 @@ scheduled.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import threading
@@ -176,7 +177,7 @@ def load_experiment(ref: str, seeds: int | None = None, overrides: Sequence[str]
         raise ScenarioError(scenario_source, [f"not valid TOML: {exc}"]) from None
     raws, scenarios, problems = [], [], []
     for variant in spec.variants:
-        variant_raw = _deep_copy(base)
+        variant_raw = copy.deepcopy(base)
         try:
             for assignment in (*spec.set, *overrides, *variant.set):
                 apply_override(variant_raw, assignment)
@@ -199,14 +200,6 @@ def load_experiment(ref: str, seeds: int | None = None, overrides: Sequence[str]
         scenarios=tuple(scenarios),
         seeds=tuple(first_seed + i for i in range(count)),
     )
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
 
 
 # --- one run ------------------------------------------------------------------------
@@ -248,7 +241,7 @@ def simulate_variant(raw: dict[str, Any], source: str, seed: int, window: float)
     from reports.results import summarise
     from sims.runner import simulate
 
-    raw = _deep_copy(raw)
+    raw = copy.deepcopy(raw)
     raw["seed"] = seed
     results = summarise(simulate(structure(raw, source)))
     summary = {k: results.summary[k] for k in _KEEP}

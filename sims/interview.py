@@ -12,13 +12,15 @@ import bisect
 
 import attrs
 import numpy as np
+import trio
 
 from actors.session import InterviewSession, Turn
 from engine import clock
+from engine.actor import Supervisor
 from engine.errors import CallboardError
 from engine.messages import ChatMessage, ChatRequest, filler_text
 from engine.router import Router
-from engine.streams import Stream
+from engine.streams import RandomStreams, Stream
 from sims.workload import WorkloadConfig
 
 
@@ -102,3 +104,38 @@ class ScriptedInterview(InterviewSession):
         tally.errors += errors
         tally.with_error += errors > 0
         tally.durations.append((clock.now() - began) * self.time_scale)
+
+
+async def play_interviews(
+    router: Router,
+    workload: WorkloadConfig,
+    streams: RandomStreams,
+    tally: InterviewTally,
+    duration: float,
+    started: float = 0.0,
+    time_scale: float = 1.0,
+) -> None:
+    """Play every interview of ``workload`` through ``router`` until all end or ``duration``.
+
+    Arrival ``k`` starts at ``started + start_k / time_scale``; the simulator plays at
+    scale 1 on virtual time, a live replay faster on real time. A crash in an interview
+    is a bug: it ends the run, naming the interview.
+    """
+    starts = workload.start_times(streams.stream("workload:arrivals"))
+    question_cdf = workload.question_weights()
+    with trio.move_on_after(duration):
+        async with trio.open_nursery() as nursery:
+            interviews = Supervisor(nursery, strategy="escalate")
+            for index, start_at in enumerate(starts):
+                await interviews.start(
+                    ScriptedInterview(
+                        index,
+                        started + float(start_at) / time_scale,
+                        router,
+                        workload,
+                        streams.stream(f"interview:{index}"),
+                        question_cdf,
+                        tally,
+                        time_scale=time_scale,
+                    )
+                )

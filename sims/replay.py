@@ -35,7 +35,6 @@ import trio
 
 from actors.backends.virtual import LatencyModel
 from engine import clock
-from engine.actor import Supervisor
 from engine.asgi import serve_app
 from engine.errors import InvalidRequest
 from engine.live import open_router
@@ -43,7 +42,7 @@ from engine.live_config import LiveConfig, structure_config
 from engine.metrics import RequestRecorder
 from engine.mock_provider import MockProfile, MockProvider
 from engine.streams import RandomStreams, Stream
-from sims.interview import InterviewTally, ScriptedInterview
+from sims.interview import InterviewTally, play_interviews
 from sims.runner import RunData, _router_counts, _totals
 from sims.sampler import Series
 from sims.scenario import CONVERTER, Scenario, load, structure
@@ -224,24 +223,9 @@ async def play_live(scenario: Scenario, scale: float) -> LiveRun:
             started = clock.now()
             for mock in mocks:  # every mock's fault schedule starts now, together
                 mock.restart_replay(0.0)
-            starts = workload.start_times(streams.stream("workload:arrivals"))
-            question_cdf = workload.question_weights()
-            with trio.move_on_after(scenario.duration / scale):
-                async with trio.open_nursery() as nursery:
-                    interviews = Supervisor(nursery, strategy="escalate")
-                    for index, start_at in enumerate(starts):
-                        await interviews.start(
-                            ScriptedInterview(
-                                index,
-                                started + float(start_at) / scale,
-                                live.router,
-                                workload,
-                                streams.stream(f"interview:{index}"),
-                                question_cdf,
-                                tally,
-                                time_scale=scale,
-                            )
-                        )
+            await play_interviews(
+                live.router, workload, streams, tally, scenario.duration / scale, started, scale
+            )
             ended = clock.now()
             providers = _totals(fleet, ended)
             for row in providers:

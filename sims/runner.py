@@ -21,12 +21,11 @@ from actors.breaker import Transition
 from actors.faults import FaultSchedule
 from actors.quota import QuotaAlert
 from engine import clock
-from engine.actor import Supervisor
 from engine.clock import VirtualClock, run_virtual
 from engine.fleet import Account, Fleet, open_fleet
 from engine.metrics import RequestRecorder
 from engine.streams import RandomStreams
-from sims.interview import InterviewTally, ScriptedInterview
+from sims.interview import InterviewTally, play_interviews
 from sims.sampler import Sampler, Series
 from sims.scenario import Scenario
 
@@ -175,24 +174,7 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> RunData:
         ) as fleet:
             sampler = Sampler(fleet, scenario.sample_every, progress)
             await fleet.supervisor.start(sampler)
-            starts = workload.start_times(streams.stream("workload:arrivals"))
-            question_cdf = workload.question_weights()
-            with trio.move_on_after(scenario.duration):
-                async with trio.open_nursery() as nursery:
-                    # A crash in an interview is a bug: end the run and name the interview.
-                    interviews = Supervisor(nursery, strategy="escalate")
-                    for index, start_at in enumerate(starts):
-                        await interviews.start(
-                            ScriptedInterview(
-                                index,
-                                start_at,
-                                fleet.router,
-                                workload,
-                                streams.stream(f"interview:{index}"),
-                                question_cdf,
-                                tally,
-                            )
-                        )
+            await play_interviews(fleet.router, workload, streams, tally, scenario.duration)
             sampler.sample()
             virtual_clock = trio.lowlevel.current_clock()
             assert isinstance(virtual_clock, VirtualClock)

@@ -10,6 +10,7 @@ the same inputs give the same answer however the work is scheduled.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import os
@@ -118,7 +119,7 @@ def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed:
     from sims.runner import simulate
     from sims.scenario import apply_override
 
-    raw = _deep_copy(raw)
+    raw = copy.deepcopy(raw)
     for assignment in overrides:
         apply_override(raw, assignment)
     raw["seed"] = seed
@@ -159,14 +160,6 @@ def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed:
         "simulated_s",
     )
     return Run(seed, {k: results.summary[k] for k in keep}, groups)
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
 
 
 class _Search:
