@@ -72,6 +72,7 @@ class ProviderHealth:
         "last_error",
         "latencies",
         "latency_ewma",
+        "measured_at",
         "name",
         "percentiles",
     )
@@ -83,6 +84,7 @@ class ProviderHealth:
         self.failures = 0
         self.error_ewma = 0.0
         self.latency_ewma = math.nan
+        self.measured_at = math.nan
         # A plain list: storing a Python float into it is cheaper than into numpy.
         self.latencies = [0.0] * window
         self._next = 0
@@ -90,7 +92,8 @@ class ProviderHealth:
         self.last_error = ""
         self.percentiles = (math.nan, math.nan, math.nan)
 
-    def observe(self, code: str, latency: float) -> None:
+    def observe(self, code: str, latency: float, now: float = math.nan) -> None:
+        """Count one outcome; ``now`` stamps the latency sample (see :meth:`latency_at`)."""
         if code == "cancelled" or code == "rejected":
             return
         self.calls += 1
@@ -105,6 +108,7 @@ class ProviderHealth:
             # provider from looking fast to the latency-aware policies.
             ewma = self.latency_ewma
             self.latency_ewma = latency if ewma != ewma else ewma + a * (latency - ewma)
+            self.measured_at = now
             self.latencies[self._next] = latency
             self._next = (self._next + 1) % len(self.latencies)
             self._filled = min(self._filled + 1, len(self.latencies))
@@ -113,6 +117,15 @@ class ProviderHealth:
     def samples(self) -> int:
         """How many latencies the ring holds (up to its window)."""
         return self._filled
+
+    def latency_at(self, now: float, max_age: float) -> float:
+        """The latency EWMA, or NaN (unknown) if no sample is younger than ``max_age``.
+
+        A provider that once looked slow gets no traffic from a latency-aware policy,
+        so nothing would ever correct the old figure; forgetting it makes the policy
+        try the provider again.
+        """
+        return self.latency_ewma if now - self.measured_at <= max_age else math.nan
 
     def refresh_percentiles(self) -> None:
         if self._filled:
@@ -170,8 +183,8 @@ class HealthMonitor(Actor):
         if self.config.ping_every is not None and self._pingers:
             self.every(self.config.ping_every, _Ping)
 
-    def observe(self, provider: str, code: str, latency: float) -> None:
-        self.providers[provider].observe(code, latency)
+    def observe(self, provider: str, code: str, latency: float, now: float | None = None) -> None:
+        self.providers[provider].observe(code, latency, clock.now() if now is None else now)
 
     def report(self, provider: str, reason: str) -> None:
         """Queue a failure seen by another service; rejects an unknown provider."""

@@ -299,7 +299,7 @@ class Provider(Actor):
                     self.adaptive.observe(end - service_start, slots)
             breaker.record(permit, code, end - start, end)
             if self.health is not None:
-                self.health.observe(name, code, end - start)
+                self.health.observe(name, code, end - start, end)
         completion_tokens = reply.completion_tokens
         spec = self.spec
         cost = (

@@ -42,12 +42,16 @@ class PolicyConfig:
     min_health: float = 0.5
     tiers: str = "any"
     light_kinds: tuple[str, ...] = ("small_talk", "question")
+    #: A latency measurement older than this counts as unknown, so the provider is retried.
+    latency_ttl: float = 300.0
 
     def __attrs_post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise InvalidRequest("routing.policy", self.policy, " | ".join(POLICIES))
         if self.tiers not in TIER_MODES:
             raise InvalidRequest("routing.tiers", self.tiers, " | ".join(TIER_MODES))
+        if not self.latency_ttl > 0:
+            raise InvalidRequest("routing.latency_ttl", self.latency_ttl, "> 0 seconds")
         for field in ("health_weight", "quota_weight", "speed_weight"):
             value = getattr(self, field)
             if not (value >= 0 and math.isfinite(value)):
@@ -90,15 +94,17 @@ class Weighted:
             return candidates[0]
         cfg = self.config
         stats = self.health.providers
+        ttl = cfg.latency_ttl
         healths = [stats[p.spec.name] for p in candidates]
-        measured = [h.latency_ewma for h in healths if h.latency_ewma == h.latency_ewma]
+        latencies = [h.latency_at(now, ttl) for h in healths]
+        measured = [x for x in latencies if x == x]
         # An unmeasured provider is assumed twice as fast as the fastest measured one,
         # so it gets tried (and measured), while its queue still counts against it,
         # so a burst does not pile onto it.
         prior = 0.5 * min(measured) if measured else 1.0
         expected = [
-            (prior if h.latency_ewma != h.latency_ewma else h.latency_ewma) * (1.0 + p.load())
-            for p, h in zip(candidates, healths, strict=True)
+            (prior if latency != latency else latency) * (1.0 + p.load())
+            for p, latency in zip(candidates, latencies, strict=True)
         ]
         fastest = min(expected)
         use_quota = cfg.quota_weight > 0
@@ -119,6 +125,7 @@ class LowestLatency:
 
     def __init__(self, config: PolicyConfig, health: HealthMonitor) -> None:
         self.min_health = config.min_health
+        self.latency_ttl = config.latency_ttl
         self.health = health
 
     def choose(
@@ -132,7 +139,7 @@ class LowestLatency:
         best, best_key = candidates[0], (True, math.inf)
         for provider in candidates:
             health = stats[provider.spec.name]
-            latency = health.latency_ewma
+            latency = health.latency_at(now, self.latency_ttl)
             key = (
                 1.0 - health.error_ewma < self.min_health,
                 -1.0 if latency != latency else latency,

@@ -143,3 +143,24 @@ async def test_strong_only_never_uses_a_light_account(virtual_clock):
     assert light_backend.requests == []
     with pytest.raises(InvalidRequest, match=r"routing\.tiers"):
         PolicyConfig(tiers="cheapest")
+
+
+async def test_a_stale_latency_is_forgotten_so_a_once_slow_provider_is_tried_again(virtual_clock):
+    # "slow" was slow for its first answers, then recovered; nothing would re-measure it.
+    slow, slow_backend = virtual_account(
+        "slow", seconds=1.0, faults=[Fault("latency", start=0, end=30, multiplier=8.0)]
+    )
+    fast, _ = virtual_account("fast", seconds=1.0)
+    routing = PolicyConfig(policy="lowest_latency", latency_ttl=120.0)
+    cfg = RouterConfig(routing=routing, cache=CacheConfig(enabled=False))
+    async with open_fleet([slow, fast], cfg) as fleet:
+        early = [(await fleet.router.complete(ask(i))).provider for i in range(6)]
+        calls = len(slow_backend.requests)
+        await clock.sleep(60.0)
+        assert (await fleet.router.complete(ask(6))).provider == "fast"  # still remembered
+        await clock.sleep(120.0)
+        later = (await fleet.router.complete(ask(7))).provider
+    assert early[0] == "slow" and set(early[2:]) == {"fast"}
+    assert calls == 1 and later == "slow" and len(slow_backend.requests) == 2
+    with pytest.raises(InvalidRequest, match=r"routing\.latency_ttl"):
+        PolicyConfig(latency_ttl=0)

@@ -128,7 +128,7 @@ def test_the_hedge_delay_is_a_percentile_or_an_ewma_multiple_with_a_floor():
             name = "a"
 
     for latency in [1.0] * 18 + [10.0, 10.0]:
-        health.observe("a", "ok", latency)
+        health.observe("a", "ok", latency, 0.0)
     by_percentile = HedgeTimer(HedgingConfig(percentile=90, min_samples=20), health)
     assert by_percentile.delay(Account) == pytest.approx(1.9)  # numpy's p90 of 18 x 1, 2 x 10
     by_ewma = HedgeTimer(HedgingConfig(ewma_multiple=0.5, min_samples=20), health)
