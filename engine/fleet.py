@@ -48,6 +48,16 @@ class RouterConfig:
     concurrency: ConcurrencyConfig = ConcurrencyConfig()
     shedding: SheddingConfig = SheddingConfig()
 
+    @classmethod
+    def of(cls, tables: object) -> RouterConfig:
+        """The router settings a scenario or a live config holds under the same names.
+
+        One place knows which tables make up the router's settings, so a new one is
+        added here and reaches both worlds.
+        """
+        names = [f.name for f in attrs.fields(cls) if hasattr(tables, f.name)]
+        return cls(**{name: getattr(tables, name) for name in names})
+
 
 @attrs.frozen
 class Account:

@@ -185,16 +185,7 @@ class LiveConfig:
 
     @property
     def router_config(self) -> RouterConfig:
-        return RouterConfig(
-            self.routing,
-            self.retry,
-            self.breaker,
-            self.cache,
-            self.health,
-            hedging=self.hedging,
-            concurrency=self.concurrency,
-            shedding=self.shedding,
-        )
+        return RouterConfig.of(self)
 
 
 def provider_entry(assignment: str, model: str = "default") -> dict[str, Any]:

@@ -177,17 +177,7 @@ class Scenario:
 
     @property
     def router_config(self) -> RouterConfig:
-        return RouterConfig(
-            self.routing,
-            self.retry,
-            self.breaker,
-            self.cache,
-            self.health,
-            self.autoscaler,
-            hedging=self.hedging,
-            concurrency=self.concurrency,
-            shedding=self.shedding,
-        )
+        return RouterConfig.of(self)
 
     def account_specs(self) -> list[ProviderSpec]:
         return [spec for group in self.accounts for spec in group.specs()]
