@@ -7,10 +7,12 @@ mock-provider`` has no zero-latency setting, and its own per-request work would
 only slow both routers down alike). Two long-lived worker processes call it, one
 per event loop, each comparing a router with its floor:
 
-- trio worker: ``httpx.AsyncClient.post`` + ``response.json()`` (the floor), and
-  ``engine.open_router(config)`` given that same client (``http_client=``), with
-  one provider at the upstream, cache off, no health pings, generous timeouts,
-  ``await router.complete(messages)``;
+- trio worker: ``engine.open_router(config)`` on its default HTTP path (its own
+  ``actors.backends.http1.HttpClient``), with one provider at the upstream,
+  cache off, no health pings, generous timeouts, ``await router.complete(messages)``;
+  its floor is the same client class with the same settings called directly
+  (``HttpClient.request`` + ``json.loads``), and an ``httpx.AsyncClient.post``
+  + ``response.json()`` row shows what the router's previous HTTP path cost;
 - asyncio worker: the same httpx floor on asyncio, and ``litellm.Router`` with one
   deployment ``openai/bench`` at ``api_base`` = the upstream, otherwise its
   defaults, ``await router.acompletion(...)``.
@@ -57,9 +59,10 @@ MODEL = "bench"
 MESSAGES = [{"role": "user", "content": "Say hello in two words."}]
 MAX_TOKENS = 8
 ROUND_TIMEOUT_S = 120.0
-KINDS = ("direct-trio", "callboard", "direct-asyncio", "litellm")
+KINDS = ("direct-trio", "httpx-trio", "callboard", "direct-asyncio", "litellm")
 LABELS = {
-    "direct-trio": "httpx direct (trio)",
+    "direct-trio": "http1 direct (trio)",
+    "httpx-trio": "httpx direct (trio)",
     "direct-asyncio": "httpx direct (asyncio)",
     "callboard": "callboard open_router",
     "litellm": "LiteLLM Router",
@@ -265,6 +268,27 @@ def _httpx_client() -> Any:
     )
 
 
+def _http1_call(client: Any, port: int) -> Call:
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    body = {
+        "model": MODEL,
+        "messages": MESSAGES,
+        "temperature": 1.0,
+        "stream": False,
+        "max_tokens": MAX_TOKENS,
+    }
+    headers = {"content-type": "application/json"}
+
+    async def call() -> str:
+        response = await client.request(
+            "POST", url, headers=headers, body=json.dumps(body).encode()
+        )
+        assert response.status == 200, response.status
+        return json.loads(response.content)["choices"][0]["message"]["content"]
+
+    return call
+
+
 def _direct_call(client: Any, port: int) -> Call:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     body = {
@@ -322,8 +346,14 @@ async def _trio_worker(args: argparse.Namespace) -> None:
         health=HealthConfig(ping_every=None),  # no pings mixed into the measured traffic
         retry=RetryConfig(attempt_timeout=60.0, deadline=300.0),
     )
-    # One httpx client, the router's own: the floor is exactly the client callboard uses.
-    async with _httpx_client() as client, engine.open_router(config, http_client=client) as router:
+    from engine.live import client_for
+
+    # The router opens its default client; the floor is another one made the same way.
+    async with (
+        client_for(config) as floor,
+        _httpx_client() as client,
+        engine.open_router(config) as router,
+    ):
 
         async def routed() -> str:
             answer = await router.complete(MESSAGES, max_tokens=MAX_TOKENS)
@@ -332,7 +362,11 @@ async def _trio_worker(args: argparse.Namespace) -> None:
         async def read_line() -> str:
             return await trio.to_thread.run_sync(sys.stdin.readline)
 
-        calls = {"direct-trio": _direct_call(client, args.port), "callboard": routed}
+        calls = {
+            "direct-trio": _http1_call(floor, args.port),
+            "httpx-trio": _direct_call(client, args.port),
+            "callboard": routed,
+        }
         with trio.fail_after(ROUND_TIMEOUT_S * (args.repeat + 1)):
             await _serve_rounds(args, calls, trio.sleep, _trio_clients, read_line)
 
@@ -488,10 +522,13 @@ def http_part(args: argparse.Namespace) -> None:
     ]
     print()
     print(
-        "  added CPU per routed request (net of an httpx client; median of adjacent-batch\n"
+        "  added CPU per routed request (net of its HTTP client; median of adjacent-batch\n"
         "  differences, [range of per-round medians]):"
     )
-    print(f"    callboard {net_cb * 1e6:,.0f} µs {spread(net_rounds['callboard'])}")
+    print(
+        f"    callboard {net_cb * 1e6:,.0f} µs {spread(net_rounds['callboard'])} (floor: its own "
+        "http1 client)"
+    )
     print(
         f"    LiteLLM   {net_ll * 1e6:,.0f} µs {spread(net_rounds['litellm'])} (floor: httpx on "
         "asyncio;\n              LiteLLM's own transport is aiohttp under httpx's API)"

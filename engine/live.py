@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 from actors.backends.http import HttpBackend
+from actors.backends.http1 import HttpClient
 from actors.breaker import Transition
 from actors.provider import Provider
 from actors.ratelimit_headers import RateLimitInfo
@@ -138,6 +138,16 @@ class LiveRouter:
         return backend.last_limits if backend is not None else None
 
 
+def client_for(config: LiveConfig) -> HttpClient:
+    """The HTTP client the router opens for ``config`` when the app gives none."""
+    server = config.server
+    return HttpClient(
+        max_connections=server.max_connections,
+        connect_timeout=server.connect_timeout,
+        read_timeout=server.read_timeout,
+    )
+
+
 def _feed(provider: Provider) -> Callable[[RateLimitInfo], None]:
     def observe(info: RateLimitInfo) -> None:
         provider.observe_limits(info.limits, clock.now())
@@ -150,7 +160,7 @@ async def open_router(
     config: LiveConfig | str | Path,
     *,
     env: Mapping[str, str] | None = None,
-    http_client: httpx.AsyncClient | None = None,
+    http_client: HttpClient | None = None,
     log: DecisionLog | None = None,
     recorder: Any = None,
     on_transition: Callable[[Transition], None] | None = None,
@@ -159,6 +169,9 @@ async def open_router(
 
     ``config`` is a :class:`LiveConfig` or the path of a TOML file. Keys are
     read from ``env`` (default: the process environment) before anything starts.
+    ``http_client`` shares a caller's connection pool (e.g. one with a test CA in
+    its TLS context, or already warm); by default the router opens its own from
+    ``config.server`` and closes it on exit.
     """
     try:
         async with _open_router(config, env, http_client, log, recorder, on_transition) as live:
@@ -184,7 +197,7 @@ def sole_error(error: BaseException) -> BaseException | None:
 async def _open_router(
     config: LiveConfig | str | Path,
     env: Mapping[str, str] | None,
-    http_client: httpx.AsyncClient | None,
+    http_client: HttpClient | None,
     log: DecisionLog | None,
     recorder: Any,
     on_transition: Callable[[Transition], None] | None,
@@ -195,12 +208,7 @@ async def _open_router(
     endpoints = [p.endpoint(env, i) for i, p in enumerate(config.providers)]
     async with contextlib.AsyncExitStack() as stack:
         if http_client is None:
-            http_client = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    timeout=httpx.Timeout(None, connect=config.server.connect_timeout),
-                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-                )
-            )
+            http_client = await stack.enter_async_context(client_for(config))
         backends = {e.name: HttpBackend(e, http_client) for e in endpoints}
         accounts = [Account(p.spec(), backends[p.name]) for p in config.providers]
         async with open_fleet(

@@ -149,17 +149,24 @@ class ServerConfig:
     max_sessions: int = 10_000
     graceful_timeout: float = 5.0
     connect_timeout: float = 10.0
+    #: Seconds without a byte from a provider before its answer counts as lost; unset:
+    #: only retry.attempt_timeout and the deadline bound a slow answer.
+    read_timeout: float | None = None
+    #: Open connections per provider origin (scheme, host, port), shared by its accounts.
+    max_connections: int = 256
 
     def __attrs_post_init__(self) -> None:
         require("server.port", 0 <= self.port <= 65535, self.port, "0 .. 65535 (0: any free port)")
         require(
             "server.log_level", self.log_level in LOG_LEVELS, self.log_level, " | ".join(LOG_LEVELS)
         )
-        for name in ("log_max_bytes", "max_body_bytes", "max_sessions"):
+        for name in ("log_max_bytes", "max_body_bytes", "max_sessions", "max_connections"):
             require(f"server.{name}", getattr(self, name) >= 1, getattr(self, name), ">= 1")
         require("server.log_backups", self.log_backups >= 0, self.log_backups, ">= 0")
         for name in ("session_idle_timeout", "graceful_timeout", "connect_timeout"):
             require(f"server.{name}", getattr(self, name) > 0, getattr(self, name), "> 0 seconds")
+        timeout = self.read_timeout
+        require("server.read_timeout", timeout is None or timeout > 0, timeout, "> 0 s, or unset")
 
 
 @attrs.frozen

@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import httpx
 import trio
 
+from actors.backends.http1 import HttpClient
 from actors.backends.virtual import LatencyModel
 from engine import clock
 from engine.asgi import serve_app
 from engine.errors import InvalidRequest
-from engine.live import open_router
+from engine.live import client_for, open_router
 from engine.live_config import LiveConfig, structure_config
 from engine.metrics import RequestRecorder
 from engine.mock_provider import MockProfile, MockProvider
@@ -209,12 +209,7 @@ async def play_live(scenario: Scenario, scale: float) -> LiveRun:
             urls.append(await servers.start(serve))
         config = live_config(scenario, urls, scale)
         async with contextlib.AsyncExitStack() as stack:
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    timeout=httpx.Timeout(None, connect=config.server.connect_timeout),
-                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-                )
-            )
+            http = await stack.enter_async_context(client_for(config))
             round_trip = await _warm_up(http, urls)
             live = await stack.enter_async_context(
                 open_router(config, env={}, http_client=http, recorder=recorder)
@@ -253,14 +248,16 @@ async def play_live(scenario: Scenario, scale: float) -> LiveRun:
     return LiveRun(data, tuple(urls), data.wall_s, round_trip)
 
 
-async def _warm_up(http: httpx.AsyncClient, urls: Sequence[str], rounds: int = 5) -> float:
+async def _warm_up(http: HttpClient, urls: Sequence[str], rounds: int = 5) -> float:
     """Open a kept-alive connection to every mock (so no first call pays the connect) and
     return the median real round trip of a bare HTTP call, in seconds."""
     times = []
     for _ in range(rounds):
         for url in urls:
             began = clock.now()
-            (await http.get(f"{url}/health")).raise_for_status()
+            response = await http.request("GET", f"{url}/health")
+            if response.status != 200:
+                raise RuntimeError(f"mock provider {url}: HTTP {response.status} on /health")
             times.append(clock.now() - began)
     return statistics.median(times)
 

@@ -1,15 +1,17 @@
 """The HTTP backend: one real provider account behind an OpenAI- or Anthropic-style API.
 
-It implements the :class:`~actors.backends.Backend` protocol with httpx (which
-runs on trio), maps every upstream outcome to a named
+It implements the :class:`~actors.backends.Backend` protocol over the lean
+HTTP/1.1 client of :mod:`actors.backends.http1` (chosen over httpx for its CPU
+cost per request; see there), maps every upstream outcome to a named
 :class:`~engine.errors.AttemptError`, and hands the rate-limit headers of every
 response to ``on_limits`` so the provider actor can slow down before a 429.
 When the calling task streams (:mod:`actors.backends.sink`), the call is made
 with ``stream: true`` and each text delta goes to the sink as it arrives.
 
-The per-attempt timeout is the provider actor's job (a trio cancel scope);
-httpx only bounds the connect phase. API keys live in :class:`Secret`, which
-never shows its value, and are scrubbed from any upstream text quoted in an error.
+The per-attempt timeout is the provider actor's job (a trio cancel scope); the
+client bounds the connect phase and, if configured, each read. API keys live in
+:class:`Secret`, which never shows its value, and are scrubbed from any upstream
+text quoted in an error.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
-import httpx
+import trio
 
 from actors.backends import BackendReply
 from actors.backends.dialects import Dialect, StreamFault, dialect_for, error_message
+from actors.backends.http1 import Headers, HttpClient, HttpError, Response
 from actors.backends.sink import StreamSink, current_sink
 from actors.ratelimit_headers import RateLimitInfo, parse_rate_limit_headers
 from engine import clock
@@ -40,6 +43,11 @@ from engine.messages import ChatRequest
 #: Retry-After assumed for a 429 that does not say how long to wait.
 DEFAULT_RETRY_AFTER = 1.0
 _QUOTE_LIMIT = 200
+#: The largest reply body read whole (a completion, or an error page).
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+#: After a stream's end marker, how long the rest of its body may take to arrive
+#: (usually at once) before the connection is closed instead of kept alive.
+_DRAIN_AFTER_DONE = 1.0
 
 
 class Secret:
@@ -110,12 +118,12 @@ class StreamBroken(UpstreamError):
 
 
 class HttpBackend:
-    """One account's real API, reached with a shared ``httpx.AsyncClient``."""
+    """One account's real API, reached with a shared :class:`HttpClient`."""
 
     def __init__(
         self,
         endpoint: Endpoint,
-        client: httpx.AsyncClient,
+        client: HttpClient,
         *,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -138,20 +146,29 @@ class HttpBackend:
         if sink is not None:
             return await self.stream(request, request_id, sink)
         start = clock.now()
-        body = self.dialect.body(request, self.endpoint.model, stream=False)
+        name = self.endpoint.name
+        body = json.dumps(self.dialect.body(request, self.endpoint.model, stream=False))
         try:
-            response = await self.client.post(
-                self._url, json=body, headers=self._headers(request_id, request)
+            response = await self.client.request(
+                "POST",
+                self._url,
+                headers=self._headers(request_id, request),
+                body=body.encode(),
+                limit=MAX_REPLY_BYTES,
             )
-        except httpx.TransportError as exc:
-            raise ConnectionFailed(self.endpoint.name, self._describe(exc)) from None
+        except HttpError as exc:
+            raise ConnectionFailed(name, self._quote(str(exc))) from None
         self._observe(response.headers)
-        if response.status_code != 200:
-            raise self._status_error(response.status_code, response.headers, response.text)
+        if response.status != 200:
+            raise self._status_error(response.status, response.headers, response.text)
         try:
-            content, tokens = self.dialect.reply(response.json())
+            data = json.loads(response.content)
+        except ValueError:
+            raise MalformedReply(name, f"reply is not JSON: {self._sample(response)}") from None
+        try:
+            content, tokens = self.dialect.reply(data)
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-            raise MalformedReply(self.endpoint.name, f"reply is not a completion: {exc}") from None
+            raise self._not_a_completion(data, f"reply is not a completion: {exc}") from None
         return BackendReply(content, _tokens(tokens, content), clock.now() - start)
 
     async def stream(self, request: ChatRequest, request_id: str, sink: StreamSink) -> BackendReply:
@@ -159,25 +176,25 @@ class HttpBackend:
         name = self.endpoint.name
         await sink.start_attempt(name)
         start = clock.now()
-        body = self.dialect.body(request, self.endpoint.model, stream=True)
+        body = json.dumps(self.dialect.body(request, self.endpoint.model, stream=True))
         parts: list[str] = []
         tokens: int | None = None
         ttft: float | None = None
         try:
             async with self.client.stream(
-                "POST", self._url, json=body, headers=self._headers(request_id, request)
+                "POST", self._url, headers=self._headers(request_id, request), body=body.encode()
             ) as response:
                 self._observe(response.headers)
-                if response.status_code != 200:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    raise self._status_error(response.status_code, response.headers, text)
+                if response.status != 200:
+                    text = (await response.read(MAX_REPLY_BYTES)).decode("utf-8", "replace")
+                    raise self._status_error(response.status, response.headers, text)
+                kind = response.headers.get("content-type", "")
+                if not kind.lower().startswith("text/event-stream"):
+                    await response.read(MAX_REPLY_BYTES)
+                    raise self._not_an_event_stream(response)
                 complete = done = False
-                # Read to the end of the body even after the end marker: leaving httpx's
-                # stream half-read would leave its generators for the garbage collector.
                 async with contextlib.aclosing(_server_sent_events(response)) as events:
                     async for event, data in events:
-                        if done:
-                            continue
                         step = self.dialect.stream_event(event, data)
                         if step.text:
                             if ttft is None:
@@ -187,11 +204,18 @@ class HttpBackend:
                         if step.completion_tokens is not None:
                             tokens = step.completion_tokens
                         complete = complete or step.finished or step.done
-                        done = step.done
+                        if step.done:
+                            done = True
+                            break
+                    if done:
+                        # Read the body's end too, so that the connection can be kept alive.
+                        with trio.move_on_after(_DRAIN_AFTER_DONE):
+                            async for _ in events:
+                                pass
                 if not complete:
                     raise self._broken(sink, "the stream ended before the answer did")
-        except httpx.TransportError as exc:
-            raise self._broken(sink, f"connection failed: {self._describe(exc)}") from None
+        except HttpError as exc:
+            raise self._broken(sink, f"connection failed: {self._quote(str(exc))}") from None
         except StreamFault as exc:
             raise self._broken(sink, f"error event: {self._quote(str(exc))}") from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -215,7 +239,7 @@ class HttpBackend:
             headers["x-callboard-expected-tokens"] = str(request.expected_output_tokens)
         return headers
 
-    def _observe(self, headers: httpx.Headers) -> RateLimitInfo:
+    def _observe(self, headers: Headers) -> RateLimitInfo:
         info = parse_rate_limit_headers(headers, self._wall_clock())
         if info:
             self.last_limits = info
@@ -231,10 +255,31 @@ class HttpBackend:
         text = " ".join(text.split())
         return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
 
-    def _describe(self, exc: httpx.TransportError) -> str:
-        return self._quote(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    def _sample(self, response: Response) -> str:
+        """The reply's content type and start, for an error saying it is not what was asked."""
+        kind = response.headers.get("content-type") or "no content-type"
+        return self._quote(f"{kind}: {response.content[:_QUOTE_LIMIT].decode('utf-8', 'replace')}")
 
-    def _status_error(self, status: int, headers: httpx.Headers, text: str) -> AttemptError:
+    def _not_a_completion(self, data: Any, detail: str) -> AttemptError:
+        """A 200 that is no completion: an error body (some servers send those) or junk."""
+        message = error_message(data)
+        if message:
+            return UpstreamError(self.endpoint.name, 200, f"error body: {self._quote(message)}")
+        return MalformedReply(self.endpoint.name, self._quote(detail))
+
+    def _not_an_event_stream(self, response: Response) -> AttemptError:
+        """A streamed call answered 200 without an event stream (JSON error, HTML page...)."""
+        try:
+            data = json.loads(response.content)
+        except ValueError:
+            data = None
+        if error_message(data):
+            return self._not_a_completion(data, "")
+        return MalformedReply(
+            self.endpoint.name, f"a stream must be text/event-stream, not {self._sample(response)}"
+        )
+
+    def _status_error(self, status: int, headers: Headers, text: str) -> AttemptError:
         name = self.endpoint.name
         try:
             detail = error_message(json.loads(text)) or text
@@ -265,11 +310,11 @@ def _tokens(reported: Any, content: str) -> int:
     return max(1, len(content) // 4) if content else 0
 
 
-async def _server_sent_events(response: httpx.Response) -> AsyncIterator[tuple[str | None, str]]:
+async def _server_sent_events(response: Response) -> AsyncIterator[tuple[str | None, str]]:
     """(event name, data) per server-sent event; comments and ids are skipped."""
     event: str | None = None
     data: list[str] = []
-    async for line in response.aiter_lines():
+    async for line in response.iter_lines():
         if not line:
             if data:
                 yield event, "\n".join(data)

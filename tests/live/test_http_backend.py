@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import attrs
-import httpx
 import pytest
 import trio
 
@@ -18,6 +17,7 @@ from actors.backends.http import (
     StreamBroken,
     UpstreamRejected,
 )
+from actors.backends.http1 import HttpClient
 from actors.backends.sink import Delta, StreamSink, streaming_into
 from engine.asgi import lifespan, read_body, send_bytes
 from engine.errors import AuthFailed, MalformedReply, RateLimited, UpstreamError
@@ -64,7 +64,7 @@ class Scripted:
 
 @pytest.fixture
 async def client():
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
+    async with HttpClient(connect_timeout=5.0, read_timeout=5.0) as client:
         yield client
 
 
@@ -218,8 +218,6 @@ async def test_a_key_echoed_by_the_upstream_never_reaches_an_error_or_repr(nurse
         assert KEY not in shown
 
 
-# Reading stops at the error event, so httpx's stream generators are left to the collector.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_failure_after_streamed_text_is_final_unless_the_stream_can_restart(nursery, client):
     chunk = {"choices": [{"delta": {"content": "partial"}, "finish_reason": None}]}
     broken = sse((None, chunk), (None, {"error": {"message": "overloaded"}}))
