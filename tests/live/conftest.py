@@ -7,7 +7,13 @@ real-time profiles, so a whole exchange takes milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
+import socket
+import ssl
+import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -85,3 +91,115 @@ async def start_router(
 @pytest.fixture
 def user() -> list[dict[str, str]]:
     return [{"role": "user", "content": "Tell me about yourself."}]
+
+
+# --- raw upstreams: misbehaving servers written with trio sockets ---------------------------
+@attrs.define
+class RawConnection:
+    """One accepted connection of a :class:`RawUpstream`, with helpers to misbehave on."""
+
+    stream: trio.abc.Stream
+    upstream: RawUpstream
+    buffer: bytearray = attrs.Factory(bytearray)
+
+    async def read_request(self) -> bytes | None:
+        """The next request (head and Content-Length body), or None at the end of the stream."""
+        buffer = self.buffer
+        while b"\r\n\r\n" not in buffer:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                return None
+            buffer += data
+        end = buffer.index(b"\r\n\r\n")
+        length = 0
+        for line in bytes(buffer[:end]).decode("latin-1").split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        while len(buffer) < end + 4 + length:
+            buffer += await self.stream.receive_some(65536)
+        request = bytes(buffer[: end + 4 + length])
+        del buffer[: end + 4 + length]
+        self.upstream.requests.append(request)
+        return request
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    def reset(self) -> None:
+        """Abort the connection: the peer gets a TCP RST, not a clean end."""
+        stream = self.stream
+        sock = (stream.transport_stream if isinstance(stream, trio.SSLStream) else stream).socket
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+
+@attrs.define
+class RawUpstream:
+    url: str = ""
+    connections: int = 0
+    open_now: int = 0
+    most_open: int = 0
+    requests: list[bytes] = attrs.Factory(list)
+
+
+Answer = Callable[[RawConnection], Awaitable[None]]
+
+
+async def start_raw(
+    nursery: trio.Nursery, answer: Answer, *, tls: ssl.SSLContext | None = None
+) -> RawUpstream:
+    """A loopback server that runs ``answer`` on every connection (TLS if ``tls``)."""
+    upstream = RawUpstream()
+
+    async def handle(stream: trio.abc.Stream) -> None:
+        upstream.connections += 1
+        upstream.open_now += 1
+        upstream.most_open = max(upstream.most_open, upstream.open_now)
+        try:
+            await answer(RawConnection(stream, upstream))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the client went away, or the test's upstream broke the stream on purpose
+        finally:
+            upstream.open_now -= 1
+            with contextlib.suppress(Exception):
+                await trio.aclose_forcefully(stream)
+
+    if tls is None:
+        serve = functools.partial(trio.serve_tcp, handle, 0, host=LOOPBACK)
+    else:
+        serve = functools.partial(
+            trio.serve_ssl_over_tcp, handle, 0, tls, host=LOOPBACK, https_compatible=True
+        )
+    listeners = await nursery.start(serve)
+    raw = listeners[0].transport_listener if tls is not None else listeners[0]
+    port = raw.socket.getsockname()[1]
+    upstream.url = f"{'https' if tls is not None else 'http'}://{LOOPBACK}:{port}"
+    return upstream
+
+
+def http_response(
+    status: int = 200,
+    body: bytes | dict | str = b"",
+    headers: dict[str, str] | None = None,
+    *,
+    content_type: str = "application/json",
+) -> bytes:
+    """A whole HTTP/1.1 response with a Content-Length body."""
+    if isinstance(body, dict):
+        body = json.dumps(body).encode()
+    elif isinstance(body, str):
+        body = body.encode()
+    head = f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    return (head + f"content-length: {len(body)}\r\n\r\n").encode() + body
+
+
+def completion(text: str = "Hello there.") -> dict[str, Any]:
+    """An OpenAI chat completion answering ``text``."""
+    return {
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3},
+    }
