@@ -1,0 +1,339 @@
+"""Upstreams that misbehave on the wire: each ends in a failover or a named error, never a hang.
+
+Every misbehaving upstream is a loopback server written with trio sockets
+(``tests.live.conftest.start_raw``). Each fault is checked twice: the HTTP
+backend turns it into a named :class:`~engine.errors.AttemptError` whose
+message says what happened, and the live router, with a healthy mock provider
+behind the faulty one, answers from the healthy one.
+
+Streams: before any text reached the caller, a broken stream is an ordinary
+failed attempt and the router fails over; once text reached an OpenAI-style
+stream, the failure is final and ends the caller's stream with a named error
+(appending another provider's answer would corrupt it); an interview's
+restartable stream is told to discard the partial text and gets the other
+provider's whole answer.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+
+import pytest
+import trio
+import trustme
+
+import engine
+from actors.backends.http import ConnectionFailed, Endpoint, HttpBackend, StreamBroken
+from actors.backends.http1 import HttpClient
+from actors.backends.sink import Delta, Restart
+from engine.errors import AttemptError, AttemptTimeout, MalformedReply, RequestFailed, UpstreamError
+from engine.live_config import structure_config
+from engine.messages import ChatMessage, ChatRequest
+from tests.live.conftest import (
+    LOOPBACK,
+    RawConnection,
+    completion,
+    http_response,
+    start_mock,
+    start_raw,
+)
+from tests.live.test_http_backend import collect as collect_backend
+
+USER = [{"role": "user", "content": "Tell me about yourself."}]
+REQUEST = ChatRequest(messages=(ChatMessage("user", "Hi"),), max_tokens=5)
+READ_TIMEOUT = 0.3
+
+
+def sse_chunk(text: str) -> bytes:
+    data = json.dumps({"choices": [{"delta": {"content": text}, "finish_reason": None}]})
+    return f"data: {data}\n\n".encode()
+
+
+SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+# --- the faults: one handler per misbehaviour ----------------------------------------------
+async def invalid_json(conn: RawConnection) -> None:
+    await conn.read_request()
+    await conn.send(http_response(200, b'{"choices": [{"message": '))
+
+
+async def html_page(conn: RawConnection) -> None:
+    await conn.read_request()
+    await conn.send(http_response(200, "<html>Gateway login</html>", content_type="text/html"))
+
+
+async def error_body(conn: RawConnection) -> None:
+    await conn.read_request()
+    await conn.send(http_response(200, {"error": {"message": "model overloaded", "code": 503}}))
+
+
+async def closed_mid_body(conn: RawConnection) -> None:
+    await conn.read_request()
+    await conn.send(b"HTTP/1.1 200 OK\r\ncontent-length: 500\r\n\r\n" + b'{"choices": [')
+
+
+async def reset_mid_body(conn: RawConnection) -> None:
+    await conn.read_request()
+    await conn.send(b"HTTP/1.1 200 OK\r\ncontent-length: 500\r\n\r\n" + b'{"choices": [')
+    await trio.sleep(0.01)
+    conn.reset()
+
+
+async def trickle(conn: RawConnection) -> None:
+    """One byte a second, forever."""
+    await conn.read_request()
+    await conn.send(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
+    while True:
+        await conn.send(b" ")
+        await trio.sleep(1)
+
+
+async def http_only(conn: RawConnection) -> None:
+    """A plain HTTP server behind an https:// URL: the TLS hello gets a 400."""
+    await conn.stream.receive_some(1024)
+    await conn.send(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n")
+
+
+async def healthy(conn: RawConnection) -> None:
+    while await conn.read_request() is not None:
+        await conn.send(http_response(200, completion()))
+
+
+def self_signed() -> ssl.SSLContext:
+    """A server context whose certificate no client here trusts."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert(LOOPBACK).configure_cert(context)
+    return context
+
+
+async def refused_url(nursery: trio.Nursery) -> str:
+    with trio.socket.socket() as sock:
+        await sock.bind((LOOPBACK, 0))
+        return f"http://{LOOPBACK}:{sock.getsockname()[1]}"
+
+
+async def fault_url(nursery: trio.Nursery, fault: str) -> str:
+    """The base URL of an upstream that shows ``fault``."""
+    if fault == "dns":
+        return "https://nonexistent.invalid"
+    if fault == "refused":
+        return await refused_url(nursery)
+    if fault == "untrusted_tls":
+        return (await start_raw(nursery, healthy, tls=self_signed())).url
+    if fault == "http_on_https":
+        return (await start_raw(nursery, http_only)).url.replace("http://", "https://")
+    handlers = {
+        "invalid_json": invalid_json,
+        "html_200": html_page,
+        "error_body_200": error_body,
+        "closed_mid_body": closed_mid_body,
+        "reset_mid_body": reset_mid_body,
+        "trickle": trickle,
+    }
+    return (await start_raw(nursery, handlers[fault])).url
+
+
+FAULTS = [
+    # fault, error class, health code, what the message says
+    ("invalid_json", MalformedReply, "malformed_reply", "reply is not JSON: application/json"),
+    ("html_200", MalformedReply, "malformed_reply", "reply is not JSON: text/html: <html>"),
+    ("error_body_200", UpstreamError, "upstream_error", "error body: model overloaded"),
+    ("closed_mid_body", ConnectionFailed, "upstream_error", "closed the connection mid-answer"),
+    ("reset_mid_body", ConnectionFailed, "upstream_error", "connection lost: Connection reset"),
+    ("trickle", ConnectionFailed, "upstream_error", "no byte for 0.3 s (read timeout)"),
+    ("untrusted_tls", ConnectionFailed, "upstream_error", "certificate verify failed"),
+    ("http_on_https", ConnectionFailed, "upstream_error", "TLS handshake with 127.0.0.1"),
+    ("dns", ConnectionFailed, "upstream_error", "cannot resolve 'nonexistent.invalid'"),
+    ("refused", ConnectionFailed, "upstream_error", "cannot connect to 127.0.0.1"),
+]
+
+
+def two_providers(bad_url: str, good_url: str, **server: object):
+    """The faulty provider first (priority policy), a healthy one behind it."""
+    return structure_config(
+        {
+            "providers": [
+                {"name": "bad", "base_url": f"{bad_url}/v1"},
+                {"name": "good", "base_url": f"{good_url}/v1", "priority": 1},
+            ],
+            "routing": {"policy": "priority"},
+            "retry": {"attempt_timeout": 2.0, "backoff_base": 0.01, "deadline": 5.0},
+            "health": {"ping_every": None},
+            "cache": {"enabled": False},
+            "server": {"read_timeout": READ_TIMEOUT, "connect_timeout": 2.0, **server},
+        },
+        "test",
+    )
+
+
+@pytest.mark.parametrize(("fault", "error", "code", "message"), FAULTS, ids=[f[0] for f in FAULTS])
+async def test_each_fault_is_a_named_error_and_the_router_fails_over(
+    nursery, fault, error, code, message
+):
+    bad_url = await fault_url(nursery, fault)
+    async with HttpClient(connect_timeout=2.0, read_timeout=READ_TIMEOUT) as client:
+        backend = HttpBackend(Endpoint("bad", "openai", f"{bad_url}/v1", "m"), client)
+        with trio.fail_after(3), pytest.raises(error) as caught:
+            await backend.complete(REQUEST, "r-1")
+    assert type(caught.value) is error and caught.value.retryable
+    assert message in str(caught.value) and "bad" in str(caught.value)
+
+    good = await start_mock(nursery, "good")
+    async with engine.open_router(two_providers(bad_url, good.url), env={}) as router:
+        with trio.fail_after(5):
+            answer = await router.complete(USER, max_tokens=5)
+        assert (answer.provider, answer.attempts) == ("good", 2)
+        assert next(s for s in router.status() if s.name == "bad").last_error == code
+
+
+async def test_a_trickle_without_a_read_timeout_ends_at_the_attempt_timeout(nursery):
+    bad = await start_raw(nursery, trickle)
+    good = await start_mock(nursery, "good")
+    config = structure_config(
+        {
+            "providers": [
+                {"name": "bad", "base_url": f"{bad.url}/v1"},
+                {"name": "good", "base_url": f"{good.url}/v1", "priority": 1},
+            ],
+            "routing": {"policy": "priority"},
+            "retry": {"attempt_timeout": 0.5, "backoff_base": 0.01, "deadline": 5.0},
+            "health": {"ping_every": None},
+            "cache": {"enabled": False},
+        },
+        "test",
+    )
+    assert config.server.read_timeout is None
+    async with engine.open_router(config, env={}) as router:
+        with trio.fail_after(3):
+            answer = await router.complete(USER, max_tokens=5)
+        assert (answer.provider, answer.attempts) == ("good", 2)
+        assert next(s for s in router.status() if s.name == "bad").last_error == "timeout"
+    # Alone, the trickle ends as the attempt's timeout, named.
+    config = structure_config(
+        {
+            "providers": [{"name": "bad", "base_url": f"{bad.url}/v1"}],
+            "retry": {"attempt_timeout": 0.3, "max_attempts": 1, "deadline": 5.0},
+            "health": {"ping_every": None},
+            "cache": {"enabled": False},
+        },
+        "test",
+    )
+    async with engine.open_router(config, env={}) as router:
+        with trio.fail_after(3), pytest.raises(RequestFailed) as caught:
+            await router.complete(USER, max_tokens=5)
+    assert [type(a) for a in caught.value.attempts] == [AttemptTimeout]
+
+
+# --- streams ---------------------------------------------------------------------------------
+def stream_then(after_text: bool, ending: str):
+    """An SSE answer with (or without) text first, then ``ending``: close, reset or junk.
+
+    "close" ends the connection before ``data: [DONE]`` and the body's last chunk.
+    """
+
+    async def answer(conn: RawConnection) -> None:
+        await conn.read_request()
+        await conn.send(SSE_HEAD + chunk(b": keep-alive comment\n\n"))
+        if after_text:
+            await conn.send(chunk(sse_chunk("partial")))
+        await trio.sleep(0.02)
+        if ending == "reset":
+            conn.reset()
+        elif ending == "junk":
+            await conn.send(chunk(b"data: {not json\n\n") + b"0\r\n\r\n")
+
+    return answer
+
+
+async def html_stream(conn: RawConnection) -> None:
+    await conn.read_request()
+    await conn.send(http_response(200, "<html>maintenance</html>", content_type="text/html"))
+
+
+async def collect(stream) -> tuple[list[str], BaseException | None]:
+    texts: list[str] = []
+    try:
+        with trio.fail_after(5):
+            async for text in stream:
+                texts.append(text)
+    except RequestFailed as exc:
+        return texts, exc
+    return texts, None
+
+
+@pytest.mark.parametrize("ending", ["close", "reset", "junk"])
+async def test_a_stream_broken_before_any_text_fails_over(nursery, ending):
+    bad = await start_raw(nursery, stream_then(False, ending))
+    good = await start_mock(nursery, "good")
+    async with engine.open_router(two_providers(bad.url, good.url), env={}) as router:
+        stream = router.stream(USER, max_tokens=5)
+        texts, error = await collect(stream)
+    assert error is None and texts and stream.completion.provider == "good"
+    assert stream.completion.attempts == 2
+
+
+async def test_a_streamed_reply_that_is_no_event_stream_fails_over(nursery):
+    bad = await start_raw(nursery, html_stream)
+    good = await start_mock(nursery, "good")
+    async with engine.open_router(two_providers(bad.url, good.url), env={}) as router:
+        stream = router.stream(USER, max_tokens=5)
+        texts, error = await collect(stream)
+        assert error is None and texts and stream.completion.provider == "good"
+        assert next(s for s in router.status() if s.name == "bad").last_error == "malformed_reply"
+    async with HttpClient() as client:
+        backend = HttpBackend(Endpoint("bad", "openai", f"{bad.url}/v1", "m"), client)
+        reply, _ = await collect_backend(backend)
+    assert isinstance(reply, MalformedReply)
+    assert "a stream must be text/event-stream, not text/html: <html>maintenance" in str(reply)
+
+
+@pytest.mark.parametrize(
+    ("ending", "message"),
+    [
+        ("close", "closed the connection mid-answer"),
+        ("reset", "Connection reset"),
+        ("junk", "unreadable event"),
+    ],
+)
+async def test_a_stream_broken_after_text_ends_the_callers_stream_with_a_named_error(
+    nursery, ending, message
+):
+    bad = await start_raw(nursery, stream_then(True, ending))
+    good = await start_mock(nursery, "good")
+    async with engine.open_router(two_providers(bad.url, good.url), env={}) as router:
+        texts, error = await collect(router.stream(USER, max_tokens=5))
+    assert texts == ["partial"]
+    assert isinstance(error, RequestFailed)
+    assert [type(a) for a in error.attempts] == [StreamBroken]
+    assert message in str(error) and not error.attempts[0].retryable
+
+
+async def test_an_interview_stream_broken_after_text_restarts_on_another_provider(nursery):
+    bad = await start_raw(nursery, stream_then(True, "reset"))
+    good = await start_mock(nursery, "good")
+    async with engine.open_router(two_providers(bad.url, good.url), env={}) as router:
+        await router.session("candidate-1", system_prompt="You interview.")
+        stream = router.stream_turn("candidate-1", "Hello", max_tokens=5)
+        events = []
+        with trio.fail_after(5):
+            while True:
+                try:
+                    events.append(await stream.next_event())
+                except StopAsyncIteration:
+                    break
+    assert events[0] == Delta("partial") and events[1] == Restart("good")
+    assert stream.completion is not None and stream.completion.provider == "good"
+    session = await router.sessions.open("candidate-1", "")
+    assert "partial" not in session.history[-1].content
+
+
+def test_every_fault_error_is_an_attempt_error():
+    assert all(issubclass(error, AttemptError) for _, error, _, _ in FAULTS)
