@@ -25,6 +25,8 @@ import attrs
 DIMENSIONS = ("requests", "tokens", "input_tokens", "output_tokens")
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")
+#: Every header name this module reads starts with one of these (``date`` only with them).
+_RELEVANT = ("x-ratelimit-", "anthropic-ratelimit-", "ratelimit", "retry-after")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 
@@ -47,6 +49,9 @@ class RateLimitInfo:
 
     def __bool__(self) -> bool:
         return self.retry_after is not None or bool(self.limits)
+
+
+_NOTHING = RateLimitInfo()
 
 
 def parse_number(text: str) -> float | None:
@@ -204,5 +209,7 @@ def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> RateLimi
     times in a response without a ``Date`` header.
     """
     lowered = _lower(headers)
+    if not any(name.startswith(_RELEVANT) for name in lowered):
+        return _NOTHING  # most responses of most providers: a quick no
     limits = _openai_style(lowered) + _anthropic_style(lowered, now) + _ietf_style(lowered)
     return RateLimitInfo(parse_retry_after(lowered, now), tuple(limits))
