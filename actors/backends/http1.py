@@ -590,7 +590,11 @@ class HttpClient:
     async def _tls(self, tcp: trio.SocketStream, origin: Origin) -> trio.SSLStream:
         if self._ssl_context is None:
             self._ssl_context = ssl.create_default_context()
-        stream = trio.SSLStream(tcp, self._ssl_context, server_hostname=origin.host)
+        # https_compatible: a server that ends without TLS close_notify (many do) ends the
+        # stream like a TCP close; truncation is still caught by the body's framing.
+        stream = trio.SSLStream(
+            tcp, self._ssl_context, server_hostname=origin.host, https_compatible=True
+        )
         try:
             await stream.do_handshake()
         except (trio.BrokenResourceError, ssl.SSLError) as exc:

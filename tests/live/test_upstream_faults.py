@@ -27,7 +27,14 @@ import engine
 from actors.backends.http import ConnectionFailed, Endpoint, HttpBackend, StreamBroken
 from actors.backends.http1 import HttpClient
 from actors.backends.sink import Delta, Restart
-from engine.errors import AttemptError, AttemptTimeout, MalformedReply, RequestFailed, UpstreamError
+from engine.errors import (
+    AttemptError,
+    AttemptTimeout,
+    MalformedReply,
+    RateLimited,
+    RequestFailed,
+    UpstreamError,
+)
 from engine.live_config import structure_config
 from engine.messages import ChatMessage, ChatRequest
 from tests.live.conftest import (
@@ -337,3 +344,75 @@ async def test_an_interview_stream_broken_after_text_restarts_on_another_provide
 
 def test_every_fault_error_is_an_attempt_error():
     assert all(issubclass(error, AttemptError) for _, error, _, _ in FAULTS)
+
+
+# --- what a well-behaved upstream over TLS, a 429, and a stream's tail look like ----------
+async def test_the_router_over_https_with_the_apps_tls_context(nursery):
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(LOOPBACK).configure_cert(context)
+    up = await start_raw(nursery, healthy, tls=context)
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    config = structure_config(
+        {
+            "providers": [{"name": "tls", "base_url": f"{up.url}/v1"}],
+            "health": {"ping_every": None},
+            "cache": {"enabled": False},
+        },
+        "test",
+    )
+    async with (
+        HttpClient(ssl_context=trusting) as client,
+        engine.open_router(config, env={}, http_client=client) as router,
+    ):
+        for _ in range(2):
+            with trio.fail_after(5):
+                answer = await router.complete(USER, max_tokens=5)
+            assert (answer.provider, answer.content) == ("tls", "Hello there.")
+    assert up.connections == 1
+
+
+async def test_a_429s_mixed_case_headers_reach_the_limiter(nursery):
+    async def limited(conn: RawConnection) -> None:
+        await conn.read_request()
+        headers = {"Retry-After": "7", "X-RateLimit-Remaining-Requests": "0"}
+        await conn.send(http_response(429, {"error": {"message": "slow down"}}, headers))
+
+    up = await start_raw(nursery, limited)
+    async with HttpClient() as client:
+        backend = HttpBackend(Endpoint("bad", "openai", f"{up.url}/v1", "m"), client)
+        seen = []
+        backend.on_limits = seen.append
+        with pytest.raises(RateLimited) as caught:
+            await backend.complete(REQUEST, "r-1")
+    assert caught.value.retry_after == 7.0
+    assert seen[0].limits[0].dimension == "requests" and seen[0].limits[0].remaining == 0
+
+
+def done_stream(ends: bool):
+    """A whole SSE answer; the body then ends (``ends``) or the server keeps it open."""
+
+    async def answer(conn: RawConnection) -> None:
+        while await conn.read_request() is not None:
+            await conn.send(SSE_HEAD + chunk(sse_chunk("Hi.")) + chunk(b"data: [DONE]\n\n"))
+            if not ends:
+                await trio.sleep_forever()
+            await conn.send(b"0\r\n\r\n")
+
+    return answer
+
+
+@pytest.mark.parametrize("ends", [True, False])
+async def test_after_done_the_connection_is_kept_or_given_up_never_waited_on(
+    nursery, monkeypatch, ends
+):
+    monkeypatch.setattr("actors.backends.http._DRAIN_AFTER_DONE", 0.1)
+    up = await start_raw(nursery, done_stream(ends))
+    async with HttpClient() as client:
+        backend = HttpBackend(Endpoint("up", "openai", f"{up.url}/v1", "m"), client)
+        for _ in range(2):
+            with trio.fail_after(2):
+                reply, deltas = await collect_backend(backend)
+            assert deltas == ["Hi."] and reply.content == "Hi."
+    assert up.connections == (1 if ends else 2)
