@@ -556,7 +556,11 @@ class HttpClient:
         if body or method not in ("GET", "HEAD"):
             lines.append(f"content-length: {len(body)}\r\n")
         lines.append("\r\n")
-        return "".join(lines).encode("latin-1") + body
+        try:
+            return "".join(lines).encode("latin-1") + body
+        except UnicodeEncodeError:
+            # Never quote the text: it may hold an API key.
+            raise ValueError("the URL or a header has characters outside latin-1") from None
 
     async def _connection(self, pool: _Pool, origin: Origin) -> _Connection:
         """An idle connection that still looks open, else a new one."""

@@ -282,6 +282,9 @@ async def test_bad_requests_are_refused_before_any_io(client):
     with pytest.raises(ValueError, match="'authorization' contains a line break") as caught:
         await client.request("GET", "http://127.0.0.1:1/", headers={"authorization": KEY + "\r\n"})
     assert KEY not in str(caught.value)
+    with pytest.raises(ValueError, match="outside latin-1") as caught:
+        await client.request("GET", "http://127.0.0.1:1/", headers={"x-key": KEY + "€"})
+    assert KEY not in str(caught.value)
     with pytest.raises(ValueError, match="scheme must be http or https"):
         await client.request("GET", "ftp://127.0.0.1/")
     assert split_url("https://api.example.com/v1/chat?x=1")[1:] == (
@@ -291,3 +294,41 @@ async def test_bad_requests_are_refused_before_any_io(client):
     assert split_url("http://[::1]:8080/")[2] == "[::1]:8080"
     with pytest.raises(ValueError, match="max_connections must be >= 1"):
         HttpClient(max_connections=0)
+
+
+async def test_interim_answers_empty_bodies_http10_and_the_body_limit(nursery, client):
+    replies = iter(
+        [
+            b"HTTP/1.1 100 Continue\r\n\r\n" + http_response(200, b"after 100"),
+            b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\ncontent-length: 4\r\n\r\nold!",  # 1.0: not kept alive
+            http_response(200, b"x" * 100),
+        ]
+    )
+
+    async def answer(conn):
+        while await conn.read_request() is not None:
+            await conn.send(next(replies))
+
+    up = await start_raw(nursery, answer)
+    assert (await client.request("GET", up.url)).content == b"after 100"
+    assert (await client.request("GET", up.url)).status == 204
+    assert client.idle_connections(up.url) == 1
+    assert (await client.request("GET", up.url)).content == b"old!"
+    assert client.idle_connections(up.url) == 0 and up.connections == 1
+    with pytest.raises(ProtocolError, match="body of 100 bytes, over 10"):
+        await client.request("GET", up.url, limit=10)
+    assert client.idle_connections(up.url) == 0  # a body left unread is not reused
+
+
+async def test_an_idle_connection_past_its_keepalive_expiry_is_closed(nursery):
+    async def answer(conn):
+        await answer_each(conn, http_response(200, b"ok"))
+
+    up = await start_raw(nursery, answer)
+    async with HttpClient(keepalive_expiry=0.05) as client:
+        await client.request("GET", up.url)
+        await client.request("GET", up.url)
+        await trio.sleep(0.1)
+        await client.request("GET", up.url)
+    assert up.connections == 2
