@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import ssl
 
+import openai
 import pytest
 import trio
 import trustme
@@ -44,6 +45,7 @@ from tests.live.conftest import (
     http_response,
     start_mock,
     start_raw,
+    start_router,
 )
 from tests.live.test_http_backend import collect as collect_backend
 
@@ -416,3 +418,25 @@ async def test_after_done_the_connection_is_kept_or_given_up_never_waited_on(
                 reply, deltas = await collect_backend(backend)
             assert deltas == ["Hi."] and reply.content == "Hi."
     assert up.connections == (1 if ends else 2)
+
+
+async def test_through_callboard_serve_a_stream_broken_after_text_ends_with_an_error_event(
+    nursery,
+):
+    bad = await start_raw(nursery, stream_then(True, "reset"))
+    good = await start_mock(nursery, "good")
+    url = await start_router(nursery, two_providers(bad.url, good.url))
+    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="not-used", max_retries=0)
+    texts = []
+    try:
+        with trio.fail_after(5), pytest.raises(openai.APIError) as caught:
+            stream = await client.chat.completions.create(
+                model="auto", messages=USER, max_tokens=5, stream=True
+            )
+            async for part in stream:
+                if part.choices and part.choices[0].delta.content:
+                    texts.append(part.choices[0].delta.content)
+    finally:
+        await client.close()
+    assert texts == ["partial"]
+    assert "Connection reset" in str(caught.value)
