@@ -156,9 +156,7 @@ class _Connection:
         sock = getattr(raw, "socket", None)
         if sock is None:
             return False
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN)
-        if not poller.poll(0):
+        if not _readable(sock.fileno()):
             return False  # nothing to read: still open
         if not tls:
             return True  # an idle plain connection has nothing to say but its end
@@ -175,6 +173,15 @@ class _Connection:
 
     async def close(self) -> None:
         await trio.aclose_forcefully(self.stream)
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has bytes (or its end) to read now; poll has no FD_SETSIZE limit."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # Windows
 
 
 class _Pool:
