@@ -172,7 +172,9 @@ class _Connection:
             peek.detach()
 
     async def close(self) -> None:
-        await trio.aclose_forcefully(self.stream)
+        """Close at once, even in a cancelled scope (where the caller must still tidy up)."""
+        with trio.CancelScope(shield=True):  # forceful: it cannot block
+            await trio.aclose_forcefully(self.stream)
 
 
 def _readable(fd: int) -> bool:
@@ -474,6 +476,11 @@ class HttpClient:
         pool = self._pools.get(split_url(url)[0])
         return len(pool.idle) if pool is not None else 0
 
+    def connections_in_use(self, url: str) -> int:
+        """Connections to ``url``'s origin that a request holds now."""
+        pool = self._pools.get(split_url(url)[0])
+        return self.max_connections - pool.slots.value if pool is not None else 0
+
     # --- requests ------------------------------------------------------------------
     async def request(
         self,
@@ -534,9 +541,9 @@ class HttpClient:
                 conn = await self._connect(origin)
                 return await self._exchange(conn, data, method)
         except BaseException:
+            pool.slots.release()
             if conn is not None:
                 await conn.close()
-            pool.slots.release()
             raise
 
     def _request_bytes(

@@ -332,3 +332,29 @@ async def test_an_idle_connection_past_its_keepalive_expiry_is_closed(nursery):
         await trio.sleep(0.1)
         await client.request("GET", up.url)
     assert up.connections == 2
+
+
+async def test_cancelled_requests_leak_no_connection_slot(nursery):
+    async def answer(conn):
+        while await conn.read_request() is not None:
+            await trio.sleep(0.01)
+            await conn.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            await trio.sleep(0.01)
+            await conn.send(b"0\r\n\r\n")
+
+    up = await start_raw(nursery, answer)
+    async with HttpClient(max_connections=3) as client:
+
+        async def cut(after: float) -> None:
+            with trio.move_on_after(after):
+                await client.request("GET", up.url)
+
+        async with trio.open_nursery() as callers:
+            for i in range(30):  # cancelled while waiting for a slot, the head, or the body
+                callers.start_soon(cut, 0.002 * (i % 15))
+        assert client.connections_in_use(up.url) == 0
+        with trio.fail_after(2):
+            async with trio.open_nursery() as callers:
+                for _ in range(6):
+                    callers.start_soon(client.request, "GET", up.url)
+        assert client.connections_in_use(up.url) == 0 and client.idle_connections(up.url) == 3
