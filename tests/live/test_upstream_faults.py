@@ -36,7 +36,8 @@ from engine.errors import (
     RequestFailed,
     UpstreamError,
 )
-from engine.live_config import structure_config
+from engine.live import client_for
+from engine.live_config import ConfigError, structure_config
 from engine.messages import ChatMessage, ChatRequest
 from tests.live.conftest import (
     LOOPBACK,
@@ -440,3 +441,17 @@ async def test_through_callboard_serve_a_stream_broken_after_text_ends_with_an_e
         await client.close()
     assert texts == ["partial"]
     assert "Connection reset" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [("read_timeout", 0.0, "> 0 s, or unset"), ("max_connections", 0, ">= 1")],
+)
+def test_the_clients_settings_are_validated(key, value, allowed):
+    raw = {"providers": [{"name": "a", "base_url": "http://127.0.0.1:1/v1"}]}
+    with pytest.raises(ConfigError) as caught:
+        structure_config({**raw, "server": {key: value}}, "test")
+    assert f"server.{key} = {value} is not allowed; allowed: {allowed}" in str(caught.value)
+    config = structure_config({**raw, "server": {"read_timeout": 2.5, "max_connections": 8}}, "t")
+    client = client_for(config)
+    assert (client.read_timeout, client.max_connections) == (2.5, 8)
