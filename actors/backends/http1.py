@@ -42,6 +42,7 @@ import attrs
 import trio
 
 MAX_HEAD_BYTES = 64 * 1024
+MAX_LINE_BYTES = 1024 * 1024
 _RECEIVE_BYTES = 64 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 _PEEK_FLAGS = socket.MSG_PEEK | socket.MSG_DONTWAIT
@@ -301,6 +302,8 @@ class Response:
         while data := await self.next_data():
             pending += data
             if b"\n" not in data:
+                if len(pending) > MAX_LINE_BYTES:
+                    raise ProtocolError(f"{self.origin}: a line over {MAX_LINE_BYTES} bytes")
                 continue
             *lines, pending = pending.split(b"\n")
             for line in lines:

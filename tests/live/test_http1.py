@@ -112,6 +112,18 @@ async def test_a_streamed_body_arrives_line_by_line(nursery, client):
         lines = [line async for line in response.iter_lines()]
     assert lines == ["data: one", "", "data: two", ""]
 
+    async def endless_line(conn):
+        await conn.read_request()
+        await conn.send(b"HTTP/1.1 200 OK\r\n\r\n")
+        while True:
+            await conn.send(b"x" * 65536)
+
+    up = await start_raw(nursery, endless_line)
+    with trio.fail_after(5), pytest.raises(ProtocolError, match="a line over 1048576 bytes"):
+        async with client.stream("GET", up.url) as response:
+            async for _ in response.iter_lines():
+                pass
+
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 async def test_a_compressed_body_is_decoded_though_identity_was_asked(nursery, client, encoding):
