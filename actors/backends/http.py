@@ -314,19 +314,20 @@ async def _server_sent_events(response: Response) -> AsyncIterator[tuple[str | N
     """(event name, data) per server-sent event; comments and ids are skipped."""
     event: str | None = None
     data: list[str] = []
-    async for line in response.iter_lines():
-        if not line:
-            if data:
-                yield event, "\n".join(data)
-            event, data = None, []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "data":
-            data.append(value)
-        elif field == "event":
-            event = value
+    async with contextlib.aclosing(response.iter_lines()) as lines:
+        async for line in lines:
+            if not line:
+                if data:
+                    yield event, "\n".join(data)
+                event, data = None, []
+                continue
+            if line.startswith(":"):
+                continue
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "data":
+                data.append(value)
+            elif field == "event":
+                event = value
     if data:
         yield event, "\n".join(data)

@@ -593,19 +593,26 @@ class HttpClient:
 
     async def _connect(self, origin: Origin) -> _Connection:
         where = f"{origin.host}:{origin.port}"
+        stream: trio.abc.Stream | None = None
         try:
             with trio.fail_after(self.connect_timeout):
-                stream: trio.abc.Stream = await trio.open_tcp_stream(origin.host, origin.port)
+                stream = await trio.open_tcp_stream(origin.host, origin.port)
                 if origin.scheme == "https":
                     stream = await self._tls(stream, origin)
-        except trio.TooSlowError:
-            raise ConnectTimeout(
-                f"connecting to {where} took over {self.connect_timeout:g} s"
-            ) from None
-        except socket.gaierror as exc:
-            raise ConnectError(f"cannot resolve {origin.host!r}: {exc.strerror or exc}") from None
-        except OSError as exc:
-            raise ConnectError(f"cannot connect to {where}: {_reason(exc)}") from None
+        except BaseException as exc:
+            if stream is not None:  # e.g. the TLS handshake timed out or was cancelled
+                await _Connection(stream, origin).close()
+            if isinstance(exc, trio.TooSlowError):
+                raise ConnectTimeout(
+                    f"connecting to {where} took over {self.connect_timeout:g} s"
+                ) from None
+            if isinstance(exc, socket.gaierror):
+                raise ConnectError(
+                    f"cannot resolve {origin.host!r}: {exc.strerror or exc}"
+                ) from None
+            if isinstance(exc, OSError):
+                raise ConnectError(f"cannot connect to {where}: {_reason(exc)}") from None
+            raise
         return _Connection(stream, origin)
 
     async def _tls(self, tcp: trio.SocketStream, origin: Origin) -> trio.SSLStream:
@@ -619,7 +626,6 @@ class HttpClient:
         try:
             await stream.do_handshake()
         except (trio.BrokenResourceError, ssl.SSLError) as exc:
-            await trio.aclose_forcefully(tcp)
             cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
             raise TLSError(
                 f"TLS handshake with {origin.host}:{origin.port} failed: "
