@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,16 @@ from actors.session import InterviewSession, Turn
 from engine import clock
 from engine.events import DecisionLog
 from engine.fleet import Account, Fleet, open_fleet
-from engine.live_config import LiveConfig, load_config
+from engine.live_config import ConfigError, LiveConfig, load_config
 from engine.live_sessions import SessionRegistry
 from engine.live_status import ProviderStatus, best_provider, provider_status
 from engine.live_stream import ReplyStream
 from engine.messages import ChatMessage, ChatRequest, Completion
 from engine.openai_format import chat_messages
+from engine.state.guard import GuardedStore
+from engine.state.sessions import SharedSessions
+from engine.state.shared import SharedState
+from engine.state.store import StateStore
 
 Messages = Sequence[Mapping[str, Any] | ChatMessage]
 
@@ -46,12 +51,15 @@ class LiveRouter:
         backends: Mapping[str, HttpBackend],
         nursery: trio.Nursery,
         sessions: SessionRegistry,
+        state: SharedState | None = None,
     ) -> None:
         self.config = config
         self.fleet = fleet
         self.router = fleet.router
         self.backends = backends
         self.sessions = sessions
+        #: What this router shares with others (None: it keeps its state to itself).
+        self.state = state
         self._nursery = nursery
 
     @property
@@ -105,7 +113,7 @@ class LiveRouter:
 
     async def turn(self, session_id: str, content: str, **turn: Any) -> Completion:
         """One candidate message in a session; refused while another turn is answering."""
-        with self.sessions.turn(session_id) as session:
+        async with self.sessions.turn(session_id) as session:
             return await session.turn(Turn(content, **turn))
 
     def stream_turn(self, session_id: str, content: str, **turn: Any) -> ReplyStream:
@@ -129,6 +137,12 @@ class LiveRouter:
             return None
         return provider_status(best, self.fleet.health, self._limits(best.spec.name), now)
 
+    def state_status(self) -> dict[str, Any]:
+        """Where shared state lives and whether it is reachable (for /health)."""
+        if self.state is None:
+            return {"store": "local", "status": "up"}
+        return self.state.status()
+
     def report_failure(self, provider: str, reason: str) -> None:
         """A failure seen outside the router (e.g. by the app); lowers the health score."""
         self.fleet.health.report(provider, reason)
@@ -136,6 +150,30 @@ class LiveRouter:
     def _limits(self, name: str) -> RateLimitInfo | None:
         backend = self.backends.get(name)
         return backend.last_limits if backend is not None else None
+
+
+def _redis_store() -> type:
+    """The Redis store class; coredis is needed only by a router configured to share state."""
+    try:
+        from engine.state.redis_store import RedisStore
+    except ImportError as exc:
+        raise ConfigError(
+            "state.redis", [f"needs coredis ({exc}); install it: pip install 'callboard[redis]'"]
+        ) from None
+    return RedisStore
+
+
+def _both(
+    first: Callable[[Transition], None], second: Callable[[Transition], None] | None
+) -> Callable[[Transition], None]:
+    if second is None:
+        return first
+
+    def both(transition: Transition) -> None:
+        first(transition)
+        second(transition)
+
+    return both
 
 
 def _feed(provider: Provider) -> Callable[[RateLimitInfo], None]:
@@ -154,14 +192,20 @@ async def open_router(
     log: DecisionLog | None = None,
     recorder: Any = None,
     on_transition: Callable[[Transition], None] | None = None,
+    state: StateStore | None = None,
 ) -> AsyncIterator[LiveRouter]:
     """Start the live routing core over ``config``'s providers; stop everything on exit.
 
     ``config`` is a :class:`LiveConfig` or the path of a TOML file. Keys are
     read from ``env`` (default: the process environment) before anything starts.
+    ``state`` is a store to share with other routers (e.g. one
+    :class:`engine.state.MemoryStore` for several routers in one process);
+    without it, ``[state] redis`` names the Redis to share, if any.
     """
     try:
-        async with _open_router(config, env, http_client, log, recorder, on_transition) as live:
+        async with _open_router(
+            config, env, http_client, log, recorder, on_transition, state
+        ) as live:
             yield live
     except BaseExceptionGroup as group:
         # The app's own error reaches it bare, not wrapped in the nurseries' groups.
@@ -188,12 +232,29 @@ async def _open_router(
     log: DecisionLog | None,
     recorder: Any,
     on_transition: Callable[[Transition], None] | None,
+    state: StateStore | None,
 ) -> AsyncIterator[LiveRouter]:
     if not isinstance(config, LiveConfig):
         config = load_config(config)
     env = os.environ if env is None else env
     endpoints = [p.endpoint(env, i) for i, p in enumerate(config.providers)]
+    token = secrets.token_hex(3)
     async with contextlib.AsyncExitStack() as stack:
+        shared = None
+        if state is None and config.state.redis is not None:
+            RedisStore = _redis_store()
+            redis = RedisStore(
+                config.state.redis, prefix=config.state.prefix, timeout=config.state.timeout
+            )
+            state = await stack.enter_async_context(redis.connected())
+        if state is not None:
+            guard = GuardedStore(
+                state, timeout=config.state.timeout, retry_every=config.state.retry_every
+            )
+            shared = SharedState(
+                guard, config.state, f"{socket.gethostname()}:{os.getpid()}:{token}"
+            )
+            on_transition = _both(shared.on_transition, on_transition)
         if http_client is None:
             http_client = await stack.enter_async_context(
                 httpx.AsyncClient(
@@ -202,7 +263,15 @@ async def _open_router(
                 )
             )
         backends = {e.name: HttpBackend(e, http_client) for e in endpoints}
-        accounts = [Account(p.spec(), backends[p.name]) for p in config.providers]
+        accounts = [
+            Account(
+                p.spec(),
+                backends[p.name]
+                if shared is None
+                else shared.limited(p.name, p.limits, backends[p.name]),
+            )
+            for p in config.providers
+        ]
         async with open_fleet(
             accounts,
             config.router_config,
@@ -211,17 +280,29 @@ async def _open_router(
             recorder=recorder,
             on_transition=on_transition,
             # Unique per router process, so ids never repeat across restarts or replicas.
-            request_id_prefix=f"r-{secrets.token_hex(3)}-",
+            request_id_prefix=f"r-{token}-",
         ) as fleet:
             for provider in fleet.providers:
                 backends[provider.spec.name].on_limits = _feed(provider)
             async with trio.open_nursery() as nursery:
+                shared_sessions = None
+                if shared is not None:
+                    retry = config.retry
+                    shared_sessions = SharedSessions(
+                        shared.guard,
+                        shared.instance,
+                        ttl=config.server.session_idle_timeout,
+                        lock_ttl=retry.deadline + retry.attempt_timeout,
+                    )
+                    shared.attach(fleet, shared_sessions)
+                    nursery.start_soon(shared.run)
                 sessions = SessionRegistry(
                     fleet.router,
                     nursery,
                     idle_timeout=config.server.session_idle_timeout,
                     max_sessions=config.server.max_sessions,
+                    shared=shared_sessions,
                 )
                 nursery.start_soon(sessions.sweep_forever)
-                yield LiveRouter(config, fleet, backends, nursery, sessions)
+                yield LiveRouter(config, fleet, backends, nursery, sessions, shared)
                 nursery.cancel_scope.cancel()

@@ -1,0 +1,282 @@
+"""The live router's link to the shared store: what it publishes, what it pulls, when.
+
+- Rate limits and quotas: :class:`SharedLimits` wraps an account's backend and
+  takes the request's tokens from the shared buckets (one atomic script call)
+  before the upstream call; a refusal is a 429 with the shared wait, so the
+  router fails over exactly as for an upstream one. The account's local
+  limiters still apply: when the store is down they are what holds.
+- Quarantines: a breaker that opens here is published (expiring at the
+  quarantine's end); every ``sync_every`` seconds each router pulls the shared
+  ones and opens its own breaker until the same moment.
+- Cache: every local write is appended to a shared log that each router replays
+  into its local cache, so lookups stay in-process on the hot path.
+- Health: each router's figures per provider, kept for ``/api/models/health``.
+
+Hot-path readers never wait for the store: breakers and the cache are local
+snapshots kept fresh by the sync loop. Writes that need not hold up a request
+go through a bounded outbox; when it is full a write is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from actors.backends import Backend, BackendReply
+from actors.breaker import State, Transition
+from actors.limits import LimitSpec
+from engine import clock
+from engine.errors import RateLimited
+from engine.messages import ChatRequest, Completion
+from engine.state.config import StateConfig
+from engine.state.guard import GuardedStore
+from engine.state.sessions import SharedSessions
+from engine.state.store import CacheEntry, Charge, Quarantine, StoreUnavailable
+
+if TYPE_CHECKING:
+    from engine.fleet import Fleet
+
+logger = logging.getLogger("callboard.state")
+
+OUTBOX_SIZE = 1024
+CACHE_BATCH = 500
+
+
+class SharedLimits:
+    """A backend that first takes the account's share from the shared rate limits."""
+
+    def __init__(
+        self, provider: str, limits: Sequence[LimitSpec], backend: Backend, guard: GuardedStore
+    ) -> None:
+        self.provider = provider
+        self.limits = tuple(limits)
+        self.backend = backend
+        self.guard = guard
+        self.keys = [f"{provider}/{spec.name}" for spec in self.limits]
+
+    async def complete(self, request: ChatRequest, request_id: str) -> BackendReply:
+        tokens = request.prompt_tokens + (request.max_tokens or request.expected_output_tokens or 0)
+        amounts = {"requests": 1.0, "tokens": float(tokens), "chars": float(request.prompt_chars)}
+        charges = [
+            Charge(key, spec, amounts[spec.unit])
+            for key, spec in zip(self.keys, self.limits, strict=True)
+        ]
+        try:
+            wait, binding = await self.guard.call("take", self.guard.store.take, charges)
+        except StoreUnavailable:
+            wait = 0.0  # the local limiters, already charged, are what holds now
+        if wait > 0:
+            limit = binding.partition("/")[2]
+            raise RateLimited(self.provider, f"{limit} (shared)", wait)
+        return await self.backend.complete(request, request_id)
+
+
+class SharedState:
+    """Everything one router shares through the store; run :meth:`run` in a nursery."""
+
+    def __init__(self, guard: GuardedStore, config: StateConfig, instance: str) -> None:
+        self.guard = guard
+        self.config = config
+        self.instance = instance
+        self.fleet: Fleet | None = None
+        self.sessions: SharedSessions | None = None
+        self._cache_ttl = math.inf
+        self._cache_max = 1
+        self._cache_cursor = ""
+        self._stamps = itertools.count(1)
+        self._adopting = False
+        self._adopted: dict[str, str] = {}  # provider -> stamp of the quarantine taken
+        self._own: set[str] = set()  # providers whose current quarantine opened here
+        self._resync_due = False
+        self._outbox_send, self._outbox = trio.open_memory_channel[tuple[str, Any, tuple]](
+            OUTBOX_SIZE
+        )
+        self.dropped = 0
+        self.adopted = 0
+        self.cache_copied = 0
+        #: provider -> router -> its latest health figures (this one's included).
+        self.peer_health: dict[str, dict[str, dict[str, Any]]] = {}
+        guard.on_recovered = self._recovered
+
+    # --- wiring --------------------------------------------------------------
+    def limited(self, provider: str, limits: Sequence[LimitSpec], backend: Backend) -> Backend:
+        """``backend`` behind the shared limits (unchanged for an account without limits)."""
+        return SharedLimits(provider, limits, backend, self.guard) if limits else backend
+
+    def attach(self, fleet: Fleet, sessions: SharedSessions | None) -> None:
+        self.fleet = fleet
+        self.sessions = sessions
+        cache = fleet.cache
+        if cache is not None:
+            self._cache_ttl = cache.config.ttl
+            self._cache_max = cache.config.max_entries
+            cache.on_store = self._cache_written
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._write_forever)
+            nursery.start_soon(self._sync_forever)
+
+    # --- publishing ----------------------------------------------------------
+    def _send(self, op: str, fn: Any, *args: Any) -> None:
+        try:
+            self._outbox_send.send_nowait((op, fn, args))
+        except trio.WouldBlock:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning("state outbox full: %d shared writes dropped so far", self.dropped)
+
+    async def _write_forever(self) -> None:
+        async for op, fn, args in self._outbox:
+            # A failure is counted by the guard; quarantines are published again on recovery.
+            with contextlib.suppress(StoreUnavailable):
+                await self.guard.call(op, fn, *args)
+
+    def on_transition(self, transition: Transition) -> None:
+        """Publish a breaker that opened here (not one opened because another router did)."""
+        if self._adopting or self.fleet is None:
+            return
+        if transition.target is not State.OPEN:
+            return
+        self._own.add(transition.provider)
+        self._publish_quarantine(transition.provider, transition.reason)
+
+    def _publish_quarantine(self, provider: str, reason: str) -> None:
+        assert self.fleet is not None
+        core = self.fleet.provider(provider).breaker.core
+        remaining = core.open_until - clock.now()
+        if remaining <= 0:
+            return
+        stamp = f"{self.instance}-{next(self._stamps)}"
+        quarantine = Quarantine(provider, remaining, core.ejections, reason, self.instance, stamp)
+        self._send("put_quarantine", self.guard.store.put_quarantine, quarantine)
+
+    def _cache_written(self, key: str, completion: Completion) -> None:
+        entry = CacheEntry(
+            key, json.dumps(attrs.asdict(completion)), self._cache_ttl, self.instance
+        )
+        self._send("put_cache", self.guard.store.put_cache, entry, self._cache_max)
+
+    def _recovered(self) -> None:
+        self._resync_due = True
+
+    # --- pulling ---------------------------------------------------------------
+    async def _sync_forever(self) -> None:
+        health_every = max(1.0, 4 * self.config.sync_every)
+        next_health = clock.now()
+        while True:
+            await self.sync_once()
+            if clock.now() >= next_health:
+                next_health = clock.now() + health_every
+                await self._share_health(ttl=3 * health_every)
+            await clock.sleep(self.config.sync_every)
+
+    async def sync_once(self) -> None:
+        """Pull quarantines and cache entries; after an outage, publish what was missed."""
+        fleet = self.fleet
+        if fleet is None:
+            return
+        call, store = self.guard.call, self.guard.store
+        names = [p.spec.name for p in fleet.providers]
+        try:
+            quarantines = await call("quarantines", store.quarantines, names)
+        except StoreUnavailable:
+            return
+        if self._resync_due:
+            self._resync_due = False
+            await self._resync()
+        for quarantine in quarantines:
+            self._adopt(quarantine)
+        try:
+            entries, self._cache_cursor = await call(
+                "cache_since", store.cache_since, self._cache_cursor, CACHE_BATCH
+            )
+        except StoreUnavailable:
+            return
+        cache = fleet.cache
+        if cache is not None:
+            now = clock.now()
+            for entry in entries:
+                if entry.origin != self.instance:
+                    cache.core.put(
+                        now, entry.key, Completion(**json.loads(entry.value)), entry.remaining
+                    )
+                    self.cache_copied += 1
+
+    def _adopt(self, quarantine: Quarantine) -> None:
+        if quarantine.origin == self.instance:
+            return
+        if self._adopted.get(quarantine.provider) == quarantine.stamp:
+            return
+        assert self.fleet is not None
+        provider = self.fleet.router.by_name.get(quarantine.provider)
+        if provider is None:
+            return
+        self._adopted[quarantine.provider] = quarantine.stamp
+        reason = f"quarantined by router {quarantine.origin}: {quarantine.reason}"
+        self._adopting = True
+        try:
+            opened = provider.breaker.adopt_quarantine(
+                quarantine.remaining, quarantine.ejections, reason
+            )
+        finally:
+            self._adopting = False
+        if opened:
+            self._own.discard(quarantine.provider)
+            self.adopted += 1
+            logger.info(
+                "state provider=%s quarantine adopted from router=%s for %.3f s",
+                quarantine.provider,
+                quarantine.origin,
+                quarantine.remaining,
+            )
+
+    async def _resync(self) -> None:
+        """Redis is back: publish the quarantines opened here meanwhile, write back sessions."""
+        assert self.fleet is not None
+        for name in sorted(self._own):
+            breaker = self.fleet.provider(name).breaker
+            if breaker.state is State.OPEN:
+                self._publish_quarantine(name, "published again after a store outage")
+        if self.sessions is not None:
+            await self.sessions.write_back()
+
+    async def _share_health(self, ttl: float) -> None:
+        fleet = self.fleet
+        assert fleet is not None
+        store = self.guard.store
+        names = [p.spec.name for p in fleet.providers]
+        for provider in fleet.providers:
+            stats = fleet.health.health(provider.spec.name)
+            latency = stats.latency_ewma
+            figures = {
+                "calls": stats.calls,
+                "failures": stats.failures,
+                "error_rate": round(stats.error_ewma, 6),
+                "latency_ms": None if latency != latency else round(latency * 1000, 3),
+                "breaker": provider.breaker.state.value,
+            }
+            self._send(
+                "put_health", store.put_health, provider.spec.name, self.instance, figures, ttl
+            )
+        try:
+            self.peer_health = await self.guard.call("health", store.health, names)
+        except StoreUnavailable:
+            return
+
+    # --- what /health and /metrics show ------------------------------------------
+    def status(self) -> dict[str, Any]:
+        body = self.guard.status()
+        body["router"] = self.instance
+        body["quarantines_adopted"] = self.adopted
+        body["cache_entries_copied"] = self.cache_copied
+        body["writes_dropped"] = self.dropped
+        return body
