@@ -116,6 +116,8 @@ class SessionRegistry:
         session = await self._start(session_id, system_prompt)
         if record is not None:
             self._adopt(self._entries[session_id], record)
+        elif self.shared is not None:  # new: the other routers can find it from now on
+            await self.shared.save(_record(self._entries[session_id]))
         return session
 
     async def fetch(self, session_id: str) -> InterviewSession:
