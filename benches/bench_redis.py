@@ -1,8 +1,8 @@
 """What sharing state in Redis costs a routed request, against the in-memory store.
 
 One trio process runs three live routers (``engine.open_router``) side by side
-over the same upstream, a ``callboard mock-provider`` subprocess on loopback at
-a speed that makes its answers instant:
+over the same upstream, a ``callboard mock-provider`` subprocess on loopback
+(no rate limit, at a speed that makes its answers instant):
 
 - ``local``: no shared state (the default of ``callboard serve``);
 - ``memory``: the shared-state wiring over a :class:`engine.state.MemoryStore`;
@@ -16,7 +16,8 @@ cache is off, so no request is answered without that call. A round runs
 records each request's latency (``time.perf_counter``) and each batch's CPU
 (``time.process_time``, this process only: Redis' own CPU is not counted).
 Medians over ``--rounds`` rounds are printed, with the ratio redis / memory
-per round and its median.
+per round and its median, and the median latency of the shared-limit script
+call alone (what the Redis store adds to each request at the least).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import trio
 import engine
 from engine.live_config import structure_config
 from engine.state import MemoryStore
+from engine.state.store import Charge
 
 MESSAGES = [{"role": "user", "content": "Say hello in two words."}]
 VARIANTS = ("local", "memory", "redis")
@@ -76,10 +78,11 @@ def redis_server() -> Iterator[str]:
 
 @contextlib.contextmanager
 def mock_provider() -> Iterator[str]:
-    """``callboard mock-provider`` at a speed that makes every answer instant."""
+    """``callboard mock-provider`` without limits, at a speed that makes every answer instant."""
     command = Path(sys.executable).parent / "callboard"
     process = subprocess.Popen(
-        [str(command), "mock-provider", "--port", "0", "--speed", "100000", "--name", "m"],
+        # "slow" is the built-in profile without a rate limit; 100,000x faster it is instant.
+        [str(command), "mock-provider", "--port", "0", "--profile", "slow", "--speed", "100000"],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -139,12 +142,27 @@ async def batch(router: engine.LiveRouter, n: int) -> tuple[float, float]:
     return statistics.median(latencies), (time.process_time() - cpu) / n
 
 
+async def take_latency(router: engine.LiveRouter, n: int) -> float:
+    """Median latency of the shared-limit script call alone, as a request makes it."""
+    assert router.state is not None
+    guard = router.state.guard
+    spec = router.config.providers[0].limits[0]
+    charges = [Charge("bench/rpm", spec, 1.0)]
+    latencies = []
+    for _ in range(n):
+        start = time.perf_counter()
+        await guard.call("take", guard.store.take, charges)
+        latencies.append(time.perf_counter() - start)
+    return statistics.median(latencies)
+
+
 async def main(args: argparse.Namespace) -> None:
     with redis_server() as redis, mock_provider() as upstream:
         async with routers(upstream, redis) as by_name:
             assert by_name["redis"].state is not None and by_name["redis"].state.guard.up
             for router in by_name.values():  # warm up connections and code paths
                 await batch(router, 50)
+            takes = []
             latency = {v: [] for v in VARIANTS}
             cpu = {v: [] for v in VARIANTS}
             for r in range(args.rounds):
@@ -153,6 +171,7 @@ async def main(args: argparse.Namespace) -> None:
                     median, per_request = await batch(by_name[variant], args.n)
                     latency[variant].append(median)
                     cpu[variant].append(per_request)
+                takes.append(await take_latency(by_name["redis"], args.n))
             guard = by_name["redis"].state.guard
             assert guard.up and not guard.failures, guard.status()
     print(f"{args.rounds} rounds x {args.n} sequential requests per router, medians over rounds")
@@ -169,12 +188,14 @@ async def main(args: argparse.Namespace) -> None:
         f"(rounds {min(ratios):.2f}-{max(ratios):.2f}), +{statistics.median(added):.0f} us "
         f"a request; CPU {statistics.median(cpu_ratios):.2f}x"
     )
+    take = statistics.median(takes) * 1e6
+    print(f"the shared-limit script call alone (one Redis round trip): {take:.0f} us")
     mem = [m / loc for m, loc in zip(latency["memory"], latency["local"], strict=True)]
     print(f"memory / local (the wiring itself): latency {statistics.median(mem):.2f}x")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=400, help="requests per batch")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--n", type=int, default=100, help="requests per batch")
+    parser.add_argument("--rounds", type=int, default=21)
     trio.run(main, parser.parse_args())

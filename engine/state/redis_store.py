@@ -25,7 +25,9 @@ from engine.state.store import CacheEntry, Charge, Quarantine, SessionRecord
 
 # Errors a Redis call can end in besides a timeout; the guard turns them into
 # StoreUnavailable. (coredis raises the builtin TimeoutError for its own timeouts.)
-ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+# ValueError and KeyError: a value under our prefix that is not one of ours; the
+# router must not stop for it.
+ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError, ValueError, KeyError)
 
 # ARGV per limit: mode ("bucket" | "window"), size, per (s), amount. Returns
 # {"0", 0} when charged, else {seconds to wait, 1-based index of the binding
