@@ -199,9 +199,13 @@ class SessionRegistry:
                     yield entry.session
                     if _turns(entry.session) != turns:  # answered (a failed turn leaves it)
                         entry.version += 1
-                        await shared.save(_record(entry))
+                        with trio.CancelScope(shield=True):  # bounded by state.timeout
+                            await shared.save(_record(entry))
                 finally:
-                    await shared.unlock(session_id)
+                    # Shielded: a client that hangs up must not leave the lock held for
+                    # its whole TTL, refusing the session's next turn on other routers.
+                    with trio.CancelScope(shield=True):
+                        await shared.unlock(session_id)
             else:
                 yield entry.session
         finally:

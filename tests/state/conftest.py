@@ -20,8 +20,10 @@ import pytest
 from engine.live_config import LiveConfig
 from tests.live.conftest import LOOPBACK, Upstream, live_config
 
-#: Quick settings for tests: pulls every 50 ms, probes a dead Redis every 200 ms.
-FAST_STATE = {"sync_every": 0.05, "timeout": 0.25, "retry_every": 0.2}
+#: Quick settings for tests: pulls every 50 ms, probes a dead Redis every 200 ms. The
+#: timeout is generous: on a loaded machine a slower call would count as an outage,
+#: and the routers would rightly fall back to local state (tests of that set their own).
+FAST_STATE = {"sync_every": 0.05, "timeout": 1.0, "retry_every": 0.2}
 
 
 def _free_port() -> int:

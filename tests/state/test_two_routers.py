@@ -82,6 +82,8 @@ async def test_rate_limits_and_quotas_are_shared_not_multiplied_by_the_routers(
     one, two = await _two_routers(nursery, config)
     async with one, two:
         replies = [await _chat(http) for http in (one, two) * 4]
+        states = [(await http.get("/health")).json()["state"] for http in (one, two)]
+    assert [s["outages"] for s in states] == [0, 0]  # else they rightly fell back to local limits
     statuses = [r.status_code for r in replies]
     # Each router alone would admit 4 (its own daily quota); together they admit 4 in all.
     assert statuses.count(200) == 4 and a.mock.calls["200"] == 4
