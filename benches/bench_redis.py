@@ -116,7 +116,9 @@ def _config(upstream: str, redis: str | None):
         "cache": {"enabled": False},
         "health": {"ping_every": None},
         "retry": {"attempt_timeout": 10, "deadline": 30},
-        "state": {"redis": redis} if redis else {},
+        # A generous timeout: a call slowed by this busy machine must not trip the store
+        # into its local fallback, which would skip the very call being measured.
+        "state": {"redis": redis, "timeout": 2.0} if redis else {},
     }
     return structure_config(raw, "bench")
 
