@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import attrs
+import coredis
 import httpx
 import trio
 
@@ -133,3 +134,21 @@ async def test_a_router_starts_and_serves_without_redis_and_joins_when_it_comes_
                 while (reply := await second.get("/sessions/cand-9")).status_code != 200:
                     await trio.sleep(0.05)
     assert [m["role"] for m in reply.json()["history"]] == ["user", "assistant"]
+
+
+async def test_a_foreign_value_under_the_prefix_is_an_outage_not_a_crash(nursery, redis_server):
+
+    a = await start_mock(nursery, "a")
+    url = await start_router(nursery, shared_config([a], redis_server.url))
+    async with (
+        httpx.AsyncClient(base_url=url) as http,
+        coredis.Redis.from_url(redis_server.url) as r,
+    ):
+        await r.set("callboard:quarantine:a", "not json", px=60_000)
+        with trio.fail_after(3):
+            while (state := await _state(http))["status"] != "down":
+                await trio.sleep(0.02)
+        assert (await _chat(http)).status_code == 200
+        await r.delete(["callboard:quarantine:a"])
+        await _until_state(http, "up")
+    assert "quarantines" in state["last_error"]
