@@ -137,7 +137,6 @@ async def test_a_router_starts_and_serves_without_redis_and_joins_when_it_comes_
 
 
 async def test_a_foreign_value_under_the_prefix_is_an_outage_not_a_crash(nursery, redis_server):
-
     a = await start_mock(nursery, "a")
     url = await start_router(nursery, shared_config([a], redis_server.url))
     async with (
