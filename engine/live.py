@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,15 +26,13 @@ from actors.session import InterviewSession, Turn
 from engine import clock
 from engine.events import DecisionLog
 from engine.fleet import Account, Fleet, open_fleet
-from engine.live_config import ConfigError, LiveConfig, load_config
+from engine.live_config import LiveConfig, load_config
 from engine.live_sessions import SessionRegistry
 from engine.live_status import ProviderStatus, best_provider, provider_status
 from engine.live_stream import ReplyStream
 from engine.messages import ChatMessage, ChatRequest, Completion
 from engine.openai_format import chat_messages
-from engine.state.guard import GuardedStore
-from engine.state.sessions import SharedSessions
-from engine.state.shared import SharedState
+from engine.state.shared import SharedState, limited, open_shared_state
 from engine.state.store import StateStore
 
 Messages = Sequence[Mapping[str, Any] | ChatMessage]
@@ -152,30 +149,6 @@ class LiveRouter:
         return backend.last_limits if backend is not None else None
 
 
-def _redis_store() -> type:
-    """The Redis store class; coredis is needed only by a router configured to share state."""
-    try:
-        from engine.state.redis_store import RedisStore
-    except ImportError as exc:
-        raise ConfigError(
-            "state.redis", [f"needs coredis ({exc}); install it: pip install 'callboard[redis]'"]
-        ) from None
-    return RedisStore
-
-
-def _both(
-    first: Callable[[Transition], None], second: Callable[[Transition], None] | None
-) -> Callable[[Transition], None]:
-    if second is None:
-        return first
-
-    def both(transition: Transition) -> None:
-        first(transition)
-        second(transition)
-
-    return both
-
-
 def _feed(provider: Provider) -> Callable[[RateLimitInfo], None]:
     def observe(info: RateLimitInfo) -> None:
         provider.observe_limits(info.limits, clock.now())
@@ -240,21 +213,9 @@ async def _open_router(
     endpoints = [p.endpoint(env, i) for i, p in enumerate(config.providers)]
     token = secrets.token_hex(3)
     async with contextlib.AsyncExitStack() as stack:
-        shared = None
-        if state is None and config.state.redis is not None:
-            RedisStore = _redis_store()
-            redis = RedisStore(
-                config.state.redis, prefix=config.state.prefix, timeout=config.state.timeout
-            )
-            state = await stack.enter_async_context(redis.connected())
-        if state is not None:
-            guard = GuardedStore(
-                state, timeout=config.state.timeout, retry_every=config.state.retry_every
-            )
-            shared = SharedState(
-                guard, config.state, f"{socket.gethostname()}:{os.getpid()}:{token}"
-            )
-            on_transition = _both(shared.on_transition, on_transition)
+        shared = await stack.enter_async_context(open_shared_state(config.state, state, token))
+        if shared is not None:
+            on_transition = shared.chain(on_transition)
         if http_client is None:
             http_client = await stack.enter_async_context(
                 httpx.AsyncClient(
@@ -264,12 +225,7 @@ async def _open_router(
             )
         backends = {e.name: HttpBackend(e, http_client) for e in endpoints}
         accounts = [
-            Account(
-                p.spec(),
-                backends[p.name]
-                if shared is None
-                else shared.limited(p.name, p.limits, backends[p.name]),
-            )
+            Account(p.spec(), limited(shared, p.name, p.limits, backends[p.name]))
             for p in config.providers
         ]
         async with open_fleet(
@@ -287,15 +243,9 @@ async def _open_router(
             async with trio.open_nursery() as nursery:
                 shared_sessions = None
                 if shared is not None:
-                    retry = config.retry
-                    shared_sessions = SharedSessions(
-                        shared.guard,
-                        shared.instance,
-                        ttl=config.server.session_idle_timeout,
-                        lock_ttl=retry.deadline + retry.attempt_timeout,
-                    )
-                    shared.attach(fleet, shared_sessions)
-                    nursery.start_soon(shared.run)
+                    lock_ttl = config.retry.deadline + config.retry.attempt_timeout
+                    idle = config.server.session_idle_timeout
+                    shared_sessions = shared.start(fleet, nursery, idle=idle, lock_ttl=lock_ttl)
                 sessions = SessionRegistry(
                     fleet.router,
                     nursery,

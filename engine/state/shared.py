@@ -24,7 +24,9 @@ import itertools
 import json
 import logging
 import math
-from collections.abc import Sequence
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -39,7 +41,7 @@ from engine.messages import ChatRequest, Completion
 from engine.state.config import StateConfig
 from engine.state.guard import GuardedStore
 from engine.state.sessions import SharedSessions
-from engine.state.store import CacheEntry, Charge, Quarantine, StoreUnavailable
+from engine.state.store import CacheEntry, Charge, Quarantine, StateStore, StoreUnavailable
 
 if TYPE_CHECKING:
     from engine.fleet import Fleet
@@ -79,6 +81,44 @@ class SharedLimits:
         return await self.backend.complete(request, request_id)
 
 
+def limited(
+    shared: SharedState | None, provider: str, limits: Sequence[LimitSpec], backend: Backend
+) -> Backend:
+    """``backend`` behind the shared limits (unchanged without shared state or limits)."""
+    if shared is None or not limits:
+        return backend
+    return SharedLimits(provider, limits, backend, shared.guard)
+
+
+@contextlib.asynccontextmanager
+async def open_shared_state(
+    config: StateConfig, store: StateStore | None, token: str
+) -> AsyncIterator[SharedState | None]:
+    """What this router shares: through ``store``, else ``config.redis``; None if neither."""
+    if store is None and config.redis is None:
+        yield None
+        return
+    async with contextlib.AsyncExitStack() as stack:
+        if store is None:
+            store = await stack.enter_async_context(_redis_store(config).connected())
+        guard = GuardedStore(store, timeout=config.timeout, retry_every=config.retry_every)
+        yield SharedState(guard, config, f"{socket.gethostname()}:{os.getpid()}:{token}")
+
+
+def _redis_store(config: StateConfig) -> Any:
+    """The Redis store; coredis is needed only by a router configured to share state."""
+    from engine.live_config import ConfigError
+
+    try:
+        from engine.state.redis_store import RedisStore
+    except ImportError as exc:
+        raise ConfigError(
+            "state.redis", [f"needs coredis ({exc}); install it: pip install 'callboard[redis]'"]
+        ) from None
+    assert config.redis is not None
+    return RedisStore(config.redis, prefix=config.prefix, timeout=config.timeout)
+
+
 class SharedState:
     """Everything one router shares through the store; run :meth:`run` in a nursery."""
 
@@ -107,18 +147,30 @@ class SharedState:
         guard.on_recovered = self._recovered
 
     # --- wiring --------------------------------------------------------------
-    def limited(self, provider: str, limits: Sequence[LimitSpec], backend: Backend) -> Backend:
-        """``backend`` behind the shared limits (unchanged for an account without limits)."""
-        return SharedLimits(provider, limits, backend, self.guard) if limits else backend
+    def chain(self, then: Callable[[Transition], None] | None) -> Callable[[Transition], None]:
+        """A breaker-transition callback that publishes here, then calls ``then``."""
+        if then is None:
+            return self.on_transition
 
-    def attach(self, fleet: Fleet, sessions: SharedSessions | None) -> None:
+        def both(transition: Transition) -> None:
+            self.on_transition(transition)
+            then(transition)
+
+        return both
+
+    def start(
+        self, fleet: Fleet, nursery: trio.Nursery, *, idle: float, lock_ttl: float
+    ) -> SharedSessions:
+        """Share ``fleet``'s state from now on; returns the sessions' link to the store."""
         self.fleet = fleet
-        self.sessions = sessions
+        self.sessions = SharedSessions(self.guard, self.instance, ttl=idle, lock_ttl=lock_ttl)
         cache = fleet.cache
         if cache is not None:
             self._cache_ttl = cache.config.ttl
             self._cache_max = cache.config.max_entries
             cache.on_store = self._cache_written
+        nursery.start_soon(self.run)
+        return self.sessions
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
