@@ -166,3 +166,24 @@ async def test_the_response_cache_is_shared(nursery, redis_server):
     assert (first["cached"], second["cached"]) == (False, True)
     assert second["choices"] == first["choices"]
     assert a.mock.calls["200"] == 1  # the second router answered without calling a
+
+
+async def test_streamed_answers_take_their_tokens_from_the_shared_bucket(nursery, redis_server):
+    limits = [{"name": "rpm", "unit": "requests", "limit": 2, "per": 600}]
+    a = await start_mock(nursery, "a")
+    providers = [{"name": "a", "base_url": f"{a.url}/v1", "limits": limits}]
+    one, two = await _two_routers(
+        nursery, shared_config([a], redis_server.url, providers=providers)
+    )
+    events: list[list[str]] = []
+    async with one, two:
+        for http in (one, two, one):
+            with trio.fail_after(10):
+                async with http.stream(
+                    "POST", "/v1/chat/completions", json={**CHAT, "stream": True}
+                ) as response:
+                    events.append([line async for line in response.aiter_lines() if line])
+                    events[-1].insert(0, str(response.status_code))
+    assert [e[0] for e in events] == ["200", "200", "503"]
+    assert all(e[-1] == "data: [DONE]" and len(e) > 3 for e in events[:2])
+    assert a.mock.calls["200"] == 2
