@@ -142,6 +142,7 @@ class SharedState:
         self.dropped = 0
         self.adopted = 0
         self.cache_copied = 0
+        self.cache_rejected = 0
         #: provider -> router -> its latest health figures (this one's included).
         self.peer_health: dict[str, dict[str, dict[str, Any]]] = {}
         guard.on_recovered = self._recovered
@@ -257,11 +258,19 @@ class SharedState:
         if cache is not None:
             now = clock.now()
             for entry in entries:
-                if entry.origin != self.instance:
-                    cache.core.put(
-                        now, entry.key, Completion(**json.loads(entry.value)), entry.remaining
+                if entry.origin == self.instance:
+                    continue
+                try:
+                    completion = Completion(**json.loads(entry.value))
+                except (ValueError, TypeError) as exc:
+                    # E.g. written by another version of callboard during a rolling upgrade.
+                    self.cache_rejected += 1
+                    logger.warning(
+                        "state cache entry %s from %s not copied: %s", entry.key, entry.origin, exc
                     )
-                    self.cache_copied += 1
+                    continue
+                cache.core.put(now, entry.key, completion, entry.remaining)
+                self.cache_copied += 1
 
     def _adopt(self, quarantine: Quarantine) -> None:
         if quarantine.origin == self.instance:
@@ -330,5 +339,6 @@ class SharedState:
         body["router"] = self.instance
         body["quarantines_adopted"] = self.adopted
         body["cache_entries_copied"] = self.cache_copied
+        body["cache_entries_rejected"] = self.cache_rejected
         body["writes_dropped"] = self.dropped
         return body

@@ -138,11 +138,17 @@ async def test_a_router_starts_and_serves_without_redis_and_joins_when_it_comes_
 
 async def test_a_foreign_value_under_the_prefix_is_an_outage_not_a_crash(nursery, redis_server):
     a = await start_mock(nursery, "a")
-    url = await start_router(nursery, shared_config([a], redis_server.url))
+    url = await start_router(nursery, shared_config([a], redis_server.url, cache={"enabled": True}))
     async with (
         httpx.AsyncClient(base_url=url) as http,
         coredis.Redis.from_url(redis_server.url) as r,
     ):
+        # A cache entry from some other writer (another version, say): not copied, counted.
+        entry = {"k": "key-1", "v": '{"content": "no other field"}', "exp": "9" * 15, "o": "x"}
+        await r.xadd("callboard:cache", entry)
+        with trio.fail_after(3):
+            while (await _state(http))["cache_entries_rejected"] != 1:
+                await trio.sleep(0.02)
         await r.set("callboard:quarantine:a", "not json", px=60_000)
         with trio.fail_after(3):
             while (state := await _state(http))["status"] != "down":
