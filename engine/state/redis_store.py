@@ -21,7 +21,7 @@ import coredis
 from coredis.retry import NoRetryPolicy
 from coredis.typing import RedisError
 
-from engine.state.store import CacheEntry, Charge, Quarantine, SessionRecord
+from engine.state.store import HOLD_KINDS, CacheEntry, Charge, Quarantine, SessionRecord
 
 # Errors a Redis call can end in besides a timeout; the guard turns them into
 # StoreUnavailable. (coredis raises the builtin TimeoutError for its own timeouts.)
@@ -215,15 +215,18 @@ class RedisStore:
             }
         )
         ms = max(1, math.ceil(quarantine.remaining * 1000))
-        await self.client.set(self._key("quarantine", quarantine.provider), value, px=ms)
+        await self.client.set(self._hold_key(quarantine.kind, quarantine.provider), value, px=ms)
+
+    def _hold_key(self, kind: str, provider: str) -> str:
+        return self._key("quarantine" if kind == "breaker" else kind, provider)
 
     async def quarantines(self, providers: Sequence[str]) -> list[Quarantine]:
         if not providers:
             return []
-        keys = [self._key("quarantine", p) for p in providers]
-        reply = await self._quarantines(keys=keys)
+        held = [(kind, p) for kind in HOLD_KINDS for p in providers]
+        reply = await self._quarantines(keys=[self._hold_key(kind, p) for kind, p in held])
         found = []
-        for provider, value, pttl in zip(providers, reply[::2], reply[1::2], strict=True):
+        for (kind, provider), value, pttl in zip(held, reply[::2], reply[1::2], strict=True):
             if value is None or int(pttl) <= 0:
                 continue
             data = json.loads(value)
@@ -235,6 +238,7 @@ class RedisStore:
                     str(data["reason"]),
                     str(data["origin"]),
                     str(data["stamp"]),
+                    kind,
                 )
             )
         return found

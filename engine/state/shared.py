@@ -4,7 +4,9 @@
   takes the request's tokens from the shared buckets (one atomic script call)
   before the upstream call; a refusal is a 429 with the shared wait, so the
   router fails over exactly as for an upstream one. The account's local
-  limiters still apply: when the store is down they are what holds.
+  limiters still apply: when the store is down they are what holds. A 429 from
+  the provider itself is published too, so the other routers keep off the
+  account for its Retry-After instead of each earning their own 429.
 - Quarantines: a breaker that opens here is published (expiring at the
   quarantine's end); every ``sync_every`` seconds each router pulls the shared
   ones and opens its own breaker until the same moment.
@@ -53,18 +55,34 @@ CACHE_BATCH = 500
 
 
 class SharedLimits:
-    """A backend that first takes the account's share from the shared rate limits."""
+    """A backend that first takes the account's share from the shared rate limits,
+    and tells the other routers when the provider itself answers 429."""
 
     def __init__(
-        self, provider: str, limits: Sequence[LimitSpec], backend: Backend, guard: GuardedStore
+        self,
+        provider: str,
+        limits: Sequence[LimitSpec],
+        backend: Backend,
+        guard: GuardedStore,
+        on_429: Callable[[str, RateLimited], None],
     ) -> None:
         self.provider = provider
         self.limits = tuple(limits)
         self.backend = backend
         self.guard = guard
+        self.on_429 = on_429
         self.keys = [f"{provider}/{spec.name}" for spec in self.limits]
 
     async def complete(self, request: ChatRequest, request_id: str) -> BackendReply:
+        if self.limits:
+            await self._take(request)
+        try:
+            return await self.backend.complete(request, request_id)
+        except RateLimited as exc:  # the provider's own 429: every router should keep off
+            self.on_429(self.provider, exc)
+            raise
+
+    async def _take(self, request: ChatRequest) -> None:
         tokens = request.prompt_tokens + (request.max_tokens or request.expected_output_tokens or 0)
         amounts = {"requests": 1.0, "tokens": float(tokens), "chars": float(request.prompt_chars)}
         charges = [
@@ -78,16 +96,15 @@ class SharedLimits:
         if wait > 0:
             limit = binding.partition("/")[2]
             raise RateLimited(self.provider, f"{limit} (shared)", wait)
-        return await self.backend.complete(request, request_id)
 
 
 def limited(
     shared: SharedState | None, provider: str, limits: Sequence[LimitSpec], backend: Backend
 ) -> Backend:
-    """``backend`` behind the shared limits (unchanged without shared state or limits)."""
-    if shared is None or not limits:
+    """``backend`` behind the shared limits (unchanged without shared state)."""
+    if shared is None:
         return backend
-    return SharedLimits(provider, limits, backend, shared.guard)
+    return SharedLimits(provider, limits, backend, shared.guard, shared.rate_limited)
 
 
 @contextlib.asynccontextmanager
@@ -133,7 +150,7 @@ class SharedState:
         self._cache_cursor = ""
         self._stamps = itertools.count(1)
         self._adopting = False
-        self._adopted: dict[str, str] = {}  # provider -> stamp of the quarantine taken
+        self._adopted: dict[tuple[str, str], str] = {}  # (kind, provider) -> stamp taken
         self._own: set[str] = set()  # providers whose current quarantine opened here
         self._resync_due = False
         self._outbox_send, self._outbox = trio.open_memory_channel[tuple[str, Any, tuple]](
@@ -141,6 +158,7 @@ class SharedState:
         )
         self.dropped = 0
         self.adopted = 0
+        self.coolings_adopted = 0
         self.cache_copied = 0
         self.cache_rejected = 0
         #: provider -> router -> its latest health figures (this one's included).
@@ -212,6 +230,16 @@ class SharedState:
         quarantine = Quarantine(provider, remaining, core.ejections, reason, self.instance, stamp)
         self._send("put_quarantine", self.guard.store.put_quarantine, quarantine)
 
+    def rate_limited(self, provider: str, error: RateLimited) -> None:
+        """The provider answered 429 here: the others keep off it for its Retry-After too."""
+        if error.retry_after <= 0:
+            return
+        stamp = f"{self.instance}-{next(self._stamps)}"
+        hold = Quarantine(
+            provider, error.retry_after, 0, str(error), self.instance, stamp, kind="cooling"
+        )
+        self._send("put_quarantine", self.guard.store.put_quarantine, hold)
+
     def _cache_written(self, key: str, completion: Completion) -> None:
         entry = CacheEntry(
             key, json.dumps(attrs.asdict(completion)), self._cache_ttl, self.instance
@@ -275,13 +303,28 @@ class SharedState:
     def _adopt(self, quarantine: Quarantine) -> None:
         if quarantine.origin == self.instance:
             return
-        if self._adopted.get(quarantine.provider) == quarantine.stamp:
+        seen = (quarantine.kind, quarantine.provider)
+        if self._adopted.get(seen) == quarantine.stamp:
             return
         assert self.fleet is not None
         provider = self.fleet.router.by_name.get(quarantine.provider)
         if provider is None:
             return
-        self._adopted[quarantine.provider] = quarantine.stamp
+        self._adopted[seen] = quarantine.stamp
+        if quarantine.kind == "cooling":
+            # As if it had answered this router's own request with 429 (provider.call).
+            until = clock.now() + quarantine.remaining
+            if until > provider.cooling_until:
+                provider.cooling_until = until
+                self.coolings_adopted += 1
+                logger.info(
+                    "state provider=%s cooling adopted from router=%s for %.3f s (%s)",
+                    quarantine.provider,
+                    quarantine.origin,
+                    quarantine.remaining,
+                    quarantine.reason,
+                )
+            return
         reason = f"quarantined by router {quarantine.origin}: {quarantine.reason}"
         self._adopting = True
         try:
@@ -338,6 +381,7 @@ class SharedState:
         body = self.guard.status()
         body["router"] = self.instance
         body["quarantines_adopted"] = self.adopted
+        body["rate_limits_adopted"] = self.coolings_adopted
         body["cache_entries_copied"] = self.cache_copied
         body["cache_entries_rejected"] = self.cache_rejected
         body["writes_dropped"] = self.dropped

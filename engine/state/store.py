@@ -35,9 +35,13 @@ class Charge:
     amount: float
 
 
+#: What keeps a provider out: its breaker opened, or it answered 429 (its Retry-After).
+HOLD_KINDS = ("breaker", "cooling")
+
+
 @attrs.frozen
 class Quarantine:
-    """A provider quarantined by router ``origin`` for ``remaining`` more seconds."""
+    """A provider held off by router ``origin`` for ``remaining`` more seconds."""
 
     provider: str
     remaining: float
@@ -45,6 +49,7 @@ class Quarantine:
     reason: str
     origin: str
     stamp: str  # unique per opening, so a router adopts each one once
+    kind: str = "breaker"  # one of HOLD_KINDS; one of each kind per provider at a time
 
 
 @attrs.frozen
@@ -164,14 +169,16 @@ class MemoryStore:
         return 0.0, ""
 
     async def put_quarantine(self, quarantine: Quarantine) -> None:
-        self._values.set(f"q:{quarantine.provider}", quarantine, quarantine.remaining)
+        key = f"{quarantine.kind}:{quarantine.provider}"
+        self._values.set(key, quarantine, quarantine.remaining)
 
     async def quarantines(self, providers: Sequence[str]) -> list[Quarantine]:
         found = []
-        for provider in providers:
-            item = self._values.get(f"q:{provider}")
-            if item is not None:
-                found.append(attrs.evolve(item[1], remaining=item[0]))
+        for kind in HOLD_KINDS:
+            for provider in providers:
+                item = self._values.get(f"{kind}:{provider}")
+                if item is not None:
+                    found.append(attrs.evolve(item[1], remaining=item[0]))
         return found
 
     async def save_session(self, record: SessionRecord, ttl: float) -> None:

@@ -80,15 +80,15 @@ async def test_a_quarantine_is_seen_by_others_and_expires_by_itself(kind, server
     async with two_stores(kind, server) as (first, second):
         await first.put_quarantine(Quarantine("a", 0.3, 2, "3 failures", "router-1", "r1-1"))
         (seen,) = await second.quarantines(["a", "b"])
-        assert (seen.provider, seen.ejections, seen.origin, seen.stamp) == (
-            "a",
-            2,
-            "router-1",
-            "r1-1",
-        )
+        assert (seen.kind, seen.provider, seen.ejections) == ("breaker", "a", 2)
+        assert (seen.origin, seen.stamp) == ("router-1", "r1-1")
         assert 0.1 < seen.remaining <= 0.3
+        # A 429's hold on the same provider is kept apart from its breaker's quarantine.
+        await first.put_quarantine(Quarantine("a", 5, 0, "429", "router-1", "r1-2", kind="cooling"))
+        assert [q.stamp for q in await second.quarantines(["a", "b"])] == ["r1-1", "r1-2"]
         await trio.sleep(0.35)
-        assert await second.quarantines(["a", "b"]) == []
+        (cooling,) = await second.quarantines(["a", "b"])
+        assert (cooling.kind, cooling.stamp) == ("cooling", "r1-2")
 
 
 async def test_a_session_moves_between_routers_and_its_lock_keeps_one_turn_at_a_time(kind, server):

@@ -187,3 +187,27 @@ async def test_streamed_answers_take_their_tokens_from_the_shared_bucket(nursery
     assert [e[0] for e in events] == ["200", "200", "503"]
     assert all(e[-1] == "data: [DONE]" and len(e) > 3 for e in events[:2])
     assert a.mock.calls["200"] == 2
+
+
+async def test_a_providers_own_429_keeps_the_other_router_off_it_for_its_retry_after(
+    nursery, redis_server
+):
+    a = await start_mock(nursery, "a", "rate-limited")  # 429 with Retry-After: 10
+    b = await start_mock(nursery, "b")
+    providers = [
+        {"name": "a", "base_url": f"{a.url}/v1", "priority": 0},
+        {"name": "b", "base_url": f"{b.url}/v1", "priority": 1},
+    ]
+    config = shared_config(
+        [a, b], redis_server.url, providers=providers, routing={"policy": "priority"}
+    )
+    one, two = await _two_routers(nursery, config)
+    async with one, two:
+        first = (await _chat(one)).json()
+        with trio.fail_after(1.0):
+            while (await two.get("/health")).json()["state"]["rate_limits_adopted"] != 1:
+                await trio.sleep(0.02)
+        second = (await _chat(two)).json()
+    assert (first["provider"], first["attempts"]) == ("b", 2)
+    assert (second["provider"], second["attempts"]) == ("b", 1)
+    assert a.mock.calls["429"] == 1  # the second router never asked a during its Retry-After
