@@ -203,6 +203,11 @@ def _state_metrics(state: SharedState) -> Iterator[Metric]:
         ("callboard_state_store_outages", guard.outages, "Times the shared store went down"),
         ("callboard_state_writes_dropped", state.dropped, "Shared writes dropped, outbox full"),
         ("callboard_state_quarantines_adopted", state.adopted, "Quarantines taken from others"),
+        (
+            "callboard_state_rate_limits_adopted",
+            state.coolings_adopted,
+            "Provider 429 cool-downs taken from others",
+        ),
         ("callboard_state_cache_copied", state.cache_copied, "Cache entries copied from others"),
     ):
         family = CounterMetricFamily(name, help_text)

@@ -64,6 +64,7 @@ async def test_a_provider_quarantined_by_one_router_is_skipped_by_the_other_with
     assert a.mock.calls["500"] == 1  # the second router never tried a
     assert seen_after < 1.0
     assert "callboard_state_quarantines_adopted_total 1.0" in metrics
+    assert "callboard_state_rate_limits_adopted_total 0.0" in metrics
 
 
 async def test_rate_limits_and_quotas_are_shared_not_multiplied_by_the_routers(
