@@ -21,7 +21,14 @@ import coredis
 from coredis.retry import NoRetryPolicy
 from coredis.typing import RedisError
 
-from engine.state.store import HOLD_KINDS, CacheEntry, Charge, Quarantine, SessionRecord
+from engine.state.store import (
+    HOLD_KINDS,
+    CacheEntry,
+    Charge,
+    Quarantine,
+    SessionRecord,
+    Taken,
+)
 
 # Errors a Redis call can end in besides a timeout; the guard turns them into
 # StoreUnavailable. (coredis raises the builtin TimeoutError for its own timeouts.)
@@ -31,8 +38,9 @@ ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError, Va
 
 # ARGV per limit: mode ("bucket" | "window"), size, per (s), amount. Returns
 # {"0", 0} when charged, else {seconds to wait, 1-based index of the binding
-# limit}; "inf" when the amount can never fit. Numbers go back as strings:
-# Redis would truncate a Lua number to an integer.
+# limit} ("inf" when the amount can never fit); then per limit the units used
+# and the seconds until its window resets. Numbers go back as strings: Redis
+# would truncate a Lua number to an integer.
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -63,26 +71,39 @@ for i = 1, #KEYS do
   end
   if wait > worst then worst, binding = wait, i end
 end
-if worst > 0 then
-  if worst == math.huge then return {'inf', binding} end
-  return {string.format('%.6f', worst), binding}
+local charged = worst <= 0
+local out = {'0', 0}
+if not charged then
+  if worst == math.huge then out = {'inf', binding}
+  else out = {string.format('%.6f', worst), binding} end
 end
+-- Then per limit: units used after this call, and seconds until a window resets.
 for i = 1, #KEYS do
   local b = (i - 1) * 4
-  local mode, per, amount = ARGV[b + 1], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  local mode, size = ARGV[b + 1], tonumber(ARGV[b + 2])
+  local per, amount = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  if not charged then amount = 0 end
   if mode == 'bucket' then
-    redis.call('HSET', KEYS[i], 'level', string.format('%.17g', levels[i] - amount),
-      'at', string.format('%.6f', now))
-    -- A bucket left alone for `per` seconds is full again: the key may go.
-    redis.call('PEXPIRE', KEYS[i], math.ceil(per * 1000) + 1000)
+    if charged then
+      redis.call('HSET', KEYS[i], 'level', string.format('%.17g', levels[i] - amount),
+        'at', string.format('%.6f', now))
+      -- A bucket left alone for `per` seconds is full again: the key may go.
+      redis.call('PEXPIRE', KEYS[i], math.ceil(per * 1000) + 1000)
+    end
+    out[#out + 1] = string.format('%.17g', size - (levels[i] - amount))
+    out[#out + 1] = '0'
   else
     local window = math.floor(now / per)
-    redis.call('HSET', KEYS[i], 'window', string.format('%d', window),
-      'used', string.format('%.17g', levels[i] + amount))
-    redis.call('PEXPIREAT', KEYS[i], math.ceil((window + 1) * per * 1000) + 1000)
+    if charged then
+      redis.call('HSET', KEYS[i], 'window', string.format('%d', window),
+        'used', string.format('%.17g', levels[i] + amount))
+      redis.call('PEXPIREAT', KEYS[i], math.ceil((window + 1) * per * 1000) + 1000)
+    end
+    out[#out + 1] = string.format('%.17g', levels[i] + amount)
+    out[#out + 1] = string.format('%.6f', (window + 1) * per - now)
   end
 end
-return {'0', 0}
+return out
 """
 
 # KEYS: quarantine keys. Returns {value or false, pttl, ...}.
@@ -195,15 +216,19 @@ class RedisStore:
     async def ping(self) -> None:
         await self.client.ping()
 
-    async def take(self, charges: Sequence[Charge]) -> tuple[float, str]:
+    async def take(self, charges: Sequence[Charge]) -> Taken:
         keys = [self._key("limit", c.key) for c in charges]
         args: list[str] = []
         for c in charges:
             spec = c.spec
             args += [spec.mode, repr(float(spec.limit)), repr(float(spec.per)), repr(c.amount)]
-        wait, binding = await self._take(keys=keys, args=args)
+        wait, binding, *levels = await self._take(keys=keys, args=args)
         seconds = math.inf if wait == "inf" else float(wait)
-        return (0.0, "") if seconds <= 0 else (seconds, charges[int(binding) - 1].key)
+        used = tuple(float(x) for x in levels[::2])
+        resets_in = tuple(float(x) for x in levels[1::2])
+        if seconds <= 0:
+            return Taken(0.0, "", used, resets_in)
+        return Taken(seconds, charges[int(binding) - 1].key, used, resets_in)
 
     async def put_quarantine(self, quarantine: Quarantine) -> None:
         value = json.dumps(

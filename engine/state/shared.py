@@ -37,13 +37,21 @@ import trio
 from actors.backends import Backend, BackendReply
 from actors.breaker import State, Transition
 from actors.limits import LimitSpec
+from actors.quota import ALERT_LEVELS, QUOTA_MIN_WINDOW_S, QuotaAlert
 from engine import clock
 from engine.errors import RateLimited
 from engine.messages import ChatRequest, Completion
 from engine.state.config import StateConfig
 from engine.state.guard import GuardedStore
 from engine.state.sessions import SharedSessions
-from engine.state.store import CacheEntry, Charge, Quarantine, StateStore, StoreUnavailable
+from engine.state.store import (
+    CacheEntry,
+    Charge,
+    Quarantine,
+    StateStore,
+    StoreUnavailable,
+    Taken,
+)
 
 if TYPE_CHECKING:
     from engine.fleet import Fleet
@@ -52,6 +60,38 @@ logger = logging.getLogger("callboard.state")
 
 OUTBOX_SIZE = 1024
 CACHE_BATCH = 500
+
+
+class SharedQuotaWatch:
+    """Quota alerts (80%, 90%, 100%) from the fleet's count, not this router's share.
+
+    The same levels as :class:`actors.quota.QuotaWatch`. A level is reported by the
+    router whose charge crossed it: charges are atomic in the store, so each level
+    of each window is reported once, by one router.
+    """
+
+    def __init__(self, provider: str, limits: Sequence[LimitSpec]) -> None:
+        self.provider = provider
+        self.quotas = [
+            (i, spec)
+            for i, spec in enumerate(limits)
+            if spec.mode == "window" and spec.per >= QUOTA_MIN_WINDOW_S
+        ]
+
+    def check(self, now: float, charges: Sequence[Charge], taken: Taken) -> list[QuotaAlert]:
+        alerts = []
+        for i, spec in self.quotas:
+            used = taken.used[i]
+            before, after = (used - charges[i].amount) / spec.limit, used / spec.limit
+            for level in ALERT_LEVELS:
+                if before < level - 1e-12 <= after:
+                    resets_at = now + taken.resets_in[i]
+                    alerts.append(
+                        QuotaAlert(
+                            now, self.provider, spec.name, level, used, spec.limit, resets_at
+                        )
+                    )
+        return alerts
 
 
 class SharedLimits:
@@ -65,13 +105,16 @@ class SharedLimits:
         backend: Backend,
         guard: GuardedStore,
         on_429: Callable[[str, RateLimited], None],
+        on_quota: Callable[[QuotaAlert], None],
     ) -> None:
         self.provider = provider
         self.limits = tuple(limits)
         self.backend = backend
         self.guard = guard
         self.on_429 = on_429
+        self.on_quota = on_quota
         self.keys = [f"{provider}/{spec.name}" for spec in self.limits]
+        self.quota_watch = SharedQuotaWatch(provider, self.limits)
 
     async def complete(self, request: ChatRequest, request_id: str) -> BackendReply:
         if self.limits:
@@ -90,12 +133,15 @@ class SharedLimits:
             for key, spec in zip(self.keys, self.limits, strict=True)
         ]
         try:
-            wait, binding = await self.guard.call("take", self.guard.store.take, charges)
+            taken = await self.guard.call("take", self.guard.store.take, charges)
         except StoreUnavailable:
-            wait = 0.0  # the local limiters, already charged, are what holds now
-        if wait > 0:
-            limit = binding.partition("/")[2]
-            raise RateLimited(self.provider, f"{limit} (shared)", wait)
+            return  # the local limiters, already charged, are what holds now
+        if taken.wait > 0:
+            limit = taken.binding.partition("/")[2]
+            raise RateLimited(self.provider, f"{limit} (shared)", taken.wait)
+        if self.quota_watch.quotas:
+            for alert in self.quota_watch.check(clock.now(), charges, taken):
+                self.on_quota(alert)
 
 
 def limited(
@@ -104,7 +150,9 @@ def limited(
     """``backend`` behind the shared limits (unchanged without shared state)."""
     if shared is None:
         return backend
-    return SharedLimits(provider, limits, backend, shared.guard, shared.rate_limited)
+    return SharedLimits(
+        provider, limits, backend, shared.guard, shared.rate_limited, shared.quota_alert
+    )
 
 
 @contextlib.asynccontextmanager
@@ -183,6 +231,10 @@ class SharedState:
         """Share ``fleet``'s state from now on; returns the sessions' link to the store."""
         self.fleet = fleet
         self.sessions = SharedSessions(self.guard, self.instance, ttl=idle, lock_ttl=lock_ttl)
+        for provider in fleet.providers:
+            # Quota alerts come from the fleet's count (SharedQuotaWatch): a router's own
+            # share would cross 80% only when the fleet is far past it.
+            provider.quota_watch.quotas.clear()
         cache = fleet.cache
         if cache is not None:
             self._cache_ttl = cache.config.ttl
@@ -229,6 +281,11 @@ class SharedState:
         stamp = f"{self.instance}-{next(self._stamps)}"
         quarantine = Quarantine(provider, remaining, core.ejections, reason, self.instance, stamp)
         self._send("put_quarantine", self.guard.store.put_quarantine, quarantine)
+
+    def quota_alert(self, alert: QuotaAlert) -> None:
+        """A quota crossed a level, counted over every router: the quota tracker logs it."""
+        if self.fleet is not None:
+            self.fleet.quota.tell(alert)
 
     def rate_limited(self, provider: str, error: RateLimited) -> None:
         """The provider answered 429 here: the others keep off it for its Retry-After too."""

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from actors.limits import LimitSpec
+from actors.limits import FixedWindow, LimitSpec
 from engine import clock
 
 
@@ -37,6 +37,20 @@ class Charge:
 
 #: What keeps a provider out: its breaker opened, or it answered 429 (its Retry-After).
 HOLD_KINDS = ("breaker", "cooling")
+
+
+@attrs.frozen
+class Taken:
+    """What :meth:`StateStore.take` did: charged (``wait`` 0) or not, and where each limit is.
+
+    ``used[i]``: units of charge i's limit used after the call (all routers together);
+    ``resets_in[i]``: seconds until a window limit starts afresh (0 for a bucket).
+    """
+
+    wait: float
+    binding: str
+    used: tuple[float, ...]
+    resets_in: tuple[float, ...]
 
 
 @attrs.frozen
@@ -76,9 +90,9 @@ class StateStore(Protocol):
 
     async def ping(self) -> None: ...
 
-    async def take(self, charges: Sequence[Charge]) -> tuple[float, str]:
-        """Charge every limit if all have room: (0, ""); else (seconds to wait, the
-        binding charge's key) and nothing is charged. Atomic across routers."""
+    async def take(self, charges: Sequence[Charge]) -> Taken:
+        """Charge every limit if all have room (wait 0); else say how long to wait and
+        which charge binds, and charge nothing. Atomic across routers."""
         ...
 
     async def put_quarantine(self, quarantine: Quarantine) -> None: ...
@@ -149,7 +163,7 @@ class MemoryStore:
     async def ping(self) -> None:
         return None
 
-    async def take(self, charges: Sequence[Charge]) -> tuple[float, str]:
+    async def take(self, charges: Sequence[Charge]) -> Taken:
         # The same limiters a provider enforces locally, keyed by account and limit.
         now = clock.now()
         limiters = []
@@ -162,11 +176,19 @@ class MemoryStore:
             wait = limiter.wait_for(now, charge.amount)
             if wait > worst:
                 worst, binding = wait, charge.key
-        if worst > 0:
-            return worst, binding
-        for limiter, charge in zip(limiters, charges, strict=True):
-            limiter.take(now, charge.amount)
-        return 0.0, ""
+        if worst <= 0:
+            binding = ""
+            for limiter, charge in zip(limiters, charges, strict=True):
+                limiter.take(now, charge.amount)
+        used, resets = [], []
+        for limiter in limiters:
+            if isinstance(limiter, FixedWindow):
+                used.append(limiter.used(now))
+                resets.append(limiter.resets_at(now) - now)
+            else:
+                used.append(limiter.capacity - limiter.level(now))
+                resets.append(0.0)
+        return Taken(max(worst, 0.0), binding, tuple(used), tuple(resets))
 
     async def put_quarantine(self, quarantine: Quarantine) -> None:
         key = f"{quarantine.kind}:{quarantine.provider}"

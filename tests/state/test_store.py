@@ -6,6 +6,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterator
 
+import attrs
 import pytest
 import trio
 
@@ -45,7 +46,7 @@ async def test_two_routers_never_both_take_the_last_token(kind, server):
     async with two_stores(kind, server) as (first, second):
 
         async def take(store) -> None:
-            wait, binding = await store.take([Charge("acct/rpm", RPM, 1)])
+            wait, binding, *_ = attrs.astuple(await store.take([Charge("acct/rpm", RPM, 1)]))
             granted.append(wait)
             if wait > 0:
                 assert binding == "acct/rpm"
@@ -60,20 +61,30 @@ async def test_two_routers_never_both_take_the_last_token(kind, server):
 
 async def test_a_request_is_charged_on_every_limit_or_on_none(kind, server):
     async with two_stores(kind, server) as (first, second):
-        assert await first.take([Charge("a/tpm", TPM, 90)]) == (0.0, "")
-        wait, binding = await second.take([Charge("a/rpm", RPM, 1), Charge("a/tpm", TPM, 20)])
+        taken = await first.take([Charge("a/tpm", TPM, 90)])
+        assert (taken.wait, taken.binding, taken.used, taken.resets_in) == (
+            0.0,
+            "",
+            (90.0,),
+            (0.0,),
+        )
+        refused = await second.take([Charge("a/rpm", RPM, 1), Charge("a/tpm", TPM, 20)])
+        wait, binding = refused.wait, refused.binding
         assert binding == "a/tpm" and 5 < wait <= 6.1  # 10 tokens short at 100 per minute
         for _ in range(10):  # the refused request took nothing from rpm
-            assert (await first.take([Charge("a/rpm", RPM, 1)]))[0] == 0
-        wait, _ = await first.take([Charge("a/tpm", TPM, 101)])
+            assert (await first.take([Charge("a/rpm", RPM, 1)])).wait == 0
+        wait = (await first.take([Charge("a/tpm", TPM, 101)])).wait
         assert wait == math.inf  # more than the limit can ever hold
 
 
 async def test_a_quota_window_is_shared_until_it_resets(kind, server):
     async with two_stores(kind, server) as (first, second):
-        waits = [(await s.take([Charge("a/day", DAY, 1)]))[0] for s in (first, second) * 3]
-    assert waits[:3] == [0.0, 0.0, 0.0]
-    assert all(0 < w <= 86400 for w in waits[3:])
+        taken = [await s.take([Charge("a/day", DAY, 1)]) for s in (first, second) * 3]
+    assert [t.wait for t in taken[:3]] == [0.0, 0.0, 0.0]
+    assert all(0 < t.wait <= 86400 for t in taken[3:])
+    # Every router sees the fleet's count: 1, 2, 3 used, then 3 while refused.
+    assert [t.used for t in taken] == [(1.0,), (2.0,), (3.0,), (3.0,), (3.0,), (3.0,)]
+    assert all(0 < t.resets_in[0] <= 86400 for t in taken)
 
 
 async def test_a_quarantine_is_seen_by_others_and_expires_by_itself(kind, server):

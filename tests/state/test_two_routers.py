@@ -6,6 +6,8 @@ in-process, and talks to both over HTTP.
 
 from __future__ import annotations
 
+import logging
+
 import attrs
 import httpx
 import trio
@@ -212,3 +214,25 @@ async def test_a_providers_own_429_keeps_the_other_router_off_it_for_its_retry_a
     assert (first["provider"], first["attempts"]) == ("b", 2)
     assert (second["provider"], second["attempts"]) == ("b", 1)
     assert a.mock.calls["429"] == 1  # the second router never asked a during its Retry-After
+
+
+async def test_quota_alerts_count_every_routers_requests(nursery, redis_server, caplog):
+    caplog.set_level(logging.WARNING, logger="callboard.quota")
+    daily = [{"name": "daily", "unit": "requests", "limit": 10, "per": 86400, "mode": "window"}]
+    a = await start_mock(nursery, "a")
+    providers = [{"name": "a", "base_url": f"{a.url}/v1", "limits": daily}]
+    one, two = await _two_routers(
+        nursery, shared_config([a], redis_server.url, providers=providers)
+    )
+    async with one, two:
+        statuses = [(await _chat(http)).status_code for http in (one, two) * 5]
+        await trio.sleep(0.05)  # the tracker logs from its mailbox
+    assert statuses == [200] * 10
+    # Each router sent 5 (50% of the quota): only the fleet's count crosses 80, 90, 100%,
+    # and each level is reported once, by the router whose request crossed it.
+    alerts = [r.getMessage() for r in caplog.records if r.name == "callboard.quota"]
+    assert [m.split(" resets_at")[0] for m in alerts] == [
+        "quota provider=a limit=daily used=8 of 10 (80%)",
+        "quota provider=a limit=daily used=9 of 10 (90%)",
+        "quota provider=a limit=daily used=10 of 10 (100%)",
+    ]
