@@ -200,6 +200,20 @@ class BreakerCore:
         if self.state is not State.OPEN:
             self._open(now, reason)
 
+    def adopt_open(self, now: float, until: float, ejections: int, reason: str) -> bool:
+        """Open until ``until`` because another router quarantined this provider.
+
+        The quarantine's end and its ejection count are taken as they are, not
+        recomputed, so every router lets the provider back at the same time and
+        lengthens its next quarantine alike. False if it would change nothing.
+        """
+        if until <= now or (self.state is State.OPEN and self.open_until >= until):
+            return False
+        self.ejections = max(self.ejections, ejections)
+        self.open_until = until
+        self._move(now, State.OPEN, reason)
+        return True
+
     def reset(self, now: float, reason: str) -> None:
         self.ejections = 0
         if self.state is not State.CLOSED:
@@ -267,6 +281,11 @@ class CircuitBreaker(Actor):
 
     def record(self, permit: int, code: str, latency: float, now: float) -> None:
         self.core.record(permit, now, code, latency)
+
+    def adopt_quarantine(self, seconds: float, ejections: int, reason: str) -> bool:
+        """Open for ``seconds`` more: a quarantine another router shared (engine.state)."""
+        now = clock.now()
+        return self.core.adopt_open(now, now + seconds, ejections, reason)
 
     async def receive(self, message: object) -> None:
         now = clock.now()

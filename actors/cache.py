@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import math
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -114,6 +115,8 @@ class Cache(Actor):
         super().__init__(name)
         self.config = config
         self.core = CacheCore(config.ttl, config.max_entries)
+        #: Called after each write (shared state copies entries to other routers).
+        self.on_store: Callable[[str, Completion], None] | None = None
 
     def on_start(self) -> None:
         self.core = CacheCore(self.config.ttl, self.config.max_entries)
@@ -130,6 +133,8 @@ class Cache(Actor):
         match message:
             case Store(key, value):
                 self.core.put(clock.now(), key, value)
+                if self.on_store is not None:
+                    self.on_store(key, value)
             case Sweep():
                 self.core.sweep(clock.now())
             case _:

@@ -269,7 +269,7 @@ class RouterApp:
         await respond(200 if existed else 201, _session_body(session))
 
     async def get_session(self, scope, receive, send, respond, exchange, sid: str) -> None:
-        await respond(200, _session_body(self.live.sessions.get(sid)))
+        await respond(200, _session_body(await self.live.sessions.fetch(sid)))
 
     async def message(self, scope, receive, send, respond, exchange: _Exchange, sid: str) -> None:
         body = await self._body(receive)
@@ -281,7 +281,7 @@ class RouterApp:
             isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
         ):
             raise InvalidRequest("max_tokens", max_tokens, "an integer >= 1")
-        session = self.live.sessions.get(sid)
+        session = await self.live.sessions.fetch(sid)
 
         async def answer() -> None:
             completion = await self.live.turn(sid, content, max_tokens=max_tokens)
@@ -314,11 +314,15 @@ class RouterApp:
                 "providers_available": available,
                 "in_flight": stats.in_flight,
                 "sessions": len(self.live.sessions),
+                "state": self.live.state_status(),
             },
         )
 
     async def models_health(self, scope, receive, send, respond, exchange) -> None:
-        await respond(200, {"providers": [s.as_json() for s in self.live.status()]})
+        body: dict[str, Any] = {"providers": [s.as_json() for s in self.live.status()]}
+        if self.live.state is not None:  # every router's own figures, from the shared store
+            body["routers"] = self.live.state.peer_health
+        await respond(200, body)
 
     async def models_best(self, scope, receive, send, respond, exchange) -> None:
         best = self.live.best()

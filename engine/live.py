@@ -32,6 +32,8 @@ from engine.live_status import ProviderStatus, best_provider, provider_status
 from engine.live_stream import ReplyStream
 from engine.messages import ChatMessage, ChatRequest, Completion
 from engine.openai_format import chat_messages
+from engine.state.shared import SharedState, limited, open_shared_state
+from engine.state.store import StateStore
 
 Messages = Sequence[Mapping[str, Any] | ChatMessage]
 
@@ -46,12 +48,15 @@ class LiveRouter:
         backends: Mapping[str, HttpBackend],
         nursery: trio.Nursery,
         sessions: SessionRegistry,
+        state: SharedState | None = None,
     ) -> None:
         self.config = config
         self.fleet = fleet
         self.router = fleet.router
         self.backends = backends
         self.sessions = sessions
+        #: What this router shares with others (None: it keeps its state to itself).
+        self.state = state
         self._nursery = nursery
 
     @property
@@ -105,7 +110,7 @@ class LiveRouter:
 
     async def turn(self, session_id: str, content: str, **turn: Any) -> Completion:
         """One candidate message in a session; refused while another turn is answering."""
-        with self.sessions.turn(session_id) as session:
+        async with self.sessions.turn(session_id) as session:
             return await session.turn(Turn(content, **turn))
 
     def stream_turn(self, session_id: str, content: str, **turn: Any) -> ReplyStream:
@@ -128,6 +133,12 @@ class LiveRouter:
         if best is None:
             return None
         return provider_status(best, self.fleet.health, self._limits(best.spec.name), now)
+
+    def state_status(self) -> dict[str, Any]:
+        """Where shared state lives and whether it is reachable (for /health)."""
+        if self.state is None:
+            return {"store": "local", "status": "up"}
+        return self.state.status()
 
     def report_failure(self, provider: str, reason: str) -> None:
         """A failure seen outside the router (e.g. by the app); lowers the health score."""
@@ -164,6 +175,7 @@ async def open_router(
     log: DecisionLog | None = None,
     recorder: Any = None,
     on_transition: Callable[[Transition], None] | None = None,
+    state: StateStore | None = None,
 ) -> AsyncIterator[LiveRouter]:
     """Start the live routing core over ``config``'s providers; stop everything on exit.
 
@@ -172,9 +184,14 @@ async def open_router(
     ``http_client`` shares a caller's connection pool (e.g. one with a test CA in
     its TLS context, or already warm); by default the router opens its own from
     ``config.server`` and closes it on exit.
+    ``state`` is a store to share with other routers (e.g. one
+    :class:`engine.state.MemoryStore` for several routers in one process);
+    without it, ``[state] redis`` names the Redis to share, if any.
     """
     try:
-        async with _open_router(config, env, http_client, log, recorder, on_transition) as live:
+        async with _open_router(
+            config, env, http_client, log, recorder, on_transition, state
+        ) as live:
             yield live
     except BaseExceptionGroup as group:
         # The app's own error reaches it bare, not wrapped in the nurseries' groups.
@@ -201,16 +218,24 @@ async def _open_router(
     log: DecisionLog | None,
     recorder: Any,
     on_transition: Callable[[Transition], None] | None,
+    state: StateStore | None,
 ) -> AsyncIterator[LiveRouter]:
     if not isinstance(config, LiveConfig):
         config = load_config(config)
     env = os.environ if env is None else env
     endpoints = [p.endpoint(env, i) for i, p in enumerate(config.providers)]
+    token = secrets.token_hex(3)
     async with contextlib.AsyncExitStack() as stack:
+        shared = await stack.enter_async_context(open_shared_state(config.state, state, token))
+        if shared is not None:
+            on_transition = shared.chain(on_transition)
         if http_client is None:
             http_client = await stack.enter_async_context(client_for(config))
         backends = {e.name: HttpBackend(e, http_client) for e in endpoints}
-        accounts = [Account(p.spec(), backends[p.name]) for p in config.providers]
+        accounts = [
+            Account(p.spec(), limited(shared, p.name, p.limits, backends[p.name]))
+            for p in config.providers
+        ]
         async with open_fleet(
             accounts,
             config.router_config,
@@ -219,17 +244,23 @@ async def _open_router(
             recorder=recorder,
             on_transition=on_transition,
             # Unique per router process, so ids never repeat across restarts or replicas.
-            request_id_prefix=f"r-{secrets.token_hex(3)}-",
+            request_id_prefix=f"r-{token}-",
         ) as fleet:
             for provider in fleet.providers:
                 backends[provider.spec.name].on_limits = _feed(provider)
             async with trio.open_nursery() as nursery:
+                shared_sessions = None
+                if shared is not None:
+                    lock_ttl = config.retry.deadline + config.retry.attempt_timeout
+                    idle = config.server.session_idle_timeout
+                    shared_sessions = shared.start(fleet, nursery, idle=idle, lock_ttl=lock_ttl)
                 sessions = SessionRegistry(
                     fleet.router,
                     nursery,
                     idle_timeout=config.server.session_idle_timeout,
                     max_sessions=config.server.max_sessions,
+                    shared=shared_sessions,
                 )
                 nursery.start_soon(sessions.sweep_forever)
-                yield LiveRouter(config, fleet, backends, nursery, sessions)
+                yield LiveRouter(config, fleet, backends, nursery, sessions, shared)
                 nursery.cancel_scope.cancel()

@@ -29,6 +29,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         providers=args.provider or (),
         provider_model=args.model,
         overrides=args.set or (),
+        redis=args.redis,
     )
     # Read every key now: a missing one stops the server before it starts, naming it.
     secrets = [p.endpoint(os.environ, i).api_key for i, p in enumerate(config.providers)]
@@ -43,6 +44,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ):
         names = ", ".join(f"{p.name} ({p.kind} {p.base_url})" for p in config.providers)
         print(f"callboard serve: {len(config.providers)} provider(s): {names}", file=sys.stderr)
+        if config.state.redis is not None:
+            from engine.state.config import redacted
+
+            print(
+                f"callboard serve: shared state on {redacted(config.state.redis)}", file=sys.stderr
+            )
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C while shutting down
             trio.run(
                 functools.partial(
@@ -147,6 +154,12 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         action="append",
         metavar="KEY=VALUE",
         help="override any config key, e.g. --set retry.attempt_timeout=5 (repeatable)",
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="redis://HOST:PORT/DB",
+        help="share quarantines, rate limits, quotas, sessions and the cache with every "
+        "router on this Redis database (default: state.redis; unset: this router alone)",
     )
     serve.add_argument(
         "--log-file", help="rotating log file ('' for none; default: server.log_file)"

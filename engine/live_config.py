@@ -32,6 +32,7 @@ from engine.hedging import HedgingConfig
 from engine.policies import PolicyConfig
 from engine.retry import RetryConfig
 from engine.shedding import SheddingConfig
+from engine.state.config import StateConfig
 from sims.scenario import CONVERTER, ScenarioError, apply_override, describe_problems
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -182,6 +183,7 @@ class LiveConfig:
     hedging: HedgingConfig = HedgingConfig()
     concurrency: ConcurrencyConfig = ConcurrencyConfig()
     shedding: SheddingConfig = SheddingConfig()
+    state: StateConfig = StateConfig()
 
     def __attrs_post_init__(self) -> None:
         require("providers", len(self.providers) >= 1, self.providers, "at least one [[providers]]")
@@ -216,8 +218,9 @@ def load_config(
     providers: Sequence[str] = (),
     provider_model: str = "default",
     overrides: Iterable[str] = (),
+    redis: str | None = None,
 ) -> LiveConfig:
-    """A config file (or none), plus ``--provider`` entries and ``--set key=value`` overrides."""
+    """A config file (or none), plus ``--provider`` entries, ``--redis`` and ``--set key=value``."""
     raw: dict[str, Any] = {}
     source = "command line"
     if path is not None:
@@ -232,6 +235,11 @@ def load_config(
     extra = [provider_entry(p, provider_model) for p in providers]
     if extra:
         raw["providers"] = [*raw.get("providers", []), *extra]
+    if redis is not None:
+        state = raw.setdefault("state", {})
+        if not isinstance(state, dict):
+            raise ConfigError(source, ["state: a table ([state]), not a value"])
+        state["redis"] = redis
     for assignment in overrides:
         try:
             apply_override(raw, assignment)

@@ -20,6 +20,7 @@ from actors.breaker import Transition
 
 if TYPE_CHECKING:
     from engine.live import LiveRouter
+    from engine.state.shared import SharedState
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
@@ -173,3 +174,42 @@ class _FleetCollector(Collector):
         yield from gauges.values()
         yield latency
         yield breaker
+        if self.live.state is not None:
+            yield from _state_metrics(self.live.state)
+
+
+def _state_metrics(state: SharedState) -> Iterator[Metric]:
+    """The shared store: reachable or not, and what fell back to local state meanwhile."""
+    guard = state.guard
+    up = GaugeMetricFamily(
+        "callboard_state_store_up", "1 while the shared state store answers", labels=["store"]
+    )
+    up.add_metric([guard.label], 1.0 if guard.up else 0.0)
+    yield up
+    for name, counts, help_text in (
+        ("callboard_state_store_calls", guard.calls, "Calls made to the shared store"),
+        ("callboard_state_store_failures", guard.failures, "Store calls that failed or timed out"),
+        (
+            "callboard_state_store_skipped",
+            guard.skipped,
+            "Store calls not made while it was down (served on local state)",
+        ),
+    ):
+        family = CounterMetricFamily(name, help_text, labels=["op"])
+        for op in sorted(counts):
+            family.add_metric([op], counts[op])
+        yield family
+    for name, value, help_text in (
+        ("callboard_state_store_outages", guard.outages, "Times the shared store went down"),
+        ("callboard_state_writes_dropped", state.dropped, "Shared writes dropped, outbox full"),
+        ("callboard_state_quarantines_adopted", state.adopted, "Quarantines taken from others"),
+        (
+            "callboard_state_rate_limits_adopted",
+            state.coolings_adopted,
+            "Provider 429 cool-downs taken from others",
+        ),
+        ("callboard_state_cache_copied", state.cache_copied, "Cache entries copied from others"),
+    ):
+        family = CounterMetricFamily(name, help_text)
+        family.add_metric([], value)
+        yield family

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -21,6 +22,11 @@ from engine import clock
 from engine.actor import Supervisor
 from engine.errors import CallboardError, InvalidRequest, Overloaded
 from engine.router import Router
+from engine.state.sessions import record_of, restore
+from engine.state.store import SessionRecord
+
+if TYPE_CHECKING:
+    from engine.state.sessions import SharedSessions
 
 MAX_ID_CHARS = 128
 
@@ -49,6 +55,15 @@ class _Entry:
     scope: trio.CancelScope
     last_used: float
     busy: bool = False
+    version: int = 0  # turns answered (shared sessions: the newest copy wins)
+
+
+def _turns(session: InterviewSession) -> int:
+    return sum(1 for m in session.history if m.role == "user")
+
+
+def _record(entry: _Entry) -> SessionRecord:
+    return record_of(entry.session, entry.version)
 
 
 def check_session_id(session_id: object) -> str:
@@ -73,8 +88,10 @@ class SessionRegistry:
         *,
         idle_timeout: float = 3600.0,
         max_sessions: int = 10_000,
+        shared: SharedSessions | None = None,
     ) -> None:
         self.router = router
+        self.shared = shared
         self._nursery = nursery
         self.idle_timeout = idle_timeout
         self.max_sessions = max_sessions
@@ -88,12 +105,51 @@ class SessionRegistry:
         return session_id in self._entries
 
     async def open(self, session_id: str, system_prompt: str = "") -> InterviewSession:
-        """The session ``session_id``, started now if it does not exist yet."""
+        """The session ``session_id``, started now if it does not exist here or in the store."""
         check_session_id(session_id)
         entry = self._entries.get(session_id)
         if entry is not None:
             entry.last_used = clock.now()
+            await self._refresh(entry)
             return entry.session
+        record = await self.shared.load(session_id) if self.shared is not None else None
+        session = await self._start(session_id, system_prompt)
+        if record is not None:
+            self._adopt(self._entries[session_id], record)
+        elif self.shared is not None:  # new: the other routers can find it from now on
+            await self.shared.save(_record(self._entries[session_id]))
+        return session
+
+    async def fetch(self, session_id: str) -> InterviewSession:
+        """The session here, or as another router left it in the store; else UnknownSession."""
+        entry = self._entries.get(session_id)
+        if entry is not None:
+            await self._refresh(entry)
+            return entry.session
+        record = await self.shared.load(session_id) if self.shared is not None else None
+        if record is None:
+            raise UnknownSession(session_id)
+        session = await self._start(session_id, record.system_prompt)
+        self._adopt(self._entries[session_id], record)
+        return session
+
+    async def _refresh(self, entry: _Entry) -> None:
+        """Take the store's copy if another router answered this session since."""
+        if self.shared is None or entry.busy:
+            return
+        record = await self.shared.load(entry.session.session_id)
+        if record is not None and not entry.busy:
+            self._adopt(entry, record)
+
+    def _adopt(self, entry: _Entry, record: SessionRecord) -> None:
+        if record.version > entry.version:
+            restore(entry.session, record)
+            entry.version = record.version
+
+    async def _start(self, session_id: str, system_prompt: str) -> InterviewSession:
+        existing = self._entries.get(session_id)
+        if existing is not None:  # started by a concurrent call while the store answered
+            return existing.session
         if len(self._entries) >= self.max_sessions:
             self.evict_idle(clock.now())
             if len(self._entries) >= self.max_sessions:
@@ -121,17 +177,37 @@ class SessionRegistry:
             raise UnknownSession(session_id)
         return entry.session
 
-    @contextlib.contextmanager
-    def turn(self, session_id: str) -> Iterator[InterviewSession]:
-        """Hold the session for one turn; refuses a second concurrent one."""
-        entry = self._entries.get(session_id)
-        if entry is None:
-            raise UnknownSession(session_id)
+    @contextlib.asynccontextmanager
+    async def turn(self, session_id: str) -> AsyncIterator[InterviewSession]:
+        """Hold the session for one turn; refuses a second concurrent one (on any router)."""
+        if session_id not in self._entries:
+            await self.fetch(session_id)
+        entry = self._entries[session_id]
         if entry.busy:
             raise SessionBusy(session_id)
         entry.busy = True
+        shared = self.shared
         try:
-            yield entry.session
+            if shared is not None:
+                if not await shared.lock(session_id):
+                    raise SessionBusy(session_id)
+                try:
+                    record = await shared.load(session_id)
+                    if record is not None:
+                        self._adopt(entry, record)
+                    turns = _turns(entry.session)
+                    yield entry.session
+                    if _turns(entry.session) != turns:  # answered (a failed turn leaves it)
+                        entry.version += 1
+                        with trio.CancelScope(shield=True):  # bounded by state.timeout
+                            await shared.save(_record(entry))
+                finally:
+                    # Shielded: a client that hangs up must not leave the lock held for
+                    # its whole TTL, refusing the session's next turn on other routers.
+                    with trio.CancelScope(shield=True):
+                        await shared.unlock(session_id)
+            else:
+                yield entry.session
         finally:
             entry.busy = False
             entry.last_used = clock.now()
