@@ -14,7 +14,7 @@ and no more:
   ``max_connections`` open per origin (callers wait for a free one), idle ones
   closed after ``keepalive_expiry`` seconds;
 - HTTPS through :class:`trio.SSLStream` with certificate and host name
-  verification (``ssl.create_default_context()`` unless a context is given);
+  verification (the system's CAs, else certifi's bundle, unless a context is given);
 - Content-Length, chunked and read-until-close bodies; 1xx interim answers skipped;
 - ``accept-encoding: identity`` asked for, gzip and deflate decoded anyway;
 - connect (DNS + TCP + TLS) and per-read timeouts as trio cancel scopes;
@@ -30,7 +30,8 @@ The package, by responsibility: :mod:`~actors.backends.http1.urls` (origins and
 request targets), :mod:`~actors.backends.http1.connection` (TCP and TLS, timeouts,
 stale detection), :mod:`~actors.backends.http1.response` (status line, header
 fields, body framing and decoding), :mod:`~actors.backends.http1.client` (pools and
-the request API), :mod:`~actors.backends.http1.errors`.
+the request API), :mod:`~actors.backends.http1.trust` (the default CAs),
+:mod:`~actors.backends.http1.errors`.
 """
 
 from actors.backends.http1.client import HttpClient
@@ -44,6 +45,7 @@ from actors.backends.http1.errors import (
     TLSError,
 )
 from actors.backends.http1.response import MAX_HEAD_BYTES, MAX_LINE_BYTES, Headers, Response
+from actors.backends.http1.trust import default_ssl_context
 from actors.backends.http1.urls import Origin, split_url
 
 __all__ = [
@@ -60,5 +62,6 @@ __all__ = [
     "ReadTimeout",
     "Response",
     "TLSError",
+    "default_ssl_context",
     "split_url",
 ]

@@ -11,6 +11,7 @@ import trio
 from actors.backends.http1.connection import Connection, open_connection
 from actors.backends.http1.errors import ConnectionLost
 from actors.backends.http1.response import Response, read_response
+from actors.backends.http1.trust import default_ssl_context
 from actors.backends.http1.urls import Origin, split_url
 
 
@@ -190,7 +191,7 @@ class HttpClient:
         context = None
         if origin.scheme == "https":
             if self._ssl_context is None:
-                self._ssl_context = ssl.create_default_context()
+                self._ssl_context = default_ssl_context()
             context = self._ssl_context
         return await open_connection(
             origin,
