@@ -17,6 +17,9 @@ and no more:
   verification (the system's CAs, else certifi's bundle, unless a context is given);
 - Content-Length, chunked and read-until-close bodies; 1xx interim answers skipped;
 - ``accept-encoding: identity`` asked for, gzip and deflate decoded anyway;
+- HTTP proxies (``https_proxy``, ``http_proxy``, ``all_proxy``, ``no_proxy`` as curl
+  and httpx read them, or given): a CONNECT tunnel for https, absolute-form requests
+  for http;
 - connect (DNS + TCP + TLS) and per-read timeouts as trio cancel scopes;
 - a kept-alive connection the server closed meanwhile is noticed before reuse
   (a non-blocking peek) or when the request fails on it, and the request is sent
@@ -26,12 +29,15 @@ and no more:
 Errors are :class:`HttpError` subclasses that name the origin and what went
 wrong; they never quote request headers, so an API key cannot leak through them.
 
-The package, by responsibility: :mod:`~actors.backends.http1.urls` (origins and
-request targets), :mod:`~actors.backends.http1.connection` (TCP and TLS, timeouts,
-stale detection), :mod:`~actors.backends.http1.response` (status line, header
-fields, body framing and decoding), :mod:`~actors.backends.http1.client` (pools and
-the request API), :mod:`~actors.backends.http1.trust` (the default CAs),
-:mod:`~actors.backends.http1.errors`.
+The package, by responsibility:
+
+- :mod:`~actors.backends.http1.client`: the request API and the pools;
+- :mod:`~actors.backends.http1.connection`: TCP and TLS, timeouts, stale detection;
+- :mod:`~actors.backends.http1.proxy`: which origins go through which proxy; CONNECT;
+- :mod:`~actors.backends.http1.head`: a response's status line and header fields;
+- :mod:`~actors.backends.http1.response`: body framing and decoding;
+- :mod:`~actors.backends.http1.trust`: the CAs trusted by default;
+- :mod:`~actors.backends.http1.urls`, :mod:`~actors.backends.http1.errors`.
 """
 
 from actors.backends.http1.client import HttpClient
@@ -41,10 +47,13 @@ from actors.backends.http1.errors import (
     ConnectTimeout,
     HttpError,
     ProtocolError,
+    ProxyError,
     ReadTimeout,
     TLSError,
 )
-from actors.backends.http1.response import MAX_HEAD_BYTES, MAX_LINE_BYTES, Headers, Response
+from actors.backends.http1.head import MAX_HEAD_BYTES, Headers
+from actors.backends.http1.proxy import Proxy, ProxySettings, parse_proxy, proxy_settings
+from actors.backends.http1.response import MAX_LINE_BYTES, Response
 from actors.backends.http1.trust import default_ssl_context
 from actors.backends.http1.urls import Origin, split_url
 
@@ -59,9 +68,14 @@ __all__ = [
     "HttpError",
     "Origin",
     "ProtocolError",
+    "Proxy",
+    "ProxyError",
+    "ProxySettings",
     "ReadTimeout",
     "Response",
     "TLSError",
     "default_ssl_context",
+    "parse_proxy",
+    "proxy_settings",
     "split_url",
 ]

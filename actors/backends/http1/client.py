@@ -10,19 +10,29 @@ import trio
 
 from actors.backends.http1.connection import Connection, open_connection
 from actors.backends.http1.errors import ConnectionLost
+from actors.backends.http1.proxy import Proxy, ProxySettings
 from actors.backends.http1.response import Response, read_response
 from actors.backends.http1.trust import default_ssl_context
 from actors.backends.http1.urls import Origin, split_url
 
 
 class _Pool:
-    """The connections to one origin: idle ones (LIFO) and a bound on how many are open."""
+    """The connections to one origin: idle ones (LIFO), a bound on how many are open,
+    and the proxy they go through, if any."""
 
-    __slots__ = ("idle", "slots")
+    __slots__ = ("idle", "origin", "proxy", "proxy_header", "slots", "target_prefix")
 
-    def __init__(self, max_connections: int) -> None:
+    def __init__(self, max_connections: int, origin: Origin, host: str, proxy: Proxy | None):
         self.idle: list[Connection] = []
         self.slots = trio.Semaphore(max_connections)
+        self.origin = origin
+        self.proxy = proxy
+        #: A request to an http origin through a proxy names the origin (absolute form)
+        #: and carries the proxy's credentials; https ones go through a tunnel instead.
+        forwarded = proxy is not None and origin.scheme == "http"
+        self.target_prefix = f"http://{host}" if forwarded else ""
+        authorization = proxy.authorization if forwarded and proxy is not None else None
+        self.proxy_header = f"proxy-authorization: {authorization}\r\n" if authorization else ""
 
 
 class HttpClient:
@@ -37,7 +47,10 @@ class HttpClient:
         keepalive_expiry: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
         user_agent: str = "callboard",
+        proxies: ProxySettings | None = None,
     ) -> None:
+        """``proxies``: e.g. :func:`~actors.backends.http1.proxy.proxy_settings` of the
+        environment; None (the default) reaches every origin directly."""
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, not {max_connections}")
         for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
@@ -49,11 +62,20 @@ class HttpClient:
         self.keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context
         self._user_agent = user_agent
+        self._proxies = proxies if proxies is not None and proxies.enabled else None
         self._pools: dict[Origin, _Pool] = {}
         self._closed = False
 
     def __repr__(self) -> str:
         return f"HttpClient(origins={len(self._pools)}, max_connections={self.max_connections})"
+
+    def proxy_for(self, url: str) -> Proxy | None:
+        """The proxy that requests to ``url`` go through, None if they go directly."""
+        origin = split_url(url)[0]
+        pool = self._pools.get(origin)
+        if pool is not None:
+            return pool.proxy
+        return self._proxies.proxy_for(origin) if self._proxies is not None else None
 
     async def __aenter__(self) -> HttpClient:
         return self
@@ -118,14 +140,15 @@ class HttpClient:
         if self._closed:
             raise RuntimeError("this HttpClient is closed")
         origin, target, host = split_url(url)
-        data = self._request_bytes(method, target, host, headers, body)
         pool = self._pools.get(origin)
         if pool is None:
-            pool = self._pools[origin] = _Pool(self.max_connections)
+            proxy = self._proxies.proxy_for(origin) if self._proxies is not None else None
+            pool = self._pools[origin] = _Pool(self.max_connections, origin, host, proxy)
+        data = self._request_bytes(method, pool.target_prefix + target, host, headers, body, pool)
         await pool.slots.acquire()
         conn: Connection | None = None
         try:
-            conn = await self._connection(pool, origin)
+            conn = await self._connection(pool)
             try:
                 await conn.send(data)
                 return await read_response(conn, method, self._release)
@@ -136,7 +159,7 @@ class HttpClient:
                 # so the request was not handled; send it once on a fresh connection.
                 await conn.close()
                 conn = None
-                conn = await self._connect(origin)
+                conn = await self._connect(pool)
                 await conn.send(data)
                 return await read_response(conn, method, self._release)
         except BaseException:
@@ -152,8 +175,9 @@ class HttpClient:
         host: str,
         headers: Mapping[str, str] | None,
         body: bytes,
+        pool: _Pool,
     ) -> bytes:
-        lines = [f"{method} {target} HTTP/1.1\r\nhost: {host}\r\n"]
+        lines = [f"{method} {target} HTTP/1.1\r\nhost: {host}\r\n{pool.proxy_header}"]
         given = set()
         if headers:
             for name, value in headers.items():
@@ -175,7 +199,7 @@ class HttpClient:
             # Never quote the text: it may hold an API key.
             raise ValueError("the URL or a header has characters outside latin-1") from None
 
-    async def _connection(self, pool: _Pool, origin: Origin) -> Connection:
+    async def _connection(self, pool: _Pool) -> Connection:
         """An idle connection that still looks open, else a new one."""
         now = trio.current_time()
         idle = pool.idle
@@ -185,9 +209,10 @@ class HttpClient:
                 conn.retry_safe = True
                 return conn
             await conn.close()
-        return await self._connect(origin)
+        return await self._connect(pool)
 
-    async def _connect(self, origin: Origin) -> Connection:
+    async def _connect(self, pool: _Pool) -> Connection:
+        origin = pool.origin
         context = None
         if origin.scheme == "https":
             if self._ssl_context is None:
@@ -198,6 +223,8 @@ class HttpClient:
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             ssl_context=context,
+            proxy=pool.proxy,
+            user_agent=self._user_agent,
         )
 
     async def _release(self, conn: Connection, reusable: bool) -> None:

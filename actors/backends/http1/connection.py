@@ -1,5 +1,5 @@
-"""One connection to an origin: opening it (TCP, then TLS), reading and writing with
-timeouts, and telling whether a kept-alive one was closed by its server meanwhile."""
+"""One connection to an origin: opening it (TCP, a proxy's tunnel, TLS), reading and
+writing with timeouts, and telling whether a kept-alive one was closed meanwhile."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from actors.backends.http1.errors import (
     TLSError,
     describe,
 )
+from actors.backends.http1.proxy import Proxy, open_tunnel
 from actors.backends.http1.urls import Origin
 
 _RECEIVE_BYTES = 64 * 1024
@@ -116,15 +117,25 @@ async def open_connection(
     connect_timeout: float,
     read_timeout: float | None,
     ssl_context: ssl.SSLContext | None,
+    proxy: Proxy | None = None,
+    user_agent: str = "callboard",
 ) -> Connection:
     """A new connection to ``origin``, TLS with ``ssl_context`` if one is given (the
-    client gives one for https origins), within ``connect_timeout`` for DNS + TCP + TLS."""
-    where = f"{origin.host}:{origin.port}"
+    client gives one for https origins), through ``proxy`` if one is given (a CONNECT
+    tunnel for TLS), all within ``connect_timeout``."""
+    if proxy is None:
+        host, port = origin.host, origin.port
+        where = f"{host}:{port}"
+    else:
+        host, port = proxy.host, proxy.port
+        where = f"proxy {proxy} (for {origin.host}:{origin.port})"
     stream: trio.abc.Stream | None = None
     try:
         with trio.fail_after(connect_timeout):
-            stream = await trio.open_tcp_stream(origin.host, origin.port)
+            stream = await trio.open_tcp_stream(host, port)
             if ssl_context is not None:
+                if proxy is not None:
+                    await open_tunnel(stream, proxy, origin, user_agent)
                 stream = await _tls(stream, origin, ssl_context)
     except BaseException as exc:
         if stream is not None:  # e.g. the TLS handshake timed out or was cancelled
@@ -132,7 +143,8 @@ async def open_connection(
         if isinstance(exc, trio.TooSlowError):
             raise ConnectTimeout(f"connecting to {where} took over {connect_timeout:g} s") from None
         if isinstance(exc, socket.gaierror):
-            raise ConnectError(f"cannot resolve {origin.host!r}: {exc.strerror or exc}") from None
+            of = "" if proxy is None else " (the proxy)"
+            raise ConnectError(f"cannot resolve {host!r}{of}: {exc.strerror or exc}") from None
         if isinstance(exc, OSError):
             raise ConnectError(f"cannot connect to {where}: {describe(exc)}") from None
         raise

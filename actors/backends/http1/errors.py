@@ -27,6 +27,10 @@ class TLSError(ConnectError):
     """The TLS handshake failed: untrusted or mismatched certificate, or not TLS at all."""
 
 
+class ProxyError(ConnectError):
+    """The proxy would not open a tunnel to the origin (e.g. 407, 502) or broke off."""
+
+
 class ReadTimeout(HttpError):
     """No byte arrived for the read timeout."""
 

@@ -1,52 +1,22 @@
-"""Reading an HTTP/1.1 response off a connection: the status line and header fields,
-then the body as framed on the wire (Content-Length, chunked, or until the close) and
-decoded (gzip, deflate), whole or piece by piece while it streams."""
+"""Reading an HTTP/1.1 response off a connection: its head, then its body as framed on
+the wire (Content-Length, chunked, or until the close) and decoded (gzip, deflate),
+whole or piece by piece while it streams."""
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from actors.backends.http1.connection import Connection
 from actors.backends.http1.errors import ProtocolError
+from actors.backends.http1.head import MAX_HEAD_BYTES, Headers, parse_head, read_head
 from actors.backends.http1.urls import Origin
 
-MAX_HEAD_BYTES = 64 * 1024
 MAX_LINE_BYTES = 1024 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 #: Gives a connection back to its pool (True: reusable) or closes it (False).
 Release = Callable[[Connection, bool], Awaitable[None]]
-
-
-class Headers(Mapping[str, str]):
-    """Response header fields; names are case-insensitive."""
-
-    __slots__ = ("_fields",)
-
-    def __init__(self, fields: dict[str, str]) -> None:
-        self._fields = fields  # lower-case names
-
-    def __getitem__(self, name: str) -> str:
-        return self._fields[name.lower()]
-
-    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        return self._fields.get(name.lower(), default)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._fields
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._fields)
-
-    def __len__(self) -> int:
-        return len(self._fields)
-
-    def items(self):  # type: ignore[override]  # the dict's own view: Mapping's is slow
-        return self._fields.items()
-
-    def __repr__(self) -> str:
-        return f"Headers({list(self._fields)})"
 
 
 class Response:
@@ -233,16 +203,9 @@ class Response:
 async def read_response(conn: Connection, method: str, release: Release) -> Response:
     """The response to the request just sent on ``conn``, once its head has arrived."""
     origin = conn.origin
-    buffer = conn.buffer
     while True:
-        start = 0
-        while (end := buffer.find(b"\r\n\r\n", start)) < 0:
-            if len(buffer) > MAX_HEAD_BYTES:
-                raise ProtocolError(f"{origin}: response head over {MAX_HEAD_BYTES} bytes")
-            start = max(0, len(buffer) - 3)
-            buffer += await conn.receive()
-        status, reason, keep_alive, fields = parse_head(bytes(buffer[:end]), origin)
-        del buffer[: end + 4]
+        head = await read_head(conn.buffer, conn.receive, origin)
+        status, reason, keep_alive, fields = parse_head(head, origin)
         if status >= 200 or status == 101:
             break  # 1xx interim answers (100 Continue, 103 Early Hints) are skipped
     connection = fields.get("connection", "").lower()
@@ -263,29 +226,6 @@ async def read_response(conn: Connection, method: str, release: Release) -> Resp
     if len(values) != 1 or not (size := values.pop()).isdigit():
         raise ProtocolError(f"{origin}: bad content-length {length[:40]!r}")
     return Response(release, conn, status, reason, headers, "length", int(size), reusable)
-
-
-def parse_head(head: bytes, origin: Origin) -> tuple[int, str, bool, dict[str, str]]:
-    """(status, reason, HTTP/1.1?, fields) of a response head (without its blank line)."""
-    try:
-        text = head.decode("latin-1")
-        status_line, *lines = text.split("\r\n")
-        version, _, rest = status_line.partition(" ")
-        code, _, reason = rest.partition(" ")
-        status = int(code)
-    except ValueError:
-        raise ProtocolError(f"{origin}: not an HTTP response: {head[:40]!r}") from None
-    if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not 100 <= status <= 999:
-        raise ProtocolError(f"{origin}: not an HTTP/1.x status line: {status_line[:40]!r}")
-    fields: dict[str, str] = {}
-    for line in lines:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name[-1] in " \t" or line[0] in " \t":
-            raise ProtocolError(f"{origin}: malformed header line {line[:40]!r}")
-        name = name.lower()
-        value = value.strip(" \t")
-        fields[name] = f"{fields[name]}, {value}" if name in fields else value
-    return status, reason, version == "HTTP/1.1", fields
 
 
 async def _line(conn: Connection, what: str) -> bytes:
