@@ -237,9 +237,9 @@ def test_no_proxy_matching(no_proxy, url, direct):
     [
         ("socks5://user:SECRET@h:1080", r"socks5:// proxies are not supported, only http://"),
         ("https://h:443", "https:// proxies are not supported"),
-        ("http://user:SECRET@h:99999", r"bad port in proxy URL 'http://\*\*\*@h:99999'"),
-        ("http://user:SECRET@:3128", "has no host"),
-        ("http://h:3128/some/path", "has a path"),
+        ("http://user:SECRET@h:99999", r"bad port: 'http://\*\*\*@h:99999'; expected http://"),
+        ("http://user:SECRET@:3128", "no host"),
+        ("http://h:3128/some/path", "a path, query or fragment"),
     ],
 )
 def test_a_bad_proxy_url_is_named_and_its_password_hidden(url, fragment):

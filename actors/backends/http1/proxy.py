@@ -53,28 +53,38 @@ class Proxy:
         return f"http://{host}:{self.port}"
 
 
+PROXY_URL_FORM = "http://[user:password@]host[:port]"
+
+
+class ProxyURLError(ValueError):
+    """A proxy URL that cannot be used; ``shown`` is the URL without its credentials."""
+
+    def __init__(self, source: str, shown: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}: {shown!r}; expected {PROXY_URL_FORM}")
+        self.source = source
+        self.shown = shown
+        self.problem = problem
+
+
 def parse_proxy(url: str, source: str) -> Proxy:
-    """The proxy at ``url``; a ValueError naming ``source`` (a variable or a config key)
-    says what is wrong, showing the URL without its credentials."""
+    """The proxy at ``url``; a :class:`ProxyURLError` naming ``source`` (a variable or a
+    config key) says what is wrong, showing the URL without its credentials."""
     text = url.strip()
     if "://" not in text:
         text = f"http://{text}"  # "proxy.corp:3128", as curl and httpx read it
     parts = urlsplit(text)
     shown = _without_credentials(text)
-    form = "http://[user:password@]host[:port]"
     scheme = parts.scheme.lower()
     if scheme != "http":
-        raise ValueError(
-            f"{source}: {scheme}:// proxies are not supported, only http:// ({shown!r})"
-        )
+        raise ProxyURLError(source, shown, f"{scheme}:// proxies are not supported, only http://")
     try:
         port = parts.port or 80
     except ValueError:
-        raise ValueError(f"{source}: bad port in proxy URL {shown!r}; expected {form}") from None
+        raise ProxyURLError(source, shown, "bad port") from None
     if not parts.hostname:
-        raise ValueError(f"{source}: proxy URL {shown!r} has no host; expected {form}")
+        raise ProxyURLError(source, shown, "no host")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"{source}: proxy URL {shown!r} has a path; expected {form}")
+        raise ProxyURLError(source, shown, "a path, query or fragment")
     authorization = None
     if parts.username is not None or parts.password is not None:
         pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
