@@ -71,6 +71,26 @@ async def test_https_goes_through_one_kept_alive_tunnel_with_the_proxys_credenti
     assert "proxy-authorization" not in sent.lower()  # the origin never sees them
 
 
+async def test_a_streamed_answer_arrives_through_the_tunnel_as_it_is_sent(nursery, ca):
+    async def stream(conn):
+        await conn.read_request()
+        await conn.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for piece in (b"data: one\n\n", b"data: two\n\n"):
+            await conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await trio.sleep(0.02)
+        await conn.send(b"0\r\n\r\n")
+
+    up = await start_raw(nursery, stream, tls=tls_for(ca, API))
+    proxy = await start_proxy(nursery, {f"{API}:443": port_of(up.url)})
+    settings = proxy_settings({"https_proxy": proxy.url})
+    async with (
+        HttpClient(ssl_context=trusting(ca), proxies=settings) as client,
+        client.stream("POST", f"https://{API}/v1/chat", body=b"{}") as response,
+    ):
+        lines = [line async for line in response.iter_lines()]
+    assert lines == ["data: one", "", "data: two", ""] and proxy.tunnels == 1
+
+
 async def test_http_origins_are_asked_in_absolute_form_of_the_proxy(nursery):
     up = await answering(nursery, http_response(200, {"via": "forward"}))
     proxy = await start_proxy(nursery, {f"{API}:8000": port_of(up.url)}, credentials=CREDENTIALS)

@@ -22,7 +22,9 @@ class _Pool:
 
     __slots__ = ("idle", "origin", "proxy", "proxy_header", "slots", "target_prefix")
 
-    def __init__(self, max_connections: int, origin: Origin, host: str, proxy: Proxy | None):
+    def __init__(
+        self, max_connections: int, origin: Origin, host: str, proxy: Proxy | None
+    ) -> None:
         self.idle: list[Connection] = []
         self.slots = trio.Semaphore(max_connections)
         self.origin = origin
