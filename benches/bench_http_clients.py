@@ -1,6 +1,6 @@
 """CPU per keep-alive POST on trio, HTTP client by HTTP client, in one process, one run.
 
-Why ``actors/backends/http1.py`` exists. One upstream process (the instant
+Why ``actors/backends/http1/`` exists. One upstream process (the instant
 OpenAI-style server of ``bench_overhead.py``) answers every POST at once; this
 process sends ``--n`` POSTs per client per round with ``--concurrency`` in
 flight and parses each JSON reply, for:

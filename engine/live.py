@@ -9,6 +9,7 @@ headers are fed to its provider actor as they arrive.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -19,6 +20,7 @@ import trio
 
 from actors.backends.http import HttpBackend
 from actors.backends.http1 import HttpClient
+from actors.backends.http1.proxy import ProxyURLError, proxy_settings
 from actors.breaker import Transition
 from actors.provider import Provider
 from actors.ratelimit_headers import RateLimitInfo
@@ -26,7 +28,7 @@ from actors.session import InterviewSession, Turn
 from engine import clock
 from engine.events import DecisionLog
 from engine.fleet import Account, Fleet, open_fleet
-from engine.live_config import LiveConfig, load_config
+from engine.live_config import ConfigError, LiveConfig, load_config
 from engine.live_sessions import SessionRegistry
 from engine.live_status import ProviderStatus, best_provider, provider_status
 from engine.live_stream import ReplyStream
@@ -34,6 +36,8 @@ from engine.messages import ChatMessage, ChatRequest, Completion
 from engine.openai_format import chat_messages
 from engine.state.shared import SharedState, limited, open_shared_state
 from engine.state.store import StateStore
+
+logger = logging.getLogger("callboard.live")
 
 Messages = Sequence[Mapping[str, Any] | ChatMessage]
 
@@ -149,13 +153,23 @@ class LiveRouter:
         return backend.last_limits if backend is not None else None
 
 
-def client_for(config: LiveConfig) -> HttpClient:
-    """The HTTP client the router opens for ``config`` when the app gives none."""
+def client_for(config: LiveConfig, env: Mapping[str, str] | None = None) -> HttpClient:
+    """The HTTP client the router opens for ``config`` when the app gives none; its
+    proxies are ``server.proxy`` / ``server.no_proxy`` over ``env``'s (default: the
+    process environment's) HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY."""
     server = config.server
+    try:
+        proxies = proxy_settings(env, proxy=server.proxy, no_proxy=server.no_proxy)
+    except ProxyURLError as exc:  # a bad variable: the config's own was checked on load
+        raise ConfigError("environment", [str(exc)]) from None
+    if proxies.enabled:
+        https, http = (p or "no proxy" for p in (proxies.https, proxies.http))
+        logger.info("provider proxies: https origins %s, http origins %s", https, http)
     return HttpClient(
         max_connections=server.max_connections,
         connect_timeout=server.connect_timeout,
         read_timeout=server.read_timeout,
+        proxies=proxies,
     )
 
 
@@ -230,7 +244,7 @@ async def _open_router(
         if shared is not None:
             on_transition = shared.chain(on_transition)
         if http_client is None:
-            http_client = await stack.enter_async_context(client_for(config))
+            http_client = await stack.enter_async_context(client_for(config, env))
         backends = {e.name: HttpBackend(e, http_client) for e in endpoints}
         accounts = [
             Account(p.spec(), limited(shared, p.name, p.limits, backends[p.name]))

@@ -20,13 +20,14 @@ import attrs
 
 from actors.backends.dialects import KINDS
 from actors.backends.http import Endpoint, Secret
+from actors.backends.http1.proxy import PROXY_URL_FORM, ProxyURLError, parse_proxy
 from actors.breaker import BreakerConfig
 from actors.cache import CacheConfig
 from actors.concurrency import ConcurrencyConfig
 from actors.health import HealthConfig
 from actors.limits import LimitSpec
 from actors.provider import ProviderSpec
-from engine.errors import require
+from engine.errors import InvalidRequest, require
 from engine.fleet import RouterConfig
 from engine.hedging import HedgingConfig
 from engine.policies import PolicyConfig
@@ -155,6 +156,11 @@ class ServerConfig:
     read_timeout: float | None = None
     #: Open connections per provider origin (scheme, host, port), shared by its accounts.
     max_connections: int = 256
+    #: The HTTP proxy for every provider, "http://[user:password@]host[:port]", over the
+    #: environment's HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; "": none; unset: the environment's.
+    proxy: str | None = attrs.field(default=None, repr=False)  # may hold credentials
+    #: Hosts reached without the proxy (NO_PROXY's form), over the environment's NO_PROXY.
+    no_proxy: str | None = None
 
     def __attrs_post_init__(self) -> None:
         require("server.port", 0 <= self.port <= 65535, self.port, "0 .. 65535 (0: any free port)")
@@ -168,6 +174,12 @@ class ServerConfig:
             require(f"server.{name}", getattr(self, name) > 0, getattr(self, name), "> 0 seconds")
         timeout = self.read_timeout
         require("server.read_timeout", timeout is None or timeout > 0, timeout, "> 0 s, or unset")
+        if self.proxy:
+            try:
+                parse_proxy(self.proxy, "server.proxy")
+            except ProxyURLError as exc:  # shown without its credentials
+                allowed = f'{PROXY_URL_FORM}, or "" for none ({exc.problem})'
+                raise InvalidRequest("server.proxy", exc.shown, allowed) from None
 
 
 @attrs.frozen

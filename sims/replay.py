@@ -209,7 +209,7 @@ async def play_live(scenario: Scenario, scale: float) -> LiveRun:
             urls.append(await servers.start(serve))
         config = live_config(scenario, urls, scale)
         async with contextlib.AsyncExitStack() as stack:
-            http = await stack.enter_async_context(client_for(config))
+            http = await stack.enter_async_context(client_for(config, env={}))  # no proxies
             round_trip = await _warm_up(http, urls)
             live = await stack.enter_async_context(
                 open_router(config, env={}, http_client=http, recorder=recorder)
