@@ -10,6 +10,11 @@ fast the line clears is measured: the attempts the router sent over the last
 back; those that can no longer make their deadline are shed, lowest priority and
 newest first.
 
+The line is bounded (``max_waiting``, with shedding on or off): when it is full, a
+newcomer that outranks the worst waiter takes its place (that one is shed), and
+any other is refused at once with :class:`~engine.errors.LineFull` and a
+Retry-After, so overload costs bounded memory and never a hung client.
+
 Only one waiter (the timer) sleeps until the soonest moment a provider could take
 a request; the others park until woken, so a long line costs no rescans.
 """
@@ -23,7 +28,7 @@ import attrs
 import trio
 
 from engine import clock
-from engine.errors import AttemptError, InvalidRequest, Shed
+from engine.errors import AttemptError, InvalidRequest, LineFull, Shed
 from engine.retry import SlidingCount
 
 Key = tuple[int, int]  # (priority, arrival sequence)
@@ -31,14 +36,22 @@ Key = tuple[int, int]  # (priority, arrival sequence)
 
 @attrs.frozen
 class SheddingConfig:
-    """Priority order and load shedding in the router's line (off unless ``enabled``)."""
+    """Priority order and load shedding in the router's line (off unless ``enabled``).
+
+    ``max_waiting`` bounds the line whether or not shedding is enabled.
+    """
 
     enabled: bool = False
     rate_window: float = 60.0
+    max_waiting: int = 10_000
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.rate_window < math.inf:
             raise InvalidRequest("shedding.rate_window", self.rate_window, "> 0 seconds")
+        if isinstance(self.max_waiting, bool) or not (
+            isinstance(self.max_waiting, int) and self.max_waiting >= 1
+        ):
+            raise InvalidRequest("shedding.max_waiting", self.max_waiting, "an integer >= 1")
 
 
 class _Waiter:
@@ -107,6 +120,8 @@ class PriorityLine:
         now = clock.now()
         key = (priority, seq)
         rate = self.rate(now)
+        if len(self) >= self.config.max_waiting:
+            self._make_room(request_id, key, soonest, rate, errors)
         if rate > 0:
             estimate = soonest + self._ahead(key, bisect.bisect_left(self._keys, key)) / rate
             if now + estimate >= deadline:
@@ -141,6 +156,17 @@ class PriorityLine:
                 self._remove(waiter)
         if waiter.shed_after is not None:
             raise Shed(request_id, errors, waiter.shed_after)
+
+    def _make_room(
+        self, request_id: str, key: Key, soonest: float, rate: float, errors: list[AttemptError]
+    ) -> None:
+        """The line is full: shed its worst waiter if ``key`` outranks it, else refuse ``key``."""
+        estimate = soonest + (len(self) / rate if rate > 0 else 0.0)
+        if not self._waiters or self._keys[-1] < key:
+            self.shed += 1
+            raise LineFull(request_id, errors, len(self), estimate)
+        self._wake(len(self._waiters) - 1).shed_after = estimate
+        self.shed += 1
 
     def _ahead(self, key: Key, index: int) -> int:
         """Requests that get capacity before the one with ``key`` at ``index`` in line."""
