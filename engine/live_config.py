@@ -202,6 +202,10 @@ def provider_entry(assignment: str, model: str = "default") -> dict[str, Any]:
 
 
 def structure_config(raw: dict[str, Any], source: str) -> LiveConfig:
+    shedding = raw.get("shedding")
+    if isinstance(shedding, dict) and "enabled" not in shedding:
+        # A [shedding] table that only sets a bound keeps the live default (on).
+        raw = {**raw, "shedding": {**shedding, "enabled": True}}
     try:
         return CONVERTER.structure(raw, LiveConfig)
     except Exception as exc:  # cattrs groups, InvalidRequest, ValueError: all listed by key
