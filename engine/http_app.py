@@ -51,6 +51,7 @@ from engine.openai_format import (
     final_chunk_body,
     parse_chat_body,
 )
+from engine.openapi import openapi_document
 from engine.ws_interview import interview_socket
 
 logger = logging.getLogger("callboard.http")
@@ -61,6 +62,15 @@ Handler = Callable[..., Awaitable[None]]
 class _NotFound(CallboardError):
     code = "not_found"
     status = 404
+
+
+class _MethodNotAllowed(CallboardError):
+    code = "method_not_allowed"
+    status = 405
+
+    def __init__(self, method: str, path: str, allowed: list[str]) -> None:
+        super().__init__(f"method {method} not allowed on {path}; allowed: {', '.join(allowed)}")
+        self.headers = {"allow": ", ".join(allowed)}
 
 
 @attrs.define
@@ -113,6 +123,7 @@ class RouterApp:
             ),
             ("GET", re.compile(r"/metrics"), "metrics", self.prometheus),
             ("GET", re.compile(r"/stats"), "stats", self.stats),
+            ("GET", re.compile(r"/openapi\.json"), "openapi", self.openapi),
         ]
         self._ws_route = re.compile(r"/interview/stream/(?P<cid>[^/]+)")
 
@@ -173,10 +184,12 @@ class RouterApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"].rstrip("/") or "/"
         handler, params, route = None, {}, "unknown"
+        allowed: list[str] = []
         for verb, pattern, name, candidate in self.routes:
             match = pattern.fullmatch(path)
             if match is not None:
                 route = name
+                allowed.append(verb)
                 if verb == method:
                     handler, params = candidate, match.groupdict()
                     break
@@ -194,8 +207,8 @@ class RouterApp:
 
         try:
             if handler is None:
-                if route != "unknown":
-                    raise _NotFound(f"method {method} not allowed on {path}")
+                if allowed:
+                    raise _MethodNotAllowed(method, path, allowed)
                 raise _NotFound(f"no route {method} {path}")
             if self.draining and route not in _WHILE_DRAINING:
                 raise ShuttingDown("server shutting down: it takes no new requests")
@@ -211,6 +224,7 @@ class RouterApp:
         except CallboardError as exc:
             if exchange.status == 0:
                 status, body, headers = error_body(exc)
+                headers = {**headers, **getattr(exc, "headers", {})}
                 if isinstance(exc, InvalidRequest) and route == "chat" and not exchange.routed:
                     self.metrics.rejected_before_router()
                 if self.draining:
@@ -336,7 +350,9 @@ class RouterApp:
         body = await self._body(receive)
         if not isinstance(body, dict):
             raise InvalidRequest("body", body, "a JSON object")
-        session_id = body.get("session_id") or f"s-{self.live.router.new_request_id()}"
+        session_id = body.get("session_id")
+        if session_id is None:
+            session_id = f"s-{self.live.router.new_request_id()}"
         system_prompt = body.get("system_prompt", "")
         if not isinstance(system_prompt, str):
             raise InvalidRequest("system_prompt", system_prompt, "a string")
@@ -352,13 +368,13 @@ class RouterApp:
         content = body.get("content") if isinstance(body, dict) else None
         if not isinstance(content, str) or not content:
             raise InvalidRequest("content", content, "the candidate's message, a non-empty string")
-        max_tokens = body.get("max_tokens")
+        max_tokens = _integral(body.get("max_tokens"))
         if max_tokens is not None and (
             isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
         ):
             raise InvalidRequest("max_tokens", max_tokens, "an integer >= 1")
         session = self.live.sessions.get(sid)
-        priority = body.get("priority")
+        priority = _integral(body.get("priority"))
         if priority is None:
             # Interviews under way go before new ones when the router must shed load.
             priority = 0 if any(m.role == "user" for m in session.history) else 1
@@ -433,11 +449,19 @@ class RouterApp:
         books = Books.of(self.live.router).as_json()
         await respond(200, {**books, "draining": self.draining})
 
+    async def openapi(self, scope, receive, send, respond, exchange) -> None:
+        await respond(200, openapi_document())
+
     async def prometheus(self, scope, receive, send, respond, exchange) -> None:
         exchange.status = 200
         exchange.done = True
         self._finish(exchange)
         await send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE)
+
+
+def _integral(value: Any) -> Any:
+    """JSON's 3.0 is the integer 3 (as JSON Schema counts it); anything else as given."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _has_body(scope: Scope) -> bool:
