@@ -101,7 +101,9 @@ def parse_chat_body(body: Any) -> tuple[ChatRequest, bool]:
     if unsupported:
         field = unsupported[0]
         allowed = ", ".join(sorted(_KNOWN_FIELDS | IGNORED_FIELDS))
-        raise InvalidRequest(field, body[field], f"a field callboard supports: {allowed}")
+        # An empty or unprintable key is named by its repr, so the error still shows it.
+        name = field if field.isprintable() and field.strip() == field and field else repr(field)
+        raise InvalidRequest(name, body[field], f"a field callboard supports: {allowed}")
     if "messages" not in body:
         raise InvalidRequest("messages", None, "a list of {role, content} messages (required)")
     messages = chat_messages(body["messages"])

@@ -193,7 +193,14 @@ def openapi_document() -> dict[str, Any]:
                         "description": "the answer, and who gave it",
                         "content": {
                             _JSON: {"schema": {"$ref": "#/components/schemas/Completion"}},
-                            "text/event-stream": {"schema": {"type": "string"}},
+                            "text/event-stream": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["data"],
+                                    "properties": {"data": {"type": "string"}},
+                                    "description": "chat.completion.chunk events, then [DONE]",
+                                }
+                            },
                         },
                     },
                     **_errors(*_ROUTED),
