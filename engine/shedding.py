@@ -72,12 +72,14 @@ class PriorityLine:
         self._timer_taken = False
         self._timer_key: Key = (0, 0)  # the timer's place in line, while it sleeps
         self._timer_until = 0.0  # when it wakes: the soonest a provider could take a request
+        self._timer_scope = trio.CancelScope()
+        self._timer_shed: float | None = None  # set when the timer was shed: the estimate
         self._sent = SlidingCount(config.rate_window)
         self._since: float | None = None
         self.shed = 0
 
     def __len__(self) -> int:
-        return len(self._waiters) + self._timer_taken
+        return len(self._waiters) + (self._timer_taken and self._timer_shed is None)
 
     # --- the drain rate -------------------------------------------------------
     def rate(self, now: float) -> float:
@@ -131,14 +133,20 @@ class PriorityLine:
             self._timer_taken = True
             self._timer_key = key
             self._timer_until = now + soonest
+            self._timer_shed = None
             try:
-                await clock.sleep(soonest)
+                with trio.CancelScope() as self._timer_scope:
+                    await clock.sleep(soonest)
             except BaseException:
                 self._timer_taken = False
                 if self._waiters:
                     self._wake(0)  # someone else keeps the time
                 raise
             self._timer_taken = False
+            if self._timer_shed is not None:  # a better request took its place in the full line
+                if self._waiters:
+                    self._wake(0)
+                raise Shed(request_id, errors, self._timer_shed)
             if not self._waiters or key < self._keys[0]:
                 return  # the best in line looks first
             self._wake(0)  # a better request looks first; this one waits its turn
@@ -160,13 +168,19 @@ class PriorityLine:
     def _make_room(
         self, request_id: str, key: Key, soonest: float, rate: float, errors: list[AttemptError]
     ) -> None:
-        """The line is full: shed its worst waiter if ``key`` outranks it, else refuse ``key``."""
+        """The line is full: shed its worst request (a parked one, or the one keeping the
+        time) if ``key`` outranks it, else refuse ``key``."""
         estimate = soonest + (len(self) / rate if rate > 0 else 0.0)
-        if not self._waiters or self._keys[-1] < key:
-            self.shed += 1
-            raise LineFull(request_id, errors, len(self), estimate)
-        self._wake(len(self._waiters) - 1).shed_after = estimate
+        timer = self._timer_taken and self._timer_shed is None
+        worst = self._keys[-1] if self._waiters else None
         self.shed += 1
+        if timer and (worst is None or self._timer_key > worst) and key < self._timer_key:
+            self._timer_shed = estimate
+            self._timer_scope.cancel()
+        elif worst is not None and key < worst:
+            self._wake(len(self._waiters) - 1).shed_after = estimate
+        else:
+            raise LineFull(request_id, errors, len(self), estimate)
 
     def _ahead(self, key: Key, index: int) -> int:
         """Requests that get capacity before the one with ``key`` at ``index`` in line."""

@@ -79,3 +79,45 @@ def test_live_shedding_is_on_unless_turned_off():
     bounded = structure_config({**base, "shedding": {"max_waiting": 5}}, "t").shedding
     assert bounded.enabled and bounded.max_waiting == 5
     assert not structure_config({**base, "shedding": {"enabled": False}}, "t").shedding.enabled
+
+
+ONE_SECOND = MockProfile(
+    "one-second",
+    "every answer takes 1 s",
+    LatencyModel(service=Constant(1.0), output_tokens=Constant(5)),
+)
+
+
+async def test_a_turn_of_an_interview_under_way_goes_before_a_new_interview(nursery):
+    upstream = await start_mock(nursery, "m", ONE_SECOND.name, profiles=[ONE_SECOND], speed=1.0)
+    config = live_config(
+        [upstream],
+        providers=[
+            {"name": "m", "base_url": f"{upstream.url}/v1", "max_concurrency": 1, "queue_limit": 0}
+        ],
+        retry={"attempt_timeout": 5.0},
+        shedding={"max_waiting": 1},
+    )
+    url = await start_router(nursery, config)
+    answers: dict[str, httpx.Response] = {}
+    async with httpx.AsyncClient(base_url=url, timeout=15) as http:
+        for sid in ("under-way", "new"):
+            await http.post("/sessions", json={"session_id": sid})
+        first = await http.post("/sessions/under-way/messages", json={"content": "Hi, I'm Ana."})
+        assert first.status_code == 200
+
+        async def send(label: str, path: str, body: dict) -> None:
+            answers[label] = await http.post(path, json=body)
+
+        async with trio.open_nursery() as clients:
+            chat = {"messages": [{"role": "user", "content": "hold the slot"}]}
+            clients.start_soon(send, "holder", "/v1/chat/completions", chat)
+            await trio.sleep(0.2)
+            # A new interview's first turn (priority 1) waits in the one place in line ...
+            clients.start_soon(send, "new", "/sessions/new/messages", {"content": "Hello"})
+            await trio.sleep(0.2)
+            # ... until a turn of the interview under way (priority 0) takes it.
+            clients.start_soon(send, "ongoing", "/sessions/under-way/messages", {"content": "Go"})
+    assert answers["holder"].status_code == 200 and answers["ongoing"].status_code == 200
+    assert answers["new"].status_code == 503
+    assert answers["new"].json()["error"]["code"] == "shed"
