@@ -28,6 +28,7 @@ from engine.asgi import (
     Receive,
     Scope,
     Send,
+    encode_json,
     end_body,
     lifespan,
     parse_json,
@@ -143,7 +144,12 @@ class RouterApp:
             with self._tracked() as cancel:
                 await interview_socket(self.live, scope, receive, send, match["cid"])
             if cancel.cancelled_caught:
-                with contextlib.suppress(Exception):
+                # Past the grace: say why (the turn's history is unchanged), then close as a
+                # restart so the client reconnects, to another replica or to this one later.
+                error = ShuttingDown(f"server shutting down after its {self.grace:g} s grace")
+                with contextlib.suppress(Exception):  # the socket may already be gone
+                    event = {"type": "error", **error_body(error)[1]}
+                    await send({"type": "websocket.send", "text": encode_json(event).decode()})
                     await send({"type": "websocket.close", "code": 1012})
         elif scope["type"] == "http":
             await self._http(scope, receive, send)

@@ -5,6 +5,8 @@ requests, those in flight finish within the grace period, the rest are cancelled
 from __future__ import annotations
 
 import collections
+import functools
+import json
 import os
 import re
 import signal
@@ -12,12 +14,15 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from actors.backends.virtual import LatencyModel
 from engine.distributions import Constant
 from engine.mock_provider import MockProfile
-from tests.live.conftest import start_mock
+from engine.server import serve_router
+from tests.live.conftest import LOOPBACK, live_config, start_mock
 from tests.live.test_live_cli import ROOT, RUNNER
 
 GRACE = 2.0
@@ -139,3 +144,36 @@ async def test_sigterm_drains_in_flight_requests_and_cancels_the_rest_clearly(nu
     for label in labels:
         lines = re.findall(rf"request_id={label} method=POST .* status=(\d+)", logged)
         assert lines == (["200"] if label.startswith("quick") else ["503"]), (label, lines)
+
+
+async def test_an_interview_socket_past_the_grace_is_told_why_and_closed_as_a_restart(nursery):
+    slow = await start_mock(nursery, "slow", SLOW.name, profiles=[SLOW], speed=1.0)
+    stop = trio.Event()
+    config = live_config([slow], retry={"attempt_timeout": 60, "deadline": 120})
+    url = await nursery.start(
+        functools.partial(
+            serve_router,
+            config,
+            env={},
+            host=LOOPBACK,
+            port=0,
+            shutdown_trigger=stop.wait,
+            grace=0.5,
+        )
+    )
+    ws_url = url.replace("http://", "ws://") + "/interview/stream/cand-1"
+    with trio.fail_after(10):
+        async with open_websocket_url(ws_url) as ws:
+            assert json.loads(await ws.get_message())["type"] == "ready"
+            await ws.send_message(json.dumps({"content": "Tell me about the role."}))
+            while slow.mock.in_flight == 0:
+                await trio.sleep(0.01)
+            stopped_at = trio.current_time()
+            stop.set()
+            event = json.loads(await ws.get_message())
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.get_message()
+        took = trio.current_time() - stopped_at
+    assert event["type"] == "error" and event["error"]["code"] == "shutting_down"
+    assert closed.value.reason.code == 1012
+    assert 0.5 <= took < 2.0 and slow.mock.in_flight == 0
