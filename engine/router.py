@@ -415,6 +415,8 @@ class Router:
                 await clock.sleep(delay)
                 continue
             end = clock.now()
+            if line is not None:
+                line.answered(end - now)
             completion = Completion(
                 request_id=request_id,
                 content=completion.content,

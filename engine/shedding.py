@@ -76,6 +76,9 @@ class PriorityLine:
         self._timer_shed: float | None = None  # set when the timer was shed: the estimate
         self._sent = SlidingCount(config.rate_window)
         self._since: float | None = None
+        #: Typical seconds from dispatch to answer (EWMA): a request that would get its turn
+        #: with less than that left before its deadline is shed now, not failed then.
+        self.service = 0.0
         self.shed = 0
 
     def __len__(self) -> int:
@@ -97,6 +100,11 @@ class PriorityLine:
         self._sent.add(now)
         if self._waiters and not self._timer_taken:
             self._wake(0)
+
+    def answered(self, seconds: float) -> None:
+        """A dispatched request was answered after ``seconds``."""
+        service = self.service
+        self.service = seconds if not service else service + 0.1 * (seconds - service)
 
     def leave(self) -> None:
         """A request gave up (or was answered) without dispatching: if nobody keeps the
@@ -126,7 +134,7 @@ class PriorityLine:
             self._make_room(request_id, key, soonest, rate, errors)
         if rate > 0:
             estimate = soonest + self._ahead(key, bisect.bisect_left(self._keys, key)) / rate
-            if now + estimate >= deadline:
+            if now + estimate + self.service >= deadline:
                 self.shed += 1
                 raise Shed(request_id, errors, estimate)
         if not self._timer_taken:
@@ -204,7 +212,7 @@ class PriorityLine:
         while self._waiters:
             last = len(self._waiters) - 1
             estimate = next_free + self._ahead(self._keys[last], last) / rate
-            if now + estimate < self._waiters[last].deadline:
+            if now + estimate + self.service < self._waiters[last].deadline:
                 return
             self._wake(last).shed_after = estimate
             self.shed += 1

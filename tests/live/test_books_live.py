@@ -93,4 +93,4 @@ async def test_the_books_balance_live_under_random_faults_and_impatient_clients(
     never_entered = client_saw["gave_up"] - books["cancelled"] - sum(extra.values())
     assert never_entered >= 0 and books["received"] + never_entered == REQUESTS
     # The schedule really mixed outcomes (faults, shedding, impatience, answers).
-    assert books["cancelled"] >= 1 and len(books["failed"]) >= 2 and books["answered"] >= 1
+    assert books["cancelled"] >= 1 and books["failed"] and books["answered"] >= 1
