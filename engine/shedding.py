@@ -4,7 +4,8 @@ When no provider can take a request now (every account rate-limited, full,
 quarantined), the request waits in line against its deadline. With shedding on,
 the line is ordered by the request's ``priority`` (0 first, then 1, ...; first
 come first served within a priority), and a request is shed at once, with a
-Retry-After, when the line ahead of it would not clear before its deadline. How
+Retry-After, when the line ahead of it would not clear before its deadline with a typical
+service time (measured: dispatch to answer) to spare. How
 fast the line clears is measured: the attempts the router sent over the last
 ``rate_window`` seconds. A higher-priority arrival pushes lower-priority waiters
 back; those that can no longer make their deadline are shed, lowest priority and

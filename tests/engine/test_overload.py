@@ -95,9 +95,10 @@ async def test_saturated_accounts_shed_new_interviews_first_with_retry_after(vir
     for _, _, _, _, code, _ in outcomes:
         by_code[code] = by_code.get(code, 0) + 1
     # Nobody waits past the deadline, and every refusal is one of the overload answers
-    # with a Retry-After: no attempt is wasted on a full account.
+    # with a Retry-After: no attempt is wasted on a full account, and nobody is let in
+    # too late to be answered (the line counts the typical service time).
     assert max(end - start for _, _, start, end, _, _ in outcomes) <= DEADLINE + 1e-9
-    assert set(by_code) <= {"ok", "shed", "overloaded", "no_provider", "deadline_exceeded"}
+    assert set(by_code) <= {"ok", "shed", "overloaded"}
     refused = [o for o in outcomes if o[4] in ("shed", "overloaded", "no_provider")]
     assert len(refused) >= 60 and all(o[5] is not None and o[5] > 0 for o in refused)
     # Every call went to an account with a free slot; the only failed calls are those sent
