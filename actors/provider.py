@@ -172,17 +172,26 @@ class Provider(Actor):
                 return wait
         elif breaker.state is State.HALF_OPEN and not breaker.would_allow(now):
             return 1.0  # a trial call is out; its result decides
-        if self.adaptive is not None:
-            slots = self.slots
-            if slots.in_use >= slots.capacity and slots.queued >= slots.queue_limit:
-                # Its adaptive limit is reached: sending more would only be refused.
-                return self.adaptive.expected_free(slots.capacity)
-        if not self.admission.limiters:
-            return 0.0
-        wait, binding = self.admission.wait_for(now, 1, self._tokens(request), request.prompt_chars)
-        if wait > 0:
-            self.stats.held_back[binding] += 1
-        return wait
+        slots = self.slots
+        full = slots.in_use >= slots.capacity and slots.queued >= slots.queue_limit
+        if full and self.adaptive is not None:
+            # Its adaptive limit is reached: sending more would only be refused.
+            return self.adaptive.expected_free(slots.capacity)
+        if self.admission.limiters:
+            wait, binding = self.admission.wait_for(
+                now, 1, self._tokens(request), request.prompt_chars
+            )
+            if wait > 0:
+                self.stats.held_back[binding] += 1
+                return wait
+        if full:
+            # Every slot busy, no queue room: a call would only be refused, so the request
+            # waits in the router's line (bounded, shed by priority) for a slot instead.
+            stats = self.stats
+            stats.held_back["concurrency"] += 1
+            mean = stats.busy_time / stats.answered if stats.answered else 1.0
+            return max(0.001, mean / slots.capacity)
+        return 0.0
 
     def powered_seconds(self, now: float) -> float:
         """Seconds this account has been powered on so far (runs start at time 0)."""

@@ -212,3 +212,37 @@ class Shed(NoProviderAvailable):
             attempts,
         )
         self.retry_after = retry_after
+
+
+class LineFull(NoProviderAvailable):
+    """The router's line for a provider holds ``shedding.max_waiting`` requests already.
+
+    The bound keeps memory flat under overload: past it a request is refused at
+    once with a Retry-After (the line's estimated drain time) instead of waiting.
+    """
+
+    code = "overloaded"
+    status = 503
+
+    def __init__(
+        self, request_id: str, attempts: list[AttemptError], waiting: int, retry_after: float
+    ) -> None:
+        RequestFailed.__init__(
+            self,
+            request_id,
+            f"overloaded: {waiting} requests already wait for a provider (shedding.max_waiting)",
+            attempts,
+        )
+        self.retry_after = retry_after
+
+
+class ShuttingDown(CallboardError):
+    """The server is stopping: it takes no new request, and after its grace period
+    cancels those still running. Another replica (or this one, restarted) can take it."""
+
+    code = "shutting_down"
+    status = 503
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -4,14 +4,20 @@ It only parses, delegates to :class:`~engine.live.LiveRouter` and formats;
 every behaviour behind it is reachable from Python. A bad request is refused
 with an OpenAI-style error body before any provider is called; a client that
 hangs up cancels its request (the router counts it as cancelled).
+
+Shutdown (:meth:`RouterApp.drain`): new requests are refused with a 503
+``shutting_down``, those in flight finish for up to the grace period, and the
+rest are then cancelled and answered with the same clear error, so every
+request gets exactly one answer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import attrs
@@ -22,6 +28,7 @@ from engine.asgi import (
     Receive,
     Scope,
     Send,
+    encode_json,
     end_body,
     lifespan,
     parse_json,
@@ -32,7 +39,8 @@ from engine.asgi import (
     start_sse,
     wait_for_disconnect,
 )
-from engine.errors import CallboardError, InvalidRequest
+from engine.books import Books
+from engine.errors import CallboardError, InvalidRequest, ShuttingDown
 from engine.live import LiveRouter
 from engine.live_metrics import CONTENT_TYPE, LiveMetrics
 from engine.live_sessions import check_session_id
@@ -44,6 +52,7 @@ from engine.openai_format import (
     final_chunk_body,
     parse_chat_body,
 )
+from engine.openapi import openapi_document
 from engine.ws_interview import interview_socket
 
 logger = logging.getLogger("callboard.http")
@@ -54,6 +63,15 @@ Handler = Callable[..., Awaitable[None]]
 class _NotFound(CallboardError):
     code = "not_found"
     status = 404
+
+
+class _MethodNotAllowed(CallboardError):
+    code = "method_not_allowed"
+    status = 405
+
+    def __init__(self, method: str, path: str, allowed: list[str]) -> None:
+        super().__init__(f"method {method} not allowed on {path}; allowed: {', '.join(allowed)}")
+        self.headers = {"allow": ", ".join(allowed)}
 
 
 @attrs.define
@@ -69,8 +87,13 @@ class _Exchange:
     provider: str = "-"
     attempts: int = 0
     routed: bool = False  # the router has the request (and counts it from then on)
+    streaming: bool = False  # a server-sent event stream has started
     done: bool = False  # the last byte of the response is on its way
     logged: bool = False
+
+
+#: Routes that keep answering while the server drains: load balancers and scrapers poll them.
+_WHILE_DRAINING = frozenset({"health", "stats", "metrics", "openapi"})
 
 
 class RouterApp:
@@ -80,6 +103,11 @@ class RouterApp:
         self.live = live
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.draining = False
+        self.grace = 0.0
+        # One cancel scope per request or socket in progress: what a drain waits for.
+        self._active: set[trio.CancelScope] = set()
+        self._quiet = trio.Event()
         self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = [
             ("POST", re.compile(r"/v1/chat/completions"), "chat", self.chat),
             ("POST", re.compile(r"/sessions"), "sessions", self.create_session),
@@ -95,6 +123,8 @@ class RouterApp:
                 self.report_failure,
             ),
             ("GET", re.compile(r"/metrics"), "metrics", self.prometheus),
+            ("GET", re.compile(r"/stats"), "stats", self.stats),
+            ("GET", re.compile(r"/openapi\.json"), "openapi", self.openapi),
         ]
         self._ws_route = re.compile(r"/interview/stream/(?P<cid>[^/]+)")
 
@@ -107,17 +137,65 @@ class RouterApp:
                 await receive()
                 await send({"type": "websocket.close", "code": 4404})
                 return
-            await interview_socket(self.live, scope, receive, send, match["cid"])
+            if self.draining:
+                await receive()
+                await send({"type": "websocket.close", "code": 1012})  # service restart
+                return
+            with self._tracked() as cancel:
+                await interview_socket(self.live, scope, receive, send, match["cid"])
+            if cancel.cancelled_caught:
+                # Past the grace: say why (the turn's history is unchanged), then close as a
+                # restart so the client reconnects, to another replica or to this one later.
+                error = ShuttingDown(f"server shutting down after its {self.grace:g} s grace")
+                with contextlib.suppress(Exception):  # the socket may already be gone
+                    event = {"type": "error", **error_body(error)[1]}
+                    await send({"type": "websocket.send", "text": encode_json(event).decode()})
+                    await send({"type": "websocket.close", "code": 1012})
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[trio.CancelScope]:
+        """A cancel scope for one request in progress, which a drain past its grace cancels."""
+        cancel = trio.CancelScope()
+        self._active.add(cancel)
+        try:
+            with cancel:
+                yield cancel
+        finally:
+            self._active.discard(cancel)
+            if not self._active:
+                self._quiet.set()
+
+    async def drain(self, grace: float) -> None:
+        """Refuse new requests; let those in flight finish for up to ``grace`` s, then cancel
+        the rest, which answer 503 ``shutting_down`` (one answer each, never none or two)."""
+        self.draining, self.grace = True, grace
+        if self._active:
+            self._quiet = trio.Event()
+            logger.info(
+                "shutting down: %d request(s) in flight, grace %g s", len(self._active), grace
+            )
+            with trio.move_on_after(grace):
+                await self._quiet.wait()
+        if self._active:
+            logger.warning(
+                "shutting down: cancelling %d request(s) after the grace", len(self._active)
+            )
+            for cancel in list(self._active):
+                cancel.cancel()
+            with trio.move_on_after(1.0):  # they only write their error answers now
+                await self._quiet.wait()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"].rstrip("/") or "/"
         handler, params, route = None, {}, "unknown"
+        allowed: list[str] = []
         for verb, pattern, name, candidate in self.routes:
             match = pattern.fullmatch(path)
             if match is not None:
                 route = name
+                allowed.append(verb)
                 if verb == method:
                     handler, params = candidate, match.groupdict()
                     break
@@ -135,18 +213,35 @@ class RouterApp:
 
         try:
             if handler is None:
-                if route != "unknown":
-                    raise _NotFound(f"method {method} not allowed on {path}")
+                if allowed:
+                    raise _MethodNotAllowed(method, path, allowed)
                 raise _NotFound(f"no route {method} {path}")
-            await handler(scope, receive, send, respond, exchange, **params)
+            if self.draining and route not in _WHILE_DRAINING:
+                raise ShuttingDown("server shutting down: it takes no new requests")
+            with self._tracked() as cancel:
+                await handler(scope, receive, send, respond, exchange, **params)
+            if cancel.cancelled_caught:
+                raise ShuttingDown(
+                    f"server shutting down: the request was cancelled after the "
+                    f"{self.grace:g} s grace period"
+                )
         except ClientGone:
             exchange.status = 499
         except CallboardError as exc:
             if exchange.status == 0:
                 status, body, headers = error_body(exc)
+                headers = {**headers, **getattr(exc, "headers", {})}
                 if isinstance(exc, InvalidRequest) and route == "chat" and not exchange.routed:
                     self.metrics.rejected_before_router()
+                if self.draining:
+                    headers = {**headers, "connection": "close"}
                 await respond(status, body, headers)
+            elif exchange.streaming and not exchange.done:
+                # The stream had started: its last event says why it ends here.
+                exchange.done = True
+                self._finish(exchange)
+                await send_sse(send, error_body(exc)[1])
+                await end_body(send)
         except Exception:
             logger.exception("request_id=%s path=%s internal error", exchange.request_id, path)
             if exchange.status == 0:
@@ -231,6 +326,7 @@ class RouterApp:
             # proper HTTP error status instead of a stream holding one error.
             event = await reply.next_event()
             exchange.status = 200
+            exchange.streaming = True
             await start_sse(send, {"x-request-id": request.request_id or ""})
             first = True
             try:
@@ -260,7 +356,9 @@ class RouterApp:
         body = await self._body(receive)
         if not isinstance(body, dict):
             raise InvalidRequest("body", body, "a JSON object")
-        session_id = body.get("session_id") or f"s-{self.live.router.new_request_id()}"
+        session_id = body.get("session_id")
+        if session_id is None:
+            session_id = f"s-{self.live.router.new_request_id()}"
         system_prompt = body.get("system_prompt", "")
         if not isinstance(system_prompt, str):
             raise InvalidRequest("system_prompt", system_prompt, "a string")
@@ -276,15 +374,23 @@ class RouterApp:
         content = body.get("content") if isinstance(body, dict) else None
         if not isinstance(content, str) or not content:
             raise InvalidRequest("content", content, "the candidate's message, a non-empty string")
-        max_tokens = body.get("max_tokens")
+        max_tokens = _integral(body.get("max_tokens"))
         if max_tokens is not None and (
             isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
         ):
             raise InvalidRequest("max_tokens", max_tokens, "an integer >= 1")
         session = await self.live.sessions.fetch(sid)
+        priority = _integral(body.get("priority"))
+        if priority is None:
+            # Interviews under way go before new ones when the router must shed load.
+            priority = 0 if any(m.role == "user" for m in session.history) else 1
+        elif isinstance(priority, bool) or not isinstance(priority, int) or priority < 0:
+            raise InvalidRequest("priority", priority, "an integer >= 0 (0 first)")
 
         async def answer() -> None:
-            completion = await self.live.turn(sid, content, max_tokens=max_tokens)
+            completion = await self.live.turn(
+                sid, content, max_tokens=max_tokens, priority=priority
+            )
             exchange.request_id = completion.request_id
             exchange.provider, exchange.attempts = completion.provider, completion.attempts
             await respond(
@@ -348,11 +454,24 @@ class RouterApp:
         self.live.report_failure(provider, reason[:200])
         await respond(202, {"provider": provider, "reported": reason[:200]})
 
+    async def stats(self, scope, receive, send, respond, exchange) -> None:
+        """The books: where every request that entered the router is now."""
+        books = Books.of(self.live.router).as_json()
+        await respond(200, {**books, "draining": self.draining})
+
+    async def openapi(self, scope, receive, send, respond, exchange) -> None:
+        await respond(200, openapi_document())
+
     async def prometheus(self, scope, receive, send, respond, exchange) -> None:
         exchange.status = 200
         exchange.done = True
         self._finish(exchange)
         await send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE)
+
+
+def _integral(value: Any) -> Any:
+    """JSON's 3.0 is the integer 3 (as JSON Schema counts it); anything else as given."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _has_body(scope: Scope) -> bool:

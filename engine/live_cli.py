@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import math
 import os
 import signal
 import sys
 
 import trio
 
-PROFILES = ("healthy", "slow", "flaky", "rate-limited", "down", "hang")
+PROFILES = ("healthy", "slow", "flaky", "rate-limited", "down", "hang", "unlimited")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -58,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     host=args.host,
                     port=args.port,
                     shutdown_trigger=until_signalled,
+                    grace=args.grace,
                     task_status=_Announce(),
                 )
             )
@@ -121,6 +123,16 @@ async def until_signalled() -> None:
             return
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a number of seconds >= 0")
+    return value
+
+
 class _Announce:
     """Prints the URL once the server listens (what a script waiting for it reads)."""
 
@@ -165,6 +177,12 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--log-file", help="rotating log file ('' for none; default: server.log_file)"
     )
     serve.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    serve.add_argument(
+        "--grace",
+        type=_seconds,
+        help="on SIGTERM, seconds requests in flight may take to finish before they are "
+        "cancelled with a 503 (default: server.grace, 10)",
+    )
     serve.set_defaults(handler=cmd_serve)
     return serve
 

@@ -149,6 +149,9 @@ class ServerConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     session_idle_timeout: float = 3600.0
     max_sessions: int = 10_000
+    #: On SIGTERM: seconds requests in flight may take to finish before they are cancelled.
+    grace: float = 10.0
+    #: Then, seconds to write the cancelled requests' answers before connections are cut.
     graceful_timeout: float = 5.0
     connect_timeout: float = 10.0
     #: Seconds without a byte from a provider before its answer counts as lost; unset:
@@ -170,6 +173,7 @@ class ServerConfig:
         for name in ("log_max_bytes", "max_body_bytes", "max_sessions", "max_connections"):
             require(f"server.{name}", getattr(self, name) >= 1, getattr(self, name), ">= 1")
         require("server.log_backups", self.log_backups >= 0, self.log_backups, ">= 0")
+        require("server.grace", self.grace >= 0, self.grace, ">= 0 seconds")
         for name in ("session_idle_timeout", "graceful_timeout", "connect_timeout"):
             require(f"server.{name}", getattr(self, name) > 0, getattr(self, name), "> 0 seconds")
         timeout = self.read_timeout
@@ -194,7 +198,8 @@ class LiveConfig:
     server: ServerConfig = ServerConfig()
     hedging: HedgingConfig = HedgingConfig()
     concurrency: ConcurrencyConfig = ConcurrencyConfig()
-    shedding: SheddingConfig = SheddingConfig()
+    # Live traffic is shed by priority with a Retry-After rather than held to its deadline.
+    shedding: SheddingConfig = SheddingConfig(enabled=True)
     state: StateConfig = StateConfig()
 
     def __attrs_post_init__(self) -> None:
@@ -218,6 +223,10 @@ def provider_entry(assignment: str, model: str = "default") -> dict[str, Any]:
 
 
 def structure_config(raw: dict[str, Any], source: str) -> LiveConfig:
+    shedding = raw.get("shedding")
+    if isinstance(shedding, dict) and "enabled" not in shedding:
+        # A [shedding] table that only sets a bound keeps the live default (on).
+        raw = {**raw, "shedding": {**shedding, "enabled": True}}
     try:
         return CONVERTER.structure(raw, LiveConfig)
     except Exception as exc:  # cattrs groups, InvalidRequest, ValueError: all listed by key

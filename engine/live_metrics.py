@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from actors.breaker import Transition
+from engine.books import Books
 
 if TYPE_CHECKING:
     from engine.live import LiveRouter
@@ -32,6 +33,7 @@ class LiveMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.rejected_early = 0
         r = self.registry
         self.requests = Counter(
             "callboard_requests",
@@ -95,6 +97,7 @@ class LiveMetrics:
 
     def rejected_before_router(self) -> None:
         """A request refused while its body was read (not JSON, wrong types): still counted."""
+        self.rejected_early += 1
         self.requests.labels("invalid_request", "none").inc()
         self.latency.labels("invalid_request").observe(0.0)
 
@@ -105,20 +108,37 @@ class LiveMetrics:
         self.http.labels(route, str(status)).inc()
 
     def attach(self, live: LiveRouter) -> None:
-        self.registry.register(_FleetCollector(live))
+        self.registry.register(_FleetCollector(live, self))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class _FleetCollector(Collector):
-    def __init__(self, live: LiveRouter) -> None:
+    def __init__(self, live: LiveRouter, metrics: LiveMetrics) -> None:
         self.live = live
+        self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.live.router.stats
-        in_flight = GaugeMetricFamily("callboard_requests_in_flight", "Requests being answered")
-        in_flight.add_metric([], stats.in_flight)
+        router = self.live.router
+        stats = router.stats
+        books = Books.of(router)
+        # received = queued + in flight + every outcome counted in callboard_requests_total.
+        received = CounterMetricFamily(
+            "callboard_requests_received",
+            "Requests that entered the router (or were refused while their body was read)",
+        )
+        received.add_metric([], books.received + self.metrics.rejected_early)
+        yield received
+        queued = GaugeMetricFamily(
+            "callboard_requests_queued", "Requests waiting in the router's line for a provider"
+        )
+        queued.add_metric([], books.queued)
+        yield queued
+        in_flight = GaugeMetricFamily(
+            "callboard_requests_in_flight", "Requests at a provider or between attempts"
+        )
+        in_flight.add_metric([], books.in_flight)
         yield in_flight
         for name, value, help_text in (
             ("callboard_retries", stats.retries, "Retries after a backoff"),

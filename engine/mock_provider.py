@@ -90,6 +90,7 @@ def mock_profiles(speed: float = 1.0) -> dict[str, MockProfile]:
         MockProfile(
             "hang", "accepts every call and never answers", normal, ErrorRates(timeout=1.0)
         ),
+        MockProfile("unlimited", "answers everything, no rate limit (load tests)", normal),
     ]
     return {p.name: p for p in profiles}
 
@@ -134,6 +135,8 @@ class MockProvider:
         self._output = self._streams.stream(f"mock:{name}:output")
         self.recent: collections.deque[ChatRequest] = collections.deque(maxlen=100)
         self.calls: collections.Counter[str] = collections.Counter()
+        #: Chat calls being answered now (a caller that hangs up ends its call).
+        self.in_flight = 0
         self._served = 0
         self.set_profile(profile)
 
@@ -254,6 +257,21 @@ class MockProvider:
                 headers_429,
             )
             return
+        self.in_flight += 1
+        try:
+            await self._answer(request, request_id, stream, limit_headers, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(
+        self,
+        request: ChatRequest,
+        request_id: str,
+        stream: bool,
+        limit_headers: dict[str, str],
+        receive: Any,
+        send: Any,
+    ) -> None:
         async with trio.open_nursery() as nursery:
             # A client that hangs up stops the work, as a real server would.
             async def watch() -> None:

@@ -10,6 +10,7 @@ validation, where the simulator's requests meet them too.
 from __future__ import annotations
 
 import math
+import re
 import time
 from typing import Any
 
@@ -37,6 +38,10 @@ _KNOWN_FIELDS = frozenset(
         "priority",
     }
 )
+
+
+REQUEST_ID_ALLOWED = "up to 128 printable ASCII characters"
+_REQUEST_ID = re.compile(r"[\x20-\x7e]{0,128}")
 
 
 def _content(index: int, content: Any) -> str:
@@ -81,6 +86,8 @@ def _optional(body: dict[str, Any], field: str, kinds: tuple[type, ...], allowed
     value = body.get(field)
     if value is None:
         return None
+    if int in kinds and isinstance(value, float) and value.is_integer():
+        return int(value)  # JSON's 3.0 is the integer 3 (as JSON Schema counts it)
     if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         raise InvalidRequest(field, value, allowed)
     return value
@@ -94,7 +101,9 @@ def parse_chat_body(body: Any) -> tuple[ChatRequest, bool]:
     if unsupported:
         field = unsupported[0]
         allowed = ", ".join(sorted(_KNOWN_FIELDS | IGNORED_FIELDS))
-        raise InvalidRequest(field, body[field], f"a field callboard supports: {allowed}")
+        # An empty or unprintable key is named by its repr, so the error still shows it.
+        name = field if field.isprintable() and field.strip() == field and field else repr(field)
+        raise InvalidRequest(name, body[field], f"a field callboard supports: {allowed}")
     if "messages" not in body:
         raise InvalidRequest("messages", None, "a list of {role, content} messages (required)")
     messages = chat_messages(body["messages"])
@@ -109,7 +118,10 @@ def parse_chat_body(body: Any) -> tuple[ChatRequest, bool]:
     if max_tokens is None:
         max_tokens = _optional(body, "max_completion_tokens", (int,), "an integer >= 1")
     deadline = _optional(body, "deadline", (int, float), "> 0 seconds")
-    request_id = _optional(body, "request_id", (str,), "a string")
+    request_id = _optional(body, "request_id", (str,), REQUEST_ID_ALLOWED)
+    if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
+        # It is echoed in the x-request-id header and the logs: printable ASCII only.
+        raise InvalidRequest("request_id", request_id, REQUEST_ID_ALLOWED)
     kind = _optional(body, "kind", (str,), "a turn kind, e.g. chat | question | evaluation")
     cache_key = _optional(body, "cache_key", (str,), "a string")
     bypass = _optional(body, "bypass_cache", (bool,), "true or false")

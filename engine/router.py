@@ -31,6 +31,7 @@ from engine.errors import (
     CallboardError,
     DeadlineExceeded,
     InvalidRequest,
+    LineFull,
     NoProviderAvailable,
     RateLimited,
     RequestFailed,
@@ -126,6 +127,7 @@ class Router:
         self.priority_line = (
             PriorityLine(shedding) if shedding is not None and shedding.enabled else None
         )
+        self.max_waiting = shedding.max_waiting if shedding is not None else math.inf
         self._arrivals = 0
         self.context_windows: dict[str, int] = {}
         for p in providers:
@@ -328,6 +330,8 @@ class Router:
                 if log.active:
                     log.emit(now, request_id, "queued", f"wait={soonest:.3f}")
                 if line is None:
+                    if self.waiting >= self.max_waiting:
+                        raise LineFull(request_id, errors, self.waiting, soonest)
                     await self._wait_for_capacity(soonest, deadline)
                 else:
                     try:
@@ -411,6 +415,8 @@ class Router:
                 await clock.sleep(delay)
                 continue
             end = clock.now()
+            if line is not None:
+                line.answered(end - now)
             completion = Completion(
                 request_id=request_id,
                 content=completion.content,

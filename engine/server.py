@@ -27,14 +27,20 @@ async def serve_router(
     host: str | None = None,
     port: int | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    grace: float | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``config``'s router; ``task_status`` gets the URL it listens on.
+
+    When ``shutdown_trigger`` returns (SIGTERM), new requests are refused, those in
+    flight get ``grace`` s (default ``server.grace``) to finish, and the rest are
+    cancelled with a 503 ``shutting_down`` answer.
 
     Logging must be configured before (see :func:`engine.live_logging.logging_to`):
     the decision log decides at start whether its lines are wanted.
     """
     server = config.server
+    grace = server.grace if grace is None else grace
     metrics = LiveMetrics()
     async with open_router(
         config,
@@ -45,11 +51,20 @@ async def serve_router(
     ) as live:
         metrics.attach(live)
         app = RouterApp(live, metrics, max_body_bytes=server.max_body_bytes)
-        await serve_app(
-            app,
-            server.host if host is None else host,
-            server.port if port is None else port,
-            graceful_timeout=server.graceful_timeout,
-            shutdown_trigger=shutdown_trigger,
-            task_status=task_status,
-        )
+        async with trio.open_nursery() as nursery:
+
+            async def stop_when_told() -> None:
+                # Returning makes hypercorn close its listeners and idle connections at
+                # once; the app drains what is in flight meanwhile.
+                await (shutdown_trigger or trio.sleep_forever)()
+                nursery.start_soon(app.drain, grace)
+
+            await serve_app(
+                app,
+                server.host if host is None else host,
+                server.port if port is None else port,
+                graceful_timeout=grace + server.graceful_timeout,
+                shutdown_trigger=stop_when_told,
+                task_status=task_status,
+            )
+            nursery.cancel_scope.cancel()

@@ -4,11 +4,17 @@ When no provider can take a request now (every account rate-limited, full,
 quarantined), the request waits in line against its deadline. With shedding on,
 the line is ordered by the request's ``priority`` (0 first, then 1, ...; first
 come first served within a priority), and a request is shed at once, with a
-Retry-After, when the line ahead of it would not clear before its deadline. How
+Retry-After, when the line ahead of it would not clear before its deadline with a typical
+service time (measured: dispatch to answer) to spare. How
 fast the line clears is measured: the attempts the router sent over the last
 ``rate_window`` seconds. A higher-priority arrival pushes lower-priority waiters
 back; those that can no longer make their deadline are shed, lowest priority and
 newest first.
+
+The line is bounded (``max_waiting``, with shedding on or off): when it is full, a
+newcomer that outranks the worst waiter takes its place (that one is shed), and
+any other is refused at once with :class:`~engine.errors.LineFull` and a
+Retry-After, so overload costs bounded memory and never a hung client.
 
 Only one waiter (the timer) sleeps until the soonest moment a provider could take
 a request; the others park until woken, so a long line costs no rescans.
@@ -23,7 +29,7 @@ import attrs
 import trio
 
 from engine import clock
-from engine.errors import AttemptError, InvalidRequest, Shed
+from engine.errors import AttemptError, InvalidRequest, LineFull, Shed
 from engine.retry import SlidingCount
 
 Key = tuple[int, int]  # (priority, arrival sequence)
@@ -31,14 +37,22 @@ Key = tuple[int, int]  # (priority, arrival sequence)
 
 @attrs.frozen
 class SheddingConfig:
-    """Priority order and load shedding in the router's line (off unless ``enabled``)."""
+    """Priority order and load shedding in the router's line (off unless ``enabled``).
+
+    ``max_waiting`` bounds the line whether or not shedding is enabled.
+    """
 
     enabled: bool = False
     rate_window: float = 60.0
+    max_waiting: int = 10_000
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.rate_window < math.inf:
             raise InvalidRequest("shedding.rate_window", self.rate_window, "> 0 seconds")
+        if isinstance(self.max_waiting, bool) or not (
+            isinstance(self.max_waiting, int) and self.max_waiting >= 1
+        ):
+            raise InvalidRequest("shedding.max_waiting", self.max_waiting, "an integer >= 1")
 
 
 class _Waiter:
@@ -59,12 +73,17 @@ class PriorityLine:
         self._timer_taken = False
         self._timer_key: Key = (0, 0)  # the timer's place in line, while it sleeps
         self._timer_until = 0.0  # when it wakes: the soonest a provider could take a request
+        self._timer_scope = trio.CancelScope()
+        self._timer_shed: float | None = None  # set when the timer was shed: the estimate
         self._sent = SlidingCount(config.rate_window)
         self._since: float | None = None
+        #: Typical seconds from dispatch to answer (EWMA): a request that would get its turn
+        #: with less than that left before its deadline is shed now, not failed then.
+        self.service = 0.0
         self.shed = 0
 
     def __len__(self) -> int:
-        return len(self._waiters) + self._timer_taken
+        return len(self._waiters) + (self._timer_taken and self._timer_shed is None)
 
     # --- the drain rate -------------------------------------------------------
     def rate(self, now: float) -> float:
@@ -82,6 +101,11 @@ class PriorityLine:
         self._sent.add(now)
         if self._waiters and not self._timer_taken:
             self._wake(0)
+
+    def answered(self, seconds: float) -> None:
+        """A dispatched request was answered after ``seconds``."""
+        service = self.service
+        self.service = seconds if not service else service + 0.1 * (seconds - service)
 
     def leave(self) -> None:
         """A request gave up (or was answered) without dispatching: if nobody keeps the
@@ -107,23 +131,31 @@ class PriorityLine:
         now = clock.now()
         key = (priority, seq)
         rate = self.rate(now)
+        if len(self) >= self.config.max_waiting:
+            self._make_room(request_id, key, soonest, rate, errors)
         if rate > 0:
             estimate = soonest + self._ahead(key, bisect.bisect_left(self._keys, key)) / rate
-            if now + estimate >= deadline:
+            if now + estimate + self.service >= deadline:
                 self.shed += 1
                 raise Shed(request_id, errors, estimate)
         if not self._timer_taken:
             self._timer_taken = True
             self._timer_key = key
             self._timer_until = now + soonest
+            self._timer_shed = None
             try:
-                await clock.sleep(soonest)
+                with trio.CancelScope() as self._timer_scope:
+                    await clock.sleep(soonest)
             except BaseException:
                 self._timer_taken = False
                 if self._waiters:
                     self._wake(0)  # someone else keeps the time
                 raise
             self._timer_taken = False
+            if self._timer_shed is not None:  # a better request took its place in the full line
+                if self._waiters:
+                    self._wake(0)
+                raise Shed(request_id, errors, self._timer_shed)
             if not self._waiters or key < self._keys[0]:
                 return  # the best in line looks first
             self._wake(0)  # a better request looks first; this one waits its turn
@@ -141,6 +173,23 @@ class PriorityLine:
                 self._remove(waiter)
         if waiter.shed_after is not None:
             raise Shed(request_id, errors, waiter.shed_after)
+
+    def _make_room(
+        self, request_id: str, key: Key, soonest: float, rate: float, errors: list[AttemptError]
+    ) -> None:
+        """The line is full: shed its worst request (a parked one, or the one keeping the
+        time) if ``key`` outranks it, else refuse ``key``."""
+        estimate = soonest + (len(self) / rate if rate > 0 else 0.0)
+        timer = self._timer_taken and self._timer_shed is None
+        worst = self._keys[-1] if self._waiters else None
+        self.shed += 1
+        if timer and (worst is None or self._timer_key > worst) and key < self._timer_key:
+            self._timer_shed = estimate
+            self._timer_scope.cancel()
+        elif worst is not None and key < worst:
+            self._wake(len(self._waiters) - 1).shed_after = estimate
+        else:
+            raise LineFull(request_id, errors, len(self), estimate)
 
     def _ahead(self, key: Key, index: int) -> int:
         """Requests that get capacity before the one with ``key`` at ``index`` in line."""
@@ -164,7 +213,7 @@ class PriorityLine:
         while self._waiters:
             last = len(self._waiters) - 1
             estimate = next_free + self._ahead(self._keys[last], last) / rate
-            if now + estimate < self._waiters[last].deadline:
+            if now + estimate + self.service < self._waiters[last].deadline:
                 return
             self._wake(last).shed_after = estimate
             self.shed += 1

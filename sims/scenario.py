@@ -56,6 +56,9 @@ class ScenarioError(ValueError):
         self.problems = problems
 
 
+MAX_GROUP_ACCOUNTS = 5_000
+
+
 @attrs.frozen
 class AccountGroup:
     """``count`` accounts of one profile, named ``{name}-1`` .. ``{name}-{count}``.
@@ -81,7 +84,13 @@ class AccountGroup:
 
     def __attrs_post_init__(self) -> None:
         require("accounts.profile", self.profile in PROFILES, self.profile, " | ".join(PROFILES))
-        require("accounts.count", self.count >= 1, self.count, ">= 1")
+        # Bounded: every account is built when the scenario loads (a typo of 10**9 would hang).
+        require(
+            "accounts.count",
+            1 <= self.count <= MAX_GROUP_ACCOUNTS,
+            self.count,
+            f"1 .. {MAX_GROUP_ACCOUNTS}",
+        )
 
     @property
     def prefix(self) -> str:
