@@ -410,13 +410,24 @@ class RouterApp:
     async def health(self, scope, receive, send, respond, exchange) -> None:
         statuses = self.live.status()
         available = sum(s.available for s in statuses)
-        state = "ok" if available == len(statuses) else "degraded" if available else "down"
+        # Busy is not broken: an account at its rate limit or with every slot taken still
+        # answers in turn, and the router queues or sheds with a Retry-After. Only when no
+        # account can answer at all (quarantined or disabled) is this instance down, so a
+        # load balancer never pulls a router for being busy.
+        up = sum(s.breaker != "open" and not s.disabled for s in statuses)
+        if available == len(statuses):
+            state = "ok"
+        elif available:
+            state = "degraded"
+        else:
+            state = "saturated" if up else "down"
         stats = self.live.router.stats
         await respond(
-            200 if available else 503,
+            200 if up else 503,
             {
                 "status": state,
                 "providers": len(statuses),
+                "providers_up": up,
                 "providers_available": available,
                 "in_flight": stats.in_flight,
                 "sessions": len(self.live.sessions),

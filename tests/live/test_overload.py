@@ -4,6 +4,8 @@ a client past its deadline."""
 
 from __future__ import annotations
 
+import functools
+
 import httpx
 import trio
 
@@ -121,3 +123,34 @@ async def test_a_turn_of_an_interview_under_way_goes_before_a_new_interview(nurs
     assert answers["holder"].status_code == 200 and answers["ongoing"].status_code == 200
     assert answers["new"].status_code == 503
     assert answers["new"].json()["error"]["code"] == "shed"
+
+
+async def test_health_says_saturated_not_down_while_every_slot_is_busy(nursery):
+    """A load balancer must not pull a router for being busy: 200 'saturated' while the
+    only account's slot is taken, 503 'down' only once no account can answer at all."""
+    slow = await start_mock(nursery, "slow", HALF_SECOND.name, profiles=[HALF_SECOND], speed=1.0)
+    config = live_config(
+        [slow],
+        providers=[
+            {"name": "slow", "base_url": f"{slow.url}/v1", "max_concurrency": 1, "queue_limit": 0}
+        ],
+        breaker={"failure_threshold": 1},
+    )
+    url = await start_router(nursery, config)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        assert (await http.get("/health")).json()["status"] == "ok"
+        async with trio.open_nursery() as clients:
+            body = {"messages": [{"role": "user", "content": "hold the slot"}]}
+            clients.start_soon(functools.partial(http.post, "/v1/chat/completions", json=body))
+            await trio.sleep(0.2)
+            busy = await http.get("/health")
+        assert busy.status_code == 200
+        assert busy.json()["status"] == "saturated" and busy.json()["providers_up"] == 1
+        slow.kill()
+        failed = await http.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "again"}]}
+        )
+        assert failed.status_code >= 500
+        down = await http.get("/health")
+        assert down.status_code == 503
+        assert down.json()["status"] == "down" and down.json()["providers_up"] == 0
