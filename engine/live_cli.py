@@ -33,13 +33,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         redis=args.redis,
     )
     # Read every key now: a missing one stops the server before it starts, naming it.
-    secrets = [p.endpoint(os.environ, i).api_key for i, p in enumerate(config.providers)]
+    secrets = [
+        s for i, p in enumerate(config.providers) for s in p.endpoint(os.environ, i).secrets()
+    ]
     server = config.server
     log_file = server.log_file if args.log_file is None else args.log_file
     with logging_to(
         log_file or None,
         level=args.log_level or server.log_level,
-        secrets=[s for s in secrets if s is not None],
+        secrets=secrets,
         max_bytes=server.log_max_bytes,
         backups=server.log_backups,
     ):

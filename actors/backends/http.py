@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -43,6 +44,8 @@ from engine.messages import ChatRequest
 #: Retry-After assumed for a 429 that does not say how long to wait.
 DEFAULT_RETRY_AFTER = 1.0
 _QUOTE_LIMIT = 200
+# Header names whose configured values are credentials, scrubbed like the API key.
+_CREDENTIAL_HEADER = re.compile(r"authorization|cookie|key|token|secret|password", re.IGNORECASE)
 #: The largest reply body read whole (a completion, or an error page).
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 #: After a stream's end marker, how long the rest of its body may take to arrive
@@ -83,6 +86,17 @@ class Endpoint:
     api_key: Secret | None = attrs.field(default=None, repr=False)
     headers: dict[str, str] = attrs.field(factory=dict, repr=False)
     options: dict[str, Any] = attrs.field(factory=dict)
+
+    def secrets(self) -> list[Secret]:
+        """The API key and every configured header value that names a credential
+        (``Authorization``, ``x-api-key``, a token, a cookie ...): what must never show."""
+        found = [self.api_key] if self.api_key is not None else []
+        found += [
+            Secret(value)
+            for name, value in self.headers.items()
+            if value and _CREDENTIAL_HEADER.search(name)
+        ]
+        return found
 
 
 class UpstreamRejected(AttemptError):
@@ -128,6 +142,7 @@ class HttpBackend:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.endpoint = endpoint
+        self._secrets = endpoint.secrets()
         self.client = client
         self.dialect: Dialect = dialect_for(endpoint.kind, **endpoint.options)
         self._wall_clock = wall_clock
@@ -248,10 +263,9 @@ class HttpBackend:
         return info
 
     def _quote(self, text: str) -> str:
-        """Upstream text fit for an error message: short, one line, key scrubbed."""
-        key = self.endpoint.api_key
-        if key is not None:
-            text = key.scrub(text)
+        """Upstream text fit for an error message: short, one line, credentials scrubbed."""
+        for secret in self._secrets:
+            text = secret.scrub(text)
         text = " ".join(text.split())
         return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
 

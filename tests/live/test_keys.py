@@ -107,3 +107,44 @@ def test_the_log_filter_scrubs_a_key_that_some_future_code_would_log(tmp_path):
     assert "oops ***" in text and "RuntimeError: bad ***" in text
     assert ScrubSecrets([]).filter(logging.makeLogRecord({"msg": "x"}))
     assert LOOPBACK == "127.0.0.1"
+
+
+HEADER_KEY = "hdr-live-KEY-5e4d3c2b1a09"
+
+
+async def header_echoing_upstream(scope, receive, send) -> None:
+    """Answers 500 quoting every request header back."""
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
+        return
+    await read_body(receive, 1 << 20)
+    seen = " ".join(f"{k.decode()}={v.decode()}" for k, v in scope["headers"])
+    await send_json(send, 500, {"error": {"message": f"cannot handle {seen}"}})
+
+
+async def test_credentials_in_configured_headers_are_scrubbed_like_keys(nursery):
+    """A key passed in a provider's ``headers`` table (``x-api-key``, a bearer token) is
+    kept out of error bodies like ``api_key_env``'s; other header values are left alone."""
+    echo_url = await nursery.start(_serve_until_killed, header_echoing_upstream, trio.CancelScope())
+    config = structure_config(
+        {
+            "providers": [
+                {
+                    "name": "echo",
+                    "base_url": f"{echo_url}/v1",
+                    "headers": {"x-api-key": HEADER_KEY, "x-team": "interviews-eu"},
+                }
+            ],
+            "retry": {"attempt_timeout": 1.0, "max_attempts": 1},
+            "cache": {"enabled": False},
+        },
+        "test",
+    )
+    assert [s.reveal() for s in config.providers[0].endpoint({}, 0).secrets()] == [HEADER_KEY]
+    url = await start_router(nursery, config)
+    async with httpx.AsyncClient(base_url=url) as http:
+        chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+        failed = await http.post("/v1/chat/completions", json=chat)
+    message = failed.json()["error"]["attempts"][0]["message"]
+    assert "x-api-key=***" in message and "x-team=interviews-eu" in message
+    assert HEADER_KEY not in failed.text
