@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import attrs
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -22,15 +24,31 @@ _FILLER = (
 ) * 400
 
 
+# Texts up to this long are made once per length and shared (at most ~8 MB in all): a
+# simulation asks for a few thousand lengths hundreds of thousands of times, and every
+# interview's history keeps what it got.
+_SHARED_UP_TO = 4096
+_FILLERS: dict[int, str] = {}
+
+
 def filler_text(chars: int) -> str:
     """Text of about ``chars`` characters, for modelled answers and prompts of a known size."""
-    return _FILLER[: max(0, min(chars, len(_FILLER)))]
+    text = _FILLERS.get(chars)
+    if text is None:
+        text = _FILLER[: max(0, min(chars, len(_FILLER)))]
+        if chars <= _SHARED_UP_TO:
+            _FILLERS[chars] = text
+    return text
 
 
 @attrs.frozen(slots=True)
 class ChatMessage:
     role: str
     content: str
+
+
+_content = operator.attrgetter("content")
+_TEXT = {str}
 
 
 @attrs.frozen(slots=True)
@@ -59,12 +77,13 @@ class ChatRequest:
     prompt_tokens: int = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        # map() and set() keep both passes over a long history at C speed.
         try:
-            contents = [m.content for m in self.messages]
+            contents = list(map(_content, self.messages))
         except AttributeError:
             contents = [None]
         # -1 marks content that is not text; validation then names the bad message.
-        chars = sum(map(len, contents)) if all(type(c) is str for c in contents) else -1
+        chars = sum(map(len, contents)) if set(map(type, contents)) <= _TEXT else -1
         object.__setattr__(self, "prompt_chars", chars)
         object.__setattr__(self, "prompt_tokens", estimate_tokens(chars, len(self.messages)))
 

@@ -133,6 +133,7 @@ class Router:
             self.context_windows[model] = max(
                 self.context_windows.get(model, 0), p.spec.context_window
             )
+        self._largest_window = max(self.context_windows.values())
 
     @property
     def waiting(self) -> int:
@@ -158,7 +159,7 @@ class Router:
             log.emit(start, request_id, "received", f"model={request.model} kind={request.kind}")
         recorder = self.recorder
         try:
-            validate(request, self.context_windows)
+            validate(request, self.context_windows, self._largest_window)
         except InvalidRequest as exc:
             stats.failed[exc.code] += 1
             if log.active:
@@ -350,8 +351,11 @@ class Router:
             candidates = self._by_tier(fresh or eligible, request)
             # A half-open provider's trial decides whether it comes back; a policy that
             # scores by health would never pick it, and it would stay half-open forever.
-            probe = next((p for p in candidates if p.breaker.state is State.HALF_OPEN), None)
-            provider = probe or self.policy.choose(candidates, request, session, now)
+            for provider in candidates:
+                if provider.breaker.core.state is State.HALF_OPEN:
+                    break
+            else:
+                provider = self.policy.choose(candidates, request, session, now)
             name = provider.spec.name
             stats.attempts += 1
             if log.active:
@@ -411,19 +415,28 @@ class Router:
                 await clock.sleep(delay)
                 continue
             end = clock.now()
-            completion = Completion(
-                request_id=request_id,
-                content=completion.content,
-                model=completion.model,
-                provider=name,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                latency=end - start,
-                ttft=completion.ttft + (now - start),
-                attempts=len(errors) + 1,
-                cost=completion.cost,
-                queue_wait=completion.queue_wait,
-            )
+            latency, ttft, attempts = end - start, completion.ttft + (now - start), len(errors) + 1
+            # The attempt's own completion already says it all when this first attempt
+            # began as the request did (the common case): no second object.
+            if (
+                completion.latency != latency
+                or completion.ttft != ttft
+                or completion.attempts != attempts
+                or completion.provider != name
+            ):
+                completion = Completion(
+                    request_id=request_id,
+                    content=completion.content,
+                    model=completion.model,
+                    provider=name,
+                    prompt_tokens=completion.prompt_tokens,
+                    completion_tokens=completion.completion_tokens,
+                    latency=latency,
+                    ttft=ttft,
+                    attempts=attempts,
+                    cost=completion.cost,
+                    queue_wait=completion.queue_wait,
+                )
             if session is not None:
                 session.provider = name
             if log.active:

@@ -127,7 +127,7 @@ async def play_interviews(
         async with trio.open_nursery() as nursery:
             interviews = Supervisor(nursery, strategy="escalate")
             for index, start_at in enumerate(starts):
-                await interviews.start(
+                interviews.start_soon(
                     ScriptedInterview(
                         index,
                         started + float(start_at) / time_scale,
