@@ -282,15 +282,17 @@ class Router:
         eligible: list[Provider] = []
         soonest = math.inf
         strong_only = self._needs_strong(request)
+        model = None if request.model == "auto" else request.model
         for provider in self.providers:
-            if request.model != "auto" and provider.spec.model != request.model:
+            if model is not None and provider.spec.model != model:
                 continue
             if strong_only and provider.spec.tier != "strong":
                 continue
             wait = provider.wait_before(request, now)
-            until = avoid.get(provider.spec.name)
-            if until is not None and until - now > wait:
-                wait = until - now
+            if avoid:
+                until = avoid.get(provider.spec.name)
+                if until is not None and until - now > wait:
+                    wait = until - now
             if wait <= 0:
                 eligible.append(provider)
             elif wait < soonest:
