@@ -68,7 +68,7 @@ def callboard_reference(interviews: int, seed: int) -> tuple[float, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--interviews", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved runs of each")
     args = parser.parse_args()
     ours: list[float] = []
     theirs: list[float] = []
@@ -79,12 +79,22 @@ def main() -> None:
         wall, our_latency = callboard_reference(args.interviews, seed=i + 1)
         ours.append(wall)
     ratio = statistics.median(ours) / statistics.median(theirs)
+    # Each run's ratio against the SimPy run just before it: the spread a noisy machine gives.
+    pairs = sorted(o / t for o, t in zip(ours, theirs, strict=True))
     requests = args.interviews * TURNS
     print(
         f"reference model, {args.interviews} interviews x {TURNS} turns = {requests} requests, "
         f"median of {args.repeat} interleaved runs"
     )
-    print(f"  callboard / SimPy wall time: {ratio:.2f}x")
+    print(
+        f"  wall time: callboard {statistics.median(ours):.3f} s, "
+        f"SimPy {statistics.median(theirs):.3f} s"
+    )
+    print(
+        f"  callboard / SimPy wall time: {ratio:.2f}x "
+        f"(run by run: {pairs[0]:.2f}x .. {pairs[-1]:.2f}x)"
+    )
+    print(f"  callboard per request: {statistics.median(ours) / requests * 1e6:.1f} µs")
     print("  latency (s)        p50     p95     p99    mean")
     for name, values in (("callboard", our_latency), ("SimPy", their_latency)):
         p50, p95, p99 = np.percentile(values, (50, 95, 99))
