@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 
-import numpy as np
+# Imported by name: ``np.random`` goes through numpy's module __getattr__ on every use.
+from numpy.random import PCG64, Generator, SeedSequence
 
 # Draws are made in blocks: one numpy call per block instead of one per draw,
 # which keeps a draw on the simulation's hot path well under a microsecond. Blocks
@@ -41,8 +42,8 @@ class Stream:
 
     def __init__(self, seed: int, name: str) -> None:
         self.name = name
-        sequence = np.random.SeedSequence(entropy=seed, spawn_key=_name_key(name))
-        self._gen = np.random.Generator(np.random.PCG64(sequence))
+        sequence = SeedSequence(entropy=seed, spawn_key=_name_key(name))
+        self._gen = Generator(PCG64(sequence))
         self._uni: Iterator[float] = iter(())
         self._uni_n = 0
         self._exp: Iterator[float] = iter(())
@@ -51,7 +52,7 @@ class Stream:
         self._norm_n = 0
 
     @property
-    def generator(self) -> np.random.Generator:
+    def generator(self) -> Generator:
         """The underlying numpy generator, for vectorised draws."""
         return self._gen
 
