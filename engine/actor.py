@@ -220,7 +220,8 @@ class Actor:
                     self.mailbox.on_first_message = lambda: nursery.start_soon(self._serve)
                 await self.script()
                 self.mailbox.on_first_message = None
-                nursery.cancel_scope.cancel()
+                if nursery.child_tasks:  # cancelling costs trio a repr() of the task
+                    nursery.cancel_scope.cancel()
 
     async def _serve(self) -> None:
         receive = self.receive
