@@ -286,16 +286,6 @@ class Supervisor:
         await self._nursery.start(self._supervise, actor)
         return actor
 
-    def start_soon(self, actor: Actor) -> Actor:
-        """Start ``actor`` without waiting until it runs.
-
-        For actors nobody talks to before they talk first (simulated interviews):
-        :meth:`start` costs two scheduler passes per actor, which thousands of
-        interviews pay at every run's start.
-        """
-        self._nursery.start_soon(self._supervise, actor, trio.TASK_STATUS_IGNORED)
-        return actor
-
     def _emit(self, kind: str, actor: Actor, error: BaseException | None) -> None:
         if self._on_event is not None:
             self._on_event(kind, actor.name, error)

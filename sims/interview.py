@@ -132,7 +132,7 @@ async def play_interviews(
         async with trio.open_nursery() as nursery:
             interviews = Supervisor(nursery, strategy="escalate")
             for index, start_at in enumerate(starts):
-                interviews.start_soon(
+                await interviews.start(
                     ScriptedInterview(
                         index,
                         started + float(start_at) / time_scale,

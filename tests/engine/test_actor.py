@@ -176,22 +176,3 @@ async def test_a_scripted_actor_serves_its_mailbox_and_stops_when_the_script_end
     # The nursery closed by itself: the actor stopped when its script ended.
     assert clock.now() == 30.0 and player.steps == 3
 
-
-class Crasher(Player):
-    async def script(self) -> None:
-        await clock.sleep(5.0)
-        raise RuntimeError("script broke")
-
-
-async def test_actors_started_soon_run_their_scripts_and_escalate_a_crash_by_name(virtual_clock):
-    with pytest.raises(BaseExceptionGroup) as raised:
-        async with trio.open_nursery() as nursery:
-            supervisor = Supervisor(nursery, strategy="escalate")
-            players = [supervisor.start_soon(Player(f"p{i}")) for i in range(3)]
-            await clock.sleep(15.0)
-            assert [await p.ask("status") for p in players] == [1, 1, 1]
-            supervisor.start_soon(Crasher("crasher"))
-            await clock.sleep(30.0)
-    [crash] = leaves(raised.value)
-    assert isinstance(crash, ActorCrashed) and crash.actor == "crasher"
-    assert clock.now() == 20.0  # the crash at t=20 ended the scope then
