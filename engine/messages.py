@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import operator
-
 import attrs
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -47,10 +45,6 @@ class ChatMessage:
     content: str
 
 
-_content = operator.attrgetter("content")
-_text_len = str.__len__
-
-
 @attrs.frozen(slots=True)
 class ChatRequest:
     """One chat completion request, as an app or the simulator sends it.
@@ -77,11 +71,18 @@ class ChatRequest:
     prompt_tokens: int = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        # One pass over a long history at C speed: str.__len__ refuses anything but text.
+        # One plain loop over a long history: on CPython 3.11 it beats map() with
+        # attrgetter, whose attribute lookups are not specialised like the loop's.
+        chars = 0
         try:
-            chars = sum(map(_text_len, map(_content, self.messages)))
-        except (AttributeError, TypeError):
-            chars = -1  # content that is not text; validation then names the bad message
+            for message in self.messages:
+                content = message.content
+                if type(content) is not str:
+                    chars = -1  # not text; validation then names the bad message
+                    break
+                chars += len(content)
+        except AttributeError:
+            chars = -1
         object.__setattr__(self, "prompt_chars", chars)
         object.__setattr__(self, "prompt_tokens", estimate_tokens(chars, len(self.messages)))
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import operator
-
 from engine.errors import InvalidRequest
 from engine.messages import ROLES, ChatRequest
 
 _ROLE_SET = frozenset(ROLES)
-_role = operator.attrgetter("role")
 
 
 def validate(
@@ -23,8 +20,14 @@ def validate(
     messages = request.messages
     if not messages:
         raise InvalidRequest("messages", [], "at least one message")
-    # One pass at C speed for the common case; the loop below only runs to name the culprit.
-    if not (request.prompt_chars >= 0 and _ROLE_SET.issuperset(map(_role, messages))):
+    # A quick pass for the common case; the loop below only runs to name the culprit.
+    roles_ok = request.prompt_chars >= 0
+    if roles_ok:
+        for message in messages:
+            if message.role not in _ROLE_SET:
+                roles_ok = False
+                break
+    if not roles_ok:
         for i, message in enumerate(messages):
             if message.role not in _ROLE_SET:
                 raise InvalidRequest(f"messages[{i}].role", message.role, " | ".join(ROLES))

@@ -175,4 +175,3 @@ async def test_a_scripted_actor_serves_its_mailbox_and_stops_when_the_script_end
         assert await player.ask("status") == 2
     # The nursery closed by itself: the actor stopped when its script ended.
     assert clock.now() == 30.0 and player.steps == 3
-
