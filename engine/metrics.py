@@ -1,10 +1,14 @@
 """Recording every request's outcome, cheaply, for results and reports.
 
-Appending to plain lists costs well under a microsecond per request; the lists
-become numpy arrays once, when the run ends.
+Each column is an ``array.array`` of machine numbers: an append costs what a list
+append does, but keeps 8 bytes instead of a 32-byte float object alive per value
+(tens of MB in a long run, and less for the allocator and the cache to chew on).
+The columns become numpy arrays once, when asked for.
 """
 
 from __future__ import annotations
+
+from array import array
 
 import numpy as np
 
@@ -50,16 +54,16 @@ class RequestRecorder:
         self._outcome_index = {code: i for i, code in enumerate(OUTCOMES)}
         self.kinds: list[str] = []
         self._kind_index: dict[str, int] = {}
-        self.start: list[float] = []
-        self.latency: list[float] = []
-        self.ttft: list[float] = []
-        self.queue_wait: list[float] = []
-        self.attempts: list[int] = []
-        self.provider: list[int] = []
-        self.outcome: list[int] = []
-        self.cached: list[bool] = []
-        self.cost: list[float] = []
-        self.kind: list[int] = []
+        self.start = array("d")
+        self.latency = array("d")
+        self.ttft = array("d")
+        self.queue_wait = array("d")
+        self.attempts = array("i")
+        self.provider = array("i")
+        self.outcome = array("i")
+        self.cached = array("b")
+        self.cost = array("d")
+        self.kind = array("i")
 
     def __len__(self) -> int:
         return len(self.start)
@@ -93,15 +97,17 @@ class RequestRecorder:
         self.cost.append(cost)
 
     def arrays(self) -> dict[str, np.ndarray]:
+        # Copies (np.array), not views: a view would pin the columns' buffers, and the
+        # next append would fail with BufferError.
         return {
-            "start": np.asarray(self.start, dtype=float),
-            "latency": np.asarray(self.latency, dtype=float),
-            "ttft": np.asarray(self.ttft, dtype=float),
-            "queue_wait": np.asarray(self.queue_wait, dtype=float),
-            "attempts": np.asarray(self.attempts, dtype=np.int32),
-            "provider": np.asarray(self.provider, dtype=np.int32),
-            "outcome": np.asarray(self.outcome, dtype=np.int32),
-            "cached": np.asarray(self.cached, dtype=bool),
-            "cost": np.asarray(self.cost, dtype=float),
-            "kind": np.asarray(self.kind, dtype=np.int32),
+            "start": np.array(self.start, dtype=float),
+            "latency": np.array(self.latency, dtype=float),
+            "ttft": np.array(self.ttft, dtype=float),
+            "queue_wait": np.array(self.queue_wait, dtype=float),
+            "attempts": np.array(self.attempts, dtype=np.int32),
+            "provider": np.array(self.provider, dtype=np.int32),
+            "outcome": np.array(self.outcome, dtype=np.int32),
+            "cached": np.array(self.cached, dtype=bool),
+            "cost": np.array(self.cost, dtype=float),
+            "kind": np.array(self.kind, dtype=np.int32),
         }

@@ -153,7 +153,7 @@ class RoundRobin:
     """Each attempt goes to the next account in config order, skipping ineligible ones."""
 
     def __init__(self, providers: list[Provider]) -> None:
-        self._order = {id(p): i for i, p in enumerate(providers)}
+        self._order = {p: i for i, p in enumerate(providers)}  # actors hash by identity
         self._size = len(providers)
         self._cursor = 0
 
@@ -164,15 +164,16 @@ class RoundRobin:
         session: InterviewSession | None,
         now: float,
     ) -> Provider:
-        cursor, size = self._cursor, self._size
-        best, best_distance = candidates[0], size
+        order, cursor, size = self._order, self._cursor, self._size
+        best, best_distance, best_index = candidates[0], size, 0
         for provider in candidates:
-            distance = (self._order[id(provider)] - cursor) % size
+            index = order[provider]
+            distance = (index - cursor) % size
             if distance < best_distance:
-                best, best_distance = provider, distance
+                best, best_distance, best_index = provider, distance, index
                 if distance == 0:
                     break
-        self._cursor = (self._order[id(best)] + 1) % size
+        self._cursor = (best_index + 1) % size
         return best
 
 

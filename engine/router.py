@@ -135,6 +135,7 @@ class Router:
             self.context_windows[model] = max(
                 self.context_windows.get(model, 0), p.spec.context_window
             )
+        self._largest_window = max(self.context_windows.values())
 
     @property
     def waiting(self) -> int:
@@ -160,7 +161,7 @@ class Router:
             log.emit(start, request_id, "received", f"model={request.model} kind={request.kind}")
         recorder = self.recorder
         try:
-            validate(request, self.context_windows)
+            validate(request, self.context_windows, self._largest_window)
         except InvalidRequest as exc:
             stats.failed[exc.code] += 1
             if log.active:
@@ -283,15 +284,17 @@ class Router:
         eligible: list[Provider] = []
         soonest = math.inf
         strong_only = self._needs_strong(request)
+        model = None if request.model == "auto" else request.model
         for provider in self.providers:
-            if request.model != "auto" and provider.spec.model != request.model:
+            if model is not None and provider.spec.model != model:
                 continue
             if strong_only and provider.spec.tier != "strong":
                 continue
             wait = provider.wait_before(request, now)
-            until = avoid.get(provider.spec.name)
-            if until is not None and until - now > wait:
-                wait = until - now
+            if avoid:
+                until = avoid.get(provider.spec.name)
+                if until is not None and until - now > wait:
+                    wait = until - now
             if wait <= 0:
                 eligible.append(provider)
             elif wait < soonest:
@@ -354,8 +357,11 @@ class Router:
             candidates = self._by_tier(fresh or eligible, request)
             # A half-open provider's trial decides whether it comes back; a policy that
             # scores by health would never pick it, and it would stay half-open forever.
-            probe = next((p for p in candidates if p.breaker.state is State.HALF_OPEN), None)
-            provider = probe or self.policy.choose(candidates, request, session, now)
+            for provider in candidates:
+                if provider.breaker.core.state is State.HALF_OPEN:
+                    break
+            else:
+                provider = self.policy.choose(candidates, request, session, now)
             name = provider.spec.name
             stats.attempts += 1
             if log.active:
@@ -417,19 +423,28 @@ class Router:
             end = clock.now()
             if line is not None:
                 line.answered(end - now)
-            completion = Completion(
-                request_id=request_id,
-                content=completion.content,
-                model=completion.model,
-                provider=name,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                latency=end - start,
-                ttft=completion.ttft + (now - start),
-                attempts=len(errors) + 1,
-                cost=completion.cost,
-                queue_wait=completion.queue_wait,
-            )
+            latency, ttft, attempts = end - start, completion.ttft + (now - start), len(errors) + 1
+            # The attempt's own completion already says it all when this first attempt
+            # began as the request did (the common case): no second object.
+            if (
+                completion.latency != latency
+                or completion.ttft != ttft
+                or completion.attempts != attempts
+                or completion.provider != name
+            ):
+                completion = Completion(
+                    request_id=request_id,
+                    content=completion.content,
+                    model=completion.model,
+                    provider=name,
+                    prompt_tokens=completion.prompt_tokens,
+                    completion_tokens=completion.completion_tokens,
+                    latency=latency,
+                    ttft=ttft,
+                    attempts=attempts,
+                    cost=completion.cost,
+                    queue_wait=completion.queue_wait,
+                )
             if session is not None:
                 session.provider = name
             if log.active:

@@ -8,17 +8,26 @@ from engine.messages import ROLES, ChatRequest
 _ROLE_SET = frozenset(ROLES)
 
 
-def validate(request: ChatRequest, context_windows: dict[str, int]) -> None:
+def validate(
+    request: ChatRequest, context_windows: dict[str, int], largest: int | None = None
+) -> None:
     """Raise :class:`InvalidRequest` naming the first bad field.
 
     ``context_windows`` maps each model the router serves to its largest
     context window; ``"auto"`` lets the router choose among all of them.
+    ``largest`` is the largest of them, if the caller keeps it at hand.
     """
     messages = request.messages
     if not messages:
         raise InvalidRequest("messages", [], "at least one message")
-    # One pass at C speed for the common case; the loop below only runs to name the culprit.
-    if not ({m.role for m in messages} <= _ROLE_SET and request.prompt_chars >= 0):
+    # A quick pass for the common case; the loop below only runs to name the culprit.
+    roles_ok = request.prompt_chars >= 0
+    if roles_ok:
+        for message in messages:
+            if message.role not in _ROLE_SET:
+                roles_ok = False
+                break
+    if not roles_ok:
         for i, message in enumerate(messages):
             if message.role not in _ROLE_SET:
                 raise InvalidRequest(f"messages[{i}].role", message.role, " | ".join(ROLES))
@@ -41,7 +50,7 @@ def validate(request: ChatRequest, context_windows: dict[str, int]) -> None:
     ):
         raise InvalidRequest("priority", priority, "an integer >= 0 (0 first)")
     if request.model == "auto":
-        window = max(context_windows.values(), default=0)
+        window = max(context_windows.values(), default=0) if largest is None else largest
     else:
         window = context_windows.get(request.model, -1)
         if window < 0:

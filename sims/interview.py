@@ -9,9 +9,10 @@ would see: it is counted, and the interview goes on to its next turn.
 from __future__ import annotations
 
 import bisect
+import functools
+from collections.abc import Sequence
 
 import attrs
-import numpy as np
 import trio
 
 from actors.session import InterviewSession, Turn
@@ -35,6 +36,12 @@ class InterviewTally:
     durations: list[float] = attrs.Factory(list)
 
 
+@functools.lru_cache(maxsize=4096)
+def _ask_for_question(rank: int) -> ChatMessage:
+    """The message asking for question ``rank``; the same few hundred for every interview."""
+    return ChatMessage("user", f"Ask interview question #{rank} of the bank.")
+
+
 class ScriptedInterview(InterviewSession):
     def __init__(
         self,
@@ -43,7 +50,7 @@ class ScriptedInterview(InterviewSession):
         router: Router,
         workload: WorkloadConfig,
         stream: Stream,
-        question_cdf: np.ndarray,
+        question_cdf: Sequence[float],
         tally: InterviewTally,
         time_scale: float = 1.0,
     ) -> None:
@@ -54,6 +61,7 @@ class ScriptedInterview(InterviewSession):
             router,
             system_prompt=filler_text(workload.system_prompt_chars),
         )
+        self.system_message = ChatMessage("system", self.system_prompt)
         self.start_at = start_at
         self.workload = workload
         self.stream = stream
@@ -67,10 +75,7 @@ class ScriptedInterview(InterviewSession):
         rank = min(rank, len(self.question_cdf) - 1)
         workload = self.workload
         return ChatRequest(
-            messages=(
-                ChatMessage("system", self.system_prompt),
-                ChatMessage("user", f"Ask interview question #{rank} of the bank."),
-            ),
+            messages=(self.system_message, _ask_for_question(rank)),
             kind="question",
             expected_output_tokens=int(workload.question_tokens.sample(self.stream)),
             max_tokens=workload.max_tokens,
@@ -122,7 +127,7 @@ async def play_interviews(
     is a bug: it ends the run, naming the interview.
     """
     starts = workload.start_times(streams.stream("workload:arrivals"))
-    question_cdf = workload.question_weights()
+    question_cdf = workload.question_weights().tolist()  # bisect on a list: no numpy scalars
     with trio.move_on_after(duration):
         async with trio.open_nursery() as nursery:
             interviews = Supervisor(nursery, strategy="escalate")

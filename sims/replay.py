@@ -25,6 +25,7 @@ import functools
 import math
 import statistics
 import time
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -264,10 +265,10 @@ async def _warm_up(http: HttpClient, urls: Sequence[str], rounds: int = 5) -> fl
 
 def _rescaled(recorder: RequestRecorder, origin: float, scale: float) -> RequestRecorder:
     """Real-clock times and durations back into scenario seconds."""
-    recorder.start = [(t - origin) * scale for t in recorder.start]
-    recorder.latency = [v * scale for v in recorder.latency]
-    recorder.ttft = [v * scale for v in recorder.ttft]
-    recorder.queue_wait = [v * scale for v in recorder.queue_wait]
+    recorder.start = array("d", [(t - origin) * scale for t in recorder.start])
+    recorder.latency = array("d", [v * scale for v in recorder.latency])
+    recorder.ttft = array("d", [v * scale for v in recorder.ttft])
+    recorder.queue_wait = array("d", [v * scale for v in recorder.queue_wait])
     return recorder
 
 

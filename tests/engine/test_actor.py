@@ -175,3 +175,49 @@ async def test_a_scripted_actor_serves_its_mailbox_and_stops_when_the_script_end
         assert await player.ask("status") == 2
     # The nursery closed by itself: the actor stopped when its script ended.
     assert clock.now() == 30.0 and player.steps == 3
+
+
+class FailsToStart(Counter):
+    """Crashes in on_start the first ``failures`` times it is started."""
+
+    def __init__(self, name: str, failures: int) -> None:
+        self.failures = failures
+        super().__init__(name)
+
+    def on_start(self) -> None:
+        super().on_start()
+        if self.starts <= self.failures:
+            raise RuntimeError("bad config")
+
+
+async def test_a_crash_while_starting_is_the_starters_error_and_spares_the_others(virtual_clock):
+    async with trio.open_nursery() as nursery:
+        supervisor = Supervisor(nursery, strategy="escalate")
+        steady = await supervisor.start(Counter("steady"))
+        with pytest.raises(ActorCrashed) as crash:
+            await supervisor.start(FailsToStart("broken", failures=1))
+        assert crash.value.actor == "broken" and "bad config" in str(crash.value)
+        assert await steady.ask("add") == 1  # the supervisor's scope lives on
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_restarted_actor_still_finishes_starting(virtual_clock):
+    async with trio.open_nursery() as nursery:
+        supervisor = Supervisor(nursery)
+        actor = await supervisor.start(FailsToStart("flaky", failures=2))
+        assert actor.starts == 3 and supervisor.restarts == {"flaky": 2}
+        assert await actor.ask("add") == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_actor_whose_starter_is_cancelled_first_never_runs(virtual_clock):
+    async with trio.open_nursery() as nursery:
+        supervisor = Supervisor(nursery)
+        actor = Counter("never")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await supervisor.start(actor)
+        await clock.sleep(1.0)
+        assert not hasattr(actor, "starts")  # on_start never ran
+        assert len(nursery.child_tasks) == 0
+        nursery.cancel_scope.cancel()

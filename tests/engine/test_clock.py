@@ -125,3 +125,27 @@ def test_a_thread_finishes_even_while_timers_keep_virtual_time_moving():
         return result
 
     assert run_virtual(main) == "done"
+
+
+def test_instruments_still_work_in_a_virtual_run():
+    class Steps(trio.abc.Instrument):
+        def __init__(self) -> None:
+            self.steps = 0
+
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            self.steps += 1
+
+    steps = Steps()
+
+    async def main() -> int:
+        trio.lowlevel.add_instrument(steps)
+        await clock.sleep(1.0)
+        await clock.sleep(1.0)
+        seen = steps.steps
+        trio.lowlevel.remove_instrument(steps)
+        await clock.sleep(1.0)
+        with pytest.raises(KeyError):
+            trio.lowlevel.remove_instrument(steps)
+        return seen
+
+    assert run_virtual(main) == 2 == steps.steps  # two wake-ups seen, none after removal
