@@ -129,3 +129,23 @@ async def test_bad_requests_fail_fast_with_openai_errors_and_no_provider_call(se
         response = await http.post("/v1/chat/completions", content=b"{oops")
         assert response.status_code == 400 and response.json()["error"]["param"] == "body"
     assert not served.a.mock.recent and not served.b.mock.recent  # no provider was called
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"model": "auto"}', "messages: missing; allowed: a list of {role, content} messages"),
+        (b'{"messages": null}', "messages: null; allowed: a list of {role, content} messages"),
+        (b'{"messages": [{"content": "x"}]}', "messages[0].role: missing; allowed: system |"),
+        (b'{"messages": [{"role": "user", "content": null}]}', "messages[0].content: null;"),
+        (b"not json", "request body is not valid JSON (line 1, column 1)"),
+        (b'{"messages": [],\n}', "request body is not valid JSON (line 2, column 1)"),
+    ],
+)
+async def test_error_messages_speak_json_not_python(served, content, message):
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        response = await http.post("/v1/chat/completions", content=content)
+    error = response.json()["error"]
+    assert response.status_code == 400
+    assert error["message"].startswith(message), error
+    assert "None" not in error["message"] and "char " not in error["message"]
