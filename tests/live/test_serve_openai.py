@@ -149,3 +149,28 @@ async def test_error_messages_speak_json_not_python(served, content, message):
     assert response.status_code == 400
     assert error["message"].startswith(message), error
     assert "None" not in error["message"] and "char " not in error["message"]
+
+
+async def test_a_cached_answer_says_so_in_the_body_and_bypass_cache_goes_upstream(nursery, user):
+    a = await start_mock(nursery, "a")
+    url = await start_router(nursery, live_config([a], cache={"enabled": True}))
+    body = {"model": "auto", "messages": user, "max_tokens": 8}
+    async with httpx.AsyncClient(base_url=url) as http:
+        first = (await http.post("/v1/chat/completions", json=body)).json()
+        again = (await http.post("/v1/chat/completions", json=body)).json()
+        fresh = await http.post("/v1/chat/completions", json={**body, "bypass_cache": True})
+        text = (await http.get("/metrics")).text
+    assert (first["provider"], first["attempts"], first["cached"]) == ("a", 1, False)
+    # Who wrote the answer, and that it came from the cache: no upstream call was made.
+    assert (again["provider"], again["attempts"], again["cached"]) == ("a", 0, True)
+    assert again["choices"] == first["choices"]
+    assert (fresh.json()["cached"], fresh.json()["attempts"]) == (False, 1)
+    assert len(a.mock.recent) == 2
+    samples = {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "callboard_requests_total"
+    }
+    assert samples[(("outcome", "ok"), ("provider", "cache"))] == 1
+    assert samples[(("outcome", "ok"), ("provider", "a"))] == 2
