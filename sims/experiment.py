@@ -252,10 +252,10 @@ def simulate_variant(raw: dict[str, Any], source: str, seed: int, window: float)
     latency = np.where(requests.answered_facing, requests.latency, np.nan)
     p95 = numbers.windowed_percentiles(latency, groups, (95,))[:, 0]
     names = list(results.meta["providers"])
+    by_provider = requests.answered & ~requests.cached  # every turn kind, as failures
     served = {
         name: tuple(
-            int(np.count_nonzero(requests.upstream[g] & (requests.provider[g] == i)))
-            for g in groups
+            int(np.count_nonzero(by_provider[g] & (requests.provider[g] == i))) for g in groups
         )
         for i, name in enumerate(names)
     }
