@@ -55,10 +55,12 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest(
-            "body", body[:60].decode("utf-8", "replace"), f"valid JSON ({exc})"
-        ) from None
+    except json.JSONDecodeError as exc:
+        message = f"request body is not valid JSON (line {exc.lineno}, column {exc.colno})"
+    except UnicodeDecodeError as exc:
+        message = f"request body is not valid JSON (not UTF-8 at byte {exc.start})"
+    shown = body[:60].decode("utf-8", "replace")
+    raise InvalidRequest("body", shown, "a JSON object", message=message) from None
 
 
 def _header_list(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:

@@ -18,11 +18,14 @@ class InvalidRequest(CallboardError):
     code = "invalid_request"
     status = 400
 
-    def __init__(self, field: str, value: object, allowed: str) -> None:
+    def __init__(
+        self, field: str, value: object, allowed: str, *, message: str | None = None
+    ) -> None:
         shown = repr(value)
         if len(shown) > 120:
             shown = shown[:117] + "..."
-        super().__init__(f"{field}: got {shown}; allowed: {allowed}")
+        # ``message`` for what "got <value>" cannot say: a missing field, unparseable JSON.
+        super().__init__(message or f"{field}: got {shown}; allowed: {allowed}")
         self.field = field
         self.value = value
         self.allowed = allowed

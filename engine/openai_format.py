@@ -44,6 +44,12 @@ REQUEST_ID_ALLOWED = "up to 128 printable ASCII characters"
 _REQUEST_ID = re.compile(r"[\x20-\x7e]{0,128}")
 
 
+def _absent(field: str, container: dict[str, Any], key: str, allowed: str) -> InvalidRequest:
+    """A null or missing JSON field, said in JSON's words rather than Python's ``None``."""
+    got = "null" if key in container else "missing"
+    return InvalidRequest(field, None, allowed, message=f"{field}: {got}; allowed: {allowed}")
+
+
 def _content(index: int, content: Any) -> str:
     """Text content, from a string or a list of ``{"type": "text", "text": ...}`` parts."""
     if isinstance(content, str):
@@ -75,10 +81,17 @@ def chat_messages(raw: Any) -> tuple[ChatMessage, ...]:
             continue
         if not isinstance(item, dict):
             raise InvalidRequest(f"messages[{i}]", item, "a {role, content} object")
-        role = item.get("role")
+        role, content = item.get("role"), item.get("content")
+        roles = "system | user | assistant | tool"
+        if role is None:
+            raise _absent(f"messages[{i}].role", item, "role", roles)
         if not isinstance(role, str):
-            raise InvalidRequest(f"messages[{i}].role", role, "system | user | assistant | tool")
-        messages.append(ChatMessage(role, _content(i, item.get("content"))))
+            raise InvalidRequest(f"messages[{i}].role", role, roles)
+        if content is None:
+            raise _absent(
+                f"messages[{i}].content", item, "content", "a string or a list of text parts"
+            )
+        messages.append(ChatMessage(role, _content(i, content)))
     return tuple(messages)
 
 
@@ -104,8 +117,8 @@ def parse_chat_body(body: Any) -> tuple[ChatRequest, bool]:
         # An empty or unprintable key is named by its repr, so the error still shows it.
         name = field if field.isprintable() and field.strip() == field and field else repr(field)
         raise InvalidRequest(name, body[field], f"a field callboard supports: {allowed}")
-    if "messages" not in body:
-        raise InvalidRequest("messages", None, "a list of {role, content} messages (required)")
+    if body.get("messages") is None:
+        raise _absent("messages", body, "messages", "a list of {role, content} messages (required)")
     messages = chat_messages(body["messages"])
     model = body.get("model", "auto")
     if not isinstance(model, str) or not model:

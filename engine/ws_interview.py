@@ -52,7 +52,11 @@ def _parse(frame: dict[str, Any]) -> tuple[str, int | None]:
         try:
             body = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InvalidRequest("message", text[:60], f"JSON or plain text ({exc})") from None
+            where = f"line {exc.lineno}, column {exc.colno}"
+            message = f"message: not valid JSON ({where}); send a JSON object or plain text"
+            raise InvalidRequest(
+                "message", text[:60], "JSON or plain text", message=message
+            ) from None
         content, max_tokens = body.get("content"), body.get("max_tokens")
     if not isinstance(content, str) or not content.strip():
         raise InvalidRequest("content", content, "the candidate's message, a non-empty string")

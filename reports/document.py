@@ -105,10 +105,11 @@ def _failures(results: Results) -> Section:
 def _accounts(results: Results) -> Section:
     count = len(results.providers)
     note = (
-        "Load share is the account's share of all upstream calls; utilisation is the "
-        "average share of its concurrency slots in use over the run; 429s count upstream "
-        "rate-limit replies and calls refused by the account's own limits; failures count "
-        "failed attempts of any kind."
+        "Load share is the account's share of all upstream calls; slot utilisation is the "
+        "average share of its concurrency slots in use over the run (not of its rate "
+        "limits: an account can be held at its limit with its slots nearly idle); 429s "
+        "count upstream rate-limit replies and calls refused by the account's own limits; "
+        "failures count failed attempts of any kind."
     )
     held = summary.held_back_note(results)
     intro: tuple[str, ...] = (note, held) if held else (note,)

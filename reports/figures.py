@@ -153,7 +153,7 @@ def latency_cdf(results: Results, requests: Requests, series: Sampled) -> Figure
     fig = Figure(figsize=(10, 5), layout="constrained")
     ax = fig.subplots()
     latency = requests.latency
-    answered = latency[requests.answered & np.isfinite(latency)]
+    answered = latency[requests.answered_facing & np.isfinite(latency)]
     upstream = latency[requests.upstream & np.isfinite(latency)]
     ax.set_title("How long candidates waited for answers (cumulative distribution)")
     ax.set_ylabel("share of answered requests")
@@ -234,7 +234,7 @@ def latency_over_time(results: Results, requests: Requests, series: Sampled) -> 
         _empty(top, "no requests")
         return fig
     groups = numbers.binned(requests.start, edges)
-    answered = np.where(requests.answered, requests.latency, np.nan)
+    answered = np.where(requests.answered_facing, requests.latency, np.nan)
     upstream = np.where(requests.upstream, requests.latency, np.nan)
     all_p = numbers.windowed_percentiles(answered, groups, (50, 95))
     up_p = numbers.windowed_percentiles(upstream, groups, (50, 95))
@@ -275,7 +275,7 @@ def latency_over_time(results: Results, requests: Requests, series: Sampled) -> 
         _empty(top, "no window had enough answered requests")
     top.grid(True, alpha=0.3)
     started = np.asarray([len(g) for g in groups], dtype=float)
-    failed = np.asarray([np.count_nonzero(~requests.answered[g]) for g in groups], dtype=float)
+    failed = np.asarray([np.count_nonzero(requests.failed[g]) for g in groups], dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(started > 0, failed / started * 100.0, np.nan)
     _window_bars(bottom, edges, share, started > 0, COLOURS["failed"], 0.6, "failed")

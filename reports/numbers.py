@@ -54,13 +54,24 @@ class Requests:
 
     @property
     def answered(self) -> np.ndarray:
+        """Answered requests of every turn kind: what success and failure counts are of,
+        as in the summary's "Answered" and the report's failure table."""
+        return self.outcome == 0
+
+    @property
+    def failed(self) -> np.ndarray:
+        """Requests that ended in an error, of every turn kind."""
+        return ~self.answered
+
+    @property
+    def answered_facing(self) -> np.ndarray:
         """Answered candidate-facing requests, the ones latency figures describe."""
-        return (self.outcome == 0) & self.facing
+        return self.answered & self.facing
 
     @property
     def upstream(self) -> np.ndarray:
         """Answered by a provider, not from the cache (candidate-facing)."""
-        return self.answered & ~self.cached
+        return self.answered_facing & ~self.cached
 
     def __len__(self) -> int:
         return len(self.start)

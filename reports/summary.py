@@ -14,13 +14,21 @@ from typing import Any
 from reports.numbers import as_float, family_of
 from reports.results import Results
 
-PROVIDER_HEADERS = ("account", "calls", "load share", "utilisation", "429s", "failures", "cost")
+PROVIDER_HEADERS = (
+    "account",
+    "calls",
+    "load share",
+    "slot utilisation",
+    "429s",
+    "failures",
+    "cost",
+)
 FAMILY_HEADERS = (
     "family",
     "accounts",
     "calls",
     "load share",
-    "mean utilisation",
+    "mean slot utilisation",
     "429s",
     "failures",
     "cost",

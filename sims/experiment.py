@@ -249,13 +249,13 @@ def simulate_variant(raw: dict[str, Any], source: str, seed: int, window: float)
     end = float(results.summary["simulated_s"])
     edges = numbers.window_edges(max(end, window), window)
     groups = numbers.binned(requests.start, edges)
-    latency = np.where(requests.answered, requests.latency, np.nan)
+    latency = np.where(requests.answered_facing, requests.latency, np.nan)
     p95 = numbers.windowed_percentiles(latency, groups, (95,))[:, 0]
     names = list(results.meta["providers"])
+    by_provider = requests.answered & ~requests.cached  # every turn kind, as failures
     served = {
         name: tuple(
-            int(np.count_nonzero(requests.upstream[g] & (requests.provider[g] == i)))
-            for g in groups
+            int(np.count_nonzero(by_provider[g] & (requests.provider[g] == i))) for g in groups
         )
         for i, name in enumerate(names)
     }
@@ -268,7 +268,7 @@ def simulate_variant(raw: dict[str, Any], source: str, seed: int, window: float)
     timeline = Timeline(
         width=window,
         started=tuple(len(g) for g in groups),
-        failed=tuple(int(np.count_nonzero(requests.outcome[g] != 0)) for g in groups),
+        failed=tuple(int(np.count_nonzero(requests.failed[g])) for g in groups),
         p95=tuple(float(v) for v in p95),
         served=served,
         sample_t=tuple(float(t) for t in series.t),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import tomllib
 import typing
 from collections.abc import Iterable
@@ -328,8 +329,29 @@ def _describe(exc: BaseException, type_: type | None) -> str:
     if isinstance(exc, _BadValue):
         return str(exc)
     if isinstance(exc, KeyError):
-        return f"required key {exc.args[0]!r} is missing" if exc.args else "required key missing"
+        return "required key is missing"  # its path names it
     return format_exception(exc, type_)
+
+
+def _by_key(exc: cattrs.BaseValidationError, root: str) -> list[str]:
+    """Every problem as ``key: what is wrong``, the key first as a user types it.
+
+    cattrs writes ``description @ root.key``; a description that already starts with its
+    key (``breaker.failure_threshold = 0 is not allowed``) keeps it, with the list index
+    the path has (``accounts.profile = ...`` in ``accounts[0]`` reads ``accounts[0].profile``).
+    """
+    problems = []
+    for line in transform_error(exc, root, _describe):
+        message, _, path = line.rpartition(" @ ")
+        key = path.removeprefix(root).lstrip(".")
+        unindexed = re.sub(r"\[\d+\]", "", key)
+        if not key or message.startswith(key):
+            problems.append(message)
+        elif message.startswith(f"{unindexed}."):
+            problems.append(key + message.removeprefix(unindexed))
+        else:
+            problems.append(f"{key}: {message}")
+    return problems
 
 
 def structure(raw: dict[str, Any], source: str) -> Scenario:
@@ -337,7 +359,7 @@ def structure(raw: dict[str, Any], source: str) -> Scenario:
     try:
         return CONVERTER.structure(raw, Scenario)
     except cattrs.BaseValidationError as exc:
-        raise ScenarioError(source, transform_error(exc, "scenario", _describe)) from None
+        raise ScenarioError(source, _by_key(exc, "scenario")) from None
     except (InvalidRequest, ValueError) as exc:
         raise ScenarioError(source, [str(exc)]) from None
 
@@ -378,6 +400,22 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _no_item(parts: list[str], items: list[Any]) -> ScenarioError:
+    """``accounts.5: no such [[accounts]] table; there is 1 (accounts.0)``."""
+    where, part = ".".join(parts[:-1]), parts[-1]
+    tables = bool(items) and all(isinstance(item, dict) for item in items)
+    what = f"[[{where}]] table" if tables else f"item of {where}"
+    count = len(items)
+    if count == 0:
+        there = f"{where} is empty"
+    elif count == 1:
+        there = f"there is 1 ({where}.0)"
+    else:
+        there = f"there are {count} ({where}.0 .. {where}.{count - 1})"
+    index = "" if part.isdigit() else f" ({part!r} is not an index)"
+    return ScenarioError("--set", [f"{'.'.join(parts)}: no such {what}{index}; {there}"])
+
+
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
     """Apply ``key.sub=value`` (``accounts.0.count=3`` indexes a list) to raw TOML."""
     if "=" not in assignment:
@@ -389,7 +427,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         where = ".".join(parts[: depth + 1])
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise ScenarioError("--set", [f"{where}: no item {part!r} (0..{len(node) - 1})"])
+                raise _no_item(parts[: depth + 1], node)
             node = node[int(part)]
         else:
             node = node.setdefault(part, {})
@@ -399,7 +437,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     value = _parse_value(text.strip())
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
-            raise ScenarioError("--set", [f"{key}: no item {last!r} (0..{len(node) - 1})"])
+            raise _no_item(parts, node)
         node[int(last)] = value
     else:
         node[last] = value
@@ -432,5 +470,5 @@ def scenario_hash(scenario: Scenario) -> str:
 def describe_problems(exc: BaseException, root: str) -> list[str]:
     """Every problem of a failed ``CONVERTER.structure``, by key, for other config files."""
     if isinstance(exc, cattrs.BaseValidationError):
-        return transform_error(exc, root, _describe)
+        return _by_key(exc, root)
     return [str(exc)]

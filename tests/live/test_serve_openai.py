@@ -129,3 +129,48 @@ async def test_bad_requests_fail_fast_with_openai_errors_and_no_provider_call(se
         response = await http.post("/v1/chat/completions", content=b"{oops")
         assert response.status_code == 400 and response.json()["error"]["param"] == "body"
     assert not served.a.mock.recent and not served.b.mock.recent  # no provider was called
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"model": "auto"}', "messages: missing; allowed: a list of {role, content} messages"),
+        (b'{"messages": null}', "messages: null; allowed: a list of {role, content} messages"),
+        (b'{"messages": [{"content": "x"}]}', "messages[0].role: missing; allowed: system |"),
+        (b'{"messages": [{"role": "user", "content": null}]}', "messages[0].content: null;"),
+        (b"not json", "request body is not valid JSON (line 1, column 1)"),
+        (b'{"messages": [],\n}', "request body is not valid JSON (line 2, column 1)"),
+    ],
+)
+async def test_error_messages_speak_json_not_python(served, content, message):
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        response = await http.post("/v1/chat/completions", content=content)
+    error = response.json()["error"]
+    assert response.status_code == 400
+    assert error["message"].startswith(message), error
+    assert "None" not in error["message"] and "char " not in error["message"]
+
+
+async def test_a_cached_answer_says_so_in_the_body_and_bypass_cache_goes_upstream(nursery, user):
+    a = await start_mock(nursery, "a")
+    url = await start_router(nursery, live_config([a], cache={"enabled": True}))
+    body = {"model": "auto", "messages": user, "max_tokens": 8}
+    async with httpx.AsyncClient(base_url=url) as http:
+        first = (await http.post("/v1/chat/completions", json=body)).json()
+        again = (await http.post("/v1/chat/completions", json=body)).json()
+        fresh = await http.post("/v1/chat/completions", json={**body, "bypass_cache": True})
+        text = (await http.get("/metrics")).text
+    assert (first["provider"], first["attempts"], first["cached"]) == ("a", 1, False)
+    # Who wrote the answer, and that it came from the cache: no upstream call was made.
+    assert (again["provider"], again["attempts"], again["cached"]) == ("a", 0, True)
+    assert again["choices"] == first["choices"]
+    assert (fresh.json()["cached"], fresh.json()["attempts"]) == (False, 1)
+    assert len(a.mock.recent) == 2
+    samples = {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "callboard_requests_total"
+    }
+    assert samples[(("outcome", "ok"), ("provider", "cache"))] == 1
+    assert samples[(("outcome", "ok"), ("provider", "a"))] == 2

@@ -79,9 +79,14 @@ async def test_websocket_reports_a_failed_turn_and_keeps_the_history_unchanged(n
             await ws.get_message()
             await ws.send_message(json.dumps({"content": ""}))
             invalid = json.loads(await ws.get_message())
+            await ws.send_message('{"content": "Hi",')
+            broken = json.loads(await ws.get_message())
             await ws.send_message("Hello?")
             failed = json.loads(await ws.get_message())
     assert invalid["type"] == "error" and invalid["error"]["param"] == "content"
+    assert broken["error"]["message"] == (
+        "message: not valid JSON (line 1, column 18); send a JSON object or plain text"
+    )
     assert failed["type"] == "error" and failed["error"]["code"] == "request_failed"
     async with httpx.AsyncClient(base_url=url) as http:
         assert (await http.get("/sessions/cand-8")).json()["history"] == []

@@ -241,3 +241,16 @@ def test_format_table_aligns_numbers_right(results: Results) -> None:
     widths = {len(line) for line in lines[1:]}
     assert len(widths) == 1  # right-aligned last column: every row as wide as the rule
     assert all(line.endswith(tuple("0123456789")) for line in lines[2:])
+
+
+def test_failure_counts_agree_with_the_summary(results: Results) -> None:
+    # Background turns (the evaluation) are answered too: a figure that counted only
+    # candidate-facing answers would call them failures.
+    requests = numbers.requests(results)
+    assert ((requests.outcome == 0) & ~requests.facing).any()
+    failed = results.summary["requests"] - results.summary["answered"]
+    assert failed == sum(results.summary["failures"].values())
+    figure = FIGURES["latency_over_time"](results, requests, numbers.sampled(results))
+    texts = [t.get_text() for ax in figure.axes for t in ax.texts]
+    assert f"{failed:,} of {results.summary['requests']:,} requests failed" in texts
+    assert int(requests.failed.sum()) == failed

@@ -120,8 +120,33 @@ def test_override_syntax_errors():
     raw = {"accounts": [{"profile": "huggingface"}]}
     with pytest.raises(ScenarioError, match="not key=value"):
         apply_override(raw, "workload.interviews")
-    with pytest.raises(ScenarioError, match="no item '3'"):
+    with pytest.raises(ScenarioError) as error:
         apply_override(raw, "accounts.3.count=2")
+    assert error.value.problems == [
+        "accounts.3: no such [[accounts]] table; there is 1 (accounts.0)"
+    ]
+    with pytest.raises(ScenarioError, match=r"'x' is not an index\); there is 1 \(accounts.0\)"):
+        apply_override(raw, "accounts.x.count=2")
+    raw["accounts"].append({"profile": "groq-free"})
+    with pytest.raises(ScenarioError, match=re.escape("there are 2 (accounts.0 .. accounts.1)")):
+        apply_override(raw, "accounts.2=1")
+
+
+@pytest.mark.parametrize(
+    ("override", "problem"),
+    [
+        ("retry.max_attempts='abc'", "retry.max_attempts: expected an integer, got 'abc'"),
+        ("retry.bogus=1", "retry: unknown key(s) ['bogus']; allowed keys: max_attempts,"),
+        ("breaker.failure_threshold=0", "breaker.failure_threshold = 0 is not allowed;"),
+        ("accounts.0.profile='azure'", "accounts[0].profile = 'azure' is not allowed;"),
+    ],
+)
+def test_every_problem_starts_with_its_key(override, problem):
+    with pytest.raises(ScenarioError) as error:
+        load("interview-day", [override])
+    [only] = error.value.problems
+    assert only.startswith(problem)
+    assert " @ " not in only
 
 
 def test_hash_ignores_the_seed_but_not_the_rest():
