@@ -56,9 +56,9 @@ def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except json.JSONDecodeError as exc:
-        message = f"request body is not valid JSON (line {exc.lineno}, column {exc.colno})"
+        message = f"body: not valid JSON (line {exc.lineno}, column {exc.colno})"
     except UnicodeDecodeError as exc:
-        message = f"request body is not valid JSON (not UTF-8 at byte {exc.start})"
+        message = f"body: not valid JSON (not UTF-8 at byte {exc.start})"
     shown = body[:60].decode("utf-8", "replace")
     raise InvalidRequest("body", shown, "a JSON object", message=message) from None
 

@@ -138,8 +138,8 @@ async def test_bad_requests_fail_fast_with_openai_errors_and_no_provider_call(se
         (b'{"messages": null}', "messages: null; allowed: a list of {role, content} messages"),
         (b'{"messages": [{"content": "x"}]}', "messages[0].role: missing; allowed: system |"),
         (b'{"messages": [{"role": "user", "content": null}]}', "messages[0].content: null;"),
-        (b"not json", "request body is not valid JSON (line 1, column 1)"),
-        (b'{"messages": [],\n}', "request body is not valid JSON (line 2, column 1)"),
+        (b"not json", "body: not valid JSON (line 1, column 1)"),
+        (b'{"messages": [],\n}', "body: not valid JSON (line 2, column 1)"),
     ],
 )
 async def test_error_messages_speak_json_not_python(served, content, message):
