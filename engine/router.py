@@ -378,6 +378,8 @@ class Router:
                     )
                     name = provider.spec.name
             except AttemptError as exc:
+                if line is not None:
+                    line.freed()
                 errors.append(exc)
                 end = clock.now()
                 if log.active:
@@ -417,6 +419,7 @@ class Router:
             end = clock.now()
             if line is not None:
                 line.answered(end - now)
+                line.freed()
             completion = Completion(
                 request_id=request_id,
                 content=completion.content,
