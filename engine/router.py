@@ -384,6 +384,8 @@ class Router:
                     )
                     name = provider.spec.name
             except AttemptError as exc:
+                if line is not None:
+                    line.freed()
                 errors.append(exc)
                 end = clock.now()
                 if log.active:
@@ -423,6 +425,7 @@ class Router:
             end = clock.now()
             if line is not None:
                 line.answered(end - now)
+                line.freed()
             latency, ttft, attempts = end - start, completion.ttft + (now - start), len(errors) + 1
             # The attempt's own completion already says it all when this first attempt
             # began as the request did (the common case): no second object.

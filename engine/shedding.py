@@ -17,7 +17,9 @@ any other is refused at once with :class:`~engine.errors.LineFull` and a
 Retry-After, so overload costs bounded memory and never a hung client.
 
 Only one waiter (the timer) sleeps until the soonest moment a provider could take
-a request; the others park until woken, so a long line costs no rescans.
+a request; the others park until woken, so a long line costs no rescans. The router
+tells the line when a call ends (:meth:`PriorityLine.freed`), so a freed slot is seen
+then, whichever of the two tasks trio runs first when that moment is also the timer's.
 """
 
 from __future__ import annotations
@@ -107,6 +109,19 @@ class PriorityLine:
         service = self.service
         self.service = seconds if not service else service + 0.1 * (seconds - service)
 
+    def freed(self) -> None:
+        """A call ended and its slot is free: the best request in line looks now.
+
+        Without this the line would only see the slot when the timer's estimate runs
+        out, and when that moment equals the call's end the slot is seen, or missed
+        for a whole estimate, depending on which of the two tasks trio runs first.
+        """
+        if self._timer_taken:
+            if self._timer_shed is None:
+                self._timer_scope.cancel()  # the timer looks now (not shed: it just wakes)
+        elif self._waiters:
+            self._wake(0)
+
     def leave(self) -> None:
         """A request gave up (or was answered) without dispatching: if nobody keeps the
         time, let the best waiter look, so the line never stalls."""
@@ -159,12 +174,21 @@ class PriorityLine:
             if not self._waiters or key < self._keys[0]:
                 return  # the best in line looks first
             self._wake(0)  # a better request looks first; this one waits its turn
+            # Better requests came while this one kept the time: it may be too late now.
+            now = clock.now()
+            rate = self.rate(now)
+            if rate > 0:
+                # Ahead: the parked ones before it, and the one just woken to look first.
+                estimate = (bisect.bisect_left(self._keys, key) + 1) / rate
+                if now + estimate + self.service >= deadline:
+                    self.shed += 1
+                    raise Shed(request_id, errors, estimate)
         waiter = _Waiter(key, deadline)
         index = bisect.bisect_left(self._keys, key)
         self._keys.insert(index, key)
         self._waiters.insert(index, waiter)
         if rate > 0 and index < len(self._waiters) - 1:
-            self._shed_tail(now, rate)
+            self._shed_overtaken(index, now, rate)
         try:
             with trio.move_on_at(deadline):
                 await waiter.event.wait()
@@ -207,13 +231,34 @@ class PriorityLine:
             self._keys.pop(index)
             self._waiters.pop(index)
 
-    def _shed_tail(self, now: float, rate: float) -> None:
-        """Shed the waiters at the back that can no longer make their deadline."""
+    def _shed_overtaken(self, index: int, now: float, rate: float) -> None:
+        """Shed the waiters behind ``index`` (just overtaken) that can no longer make
+        their deadline.
+
+        Each one is checked: deadlines need not grow along the line (an old request
+        of low priority sits ahead of newer ones of its class), so the first from the
+        back that still fits says nothing about those ahead of it. This costs one pass
+        over the overtaken part of the line per overtaking arrival, and none when a
+        request joins at the back.
+        """
         next_free = max(0.0, self._timer_until - now) if self._timer_taken else 0.0
-        while self._waiters:
-            last = len(self._waiters) - 1
-            estimate = next_free + self._ahead(self._keys[last], last) / rate
-            if now + estimate + self.service < self._waiters[last].deadline:
-                return
-            self._wake(last).shed_after = estimate
-            self.shed += 1
+        timer_ahead = self._timer_taken and self._timer_shed is None
+        keys, waiters = self._keys, self._waiters
+        kept_keys: list[Key] = keys[: index + 1]
+        kept: list[_Waiter] = waiters[: index + 1]
+        shed: list[tuple[_Waiter, float]] = []
+        for key, waiter in zip(keys[index + 1 :], waiters[index + 1 :], strict=True):
+            ahead = len(kept) + (timer_ahead and self._timer_key < key)
+            estimate = next_free + ahead / rate
+            if now + estimate + self.service < waiter.deadline:
+                kept_keys.append(key)
+                kept.append(waiter)
+            else:
+                shed.append((waiter, estimate))
+        if not shed:
+            return
+        self._keys, self._waiters = kept_keys, kept
+        self.shed += len(shed)
+        for waiter, estimate in reversed(shed):  # lowest priority and newest first
+            waiter.shed_after = estimate
+            waiter.event.set()
