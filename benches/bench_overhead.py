@@ -268,20 +268,23 @@ def _httpx_client() -> Any:
     )
 
 
+# The one chat request every direct call sends (the routers build theirs from MESSAGES).
+_CHAT_BODY = {
+    "model": MODEL,
+    "messages": MESSAGES,
+    "temperature": 1.0,
+    "stream": False,
+    "max_tokens": MAX_TOKENS,
+}
+
+
 def _http1_call(client: Any, port: int) -> Call:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    body = {
-        "model": MODEL,
-        "messages": MESSAGES,
-        "temperature": 1.0,
-        "stream": False,
-        "max_tokens": MAX_TOKENS,
-    }
     headers = {"content-type": "application/json"}
 
     async def call() -> str:
         response = await client.request(
-            "POST", url, headers=headers, body=json.dumps(body).encode()
+            "POST", url, headers=headers, body=json.dumps(_CHAT_BODY).encode()
         )
         assert response.status == 200, response.status
         return json.loads(response.content)["choices"][0]["message"]["content"]
@@ -291,16 +294,9 @@ def _http1_call(client: Any, port: int) -> Call:
 
 def _direct_call(client: Any, port: int) -> Call:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    body = {
-        "model": MODEL,
-        "messages": MESSAGES,
-        "temperature": 1.0,
-        "stream": False,
-        "max_tokens": MAX_TOKENS,
-    }
 
     async def call() -> str:
-        response = await client.post(url, json=body)
+        response = await client.post(url, json=_CHAT_BODY)
         response.raise_for_status()
         return response.json()["choices"][0]["message"]["content"]
 
