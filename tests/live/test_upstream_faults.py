@@ -166,7 +166,7 @@ FAULTS = [
 ]
 
 
-def two_providers(bad_url: str, good_url: str, **server: object):
+def two_providers(bad_url: str, good_url: str, attempt_timeout: float = 2.0, **server: object):
     """The faulty provider first (priority policy), a healthy one behind it."""
     return structure_config(
         {
@@ -175,7 +175,7 @@ def two_providers(bad_url: str, good_url: str, **server: object):
                 {"name": "good", "base_url": f"{good_url}/v1", "priority": 1},
             ],
             "routing": {"policy": "priority"},
-            "retry": {"attempt_timeout": 2.0, "backoff_base": 0.01, "deadline": 5.0},
+            "retry": {"attempt_timeout": attempt_timeout, "backoff_base": 0.01, "deadline": 5.0},
             "health": {"ping_every": None},
             "cache": {"enabled": False},
             "server": {"read_timeout": READ_TIMEOUT, "connect_timeout": 2.0, **server},
@@ -207,19 +207,7 @@ async def test_each_fault_is_a_named_error_and_the_router_fails_over(
 async def test_a_trickle_without_a_read_timeout_ends_at_the_attempt_timeout(nursery):
     bad = await start_raw(nursery, trickle)
     good = await start_mock(nursery, "good")
-    config = structure_config(
-        {
-            "providers": [
-                {"name": "bad", "base_url": f"{bad.url}/v1"},
-                {"name": "good", "base_url": f"{good.url}/v1", "priority": 1},
-            ],
-            "routing": {"policy": "priority"},
-            "retry": {"attempt_timeout": 0.5, "backoff_base": 0.01, "deadline": 5.0},
-            "health": {"ping_every": None},
-            "cache": {"enabled": False},
-        },
-        "test",
-    )
+    config = two_providers(bad.url, good.url, attempt_timeout=0.5, read_timeout=None)
     assert config.server.read_timeout is None
     async with engine.open_router(config, env={}) as router:
         with trio.fail_after(3):
