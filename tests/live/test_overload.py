@@ -5,6 +5,7 @@ a client past its deadline."""
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import httpx
 import trio
@@ -13,7 +14,7 @@ from actors.backends.virtual import LatencyModel
 from engine.distributions import Constant
 from engine.live_config import structure_config
 from engine.mock_provider import MockProfile
-from tests.live.conftest import live_config, start_mock, start_router
+from tests.live.conftest import Upstream, live_config, start_mock, start_router
 
 HALF_SECOND = MockProfile(
     "half-second",
@@ -90,17 +91,23 @@ ONE_SECOND = MockProfile(
 )
 
 
-async def test_a_turn_of_an_interview_under_way_goes_before_a_new_interview(nursery):
-    upstream = await start_mock(nursery, "m", ONE_SECOND.name, profiles=[ONE_SECOND], speed=1.0)
+async def one_slot_router(nursery, profile: MockProfile, **tables: Any) -> tuple[Upstream, str]:
+    """A router over one mock (``profile``) whose account takes one call at a time, no queue."""
+    upstream = await start_mock(nursery, "m", profile.name, profiles=[profile], speed=1.0)
     config = live_config(
         [upstream],
         providers=[
             {"name": "m", "base_url": f"{upstream.url}/v1", "max_concurrency": 1, "queue_limit": 0}
         ],
-        retry={"attempt_timeout": 5.0},
-        shedding={"max_waiting": 1},
+        **tables,
     )
-    url = await start_router(nursery, config)
+    return upstream, await start_router(nursery, config)
+
+
+async def test_a_turn_of_an_interview_under_way_goes_before_a_new_interview(nursery):
+    _, url = await one_slot_router(
+        nursery, ONE_SECOND, retry={"attempt_timeout": 5.0}, shedding={"max_waiting": 1}
+    )
     answers: dict[str, httpx.Response] = {}
     async with httpx.AsyncClient(base_url=url, timeout=15) as http:
         for sid in ("under-way", "new"):
@@ -128,15 +135,7 @@ async def test_a_turn_of_an_interview_under_way_goes_before_a_new_interview(nurs
 async def test_health_says_saturated_not_down_while_every_slot_is_busy(nursery):
     """A load balancer must not pull a router for being busy: 200 'saturated' while the
     only account's slot is taken, 503 'down' only once no account can answer at all."""
-    slow = await start_mock(nursery, "slow", HALF_SECOND.name, profiles=[HALF_SECOND], speed=1.0)
-    config = live_config(
-        [slow],
-        providers=[
-            {"name": "slow", "base_url": f"{slow.url}/v1", "max_concurrency": 1, "queue_limit": 0}
-        ],
-        breaker={"failure_threshold": 1},
-    )
-    url = await start_router(nursery, config)
+    slow, url = await one_slot_router(nursery, HALF_SECOND, breaker={"failure_threshold": 1})
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
         assert (await http.get("/health")).json()["status"] == "ok"
         async with trio.open_nursery() as clients:
