@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 import attrs
 
 from actors.provider import PowerOff, PowerOn, Provider
-from engine import clock
-from engine.actor import Actor
-from engine.errors import InvalidRequest, require
+from actors.runtime import clock
+from actors.runtime.actor import Actor
+from actors.runtime.errors import InvalidSetting, require
 
 if TYPE_CHECKING:
-    from engine.router import Router
+    from engine.routing.router import Router
 
 
 def _check(field: str, ok: bool, value: object, allowed: str) -> None:
@@ -75,7 +75,7 @@ class Autoscaler(Actor):
     def __init__(self, config: AutoscalerConfig, replicas: list[Provider], router: Router) -> None:
         super().__init__("autoscaler")
         if not replicas:
-            raise InvalidRequest("autoscaler.group", config.group, "an account group of the fleet")
+            raise InvalidSetting("autoscaler.group", config.group, "an account group of the fleet")
         _check(
             "max_replicas",
             config.max_replicas <= len(replicas),

@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import attrs
 
-from engine import clock
-from engine.actor import Actor
-from engine.errors import require
+from actors.runtime import clock
+from actors.runtime.actor import Actor
+from actors.runtime.errors import require
 
 
 class State(enum.Enum):
@@ -283,7 +283,7 @@ class CircuitBreaker(Actor):
         self.core.record(permit, now, code, latency)
 
     def adopt_quarantine(self, seconds: float, ejections: int, reason: str) -> bool:
-        """Open for ``seconds`` more: a quarantine another router shared (engine.state)."""
+        """Open for ``seconds`` more: a quarantine another router shared (engine.serve.state)."""
         now = clock.now()
         return self.core.adopt_open(now, now + seconds, ejections, reason)
 

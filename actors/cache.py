@@ -16,10 +16,10 @@ from typing import Any
 
 import attrs
 
-from engine import clock
-from engine.actor import Actor
-from engine.errors import InvalidRequest
-from engine.messages import ChatRequest, Completion
+from actors.messages import ChatRequest, Completion
+from actors.runtime import clock
+from actors.runtime.actor import Actor
+from actors.runtime.errors import InvalidSetting
 
 
 def request_key(request: ChatRequest) -> str:
@@ -46,11 +46,11 @@ class CacheConfig:
 
     def __attrs_post_init__(self) -> None:
         if not self.ttl > 0:
-            raise InvalidRequest("cache.ttl", self.ttl, "> 0 seconds")
+            raise InvalidSetting("cache.ttl", self.ttl, "> 0 seconds")
         if self.max_entries < 1:
-            raise InvalidRequest("cache.max_entries", self.max_entries, ">= 1")
+            raise InvalidSetting("cache.max_entries", self.max_entries, ">= 1")
         if not (self.sweep_every > 0 and math.isfinite(self.sweep_every)):
-            raise InvalidRequest("cache.sweep_every", self.sweep_every, "> 0 seconds")
+            raise InvalidSetting("cache.sweep_every", self.sweep_every, "> 0 seconds")
 
 
 class CacheCore:

@@ -20,8 +20,8 @@ import math
 
 import attrs
 
+from actors.runtime.errors import require
 from actors.slots import Slots
-from engine.errors import require
 
 
 def _check(field: str, ok: bool, value: object, allowed: str) -> None:

@@ -11,7 +11,7 @@ import math
 
 import attrs
 
-from engine.errors import InvalidRequest
+from actors.runtime.errors import InvalidSetting
 
 FAULT_KINDS = (
     "outage",
@@ -27,7 +27,7 @@ FAULT_KINDS = (
 
 def _check(index: int, field: str, ok: bool, value: object, allowed: str) -> None:
     if not ok:
-        raise InvalidRequest(f"faults[{index}].{field}", value, allowed)
+        raise InvalidSetting(f"faults[{index}].{field}", value, allowed)
 
 
 @attrs.frozen

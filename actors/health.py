@@ -18,9 +18,10 @@ import attrs
 import numpy as np
 import trio
 
-from engine import clock
-from engine.actor import Actor
-from engine.errors import AttemptError, InvalidRequest
+from actors.errors import AttemptError
+from actors.runtime import clock
+from actors.runtime.actor import Actor
+from actors.runtime.errors import InvalidSetting
 
 # Outcome codes that say a provider is unhealthy. A 429 or a full queue says it
 # is busy, not broken, and a cancelled call says nothing about it.
@@ -36,13 +37,13 @@ class HealthConfig:
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.alpha <= 1:
-            raise InvalidRequest("health.alpha", self.alpha, "a weight in (0, 1]")
+            raise InvalidSetting("health.alpha", self.alpha, "a weight in (0, 1]")
         if self.window < 1:
-            raise InvalidRequest("health.window", self.window, ">= 1 samples")
+            raise InvalidSetting("health.window", self.window, ">= 1 samples")
         if self.ping_every is not None and not self.ping_every > 0:
-            raise InvalidRequest("health.ping_every", self.ping_every, "> 0 seconds, or unset")
+            raise InvalidSetting("health.ping_every", self.ping_every, "> 0 seconds, or unset")
         if not self.ping_timeout > 0:
-            raise InvalidRequest("health.ping_timeout", self.ping_timeout, "> 0 seconds")
+            raise InvalidSetting("health.ping_timeout", self.ping_timeout, "> 0 seconds")
 
 
 @attrs.frozen
@@ -189,7 +190,7 @@ class HealthMonitor(Actor):
     def report(self, provider: str, reason: str) -> None:
         """Queue a failure seen by another service; rejects an unknown provider."""
         if provider not in self.providers:
-            raise InvalidRequest("provider", provider, ", ".join(self.providers) or "none")
+            raise InvalidSetting("provider", provider, ", ".join(self.providers) or "none")
         self.tell(ReportFailure(provider, reason))
 
     def health(self, provider: str) -> ProviderHealth:

@@ -10,7 +10,7 @@ import math
 
 import attrs
 
-from engine.errors import InvalidRequest
+from actors.runtime.errors import InvalidSetting
 
 UNITS: tuple[str, ...] = ("requests", "tokens", "chars")
 MODES: tuple[str, ...] = ("bucket", "window")
@@ -18,13 +18,13 @@ MODES: tuple[str, ...] = ("bucket", "window")
 
 def _positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise InvalidRequest(f"limit.{attribute.name}", value, "a finite number > 0")
+        raise InvalidSetting(f"limit.{attribute.name}", value, "a finite number > 0")
 
 
 def _one_of(options: tuple[str, ...]):
     def check(instance: object, attribute: attrs.Attribute, value: str) -> None:
         if value not in options:
-            raise InvalidRequest(f"limit.{attribute.name}", value, " | ".join(options))
+            raise InvalidSetting(f"limit.{attribute.name}", value, " | ".join(options))
 
     return check
 

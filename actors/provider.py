@@ -24,32 +24,32 @@ import trio
 from actors.backends import Backend
 from actors.breaker import CircuitBreaker, State
 from actors.concurrency import AdaptiveLimit, ConcurrencyConfig
-from actors.limits import Admission, LimitSpec
-from actors.quota import QuotaWatch
-from actors.slots import QueueIsFull, Slots
-from engine import clock
-from engine.actor import Actor
-from engine.errors import (
+from actors.errors import (
     AttemptError,
     AttemptTimeout,
     AuthFailed,
     CircuitOpen,
-    InvalidRequest,
     QueueFull,
     RateLimited,
 )
-from engine.messages import ChatRequest, Completion
+from actors.limits import Admission, LimitSpec
+from actors.messages import ChatRequest, Completion
+from actors.quota import QuotaWatch
+from actors.runtime import clock
+from actors.runtime.actor import Actor
+from actors.runtime.errors import InvalidSetting
+from actors.slots import QueueIsFull, Slots
 
 if TYPE_CHECKING:
+    from actors.backends.ratelimit_headers import LimitObservation
     from actors.health import HealthMonitor
     from actors.quota import QuotaTracker
-    from actors.ratelimit_headers import LimitObservation
 
 
 def _at_least(minimum: float):
     def check(instance: object, attribute: attrs.Attribute, value: float) -> None:
         if not (isinstance(value, int | float) and value >= minimum):
-            raise InvalidRequest(f"provider.{attribute.name}", value, f">= {minimum}")
+            raise InvalidSetting(f"provider.{attribute.name}", value, f">= {minimum}")
 
     return check
 

@@ -14,7 +14,7 @@ import logging
 import attrs
 
 from actors.limits import FixedWindow
-from engine.actor import Actor
+from actors.runtime.actor import Actor
 
 ALERT_LEVELS = (0.8, 0.9, 1.0)
 QUOTA_MIN_WINDOW_S = 86400.0

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from engine.actor import Actor
-from engine.errors import CallboardError
-from engine.messages import ChatMessage, ChatRequest, Completion
+from actors.messages import ChatMessage, ChatRequest, Completion
+from actors.runtime.actor import Actor
+from actors.runtime.errors import CallboardError
 
 if TYPE_CHECKING:
-    from engine.router import Router
+    from engine.routing.router import Router
 
 
 @attrs.frozen

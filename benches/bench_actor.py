@@ -1,4 +1,4 @@
-"""Cost of talking to an actor: ``engine.actor`` versus plain trio memory channels.
+"""Cost of talking to an actor: ``actors.runtime.actor`` versus plain trio memory channels.
 
 Every routed request is a few actor round trips (provider, breaker, cache, session), so
 what one costs bounds the router's overhead. The actor's mailbox is a deque plus trio's
@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from engine.actor import Actor, Supervisor
+from actors.runtime.actor import Actor, Supervisor
 
 CHUNK = 500  # tells between barriers; below the mailbox capacity, so tell never overflows
 

@@ -3,7 +3,7 @@
 A simulation is a pile of virtual sleeps, so what one sleep costs bounds how fast a
 scenario can run. Three ways to run the same workload are compared in the same process:
 
-- ``VirtualClock + clock.sleep``: ``engine.clock.run_virtual`` with the engine's own
+- ``VirtualClock + clock.sleep``: ``actors.runtime.clock.run_virtual`` with the engine's own
   timer heap, woken from ``deadline_to_sleep_time`` (the path the sim uses);
 - ``VirtualClock + trio.sleep``: the same clock, but the sleeps go through trio's own
   deadline machinery (what ``move_on_after`` / ``fail_after`` cost under it);
@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 import trio
 import trio.testing
 
-from engine import clock
+from actors.runtime import clock
 
 SleepFn = Callable[[float], Awaitable[None]]
 

@@ -29,7 +29,7 @@ differences between adjacent batches, which a neighbour's burst barely moves.
 The default ``--n`` is 1,000 rather than 2,000 to stay within about two minutes:
 LiteLLM's Router spends several ms of CPU per request here.
 
-Part 2, in process: the routing core (``engine.fleet.open_fleet``, one account
+Part 2, in process: the routing core (``engine.routing.fleet.open_fleet``, one account
 whose backend is a zero-latency :class:`VirtualBackend`, no cache, trio's real
 clock) against the same backend's ``complete`` called directly, ``--inproc-n``
 sequential calls each, timed one by one with ``time.perf_counter_ns`` in
@@ -261,7 +261,7 @@ async def _asyncio_clients(client: Callable[[], Awaitable[None]], count: int) ->
 def _httpx_client() -> Any:
     import httpx
 
-    # What engine.live.open_router makes when the app does not pass a client.
+    # What engine.serve.live_router.open_router makes when the app does not pass a client.
     return httpx.AsyncClient(
         timeout=httpx.Timeout(None, connect=10.0),
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
@@ -325,8 +325,8 @@ async def _trio_worker(args: argparse.Namespace) -> None:
     import engine
     from actors.cache import CacheConfig
     from actors.health import HealthConfig
-    from engine.live_config import LiveConfig, ProviderConfig
-    from engine.retry import RetryConfig
+    from engine.routing.retry import RetryConfig
+    from engine.serve.live_config import LiveConfig, ProviderConfig
 
     config = LiveConfig(
         providers=(
@@ -342,7 +342,7 @@ async def _trio_worker(args: argparse.Namespace) -> None:
         health=HealthConfig(ping_every=None),  # no pings mixed into the measured traffic
         retry=RetryConfig(attempt_timeout=60.0, deadline=300.0),
     )
-    from engine.live import client_for
+    from engine.serve.live_router import client_for
 
     # The router opens its default client; the floor is another one made the same way.
     async with (
@@ -547,11 +547,11 @@ async def _inproc(n: int, repeat: int, warmup: int) -> tuple[list[int], list[int
     from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
     from actors.cache import CacheConfig
     from actors.faults import FaultSchedule
+    from actors.messages import ChatMessage, ChatRequest
     from actors.provider import ProviderSpec
-    from engine.distributions import Constant
-    from engine.fleet import Account, RouterConfig, open_fleet
-    from engine.messages import ChatMessage, ChatRequest
-    from engine.streams import RandomStreams
+    from actors.runtime.distributions import Constant
+    from actors.runtime.randomness import RandomStreams
+    from engine.routing.fleet import Account, RouterConfig, open_fleet
 
     backend = VirtualBackend(
         "virtual",

@@ -5,7 +5,7 @@ over the same upstream, a ``callboard mock-provider`` subprocess on loopback
 (no rate limit, at a speed that makes its answers instant):
 
 - ``local``: no shared state (the default of ``callboard serve``);
-- ``memory``: the shared-state wiring over a :class:`engine.state.MemoryStore`;
+- ``memory``: the shared-state wiring over a :class:`engine.serve.state.MemoryStore`;
 - ``redis``: the same wiring over a real ``redis-server`` (started here, on a
   free loopback port, no persistence), through coredis.
 
@@ -38,9 +38,9 @@ from pathlib import Path
 import trio
 
 import engine
-from engine.live_config import structure_config
-from engine.state import MemoryStore
-from engine.state.store import Charge
+from engine.serve.live_config import structure_config
+from engine.serve.state import MemoryStore
+from engine.serve.state.store import Charge
 
 MESSAGES = [{"role": "user", "content": "Say hello in two words."}]
 VARIANTS = ("local", "memory", "redis")

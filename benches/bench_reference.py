@@ -27,8 +27,8 @@ import numpy as np
 import simpy
 import trio
 
+from actors.runtime import clock
 from actors.slots import Slots
-from engine import clock
 from sims.runner import simulate
 from sims.scenario import load
 

@@ -47,7 +47,7 @@ BODY = {"messages": [{"role": "user", "content": "Tell me about yourself."}], "m
 def start(*argv: str) -> tuple[subprocess.Popen, str]:
     """A callboard command as a process; returns it and the URL it announces."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", *argv],
+        [sys.executable, "-m", "engine.cli.main", *argv],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

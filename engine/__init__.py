@@ -8,7 +8,7 @@ from typing import Any
 def __getattr__(name: str) -> Any:
     # Lazy, so the simulator never imports the HTTP stack.
     if name == "open_router":
-        from engine.live import open_router
+        from engine.serve.live_router import open_router
 
         return open_router
     raise AttributeError(f"module 'engine' has no attribute {name!r}")

@@ -22,7 +22,7 @@ from reports import summary
 from reports.document import Document, FigureRef, Section, Table
 from reports.html import document_html
 from reports.markdown import document_markdown
-from reports.results import _round, callboard_version
+from sims.results import _round, callboard_version
 from sims.scenario import scenario_hash
 from sims.sizing import Point, Sizing
 

@@ -13,7 +13,7 @@ import attrs
 
 from reports import summary
 from reports.figures import CAPTIONS
-from reports.results import Results
+from sims.results import Results
 
 # Above this many accounts the per-account table becomes a wall: show families and
 # the busiest accounts instead (every account is still in results.json).

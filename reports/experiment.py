@@ -20,8 +20,8 @@ import numpy as np
 from reports import summary
 from reports.html import document_html
 from reports.markdown import document_markdown
-from reports.results import _round, callboard_version
 from sims.experiment import EXTRA, METRICS, Experiment, Metric, variant_hashes
+from sims.results import _round, callboard_version
 from sims.scenario import scenario_hash
 from sims.stats import Paired
 

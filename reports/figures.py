@@ -24,8 +24,8 @@ from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from reports import numbers
 from reports.numbers import MIN_PER_WINDOW, Requests, Sampled, as_float
-from reports.results import Results
 from reports.summary import seconds
+from sims.results import Results
 
 DPI = 110
 # One line per account up to this many; beyond it, one line (mean) and band (min-max)

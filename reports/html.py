@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 
 from reports.document import Document, FigureRef, Heading, Table, build_document
-from reports.results import Results
+from sims.results import Results
 
 CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reports.document import Document, FigureRef, Heading, Table, build_document
-from reports.results import Results
+from sims.results import Results
 
 
 def _cell(text: str) -> str:

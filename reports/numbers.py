@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from reports.results import Results
+from sims.results import Results
 
 # Fewer answered requests than this in a time window and its percentiles are noise:
 # the window is left blank rather than drawn.

@@ -15,7 +15,7 @@ import attrs
 from reports.figures import render_figures
 from reports.html import render_html
 from reports.markdown import render_markdown
-from reports.results import Results
+from sims.results import Results
 
 
 @attrs.frozen

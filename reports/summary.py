@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from reports.numbers import as_float, family_of
-from reports.results import Results
+from sims.results import Results
 
 PROVIDER_HEADERS = (
     "account",
@@ -37,7 +37,7 @@ FAILURE_HEADERS = ("outcome", "requests", "share of requests", "meaning")
 ATTEMPT_HEADERS = ("code", "failed attempts")
 TRANSITION_HEADERS = ("time (h:mm:ss)", "account", "change", "reason")
 
-# What each request outcome means, in the reader's words (engine/errors.py).
+# What each outcome means, in the reader's words (actors/errors.py, engine/routing/errors.py).
 OUTCOME_MEANINGS = {
     "cancelled": "the caller gave up before an answer",
     "invalid_request": "rejected before reaching any provider",

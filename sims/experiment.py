@@ -28,7 +28,7 @@ import attrs
 import cattrs
 
 from actors.faults import Fault
-from engine.errors import InvalidRequest, require
+from actors.runtime.errors import InvalidSetting, require
 from sims.scenario import (
     CONVERTER,
     Scenario,
@@ -161,10 +161,10 @@ def load_experiment(ref: str, seeds: int | None = None, overrides: Sequence[str]
         raise ExperimentError(source, [f"not valid TOML: {exc}"]) from None
     try:
         spec = CONVERTER.structure(raw, ExperimentSpec)
-    except (cattrs.BaseValidationError, InvalidRequest, ValueError) as exc:
+    except (cattrs.BaseValidationError, InvalidSetting, ValueError) as exc:
         raise ExperimentError(source, describe_problems(exc, "experiment")) from None
     if seeds is not None and seeds < 1:
-        raise InvalidRequest("--seeds", seeds, ">= 1 (>= 2 for confidence intervals)")
+        raise InvalidSetting("--seeds", seeds, ">= 1 (>= 2 for confidence intervals)")
     scenario_ref = spec.scenario
     if scenario_ref not in builtin_names() and folder is not None:
         relative = folder / scenario_ref
@@ -238,7 +238,7 @@ def simulate_variant(raw: dict[str, Any], source: str, seed: int, window: float)
     import numpy as np
 
     from reports import numbers
-    from reports.results import summarise
+    from sims.results import summarise
     from sims.runner import simulate
 
     raw = copy.deepcopy(raw)
@@ -361,7 +361,7 @@ def replay_faults(ref: str, account: str) -> list[Fault]:
         scenario, _ = load_scenario(ref)
     names = [spec.name for spec in scenario.account_specs()]
     if account not in names:
-        raise InvalidRequest("--account", account, " | ".join(names))
+        raise InvalidSetting("--account", account, " | ".join(names))
     return scenario.faults_for(account)
 
 

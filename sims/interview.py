@@ -15,13 +15,13 @@ from collections.abc import Sequence
 import attrs
 import trio
 
+from actors.messages import ChatMessage, ChatRequest, filler_text
+from actors.runtime import clock
+from actors.runtime.actor import Supervisor
+from actors.runtime.errors import CallboardError
+from actors.runtime.randomness import RandomStreams, Stream
 from actors.session import InterviewSession, Turn
-from engine import clock
-from engine.actor import Supervisor
-from engine.errors import CallboardError
-from engine.messages import ChatMessage, ChatRequest, filler_text
-from engine.router import Router
-from engine.streams import RandomStreams, Stream
+from engine.routing.router import Router
 from sims.workload import WorkloadConfig
 
 

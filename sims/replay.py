@@ -35,15 +35,15 @@ import trio
 
 from actors.backends.http1 import HttpClient
 from actors.backends.virtual import LatencyModel
-from engine import clock
-from engine.asgi import serve_app
-from engine.errors import InvalidRequest
-from engine.live import client_for, open_router
-from engine.live_config import LiveConfig, structure_config
-from engine.metrics import RequestRecorder
-from engine.mock_provider import MockProfile, MockProvider
-from engine.streams import RandomStreams, Stream
+from actors.runtime import clock
+from actors.runtime.errors import InvalidSetting
+from actors.runtime.randomness import RandomStreams, Stream
+from engine.routing.recording import RequestRecorder
+from engine.serve.asgi import serve_app
+from engine.serve.live_config import LiveConfig, structure_config
+from engine.serve.live_router import client_for, open_router
 from sims.interview import InterviewTally, play_interviews
+from sims.mock_provider import MockProfile, MockProvider
 from sims.runner import RunData, _router_counts, _totals
 from sims.sampler import Series
 from sims.scenario import CONVERTER, Scenario, load, structure
@@ -148,7 +148,7 @@ def mocks_for(scenario: Scenario, scale: float) -> list[MockProvider]:
 def live_config(scenario: Scenario, urls: Sequence[str], scale: float) -> LiveConfig:
     """The live router's config: the scenario's accounts at ``urls``, its tables, scaled."""
     if scenario.autoscaler is not None:
-        raise InvalidRequest("autoscaler", scenario.name, "a scenario without [autoscaler]")
+        raise InvalidSetting("autoscaler", scenario.name, "a scenario without [autoscaler]")
     providers = []
     for spec, url in zip(scenario.account_specs(), urls, strict=True):
         limits = [
@@ -197,7 +197,7 @@ class LiveRun:
 async def play_live(scenario: Scenario, scale: float) -> LiveRun:
     """Play ``scenario`` through the live router over loopback mocks, ``scale`` x faster."""
     if not (isinstance(scale, int | float) and 0 < scale < math.inf):
-        raise InvalidRequest("--time-scale", scale, "a number > 0")
+        raise InvalidSetting("--time-scale", scale, "a number > 0")
     workload = scenario.workload
     streams = RandomStreams(scenario.seed)
     mocks = mocks_for(scenario, scale)
@@ -287,7 +287,7 @@ def load_replay(
     extra = [*overrides]
     if interviews is not None:
         if interviews < 1:
-            raise InvalidRequest("--interviews", interviews, ">= 1")
+            raise InvalidSetting("--interviews", interviews, ">= 1")
         extra.append(f"workload.interviews={interviews}")
     if ref in builtin_experiments() or _is_experiment_file(ref):
         prepared = load_experiment(ref, seeds=1, overrides=extra)
@@ -368,11 +368,11 @@ def replay(
     overrides: Sequence[str] = (),
 ) -> Comparison:
     """Replay ``ref`` live at ``time_scale``, then simulate it; both summaries side by side."""
-    from reports.results import summarise
+    from sims.results import summarise
     from sims.runner import simulate
 
     if not (isinstance(time_scale, int | float) and 0 < time_scale < math.inf):
-        raise InvalidRequest("--time-scale", time_scale, "a number > 0")
+        raise InvalidSetting("--time-scale", time_scale, "a number > 0")
     scenario = load_replay(ref, interviews, seed, overrides)
     live_config(scenario, [f"http://{LOOPBACK}:1"] * len(scenario.account_specs()), time_scale)
     run = trio.run(play_live, scenario, float(time_scale))

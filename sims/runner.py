@@ -20,11 +20,11 @@ from actors.backends.virtual import VirtualBackend
 from actors.breaker import Transition
 from actors.faults import FaultSchedule
 from actors.quota import QuotaAlert
-from engine import clock
-from engine.clock import VirtualClock, run_virtual
-from engine.fleet import Account, Fleet, open_fleet
-from engine.metrics import RequestRecorder
-from engine.streams import RandomStreams
+from actors.runtime import clock
+from actors.runtime.clock import VirtualClock, run_virtual
+from actors.runtime.randomness import RandomStreams
+from engine.routing.fleet import Account, Fleet, open_fleet
+from engine.routing.recording import RequestRecorder
 from sims.interview import InterviewTally, play_interviews
 from sims.sampler import Sampler, Series
 from sims.scenario import Scenario

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import attrs
 
 from actors.breaker import State
-from engine import clock
-from engine.actor import Actor
-from engine.fleet import Fleet
+from actors.runtime import clock
+from actors.runtime.actor import Actor
+from engine.routing.fleet import Fleet
 
 BREAKER_CODES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
 

@@ -32,15 +32,15 @@ from actors.concurrency import ConcurrencyConfig
 from actors.faults import Fault
 from actors.health import HealthConfig
 from actors.limits import LimitSpec
-from actors.profiles import PROFILES
 from actors.provider import ProviderSpec
-from engine.distributions import Constant, Empirical, Exponential, LogNormal
-from engine.errors import InvalidRequest, require
-from engine.fleet import RouterConfig
-from engine.hedging import HedgingConfig
-from engine.policies import PolicyConfig
-from engine.retry import RetryConfig
-from engine.shedding import SheddingConfig
+from actors.runtime.distributions import Constant, Empirical, Exponential, LogNormal
+from actors.runtime.errors import InvalidSetting, require
+from engine.routing.fleet import RouterConfig
+from engine.routing.hedging import HedgingConfig
+from engine.routing.policies import PolicyConfig
+from engine.routing.retry import RetryConfig
+from engine.routing.shedding import SheddingConfig
+from sims.profiles import PROFILES
 from sims.workload import WorkloadConfig
 
 
@@ -321,7 +321,7 @@ CONVERTER = _converter()
 
 
 def _describe(exc: BaseException, type_: type | None) -> str:
-    if isinstance(exc, InvalidRequest):
+    if isinstance(exc, InvalidSetting):
         return f"{exc.field} = {exc.value!r} is not allowed; allowed: {exc.allowed}"
     if isinstance(exc, ForbiddenExtraKeysError):
         allowed = ", ".join(a.name for a in attrs.fields(exc.cl)) if attrs.has(exc.cl) else "?"
@@ -360,7 +360,7 @@ def structure(raw: dict[str, Any], source: str) -> Scenario:
         return CONVERTER.structure(raw, Scenario)
     except cattrs.BaseValidationError as exc:
         raise ScenarioError(source, _by_key(exc, "scenario")) from None
-    except (InvalidRequest, ValueError) as exc:
+    except (InvalidSetting, ValueError) as exc:
         raise ScenarioError(source, [str(exc)]) from None
 
 

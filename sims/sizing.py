@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from engine.errors import InvalidRequest
+from actors.runtime.errors import InvalidSetting
 from sims.scenario import Scenario, load, structure
 from sims.slo import Slo
 
@@ -41,10 +41,10 @@ class AccountRange:
     def parse(cls, text: str) -> AccountRange:
         match = _RANGE.match(text)
         if not match:
-            raise InvalidRequest("accounts", text, "GROUP=MIN..MAX, e.g. huggingface=1..64")
+            raise InvalidSetting("accounts", text, "GROUP=MIN..MAX, e.g. huggingface=1..64")
         group, low, high = match.group(1), int(match.group(2)), int(match.group(3))
         if not 1 <= low <= high:
-            raise InvalidRequest("accounts", text, "1 <= MIN <= MAX")
+            raise InvalidSetting("accounts", text, "1 <= MIN <= MAX")
         return cls(group, low, high)
 
 
@@ -115,7 +115,7 @@ def _overrides_for(scenario: Scenario, interviews: int, counts: dict[str, int]) 
 
 def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed: int) -> Run:
     """One seeded simulation, reduced to what sizing and its report need."""
-    from reports.results import summarise
+    from sims.results import summarise
     from sims.runner import simulate
     from sims.scenario import apply_override
 
@@ -213,13 +213,13 @@ class Sizer:
         on_simulation: Callable[[], None] | None = None,
     ) -> None:
         if replications < 1:
-            raise InvalidRequest("replications", replications, ">= 1")
+            raise InvalidSetting("replications", replications, ">= 1")
         if not slos:
-            raise InvalidRequest("slo", [], "at least one SLO")
+            raise InvalidSetting("slo", [], "at least one SLO")
         prefixes = [group.prefix for group in scenario.accounts]
         for account_range in ranges:
             if account_range.group not in prefixes:
-                raise InvalidRequest("accounts", account_range.group, " | ".join(prefixes))
+                raise InvalidSetting("accounts", account_range.group, " | ".join(prefixes))
         self.scenario = scenario
         self.raw = raw
         self.source = source
@@ -268,7 +268,7 @@ def size(
 ) -> Sizing:
     """Find, for each number of interviews, the smallest fleet meeting every SLO."""
     if not levels or any(level < 1 for level in levels):
-        raise InvalidRequest("interviews", list(levels), "one or more counts >= 1")
+        raise InvalidSetting("interviews", list(levels), "one or more counts >= 1")
     scenario, raw = load(scenario_ref, overrides, seed=seed)
     ranges = tuple(ranges) or (default_range(scenario),)
     workers = workers or os.cpu_count() or 1

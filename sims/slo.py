@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from engine.errors import InvalidRequest
+from actors.runtime.errors import InvalidSetting
 
 # SLO metric -> (summary key, unit); latency metrics are in seconds, shares in [0, 1].
 METRICS: dict[str, tuple[str, str]] = {
@@ -38,21 +38,21 @@ class Slo:
         match = _FORM.match(text)
         allowed = f"METRIC<=VALUE or METRIC>=VALUE; metrics: {', '.join(METRICS)}"
         if not match:
-            raise InvalidRequest("slo", text, allowed + ", e.g. p95<=3s or success>=99.9%")
+            raise InvalidSetting("slo", text, allowed + ", e.g. p95<=3s or success>=99.9%")
         metric, op, number, unit = match.groups()
         if metric not in METRICS:
-            raise InvalidRequest("slo", text, allowed)
+            raise InvalidSetting("slo", text, allowed)
         value = float(number)
         kind = METRICS[metric][1]
         if kind == "s":
             if unit not in (None, "s", "ms"):
-                raise InvalidRequest("slo", text, f"{metric} takes seconds (s) or ms")
+                raise InvalidSetting("slo", text, f"{metric} takes seconds (s) or ms")
             value = value / 1000 if unit == "ms" else value
         else:
             if unit == "%":
                 value /= 100
             if not 0 <= value <= 1:
-                raise InvalidRequest("slo", text, f"{metric} is a share: 0..100% or 0..1")
+                raise InvalidSetting("slo", text, f"{metric} is a share: 0..100% or 0..1")
         return cls(metric, op, value, text.strip())
 
     def value(self, summary: dict[str, Any]) -> float:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from engine.distributions import Constant, DistributionSpec, LogNormal
-from engine.errors import require
-from engine.streams import Stream
+from actors.runtime.distributions import Constant, DistributionSpec, LogNormal
+from actors.runtime.errors import require
+from actors.runtime.randomness import Stream
 
 TURN_KINDS = ("small_talk", "question", "follow_up", "evaluation")
 ARRIVALS = ("all_at_once", "uniform", "ramp", "poisson", "daily")

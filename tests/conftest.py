@@ -9,12 +9,12 @@ import pytest
 from actors.backends import BackendReply
 from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
 from actors.faults import Fault, FaultSchedule
+from actors.messages import ChatRequest
 from actors.provider import ProviderSpec
-from engine.clock import VirtualClock
-from engine.distributions import Constant
-from engine.fleet import Account
-from engine.messages import ChatRequest
-from engine.streams import RandomStreams
+from actors.runtime.clock import VirtualClock
+from actors.runtime.distributions import Constant
+from actors.runtime.randomness import RandomStreams
+from engine.routing.fleet import Account
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from typing import Protocol
 
 import attrs
 
-from engine.messages import ChatRequest
+from actors.messages import ChatRequest
 
 
 @attrs.frozen(slots=True)
@@ -17,6 +17,6 @@ class BackendReply:
 
 
 class Backend(Protocol):
-    """Answers one request or raises an :class:`engine.errors.AttemptError`."""
+    """Answers one request or raises an :class:`actors.errors.AttemptError`."""
 
     async def complete(self, request: ChatRequest, request_id: str) -> BackendReply: ...

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from engine.messages import ChatRequest
+from actors.messages import ChatRequest
 
 KINDS = ("openai", "anthropic")
 

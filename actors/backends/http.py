@@ -3,7 +3,7 @@
 It implements the :class:`~actors.backends.Backend` protocol over the lean
 HTTP/1.1 client of :mod:`actors.backends.http1` (chosen over httpx for its CPU
 cost per request; see there), maps every upstream outcome to a named
-:class:`~engine.errors.AttemptError`, and hands the rate-limit headers of every
+:class:`~actors.errors.AttemptError`, and hands the rate-limit headers of every
 response to ``on_limits`` so the provider actor can slow down before a 429.
 When the calling task streams (:mod:`actors.backends.sink`), the call is made
 with ``stream: true`` and each text delta goes to the sink as it arrives.
@@ -29,17 +29,11 @@ import trio
 from actors.backends import BackendReply
 from actors.backends.dialects import Dialect, StreamFault, dialect_for, error_message
 from actors.backends.http1 import Headers, HttpClient, HttpError, Response
+from actors.backends.ratelimit_headers import RateLimitInfo, parse_rate_limit_headers
 from actors.backends.sink import StreamSink, current_sink
-from actors.ratelimit_headers import RateLimitInfo, parse_rate_limit_headers
-from engine import clock
-from engine.errors import (
-    AttemptError,
-    AuthFailed,
-    MalformedReply,
-    RateLimited,
-    UpstreamError,
-)
-from engine.messages import ChatRequest
+from actors.errors import AttemptError, AuthFailed, MalformedReply, RateLimited, UpstreamError
+from actors.messages import ChatRequest
+from actors.runtime import clock
 
 #: Retry-After assumed for a 429 that does not say how long to wait.
 DEFAULT_RETRY_AFTER = 1.0

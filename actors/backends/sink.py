@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import attrs
 import trio
 
-from engine.errors import AttemptError
+from actors.errors import AttemptError
 
 
 class StreamAlreadyStarted(AttemptError):

@@ -14,18 +14,13 @@ import attrs
 import trio
 
 from actors.backends import BackendReply
+from actors.errors import AuthFailed, MalformedReply, RateLimited, UpstreamError
 from actors.faults import FaultSchedule
-from engine import clock
-from engine.distributions import Constant, DistributionSpec, LogNormal
-from engine.errors import (
-    AuthFailed,
-    InvalidRequest,
-    MalformedReply,
-    RateLimited,
-    UpstreamError,
-)
-from engine.messages import ChatRequest, filler_text
-from engine.streams import RandomStreams
+from actors.messages import ChatRequest, filler_text
+from actors.runtime import clock
+from actors.runtime.distributions import Constant, DistributionSpec, LogNormal
+from actors.runtime.errors import InvalidSetting
+from actors.runtime.randomness import RandomStreams
 
 ERROR_KINDS = ("rate_limited", "upstream_error", "timeout", "malformed_reply")
 
@@ -47,7 +42,7 @@ class LatencyModel:
 
     def __attrs_post_init__(self) -> None:
         if not self.tokens_per_s > 0:
-            raise InvalidRequest("latency.tokens_per_s", self.tokens_per_s, "> 0 tokens/s")
+            raise InvalidSetting("latency.tokens_per_s", self.tokens_per_s, "> 0 tokens/s")
 
 
 @attrs.frozen
@@ -65,10 +60,10 @@ class ErrorRates:
         for kind in ERROR_KINDS:
             rate = getattr(self, kind)
             if not 0 <= rate <= 1:
-                raise InvalidRequest(f"errors.{kind}", rate, "a share in [0, 1]")
+                raise InvalidSetting(f"errors.{kind}", rate, "a share in [0, 1]")
             total += rate
         if total > 1:
-            raise InvalidRequest("errors", total, "error shares that add up to at most 1")
+            raise InvalidSetting("errors", total, "error shares that add up to at most 1")
 
 
 class VirtualBackend:

@@ -9,11 +9,11 @@ import trio
 
 from actors.autoscaler import AutoscalerConfig
 from actors.cache import CacheConfig
-from engine import clock
-from engine.errors import InvalidRequest
-from engine.fleet import RouterConfig, open_fleet
-from engine.messages import ChatMessage, ChatRequest
-from engine.retry import RetryConfig
+from actors.messages import ChatMessage, ChatRequest
+from actors.runtime import clock
+from actors.runtime.errors import InvalidSetting
+from engine.routing.fleet import RouterConfig, open_fleet
+from engine.routing.retry import RetryConfig
 from tests.conftest import virtual_account
 
 
@@ -100,7 +100,7 @@ async def test_scales_down_one_idle_replica_at_a_time(virtual_clock):
 
 
 def test_bad_autoscaler_settings_are_named():
-    with pytest.raises(InvalidRequest, match=r"autoscaler\.overprovision"):
+    with pytest.raises(InvalidSetting, match=r"autoscaler\.overprovision"):
         AutoscalerConfig(group="r", overprovision=0.5)
-    with pytest.raises(InvalidRequest, match=r"autoscaler\.max_replicas"):
+    with pytest.raises(InvalidSetting, match=r"autoscaler\.max_replicas"):
         AutoscalerConfig(group="r", min_replicas=3, max_replicas=2)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from actors.cache import CacheCore, request_key
-from engine.messages import ChatMessage, ChatRequest
+from actors.messages import ChatMessage, ChatRequest
 
 KEYS = st.sampled_from("abcdefg")
 

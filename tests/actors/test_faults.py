@@ -7,21 +7,16 @@ import math
 import pytest
 
 from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
+from actors.errors import AttemptTimeout, AuthFailed, RateLimited, UpstreamError
 from actors.faults import Fault, FaultSchedule
-from engine import clock
-from engine.distributions import Constant
-from engine.errors import (
-    AttemptTimeout,
-    AuthFailed,
-    InvalidRequest,
-    RateLimited,
-    UpstreamError,
-)
-from engine.fleet import RouterConfig, open_fleet
-from engine.messages import ChatMessage, ChatRequest
-from engine.policies import PolicyConfig
-from engine.retry import RetryConfig
-from engine.streams import RandomStreams
+from actors.messages import ChatMessage, ChatRequest
+from actors.runtime import clock
+from actors.runtime.distributions import Constant
+from actors.runtime.errors import InvalidSetting
+from actors.runtime.randomness import RandomStreams
+from engine.routing.fleet import RouterConfig, open_fleet
+from engine.routing.policies import PolicyConfig
+from engine.routing.retry import RetryConfig
 from sims.runner import build_accounts
 from sims.scenario import ScenarioError, load
 from tests.conftest import virtual_account
@@ -192,7 +187,7 @@ async def test_a_group_target_takes_every_account_of_that_provider_down_at_once(
     ],
 )
 def test_bad_faults_are_named(fault, field):
-    with pytest.raises(InvalidRequest) as error:
+    with pytest.raises(InvalidSetting) as error:
         FaultSchedule([fault])
     assert error.value.field == field
 

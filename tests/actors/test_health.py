@@ -6,9 +6,9 @@ import pytest
 
 from actors.faults import Fault
 from actors.health import HealthConfig, HealthMonitor, ProviderHealth
-from engine import clock
-from engine.errors import InvalidRequest
-from engine.fleet import RouterConfig, open_fleet
+from actors.runtime import clock
+from actors.runtime.errors import InvalidSetting
+from engine.routing.fleet import RouterConfig, open_fleet
 from tests.conftest import virtual_account
 
 
@@ -59,13 +59,13 @@ async def test_outside_reports_count_and_unknown_providers_are_refused(virtual_c
         await clock.sleep(0.1)
         snapshot = fleet.health.snapshot_of("a")
         assert snapshot.failures == 1 and "garbage" in snapshot.last_error
-        with pytest.raises(InvalidRequest, match="provider"):
+        with pytest.raises(InvalidSetting, match="provider"):
             fleet.health.report("b", "who?")
 
 
 def test_bad_health_settings_are_named():
-    with pytest.raises(InvalidRequest, match=r"health\.alpha"):
+    with pytest.raises(InvalidSetting, match=r"health\.alpha"):
         HealthConfig(alpha=0)
-    with pytest.raises(InvalidRequest, match=r"health\.ping_every"):
+    with pytest.raises(InvalidSetting, match=r"health\.ping_every"):
         HealthConfig(ping_every=-1)
     HealthMonitor(HealthConfig())  # defaults are valid

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import trio
 
+from actors.errors import AuthFailed, QueueFull, RateLimited
 from actors.faults import Fault
 from actors.limits import LimitSpec
-from actors.profiles import GROQ_FREE, HUGGINGFACE, PROFILES, profile
-from engine import clock
-from engine.errors import AuthFailed, InvalidRequest, QueueFull, RateLimited
-from engine.fleet import open_fleet
-from engine.messages import ChatMessage, ChatRequest
+from actors.messages import ChatMessage, ChatRequest
+from actors.runtime import clock
+from actors.runtime.errors import InvalidSetting
+from engine.routing.fleet import open_fleet
+from sims.profiles import GROQ_FREE, HUGGINGFACE, PROFILES, profile
 from tests.conftest import virtual_account
 
 
@@ -123,16 +124,16 @@ def test_profiles_carry_their_documented_limits():
     assert window.mode == "window" and window.limit * 3600 / window.per == pytest.approx(996)
     for item in PROFILES.values():
         assert len(item.source) > 80  # each says where its figures come from
-    with pytest.raises(InvalidRequest, match="profile"):
+    with pytest.raises(InvalidSetting, match="profile"):
         profile("azure")
 
 
 def test_bad_limits_are_named():
-    with pytest.raises(InvalidRequest, match=r"limit\.limit"):
+    with pytest.raises(InvalidSetting, match=r"limit\.limit"):
         LimitSpec("rpm", "requests", -1, 60.0)
-    with pytest.raises(InvalidRequest, match=r"limit\.unit"):
+    with pytest.raises(InvalidSetting, match=r"limit\.unit"):
         LimitSpec("rpm", "calls", 10, 60.0)
-    with pytest.raises(InvalidRequest, match=r"limit\.mode"):
+    with pytest.raises(InvalidSetting, match=r"limit\.mode"):
         LimitSpec("rpm", "requests", 10, 60.0, mode="sliding")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import trio
 
-from engine import clock
-from engine.actor import Actor, Supervisor
-from engine.errors import ActorCrashed, CallboardError, Overloaded
+from actors.runtime import clock
+from actors.runtime.actor import Actor, Supervisor
+from actors.runtime.errors import ActorCrashed, CallboardError, Overloaded
 
 
 class Counter(Actor):

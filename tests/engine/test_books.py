@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 from actors.breaker import BreakerConfig
 from actors.cache import CacheConfig
 from actors.faults import Fault
-from engine import clock
-from engine.books import Books
-from engine.clock import run_virtual
-from engine.errors import CallboardError
-from engine.fleet import RouterConfig, open_fleet
-from engine.messages import ChatMessage, ChatRequest
-from engine.retry import RetryConfig
-from engine.shedding import SheddingConfig
+from actors.messages import ChatMessage, ChatRequest
+from actors.runtime import clock
+from actors.runtime.clock import run_virtual
+from actors.runtime.errors import CallboardError
+from engine.routing.books import Books
+from engine.routing.fleet import RouterConfig, open_fleet
+from engine.routing.retry import RetryConfig
+from engine.routing.shedding import SheddingConfig
 from tests.conftest import virtual_account
 
 FAULTS = ("outage", "latency", "errors", "rate_limit", "hang", "revoked", "flapping")

@@ -8,9 +8,9 @@ import time
 import pytest
 import trio
 
-from engine import clock
-from engine.clock import VirtualClock, run_virtual
-from engine.determinism import check_trio_scheduling_hooks, pinned_trio_scheduling
+from actors.runtime import clock
+from actors.runtime.clock import VirtualClock, run_virtual
+from actors.runtime.trio_hooks import check_trio_scheduling_hooks, pinned_trio_scheduling
 
 
 def test_an_hour_of_sleeping_takes_no_wall_time():

@@ -15,15 +15,15 @@ from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
 from actors.breaker import BreakerConfig
 from actors.faults import Fault, FaultSchedule
 from actors.provider import ProviderSpec
+from actors.runtime import clock
+from actors.runtime.clock import run_virtual
+from actors.runtime.distributions import Constant, LogNormal
+from actors.runtime.errors import CallboardError
+from actors.runtime.randomness import RandomStreams
 from actors.session import Turn
-from engine import clock
-from engine.clock import run_virtual
-from engine.distributions import Constant, LogNormal
-from engine.errors import CallboardError
-from engine.events import DecisionLog
-from engine.fleet import Account, RouterConfig, open_fleet
-from engine.retry import RetryConfig
-from engine.streams import RandomStreams
+from engine.routing.decision_log import DecisionLog
+from engine.routing.fleet import Account, RouterConfig, open_fleet
+from engine.routing.retry import RetryConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,14 +7,15 @@ import pytest
 import trio
 
 from actors.cache import CacheConfig
-from engine import clock
-from engine.books import Books
-from engine.clock import run_virtual
-from engine.errors import CallboardError, InvalidRequest, LineFull, NoProviderAvailable
-from engine.fleet import RouterConfig, open_fleet
-from engine.messages import ChatMessage, ChatRequest
-from engine.retry import RetryConfig
-from engine.shedding import SheddingConfig
+from actors.messages import ChatMessage, ChatRequest
+from actors.runtime import clock
+from actors.runtime.clock import run_virtual
+from actors.runtime.errors import CallboardError, InvalidSetting
+from engine.routing.books import Books
+from engine.routing.errors import LineFull, NoProviderAvailable
+from engine.routing.fleet import RouterConfig, open_fleet
+from engine.routing.retry import RetryConfig
+from engine.routing.shedding import SheddingConfig
 from tests.conftest import virtual_account
 
 DEADLINE = 10.0
@@ -237,6 +238,6 @@ async def test_line_full_is_a_503_with_retry_after_that_names_the_setting():
 
 def test_max_waiting_is_validated():
     for bad in (0, -1, 1.5, True):
-        with pytest.raises(InvalidRequest) as error:
+        with pytest.raises(InvalidSetting) as error:
             SheddingConfig(max_waiting=bad)
         assert error.value.field == "shedding.max_waiting"

@@ -10,14 +10,14 @@ import trio
 
 from actors.cache import CacheConfig
 from actors.faults import Fault
+from actors.messages import ChatMessage, ChatRequest
+from actors.runtime import clock
+from actors.runtime.errors import InvalidSetting
 from actors.session import Turn
-from engine import clock
-from engine.errors import InvalidRequest
-from engine.events import DecisionLog
-from engine.fleet import RouterConfig, open_fleet
-from engine.messages import ChatMessage, ChatRequest
-from engine.policies import PolicyConfig
-from engine.retry import RetryConfig
+from engine.routing.decision_log import DecisionLog
+from engine.routing.fleet import RouterConfig, open_fleet
+from engine.routing.policies import PolicyConfig
+from engine.routing.retry import RetryConfig
 from tests.conftest import virtual_account
 
 
@@ -92,7 +92,7 @@ async def test_sticky_keeps_a_session_on_its_provider(virtual_clock):
 
 
 def test_unknown_policy_is_named():
-    with pytest.raises(InvalidRequest, match=r"routing\.policy"):
+    with pytest.raises(InvalidSetting, match=r"routing\.policy"):
         PolicyConfig(policy="random")
 
 
@@ -141,7 +141,7 @@ async def test_strong_only_never_uses_a_light_account(virtual_clock):
             req = ChatRequest(messages=(ChatMessage("user", f"hi {i}"),), kind="small_talk")
             assert (await fleet.router.complete(req)).provider == "strong"
     assert light_backend.requests == []
-    with pytest.raises(InvalidRequest, match=r"routing\.tiers"):
+    with pytest.raises(InvalidSetting, match=r"routing\.tiers"):
         PolicyConfig(tiers="cheapest")
 
 
@@ -162,5 +162,5 @@ async def test_a_stale_latency_is_forgotten_so_a_once_slow_provider_is_tried_aga
         later = (await fleet.router.complete(ask(7))).provider
     assert early[0] == "slow" and set(early[2:]) == {"fast"}
     assert calls == 1 and later == "slow" and len(slow_backend.requests) == 2
-    with pytest.raises(InvalidRequest, match=r"routing\.latency_ttl"):
+    with pytest.raises(InvalidSetting, match=r"routing\.latency_ttl"):
         PolicyConfig(latency_ttl=0)

@@ -10,17 +10,18 @@ from actors.cache import CacheConfig
 from actors.concurrency import AdaptiveLimit, ConcurrencyConfig
 from actors.faults import Fault
 from actors.limits import LimitSpec
+from actors.messages import ChatMessage, ChatRequest
+from actors.runtime import clock
+from actors.runtime.distributions import Constant
+from actors.runtime.errors import CallboardError, InvalidSetting
 from actors.slots import Slots
-from engine import clock
-from engine.distributions import Constant
-from engine.errors import CallboardError, InvalidRequest, RetryBudgetExhausted, Shed
-from engine.events import DecisionLog
-from engine.fleet import RouterConfig, open_fleet
-from engine.hedging import HedgingConfig
-from engine.messages import ChatMessage, ChatRequest
-from engine.policies import PolicyConfig
-from engine.retry import RetryBudget, RetryBudgetConfig, RetryConfig
-from engine.shedding import SheddingConfig
+from engine.routing.decision_log import DecisionLog
+from engine.routing.errors import InvalidRequest, RetryBudgetExhausted, Shed
+from engine.routing.fleet import RouterConfig, open_fleet
+from engine.routing.hedging import HedgingConfig
+from engine.routing.policies import PolicyConfig
+from engine.routing.retry import RetryBudget, RetryBudgetConfig, RetryConfig
+from engine.routing.shedding import SheddingConfig
 from tests.conftest import virtual_account
 
 PRICED = {"input_cost_per_mtok": 1.0, "output_cost_per_mtok": 1.0}
@@ -118,7 +119,7 @@ async def test_no_hedge_before_the_delay_nor_without_a_baseline_nor_when_off(vir
 
 def test_the_hedge_delay_is_a_percentile_or_an_ewma_multiple_with_a_floor():
     from actors.health import HealthConfig, HealthMonitor
-    from engine.hedging import HedgeTimer
+    from engine.routing.hedging import HedgeTimer
 
     health = HealthMonitor(HealthConfig(alpha=0.5))
     health.register("a")
@@ -141,7 +142,7 @@ def test_the_hedge_delay_is_a_percentile_or_an_ewma_multiple_with_a_floor():
 
 def test_hedging_settings_are_validated():
     for field, value in (("percentile", 100), ("min_delay", -1), ("ewma_multiple", 0)):
-        with pytest.raises(InvalidRequest) as error:
+        with pytest.raises(InvalidSetting) as error:
             HedgingConfig(**{field: value})
         assert error.value.field == f"hedging.{field}"
 
@@ -198,7 +199,7 @@ async def test_an_outage_does_not_become_a_retry_storm(virtual_clock):
 
 
 def test_retry_budget_settings_are_validated():
-    with pytest.raises(InvalidRequest) as error:
+    with pytest.raises(InvalidSetting) as error:
         RetryConfig(budget=RetryBudgetConfig(window=0))
     assert error.value.field == "retry.budget.window"
 
@@ -293,7 +294,7 @@ async def test_a_provider_whose_latency_rises_gets_fewer_calls_then_recovers(vir
 
 
 def test_adaptive_concurrency_settings_are_validated():
-    with pytest.raises(InvalidRequest) as error:
+    with pytest.raises(InvalidSetting) as error:
         ConcurrencyConfig(backoff=1.0)
     assert error.value.field == "concurrency.backoff"
 
@@ -368,9 +369,9 @@ async def test_priority_is_validated_and_the_interview_marks_its_first_turn(virt
             await fleet.router.complete(ask(1, priority=-1))
         assert error.value.field == "priority"
 
+    from actors.messages import Completion
+    from actors.runtime.randomness import RandomStreams
     from actors.session import InterviewSession
-    from engine.messages import Completion
-    from engine.streams import RandomStreams
     from sims.interview import InterviewTally, ScriptedInterview
     from sims.workload import WorkloadConfig
 
@@ -401,8 +402,8 @@ async def test_priority_is_validated_and_the_interview_marks_its_first_turn(virt
 
 
 def test_the_live_config_takes_the_same_tables_and_requests_carry_a_priority():
-    from engine.live_config import ConfigError, load_config
-    from engine.openai_format import parse_chat_body
+    from engine.serve.live_config import ConfigError, load_config
+    from engine.serve.openai_format import parse_chat_body
 
     config = load_config(
         providers=["a=http://127.0.0.1:1/v1"],

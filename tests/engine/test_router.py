@@ -9,23 +9,22 @@ import trio
 
 from actors.breaker import BreakerConfig, State
 from actors.cache import CacheConfig
+from actors.errors import AttemptError, RateLimited
 from actors.faults import Fault
 from actors.limits import LimitSpec
+from actors.messages import ChatMessage, ChatRequest
+from actors.runtime import clock
 from actors.session import Turn
-from engine import clock
-from engine.errors import (
-    AttemptError,
+from engine.routing.decision_log import DecisionLog
+from engine.routing.errors import (
     DeadlineExceeded,
     InvalidRequest,
     NoProviderAvailable,
-    RateLimited,
     RequestFailed,
 )
-from engine.events import DecisionLog
-from engine.fleet import RouterConfig, open_fleet
-from engine.messages import ChatMessage, ChatRequest
-from engine.policies import PolicyConfig
-from engine.retry import RetryConfig
+from engine.routing.fleet import RouterConfig, open_fleet
+from engine.routing.policies import PolicyConfig
+from engine.routing.retry import RetryConfig
 from tests.conftest import virtual_account
 
 NO_JITTER = RetryConfig(jitter=0.0, attempt_timeout=5.0, deadline=120.0)

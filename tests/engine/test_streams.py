@@ -6,8 +6,8 @@ import statistics
 
 import pytest
 
-from engine.distributions import Constant, Empirical, Exponential, LogNormal
-from engine.streams import RandomStreams
+from actors.runtime.distributions import Constant, Empirical, Exponential, LogNormal
+from actors.runtime.randomness import RandomStreams
 
 
 def test_a_stream_is_a_function_of_seed_and_name():

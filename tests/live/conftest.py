@@ -20,10 +20,10 @@ import attrs
 import pytest
 import trio
 
-from engine.asgi import serve_app
-from engine.live_config import LiveConfig, structure_config
-from engine.mock_provider import MockProvider
-from engine.server import serve_router
+from engine.serve.asgi import serve_app
+from engine.serve.live_config import LiveConfig, structure_config
+from engine.serve.server import serve_router
+from sims.mock_provider import MockProvider
 
 SPEED = 50.0
 LOOPBACK = "127.0.0.1"

@@ -7,8 +7,8 @@ import httpx
 import trio
 
 from actors.backends.virtual import LatencyModel
-from engine.distributions import Constant
-from engine.mock_provider import MockProfile
+from actors.runtime.distributions import Constant
+from sims.mock_provider import MockProfile
 from tests.live.conftest import live_config, start_mock, start_router
 
 #: Answers start after 50 ms and then take 10 s: long enough to hang up in the middle.

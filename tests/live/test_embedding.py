@@ -8,8 +8,8 @@ import pytest
 import trio
 
 import engine
-from engine.errors import InvalidRequest
-from engine.live_config import ConfigError, load_config
+from engine.routing.errors import InvalidRequest
+from engine.serve.live_config import ConfigError, load_config
 from tests.live.conftest import start_mock
 
 KEY = "sk-embed-3f9a1c77d2e04b5b"

@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from actors.limits import LimitSpec
-from engine.mock_provider import MockProfile
+from sims.mock_provider import MockProfile
 from tests.live.conftest import live_config, start_mock, start_router
 
 CHAT = {

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from engine.openapi import openapi_document
-from engine.server import serve_router
+from engine.serve.openapi import openapi_document
+from engine.serve.server import serve_router
 from tests.live.conftest import LOOPBACK, live_config, start_mock
 
 #: Generated requests per operation: bounded so the whole suite stays well under 3 minutes.

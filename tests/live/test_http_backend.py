@@ -19,9 +19,9 @@ from actors.backends.http import (
 )
 from actors.backends.http1 import HttpClient
 from actors.backends.sink import Delta, StreamSink, streaming_into
-from engine.asgi import lifespan, read_body, send_bytes
-from engine.errors import AuthFailed, MalformedReply, RateLimited, UpstreamError
-from engine.messages import ChatMessage, ChatRequest
+from actors.errors import AuthFailed, MalformedReply, RateLimited, UpstreamError
+from actors.messages import ChatMessage, ChatRequest
+from engine.serve.asgi import lifespan, read_body, send_bytes
 from tests.live.conftest import _serve_until_killed
 
 KEY = "sk-test-0123456789abcdef-SECRET"

@@ -10,9 +10,9 @@ import httpx
 import trio
 
 from actors.backends.http import Secret
-from engine.asgi import lifespan, read_body, send_json
-from engine.live_config import structure_config
-from engine.live_logging import ScrubSecrets, logging_to
+from engine.serve.asgi import lifespan, read_body, send_json
+from engine.serve.live_config import structure_config
+from engine.serve.logs import ScrubSecrets, logging_to
 from tests.live.conftest import LOOPBACK, _serve_until_killed, start_mock, start_router
 
 GOOD_KEY = "sk-live-GOOD-7c1e9b2f4a6d8e0f"

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.live_cli import add_mock_provider_parser, add_serve_parser, cmd_serve
-from engine.live_config import ConfigError
+from engine.cli.live import add_mock_provider_parser, add_serve_parser, cmd_serve
+from engine.serve.live_config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-# engine/cli.py wires these functions in; this stand-in does the same for the test.
+# engine/cli/main.py wires these functions in; this stand-in does the same for the test.
 RUNNER = (
     "import argparse, sys\n"
-    "from engine.live_cli import add_mock_provider_parser, add_serve_parser\n"
+    "from engine.cli.live import add_mock_provider_parser, add_serve_parser\n"
     "p = argparse.ArgumentParser(prog='callboard')\n"
     "s = p.add_subparsers(dest='command', required=True)\n"
     "add_serve_parser(s); add_mock_provider_parser(s)\n"

@@ -6,9 +6,9 @@ import httpx
 import pytest
 import trio
 
-from actors.ratelimit_headers import parse_rate_limit_headers
-from engine.errors import InvalidRequest
-from engine.mock_provider import go_duration, mock_profiles
+from actors.backends.ratelimit_headers import parse_rate_limit_headers
+from actors.runtime.errors import InvalidSetting
+from sims.mock_provider import go_duration, mock_profiles
 from tests.live.conftest import start_mock
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -65,5 +65,5 @@ def test_durations_are_written_as_openai_writes_them():
         "6m0s",
         "1m15.25s",
     ]
-    with pytest.raises(InvalidRequest, match="speed"):
+    with pytest.raises(InvalidSetting, match="speed"):
         mock_profiles(0)

@@ -11,9 +11,9 @@ import httpx
 import trio
 
 from actors.backends.virtual import LatencyModel
-from engine.distributions import Constant
-from engine.live_config import structure_config
-from engine.mock_provider import MockProfile
+from actors.runtime.distributions import Constant
+from engine.serve.live_config import structure_config
+from sims.mock_provider import MockProfile
 from tests.live.conftest import Upstream, live_config, start_mock, start_router
 
 HALF_SECOND = MockProfile(

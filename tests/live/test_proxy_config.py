@@ -14,9 +14,9 @@ import pytest
 import trio
 import trustme
 
-from engine.errors import RequestFailed
-from engine.live import client_for, open_router
-from engine.live_config import ConfigError, structure_config
+from engine.routing.errors import RequestFailed
+from engine.serve.live_config import ConfigError, structure_config
+from engine.serve.live_router import client_for, open_router
 from tests.live.conftest import completion, http_response, start_mock, start_raw
 from tests.live.loopback_proxy import start_proxy
 from tests.live.test_http1 import answer_each

@@ -6,20 +6,20 @@ import math
 
 import pytest
 
-from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
-from actors.breaker import BreakerConfig, CircuitBreaker
-from actors.faults import FaultSchedule
-from actors.limits import LimitSpec
-from actors.provider import Provider, ProviderSpec
-from actors.ratelimit_headers import (
+from actors.backends.ratelimit_headers import (
     LimitObservation,
     parse_duration,
     parse_rate_limit_headers,
     parse_retry_after,
     parse_rfc3339,
 )
-from engine.messages import ChatMessage, ChatRequest
-from engine.streams import RandomStreams
+from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
+from actors.breaker import BreakerConfig, CircuitBreaker
+from actors.faults import FaultSchedule
+from actors.limits import LimitSpec
+from actors.messages import ChatMessage, ChatRequest
+from actors.provider import Provider, ProviderSpec
+from actors.runtime.randomness import RandomStreams
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 

@@ -10,8 +10,8 @@ import pytest
 import trio
 
 from actors.faults import Fault
-from engine.cli import main
-from engine.errors import InvalidRequest
+from actors.runtime.errors import InvalidSetting
+from engine.cli.main import main
 from sims.experiment import replay_faults
 from tests.live.conftest import live_config, start_mock, start_router
 
@@ -50,7 +50,7 @@ def test_replay_reads_a_scenario_or_an_experiment_and_names_the_account(capsys):
     [fault] = replay_faults("hedging", "openai-paid-2")
     assert (fault.kind, fault.start, fault.end, fault.multiplier) == ("latency", 300, 900, 8)
     assert replay_faults("chaos-quarantine", "steady-1") == []
-    with pytest.raises(InvalidRequest, match=r"fast-1 \| steady-1"):
+    with pytest.raises(InvalidSetting, match=r"fast-1 \| steady-1"):
         replay_faults("chaos-quarantine", "nobody")
     assert main(["mock-provider", "--port", "0", "--replay", "hedging", "--account", "x"]) == 2
     assert "--account: got 'x'" in capsys.readouterr().err

@@ -7,13 +7,14 @@ import trio
 
 from actors.backends import BackendReply
 from actors.backends.sink import Delta, Restart, current_sink
+from actors.errors import UpstreamError
+from actors.messages import ChatMessage, ChatRequest
 from actors.provider import ProviderSpec
-from engine.errors import RequestFailed, UpstreamError
-from engine.fleet import Account, RouterConfig, open_fleet
-from engine.live_stream import Done, ReplyStream
-from engine.messages import ChatMessage, ChatRequest
-from engine.policies import PolicyConfig
-from engine.retry import RetryConfig
+from engine.routing.errors import RequestFailed
+from engine.routing.fleet import Account, RouterConfig, open_fleet
+from engine.routing.policies import PolicyConfig
+from engine.routing.retry import RetryConfig
+from engine.serve.reply_stream import Done, ReplyStream
 
 REQUEST = ChatRequest(messages=(ChatMessage("user", "hi"),), bypass_cache=True)
 CONFIG = RouterConfig(PolicyConfig("priority"), RetryConfig(jitter=0.0, backoff_base=0.0))

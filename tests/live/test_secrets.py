@@ -45,7 +45,7 @@ async def test_a_planted_key_appears_in_no_output(nursery, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GOOD_KEY": PLANTED, "ECHO_KEY": ECHOED}
     process = await trio.lowlevel.open_process(
         [
-            *(sys.executable, "-m", "engine.cli", "serve", str(config), "--port", "0"),
+            *(sys.executable, "-m", "engine.cli.main", "serve", str(config), "--port", "0"),
             *("--log-file", str(log_file), "--log-level", "DEBUG"),
         ],
         cwd=ROOT,
@@ -85,7 +85,7 @@ async def test_a_planted_key_appears_in_no_output(nursery, tmp_path):
     simulated = tmp_path / "sim"
     run = subprocess.run(
         [
-            *(sys.executable, "-m", "engine.cli", "simulate", "chaos-quarantine"),
+            *(sys.executable, "-m", "engine.cli.main", "simulate", "chaos-quarantine"),
             *("--interviews", "5", "--quiet", "--out", str(simulated)),
         ],
         cwd=ROOT,

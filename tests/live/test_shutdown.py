@@ -19,9 +19,9 @@ import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from actors.backends.virtual import LatencyModel
-from engine.distributions import Constant
-from engine.mock_provider import MockProfile
-from engine.server import serve_router
+from actors.runtime.distributions import Constant
+from engine.serve.server import serve_router
+from sims.mock_provider import MockProfile
 from tests.live.conftest import LOOPBACK, live_config, start_mock
 from tests.live.test_live_cli import ROOT, RUNNER
 

@@ -2,7 +2,7 @@
 
 Every misbehaving upstream is a loopback server written with trio sockets
 (``tests.live.conftest.start_raw``). Each fault is checked twice: the HTTP
-backend turns it into a named :class:`~engine.errors.AttemptError` whose
+backend turns it into a named :class:`~actors.errors.AttemptError` whose
 message says what happened, and the live router, with a healthy mock provider
 behind the faulty one, answers from the healthy one.
 
@@ -28,17 +28,11 @@ import engine
 from actors.backends.http import ConnectionFailed, Endpoint, HttpBackend, StreamBroken
 from actors.backends.http1 import HttpClient
 from actors.backends.sink import Delta, Restart
-from engine.errors import (
-    AttemptError,
-    AttemptTimeout,
-    MalformedReply,
-    RateLimited,
-    RequestFailed,
-    UpstreamError,
-)
-from engine.live import client_for
-from engine.live_config import ConfigError, structure_config
-from engine.messages import ChatMessage, ChatRequest
+from actors.errors import AttemptError, AttemptTimeout, MalformedReply, RateLimited, UpstreamError
+from actors.messages import ChatMessage, ChatRequest
+from engine.routing.errors import RequestFailed
+from engine.serve.live_config import ConfigError, structure_config
+from engine.serve.live_router import client_for
 from tests.live.conftest import (
     LOOPBACK,
     RawConnection,

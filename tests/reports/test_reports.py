@@ -15,7 +15,6 @@ from reports.figures import FIGURES
 from reports.html import render_html
 from reports.markdown import render_markdown
 from reports.render import ReportFiles, write_report
-from reports.results import Results, summarise
 from reports.summary import (
     PROVIDER_HEADERS,
     format_table,
@@ -25,6 +24,7 @@ from reports.summary import (
     seconds,
     summary_rows,
 )
+from sims.results import Results, summarise
 from sims.runner import simulate
 from sims.scenario import load
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from engine.cli import main
-from engine.errors import InvalidRequest
+from actors.runtime.errors import InvalidSetting
+from engine.cli.main import main
 from reports.experiment import experiment_data
 from sims.experiment import (
     ExperimentError,
@@ -173,6 +173,6 @@ def test_bad_experiments_are_named_before_any_run(tiny, tmp_path):
         load_experiment(str(bad))
     with pytest.raises(ScenarioError, match="built-ins: breaker-thresholds"):
         load_experiment("no-such-experiment")
-    with pytest.raises(InvalidRequest, match="--seeds"):
+    with pytest.raises(InvalidSetting, match="--seeds"):
         load_experiment(tiny, seeds=0)
     assert main(["experiment", str(bad), "--quiet"]) == 2

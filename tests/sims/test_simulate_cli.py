@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from engine.cli.main import main
 from sims.scenario import builtin_names
 
 SMALL = ["chaos-quarantine", "--interviews", "30", "--quiet"]
@@ -19,7 +19,7 @@ SMALL = ["chaos-quarantine", "--interviews", "30", "--quiet"]
 def run_cli(args: list[str], hash_seed: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", "simulate", *args],
+        [sys.executable, "-m", "engine.cli.main", "simulate", *args],
         capture_output=True,
         text=True,
         env=env,

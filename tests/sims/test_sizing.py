@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from engine.cli import main
-from engine.errors import InvalidRequest
+from actors.runtime.errors import InvalidSetting
+from engine.cli.main import main
 from sims.sizing import AccountRange, size
 from sims.slo import Slo
 
@@ -116,16 +116,16 @@ def test_slo_parsing(text, metric, op, target):
 
 @pytest.mark.parametrize("text", ["p95<3s", "latency<=3s", "success>=120%", "p95<=3%", ""])
 def test_bad_slos_are_named(text):
-    with pytest.raises(InvalidRequest, match="slo"):
+    with pytest.raises(InvalidSetting, match="slo"):
         Slo.parse(text)
 
 
 def test_bad_ranges_and_groups_are_named(known):
-    with pytest.raises(InvalidRequest, match=r"GROUP=MIN\.\.MAX"):
+    with pytest.raises(InvalidSetting, match=r"GROUP=MIN\.\.MAX"):
         AccountRange.parse("acct=5")
-    with pytest.raises(InvalidRequest, match="MIN <= MAX"):
+    with pytest.raises(InvalidSetting, match="MIN <= MAX"):
         AccountRange.parse("acct=9..3")
-    with pytest.raises(InvalidRequest, match="acct"):
+    with pytest.raises(InvalidSetting, match="acct"):
         size(known, [10], [Slo.parse("p95<=3s")], [AccountRange.parse("nope=1..3")])
 
 

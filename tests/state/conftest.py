@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import pytest
 
-from engine.live_config import LiveConfig
+from engine.serve.live_config import LiveConfig
 from tests.live.conftest import LOOPBACK, Upstream, live_config
 
 #: Quick settings for tests: pulls every 50 ms, probes a dead Redis every 200 ms. The

@@ -7,8 +7,8 @@ import pytest
 import trio
 
 import engine
-from engine.errors import NoProviderAvailable
-from engine.state import MemoryStore
+from engine.routing.errors import NoProviderAvailable
+from engine.serve.state import MemoryStore
 from tests.live.conftest import live_config, start_mock
 
 FAST = {"sync_every": 0.05}

@@ -7,8 +7,8 @@ import urllib.request
 
 import pytest
 
-from engine.live_config import ConfigError, load_config
-from engine.state.config import StateConfig
+from engine.serve.live_config import ConfigError, load_config
+from engine.serve.state.config import StateConfig
 from tests.live.test_live_cli import _start, _stop, parser
 
 

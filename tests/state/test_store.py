@@ -11,8 +11,8 @@ import pytest
 import trio
 
 from actors.limits import LimitSpec
-from engine.state.redis_store import RedisStore
-from engine.state.store import CacheEntry, Charge, MemoryStore, Quarantine, SessionRecord
+from engine.serve.state.redis_store import RedisStore
+from engine.serve.state.store import CacheEntry, Charge, MemoryStore, Quarantine, SessionRecord
 
 RPM = LimitSpec("rpm", "requests", 10, 3600)  # refills 1 per 6 minutes: none during a test
 DAY = LimitSpec("day", "requests", 3, 86400, mode="window")

@@ -1,0 +1,79 @@
+"""How one attempt against one provider fails; the router may retry or fail over."""
+
+from __future__ import annotations
+
+from actors.runtime.errors import CallboardError
+
+
+class AttemptError(CallboardError):
+    """One attempt against one provider failed; the router may retry or fail over."""
+
+    code = "attempt_failed"
+    #: Whether another attempt (on this or another provider) may succeed.
+    retryable = True
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+
+
+class RateLimited(AttemptError):
+    """HTTP 429: a rate limit or quota refused the request."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, provider: str, limit: str, retry_after: float) -> None:
+        super().__init__(provider, f"{limit} limit reached; retry after {retry_after:.3f} s")
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class UpstreamError(AttemptError):
+    """HTTP 5xx (or another unexpected status) from the provider."""
+
+    code = "upstream_error"
+    status = 502
+
+    def __init__(self, provider: str, upstream_status: int, detail: str = "") -> None:
+        super().__init__(provider, f"HTTP {upstream_status} {detail}".rstrip())
+        self.upstream_status = upstream_status
+
+
+class AttemptTimeout(AttemptError):
+    """The provider did not answer within the per-attempt timeout."""
+
+    code = "timeout"
+    status = 504
+
+    def __init__(self, provider: str, timeout: float) -> None:
+        super().__init__(provider, f"no answer within {timeout:g} s")
+        self.timeout = timeout
+
+
+class MalformedReply(AttemptError):
+    """The provider answered, but not with a usable completion."""
+
+    code = "malformed_reply"
+    status = 502
+
+
+class AuthFailed(AttemptError):
+    """HTTP 401/403: the key is revoked or wrong; that account is disabled."""
+
+    code = "auth_failed"
+    status = 502
+
+
+class QueueFull(AttemptError):
+    """The provider's concurrency queue is full; try another provider."""
+
+    code = "queue_full"
+    status = 503
+
+
+class CircuitOpen(AttemptError):
+    """The provider's breaker refused the call (quarantined, or its trial is out)."""
+
+    code = "circuit_open"
+    status = 503

@@ -1,0 +1,234 @@
+"""Clocks: trio's own for the live world, a virtual one for simulations.
+
+Every wait in callboard goes through :func:`sleep` / :func:`sleep_until`, so the
+same code runs on real time (trio's ``SystemClock``) and on virtual time
+(:class:`VirtualClock`), where time jumps to the next event as soon as every
+task is blocked.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import trio
+from trio.lowlevel import (
+    Abort,
+    Task,
+    checkpoint,
+    current_clock,
+    current_task,
+    reschedule,
+    wait_task_rescheduled,
+)
+
+from actors.runtime.trio_hooks import pinned_trio_scheduling
+
+T = TypeVar("T")
+
+# How long trio may block on I/O when no timer of ours and no trio deadline is
+# pending. A simulation always holds a timer for its end, so this only matters
+# for tests that mix the virtual clock with real I/O.
+_IDLE_IO_WAIT_S = 86400.0
+
+
+class VirtualClock(trio.abc.Clock):
+    """A trio clock whose time jumps to the next event when every task is blocked.
+
+    Why not ``trio.testing.MockClock(autojump_threshold=0)``: it jumps through a
+    system task woken by ``wait_all_tasks_blocked``, which costs ~64 µs per timed
+    event here. This clock keeps its own timers and wakes them from
+    :meth:`deadline_to_sleep_time`, which trio calls exactly when its run queue
+    is empty. Trio's own deadlines (``move_on_after``, ``fail_after``, plain
+    ``trio.sleep``) keep working: the clock jumps to whichever comes first.
+
+    The timers are a heap of distinct wake-up times (plain floats: a float
+    comparison is several times cheaper than comparing ``[when, seq, task]``
+    entries, and a heap operation makes a dozen of them) beside a dict from each
+    time to the tasks sleeping until it, in arrival order, so ties wake in
+    arrival order, never by ``id()``.
+
+    ``trio.testing.wait_all_tasks_blocked`` cannot see idleness on this clock
+    while any timer is pending (time jumps instead); sleep past the moment of
+    interest instead.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = float(start)
+        self._times: list[float] = []
+        self._sleepers: dict[float, list[Task]] = {}
+        self.timed_events = 0
+
+    def start_clock(self) -> None:
+        pass
+
+    def current_time(self) -> float:
+        return self._now
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        times = self._times
+        while times and times[0] <= deadline:
+            when = heapq.heappop(times)
+            tasks = self._sleepers.pop(when)
+            if tasks:  # empty when every sleeper of that time was cancelled
+                if when > self._now:
+                    self._now = when
+                self.timed_events += len(tasks)
+                for task in tasks:
+                    reschedule(task)
+                return 0.0
+        if deadline == math.inf:
+            return _IDLE_IO_WAIT_S
+        if deadline > self._now:
+            self._now = deadline
+        return 0.0
+
+    def _arm(self, when: float) -> Callable[[object], Abort]:
+        """Put the calling task to sleep until ``when`` (> now); returns its abort."""
+        task = current_task()
+        if when == math.inf:
+            tasks: list[Task] = []  # never woken by time; only a cancel ends it
+        else:
+            tasks = self._sleepers.get(when)  # type: ignore[assignment]
+            if tasks is None:
+                tasks = self._sleepers[when] = []
+                heapq.heappush(self._times, when)
+        tasks.append(task)
+
+        def abort(_: object) -> Abort:
+            tasks.remove(task)
+            return Abort.SUCCEEDED
+
+        return abort
+
+    async def sleep_until(self, when: float) -> None:
+        """Park the calling task until virtual time reaches ``when``."""
+        if when <= self._now:
+            await checkpoint()
+            return
+        await wait_task_rescheduled(self._arm(when))
+
+
+class _Running(threading.local):
+    #: The virtual clock of the run_virtual() call in progress on this thread, if any.
+    clock: VirtualClock | None = None
+
+
+# Reading it directly saves the run-context lookups of trio.current_time() on
+# the simulator's hottest path; it is set and cleared only by run_virtual, so a
+# later run on trio's own clock never sees a stale one.
+_running = _Running()
+
+
+def now() -> float:
+    """Current time on whichever clock the running trio loop uses."""
+    virtual = _running.clock
+    if virtual is not None:
+        return virtual._now
+    return trio.current_time()
+
+
+async def sleep(seconds: float) -> None:
+    """Sleep on the running loop's clock (virtual or real)."""
+    # The virtual case is written out rather than delegated to sleep_until: every
+    # await level is resumed on every wake-up, and this is the simulator's
+    # most frequent wait.
+    clock = _running.clock or current_clock()
+    if type(clock) is not VirtualClock:
+        await trio.sleep(seconds)
+    elif (when := clock._now + seconds) > clock._now:
+        await wait_task_rescheduled(clock._arm(when))
+    else:
+        await checkpoint()
+
+
+async def sleep_until(when: float) -> None:
+    """Sleep until an absolute time on the running loop's clock."""
+    clock = _running.clock or current_clock()
+    if type(clock) is VirtualClock:
+        await clock.sleep_until(when)
+    else:
+        await trio.sleep_until(when)
+
+
+def run_virtual(
+    async_fn: Callable[..., Awaitable[T]],
+    *args: Any,
+    scheduling_seed: int = 0,
+    start: float = 0.0,
+) -> T:
+    """Run ``async_fn`` on a fresh :class:`VirtualClock`, reproducibly.
+
+    Trio's scheduling order is pinned from ``scheduling_seed`` for the duration
+    of the run, so the same inputs give the same interleaving in any process.
+    """
+    clock = VirtualClock(start)
+    if _running.clock is not None:
+        raise RuntimeError("run_virtual() is already running on this thread")
+    _running.clock = clock
+    try:
+        with pinned_trio_scheduling(scheduling_seed):
+            return trio.run(_tuned_loop, async_fn, *args, clock=clock)
+    finally:
+        _running.clock = None
+
+
+class _FewerPolls:
+    """Trio's I/O manager, asking the kernel on one zero-timeout pass in ``every``.
+
+    Between two events of a virtual-time run trio polls epoll with a zero
+    timeout, though nothing in a simulation does I/O: py-spy attributes 15% of a
+    reference run to that syscall; skipping most of them saved 2-18% of the wall
+    time in interleaved runs (the machine is shared and noisy). Waits with a
+    timeout (nothing runnable, no timer pending) always poll, and so does every
+    ``every``-th zero-timeout pass, so I/O and wake-ups from
+    threads are still seen. Trio's managers are slotted classes, hence a wrapper;
+    ``process_events`` is bound directly because trio calls it on every pass.
+    """
+
+    def __init__(self, io_manager: Any, every: int = 64) -> None:
+        self._io_manager = io_manager
+        self._skipped = 0
+        self.every = every
+        self.process_events = io_manager.process_events
+
+    def get_events(self, timeout: float) -> Any:
+        if timeout == 0:
+            self._skipped += 1
+            if self._skipped < self.every:
+                return ()  # falsy: "the timeout passed with no I/O", as trio expects
+            self._skipped = 0
+        return self._io_manager.get_events(timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._io_manager, name)
+
+
+class _Instruments(dict):  # type: ignore[type-arg]
+    """Trio's instrument registry as a plain dict.
+
+    Trio asks its registry five times per scheduler pass whether any instrument
+    wants a hook (``"before_task_step" in runner.instruments``); the registry is a
+    ``UserDict``, so each question is a Python call: ~2% of a reference run. Over a
+    dict the question is answered at C speed. Trio's own methods are reused, reading
+    the dict as their ``data``, so adding and removing instruments work as before.
+    """
+
+    add_instrument = trio._core._instrumentation.Instruments.add_instrument
+    remove_instrument = trio._core._instrumentation.Instruments.remove_instrument
+    call = trio._core._instrumentation.Instruments.call
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self
+
+
+async def _tuned_loop(async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run ``async_fn`` with the I/O manager and instrument registry of a virtual run."""
+    runner = trio._core._run.GLOBAL_RUN_CONTEXT.runner
+    runner.io_manager = _FewerPolls(runner.io_manager)
+    runner.instruments = _Instruments(runner.instruments.data)
+    return await async_fn(*args)

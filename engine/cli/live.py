@@ -1,0 +1,231 @@
+"""``callboard serve`` and ``callboard mock-provider``: parse, set up logging, delegate.
+
+Wired into ``engine/cli/main.py`` with :func:`add_serve_parser` and
+:func:`add_mock_provider_parser`; every behaviour lives in
+:mod:`engine.serve.server` and :mod:`sims.mock_provider`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import math
+import os
+import signal
+import sys
+
+import trio
+
+PROFILES = ("healthy", "slow", "flaky", "rate-limited", "down", "hang", "unlimited")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from engine.serve.live_config import load_config
+    from engine.serve.logs import logging_to
+    from engine.serve.server import serve_router
+
+    config = load_config(
+        args.config,
+        providers=args.provider or (),
+        provider_model=args.model,
+        overrides=args.set or (),
+        redis=args.redis,
+    )
+    # Read every key now: a missing one stops the server before it starts, naming it.
+    secrets = [
+        s for i, p in enumerate(config.providers) for s in p.endpoint(os.environ, i).secrets()
+    ]
+    server = config.server
+    log_file = server.log_file if args.log_file is None else args.log_file
+    with logging_to(
+        log_file or None,
+        level=args.log_level or server.log_level,
+        secrets=secrets,
+        max_bytes=server.log_max_bytes,
+        backups=server.log_backups,
+    ):
+        names = ", ".join(f"{p.name} ({p.kind} {p.base_url})" for p in config.providers)
+        print(f"callboard serve: {len(config.providers)} provider(s): {names}", file=sys.stderr)
+        if config.state.redis is not None:
+            from engine.serve.state.config import redacted
+
+            print(
+                f"callboard serve: shared state on {redacted(config.state.redis)}", file=sys.stderr
+            )
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C while shutting down
+            trio.run(
+                functools.partial(
+                    serve_router,
+                    config,
+                    host=args.host,
+                    port=args.port,
+                    shutdown_trigger=until_signalled,
+                    grace=args.grace,
+                    task_status=_Announce(),
+                )
+            )
+        print("callboard serve: stopped", file=sys.stderr)
+    return 0
+
+
+def cmd_mock_provider(args: argparse.Namespace) -> int:
+    from engine.serve.asgi import serve_app
+    from engine.serve.logs import logging_to
+    from sims.mock_provider import MockProvider
+
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env) or None
+        if api_key is None:
+            print(
+                f"callboard: --api-key-env: environment variable {args.api_key_env!r} is not set",
+                file=sys.stderr,
+            )
+            return 2
+    faults = []
+    if args.replay:
+        from sims.experiment import replay_faults
+
+        faults = replay_faults(args.replay, args.account or args.name)
+    mock = MockProvider(
+        args.name,
+        args.profile,
+        speed=args.speed,
+        api_key=api_key,
+        seed=args.seed,
+        faults=faults,
+        time_scale=args.time_scale,
+    )
+    with logging_to(None, level="INFO"):
+        with contextlib.suppress(KeyboardInterrupt):
+            trio.run(
+                functools.partial(
+                    serve_app,
+                    mock,
+                    args.host,
+                    args.port,
+                    graceful_timeout=1.0,
+                    shutdown_trigger=until_signalled,
+                    task_status=_Announce(),
+                )
+            )
+        print("callboard mock-provider: stopped", file=sys.stderr)
+    return 0
+
+
+async def until_signalled() -> None:
+    """Return at the first SIGINT or SIGTERM: hypercorn then shuts down gracefully.
+
+    Without it, Ctrl-C raises KeyboardInterrupt in whichever task runs at that
+    moment, possibly mid-write to a client.
+    """
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a number of seconds >= 0")
+    return value
+
+
+class _Announce:
+    """Prints the URL once the server listens (what a script waiting for it reads)."""
+
+    def started(self, url: str | None = None) -> None:
+        print(f"listening on {url}", file=sys.stderr, flush=True)
+
+
+def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    serve = subparsers.add_parser(
+        "serve", help="run the live router: OpenAI-compatible API, sessions, health, metrics"
+    )
+    serve.add_argument(
+        "config", nargs="?", help="a TOML file with [[providers]] and router tables (optional)"
+    )
+    serve.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: server.port, 8080)")
+    serve.add_argument(
+        "--provider",
+        action="append",
+        metavar="NAME=BASE_URL",
+        help="add an OpenAI-compatible provider without a key, e.g. "
+        "a=http://127.0.0.1:9001/v1 (repeatable)",
+    )
+    serve.add_argument(
+        "--model",
+        default="default",
+        help="model name of the --provider entries (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set retry.attempt_timeout=5 (repeatable)",
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="redis://HOST:PORT/DB",
+        help="share quarantines, rate limits, quotas, sessions and the cache with every "
+        "router on this Redis database (default: state.redis; unset: this router alone)",
+    )
+    serve.add_argument(
+        "--log-file", help="rotating log file ('' for none; default: server.log_file)"
+    )
+    serve.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    serve.add_argument(
+        "--grace",
+        type=_seconds,
+        help="on SIGTERM, seconds requests in flight may take to finish before they are "
+        "cancelled with a 503 (default: server.grace, 10)",
+    )
+    serve.set_defaults(handler=cmd_serve)
+    return serve
+
+
+def add_mock_provider_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    mock = subparsers.add_parser(
+        "mock-provider",
+        help="serve a virtual provider over OpenAI-compatible HTTP; failure modes switchable",
+    )
+    mock.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
+    mock.add_argument("--port", type=int, required=True)
+    mock.add_argument(
+        "--profile",
+        default="healthy",
+        choices=PROFILES,
+        help="how it behaves (default: %(default)s); switch at run time with "
+        'POST /admin/profile {"profile": "down"}',
+    )
+    mock.add_argument("--name", default="mock", help="its name in answers (default: %(default)s)")
+    mock.add_argument(
+        "--speed", type=float, default=1.0, help="divide every delay by this (default: 1)"
+    )
+    mock.add_argument("--seed", type=int, default=0, help="seed of its random draws")
+    mock.add_argument(
+        "--api-key-env", help="require `Authorization: Bearer $VAR` (the variable's name)"
+    )
+    mock.add_argument(
+        "--replay",
+        metavar="SCENARIO|EXPERIMENT",
+        help="replay the fault schedule of a scenario (or an experiment's base scenario) "
+        "aimed at --account, in real time from the first request; restart it with "
+        'POST /admin/replay {"at": 0}',
+    )
+    mock.add_argument(
+        "--account", help="whose faults to replay: an account of the scenario (default: --name)"
+    )
+    mock.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="scenario seconds per real second of the replay (default: 1; 60: an hour in a minute)",
+    )
+    mock.set_defaults(handler=cmd_mock_provider)
+    return mock

@@ -1,0 +1,436 @@
+"""The ``callboard`` command line: it parses, delegates, and prints; nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from actors.runtime.errors import CallboardError
+from engine.routing.errors import InvalidRequest
+
+DEFAULT_SCENARIO = "interview-day"
+
+
+def _json_line(value: object) -> str:
+    """One strict-JSON line: a figure that does not exist (NaN, inf) is null."""
+
+    def clean(item: object) -> object:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {k: clean(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [clean(v) for v in item]
+        return item
+
+    return json.dumps(clean(value), sort_keys=True, allow_nan=False)
+
+
+def _new_run_dir(root: Path, label: str) -> Path:
+    """A fresh folder under ``root``: never overwrite an earlier run's report."""
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        candidate = root / f"{label}-{n:03d}"
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise RuntimeError(f"no free run folder under {root}")
+
+
+def _progress_bar(total: int, enabled: bool):
+    """A tqdm bar on stderr showing requests done and virtual time; None when disabled."""
+    if not enabled:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="req", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def update(now: float, requests: int) -> None:
+        bar.n = min(requests, total)
+        bar.set_postfix_str(f"virtual {now / 60:6.1f} min", refresh=False)
+        bar.refresh()
+
+    return bar, update
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from reports.render import write_report
+    from reports.summary import (
+        FAMILY_HEADERS,
+        PROVIDER_HEADERS,
+        family_rows,
+        format_table,
+        provider_rows,
+        summary_rows,
+    )
+    from sims.results import summarise
+    from sims.runner import simulate
+    from sims.scenario import load
+
+    overrides = list(args.set or [])
+    if args.interviews is not None:
+        overrides.append(f"workload.interviews={args.interviews}")
+    scenario, _ = load(args.scenario, overrides, seed=args.seed)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    bar, update = _progress_bar(scenario.workload.expected_requests, show_progress)
+    try:
+        data = simulate(scenario, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
+    results = summarise(data)
+    out = (
+        Path(args.out)
+        if args.out
+        else _new_run_dir(Path("runs"), f"{scenario.name}-seed{scenario.seed}")
+    )
+    files = write_report(results, out)
+    if args.json:
+        line = {**results.summary, "wall_s": round(data.wall_s, 4), "report": str(files.html)}
+        print(_json_line(line))
+        return 0
+    print(f"{scenario.name} (seed {scenario.seed}): {scenario.description.strip()}\n")
+    print(format_table(summary_rows(results), ("figure", "value")))
+    print()
+    if len(results.providers) > 20:
+        print(format_table(family_rows(results), FAMILY_HEADERS))
+    else:
+        print(format_table(provider_rows(results), PROVIDER_HEADERS))
+    print(f"\nsimulated {data.simulated_s / 60:.1f} min in {data.wall_s:.2f} s of wall time")
+    print(f"report: {files.markdown}\n        {files.html}")
+    return 0
+
+
+def cmd_size(args: argparse.Namespace) -> int:
+    from reports.capacity import write_capacity_report
+    from reports.summary import format_table
+    from sims.sizing import AccountRange, Sizing, expected_simulations, size
+    from sims.slo import DEFAULT_SLOS, Slo
+
+    try:
+        levels = [int(x) for x in args.interviews.split(",") if x.strip()]
+    except ValueError:
+        raise InvalidRequest("--interviews", args.interviews, "counts like 500,1000,2000") from None
+    slos = [Slo.parse(text) for text in (args.slo or DEFAULT_SLOS)]
+    ranges = [AccountRange.parse(text) for text in args.accounts or []]
+    from sims.scenario import load
+
+    scenario, _ = load(args.scenario, args.set or [], seed=args.seed)
+    from sims.sizing import default_range
+
+    total = expected_simulations(
+        len(levels), ranges or [default_range(scenario)], args.replications
+    )
+    bar, _ = _progress_bar(total, not args.quiet and sys.stderr.isatty())
+    tick = (lambda: bar.update(1)) if bar is not None else None
+    if bar is not None and args.baseline:
+        bar.total *= 2
+
+    def run(extra: list[str]) -> Sizing:
+        return size(
+            args.scenario,
+            levels,
+            slos,
+            ranges,
+            replications=args.replications,
+            overrides=[*(args.set or []), *extra],
+            seed=args.seed,
+            workers=args.workers,
+            on_simulation=tick,
+        )
+
+    try:
+        sizing = run([])
+        baseline = run(args.baseline) if args.baseline else None
+    finally:
+        if bar is not None:
+            bar.close()
+    out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"size-{scenario.name}")
+    data, files = write_capacity_report(sizing, out, baseline, " and ".join(args.baseline or []))
+    if args.json:
+        line = {
+            str(level["interviews"]): (
+                {
+                    "fleet": level["recommended"]["counts"],
+                    "accounts": level["recommended"]["accounts"],
+                    "naive_accounts": level["naive_accounts"],
+                    "cost_per_interview": level["cost_per_interview"],
+                    "monthly_cost": level["monthly_cost"],
+                    "binding_limit": level["binding_limit"],
+                }
+                if level["feasible"]
+                else None
+            )
+            for level in data["levels"]
+        }
+        print(_json_line({"recommendation": line, "report": str(files.html)}))
+        return 0
+    from reports.capacity import HEADERS, _comparison, _row
+
+    print(format_table([_row(level) for level in data["levels"]], HEADERS))
+    if data["meta"].get("fixed"):
+        held = " + ".join(f"{n} x {group}" for group, n in data["meta"]["fixed"].items())
+        print(f"(held fixed, on top of each fleet: {held})")
+    for section in _comparison(data):
+        print(f"\n{section.title}:")
+        table = section.blocks[0]
+        print(format_table(list(table.rows), table.headers))
+    print(f"\nreport: {files.markdown}\n        {files.html}")
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from reports.experiment import ALL_METRICS, json_line, write_experiment_report
+    from reports.experiment_document import metric_value
+    from reports.summary import format_table
+    from sims.experiment import METRICS, load_experiment, run_experiment
+
+    prepared = load_experiment(args.experiment, args.seeds, args.set or [])
+    total = len(prepared.seeds) * len(prepared.spec.variants)
+    bar, _ = _progress_bar(total, not args.quiet and sys.stderr.isatty())
+    tick = (lambda: bar.update(1)) if bar is not None else None
+    try:
+        experiment = run_experiment(
+            args.experiment, args.seeds, args.set or [], workers=args.workers, on_run=tick
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    out = (
+        Path(args.out)
+        if args.out
+        else _new_run_dir(Path("runs"), f"experiment-{prepared.spec.name}")
+    )
+    data, files = write_experiment_report(experiment, out)
+    if args.json:
+        print(json.dumps(json_line(data, files.html), sort_keys=True))
+        return 0
+    seeds = data["meta"]["seeds"]
+    print(f"{prepared.spec.name}: {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}), paired\n")
+    rows = [
+        (
+            v["name"] + (" (control)" if i == 0 else ""),
+            *(metric_value(ALL_METRICS[k], v["means"][k]) for k in METRICS),
+        )
+        for i, v in enumerate(data["variants"])
+    ]
+    print(format_table(rows, ("variant", *(m.label for m in METRICS.values()))))
+    print(f"\n{data['verdict']['sentence']}")
+    if data["verdict"]["tradeoffs"]:
+        print("Also changed significantly: " + "; ".join(data["verdict"]["tradeoffs"]) + ".")
+    print(f"\nreport: {files.markdown}\n        {files.html}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from reports.summary import format_table
+    from sims.replay import HONESTY, overhead_note, replay, write_report
+
+    comparison = replay(
+        args.scenario,
+        time_scale=args.time_scale,
+        interviews=args.interviews,
+        seed=args.seed,
+        overrides=args.set or [],
+    )
+    scenario = comparison.scenario
+    out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"replay-{scenario.name}")
+    report = write_report(comparison, out)
+    if args.json:
+        print(_json_line({**comparison.as_json(), "report": str(report)}))
+        return 0
+    print(
+        f"{scenario.name} (seed {scenario.seed}): {scenario.workload.interviews} interviews "
+        f"replayed {comparison.time_scale:g}x faster than real time through the live router, "
+        "beside the simulation\n"
+    )
+    print(format_table(comparison.rows(), ("figure", "live replay", "simulation")))
+    print(
+        f"\nlive: {comparison.live_wall_s:.1f} s of wall time over "
+        f"{len(comparison.urls)} loopback mock providers; "
+        f"simulation: {comparison.simulation_wall_s:.2f} s"
+    )
+    print(f"\n{overhead_note(comparison)}\n{HONESTY}")
+    print(f"\nreport: {report}")
+    return 0
+
+
+def cmd_experiments(args: argparse.Namespace) -> int:
+    from sims.experiment import builtin_experiments, load_experiment
+
+    for name in builtin_experiments():
+        prepared = load_experiment(name)
+        first_line = " ".join(prepared.spec.description.split())
+        print(f"{name:<22}{first_line}")
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from sims.scenario import builtin_names, load
+
+    for name in builtin_names():
+        scenario, _ = load(name)
+        first_line = " ".join(scenario.description.split())
+        marker = " (default)" if name == DEFAULT_SCENARIO else ""
+        print(f"{name:<22}{first_line}{marker}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callboard",
+        description="Route LLM traffic across provider accounts, and simulate it in virtual time.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    simulate = commands.add_parser(
+        "simulate", help="run one seeded simulation and write its report"
+    )
+    simulate.add_argument(
+        "scenario",
+        nargs="?",
+        default=DEFAULT_SCENARIO,
+        help=f"a built-in scenario name or a TOML file (default: {DEFAULT_SCENARIO})",
+    )
+    simulate.add_argument("--seed", type=int, help="override the scenario's seed")
+    simulate.add_argument("--interviews", type=int, help="override workload.interviews")
+    simulate.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any scenario key, e.g. --set retry.max_attempts=2 (repeatable)",
+    )
+    simulate.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
+    simulate.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+    simulate.set_defaults(handler=cmd_simulate)
+
+    size = commands.add_parser(
+        "size", help="smallest fleet per concurrency level that meets the SLOs"
+    )
+    size.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO)
+    size.add_argument(
+        "--interviews", default="500,1000,2000", help="comma-separated concurrency levels"
+    )
+    size.add_argument(
+        "--slo",
+        action="append",
+        help='an objective like "p95<=3s" or "success>=99.9%%" (repeatable; '
+        "default: p95<=5s and success>=99.5%%)",
+    )
+    size.add_argument(
+        "--accounts",
+        action="append",
+        metavar="GROUP=MIN..MAX",
+        help="account group to size and its range (repeatable; groups grow together)",
+    )
+    size.add_argument(
+        "--baseline",
+        action="append",
+        metavar="KEY=VALUE",
+        help="also size the scenario with these overrides and compare costs, e.g. "
+        "--baseline \"routing.tiers='strong_only'\"",
+    )
+    size.add_argument("--replications", type=int, default=3, help="seeds per fleet size")
+    size.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
+    size.add_argument("--seed", type=int)
+    size.add_argument("--set", action="append", metavar="KEY=VALUE")
+    size.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
+    size.add_argument("--json", action="store_true")
+    size.add_argument("--quiet", action="store_true")
+    size.set_defaults(handler=cmd_size)
+
+    experiment = commands.add_parser(
+        "experiment",
+        help="run policy variants against the same faults and seeds; paired comparison",
+    )
+    experiment.add_argument(
+        "experiment", help="a built-in experiment (see: callboard experiments) or a TOML file"
+    )
+    experiment.add_argument(
+        "--seeds", type=int, help="seeds per variant (default: the experiment's own)"
+    )
+    experiment.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a scenario key for every variant (repeatable)",
+    )
+    experiment.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
+    experiment.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
+    experiment.add_argument(
+        "--json",
+        action="store_true",
+        help="print each variant's headline figures and the paired differences as one JSON line",
+    )
+    experiment.add_argument("--quiet", action="store_true")
+    experiment.set_defaults(handler=cmd_experiment)
+
+    replay = commands.add_parser(
+        "replay",
+        help="play a scenario through the live router in scaled real time, beside its simulation",
+    )
+    replay.add_argument(
+        "scenario", help="a built-in scenario, a scenario file, or an experiment (its control)"
+    )
+    replay.add_argument(
+        "--time-scale",
+        type=float,
+        default=60.0,
+        help="scenario seconds per real second (default: 60, an hour in a minute)",
+    )
+    replay.add_argument(
+        "--interviews",
+        type=int,
+        default=20,
+        help="override workload.interviews, for both runs (default: 20)",
+    )
+    replay.add_argument("--seed", type=int, help="override the scenario's seed")
+    replay.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any scenario key, for both runs (repeatable)",
+    )
+    replay.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
+    replay.add_argument("--json", action="store_true", help="print both columns as one JSON line")
+    replay.set_defaults(handler=cmd_replay)
+
+    experiments = commands.add_parser("experiments", help="list the built-in experiments")
+    experiments.set_defaults(handler=cmd_experiments)
+
+    scenarios = commands.add_parser("scenarios", help="list the built-in scenarios")
+    scenarios.set_defaults(handler=cmd_scenarios)
+
+    from engine.cli.live import add_mock_provider_parser, add_serve_parser
+
+    add_serve_parser(commands)
+    add_mock_provider_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from sims.scenario import ScenarioError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): nothing left to say, and no traceback
+        # when Python flushes stdout on the way out.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (ScenarioError, CallboardError) as exc:
+        print(f"callboard: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

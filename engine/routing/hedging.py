@@ -1,0 +1,188 @@
+"""Hedged requests: when an attempt is slower than its provider usually is, ask another.
+
+After a delay derived from the provider's observed latency (a percentile of its
+recent calls, or a multiple of its latency EWMA, never below a floor) a second
+attempt goes to another provider; the first answer wins and the other attempt is
+cancelled (its slot is freed, nothing is billed for it, and it counts as a hedge,
+not as a failure). :func:`hedged_attempt` runs the two legs for the router.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import attrs
+import numpy as np
+import trio
+
+from actors.errors import AttemptError, RateLimited
+from actors.messages import ChatRequest, Completion
+from actors.runtime import clock
+from actors.runtime.errors import require
+
+if TYPE_CHECKING:
+    from actors.health import HealthMonitor
+    from actors.provider import Provider
+    from actors.session import InterviewSession
+    from engine.routing.router import Router
+
+# How many more calls a provider must have seen before its percentile is recomputed.
+_REFRESH_EVERY = 16
+
+
+def _check(field: str, ok: bool, value: object, allowed: str) -> None:
+    require(f"hedging.{field}", ok, value, allowed)
+
+
+@attrs.frozen
+class HedgingConfig:
+    """When to send a second attempt (off unless ``enabled``).
+
+    The hedge goes out ``max(min_delay, p)`` after the first attempt started, where
+    ``p`` is the ``percentile`` of the provider's recent latencies or, when
+    ``ewma_multiple`` is set, that multiple of its latency EWMA. A provider with
+    fewer than ``min_samples`` measured calls is not hedged (there is no baseline).
+    When a retry budget is on, a hedge spends a retry credit like a retry does.
+    """
+
+    enabled: bool = False
+    percentile: float = 95.0
+    ewma_multiple: float | None = None
+    min_delay: float = 0.5
+    min_samples: int = 20
+
+    def __attrs_post_init__(self) -> None:
+        _check("percentile", 0 < self.percentile < 100, self.percentile, "a percentile in (0, 100)")
+        _check(
+            "ewma_multiple",
+            self.ewma_multiple is None or 0 < self.ewma_multiple < math.inf,
+            self.ewma_multiple,
+            "a number > 0, or unset to use the percentile",
+        )
+        _check("min_delay", 0 <= self.min_delay < math.inf, self.min_delay, ">= 0 seconds")
+        _check("min_samples", self.min_samples >= 1, self.min_samples, ">= 1 calls")
+
+
+class HedgeTimer:
+    """The hedge delay per provider, from the health monitor's live statistics."""
+
+    def __init__(self, config: HedgingConfig, health: HealthMonitor) -> None:
+        self.config = config
+        self.health = health
+        self._cached: dict[str, tuple[int, float]] = {}  # provider -> (calls seen, percentile)
+
+    def delay(self, provider: Provider) -> float | None:
+        """Seconds after the first attempt's start to hedge it, or None (not measured yet)."""
+        cfg = self.config
+        name = provider.spec.name
+        stats = self.health.providers[name]
+        samples = stats.samples
+        if samples < cfg.min_samples:
+            return None
+        if cfg.ewma_multiple is not None:
+            base = cfg.ewma_multiple * stats.latency_ewma
+        else:
+            cached = self._cached.get(name)
+            if cached is None or stats.calls - cached[0] >= _REFRESH_EVERY:
+                value = float(np.percentile(stats.latencies[:samples], cfg.percentile))
+                cached = self._cached[name] = (stats.calls, value)
+            base = cached[1]
+        return max(cfg.min_delay, base)
+
+
+async def hedged_attempt(
+    router: Router,
+    provider: Provider,
+    request: ChatRequest,
+    request_id: str,
+    session: InterviewSession | None,
+    limits: tuple[float, float],
+    errors: list[AttemptError],
+    avoid: dict[str, float],
+    failed: set[str],
+) -> tuple[Completion, Provider]:
+    """One attempt on ``provider``, hedged on another if it runs past its hedge delay.
+
+    ``limits`` is (this attempt's timeout, the request's deadline). Returns the first
+    answer and who gave it; the other leg is cancelled (its slot freed, nothing
+    billed). A leg that fails while the other still runs is recorded in ``errors``
+    (and ``avoid``/``failed``, like any failed attempt); if both fail, the first
+    leg's error is raised for the router to handle as usual.
+    """
+    timer = router.hedge_timer
+    assert timer is not None
+    timeout, deadline = limits
+    delay = timer.delay(provider)
+    if delay is None or delay >= timeout:
+        return await provider.call(request, request_id, timeout), provider
+    won: list[tuple[Completion, Provider]] = []
+    first_error: list[AttemptError] = []
+    first_done = trio.Event()
+    stats = router.stats
+    log = router.log
+
+    async def leg(target: Provider, leg_timeout: float, hedge: bool) -> None:
+        try:
+            completion = await target.call(request, request_id, leg_timeout)
+        except AttemptError as exc:
+            if not hedge:
+                first_error.append(exc)
+                return
+            errors.append(exc)
+            end = clock.now()
+            if isinstance(exc, RateLimited):
+                avoid[target.spec.name] = end + exc.retry_after
+            else:
+                failed.add(target.spec.name)
+            if log.active:
+                log.emit(end, request_id, "failed", f"provider={target.spec.name} hedge=1")
+            return
+        finally:
+            if not hedge:
+                first_done.set()
+        if not won:
+            won.append((completion, target))
+            nursery.cancel_scope.cancel()  # the other leg: cancelled, freed, not billed
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(leg, provider, timeout, False)
+        with trio.move_on_after(delay):
+            await first_done.wait()
+        if not first_done.is_set():
+            now = clock.now()
+            second = _hedge_target(router, request, provider, now, avoid, session)
+            budget = router.budget
+            if second is not None and (budget is None or budget.try_spend(now)):
+                stats.hedges += 1
+                stats.attempts += 1
+                if log.active:
+                    detail = (
+                        f"provider={second.spec.name} after={delay:.3f} slow={provider.spec.name}"
+                    )
+                    log.emit(now, request_id, "hedge", detail)
+                leg_timeout = min(router.retry.attempt_timeout, deadline - now)
+                nursery.start_soon(leg, second, leg_timeout, True)
+    if won:
+        completion, winner = won[0]
+        if winner is not provider:
+            stats.hedge_wins += 1
+            errors.extend(first_error)  # the first leg failed before the hedge answered
+        return completion, winner
+    raise first_error[0]
+
+
+def _hedge_target(
+    router: Router,
+    request: ChatRequest,
+    slow: Provider,
+    now: float,
+    avoid: dict[str, float],
+    session: InterviewSession | None,
+) -> Provider | None:
+    """Another provider that can take ``request`` now, chosen by the router's policy."""
+    eligible, _ = router._eligible(request, now, avoid)
+    others = [p for p in eligible if p is not slow]
+    if not others:
+        return None
+    return router.policy.choose(router._by_tier(others, request), request, session, now)

@@ -1,0 +1,280 @@
+"""The live router for apps that embed it: ``async with engine.open_router(config) as router``.
+
+It is the simulator's routing core (``engine.routing.fleet.open_fleet``) with HTTP
+backends instead of virtual ones: the same router, breakers, cache, health
+monitor and sessions, on trio's real clock. Every provider's rate-limit
+headers are fed to its provider actor as they arrive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from actors.backends.http import HttpBackend
+from actors.backends.http1 import HttpClient
+from actors.backends.http1.proxy import ProxyURLError, proxy_settings
+from actors.backends.ratelimit_headers import RateLimitInfo
+from actors.breaker import Transition
+from actors.messages import ChatMessage, ChatRequest, Completion
+from actors.provider import Provider
+from actors.runtime import clock
+from actors.session import InterviewSession, Turn
+from engine.routing.decision_log import DecisionLog
+from engine.routing.fleet import Account, Fleet, open_fleet
+from engine.serve.live_config import ConfigError, LiveConfig, load_config
+from engine.serve.openai_format import chat_messages
+from engine.serve.reply_stream import ReplyStream
+from engine.serve.sessions import SessionRegistry
+from engine.serve.state.shared import SharedState, limited, open_shared_state
+from engine.serve.state.store import StateStore
+from engine.serve.status import ProviderStatus, best_provider, provider_status
+
+logger = logging.getLogger("callboard.live")
+
+Messages = Sequence[Mapping[str, Any] | ChatMessage]
+
+
+class LiveRouter:
+    """Routes chat requests over real providers; every method is safe to call concurrently."""
+
+    def __init__(
+        self,
+        config: LiveConfig,
+        fleet: Fleet,
+        backends: Mapping[str, HttpBackend],
+        nursery: trio.Nursery,
+        sessions: SessionRegistry,
+        state: SharedState | None = None,
+    ) -> None:
+        self.config = config
+        self.fleet = fleet
+        self.router = fleet.router
+        self.backends = backends
+        self.sessions = sessions
+        #: What this router shares with others (None: it keeps its state to itself).
+        self.state = state
+        self._nursery = nursery
+
+    @property
+    def providers(self) -> list[Provider]:
+        return self.fleet.providers
+
+    def request(
+        self,
+        messages: Messages,
+        *,
+        model: str = "auto",
+        temperature: float = 1.0,
+        max_tokens: int | None = None,
+        request_id: str | None = None,
+        kind: str = "chat",
+        deadline: float | None = None,
+        bypass_cache: bool = False,
+        cache_key: str | None = None,
+    ) -> ChatRequest:
+        """A :class:`ChatRequest` from OpenAI-style messages (dicts or ChatMessages)."""
+        return ChatRequest(
+            messages=chat_messages(messages),
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            request_id=request_id,
+            kind=kind,
+            deadline=deadline,
+            bypass_cache=bypass_cache,
+            cache_key=cache_key,
+        )
+
+    async def complete(self, messages: Messages, **options: Any) -> Completion:
+        """Answer one chat request, or raise a named :class:`~engine.CallboardError`."""
+        return await self.router.complete(self.request(messages, **options))
+
+    async def complete_request(self, request: ChatRequest) -> Completion:
+        return await self.router.complete(request)
+
+    def stream(self, messages: Messages, **options: Any) -> ReplyStream:
+        """The answer's text as it arrives: ``async for text in router.stream(...)``."""
+        request = self.request(messages, **options)
+        return self.stream_request(request)
+
+    def stream_request(self, request: ChatRequest) -> ReplyStream:
+        return ReplyStream(self._nursery, lambda: self.router.complete(request))
+
+    async def session(self, session_id: str, system_prompt: str = "") -> InterviewSession:
+        """The interview session ``session_id`` (started if new); it owns the history."""
+        return await self.sessions.open(session_id, system_prompt)
+
+    async def turn(self, session_id: str, content: str, **turn: Any) -> Completion:
+        """One candidate message in a session; refused while another turn is answering."""
+        async with self.sessions.turn(session_id) as session:
+            return await session.turn(Turn(content, **turn))
+
+    def stream_turn(self, session_id: str, content: str, **turn: Any) -> ReplyStream:
+        """One session turn, streamed; a provider swap mid-answer restarts the text."""
+
+        async def answer() -> Completion:
+            return await self.turn(session_id, content, **turn)
+
+        return ReplyStream(self._nursery, answer, restartable=True)
+
+    # --- what the router knows about its providers ----------------------------
+    def status(self) -> list[ProviderStatus]:
+        now = clock.now()
+        health = self.fleet.health
+        return [provider_status(p, health, self._limits(p.spec.name), now) for p in self.providers]
+
+    def best(self) -> ProviderStatus | None:
+        now = clock.now()
+        best = best_provider(self.providers, self.fleet.health, self.config.routing, now)
+        if best is None:
+            return None
+        return provider_status(best, self.fleet.health, self._limits(best.spec.name), now)
+
+    def state_status(self) -> dict[str, Any]:
+        """Where shared state lives and whether it is reachable (for /health)."""
+        if self.state is None:
+            return {"store": "local", "status": "up"}
+        return self.state.status()
+
+    def report_failure(self, provider: str, reason: str) -> None:
+        """A failure seen outside the router (e.g. by the app); lowers the health score."""
+        self.fleet.health.report(provider, reason)
+
+    def _limits(self, name: str) -> RateLimitInfo | None:
+        backend = self.backends.get(name)
+        return backend.last_limits if backend is not None else None
+
+
+def client_for(config: LiveConfig, env: Mapping[str, str] | None = None) -> HttpClient:
+    """The HTTP client the router opens for ``config`` when the app gives none; its
+    proxies are ``server.proxy`` / ``server.no_proxy`` over ``env``'s (default: the
+    process environment's) HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY."""
+    server = config.server
+    try:
+        proxies = proxy_settings(env, proxy=server.proxy, no_proxy=server.no_proxy)
+    except ProxyURLError as exc:  # a bad variable: the config's own was checked on load
+        raise ConfigError("environment", [str(exc)]) from None
+    if proxies.enabled:
+        https, http = (p or "no proxy" for p in (proxies.https, proxies.http))
+        logger.info("provider proxies: https origins %s, http origins %s", https, http)
+    return HttpClient(
+        max_connections=server.max_connections,
+        connect_timeout=server.connect_timeout,
+        read_timeout=server.read_timeout,
+        proxies=proxies,
+    )
+
+
+def _feed(provider: Provider) -> Callable[[RateLimitInfo], None]:
+    def observe(info: RateLimitInfo) -> None:
+        provider.observe_limits(info.limits, clock.now())
+
+    return observe
+
+
+@contextlib.asynccontextmanager
+async def open_router(
+    config: LiveConfig | str | Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    http_client: HttpClient | None = None,
+    log: DecisionLog | None = None,
+    recorder: Any = None,
+    on_transition: Callable[[Transition], None] | None = None,
+    state: StateStore | None = None,
+) -> AsyncIterator[LiveRouter]:
+    """Start the live routing core over ``config``'s providers; stop everything on exit.
+
+    ``config`` is a :class:`LiveConfig` or the path of a TOML file. Keys are
+    read from ``env`` (default: the process environment) before anything starts.
+    ``http_client`` shares a caller's connection pool (e.g. one with a test CA in
+    its TLS context, or already warm); by default the router opens its own from
+    ``config.server`` and closes it on exit.
+    ``state`` is a store to share with other routers (e.g. one
+    :class:`engine.serve.state.MemoryStore` for several routers in one process);
+    without it, ``[state] redis`` names the Redis to share, if any.
+    """
+    try:
+        async with _open_router(
+            config, env, http_client, log, recorder, on_transition, state
+        ) as live:
+            yield live
+    except BaseExceptionGroup as group:
+        # The app's own error reaches it bare, not wrapped in the nurseries' groups.
+        sole = sole_error(group)
+        if sole is None:
+            raise
+        raise sole from None
+
+
+def sole_error(error: BaseException) -> BaseException | None:
+    """The one error inside nested single-member exception groups, else None."""
+    while isinstance(error, BaseExceptionGroup):
+        if len(error.exceptions) != 1:
+            return None
+        error = error.exceptions[0]
+    return error
+
+
+@contextlib.asynccontextmanager
+async def _open_router(
+    config: LiveConfig | str | Path,
+    env: Mapping[str, str] | None,
+    http_client: HttpClient | None,
+    log: DecisionLog | None,
+    recorder: Any,
+    on_transition: Callable[[Transition], None] | None,
+    state: StateStore | None,
+) -> AsyncIterator[LiveRouter]:
+    if not isinstance(config, LiveConfig):
+        config = load_config(config)
+    env = os.environ if env is None else env
+    endpoints = [p.endpoint(env, i) for i, p in enumerate(config.providers)]
+    token = secrets.token_hex(3)
+    async with contextlib.AsyncExitStack() as stack:
+        shared = await stack.enter_async_context(open_shared_state(config.state, state, token))
+        if shared is not None:
+            on_transition = shared.chain(on_transition)
+        if http_client is None:
+            http_client = await stack.enter_async_context(client_for(config, env))
+        backends = {e.name: HttpBackend(e, http_client) for e in endpoints}
+        accounts = [
+            Account(p.spec(), limited(shared, p.name, p.limits, backends[p.name]))
+            for p in config.providers
+        ]
+        async with open_fleet(
+            accounts,
+            config.router_config,
+            seed=config.seed,
+            log=log,
+            recorder=recorder,
+            on_transition=on_transition,
+            # Unique per router process, so ids never repeat across restarts or replicas.
+            request_id_prefix=f"r-{token}-",
+        ) as fleet:
+            for provider in fleet.providers:
+                backends[provider.spec.name].on_limits = _feed(provider)
+            async with trio.open_nursery() as nursery:
+                shared_sessions = None
+                if shared is not None:
+                    lock_ttl = config.retry.deadline + config.retry.attempt_timeout
+                    idle = config.server.session_idle_timeout
+                    shared_sessions = shared.start(fleet, nursery, idle=idle, lock_ttl=lock_ttl)
+                sessions = SessionRegistry(
+                    fleet.router,
+                    nursery,
+                    idle_timeout=config.server.session_idle_timeout,
+                    max_sessions=config.server.max_sessions,
+                    shared=shared_sessions,
+                )
+                nursery.start_soon(sessions.sweep_forever)
+                yield LiveRouter(config, fleet, backends, nursery, sessions, shared)
+                nursery.cancel_scope.cancel()

@@ -1,0 +1,330 @@
+"""The OpenAPI 3.1 description of ``callboard serve``'s HTTP API, served at ``GET /openapi.json``.
+
+Written by hand, next to the handlers in :mod:`engine.serve.app`, because the app
+has no framework to derive it from; the schemathesis test
+(``tests/live/test_fuzz_api.py``) fuzzes the server from this document and fails
+when a response leaves it (an undocumented status, body or content type), which
+keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.messages import ROLES
+from engine.serve.openai_format import IGNORED_FIELDS
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_JSON = "application/json"
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    meaning = {
+        400: "a bad field, named in error.param",
+        404: "unknown model, session, provider or route",
+        409: "the session is still answering its previous message",
+        413: "the body is larger than server.max_body_bytes",
+        502: "every attempt failed; error.attempts lists them",
+        503: "no provider can answer before the deadline, the router sheds load, or the "
+        "server is shutting down; Retry-After says when to try again",
+        504: "the request's deadline passed",
+    }
+    responses = {}
+    for status in statuses:
+        response = _json(_ERROR, meaning[status])
+        if status == 503:
+            response["headers"] = {
+                "Retry-After": {"schema": {"type": "string"}, "description": "seconds"}
+            }
+        responses[str(status)] = response
+    return responses
+
+
+_ROUTED = (400, 404, 413, 502, 503, 504)
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": "string"},
+                    "retry_after": {"type": "number"},
+                    "request_id": {"type": "string"},
+                    "attempts": {"type": "array", "items": {"type": "object"}},
+                },
+            }
+        },
+    },
+    "Message": {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "role": {"enum": list(ROLES)},
+            "content": {
+                "oneOf": [
+                    {"type": "string"},
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["type", "text"],
+                            "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+                        },
+                    },
+                ]
+            },
+        },
+    },
+    "ChatRequest": {
+        "type": "object",
+        "required": ["messages"],
+        "additionalProperties": False,
+        "properties": {
+            "messages": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"$ref": "#/components/schemas/Message"},
+            },
+            "model": {"type": "string", "minLength": 1, "description": "'auto' or a model"},
+            # Every optional field may also be null (unset), as OpenAI's clients send them.
+            **{
+                field: {"anyOf": [schema, {"type": "null"}]}
+                for field, schema in {
+                    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                    "max_tokens": {"type": "integer", "minimum": 1},
+                    "max_completion_tokens": {"type": "integer", "minimum": 1},
+                    "stream": {"type": "boolean"},
+                    "n": {"const": 1},
+                    "request_id": {
+                        "type": "string",
+                        "maxLength": 128,
+                        "pattern": "^[\\x20-\\x7e]*$",
+                    },
+                    "kind": {"type": "string", "description": "turn kind, e.g. question"},
+                    "deadline": {"type": "number", "exclusiveMinimum": 0, "description": "s"},
+                    "bypass_cache": {"type": "boolean"},
+                    "cache_key": {"type": "string"},
+                    "priority": {"type": "integer", "minimum": 0, "description": "0 goes first"},
+                }.items()
+            },
+            **{field: {"description": "accepted and ignored"} for field in sorted(IGNORED_FIELDS)},
+        },
+    },
+    "Completion": {
+        "type": "object",
+        "required": ["id", "object", "model", "choices", "usage", "request_id", "provider"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "chat.completion"},
+            "created": {"type": "integer"},
+            "model": {"type": "string"},
+            "choices": {"type": "array", "items": {"type": "object"}},
+            "usage": {"type": "object"},
+            "request_id": {"type": "string"},
+            "provider": {"type": "string"},
+            "attempts": {"type": "integer"},
+            "total_latency_ms": {"type": "number"},
+            "cached": {"type": "boolean"},
+        },
+    },
+    "Session": {
+        "type": "object",
+        "required": ["session_id", "history", "providers_used"],
+        "properties": {
+            "session_id": {"type": "string"},
+            "history": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
+            "providers_used": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "Books": {
+        "type": "object",
+        "required": ["received", "queued", "in_flight", "answered", "failed", "cancelled"],
+        "properties": {
+            "received": {"type": "integer"},
+            "queued": {"type": "integer"},
+            "in_flight": {"type": "integer"},
+            "answered": {"type": "integer"},
+            "failed": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "cancelled": {"type": "integer"},
+            "balanced": {"type": "boolean"},
+            "draining": {"type": "boolean"},
+        },
+    },
+}
+
+_SESSION_ID = {
+    "name": "session_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+}
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {_JSON: {"schema": schema}}}
+
+
+def _object(**properties: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The API's description (OpenAPI 3.1)."""
+    session = {"$ref": "#/components/schemas/Session"}
+    anything = _json({"type": "object"}, "see the README's HTTP surface")
+    paths: dict[str, Any] = {
+        "/v1/chat/completions": {
+            "post": {
+                "summary": "OpenAI-compatible chat completion (server-sent events with stream)",
+                "requestBody": _body({"$ref": "#/components/schemas/ChatRequest"}),
+                "responses": {
+                    "200": {
+                        "description": "the answer, and who gave it",
+                        "content": {
+                            _JSON: {"schema": {"$ref": "#/components/schemas/Completion"}},
+                            "text/event-stream": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["data"],
+                                    "properties": {"data": {"type": "string"}},
+                                    "description": "chat.completion.chunk events, then [DONE]",
+                                }
+                            },
+                        },
+                    },
+                    **_errors(*_ROUTED),
+                },
+            }
+        },
+        "/sessions": {
+            "post": {
+                "summary": "Start (or find) an interview session",
+                "requestBody": _body(
+                    _object(
+                        session_id={
+                            "anyOf": [
+                                {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "maxLength": 128,
+                                    "pattern": "^[^/]+$",
+                                },
+                                {"type": "null"},
+                            ],
+                            "description": "unset or null: the router names it",
+                        },
+                        system_prompt={"type": "string"},
+                    )
+                ),
+                "responses": {
+                    "200": _json(session, "the session already existed"),
+                    "201": _json(session, "a new session"),
+                    **_errors(400, 413, 503),
+                },
+            }
+        },
+        "/sessions/{session_id}": {
+            "get": {
+                "summary": "A session's history",
+                "parameters": [_SESSION_ID],
+                "responses": {"200": _json(session, "the session"), **_errors(400, 404)},
+            }
+        },
+        "/sessions/{session_id}/messages": {
+            "post": {
+                "summary": "One candidate message in a session; the router answers it",
+                "parameters": [_SESSION_ID],
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["content"],
+                        "properties": {
+                            "content": {"type": "string", "minLength": 1},
+                            "max_tokens": {
+                                "anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}]
+                            },
+                            "priority": {
+                                "anyOf": [{"type": "integer", "minimum": 0}, {"type": "null"}],
+                                "description": "default: 1 for a session's first turn, then 0",
+                            },
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json({"type": "object"}, "the answer, with the session's turns"),
+                    **_errors(400, 404, 409, 413, 502, 503, 504),
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "200 while a provider can take a request",
+                "responses": {
+                    "200": anything,
+                    "503": _json({"type": "object"}, "no provider can take a request"),
+                },
+            }
+        },
+        "/stats": {
+            "get": {
+                "summary": "The books: every request that entered, by state",
+                "responses": {"200": _json({"$ref": "#/components/schemas/Books"}, "counts")},
+            }
+        },
+        "/api/models/health": {
+            "get": {"summary": "Per-provider health", "responses": {"200": anything}}
+        },
+        "/api/models/best": {
+            "get": {
+                "summary": "The provider the weighted score prefers now",
+                "responses": {"200": anything, **_errors(503)},
+            }
+        },
+        "/api/models/{provider}/report-failure": {
+            "post": {
+                "summary": "Report a failure seen outside the router",
+                "parameters": [
+                    {
+                        "name": "provider",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "requestBody": _body(_object(reason={"type": "string"}), required=False),
+                "responses": {
+                    "202": _json({"type": "object"}, "recorded"),
+                    **_errors(400, 404, 413),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": anything}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "callboard serve", "version": "0.1.0"},
+        "paths": paths,
+        "components": {"schemas": _SCHEMAS},
+    }

@@ -1,0 +1,147 @@
+"""``WS /interview/stream/{candidate_id}``: an interview as a WebSocket, streamed turn by turn.
+
+The candidate's session (its history) lives in the router, not in the
+connection or with a provider: when a provider fails, the router moves the
+turn to another one with the whole history, and the candidate sees only the
+answer. If the swap happens after part of an answer was streamed, the client
+gets ``{"type": "restart"}`` and the new answer from its start. A reconnect
+with the same candidate id resumes the same history.
+
+Protocol (JSON text frames)::
+
+    -> {"type": "message", "content": "...", "max_tokens": 200}   (or plain text)
+    <- {"type": "ready", "session_id": "...", "turns": 0}
+    <- {"type": "delta", "text": "..."} ...
+    <- {"type": "done", "content": "...", "provider": "...", "request_id": "...", ...}
+    <- {"type": "error", "error": {"message", "type", "param", "code"}}  (history unchanged)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import trio
+
+from actors.backends.sink import Delta, Restart
+from actors.runtime.errors import CallboardError
+from engine.routing.errors import InvalidRequest
+from engine.serve.asgi import Receive, Scope, Send
+from engine.serve.live_router import LiveRouter
+from engine.serve.openai_format import error_body
+from engine.serve.reply_stream import Done
+
+logger = logging.getLogger("callboard.ws")
+
+#: Messages a candidate may send ahead while an answer is streaming.
+PENDING_LIMIT = 16
+
+
+async def _send(send: Send, payload: dict[str, Any]) -> None:
+    await send({"type": "websocket.send", "text": json.dumps(payload)})
+
+
+def _parse(frame: dict[str, Any]) -> tuple[str, int | None]:
+    text = frame.get("text")
+    if text is None:
+        data = frame.get("bytes") or b""
+        text = data.decode("utf-8", "replace")
+    content: Any = text
+    max_tokens: Any = None
+    if text.lstrip().startswith("{"):
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as exc:
+            where = f"line {exc.lineno}, column {exc.colno}"
+            message = f"message: not valid JSON ({where}); send a JSON object or plain text"
+            raise InvalidRequest(
+                "message", text[:60], "JSON or plain text", message=message
+            ) from None
+        content, max_tokens = body.get("content"), body.get("max_tokens")
+    if not isinstance(content, str) or not content.strip():
+        raise InvalidRequest("content", content, "the candidate's message, a non-empty string")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
+        raise InvalidRequest("max_tokens", max_tokens, "an integer >= 1")
+    return content, max_tokens
+
+
+def _system_prompt(scope: Scope) -> str:
+    from urllib.parse import parse_qs
+
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return query.get("system", [""])[0]
+
+
+async def interview_socket(
+    live: LiveRouter, scope: Scope, receive: Receive, send: Send, candidate_id: str
+) -> None:
+    first = await receive()
+    if first["type"] != "websocket.connect":
+        return
+    try:
+        session = await live.session(candidate_id, _system_prompt(scope))
+    except CallboardError as exc:
+        await send({"type": "websocket.close", "code": 1008, "reason": str(exc)[:120]})
+        return
+    await send({"type": "websocket.accept"})
+    turns = sum(1 for m in session.history if m.role == "user")
+    await _send(send, {"type": "ready", "session_id": candidate_id, "turns": turns})
+    logger.info("session_id=%s event=connected turns=%d", candidate_id, turns)
+    inbox_send, inbox = trio.open_memory_channel[dict[str, Any]](PENDING_LIMIT)
+    async with trio.open_nursery() as nursery:
+
+        async def read() -> None:
+            # Reads ahead while an answer streams, so a hang-up cancels the turn at once.
+            async with inbox_send:
+                while True:
+                    frame = await receive()
+                    if frame["type"] == "websocket.disconnect":
+                        nursery.cancel_scope.cancel()
+                        return
+                    if frame["type"] == "websocket.receive":
+                        await inbox_send.send(frame)
+
+        nursery.start_soon(read)
+        async for frame in inbox:
+            await _turn(live, send, candidate_id, frame)
+        nursery.cancel_scope.cancel()
+    logger.info("session_id=%s event=disconnected", candidate_id)
+
+
+async def _turn(live: LiveRouter, send: Send, candidate_id: str, frame: dict[str, Any]) -> None:
+    try:
+        content, max_tokens = _parse(frame)
+        async with live.stream_turn(candidate_id, content, max_tokens=max_tokens) as reply:
+            while True:
+                event = await reply.next_event()
+                if isinstance(event, Delta):
+                    await _send(send, {"type": "delta", "text": event.text})
+                elif isinstance(event, Restart):
+                    await _send(send, {"type": "restart"})
+                elif isinstance(event, Done):
+                    c = event.completion
+                    session = live.sessions.get(candidate_id)
+                    await _send(
+                        send,
+                        {
+                            "type": "done",
+                            "content": c.content,
+                            "provider": c.provider,
+                            "request_id": c.request_id,
+                            "attempts": c.attempts,
+                            "total_latency_ms": round(c.latency * 1000, 3),
+                            "turns": sum(1 for m in session.history if m.role == "user"),
+                        },
+                    )
+                    logger.info(
+                        "session_id=%s request_id=%s event=turn provider=%s attempts=%d",
+                        candidate_id,
+                        c.request_id,
+                        c.provider,
+                        c.attempts,
+                    )
+                    return
+    except CallboardError as exc:
+        _, body, _ = error_body(exc)
+        await _send(send, {"type": "error", **body})

@@ -1,0 +1,422 @@
+"""``callboard mock-provider``: a virtual provider served over OpenAI-compatible HTTP, in real time.
+
+The simulator's model of a provider (:class:`~actors.backends.virtual.VirtualBackend`:
+latency distributions, error kinds by share) answers real HTTP requests on
+trio's real clock, so the live router can be exercised, demonstrated and
+tested without any real account. Profiles say how it behaves and can be
+switched while it runs (``POST /admin/profile {"profile": "down"}``). A
+profile with limits enforces them and sends OpenAI's ``x-ratelimit-*``
+headers, so a router can be seen slowing down before the 429.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
+from actors.errors import AttemptError, AuthFailed, RateLimited, UpstreamError
+from actors.faults import Fault, FaultSchedule
+from actors.limits import Admission, LimitSpec, TokenBucket
+from actors.messages import ChatRequest, filler_text
+from actors.runtime import clock
+from actors.runtime.distributions import Constant, LogNormal
+from actors.runtime.errors import InvalidSetting
+from actors.runtime.randomness import RandomStreams
+from engine.serve.asgi import (
+    ClientGone,
+    end_body,
+    lifespan,
+    parse_json,
+    read_body,
+    send_json,
+    send_sse,
+    start_sse,
+    wait_for_disconnect,
+)
+from engine.serve.openai_format import parse_chat_body
+
+logger = logging.getLogger("callboard.mock")
+MAX_BODY = 4 * 1024 * 1024
+
+
+@attrs.frozen
+class MockProfile:
+    name: str
+    description: str
+    latency: LatencyModel
+    errors: ErrorRates = ErrorRates()
+    limits: tuple[LimitSpec, ...] = ()
+
+
+def mock_profiles(speed: float = 1.0) -> dict[str, MockProfile]:
+    """The built-in behaviours; ``speed`` > 1 makes every delay that many times shorter."""
+    if not (isinstance(speed, int | float) and 0 < speed < math.inf):
+        raise InvalidSetting("speed", speed, "a number > 0")
+
+    def latency(median: float, p95: float, tokens_per_s: float) -> LatencyModel:
+        return LatencyModel(
+            ttft=LogNormal.from_median_p95(median / speed, p95 / speed),
+            tokens_per_s=tokens_per_s * speed,
+            output_tokens=Constant(40),
+            error_ttft=Constant(0.05 / speed),
+        )
+
+    normal = latency(0.3, 0.9, 80.0)
+    rpm = (LimitSpec("requests", "requests", 600, 60.0),)
+    profiles = [
+        MockProfile(
+            "healthy", "answers everything; 600 requests/min with headers", normal, limits=rpm
+        ),
+        MockProfile("slow", "answers everything, ~10x slower", latency(4.0, 10.0, 15.0)),
+        MockProfile(
+            "flaky", "30% of calls fail with HTTP 500", normal, ErrorRates(upstream_error=0.3)
+        ),
+        MockProfile(
+            "rate-limited",
+            "every call gets 429 with Retry-After: 10",
+            normal,
+            ErrorRates(rate_limited=1.0, rate_limited_retry_after=10.0),
+        ),
+        MockProfile(
+            "down", "every call fails with HTTP 500", normal, ErrorRates(upstream_error=1.0)
+        ),
+        MockProfile(
+            "hang", "accepts every call and never answers", normal, ErrorRates(timeout=1.0)
+        ),
+        MockProfile("unlimited", "answers everything, no rate limit (load tests)", normal),
+    ]
+    return {p.name: p for p in profiles}
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as OpenAI writes it: "6m0s", "1.5s", "20ms"."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    rest = round(rest, 3)
+    text = f"{rest:g}s"
+    return f"{int(minutes)}m{text}" if minutes else text
+
+
+class MockProvider:
+    """The ASGI app of one mock provider account."""
+
+    def __init__(
+        self,
+        name: str = "mock",
+        profile: str = "healthy",
+        *,
+        speed: float = 1.0,
+        api_key: str | None = None,
+        seed: int = 0,
+        faults: Sequence[Fault] = (),
+        time_scale: float = 1.0,
+        profiles: Sequence[MockProfile] = (),
+    ) -> None:
+        """``faults`` (in scenario seconds) are replayed ``time_scale`` times faster than
+        real time, from when the mock first serves (or ``POST /admin/replay``).
+        ``profiles`` are added to the built-ins (e.g. a scenario account's own model)."""
+        if not (isinstance(time_scale, int | float) and 0 < time_scale < math.inf):
+            raise InvalidSetting("time_scale", time_scale, "a number > 0")
+        self.name = name
+        self.profiles = {**mock_profiles(speed), **{p.name: p for p in profiles}}
+        self.replay = FaultSchedule(faults)
+        self.time_scale = float(time_scale)
+        self._replay_start: float | None = None
+        self._api_key = api_key
+        self._streams = RandomStreams(seed)
+        self._output = self._streams.stream(f"mock:{name}:output")
+        self.recent: collections.deque[ChatRequest] = collections.deque(maxlen=100)
+        self.calls: collections.Counter[str] = collections.Counter()
+        #: Chat calls being answered now (a caller that hangs up ends its call).
+        self.in_flight = 0
+        self._served = 0
+        self.set_profile(profile)
+
+    def __repr__(self) -> str:
+        return f"MockProvider({self.name!r}, profile={self.profile.name!r})"
+
+    def set_profile(self, name: str) -> MockProfile:
+        if name not in self.profiles:
+            raise InvalidSetting("profile", name, " | ".join(self.profiles))
+        self.profile = self.profiles[name]
+        self.backend = VirtualBackend(
+            self.name,
+            self.profile.latency,
+            self.profile.errors,
+            self.replay,
+            self._streams,
+            fault_clock=self.replay_time,
+            fault_time_scale=self.time_scale,
+        )
+        self.admission = Admission(self.profile.limits)
+        logger.info("mock=%s profile=%s", self.name, name)
+        return self.profile
+
+    def replay_time(self) -> float:
+        """Scenario seconds since the replay started (it starts at the first call)."""
+        now = clock.now()
+        if self._replay_start is None:
+            self._replay_start = now
+        return (now - self._replay_start) * self.time_scale
+
+    def restart_replay(self, at: float = 0.0) -> None:
+        """Put the replay at scenario time ``at`` now (to line several mocks up)."""
+        self._replay_start = clock.now() - at / self.time_scale
+
+    def _describe_replay(self) -> dict[str, Any]:
+        now = self.replay_time()
+        return {
+            "time_scale": self.time_scale,
+            "scenario_time": round(now, 3),
+            "faults": len(self.replay.faults),
+            "active": [f.kind for f in self.replay.active(now)],
+        }
+
+    # --- ASGI ----------------------------------------------------------------
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"].rstrip("/")
+        try:
+            if method == "POST" and path in ("/v1/chat/completions", "/chat/completions"):
+                await self._chat(scope, receive, send)
+            elif path == "/admin/profile" and method == "POST":
+                body = parse_json(await read_body(receive, MAX_BODY))
+                profile = self.set_profile(body.get("profile") if isinstance(body, dict) else body)
+                await send_json(send, 200, {"profile": profile.name})
+            elif path == "/admin/profile" and method == "GET":
+                await send_json(send, 200, self._describe())
+            elif path == "/admin/replay" and method == "POST":
+                body = parse_json(await read_body(receive, MAX_BODY))
+                at = body.get("at", 0) if isinstance(body, dict) else 0
+                if isinstance(at, bool) or not isinstance(at, int | float) or at < 0:
+                    raise InvalidSetting("at", at, "scenario seconds >= 0")
+                self.restart_replay(float(at))
+                await send_json(send, 200, self._describe_replay())
+            elif path == "/admin/replay" and method == "GET":
+                await send_json(send, 200, self._describe_replay())
+            elif path in ("/health", "/v1/models", "/models") and method == "GET":
+                await send_json(send, 200, {"object": "list", "data": [{"id": self.name}]})
+            else:
+                await _error(send, 404, f"no route {method} {path}", "not_found")
+        except InvalidSetting as exc:
+            await _error(send, 400, str(exc), exc.code, exc.field)
+        except ClientGone:
+            pass
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile.name,
+            "profiles": {p.name: p.description for p in self.profiles.values()},
+            "calls": dict(self.calls),
+        }
+
+    def _authorised(self, scope: dict[str, Any]) -> bool:
+        if self._api_key is None:
+            return True
+        headers = dict(scope["headers"])
+        given = headers.get(b"authorization", b"").decode("latin-1")
+        return given == f"Bearer {self._api_key}"
+
+    async def _chat(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = parse_json(await read_body(receive, MAX_BODY))
+        request, stream = parse_chat_body(body)
+        headers = dict(scope["headers"])
+        expected = headers.get(b"x-callboard-expected-tokens", b"").decode("latin-1")
+        if expected.isdigit() and int(expected) >= 1:
+            # A modelled workload says how long its answer is, as in the simulator.
+            request = attrs.evolve(request, expected_output_tokens=int(expected))
+        self._served += 1
+        request_id = headers.get(b"x-callboard-request-id", b"").decode() or f"m-{self._served}"
+        self.recent.append(request)
+        if not self._authorised(scope):
+            self.calls["401"] += 1
+            await _error(send, 401, "Incorrect API key provided.", "invalid_api_key")
+            return
+        limit_headers, wait = self._admit(request)
+        if wait > 0:
+            self.calls["429"] += 1
+            headers_429 = {**limit_headers, "retry-after": str(math.ceil(wait))}
+            await _error(
+                send,
+                429,
+                "Rate limit reached for requests",
+                "rate_limit_exceeded",
+                None,
+                headers_429,
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self._answer(request, request_id, stream, limit_headers, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(
+        self,
+        request: ChatRequest,
+        request_id: str,
+        stream: bool,
+        limit_headers: dict[str, str],
+        receive: Any,
+        send: Any,
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            # A client that hangs up stops the work, as a real server would.
+            async def watch() -> None:
+                await wait_for_disconnect(receive)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            try:
+                if stream:
+                    await self._stream(request, request_id, limit_headers, send)
+                else:
+                    reply = await self.backend.complete(request, request_id)
+                    self.calls["200"] += 1
+                    await send_json(
+                        send,
+                        200,
+                        _completion(
+                            self.name, request_id, request, reply.content, reply.completion_tokens
+                        ),
+                        limit_headers,
+                    )
+            except AttemptError as exc:
+                await self._fail(exc, limit_headers, send)
+            nursery.cancel_scope.cancel()
+
+    async def _stream(
+        self, request: ChatRequest, request_id: str, headers: dict[str, str], send: Any
+    ) -> None:
+        # The first token's fate and time come from the virtual model (a 1-token call);
+        # the rest is paced at the model's decode speed.
+        first = await self.backend.complete(attrs.evolve(request, max_tokens=1), request_id)
+        wanted = request.expected_output_tokens or int(
+            self.profile.latency.output_tokens.sample(self._output)
+        )
+        if request.max_tokens is not None:
+            wanted = min(wanted, request.max_tokens)
+        self.calls["200"] += 1
+        await start_sse(send, headers)
+        created = int(time.time())
+        await send_sse(send, _chunk(self.name, request_id, created, first.content, None))
+        per_chunk = 4
+        text = filler_text(4 * max(0, wanted - 1))
+        for start in range(0, len(text), 4 * per_chunk):
+            await clock.sleep(per_chunk / self.profile.latency.tokens_per_s)
+            await send_sse(
+                send,
+                _chunk(self.name, request_id, created, text[start : start + 4 * per_chunk], None),
+            )
+        final = _chunk(self.name, request_id, created, "", "stop")
+        final["usage"] = {
+            "prompt_tokens": request.prompt_tokens,
+            "completion_tokens": max(1, wanted),
+            "total_tokens": request.prompt_tokens + max(1, wanted),
+        }
+        await send_sse(send, final)
+        await send_sse(send, "[DONE]")
+        await end_body(send)
+
+    def _admit(self, request: ChatRequest) -> tuple[dict[str, str], float]:
+        """(x-ratelimit-* headers, seconds to wait) under the profile's limits."""
+        if not self.admission.limiters:
+            return {}, 0.0
+        now = clock.now()
+        wait, _ = self.admission.try_admit(now, 1, request.prompt_tokens, request.prompt_chars)
+        headers: dict[str, str] = {}
+        for limiter in self.admission.limiters:
+            if not isinstance(limiter, TokenBucket):
+                continue
+            level = limiter.level(now)
+            unit = limiter.unit
+            headers[f"x-ratelimit-limit-{unit}"] = f"{limiter.capacity:g}"
+            headers[f"x-ratelimit-remaining-{unit}"] = str(max(0, math.floor(level)))
+            headers[f"x-ratelimit-reset-{unit}"] = go_duration(
+                (limiter.capacity - level) / limiter.rate
+            )
+        return headers, wait
+
+    async def _fail(self, exc: AttemptError, headers: dict[str, str], send: Any) -> None:
+        if isinstance(exc, RateLimited):
+            self.calls["429"] += 1
+            extra = {
+                **headers,
+                "retry-after": str(math.ceil(exc.retry_after)),
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": go_duration(exc.retry_after),
+            }
+            await _error(
+                send, 429, "Rate limit reached for requests", "rate_limit_exceeded", None, extra
+            )
+        elif isinstance(exc, AuthFailed):
+            self.calls["401"] += 1
+            await _error(send, 401, "Incorrect API key provided.", "invalid_api_key")
+        elif isinstance(exc, UpstreamError):
+            self.calls[str(exc.upstream_status)] += 1
+            await _error(send, exc.upstream_status, "The server had an error.", "server_error")
+        else:  # a malformed reply: 200 with a body that is not a completion
+            self.calls["malformed"] += 1
+            await send_json(send, 200, {"object": "chat.completion", "choices": []})
+
+
+async def _error(
+    send: Any,
+    status: int,
+    message: str,
+    code: str,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    await send_json(send, status, body, headers)
+
+
+def _completion(
+    model: str, request_id: str, request: ChatRequest, content: str, tokens: int
+) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": request.prompt_tokens,
+            "completion_tokens": tokens,
+            "total_tokens": request.prompt_tokens + tokens,
+        },
+    }
+
+
+def _chunk(
+    model: str, request_id: str, created: int, text: str, finish: str | None
+) -> dict[str, Any]:
+    delta = {"content": text} if text or finish is None else {}
+    return {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
