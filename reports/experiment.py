@@ -1,356 +1,34 @@
 """The experiment report: which variant won, by how much, and how sure that is.
 
-``experiment_data`` turns a :class:`sims.experiment.Experiment` into plain JSON-able
-data (experiment.json); the figures, the Markdown and the HTML are all drawn from
-that data, through the same Document the other reports use, so they agree. Nothing
-in it depends on wall time or paths: the same experiment and seeds give the same
-bytes.
+:func:`sims.experiment_data.experiment_data` turns an experiment into plain JSON-able
+data; :func:`experiment_report_data` adds the verdict in words (experiment.json); the
+figures, the Markdown and the HTML are all drawn from that data, through the same
+Document the other reports use, so they agree.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 
-from reports import summary
+from reports.experiment_document import experiment_document
+from reports.experiment_figures import experiment_figures
+from reports.experiment_text import verdict_words
 from reports.html import document_html
 from reports.markdown import document_markdown
-from sims.experiment import EXTRA, METRICS, Experiment, Metric, variant_hashes
-from sims.results import _round, callboard_version
-from sims.scenario import scenario_hash
-from sims.stats import Paired
-
-ALL_METRICS: dict[str, Metric] = {**METRICS, **EXTRA}
+from sims.experiment import Experiment
+from sims.experiment_data import experiment_data
+from sims.results import _round
 
 
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return math.fsum(finite) / len(finite) if finite else math.nan
-
-
-def _sd(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    if len(finite) < 2:
-        return math.nan
-    mean = math.fsum(finite) / len(finite)
-    return math.sqrt(math.fsum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
-
-
-def _paired(d: Paired) -> dict[str, Any]:
-    return {
-        "mean": d.mean,
-        "low": d.low,
-        "high": d.high,
-        "n": d.n,
-        "relative": d.relative,
-        "significant": d.significant,
-    }
-
-
-# --- the verdict -------------------------------------------------------------------
-
-
-def amount(metric: Metric, value: float) -> str:
-    """A difference's size, without its sign, in the metric's unit."""
-    size = abs(value)
-    if not math.isfinite(size):
-        return "n/a"
-    if metric.unit == "share":
-        return f"{size * 100:.2f} percentage points"
-    if metric.unit == "seconds":
-        return summary.seconds(size)
-    if metric.unit == "money":
-        return summary.money(size)
-    return f"{size:,.1f}"
-
-
-def _direction(metric: Metric, value: float) -> str:
-    if metric.unit == "count":
-        return "fewer" if value < 0 else "more"
-    return "lower" if value < 0 else "higher"
-
-
-def signed(metric: Metric, value: float) -> str:
-    if not math.isfinite(value):
-        return "n/a"
-    if value == 0:
-        return "0"
-    sign = "+" if value > 0 else "-"
-    if metric.unit == "share":
-        return f"{sign}{abs(value) * 100:.2f} pt"
-    return f"{sign}{amount(metric, value)}"
-
-
-def interval(metric: Metric, d: dict[str, Any], words: bool = False) -> str:
-    """The 95% interval; with ``words``, one-sided ones read "1.2 s to 3.4 s lower"."""
-    low, high = as_number(d["low"]), as_number(d["high"])
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return "no interval (one seed)"
-    if words and high < 0:
-        return f"95% CI {amount(metric, high)} to {amount(metric, low)} {_direction(metric, -1)}"
-    if words and low > 0:
-        return f"95% CI {amount(metric, low)} to {amount(metric, high)} {_direction(metric, 1)}"
-    return f"95% CI {signed(metric, low)} to {signed(metric, high)}"
-
-
-def _verdict(data: dict[str, Any]) -> dict[str, Any]:
-    judge = data["meta"]["judge"]
-    metric = METRICS[judge]
-    variants = data["variants"]
-    control = variants[0]["name"]
-    seeds = len(data["meta"]["seeds"])
-    sign = 1.0 if metric.higher_is_better else -1.0
-    means = [as_number(v["means"][judge]) for v in variants]
-    order = sorted(
-        range(len(variants)),
-        key=lambda i: (-(sign * means[i]) if math.isfinite(means[i]) else math.inf, i),
-    )
-    best = order[0]
-    if best == 0:
-        rival = order[1]
-        d = data["differences"][rival - 1]["metrics"][judge]
-        significant = bool(d["significant"])
-        winner = control if significant else None
-        name = variants[rival]["name"]
-        if significant:
-            sentence = (
-                f"{control} (the control) won on {metric.label}: the best alternative, {name}, "
-                f"had {amount(metric, d['mean'])} {_direction(metric, d['mean'])} "
-                f"{metric.label} ({interval(metric, d, True)}, paired over {seeds} seeds)."
-            )
-        else:
-            sentence = (
-                f"No variant beat {control} (the control) on {metric.label}: the closest, "
-                f"{name}, differs by {signed(metric, d['mean'])}, within noise "
-                f"({interval(metric, d)}, paired over {seeds} seeds)."
-            )
-        return {
-            "winner": winner,
-            "best_on_average": control,
-            "judge": judge,
-            "significant": significant,
-            "difference": d,
-            "against": name,
-            "sentence": sentence,
-            "tradeoffs": [],
-        }
-    d = data["differences"][best - 1]["metrics"][judge]
-    name = variants[best]["name"]
-    significant = bool(d["significant"])
-    relative = as_number(d["relative"])
-    share = f"{relative * 100:+.0f}%; " if math.isfinite(relative) else ""
-    if significant:
-        sentence = (
-            f"{name} won: {metric.label} {amount(metric, d['mean'])} "
-            f"{_direction(metric, d['mean'])} than {control} "
-            f"({share}{interval(metric, d, True)}, paired over {seeds} seeds)."
-        )
-    else:
-        sentence = (
-            f"No clear winner on {metric.label}: {name} was {amount(metric, d['mean'])} "
-            f"{_direction(metric, d['mean'])} than {control} on average, but within noise "
-            f"({interval(metric, d)}, paired over {seeds} seeds)."
-        )
-    tradeoffs = []
-    for key, other in ALL_METRICS.items():
-        if key == judge:
-            continue
-        od = data["differences"][best - 1]["metrics"][key]
-        if od["significant"]:
-            worse = (float(od["mean"]) < 0) == other.higher_is_better
-            tradeoffs.append(
-                f"{other.label} {signed(other, float(od['mean']))}"
-                + (" (worse)" if worse and other in METRICS.values() else "")
-            )
-    return {
-        "winner": name if significant else None,
-        "best_on_average": name,
-        "judge": judge,
-        "significant": significant,
-        "difference": d,
-        "against": control,
-        "sentence": sentence,
-        "tradeoffs": tradeoffs,
-    }
-
-
-def as_number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-# --- timelines ---------------------------------------------------------------------
-
-
-def _pad(rows: list[tuple], fill: float) -> np.ndarray:
-    width = max((len(r) for r in rows), default=0)
-    out = np.full((len(rows), width), fill, dtype=float)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = row
-    return out
-
-
-def _nanmedian(matrix: np.ndarray) -> list[float]:
-    out = []
-    for column in matrix.T:
-        finite = column[np.isfinite(column)]
-        out.append(float(np.median(finite)) if len(finite) else math.nan)
-    return out
-
-
-def _timeline(runs: tuple) -> dict[str, Any]:
-    """One variant's over-time figures, over all its seeds."""
-    lines = [run.timeline for run in runs]
-    width = lines[0].width
-    started = _pad([t.started for t in lines], 0.0).sum(axis=0)
-    failed = _pad([t.failed for t in lines], 0.0).sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        failed_share = np.where(started > 0, failed / started, math.nan)
-    served = {
-        name: _pad([t.served[name] for t in lines], 0.0).sum(axis=0).tolist()
-        for name in lines[0].served
-    }
-    longest = max(lines, key=lambda t: len(t.sample_t))
-    opened = _pad([t.open for t in lines], math.nan)
-    return {
-        "width": width,
-        "t": [(i + 0.5) * width for i in range(len(started))],
-        "p95": _nanmedian(_pad([t.p95 for t in lines], math.nan)),
-        "failed_share": failed_share.tolist(),
-        "started": started.tolist(),
-        "served": served,
-        "sample_t": list(longest.sample_t),
-        "open": [
-            float(np.mean(c[np.isfinite(c)])) if np.isfinite(c).any() else math.nan
-            for c in opened.T
-        ],
-        "end": max(t.end for t in lines),
-    }
-
-
-def _faults(experiment: Experiment) -> list[dict[str, Any]]:
-    scenario = experiment.prepared.control
-    end = max(run.timeline.end for runs in experiment.runs for run in runs)
-    out = []
-    for spec in scenario.faults:
-        fault = spec.fault()
-        out.append(
-            {
-                "kind": fault.kind,
-                "target": spec.target,
-                "start": fault.start,
-                "end": fault.end,
-                "share": fault.share,
-                "multiplier": fault.multiplier,
-                "period": fault.period,
-                "spans": [list(span) for span in fault.down_phases(end)],
-            }
-        )
-    return out
-
-
-# --- the data ----------------------------------------------------------------------
-
-
-def experiment_data(experiment: Experiment) -> dict[str, Any]:
-    prepared = experiment.prepared
-    spec = prepared.spec
-    hashes = variant_hashes(prepared)
-    variants = []
-    for index, variant in enumerate(spec.variants):
-        values = {key: experiment.values(index, m.key) for key, m in ALL_METRICS.items()}
-        variants.append(
-            {
-                "name": variant.name,
-                "description": variant.description,
-                "set": list(variant.set),
-                "scenario_hash": hashes[index],
-                "means": {key: _mean(v) for key, v in values.items()},
-                "sd": {key: _sd(v) for key, v in values.items()},
-                "values": values,
-                "failures": _merge(
-                    run.summary.get("failures", {}) for run in experiment.runs[index]
-                ),
-            }
-        )
-    differences = [
-        {
-            "variant": variant.name,
-            "against": spec.variants[0].name,
-            "metrics": {
-                key: _paired(experiment.difference(index, m.key)) for key, m in ALL_METRICS.items()
-            },
-        }
-        for index, variant in enumerate(spec.variants)
-        if index > 0
-    ]
-    control = prepared.control
-    data = _round(
-        {
-            "meta": {
-                "experiment": spec.name,
-                "description": " ".join(spec.description.split()),
-                "source": prepared.source if Path(prepared.source).suffix else spec.name,
-                "scenario": prepared.scenario_label,
-                "scenario_name": control.name,
-                "scenario_description": " ".join(control.description.split()),
-                "scenario_hash": scenario_hash(control),
-                "callboard_version": callboard_version(),
-                "seeds": list(prepared.seeds),
-                "judge": spec.judge,
-                "common_overrides": list(spec.set),
-                "window_s": spec.window,
-            },
-            "variants": variants,
-            "differences": differences,
-            "faults": _faults(experiment),
-            "timelines": {
-                variant.name: _timeline(experiment.runs[index])
-                for index, variant in enumerate(spec.variants)
-            },
-        }
-    )
-    data["verdict"] = _round(_verdict(data))
+def experiment_report_data(experiment: Experiment) -> dict[str, Any]:
+    """experiment.json: the experiment's numbers, and its verdict in words."""
+    data = experiment_data(experiment)
+    data["verdict"] = _round({**data["verdict"], **verdict_words(data)})
     return data
-
-
-def _merge(counts: Any) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for count in counts:
-        for key, value in (count or {}).items():
-            total[key] = total.get(key, 0) + int(value)
-    return dict(sorted(total.items()))
-
-
-def json_line(data: dict[str, Any], report: Path) -> dict[str, Any]:
-    """The ``--json`` summary: each variant's headline figures and the paired differences."""
-    return {
-        "experiment": data["meta"]["experiment"],
-        "seeds": len(data["meta"]["seeds"]),
-        "judge": data["meta"]["judge"],
-        "winner": data["verdict"]["winner"],
-        "verdict": data["verdict"]["sentence"],
-        "variants": {
-            v["name"]: {key: v["means"][key] for key in METRICS} for v in data["variants"]
-        },
-        "differences": {
-            d["variant"]: {
-                key: {k: d["metrics"][key][k] for k in ("mean", "low", "high", "significant")}
-                for key in METRICS
-            }
-            for d in data["differences"]
-        },
-        "scenario_hash": data["meta"]["scenario_hash"],
-        "callboard_version": data["meta"]["callboard_version"],
-        "report": str(report),
-    }
 
 
 @attrs.frozen
@@ -371,12 +49,9 @@ def _write(path: Path, text: str) -> Path:
 def write_experiment_report(
     experiment: Experiment, out_dir: Path
 ) -> tuple[dict[str, Any], ExperimentFiles]:
-    from reports.experiment_document import experiment_document
-    from reports.experiment_figures import experiment_figures
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = experiment_data(experiment)
+    data = experiment_report_data(experiment)
     json_path = _write(
         out_dir / "experiment.json", json.dumps(data, sort_keys=True, indent=1) + "\n"
     )

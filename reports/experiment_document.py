@@ -1,7 +1,8 @@
 """The experiment report's text: the verdict, the tables, the set-up, as a Document.
 
-What it says comes from experiment.json's data alone (``reports.experiment``); the
-Markdown and HTML renderers only lay it out, as for the other reports.
+What it says comes from experiment.json's data alone
+(:func:`reports.experiment.experiment_report_data`); the Markdown and HTML renderers
+only lay it out, as for the other reports.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from typing import Any
 
 from reports import summary
 from reports.document import Document, FigureRef, Section, Table
-from reports.experiment import ALL_METRICS, METRICS, as_number, interval, signed
-from sims.experiment import Metric
+from reports.experiment_text import interval, signed
+from sims.experiment import METRICS, Metric
+from sims.experiment_data import ALL_METRICS, as_number
 
 
 def metric_value(metric: Metric, value: Any) -> str:

@@ -21,7 +21,9 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
 from reports.document import FigureRef
-from reports.experiment import METRICS, as_number, signed
+from reports.experiment_text import signed
+from sims.experiment import METRICS
+from sims.experiment_data import as_number
 
 matplotlib.use("Agg")
 

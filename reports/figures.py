@@ -22,9 +22,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from reports import numbers
-from reports.numbers import MIN_PER_WINDOW, Requests, Sampled, as_float
 from reports.summary import seconds
+from sims import result_views
+from sims.result_views import MIN_PER_WINDOW, Requests, Sampled, as_float
 from sims.results import Results
 
 DPI = 110
@@ -223,8 +223,8 @@ def latency_over_time(results: Results, requests: Requests, series: Sampled) -> 
     fig = Figure(figsize=(10, 6.2), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     end = _run_end(results, requests, series)
-    width = numbers.window_width(end)
-    edges = numbers.window_edges(end, width)
+    width = result_views.window_width(end)
+    edges = result_views.window_edges(end, width)
     mids = _minutes((edges[:-1] + edges[1:]) / 2)
     top.set_title(f"Latency and failures by request start time ({width:g} s windows)")
     top.set_ylabel("latency of answered requests (s)")
@@ -233,11 +233,11 @@ def latency_over_time(results: Results, requests: Requests, series: Sampled) -> 
     if len(requests) == 0:
         _empty(top, "no requests")
         return fig
-    groups = numbers.binned(requests.start, edges)
+    groups = result_views.binned(requests.start, edges)
     answered = np.where(requests.answered_facing, requests.latency, np.nan)
     upstream = np.where(requests.upstream, requests.latency, np.nan)
-    all_p = numbers.windowed_percentiles(answered, groups, (50, 95))
-    up_p = numbers.windowed_percentiles(upstream, groups, (50, 95))
+    all_p = result_views.windowed_percentiles(answered, groups, (50, 95))
+    up_p = result_views.windowed_percentiles(upstream, groups, (50, 95))
     if np.isfinite(all_p).any():
         top.plot(
             mids, all_p[:, 1], "-o", color=COLOURS["all"], markersize=3, label="p95, all answered"
@@ -304,7 +304,7 @@ def traffic(results: Results, requests: Requests, series: Sampled) -> Figure:
     top, bottom = fig.subplots(2, 1, sharex=True)
     t = series.t
     end = _run_end(results, requests, series)
-    width = numbers.window_width(end)
+    width = result_views.window_width(end)
     top.set_title(f"Traffic: requests per minute ({width:g} s steps) and work in progress")
     top.set_ylabel("requests per minute")
     bottom.set_ylabel("requests (count)")
@@ -313,7 +313,7 @@ def traffic(results: Results, requests: Requests, series: Sampled) -> Figure:
         _empty(top, "fewer than two samples")
         return fig
     for key in ("received", "answered", "failed"):
-        edges, rates = numbers.rate_per_minute(t, getattr(series, key), width)
+        edges, rates = result_views.rate_per_minute(t, getattr(series, key), width)
         # Received underneath and wider, so it shows where answered matches it exactly.
         wide = key == "received"
         top.stairs(
@@ -360,9 +360,9 @@ def providers(results: Results, requests: Requests, series: Sampled) -> Figure:
     fig = Figure(figsize=(10, 6.2), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
     t = series.t
-    names = [n for n in series.providers if n in numbers.max_concurrency_of(results)]
+    names = [n for n in series.providers if n in result_views.max_concurrency_of(results)]
     end = _run_end(results, requests, series)
-    width = numbers.window_width(end)
+    width = result_views.window_width(end)
     top.set_ylabel("slots in use (% of max concurrency)")
     bottom.set_ylabel("rate-limit rejections per minute")
     bottom.set_xlabel("simulated time (min)")
@@ -370,7 +370,7 @@ def providers(results: Results, requests: Requests, series: Sampled) -> Figure:
         top.set_title("Accounts: utilisation and rate limits")
         _empty(top, "no per-account samples")
         return fig
-    capacity = numbers.max_concurrency_of(results)
+    capacity = result_views.max_concurrency_of(results)
     minutes = _minutes(t)
     utilisation = {
         n: series.providers[n]["in_use"] / capacity[n] * 100.0
@@ -380,7 +380,7 @@ def providers(results: Results, requests: Requests, series: Sampled) -> Figure:
     }
     limited = {}
     for n in names:
-        edges, rates = numbers.rate_per_minute(t, series.providers[n]["rate_limited"], width)
+        edges, rates = result_views.rate_per_minute(t, series.providers[n]["rate_limited"], width)
         limited[n] = rates
     total_limited = sum(float(series.providers[n]["rate_limited"][-1]) for n in names)
     if len(names) <= MAX_LINES:
@@ -389,7 +389,7 @@ def providers(results: Results, requests: Requests, series: Sampled) -> Figure:
             top.plot(minutes, utilisation[n], color=colour, linewidth=1.2, label=n)
             bottom.stairs(limited[n], _minutes(edges), color=colour, linewidth=1.2, label=n)
     else:
-        family = numbers.family_of(results)
+        family = result_views.family_of(results)
         families: dict[str, list[str]] = defaultdict(list)
         for n in names:
             families[family.get(n, n)].append(n)
@@ -434,8 +434,8 @@ def providers(results: Results, requests: Requests, series: Sampled) -> Figure:
 
 
 def breakers(results: Results, requests: Requests, series: Sampled) -> Figure:
-    spans = numbers.breaker_spans(results)
-    names = list(numbers.max_concurrency_of(results)) or list(series.providers)
+    spans = result_views.breaker_spans(results)
+    names = list(result_views.max_concurrency_of(results)) or list(series.providers)
     end = _run_end(results, requests, series)
     moved = [n for n in names if n in spans] + sorted(set(spans) - set(names))
     quiet = [n for n in names if n not in spans]
@@ -462,7 +462,7 @@ def breakers(results: Results, requests: Requests, series: Sampled) -> Figure:
         return fig
     for row, name in enumerate(shown):
         own = spans.get(name) or [(0.0, end, "closed")]
-        for state in numbers.BREAKER_STATES:
+        for state in result_views.BREAKER_STATES:
             bars = [(_minutes(a), _minutes(b - a)) for a, b, s in own if s == state]
             if bars:
                 ax.broken_barh(
@@ -485,7 +485,7 @@ def cache(results: Results, requests: Requests, series: Sampled) -> Figure:
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     ax = fig.subplots()
     end = _run_end(results, requests, series)
-    width = numbers.window_width(end)
+    width = result_views.window_width(end)
     config = results.meta.get("config") or {}
     enabled = (config.get("cache") or {}).get("enabled", True)
     title = f"Cache hit rate ({width:g} s windows of request start time)"
@@ -496,8 +496,8 @@ def cache(results: Results, requests: Requests, series: Sampled) -> Figure:
     if len(requests) == 0:
         _empty(ax, "no requests")
         return fig
-    edges = numbers.window_edges(end, width)
-    groups = numbers.binned(requests.start, edges)
+    edges = result_views.window_edges(end, width)
+    groups = result_views.binned(requests.start, edges)
     started = np.asarray([len(g) for g in groups], dtype=float)
     hits = np.asarray([np.count_nonzero(requests.cached[g]) for g in groups], dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -560,8 +560,8 @@ FIGURES: dict[str, Callable[[Results, Requests, Sampled], Figure]] = {
 def render_figures(results: Results, out_dir: Path) -> list[Path]:
     """Write every figure as ``out_dir/<name>.png``; returns the paths in report order."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    requests = numbers.requests(results)
-    series = numbers.sampled(results)
+    requests = result_views.requests(results)
+    series = result_views.sampled(results)
     paths = []
     # The default style, whatever the user's matplotlibrc says: same Results, same bytes.
     with style.context("default"):

@@ -11,7 +11,7 @@ import re
 from collections import Counter, defaultdict
 from typing import Any
 
-from reports.numbers import as_float, family_of
+from sims.result_views import as_float, family_of
 from sims.results import Results
 
 PROVIDER_HEADERS = (

@@ -29,13 +29,11 @@ import cattrs
 
 from actors.faults import Fault
 from actors.runtime.errors import InvalidSetting, require
+from engine.routing.config import CONVERTER, apply_override, describe_problems
 from sims.scenario import (
-    CONVERTER,
     Scenario,
     ScenarioError,
-    apply_override,
     builtin_names,
-    describe_problems,
     read_source,
     scenario_hash,
     structure,
@@ -180,7 +178,7 @@ def load_experiment(ref: str, seeds: int | None = None, overrides: Sequence[str]
         variant_raw = copy.deepcopy(base)
         try:
             for assignment in (*spec.set, *overrides, *variant.set):
-                apply_override(variant_raw, assignment)
+                apply_override(variant_raw, assignment, ScenarioError)
             scenarios.append(structure(variant_raw, f"{scenario_source} [{variant.name}]"))
         except ScenarioError as exc:
             problems += [f"variant {variant.name!r}: {p}" for p in exc.problems]
@@ -237,7 +235,7 @@ def simulate_variant(raw: dict[str, Any], source: str, seed: int, window: float)
     """Run one variant on one seed (in a worker process)."""
     import numpy as np
 
-    from reports import numbers
+    from sims import result_views
     from sims.results import summarise
     from sims.runner import simulate
 
@@ -245,12 +243,12 @@ def simulate_variant(raw: dict[str, Any], source: str, seed: int, window: float)
     raw["seed"] = seed
     results = summarise(simulate(structure(raw, source)))
     summary = {k: results.summary[k] for k in _KEEP}
-    requests = numbers.requests(results)
+    requests = result_views.requests(results)
     end = float(results.summary["simulated_s"])
-    edges = numbers.window_edges(max(end, window), window)
-    groups = numbers.binned(requests.start, edges)
+    edges = result_views.window_edges(max(end, window), window)
+    groups = result_views.binned(requests.start, edges)
     latency = np.where(requests.answered_facing, requests.latency, np.nan)
-    p95 = numbers.windowed_percentiles(latency, groups, (95,))[:, 0]
+    p95 = result_views.windowed_percentiles(latency, groups, (95,))[:, 0]
     names = list(results.meta["providers"])
     by_provider = requests.answered & ~requests.cached  # every turn kind, as failures
     served = {
@@ -259,7 +257,7 @@ def simulate_variant(raw: dict[str, Any], source: str, seed: int, window: float)
         )
         for i, name in enumerate(names)
     }
-    series = numbers.sampled(results)
+    series = result_views.sampled(results)
     codes = (
         np.vstack([own["breaker"] for own in series.providers.values()])
         if series.providers

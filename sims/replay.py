@@ -38,6 +38,7 @@ from actors.backends.virtual import LatencyModel
 from actors.runtime import clock
 from actors.runtime.errors import InvalidSetting
 from actors.runtime.randomness import RandomStreams, Stream
+from engine.routing.config import CONVERTER
 from engine.routing.recording import RequestRecorder
 from engine.serve.asgi import serve_app
 from engine.serve.live_config import LiveConfig, structure_config
@@ -46,7 +47,7 @@ from sims.interview import InterviewTally, play_interviews
 from sims.mock_provider import MockProfile, MockProvider
 from sims.runner import RunData, _router_counts, _totals
 from sims.sampler import Series
-from sims.scenario import CONVERTER, Scenario, load, structure
+from sims.scenario import Scenario, load, structure
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_TIME_SCALE = 60.0

@@ -15,9 +15,10 @@ from typing import Any
 import attrs
 import numpy as np
 
+from engine.routing.config import CONVERTER
 from engine.routing.recording import OUTCOMES
 from sims.runner import RunData
-from sims.scenario import CONVERTER, scenario_hash
+from sims.scenario import scenario_hash
 
 
 def callboard_version() -> str:

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
 import tomllib
-import typing
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -21,8 +18,6 @@ from typing import Any
 
 import attrs
 import cattrs
-from cattrs.errors import ForbiddenExtraKeysError
-from cattrs.v import format_exception, transform_error
 
 from actors.autoscaler import AutoscalerConfig
 from actors.backends.virtual import ErrorRates, LatencyModel
@@ -33,8 +28,8 @@ from actors.faults import Fault
 from actors.health import HealthConfig
 from actors.limits import LimitSpec
 from actors.provider import ProviderSpec
-from actors.runtime.distributions import Constant, Empirical, Exponential, LogNormal
 from actors.runtime.errors import InvalidSetting, require
+from engine.routing.config import CONVERTER, ConfigError, apply_override, describe_problems
 from engine.routing.fleet import RouterConfig
 from engine.routing.hedging import HedgingConfig
 from engine.routing.policies import PolicyConfig
@@ -44,17 +39,10 @@ from sims.profiles import PROFILES
 from sims.workload import WorkloadConfig
 
 
-class ScenarioError(ValueError):
+class ScenarioError(ConfigError):
     """A scenario that cannot run; lists every problem with its key."""
 
-    #: What the file is, in the message: a scenario here, a config for the live router.
     noun = "scenario"
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        listed = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"invalid {self.noun} {source}:\n{listed}")
-        self.source = source
-        self.problems = problems
 
 
 MAX_GROUP_ACCOUNTS = 5_000
@@ -204,162 +192,12 @@ class Scenario:
         return [f.fault() for f in self.faults if account in self.fault_targets(f)]
 
 
-# --- structuring ---------------------------------------------------------------------
-
-_DISTRIBUTIONS = {
-    "constant": Constant,
-    "exponential": Exponential,
-    "lognormal": LogNormal,
-    "empirical": Empirical,
-}
-_DISTRIBUTION_TYPES = frozenset(_DISTRIBUTIONS.values())
-
-
-class _BadValue(ValueError):
-    """A value of the wrong type; the message shows it."""
-
-
-def _structure_distribution(value: Any, _: type) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return Constant(float(value))
-    if not isinstance(value, dict) or "kind" not in value:
-        raise _BadValue(
-            f"expected a number or a table with kind = {' | '.join(_DISTRIBUTIONS)}, got {value!r}"
-        )
-    fields = dict(value)
-    kind = fields.pop("kind")
-    if kind not in _DISTRIBUTIONS:
-        raise _BadValue(
-            f"unknown distribution kind {kind!r}; allowed: {' | '.join(_DISTRIBUTIONS)}"
-        )
-    if kind == "lognormal" and "median" in fields:
-        if set(fields) != {"median", "p95"}:
-            raise _BadValue(
-                f"lognormal takes median and p95, or mu and sigma; got {sorted(fields)}"
-            )
-        return _build(LogNormal.from_median_p95, fields["median"], fields["p95"])
-    cls = _DISTRIBUTIONS[kind]
-    allowed = [a.name for a in attrs.fields(cls)]
-    unknown = sorted(set(fields) - set(allowed))
-    if unknown:
-        raise _BadValue(f"{kind} takes {allowed}, got unknown {unknown}")
-    return _build(cls, **fields)
-
-
-def _build(factory: Any, *args: Any, **kwargs: Any) -> Any:
-    """Construct a distribution, turning its own complaint into a shown one."""
-    try:
-        return factory(*args, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise _BadValue(str(exc)) from None
-
-
-def _is_distribution_type(t: Any) -> bool:
-    args = [a for a in typing.get_args(t) if a is not type(None)]
-    return bool(args) and all(a in _DISTRIBUTION_TYPES for a in args)
-
-
-def _strict_int(value: Any, _: type) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _BadValue(f"expected an integer, got {value!r}")
-    return value
-
-
-def _strict_float(value: Any, _: type) -> float:
-    if isinstance(value, str) and value.strip().lower() in ("inf", "infinity"):
-        return math.inf
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _BadValue(f"expected a number, got {value!r}")
-    return float(value)
-
-
-def _strict_str(value: Any, _: type) -> str:
-    if not isinstance(value, str):
-        raise _BadValue(f"expected a string, got {value!r}")
-    return value
-
-
-def _strict_bool(value: Any, _: type) -> bool:
-    if not isinstance(value, bool):
-        raise _BadValue(f"expected true or false, got {value!r}")
-    return value
-
-
-def _converter() -> cattrs.Converter:
-    converter = cattrs.Converter(forbid_extra_keys=True)
-    converter.register_structure_hook(int, _strict_int)
-    converter.register_structure_hook(float, _strict_float)
-    converter.register_structure_hook(str, _strict_str)
-    converter.register_structure_hook(bool, _strict_bool)
-    converter.register_structure_hook_func(_is_distribution_type, _structure_distribution)
-    for cls in _DISTRIBUTION_TYPES:
-        converter.register_structure_hook(cls, _structure_distribution)
-    converter.register_unstructure_hook_func(_is_distribution_type, _unstructure_distribution)
-    for cls in _DISTRIBUTION_TYPES:
-        converter.register_unstructure_hook(cls, _unstructure_distribution)
-    converter.register_unstructure_hook(float, _unstructure_float)
-    return converter
-
-
-def _unstructure_float(value: float) -> float | str:
-    return "inf" if value == math.inf else value
-
-
-def _unstructure_distribution(value: Any) -> Any:
-    if value is None:
-        return None
-    kind = next(k for k, cls in _DISTRIBUTIONS.items() if isinstance(value, cls))
-    fields = attrs.asdict(value)
-    if isinstance(value, Empirical):
-        fields["points"] = [list(p) for p in value.points]
-    return {"kind": kind, **fields}
-
-
-CONVERTER = _converter()
-
-
-def _describe(exc: BaseException, type_: type | None) -> str:
-    if isinstance(exc, InvalidSetting):
-        return f"{exc.field} = {exc.value!r} is not allowed; allowed: {exc.allowed}"
-    if isinstance(exc, ForbiddenExtraKeysError):
-        allowed = ", ".join(a.name for a in attrs.fields(exc.cl)) if attrs.has(exc.cl) else "?"
-        return f"unknown key(s) {sorted(exc.extra_fields)}; allowed keys: {allowed}"
-    if isinstance(exc, _BadValue):
-        return str(exc)
-    if isinstance(exc, KeyError):
-        return "required key is missing"  # its path names it
-    return format_exception(exc, type_)
-
-
-def _by_key(exc: cattrs.BaseValidationError, root: str) -> list[str]:
-    """Every problem as ``key: what is wrong``, the key first as a user types it.
-
-    cattrs writes ``description @ root.key``; a description that already starts with its
-    key (``breaker.failure_threshold = 0 is not allowed``) keeps it, with the list index
-    the path has (``accounts.profile = ...`` in ``accounts[0]`` reads ``accounts[0].profile``).
-    """
-    problems = []
-    for line in transform_error(exc, root, _describe):
-        message, _, path = line.rpartition(" @ ")
-        key = path.removeprefix(root).lstrip(".")
-        unindexed = re.sub(r"\[\d+\]", "", key)
-        if not key or message.startswith(key):
-            problems.append(message)
-        elif message.startswith(f"{unindexed}."):
-            problems.append(key + message.removeprefix(unindexed))
-        else:
-            problems.append(f"{key}: {message}")
-    return problems
-
-
 def structure(raw: dict[str, Any], source: str) -> Scenario:
     """Build a :class:`Scenario` from parsed TOML, or raise :class:`ScenarioError`."""
     try:
         return CONVERTER.structure(raw, Scenario)
     except cattrs.BaseValidationError as exc:
-        raise ScenarioError(source, _by_key(exc, "scenario")) from None
+        raise ScenarioError(source, describe_problems(exc, "scenario")) from None
     except (InvalidSetting, ValueError) as exc:
         raise ScenarioError(source, [str(exc)]) from None
 
@@ -393,56 +231,6 @@ def read_source(name_or_path: str) -> tuple[str, str]:
     return _read(name_or_path)
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def _no_item(parts: list[str], items: list[Any]) -> ScenarioError:
-    """``accounts.5: no such [[accounts]] table; there is 1 (accounts.0)``."""
-    where, part = ".".join(parts[:-1]), parts[-1]
-    tables = bool(items) and all(isinstance(item, dict) for item in items)
-    what = f"[[{where}]] table" if tables else f"item of {where}"
-    count = len(items)
-    if count == 0:
-        there = f"{where} is empty"
-    elif count == 1:
-        there = f"there is 1 ({where}.0)"
-    else:
-        there = f"there are {count} ({where}.0 .. {where}.{count - 1})"
-    index = "" if part.isdigit() else f" ({part!r} is not an index)"
-    return ScenarioError("--set", [f"{'.'.join(parts)}: no such {what}{index}; {there}"])
-
-
-def apply_override(raw: dict[str, Any], assignment: str) -> None:
-    """Apply ``key.sub=value`` (``accounts.0.count=3`` indexes a list) to raw TOML."""
-    if "=" not in assignment:
-        raise ScenarioError("--set", [f"{assignment!r} is not key=value"])
-    key, text = assignment.split("=", 1)
-    parts = key.strip().split(".")
-    node: Any = raw
-    for depth, part in enumerate(parts[:-1]):
-        where = ".".join(parts[: depth + 1])
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise _no_item(parts[: depth + 1], node)
-            node = node[int(part)]
-        else:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict | list):
-                raise ScenarioError("--set", [f"{where} is a value, not a table"])
-    last = parts[-1]
-    value = _parse_value(text.strip())
-    if isinstance(node, list):
-        if not last.isdigit() or int(last) >= len(node):
-            raise _no_item(parts, node)
-        node[int(last)] = value
-    else:
-        node[last] = value
-
-
 def load(
     name_or_path: str, overrides: Iterable[str] = (), seed: int | None = None
 ) -> tuple[Scenario, dict[str, Any]]:
@@ -453,7 +241,7 @@ def load(
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(source, [f"not valid TOML: {exc}"]) from None
     for assignment in overrides:
-        apply_override(raw, assignment)
+        apply_override(raw, assignment, ScenarioError)
     if seed is not None:
         raw["seed"] = seed
     return structure(raw, source), raw
@@ -465,10 +253,3 @@ def scenario_hash(scenario: Scenario) -> str:
     body.pop("seed", None)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def describe_problems(exc: BaseException, root: str) -> list[str]:
-    """Every problem of a failed ``CONVERTER.structure``, by key, for other config files."""
-    if isinstance(exc, cattrs.BaseValidationError):
-        return _by_key(exc, root)
-    return [str(exc)]

@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from actors.runtime.errors import InvalidSetting
-from sims.scenario import Scenario, load, structure
+from sims.scenario import Scenario, ScenarioError, load, structure
 from sims.slo import Slo
 
 _RANGE = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*(\d+)\s*\.\.\s*(\d+)\s*$")
@@ -115,13 +115,13 @@ def _overrides_for(scenario: Scenario, interviews: int, counts: dict[str, int]) 
 
 def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed: int) -> Run:
     """One seeded simulation, reduced to what sizing and its report need."""
+    from engine.routing.config import apply_override
     from sims.results import summarise
     from sims.runner import simulate
-    from sims.scenario import apply_override
 
     raw = copy.deepcopy(raw)
     for assignment in overrides:
-        apply_override(raw, assignment)
+        apply_override(raw, assignment, ScenarioError)
     raw["seed"] = seed
     scenario = structure(raw, source)
     results = summarise(simulate(scenario))

@@ -25,7 +25,7 @@ from trio.lowlevel import (
     wait_task_rescheduled,
 )
 
-from actors.runtime.trio_hooks import pinned_trio_scheduling
+from actors.runtime.trio_hooks import pinned_trio_scheduling, tuned_loop
 
 T = TypeVar("T")
 
@@ -171,64 +171,6 @@ def run_virtual(
     _running.clock = clock
     try:
         with pinned_trio_scheduling(scheduling_seed):
-            return trio.run(_tuned_loop, async_fn, *args, clock=clock)
+            return trio.run(tuned_loop, async_fn, *args, clock=clock)
     finally:
         _running.clock = None
-
-
-class _FewerPolls:
-    """Trio's I/O manager, asking the kernel on one zero-timeout pass in ``every``.
-
-    Between two events of a virtual-time run trio polls epoll with a zero
-    timeout, though nothing in a simulation does I/O: py-spy attributes 15% of a
-    reference run to that syscall; skipping most of them saved 2-18% of the wall
-    time in interleaved runs (the machine is shared and noisy). Waits with a
-    timeout (nothing runnable, no timer pending) always poll, and so does every
-    ``every``-th zero-timeout pass, so I/O and wake-ups from
-    threads are still seen. Trio's managers are slotted classes, hence a wrapper;
-    ``process_events`` is bound directly because trio calls it on every pass.
-    """
-
-    def __init__(self, io_manager: Any, every: int = 64) -> None:
-        self._io_manager = io_manager
-        self._skipped = 0
-        self.every = every
-        self.process_events = io_manager.process_events
-
-    def get_events(self, timeout: float) -> Any:
-        if timeout == 0:
-            self._skipped += 1
-            if self._skipped < self.every:
-                return ()  # falsy: "the timeout passed with no I/O", as trio expects
-            self._skipped = 0
-        return self._io_manager.get_events(timeout)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._io_manager, name)
-
-
-class _Instruments(dict):  # type: ignore[type-arg]
-    """Trio's instrument registry as a plain dict.
-
-    Trio asks its registry five times per scheduler pass whether any instrument
-    wants a hook (``"before_task_step" in runner.instruments``); the registry is a
-    ``UserDict``, so each question is a Python call: ~2% of a reference run. Over a
-    dict the question is answered at C speed. Trio's own methods are reused, reading
-    the dict as their ``data``, so adding and removing instruments work as before.
-    """
-
-    add_instrument = trio._core._instrumentation.Instruments.add_instrument
-    remove_instrument = trio._core._instrumentation.Instruments.remove_instrument
-    call = trio._core._instrumentation.Instruments.call
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return self
-
-
-async def _tuned_loop(async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """Run ``async_fn`` with the I/O manager and instrument registry of a virtual run."""
-    runner = trio._core._run.GLOBAL_RUN_CONTEXT.runner
-    runner.io_manager = _FewerPolls(runner.io_manager)
-    runner.instruments = _Instruments(runner.instruments.data)
-    return await async_fn(*args)

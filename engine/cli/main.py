@@ -10,8 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from actors.runtime.errors import CallboardError
-from engine.routing.errors import InvalidRequest
+from actors.runtime.errors import CallboardError, InvalidSetting
 
 DEFAULT_SCENARIO = "interview-day"
 
@@ -117,7 +116,7 @@ def cmd_size(args: argparse.Namespace) -> int:
     try:
         levels = [int(x) for x in args.interviews.split(",") if x.strip()]
     except ValueError:
-        raise InvalidRequest("--interviews", args.interviews, "counts like 500,1000,2000") from None
+        raise InvalidSetting("--interviews", args.interviews, "counts like 500,1000,2000") from None
     slos = [Slo.parse(text) for text in (args.slo or DEFAULT_SLOS)]
     ranges = [AccountRange.parse(text) for text in args.accounts or []]
     from sims.scenario import load
@@ -187,10 +186,11 @@ def cmd_size(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from reports.experiment import ALL_METRICS, json_line, write_experiment_report
+    from reports.experiment import write_experiment_report
     from reports.experiment_document import metric_value
     from reports.summary import format_table
     from sims.experiment import METRICS, load_experiment, run_experiment
+    from sims.experiment_data import ALL_METRICS, json_line
 
     prepared = load_experiment(args.experiment, args.seeds, args.set or [])
     total = len(prepared.seeds) * len(prepared.spec.variants)
@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sims.scenario import ScenarioError
+    from engine.routing.config import ConfigError
 
     args = build_parser().parse_args(argv)
     try:
@@ -427,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # when Python flushes stdout on the way out.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ScenarioError, CallboardError) as exc:
+    except (ConfigError, CallboardError) as exc:
         print(f"callboard: {exc}", file=sys.stderr)
         return 2
 

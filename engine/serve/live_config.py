@@ -28,23 +28,17 @@ from actors.health import HealthConfig
 from actors.limits import LimitSpec
 from actors.provider import ProviderSpec
 from actors.runtime.errors import InvalidSetting, require
+from engine.routing.config import CONVERTER, ConfigError, apply_override, describe_problems
 from engine.routing.fleet import RouterConfig
 from engine.routing.hedging import HedgingConfig
 from engine.routing.policies import PolicyConfig
 from engine.routing.retry import RetryConfig
 from engine.routing.shedding import SheddingConfig
 from engine.serve.state.config import StateConfig
-from sims.scenario import CONVERTER, ScenarioError, apply_override, describe_problems
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-class ConfigError(ScenarioError):
-    """A live config that cannot run; lists every problem with its key."""
-
-    noun = "config"
 
 
 @attrs.frozen
@@ -262,10 +256,7 @@ def load_config(
             raise ConfigError(source, ["state: a table ([state]), not a value"])
         state["redis"] = redis
     for assignment in overrides:
-        try:
-            apply_override(raw, assignment)
-        except ScenarioError as exc:
-            raise ConfigError("--set", exc.problems) from None
+        apply_override(raw, assignment)
     if not raw.get("providers"):
         raise ConfigError(source, ["no providers: add [[providers]] tables or --provider NAME=URL"])
     return structure_config(raw, source)

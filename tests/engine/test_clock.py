@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 import time
+import tomllib
+from pathlib import Path
 
 import pytest
 import trio
 
-from actors.runtime import clock
+from actors.runtime import clock, trio_hooks
 from actors.runtime.clock import VirtualClock, run_virtual
 from actors.runtime.trio_hooks import check_trio_scheduling_hooks, pinned_trio_scheduling
 
@@ -149,3 +151,36 @@ def test_instruments_still_work_in_a_virtual_run():
         return seen
 
     assert run_virtual(main) == 2 == steps.steps  # two wake-ups seen, none after removal
+
+
+def test_this_trio_has_every_hook_and_is_the_pinned_release():
+    assert trio_hooks.missing_scheduling_hooks() == []
+    assert trio_hooks.missing_speed_hooks() == []
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    pins = [d for d in pyproject["project"]["dependencies"] if d.startswith("trio")]
+    assert pins == [f"trio{trio_hooks.TESTED_TRIO}"]
+
+
+def test_without_the_scheduling_hook_a_run_still_runs_and_says_it_is_not_pinned(monkeypatch):
+    class MovedGenerator:  # what trio would hold if it stopped using random.Random
+        def random(self) -> float:
+            return 0.25
+
+        def shuffle(self, batch: list) -> None:
+            batch.reverse()
+
+    monkeypatch.setattr(trio._core._run, "_r", MovedGenerator())
+    with pytest.warns(trio_hooks.TrioHookMissing, match="not reproducible"):
+        order = _interleaving(7)
+    assert sorted(order) == list(range(50))
+
+
+def test_without_the_speed_hooks_a_virtual_run_is_only_slower(monkeypatch):
+    monkeypatch.setattr(trio_hooks, "_INSTRUMENTS", None)
+
+    async def main() -> float:
+        await clock.sleep(90.0)
+        return clock.now()
+
+    with pytest.warns(trio_hooks.TrioHookMissing, match="Instruments.*slower"):
+        assert run_virtual(main) == 90.0

@@ -10,7 +10,6 @@ from pathlib import Path
 import attrs
 import pytest
 
-from reports import numbers
 from reports.figures import FIGURES
 from reports.html import render_html
 from reports.markdown import render_markdown
@@ -24,6 +23,7 @@ from reports.summary import (
     seconds,
     summary_rows,
 )
+from sims import result_views
 from sims.results import Results, summarise
 from sims.runner import simulate
 from sims.scenario import load
@@ -202,7 +202,7 @@ def test_many_accounts_are_aggregated(results: Results, tmp_path: Path) -> None:
     html = render_html(many, [])
     assert "By profile family" in html and "<img" not in html
     # The figures switch to one line and band per family; they must still draw.
-    requests, series = numbers.requests(many), numbers.sampled(many)
+    requests, series = result_views.requests(many), result_views.sampled(many)
     for name in ("providers", "breakers"):
         buffer = io.BytesIO()
         FIGURES[name](many, requests, series).savefig(buffer, format="png", dpi=40)
@@ -246,11 +246,11 @@ def test_format_table_aligns_numbers_right(results: Results) -> None:
 def test_failure_counts_agree_with_the_summary(results: Results) -> None:
     # Background turns (the evaluation) are answered too: a figure that counted only
     # candidate-facing answers would call them failures.
-    requests = numbers.requests(results)
+    requests = result_views.requests(results)
     assert ((requests.outcome == 0) & ~requests.facing).any()
     failed = results.summary["requests"] - results.summary["answered"]
     assert failed == sum(results.summary["failures"].values())
-    figure = FIGURES["latency_over_time"](results, requests, numbers.sampled(results))
+    figure = FIGURES["latency_over_time"](results, requests, result_views.sampled(results))
     texts = [t.get_text() for ax in figure.axes for t in ax.texts]
     assert f"{failed:,} of {results.summary['requests']:,} requests failed" in texts
     assert int(requests.failed.sum()) == failed

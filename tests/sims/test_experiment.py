@@ -9,7 +9,7 @@ import pytest
 
 from actors.runtime.errors import InvalidSetting
 from engine.cli.main import main
-from reports.experiment import experiment_data
+from reports.experiment import experiment_report_data
 from sims.experiment import (
     ExperimentError,
     builtin_experiments,
@@ -99,8 +99,10 @@ def test_t_quantiles_and_paired_intervals():
 def test_same_seeds_same_numbers_and_paired_differences(tiny):
     first = run_experiment(tiny, workers=2)
     again = run_experiment(tiny, workers=1)
-    data = experiment_data(first)
-    assert json.dumps(data, sort_keys=True) == json.dumps(experiment_data(again), sort_keys=True)
+    data = experiment_report_data(first)
+    assert json.dumps(data, sort_keys=True) == json.dumps(
+        experiment_report_data(again), sort_keys=True
+    )
     assert data["meta"]["seeds"] == [3, 4, 5]
     # Common random numbers: a variant identical to the control sees the same provider
     # behaviour on every seed, so every paired difference is exactly zero.

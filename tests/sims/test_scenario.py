@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from sims.scenario import ScenarioError, apply_override, builtin_names, load, scenario_hash
+from engine.routing.config import ConfigError, apply_override
+from sims.scenario import ScenarioError, builtin_names, load, scenario_hash
 
 BUILTINS = [
     "autoscale-coldstart",
@@ -117,18 +118,19 @@ def test_not_toml_and_missing_files_are_clear(tmp_path):
 
 
 def test_override_syntax_errors():
+    # The converter's own error: the scenario and the live config each name their kind.
     raw = {"accounts": [{"profile": "huggingface"}]}
-    with pytest.raises(ScenarioError, match="not key=value"):
+    with pytest.raises(ConfigError, match="not key=value"):
         apply_override(raw, "workload.interviews")
-    with pytest.raises(ScenarioError) as error:
+    with pytest.raises(ConfigError) as error:
         apply_override(raw, "accounts.3.count=2")
     assert error.value.problems == [
         "accounts.3: no such [[accounts]] table; there is 1 (accounts.0)"
     ]
-    with pytest.raises(ScenarioError, match=r"'x' is not an index\); there is 1 \(accounts.0\)"):
+    with pytest.raises(ConfigError, match=r"'x' is not an index\); there is 1 \(accounts.0\)"):
         apply_override(raw, "accounts.x.count=2")
     raw["accounts"].append({"profile": "groq-free"})
-    with pytest.raises(ScenarioError, match=re.escape("there are 2 (accounts.0 .. accounts.1)")):
+    with pytest.raises(ConfigError, match=re.escape("there are 2 (accounts.0 .. accounts.1)")):
         apply_override(raw, "accounts.2=1")
 
 
