@@ -1,14 +1,103 @@
-"""callboard's runtime. ``engine.open_router`` starts the live router for apps that embed it."""
+"""callboard's embedding API: everything an app needs to route through callboard.
+
+>>> import engine
+>>> async with engine.open_router("router.toml") as router:    # doctest: +SKIP
+...     answer = await router.complete([{"role": "user", "content": "Hello"}])
+
+The request and answer types and every error are imported here directly. The live
+router (``open_router``, ``LiveRouter``) and its config (``load_config``,
+``LiveConfig``) load on first use, so a simulation, which imports the routing core
+under this package, never loads the HTTP stack; type checkers see them all.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from actors.errors import (
+    AttemptError,
+    AttemptTimeout,
+    AuthFailed,
+    CircuitOpen,
+    MalformedReply,
+    QueueFull,
+    RateLimited,
+    UpstreamError,
+)
+from actors.messages import ChatMessage, ChatRequest, Completion
+from actors.runtime.errors import (
+    ActorCrashed,
+    CallboardError,
+    FieldError,
+    InvalidSetting,
+    Overloaded,
+    ShuttingDown,
+)
+from engine.routing.config import ConfigError
+from engine.routing.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    LineFull,
+    NoProviderAvailable,
+    RequestFailed,
+    RetryBudgetExhausted,
+    Shed,
+)
+
+if TYPE_CHECKING:
+    from engine.serve.live_config import LiveConfig, load_config
+    from engine.serve.live_router import LiveRouter, open_router
+
+# Loaded on first use: name -> the module that defines it.
+_LIVE = {
+    "open_router": "engine.serve.live_router",
+    "LiveRouter": "engine.serve.live_router",
+    "load_config": "engine.serve.live_config",
+    "LiveConfig": "engine.serve.live_config",
+}
+
+__all__ = [
+    "ActorCrashed",
+    "AttemptError",
+    "AttemptTimeout",
+    "AuthFailed",
+    "CallboardError",
+    "ChatMessage",
+    "ChatRequest",
+    "CircuitOpen",
+    "Completion",
+    "ConfigError",
+    "DeadlineExceeded",
+    "FieldError",
+    "InvalidRequest",
+    "InvalidSetting",
+    "LineFull",
+    "LiveConfig",
+    "LiveRouter",
+    "MalformedReply",
+    "NoProviderAvailable",
+    "Overloaded",
+    "QueueFull",
+    "RateLimited",
+    "RequestFailed",
+    "RetryBudgetExhausted",
+    "Shed",
+    "ShuttingDown",
+    "UpstreamError",
+    "load_config",
+    "open_router",
+]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so the simulator never imports the HTTP stack.
-    if name == "open_router":
-        from engine.serve.live_router import open_router
+    module = _LIVE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute read
+    return value
 
-        return open_router
-    raise AttributeError(f"module 'engine' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,4 +1,4 @@
-"""``engine.open_router``: the live router embedded in an app, from a TOML config file."""
+"""The embedding API (``engine``): the live router in an app, from a TOML config file."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import pytest
 import trio
 
 import engine
-from engine.routing.errors import InvalidRequest
-from engine.serve.live_config import ConfigError, load_config
 from tests.live.conftest import start_mock
 
 KEY = "sk-embed-3f9a1c77d2e04b5b"
@@ -95,7 +93,7 @@ async def test_complete_stream_and_session_from_a_config_file(nursery, tmp_path)
             assert statuses["a"].error_rate > 0  # pings to the down provider failed
             assert statuses["b"].calls > 2
 
-            with pytest.raises(InvalidRequest) as bad:
+            with pytest.raises(engine.InvalidRequest) as bad:
                 await router.complete([{"role": "user"}])
             assert bad.value.field == "messages[0].content"
 
@@ -111,7 +109,7 @@ async def test_errors_raised_inside_the_block_reach_the_app_unwrapped(nursery, t
 
 async def test_a_missing_key_stops_the_router_before_it_starts_and_names_the_variable(tmp_path):
     path = write_config(tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9")
-    with pytest.raises(ConfigError) as missing:
+    with pytest.raises(engine.ConfigError) as missing:
         async with engine.open_router(path, env={}):
             pass
     assert "CALLBOARD_TEST_KEY" in str(missing.value) and "'a'" in str(missing.value)
@@ -136,15 +134,17 @@ def test_config_errors_name_every_bad_key(tmp_path):
             """
         )
     )
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
+    with pytest.raises(engine.ConfigError) as caught:
+        engine.load_config(path)
     problems = caught.value.problems
     assert any(p.startswith("providers[0].base_url = 'ftp://nowhere'") for p in problems)
     assert any("max_concurency" in p and "providers[1]" in p for p in problems)
     assert any("retry.max_attempts = 0" in p for p in problems)
-    with pytest.raises(ConfigError, match="NAME=BASE_URL"):
-        load_config(providers=["just-a-name"])
-    with pytest.raises(ConfigError, match="no providers"):
-        load_config()
-    config = load_config(providers=["x=http://127.0.0.1:1/v1"], overrides=["retry.max_attempts=2"])
+    with pytest.raises(engine.ConfigError, match="NAME=BASE_URL"):
+        engine.load_config(providers=["just-a-name"])
+    with pytest.raises(engine.ConfigError, match="no providers"):
+        engine.load_config()
+    config = engine.load_config(
+        providers=["x=http://127.0.0.1:1/v1"], overrides=["retry.max_attempts=2"]
+    )
     assert config.providers[0].name == "x" and config.retry.max_attempts == 2
