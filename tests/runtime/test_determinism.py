@@ -88,7 +88,7 @@ def test_same_seed_same_event_log_in_this_process():
 
 def test_same_seed_same_event_log_in_a_new_process_with_any_hash_seed():
     code = (
-        "from tests.engine.test_determinism import interview_run, digest;"
+        "from tests.runtime.test_determinism import interview_run, digest;"
         "print(digest(interview_run(11)))"
     )
     digests = set()
