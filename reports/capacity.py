@@ -22,7 +22,7 @@ from reports import summary
 from reports.document import Document, FigureRef, Section, Table
 from reports.html import document_html
 from reports.markdown import document_markdown
-from sims.results import _round, callboard_version
+from sims.results import callboard_version, round_floats
 from sims.scenario import scenario_hash
 from sims.sizing import Point, Sizing
 
@@ -147,7 +147,7 @@ def capacity_data(
             "label": baseline_label,
             "levels": [_level_data(baseline, level) for level in baseline.levels],
         }
-    return _round(
+    return round_floats(
         {
             "baseline": comparison,
             "meta": {
@@ -272,7 +272,7 @@ def _slo_text(values: dict[str, list[float]]) -> str:
     return ", ".join(parts)
 
 
-def _row(level: dict[str, Any]) -> tuple[str, ...]:
+def level_row(level: dict[str, Any]) -> tuple[str, ...]:
     if not level["feasible"]:
         best = level["best_tried"]
         return (
@@ -354,9 +354,9 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
     sections = [
         Section(
             "Recommendation",
-            (Table(HEADERS, tuple(_row(lv) for lv in levels)), *notes),
+            (Table(HEADERS, tuple(level_row(lv) for lv in levels)), *notes),
         ),
-        *_comparison(data),
+        *comparison_sections(data),
         Section(
             "Every fleet the search tried",
             (
@@ -372,7 +372,7 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
         sections[0] = Section(
             "Recommendation",
             (
-                Table(HEADERS, tuple(_row(lv) for lv in levels)),
+                Table(HEADERS, tuple(level_row(lv) for lv in levels)),
                 "No level met its objectives within the account range: widen --accounts, "
                 "or relax an objective the model cannot reach (see the best tried).",
                 *notes,
@@ -401,7 +401,7 @@ COMPARISON_HEADERS = (
 )
 
 
-def _comparison(data: dict[str, Any]) -> list[Section]:
+def comparison_sections(data: dict[str, Any]) -> list[Section]:
     """This configuration against the baseline, each at its own smallest passing fleet."""
     baseline = data.get("baseline")
     if not baseline:

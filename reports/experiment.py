@@ -21,13 +21,13 @@ from reports.html import document_html
 from reports.markdown import document_markdown
 from sims.experiment import Experiment
 from sims.experiment_data import experiment_data
-from sims.results import _round
+from sims.results import round_floats
 
 
 def experiment_report_data(experiment: Experiment) -> dict[str, Any]:
     """experiment.json: the experiment's numbers, and its verdict in words."""
     data = experiment_data(experiment)
-    data["verdict"] = _round({**data["verdict"], **verdict_words(data)})
+    data["verdict"] = round_floats({**data["verdict"], **verdict_words(data)})
     return data
 
 

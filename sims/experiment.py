@@ -353,7 +353,7 @@ def replay_faults(ref: str, account: str) -> list[Fault]:
     For ``callboard mock-provider --replay``: one mock per account, each replaying its
     own faults, puts the experiment's fault schedule behind ``callboard serve``.
     """
-    if ref in builtin_experiments() or _is_experiment_file(ref):
+    if ref in builtin_experiments() or is_experiment_file(ref):
         scenario = load_experiment(ref, seeds=1).control
     else:
         scenario, _ = load_scenario(ref)
@@ -363,7 +363,7 @@ def replay_faults(ref: str, account: str) -> list[Fault]:
     return scenario.faults_for(account)
 
 
-def _is_experiment_file(ref: str) -> bool:
+def is_experiment_file(ref: str) -> bool:
     path = Path(ref)
     if not path.is_file():
         return False

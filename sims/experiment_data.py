@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from sims.experiment import EXTRA, METRICS, Experiment, Metric, variant_hashes
-from sims.results import _round, callboard_version
+from sims.results import callboard_version, round_floats
 from sims.scenario import scenario_hash
 from sims.stats import Paired
 
@@ -208,7 +208,7 @@ def experiment_data(experiment: Experiment) -> dict[str, Any]:
         if index > 0
     ]
     control = prepared.control
-    data = _round(
+    data = round_floats(
         {
             "meta": {
                 "experiment": spec.name,
@@ -233,7 +233,7 @@ def experiment_data(experiment: Experiment) -> dict[str, Any]:
             },
         }
     )
-    data["verdict"] = _round(verdict(data))
+    data["verdict"] = round_floats(verdict(data))
     return data
 
 

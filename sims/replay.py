@@ -45,7 +45,7 @@ from engine.serve.live_config import LiveConfig, structure_config
 from engine.serve.live_router import client_for, open_router
 from sims.interview import InterviewTally, play_interviews
 from sims.mock_provider import MockProfile, MockProvider
-from sims.runner import RunData, _router_counts, _totals
+from sims.runner import RunData, provider_totals, router_counts
 from sims.sampler import Series
 from sims.scenario import Scenario, load, structure
 
@@ -224,7 +224,7 @@ async def play_live(scenario: Scenario, scale: float) -> LiveRun:
                 live.router, workload, streams, tally, scenario.duration / scale, started, scale
             )
             ended = clock.now()
-            providers = _totals(fleet, ended)
+            providers = provider_totals(fleet, ended)
             for row in providers:
                 row.busy_time *= scale
                 row.powered_s *= scale
@@ -244,7 +244,7 @@ async def play_live(scenario: Scenario, scale: float) -> LiveRun:
                 quota_alerts=list(fleet.quota.alerts),
                 quotas=[],
                 scaling=[],
-                router=_router_counts(fleet),
+                router=router_counts(fleet),
             )
         servers.cancel_scope.cancel()
     return LiveRun(data, tuple(urls), data.wall_s, round_trip)
@@ -283,14 +283,14 @@ def load_replay(
     overrides: Sequence[str] = (),
 ) -> Scenario:
     """The scenario to replay: a built-in, a file, or an experiment's control variant."""
-    from sims.experiment import _is_experiment_file, builtin_experiments, load_experiment
+    from sims.experiment import builtin_experiments, is_experiment_file, load_experiment
 
     extra = [*overrides]
     if interviews is not None:
         if interviews < 1:
             raise InvalidSetting("--interviews", interviews, ">= 1")
         extra.append(f"workload.interviews={interviews}")
-    if ref in builtin_experiments() or _is_experiment_file(ref):
+    if ref in builtin_experiments() or is_experiment_file(ref):
         prepared = load_experiment(ref, seeds=1, overrides=extra)
         raw = dict(prepared.raws[0])
         if seed is not None:

@@ -28,7 +28,7 @@ def callboard_version() -> str:
         return "0+unknown"
 
 
-def _round(value: Any) -> Any:
+def round_floats(value: Any) -> Any:
     """Round floats (also inside lists and dicts) to 6 decimals; inf/nan become strings."""
     if isinstance(value, float | np.floating):
         value = float(value)
@@ -42,11 +42,11 @@ def _round(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "f" and np.isfinite(value).all():
             return np.round(value, 6).tolist()  # one numpy call instead of one per element
-        return [_round(v) for v in value.tolist()]
+        return [round_floats(v) for v in value.tolist()]
     if isinstance(value, list | tuple):
-        return [_round(v) for v in value]
+        return [round_floats(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _round(v) for k, v in value.items()}
+        return {str(k): round_floats(v) for k, v in value.items()}
     return value
 
 
@@ -85,7 +85,7 @@ class Results:
     scaling: list[dict[str, Any]] = attrs.Factory(list)
 
     def to_json(self) -> str:
-        return json.dumps(_round(attrs.asdict(self)), sort_keys=True, separators=(",", ":"))
+        return json.dumps(round_floats(attrs.asdict(self)), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Results:

@@ -100,7 +100,7 @@ def build_accounts(scenario: Scenario, streams: RandomStreams) -> list[Account]:
     return accounts
 
 
-def _totals(fleet: Fleet, now: float) -> list[ProviderTotals]:
+def provider_totals(fleet: Fleet, now: float) -> list[ProviderTotals]:
     return [
         ProviderTotals(
             name=p.spec.name,
@@ -147,7 +147,7 @@ def _quota_usage(fleet: Fleet, now: float) -> list[QuotaUsage]:
     return usage
 
 
-def _router_counts(fleet: Fleet) -> dict[str, int]:
+def router_counts(fleet: Fleet) -> dict[str, int]:
     stats = fleet.router.stats
     return {
         "attempts": stats.attempts,
@@ -186,13 +186,13 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> RunData:
                 recorder=recorder,
                 series=sampler.series,
                 transitions=list(fleet.transitions),
-                providers=_totals(fleet, clock.now()),
+                providers=provider_totals(fleet, clock.now()),
                 tally=tally,
                 timed_events=virtual_clock.timed_events,
                 quota_alerts=list(fleet.quota.alerts),
                 quotas=_quota_usage(fleet, clock.now()),
                 scaling=list(fleet.autoscaler.events) if fleet.autoscaler else [],
-                router=_router_counts(fleet),
+                router=router_counts(fleet),
             )
 
     wall_start = time.perf_counter()

@@ -171,13 +171,13 @@ def cmd_size(args: argparse.Namespace) -> int:
         }
         print(_json_line({"recommendation": line, "report": str(files.html)}))
         return 0
-    from reports.capacity import HEADERS, _comparison, _row
+    from reports.capacity import HEADERS, comparison_sections, level_row
 
-    print(format_table([_row(level) for level in data["levels"]], HEADERS))
+    print(format_table([level_row(level) for level in data["levels"]], HEADERS))
     if data["meta"].get("fixed"):
         held = " + ".join(f"{n} x {group}" for group, n in data["meta"]["fixed"].items())
         print(f"(held fixed, on top of each fleet: {held})")
-    for section in _comparison(data):
+    for section in comparison_sections(data):
         print(f"\n{section.title}:")
         table = section.blocks[0]
         print(format_table(list(table.rows), table.headers))
