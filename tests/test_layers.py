@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -47,3 +48,14 @@ def test_only_the_command_line_imports_the_embedding_api():
                 if isinstance(node, ast.Import) and any(a.name == "engine" for a in node.names):
                     offenders.append(f"{relative}:{node.lineno}")
     assert offenders == []
+
+
+def test_only_trio_hooks_touches_trio_internals():
+    hooks = Path("actors/runtime/trio_hooks.py")
+    touching = [
+        str(path.relative_to(ROOT))
+        for package in ("actors", "engine", "sims", "reports")
+        for path in (ROOT / package).rglob("*.py")
+        if path.relative_to(ROOT) != hooks and re.search(r"\btrio\._|\b_core\b", path.read_text())
+    ]
+    assert touching == []
