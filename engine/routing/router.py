@@ -43,6 +43,7 @@ from engine.routing.hedging import HedgeTimer, HedgingConfig, hedged_attempt
 from engine.routing.policies import Policy, PolicyConfig
 from engine.routing.recording import RequestRecorder
 from engine.routing.retry import RetryBudget, RetryConfig
+from engine.routing.selection import by_tier, eligible
 from engine.routing.shedding import PriorityLine, SheddingConfig
 from engine.routing.validation import validate
 
@@ -259,47 +260,6 @@ class Router:
             self._line_head_taken = False
             self._line.unpark()
 
-    def _needs_strong(self, request: ChatRequest) -> bool:
-        """Whether only a strong model may answer: always under ``strong_only``, and for
-        every turn kind but the light ones under ``by_kind`` (a reasoning turn waits for a
-        strong model rather than get a weaker answer)."""
-        tiers = self.tiers
-        if tiers is None or tiers.tiers == "any":
-            return False
-        return tiers.tiers == "strong_only" or request.kind not in tiers.light_kinds
-
-    def _by_tier(self, candidates: list[Provider], request: ChatRequest) -> list[Provider]:
-        """Light turns go to light models first, and to strong ones only when none is free."""
-        tiers = self.tiers
-        if tiers is None or tiers.tiers != "by_kind" or request.kind not in tiers.light_kinds:
-            return candidates
-        light = [p for p in candidates if p.spec.tier == "light"]
-        return light or candidates
-
-    def _eligible(
-        self, request: ChatRequest, now: float, avoid: dict[str, float]
-    ) -> tuple[list[Provider], float]:
-        """Providers that can take ``request`` now, and the soonest wait otherwise."""
-        eligible: list[Provider] = []
-        soonest = math.inf
-        strong_only = self._needs_strong(request)
-        model = None if request.model == "auto" else request.model
-        for provider in self.providers:
-            if model is not None and provider.spec.model != model:
-                continue
-            if strong_only and provider.spec.tier != "strong":
-                continue
-            wait = provider.wait_before(request, now)
-            if avoid:
-                until = avoid.get(provider.spec.name)
-                if until is not None and until - now > wait:
-                    wait = until - now
-            if wait <= 0:
-                eligible.append(provider)
-            elif wait < soonest:
-                soonest = wait
-        return eligible, soonest
-
     async def _attempts(
         self,
         request: ChatRequest,
@@ -325,8 +285,8 @@ class Router:
             now = clock.now()
             if now >= deadline:
                 raise DeadlineExceeded(request_id, deadline - start, errors)
-            eligible, soonest = self._eligible(request, now, avoid)
-            if not eligible:
+            ready, soonest = eligible(self.providers, request, now, avoid, self.tiers)
+            if not ready:
                 if now + soonest >= deadline:
                     raise NoProviderAvailable(request_id, errors, soonest)
                 if log.active:
@@ -352,8 +312,8 @@ class Router:
                 # Capacity is free: let the next waiting request look too, so a burst
                 # of capacity (a window reset) drains the line instead of one slot.
                 self._line.unpark()
-            fresh = [p for p in eligible if p.spec.name not in failed] if failed else eligible
-            candidates = self._by_tier(fresh or eligible, request)
+            fresh = [p for p in ready if p.spec.name not in failed] if failed else ready
+            candidates = by_tier(fresh or ready, request, self.tiers)
             # A half-open provider's trial decides whether it comes back; a policy that
             # scores by health would never pick it, and it would stay half-open forever.
             for provider in candidates:
@@ -407,7 +367,7 @@ class Router:
                         log.emit(end, request_id, "failover", f"from={name} reason=429")
                     continue
                 failed.add(name)
-                others, _ = self._eligible(request, end, avoid)
+                others, _ = eligible(self.providers, request, end, avoid, self.tiers)
                 if any(p.spec.name not in failed for p in others):
                     stats.failovers += 1
                     if log.active:
