@@ -41,7 +41,7 @@ from engine.routing.errors import (
 )
 from engine.routing.hedging import HedgeTimer, HedgingConfig, hedged_attempt
 from engine.routing.policies import Policy, PolicyConfig
-from engine.routing.recording import RequestRecorder
+from engine.routing.recording import Outcome, Recorder
 from engine.routing.retry import RetryBudget, RetryConfig
 from engine.routing.selection import by_tier, eligible
 from engine.routing.shedding import PriorityLine, SheddingConfig
@@ -91,7 +91,7 @@ class Router:
         cache: Cache | None,
         jitter: Stream,
         log: DecisionLog | None = None,
-        recorder: RequestRecorder | None = None,
+        recorder: Recorder | None = None,
         tiers: PolicyConfig | None = None,
         request_id_prefix: str = "r-",
         hedging: HedgingConfig | None = None,
@@ -167,7 +167,9 @@ class Router:
             if log.active:
                 log.emit(start, request_id, "rejected", f"field={exc.field}")
             if recorder is not None:
-                recorder.record(request.kind, start, 0.0, 0.0, 0, None, exc.code, False, 0.0)
+                recorder.record(
+                    Outcome(request.kind, start, 0.0, 0.0, 0, None, exc.code, False, 0.0)
+                )
             raise
         cache = self.cache
         key = None
@@ -180,7 +182,9 @@ class Router:
                 if log.active:
                     log.emit(start, request_id, "cache_hit", f"provider={hit.provider}")
                 if recorder is not None:
-                    recorder.record(request.kind, start, 0.0, 0.0, 0, None, "ok", True, 0.0)
+                    recorder.record(
+                        Outcome(request.kind, start, 0.0, 0.0, 0, None, "ok", True, 0.0)
+                    )
                 return attrs.evolve(
                     hit,
                     request_id=request_id,
@@ -205,7 +209,9 @@ class Router:
             if recorder is not None:
                 attempts = len(getattr(exc, "attempts", ()))
                 recorder.record(
-                    request.kind, start, end - start, 0.0, attempts, None, exc.code, False, 0.0
+                    Outcome(
+                        request.kind, start, end - start, 0.0, attempts, None, exc.code, False, 0.0
+                    )
                 )
             raise
         except BaseException:
@@ -218,23 +224,25 @@ class Router:
                 log.emit(end, request_id, "cancelled")
             if recorder is not None:
                 recorder.record(
-                    request.kind, start, end - start, 0.0, 0, None, "cancelled", False, 0.0
+                    Outcome(request.kind, start, end - start, 0.0, 0, None, "cancelled", False, 0.0)
                 )
             raise
         stats.in_flight -= 1
         stats.answered += 1
         if recorder is not None:
             recorder.record(
-                request.kind,
-                start,
-                completion.latency,
-                completion.ttft,
-                completion.attempts,
-                completion.provider,
-                "ok",
-                False,
-                completion.cost,
-                completion.queue_wait,
+                Outcome(
+                    request.kind,
+                    start,
+                    completion.latency,
+                    completion.ttft,
+                    completion.attempts,
+                    completion.provider,
+                    "ok",
+                    False,
+                    completion.cost,
+                    completion.queue_wait,
+                )
             )
         if key is not None:
             cache.store(key, completion)
