@@ -415,8 +415,6 @@ class Router:
                     cost=completion.cost,
                     queue_wait=completion.queue_wait,
                 )
-            if session is not None:
-                session.provider = name
             if log.active:
                 log.emit(
                     end,
