@@ -165,6 +165,7 @@ async def open_fleet(
         if config.autoscaler is not None:
             group = config.autoscaler.group
             replicas = [p for p in providers if p.spec.group == group]
+            # The router's line is the demand no replica has seen yet.
             autoscaler = await supervisor.start(Autoscaler(config.autoscaler, replicas, router))
         yield Fleet(
             router, providers, health, quota, cache, supervisor, autoscaler, log, transitions
