@@ -317,8 +317,25 @@ class Router:
                 continue
             self._dispatched(now)
             provider = self._choose(pursuit, ready, now)
+            timeout = self._attempt_starts(pursuit, provider, now)
             try:
-                completion, answered_by = await self._attempt(pursuit, provider, now)
+                # Awaited here, not in a helper: the attempt is where the request spends
+                # its time, and each coroutine frame in between costs on every resumption.
+                if self.hedge_timer is None:
+                    answered_by = provider
+                    completion = await provider.call(request, request_id, timeout)
+                else:
+                    completion, answered_by = await hedged_attempt(
+                        self,
+                        provider,
+                        request,
+                        request_id,
+                        session,
+                        (timeout, pursuit.deadline),
+                        pursuit.errors,
+                        pursuit.avoid,
+                        pursuit.failed,
+                    )
             except AttemptError as exc:
                 delay = self._attempt_failed(pursuit, exc, provider.spec.name)
                 if delay is not None:
@@ -397,28 +414,13 @@ class Router:
                 return provider
         return self.policy.choose(candidates, pursuit.request, pursuit.session, now)
 
-    async def _attempt(
-        self, pursuit: _Pursuit, provider: Provider, now: float
-    ) -> tuple[Completion, Provider]:
-        """One attempt on ``provider`` (hedged on another if hedging is on); who answered."""
+    def _attempt_starts(self, pursuit: _Pursuit, provider: Provider, now: float) -> float:
+        """An attempt on ``provider`` starts now: count and log it; its timeout."""
         self.stats.attempts += 1
         if self.log.active:
             detail = f"provider={provider.spec.name} attempt={len(pursuit.errors) + 1}"
             self.log.emit(now, pursuit.request_id, "attempt", detail)
-        timeout = min(self.retry.attempt_timeout, pursuit.deadline - now)
-        if self.hedge_timer is None:
-            return await provider.call(pursuit.request, pursuit.request_id, timeout), provider
-        return await hedged_attempt(
-            self,
-            provider,
-            pursuit.request,
-            pursuit.request_id,
-            pursuit.session,
-            (timeout, pursuit.deadline),
-            pursuit.errors,
-            pursuit.avoid,
-            pursuit.failed,
-        )
+        return min(self.retry.attempt_timeout, pursuit.deadline - now)
 
     def _attempt_failed(self, pursuit: _Pursuit, exc: AttemptError, name: str) -> float | None:
         """After provider ``name`` failed: raise if the request must give up, else how long
