@@ -1,12 +1,14 @@
 """The routing core: validation, cache, selection, retries, failover, deadlines.
 
 One request's life: validate (fail fast, no provider call) -> cache lookup ->
-pick an eligible provider with the policy -> attempt with a per-attempt
-timeout -> on 429 fail over at once; on another error fail over to a provider
-not yet tried, or back off (exponential, jittered, never sooner than
-Retry-After) and retry -> when no provider can take it, wait for the first one
-that can if that fits before the deadline, else give up with a named error.
-Every request ends in exactly one outcome, counted in :class:`RouterStats`.
+pick an eligible provider (:mod:`engine.routing.selection`) with the policy ->
+attempt with a per-attempt timeout -> on 429 fail over at once; on another error
+fail over to a provider not yet tried, or back off (exponential, jittered, never
+sooner than Retry-After) and retry -> when no provider can take it, wait for the
+first one that can if that fits before the deadline, else give up with a named error.
+Every request ends in exactly one outcome, counted in :class:`RouterStats` and told to
+the recorder as one :class:`engine.routing.recording.Outcome`. The router reads a
+session's last provider (for stickiness) but never writes it: the session notes it.
 
 Optional policies, each off unless configured: hedged attempts
 (:mod:`engine.routing.hedging`), a retry budget (:class:`engine.routing.retry.RetryBudget`), and a
