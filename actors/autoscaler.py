@@ -11,7 +11,7 @@ seconds of lower demand. Replicas beyond ``min_replicas`` start powered off.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import attrs
 
@@ -20,8 +20,14 @@ from actors.runtime import clock
 from actors.runtime.actor import Actor
 from actors.runtime.errors import InvalidSetting, require
 
-if TYPE_CHECKING:
-    from engine.routing.router import Router
+
+class WaitingLine(Protocol):
+    """Where requests wait for capacity before any replica sees them (the router's line)."""
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting now."""
+        ...
 
 
 def _check(field: str, ok: bool, value: object, allowed: str) -> None:
@@ -72,7 +78,9 @@ class _Tick:
 
 
 class Autoscaler(Actor):
-    def __init__(self, config: AutoscalerConfig, replicas: list[Provider], router: Router) -> None:
+    def __init__(
+        self, config: AutoscalerConfig, replicas: list[Provider], line: WaitingLine
+    ) -> None:
         super().__init__("autoscaler")
         if not replicas:
             raise InvalidSetting("autoscaler.group", config.group, "an account group of the fleet")
@@ -84,7 +92,7 @@ class Autoscaler(Actor):
         )
         self.config = config
         self.replicas = replicas
-        self.router = router
+        self.line = line
         self.events: list[ScalingEvent] = []
         self._low_since: float | None = None
         # The autoscaler's own record of what it powered; a replica applies a power
@@ -106,7 +114,7 @@ class Autoscaler(Actor):
 
     def demand(self) -> int:
         busy = sum(r.slots.in_use + r.slots.queued for r in self.active())
-        return busy + self.router.waiting
+        return busy + self.line.waiting
 
     def desired(self, demand: int) -> int:
         cfg = self.config

@@ -8,7 +8,7 @@ provider receives the whole conversation, unchanged.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import attrs
 
@@ -16,8 +16,17 @@ from actors.messages import ChatMessage, ChatRequest, Completion
 from actors.runtime.actor import Actor
 from actors.runtime.errors import CallboardError
 
-if TYPE_CHECKING:
-    from engine.routing.router import Router
+
+class Completer(Protocol):
+    """What a session needs from the router: an answer to a request, for this session.
+
+    The router may read ``session.provider`` (where this session was last served) to
+    keep the session where it was; it never writes it.
+    """
+
+    async def complete(
+        self, request: ChatRequest, session: InterviewSession | None = None
+    ) -> Completion: ...
 
 
 @attrs.frozen
@@ -32,7 +41,7 @@ class Turn:
 
 
 class InterviewSession(Actor):
-    def __init__(self, session_id: str, router: Router, system_prompt: str = "") -> None:
+    def __init__(self, session_id: str, router: Completer, system_prompt: str = "") -> None:
         super().__init__(f"session:{session_id}", mailbox_capacity=64)
         self.session_id = session_id
         self.router = router
@@ -44,7 +53,7 @@ class InterviewSession(Actor):
         self.history: list[ChatMessage] = (
             [ChatMessage("system", self.system_prompt)] if self.system_prompt else []
         )
-        self.provider: str | None = None  # where the router last served this session
+        self.provider: str | None = None  # the provider that last answered this session
         self.providers_used: list[str] = []
 
     async def turn(self, turn: Turn) -> Completion:
@@ -58,13 +67,23 @@ class InterviewSession(Actor):
             priority=turn.priority,
         )
         try:
-            completion = await self.router.complete(request, session=self)
+            completion = await self.complete(request)
         except BaseException:
             self.history.pop()
             raise
         self.history.append(ChatMessage("assistant", completion.content))
         if not self.providers_used or self.providers_used[-1] != completion.provider:
             self.providers_used.append(completion.provider)
+        return completion
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Send ``request`` through the router for this session; note who answered.
+
+        A cache hit was served by no provider, so it leaves ``provider`` as it was.
+        """
+        completion = await self.router.complete(request, session=self)
+        if not completion.cached:
+            self.provider = completion.provider
         return completion
 
     async def receive(self, message: object) -> Completion:

@@ -96,7 +96,7 @@ class ScriptedInterview(InterviewSession):
             try:
                 if kind == "question":
                     request = self._question(priority)
-                    completion = await self.router.complete(request, session=self)
+                    completion = await self.complete(request)
                     self.history.append(ChatMessage("assistant", completion.content))
                 else:
                     answer = filler_text(int(workload.answer_chars.sample(stream)))

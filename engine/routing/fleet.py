@@ -28,7 +28,7 @@ from actors.session import InterviewSession
 from engine.routing.decision_log import DecisionLog
 from engine.routing.hedging import HedgingConfig
 from engine.routing.policies import PolicyConfig, build_policy
-from engine.routing.recording import RequestRecorder
+from engine.routing.recording import Recorder
 from engine.routing.retry import RetryConfig
 from engine.routing.router import Router
 from engine.routing.shedding import SheddingConfig
@@ -100,7 +100,7 @@ async def open_fleet(
     log: DecisionLog | None = None,
     on_transition: Callable[[Transition], None] | None = None,
     on_actor_event: Callable[[str, str, BaseException | None], None] | None = None,
-    recorder: RequestRecorder | None = None,
+    recorder: Recorder | None = None,
     request_id_prefix: str = "r-",
 ) -> AsyncIterator[Fleet]:
     """Start every actor of the routing core; stop them all on exit."""
@@ -165,6 +165,7 @@ async def open_fleet(
         if config.autoscaler is not None:
             group = config.autoscaler.group
             replicas = [p for p in providers if p.spec.group == group]
+            # The router's line is the demand no replica has seen yet.
             autoscaler = await supervisor.start(Autoscaler(config.autoscaler, replicas, router))
         yield Fleet(
             router, providers, health, quota, cache, supervisor, autoscaler, log, transitions

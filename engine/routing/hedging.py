@@ -10,7 +10,7 @@ not as a failure). :func:`hedged_attempt` runs the two legs for the router.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import numpy as np
@@ -20,12 +20,15 @@ from actors.errors import AttemptError, RateLimited
 from actors.messages import ChatRequest, Completion
 from actors.runtime import clock
 from actors.runtime.errors import require
+from engine.routing.selection import by_tier, eligible
 
 if TYPE_CHECKING:
     from actors.health import HealthMonitor
     from actors.provider import Provider
     from actors.session import InterviewSession
-    from engine.routing.router import Router
+    from engine.routing.decision_log import DecisionLog
+    from engine.routing.policies import Policy, PolicyConfig
+    from engine.routing.retry import RetryBudget, RetryConfig
 
 # How many more calls a provider must have seen before its percentile is recomputed.
 _REFRESH_EVERY = 16
@@ -91,8 +94,37 @@ class HedgeTimer:
         return max(cfg.min_delay, base)
 
 
+class HedgeCounts(Protocol):
+    """The counters a hedge moves in the router's books."""
+
+    attempts: int
+    hedges: int
+    hedge_wins: int
+
+
+class HedgingRouter(Protocol):
+    """What a hedge needs from the router that sends it (the router has all of it)."""
+
+    @property
+    def providers(self) -> list[Provider]: ...
+    @property
+    def policy(self) -> Policy: ...
+    @property
+    def tiers(self) -> PolicyConfig | None: ...
+    @property
+    def retry(self) -> RetryConfig: ...
+    @property
+    def budget(self) -> RetryBudget | None: ...
+    @property
+    def hedge_timer(self) -> HedgeTimer | None: ...
+    @property
+    def stats(self) -> HedgeCounts: ...
+    @property
+    def log(self) -> DecisionLog: ...
+
+
 async def hedged_attempt(
-    router: Router,
+    router: HedgingRouter,
     provider: Provider,
     request: ChatRequest,
     request_id: str,
@@ -173,7 +205,7 @@ async def hedged_attempt(
 
 
 def _hedge_target(
-    router: Router,
+    router: HedgingRouter,
     request: ChatRequest,
     slow: Provider,
     now: float,
@@ -181,8 +213,8 @@ def _hedge_target(
     session: InterviewSession | None,
 ) -> Provider | None:
     """Another provider that can take ``request`` now, chosen by the router's policy."""
-    eligible, _ = router._eligible(request, now, avoid)
-    others = [p for p in eligible if p is not slow]
+    candidates, _ = eligible(router.providers, request, now, avoid, router.tiers)
+    others = [p for p in candidates if p is not slow]
     if not others:
         return None
-    return router.policy.choose(router._by_tier(others, request), request, session, now)
+    return router.policy.choose(by_tier(others, request, router.tiers), request, session, now)

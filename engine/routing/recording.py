@@ -4,12 +4,17 @@ Each column is an ``array.array`` of machine numbers: an append costs what a lis
 append does, but keeps 8 bytes instead of a 32-byte float object alive per value
 (tens of MB in a long run, and less for the allocator and the cache to chew on).
 The columns become numpy arrays once, when asked for.
+
+The router hands each request's end to a :class:`Recorder` as one :class:`Outcome`;
+:class:`RequestRecorder` keeps them for results, the live server's metrics count them.
 """
 
 from __future__ import annotations
 
 from array import array
+from typing import Protocol
 
+import attrs
 import numpy as np
 
 #: Outcome codes in the order of their index in the ``outcome`` array.
@@ -27,8 +32,35 @@ OUTCOMES = (
 )
 
 
+@attrs.frozen(slots=True)
+class Outcome:
+    """How one request that entered the router ended: answered, or a named error.
+
+    ``code`` is ``"ok"``, ``"cancelled"`` or the error's code (see :data:`OUTCOMES`);
+    ``provider`` is the account that answered (None for a cache hit or a failure);
+    times are in seconds on the clock, ``latency`` from ``start`` to the end.
+    """
+
+    kind: str
+    start: float
+    latency: float
+    ttft: float
+    attempts: int
+    provider: str | None
+    code: str
+    cached: bool
+    cost: float
+    queue_wait: float = 0.0
+
+
+class Recorder(Protocol):
+    """Whoever the router tells how each request ended, once per request."""
+
+    def record(self, outcome: Outcome) -> None: ...
+
+
 class RequestRecorder:
-    """One row per request that entered the router, whatever its fate."""
+    """One row per request that entered the router, whatever its fate (a :class:`Recorder`)."""
 
     __slots__ = (
         "_kind_index",
@@ -68,33 +100,23 @@ class RequestRecorder:
     def __len__(self) -> int:
         return len(self.start)
 
-    def record(
-        self,
-        kind: str,
-        start: float,
-        latency: float,
-        ttft: float,
-        attempts: int,
-        provider: str | None,
-        outcome: str,
-        cached: bool,
-        cost: float,
-        queue_wait: float = 0.0,
-    ) -> None:
+    def record(self, outcome: Outcome) -> None:
+        kind = outcome.kind
         kind_index = self._kind_index.get(kind)
         if kind_index is None:
             kind_index = self._kind_index[kind] = len(self.kinds)
             self.kinds.append(kind)
         self.kind.append(kind_index)
-        self.start.append(start)
-        self.latency.append(latency)
-        self.ttft.append(ttft)
-        self.queue_wait.append(queue_wait)
-        self.attempts.append(attempts)
+        self.start.append(outcome.start)
+        self.latency.append(outcome.latency)
+        self.ttft.append(outcome.ttft)
+        self.queue_wait.append(outcome.queue_wait)
+        self.attempts.append(outcome.attempts)
+        provider = outcome.provider
         self.provider.append(-1 if provider is None else self._provider_index[provider])
-        self.outcome.append(self._outcome_index.get(outcome, len(OUTCOMES) - 1))
-        self.cached.append(cached)
-        self.cost.append(cost)
+        self.outcome.append(self._outcome_index.get(outcome.code, len(OUTCOMES) - 1))
+        self.cached.append(outcome.cached)
+        self.cost.append(outcome.cost)
 
     def arrays(self) -> dict[str, np.ndarray]:
         # Copies (np.array), not views: a view would pin the columns' buffers, and the

@@ -29,6 +29,7 @@ from actors.runtime import clock
 from actors.session import InterviewSession, Turn
 from engine.routing.decision_log import DecisionLog
 from engine.routing.fleet import Account, Fleet, open_fleet
+from engine.routing.recording import Recorder
 from engine.serve.live_config import ConfigError, LiveConfig, load_config
 from engine.serve.openai_format import chat_messages
 from engine.serve.reply_stream import ReplyStream
@@ -187,7 +188,7 @@ async def open_router(
     env: Mapping[str, str] | None = None,
     http_client: HttpClient | None = None,
     log: DecisionLog | None = None,
-    recorder: Any = None,
+    recorder: Recorder | None = None,
     on_transition: Callable[[Transition], None] | None = None,
     state: StateStore | None = None,
 ) -> AsyncIterator[LiveRouter]:
@@ -230,7 +231,7 @@ async def _open_router(
     env: Mapping[str, str] | None,
     http_client: HttpClient | None,
     log: DecisionLog | None,
-    recorder: Any,
+    recorder: Recorder | None,
     on_transition: Callable[[Transition], None] | None,
     state: StateStore | None,
 ) -> AsyncIterator[LiveRouter]:

@@ -1,7 +1,7 @@
 """Prometheus metrics for the live router.
 
-Request outcomes come from the router itself: :class:`LiveMetrics` has the
-``record`` method of :class:`engine.routing.recording.RequestRecorder`, so every request
+Request outcomes come from the router itself: :class:`LiveMetrics` is a
+:class:`engine.routing.recording.Recorder`, so every request
 that enters the router is counted exactly once, whatever its fate. Provider
 gauges (health, breaker, quota, slots) are read from the actors' published
 state when Prometheus scrapes, not kept up to date on the hot path.
@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from actors.breaker import Transition
 from engine.routing.books import Books
+from engine.routing.recording import Outcome
 
 if TYPE_CHECKING:
     from engine.serve.live_router import LiveRouter
@@ -73,27 +74,16 @@ class LiveMetrics:
             registry=r,
         )
 
-    # --- the RequestRecorder interface the router calls --------------------
-    def record(
-        self,
-        kind: str,
-        start: float,
-        latency: float,
-        ttft: float,
-        attempts: int,
-        provider: str | None,
-        outcome: str,
-        cached: bool,
-        cost: float,
-        queue_wait: float = 0.0,
-    ) -> None:
-        label = "cache" if cached else (provider or "none")
-        self.requests.labels(outcome, label).inc()
-        self.latency.labels(outcome).observe(latency)
-        if outcome == "ok":
-            self.ttft.observe(ttft)
-            self.cost.inc(cost)
-        self.attempts.inc(attempts)
+    # --- the Recorder protocol the router calls ---------------------------
+    def record(self, outcome: Outcome) -> None:
+        code = outcome.code
+        label = "cache" if outcome.cached else (outcome.provider or "none")
+        self.requests.labels(code, label).inc()
+        self.latency.labels(code).observe(outcome.latency)
+        if code == "ok":
+            self.ttft.observe(outcome.ttft)
+            self.cost.inc(outcome.cost)
+        self.attempts.inc(outcome.attempts)
 
     def rejected_before_router(self) -> None:
         """A request refused while its body was read (not JSON, wrong types): still counted."""

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 import trio
 
-from actors.autoscaler import AutoscalerConfig
+from actors.autoscaler import Autoscaler, AutoscalerConfig
 from actors.cache import CacheConfig
 from actors.messages import ChatMessage, ChatRequest
+from actors.provider import ProviderSpec
 from actors.runtime import clock
 from actors.runtime.errors import InvalidSetting
+from actors.slots import Slots
 from engine.routing.fleet import RouterConfig, open_fleet
 from engine.routing.retry import RetryConfig
 from tests.conftest import virtual_account
@@ -104,3 +107,20 @@ def test_bad_autoscaler_settings_are_named():
         AutoscalerConfig(group="r", overprovision=0.5)
     with pytest.raises(InvalidSetting, match=r"autoscaler\.max_replicas"):
         AutoscalerConfig(group="r", min_replicas=3, max_replicas=2)
+
+
+def test_demand_counts_the_requests_waiting_in_the_line_as_well():
+    class Line:
+        waiting = 0
+
+    def replica(name: str) -> SimpleNamespace:
+        return SimpleNamespace(spec=ProviderSpec(name, max_concurrency=2), slots=Slots(2, 4))
+
+    line = Line()
+    scaler = Autoscaler(
+        AutoscalerConfig(group="r", max_replicas=2), [replica("a"), replica("b")], line
+    )
+    assert scaler.demand() == 0
+    line.waiting = 5
+    assert scaler.demand() == 5
+    assert scaler.desired(5) == 2

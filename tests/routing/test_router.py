@@ -348,3 +348,17 @@ async def test_a_half_open_provider_gets_its_trial_even_when_the_policy_scores_i
     # half-open for good; the trial goes to flaky, passes, and closes its breaker.
     assert answer.provider == "flaky"
     assert breaker.state is State.CLOSED
+
+
+async def test_a_session_answered_from_the_cache_keeps_its_provider(virtual_clock):
+    account, backend = virtual_account("a")
+    config = RouterConfig(retry=NO_JITTER, cache=CacheConfig(enabled=True))
+    async with open_fleet([account], config) as fleet:
+        first = await fleet.session("first", "You are an interviewer.")
+        second = await fleet.session("second", "You are an interviewer.")
+        await first.ask(Turn("hello"))
+        await clock.sleep(1.0)  # the cache actor stores the answer
+        answer = await second.ask(Turn("hello"))
+    assert answer.cached and len(backend.requests) == 1
+    assert first.provider == "a"
+    assert second.provider is None  # no provider served it

@@ -1,0 +1,70 @@
+"""Selection: which providers may take a request now, in one linear pass over the fleet.
+
+The router and hedging both choose from what these functions return; a policy
+(:mod:`engine.routing.policies`) then picks one of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from actors.messages import ChatRequest
+
+if TYPE_CHECKING:
+    from actors.provider import Provider
+    from engine.routing.policies import PolicyConfig
+
+
+def needs_strong(request: ChatRequest, tiers: PolicyConfig | None) -> bool:
+    """Whether only a strong model may answer: always under ``strong_only``, and for
+    every turn kind but the light ones under ``by_kind`` (a reasoning turn waits for a
+    strong model rather than get a weaker answer)."""
+    if tiers is None or tiers.tiers == "any":
+        return False
+    return tiers.tiers == "strong_only" or request.kind not in tiers.light_kinds
+
+
+def by_tier(
+    candidates: list[Provider], request: ChatRequest, tiers: PolicyConfig | None
+) -> list[Provider]:
+    """Light turns go to light models first, and to strong ones only when none is free."""
+    if tiers is None or tiers.tiers != "by_kind" or request.kind not in tiers.light_kinds:
+        return candidates
+    light = [p for p in candidates if p.spec.tier == "light"]
+    return light or candidates
+
+
+def eligible(
+    providers: Sequence[Provider],
+    request: ChatRequest,
+    now: float,
+    avoid: dict[str, float],
+    tiers: PolicyConfig | None,
+) -> tuple[list[Provider], float]:
+    """Providers that can take ``request`` now, and the soonest wait otherwise.
+
+    A provider serves another model than the one asked for (unless it is ``auto``), a
+    light provider when only a strong one may answer, or a provider in ``avoid`` (its
+    name -> until when, e.g. a 429's Retry-After) before that time, is not eligible.
+    """
+    found: list[Provider] = []
+    soonest = math.inf
+    strong_only = needs_strong(request, tiers)
+    model = None if request.model == "auto" else request.model
+    for provider in providers:
+        if model is not None and provider.spec.model != model:
+            continue
+        if strong_only and provider.spec.tier != "strong":
+            continue
+        wait = provider.wait_before(request, now)
+        if avoid:
+            until = avoid.get(provider.spec.name)
+            if until is not None and until - now > wait:
+                wait = until - now
+        if wait <= 0:
+            found.append(provider)
+        elif wait < soonest:
+            soonest = wait
+    return found, soonest
