@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from actors.runtime.distributions import Constant, Empirical, Exponential, LogNormal  # noqa: E402
 from engine.serve.live_config import LiveConfig  # noqa: E402
+from sims.profiles import PROFILES  # noqa: E402
 from sims.scenario import Scenario  # noqa: E402
 
 PAGE = ROOT / "docs" / "reference.md"
@@ -208,6 +209,39 @@ def collect(root: type) -> dict[str, list]:
     return out
 
 
+def limit_text(limit: object) -> str:
+    per = {60.0: "min", 300.0: "5 min", 3600.0: "hour", 86400.0: "day"}.get(
+        float(limit.per), f"{number(limit.per)} s"
+    )
+    how = "fixed window" if limit.mode == "window" else "refilling"
+    return f"{number(limit.limit)} {limit.unit}/{per} ({how})"
+
+
+def profiles() -> list[str]:
+    lines = [
+        "## Provider profiles",
+        "",
+        "What `[[accounts]] profile = ...` starts from; any account key above overrides it.",
+        "The `source` says where each figure comes from.",
+        "",
+        "| profile | tier | limits | slots / queue | $ per M tokens in / out | monthly fee |"
+        " latency | source |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, profile in PROFILES.items():
+        spec = profile.spec
+        limits = "; ".join(limit_text(limit) for limit in spec.limits) or "none"
+        latency = (
+            f"ttft {show(profile.latency.ttft)}, {number(profile.latency.tokens_per_s)} tokens/s"
+        )
+        lines.append(
+            f"| `{name}` | {spec.tier} | {limits} | {spec.max_concurrency} / {spec.queue_limit} | "
+            f"{number(spec.input_cost_per_mtok)} / {number(spec.output_cost_per_mtok)} | "
+            f"{number(spec.monthly_fee)} | `{latency}` | {' '.join(profile.source.split())} |"
+        )
+    return [*lines, ""]
+
+
 def render() -> str:
     scenario = collect(Scenario)
     live = collect(LiveConfig)
@@ -236,6 +270,7 @@ def render() -> str:
     for path, (cls, rows, extra) in scenario.items():
         if path not in shared:
             lines += render_table(path, cls, rows, extra)
+    lines += profiles()
     lines += ["## Live config (`callboard serve`, `engine.open_router`)", ""]
     for path, (cls, rows, extra) in live.items():
         if path not in shared:
