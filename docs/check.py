@@ -1,11 +1,12 @@
 """Run every command in the docs, and fail if one fails or a generated part is stale.
 
-    .venv/bin/python docs/check.py [PAGE.md ...]
+    .venv/bin/python docs/check.py [--show] [--keep] [PAGE.md ...]
 
 What it does, for README.md and every docs/*.md (or the pages named):
 
-1. Regenerates the generated parts (``docs/figures.py --check`` and ``docs/reference.py
-   --check``): a measured figure or a config default that changed fails the check.
+1. Unless pages are named, regenerates the generated parts (``docs/figures.py --check``
+   and ``docs/reference.py --check``): a measured figure or a config default that changed
+   fails the check.
 2. Runs every ``sh`` block of each page, in order, in one bash process per page, in a
    fresh temporary folder, with the venv's ``bin`` first on ``PATH`` (as if it were
    active). Background services started by one block (``&``) live until the page ends,
@@ -283,7 +284,7 @@ def normalise(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip("\n").splitlines())
 
 
-def check_page(page: Path, keep: bool = False) -> tuple[int, int]:
+def check_page(page: Path, keep: bool = False, show: bool = False) -> tuple[int, int]:
     """Run one page; returns (commands run, outputs compared)."""
     blocks, ports = parse(page)
     mapping = dict(zip(ports, free_ports(len(ports)), strict=True))
@@ -333,6 +334,8 @@ def check_page(page: Path, keep: bool = False) -> tuple[int, int]:
                 started = time.monotonic()
                 last_output = shell.run(script, block.where, timeout)
                 print(f"  ok  {block.where} ({time.monotonic() - started:.1f} s)", flush=True)
+                if show and last_output.strip():
+                    print("    " + last_output.rstrip().replace("\n", "\n    "), flush=True)
                 run += 1
             elif "output" in block.marks:
                 if last_output is None:
@@ -352,11 +355,12 @@ def check_page(page: Path, keep: bool = False) -> tuple[int, int]:
 
 
 def main(argv: list[str]) -> int:
-    keep = "--keep" in argv
+    keep = "--keep" in argv  # leave each page's folder behind, to look at
+    show = "--show" in argv  # print what each command printed (to refresh a sample)
     named = [ROOT / a for a in argv if not a.startswith("--")]
     started = time.monotonic()
     sys.path.insert(0, str(ROOT))
-    for script in ("figures.py", "reference.py"):
+    for script in () if named else ("figures.py", "reference.py"):
         print(f"docs/{script} --check", flush=True)
         done = subprocess.run([sys.executable, str(DOCS / script), "--check"], cwd=ROOT)
         if done.returncode != 0:
@@ -366,7 +370,7 @@ def main(argv: list[str]) -> int:
     for page in named or pages():
         print(f"{page.relative_to(ROOT)}", flush=True)
         try:
-            run, compared = check_page(page, keep)
+            run, compared = check_page(page, keep, show)
         except DocError as exc:
             print(f"docs check FAILED: {exc}", file=sys.stderr)
             return 1

@@ -36,7 +36,7 @@ REGION = re.compile(r"(<!-- figures:(\S+) -->\n)(.*?)(<!-- /figures -->)", re.S)
 class Figure:
     command: str
     #: Lines that vary from run to run (wall time), dropped from the output.
-    drop: str = r"^$^"
+    drop: str | None = None
     #: Turns the run's folder into the text written (default: its stdout in a text block).
     render: Callable[[str, Path], str] | None = None
     #: Files the run writes, copied into the repository (name in run folder -> repo path).
@@ -70,6 +70,21 @@ def cache_by_kind(out: str, work: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
+def autoscale(out: str, work: Path) -> str:
+    """Two autoscale-coldstart runs (overprovision 1.0 and 1.5), side by side."""
+    runs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    rows = [
+        "| overprovision | time to first token p95 | latency p95 | replica-hours | success |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for factor, run in zip(("1.0", "1.5"), runs, strict=True):
+        rows.append(
+            f"| {factor} | {run['ttft_p95']:.2f} s | {run['p95']:.2f} s | "
+            f"{run['replica_hours']:.2f} | {run['success_rate']:.2%} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 FIGURES: dict[str, Figure] = {
     "default-run": Figure(
         "callboard simulate --quiet",
@@ -80,9 +95,23 @@ FIGURES: dict[str, Figure] = {
         },
     ),
     "default-run-cache": Figure("callboard simulate --quiet", render=cache_by_kind),
+    "autoscale": Figure(
+        "callboard simulate autoscale-coldstart --quiet --json --out warm-1.0\n"
+        "callboard simulate autoscale-coldstart --quiet --json --out warm-1.5 "
+        "--set autoscaler.overprovision=1.5",
+        render=autoscale,
+    ),
+    **{
+        f"experiment-{name}": Figure(f"callboard experiment {name} --quiet --out {name}")
+        for name in ("hedging", "retry-budget", "breaker-thresholds")
+    },
     "size-small": Figure(
         "callboard size interview-day --interviews 50,100 --accounts huggingface=1..16 "
         "--replications 2 --quiet --out size-small"
+    ),
+    "size-tiers": Figure(
+        "callboard size mixed-fleet --interviews 200 --accounts openai-strong=1..16 "
+        "--replications 2 --baseline \"routing.tiers='strong_only'\" --quiet --out size-tiers"
     ),
     "size-full": Figure(
         'callboard size interview-day --interviews 500,1000,2000 --slo "p95<=5s" '
@@ -114,7 +143,11 @@ class Runs:
                 raise SystemExit(f"figure {name}: {figure.command!r} failed:\n{done.stderr}")
             self.done[figure.command] = (done.stdout, work)
         stdout, work = self.done[figure.command]
-        kept = [line for line in stdout.splitlines() if not re.search(figure.drop, line)]
+        kept = [
+            line
+            for line in stdout.splitlines()
+            if not (figure.drop and re.search(figure.drop, line))
+        ]
         out = "\n".join(kept).strip("\n") + "\n"
         text = figure.render(out, work) if figure.render else text_block(out)
         copies = {}

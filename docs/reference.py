@@ -178,10 +178,13 @@ def markdown(text: str) -> str:
 
 
 def doc_of(cls: type) -> str:
-    doc = inspect.getdoc(cls) or ""
-    if doc.startswith(f"{cls.__name__}("):  # attrs' generated signature: no docstring
-        return ""
-    return markdown(doc)
+    """The class's docstring, then those of the attrs classes it extends."""
+    docs = []
+    for klass in cls.__mro__:
+        doc = klass.__dict__.get("__doc__") or ""
+        if attrs.has(klass) and doc and not doc.startswith(f"{klass.__name__}("):
+            docs.append(inspect.cleandoc(doc))
+    return markdown(" ".join(docs))
 
 
 def render_table(path: str, cls: type, rows: list, extra: list[str]) -> list[str]:
