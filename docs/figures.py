@@ -3,6 +3,7 @@
     .venv/bin/python docs/figures.py            # rewrite the figures in the pages
     .venv/bin/python docs/figures.py --check    # fail if a page's figures are stale
     .venv/bin/python docs/figures.py --full     # also the long runs (sizing: ~10 min)
+    .venv/bin/python docs/figures.py --benches  # also the benchmarks (~15 min, noisy)
 
 A figure sits in a page between ``<!-- figures:NAME -->`` and ``<!-- /figures -->``; this
 script runs the command registered under NAME below (in a fresh folder, with the venv's
@@ -11,7 +12,9 @@ command must appear word for word in the page too (in an ``sh`` block marked
 ``<!-- check: figure NAME -->``), so what a reader runs is what wrote the figure.
 Simulations are seeded and byte-reproducible, so ``--check`` compares exactly. Runs
 marked ``full`` are too long for CI: ``--check`` leaves them alone, ``--full`` rewrites
-them; each says in its page which command prints it.
+them; each says in its page which command prints it. Benchmarks (``bench``) run from the
+repository's root, are noisy and machine-dependent, and are only ever written (by
+``--benches``), never compared.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class Figure:
     copies: dict[str, str] = field(default_factory=dict)
     #: Too long for CI: written by --full only.
     full: bool = False
+    #: A benchmark (noisy, machine-dependent): written by --benches only, never compared.
+    bench: bool = False
 
 
 def text_block(out: str) -> str:
@@ -113,6 +118,19 @@ FIGURES: dict[str, Figure] = {
         "callboard size mixed-fleet --interviews 200 --accounts openai-strong=1..16 "
         "--replications 2 --baseline \"routing.tiers='strong_only'\" --quiet --out size-tiers"
     ),
+    **{
+        f"bench-{name}": Figure(f".venv/bin/python benches/{name}.py", bench=True)
+        for name in (
+            "bench_clock",
+            "bench_actor",
+            "bench_reference",
+            "bench_memory",
+            "bench_overhead",
+            "bench_http_clients",
+            "bench_redis",
+            "load_router",
+        )
+    },
     "size-full": Figure(
         'callboard size interview-day --interviews 500,1000,2000 --slo "p95<=5s" '
         '--slo "success>=99.5%" --accounts huggingface=1..128 --quiet --out size-full',
@@ -131,10 +149,11 @@ class Runs:
         if figure.command not in self.done:
             print(f"  figure {name}: {figure.command}", flush=True)
             work = Path(tempfile.mkdtemp(prefix=f"docs-figures-{name}-"))
+            cwd = ROOT if figure.bench else work
             path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
             done = subprocess.run(
                 ["bash", "-c", figure.command],
-                cwd=work,
+                cwd=cwd,
                 env=dict(os.environ, PATH=path),
                 capture_output=True,
                 text=True,
@@ -168,11 +187,12 @@ def pages() -> list[Path]:
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     full = "--full" in argv
+    benches = "--benches" in argv
     runs = Runs()
     stale: list[str] = []
     try:
         for page in pages():
-            stale += fill_page(page, runs, check, full)
+            stale += fill_page(page, runs, check, full, benches)
     finally:
         runs.close()
     if check and stale:
@@ -187,7 +207,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def fill_page(page: Path, runs: Runs, check: bool, full: bool) -> list[str]:
+def fill_page(page: Path, runs: Runs, check: bool, full: bool, benches: bool) -> list[str]:
     """Rewrite (or, with check, compare) one page's figures; returns what was stale."""
     text = page.read_text()
     stale: list[str] = []
@@ -201,7 +221,7 @@ def fill_page(page: Path, runs: Runs, check: bool, full: bool) -> list[str]:
             raise SystemExit(
                 f"{page.name}: figure {name!r}: its command is not in the page: {figure.command}"
             )
-        if figure.full and not full:
+        if (figure.full and not full) or (figure.bench and (check or not benches)):
             return match.group(0)
         body, copies = runs.get(name, figure)
         for target, data in copies.items():
