@@ -21,6 +21,7 @@ between ``<!-- figures:NAME -->`` markers (a figure, compared by figures.py):
                        command runs (scripts and configs the commands use)
 ``output``             the block is exactly what the previous ``sh`` block printed
 ``sample``             sample output (ids, latencies vary): shown, not compared
+``listing``            neither a command nor output (a folder layout, a diagram)
 ``scenario``           TOML loaded as a scenario (a fragment gets a minimal account)
 ``config``             TOML loaded as a live config (a fragment gets a minimal provider)
 ``repo-copy``          an ``sh`` block run in a copy of the repository's files
@@ -71,6 +72,7 @@ KINDS = (
     "timeout",
     "figure",
     "restart",
+    "listing",
 )
 
 
@@ -119,7 +121,9 @@ def parse(page: Path) -> tuple[list[Block], list[int]]:
             else:
                 raise DocError(f"{page.name}:{i + 1}: unknown check marker {word!r}")
         fence = FENCE.match(line)
-        if fence and fence.group(1):
+        if fence and not fence.group(1):
+            raise DocError(f"{page.name}:{i + 1}: a code block needs a language (sh, text, ...)")
+        if fence:
             start = i
             i += 1
             body: list[str] = []
@@ -294,7 +298,7 @@ def check_page(page: Path, keep: bool = False, show: bool = False) -> tuple[int,
         if not block.marks and block.lang != "sh":
             raise DocError(
                 f"{block.where}: a ```{block.lang} block needs a <!-- check: ... --> marker "
-                "(file NAME, output, sample, scenario or config)"
+                "(file NAME, output, sample, listing, scenario or config)"
             )
         if block.lang != "sh" and ("skip" in block.marks or "repo-copy" in block.marks):
             raise DocError(f"{block.where}: skip / repo-copy apply to sh blocks only")
