@@ -91,7 +91,8 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.page.relative_to(ROOT)}:{self.line}"
+        page = self.page.relative_to(ROOT) if self.page.is_relative_to(ROOT) else self.page
+        return f"{page}:{self.line}"
 
 
 def pages() -> list[Path]:
@@ -275,6 +276,7 @@ class Shell:
                 break
             end = time.monotonic() + wait
             while time.monotonic() < end:
+                self.proc.poll()  # reap bash: a zombie still counts as a member of its group
                 try:
                     os.killpg(self.proc.pid, 0)
                 except ProcessLookupError:
