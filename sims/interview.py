@@ -19,7 +19,7 @@ from actors.messages import ChatMessage, ChatRequest, filler_text
 from actors.runtime import clock
 from actors.runtime.actor import Supervisor
 from actors.runtime.errors import CallboardError
-from actors.runtime.randomness import RandomStreams, Stream
+from actors.runtime.randomness import RandomStream, RandomStreams
 from actors.session import InterviewSession, Turn
 from engine.routing.router import Router
 from sims.workload import WorkloadConfig
@@ -49,7 +49,7 @@ class ScriptedInterview(InterviewSession):
         start_at: float,
         router: Router,
         workload: WorkloadConfig,
-        stream: Stream,
+        stream: RandomStream,
         question_cdf: Sequence[float],
         tally: InterviewTally,
         time_scale: float = 1.0,

@@ -37,7 +37,7 @@ from actors.backends.http1 import HttpClient
 from actors.backends.virtual import LatencyModel
 from actors.runtime import clock
 from actors.runtime.errors import InvalidSetting
-from actors.runtime.randomness import RandomStreams, Stream
+from actors.runtime.randomness import RandomStream, RandomStreams
 from engine.routing.config import CONVERTER
 from engine.routing.recording import RequestRecorder
 from engine.serve.asgi import serve_app
@@ -98,7 +98,7 @@ class Scaled:
     inner: Any
     factor: float
 
-    def sample(self, stream: Stream) -> float:
+    def sample(self, stream: RandomStream) -> float:
         return float(self.inner.sample(stream)) * self.factor
 
 

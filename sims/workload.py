@@ -16,7 +16,7 @@ import numpy as np
 
 from actors.runtime.distributions import Constant, DistributionSpec, LogNormal
 from actors.runtime.errors import require
-from actors.runtime.randomness import Stream
+from actors.runtime.randomness import RandomStream
 
 TURN_KINDS = ("small_talk", "question", "follow_up", "evaluation")
 ARRIVALS = ("all_at_once", "uniform", "ramp", "poisson", "daily")
@@ -122,7 +122,7 @@ class WorkloadConfig:
     def output_tokens(self, kind: str) -> DistributionSpec:
         return getattr(self, f"{kind}_tokens")
 
-    def start_times(self, stream: Stream) -> list[float]:
+    def start_times(self, stream: RandomStream) -> list[float]:
         """When each interview starts, in interview order."""
         n = self.interviews
         gen = stream.generator

@@ -8,7 +8,7 @@ import math
 
 import attrs
 
-from actors.runtime.randomness import Stream
+from actors.runtime.randomness import RandomStream
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
@@ -23,7 +23,7 @@ def _non_negative(instance: object, attribute: attrs.Attribute, value: float) ->
 class Constant:
     value: float = attrs.field(validator=_non_negative)
 
-    def sample(self, stream: Stream) -> float:
+    def sample(self, stream: RandomStream) -> float:
         return self.value
 
     @property
@@ -35,7 +35,7 @@ class Constant:
 class Exponential:
     mean: float = attrs.field(validator=_non_negative)
 
-    def sample(self, stream: Stream) -> float:
+    def sample(self, stream: RandomStream) -> float:
         return self.mean * stream.standard_exponential()
 
 
@@ -46,7 +46,7 @@ class LogNormal:
     mu: float
     sigma: float = attrs.field(validator=_non_negative)
 
-    def sample(self, stream: Stream) -> float:
+    def sample(self, stream: RandomStream) -> float:
         return math.exp(self.mu + self.sigma * stream.standard_normal())
 
     @property
@@ -83,7 +83,7 @@ class Empirical:
         if any(b < a for a, b in itertools.pairwise(vs)) or vs[0] < 0:
             raise ValueError(f"Empirical.points values must be >= 0 and ascending, got {vs}")
 
-    def sample(self, stream: Stream) -> float:
+    def sample(self, stream: RandomStream) -> float:
         q = stream.uniform() * 100.0
         ps = [p for p, _ in self.points]
         i = max(1, bisect.bisect_right(ps, q))

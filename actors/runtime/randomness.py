@@ -31,7 +31,7 @@ def _next_block(previous: int) -> int:
     return min(_MAX_BLOCK, max(_FIRST_BLOCK, 2 * previous))
 
 
-class Stream:
+class RandomStream:
     """One entity's random stream, with cheap scalar draws.
 
     Each kind of draw keeps an iterator over its current block: ``next()`` on a list
@@ -91,11 +91,11 @@ class RandomStreams:
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.seed = seed
-        self._streams: dict[str, Stream] = {}
+        self._streams: dict[str, RandomStream] = {}
 
-    def stream(self, name: str) -> Stream:
+    def stream(self, name: str) -> RandomStream:
         """The stream for ``name``; the same object on every call."""
         stream = self._streams.get(name)
         if stream is None:
-            stream = self._streams[name] = Stream(self.seed, name)
+            stream = self._streams[name] = RandomStream(self.seed, name)
         return stream

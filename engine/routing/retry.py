@@ -8,7 +8,7 @@ import math
 import attrs
 
 from actors.runtime.errors import require
-from actors.runtime.randomness import Stream
+from actors.runtime.randomness import RandomStream
 
 
 def _check(field: str, ok: bool, value: object, allowed: str) -> None:
@@ -77,7 +77,7 @@ class RetryConfig:
         )
         _check("deadline", self.deadline > 0, self.deadline, "> 0 seconds or inf")
 
-    def backoff(self, retry_number: int, retry_after: float, stream: Stream) -> float:
+    def backoff(self, retry_number: int, retry_after: float, stream: RandomStream) -> float:
         """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
         delay = min(self.backoff_max, self.backoff_base * self.backoff_factor ** (retry_number - 1))
         if self.jitter > 0 and delay > 0:

@@ -6,7 +6,7 @@ attempt with a per-attempt timeout -> on 429 fail over at once; on another error
 fail over to a provider not yet tried, or back off (exponential, jittered, never
 sooner than Retry-After) and retry -> when no provider can take it, wait for the
 first one that can if that fits before the deadline, else give up with a named error.
-Every request ends in exactly one outcome, counted in :class:`RouterStats` and told to
+Every request ends in exactly one outcome, counted in :class:`RouterCounters` and told to
 the recorder as one :class:`engine.routing.recording.Outcome`. The router reads a
 session's last provider (for stickiness) but never writes it: the session notes it.
 
@@ -19,7 +19,6 @@ a request takes exactly the path described above.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import TYPE_CHECKING
 
 import attrs
@@ -31,7 +30,8 @@ from actors.errors import AttemptError, RateLimited
 from actors.messages import ChatRequest, Completion
 from actors.runtime import clock
 from actors.runtime.errors import CallboardError
-from actors.runtime.randomness import Stream
+from actors.runtime.randomness import RandomStream
+from engine.routing.books import RouterCounters
 from engine.routing.decision_log import DecisionLog
 from engine.routing.errors import (
     DeadlineExceeded,
@@ -55,32 +55,6 @@ if TYPE_CHECKING:
     from actors.session import InterviewSession
 
 
-@attrs.define
-class RouterStats:
-    """The books: every request received is in exactly one of these places."""
-
-    received: int = 0
-    in_flight: int = 0
-    answered: int = 0
-    cache_hits: int = 0
-    cancelled: int = 0
-    failed: Counter = attrs.Factory(Counter)
-    attempts: int = 0
-    retries: int = 0
-    failovers: int = 0
-    rate_limited: int = 0
-    #: Second attempts sent by hedging, and how many of them answered first.
-    hedges: int = 0
-    hedge_wins: int = 0
-    #: Failed attempts not retried because the retry budget was empty.
-    retries_denied: int = 0
-
-    def balanced(self) -> bool:
-        return self.received == (
-            self.in_flight + self.answered + self.cancelled + sum(self.failed.values())
-        )
-
-
 class Router:
     """Routes chat requests over a fleet of provider actors."""
 
@@ -91,7 +65,7 @@ class Router:
         retry: RetryConfig,
         *,
         cache: Cache | None,
-        jitter: Stream,
+        jitter: RandomStream,
         log: DecisionLog | None = None,
         recorder: Recorder | None = None,
         tiers: PolicyConfig | None = None,
@@ -113,7 +87,7 @@ class Router:
         self.retry = retry
         self.cache = cache
         self.log = log or DecisionLog()
-        self.stats = RouterStats()
+        self.stats = RouterCounters()
         self.recorder = recorder
         self._jitter = jitter
         self._prefix = request_id_prefix

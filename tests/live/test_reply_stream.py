@@ -10,6 +10,7 @@ from actors.backends.sink import Delta, Restart, current_sink
 from actors.errors import UpstreamError
 from actors.messages import ChatMessage, ChatRequest
 from actors.provider import ProviderSpec
+from engine.routing.books import Books
 from engine.routing.errors import RequestFailed
 from engine.routing.fleet import Account, RouterConfig, open_fleet
 from engine.routing.policies import PolicyConfig
@@ -108,4 +109,4 @@ async def test_closing_a_stream_early_cancels_the_request(nursery):
         await trio.sleep(0.01)
         stats = fleet.router.stats
     assert slow.cancelled
-    assert (stats.cancelled, stats.in_flight) == (1, 0) and stats.balanced()
+    assert (stats.cancelled, stats.in_flight) == (1, 0) and Books.of(fleet.router).balanced()

@@ -15,6 +15,7 @@ from actors.runtime import clock
 from actors.runtime.distributions import Constant
 from actors.runtime.errors import CallboardError, InvalidSetting
 from actors.slots import Slots
+from engine.routing.books import Books
 from engine.routing.decision_log import DecisionLog
 from engine.routing.errors import InvalidRequest, RetryBudgetExhausted, Shed
 from engine.routing.fleet import RouterConfig, open_fleet
@@ -75,7 +76,7 @@ async def test_a_slow_attempt_is_hedged_and_the_loser_is_cancelled_and_not_bille
         assert fleet.health.providers["slow"].failures == 0  # a hedge is not a failure
         stats = fleet.router.stats
         assert (stats.hedges, stats.hedge_wins, stats.answered) == (1, 1, 1)
-        assert stats.attempts == 2 and not stats.failed and stats.balanced()
+        assert stats.attempts == 2 and not stats.failed and Books.of(fleet.router).balanced()
         assert len(slow_backend.requests) == 6  # the slow account did get the request
     steps = [(a, d) for _, rid, a, d in log.events if rid == answer.request_id]
     assert ("hedge", "provider=fast after=1.000 slow=slow") in steps
@@ -182,7 +183,7 @@ async def storm(budget: RetryBudgetConfig) -> tuple[int, list[CallboardError]]:
         async with trio.open_nursery() as nursery:
             for i in range(100):
                 nursery.start_soon(one, i)
-        assert fleet.router.stats.balanced()
+        assert Books.of(fleet.router).balanced()
     return sum(p.stats.calls for p in fleet.providers), errors
 
 
@@ -282,7 +283,7 @@ async def test_a_provider_whose_latency_rises_gets_fewer_calls_then_recovers(vir
             for i in range(12):
                 nursery.start_soon(client, i)
         stats = fleet.router.stats
-        assert stats.balanced() and not stats.failed and stats.failovers == 0
+        assert Books.of(fleet.router).balanced() and not stats.failed and stats.failovers == 0
     at = {t: (limit, a_calls, b_calls) for t, limit, a_calls, b_calls in limits}
     assert at[90][0] == 16 and at[90][1] == pytest.approx(at[90][2], abs=2)  # an even split
     assert max(limit for t, limit, _, _ in limits if 200 <= t < 400) == 1
@@ -334,7 +335,7 @@ async def burst(shedding: bool) -> dict[str, list]:
             for i in range(2):
                 nursery.start_soon(one, f"urgent-{i}", 0)
                 await clock.sleep(0.1)
-        assert fleet.router.stats.balanced()
+        assert Books.of(fleet.router).balanced()
     return done
 
 

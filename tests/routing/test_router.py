@@ -15,6 +15,7 @@ from actors.limits import LimitSpec
 from actors.messages import ChatMessage, ChatRequest
 from actors.runtime import clock
 from actors.session import Turn
+from engine.routing.books import Books
 from engine.routing.decision_log import DecisionLog
 from engine.routing.errors import (
     DeadlineExceeded,
@@ -48,7 +49,7 @@ async def test_happy_path_first_attempt_succeeds(virtual_clock):
     assert answer.latency == pytest.approx(1.5)
     assert [a for _, a, _ in actions(log, answer.request_id)] == ["received", "attempt", "success"]
     assert len(backend.requests) == 1
-    assert fleet.router.stats.answered == 1 and fleet.router.stats.balanced()
+    assert fleet.router.stats.answered == 1 and Books.of(fleet.router).balanced()
 
 
 async def test_timeouts_retry_with_backoff_2s_then_4s_then_succeed(virtual_clock):
@@ -171,7 +172,7 @@ async def test_invalid_request_fails_fast_and_no_provider_sees_it(fields, bad_fi
     assert bad_field in str(error.value) and "allowed" in str(error.value)
     assert elapsed < 0.010
     assert backend.requests == [] and fleet.provider("a").stats.calls == 0
-    assert fleet.router.stats.failed["invalid_request"] == 1 and fleet.router.stats.balanced()
+    assert fleet.router.stats.failed["invalid_request"] == 1 and Books.of(fleet.router).balanced()
 
 
 async def test_provider_failing_mid_interview_is_quarantined_and_history_carries_over(
@@ -220,7 +221,7 @@ async def test_provider_failing_mid_interview_is_quarantined_and_history_carries
             assert len(moved.messages) == 1 + 2 * turns_before + 1
             assert moved.messages[0] == ChatMessage("system", "You are an interviewer.")
             assert list(moved.messages[:-1]) == session.history[: len(moved.messages) - 1]
-        assert fleet.router.stats.balanced()
+        assert Books.of(fleet.router).balanced()
         assert best_backend.requests  # it really was used before it failed
 
 
@@ -243,7 +244,7 @@ async def test_no_provider_before_deadline_is_a_named_error_with_retry_after(vir
             await fleet.router.complete(ask())
     assert error.value.retry_after == pytest.approx(30.0)
     assert clock.now() == 0.0  # shed at once, not after waiting for nothing
-    assert fleet.router.stats.failed["no_provider"] == 1 and fleet.router.stats.balanced()
+    assert fleet.router.stats.failed["no_provider"] == 1 and Books.of(fleet.router).balanced()
 
 
 async def test_retry_after_from_a_429_is_honoured_on_the_next_attempt(virtual_clock):
@@ -275,7 +276,7 @@ async def test_cancelled_request_is_counted_as_cancelled_and_frees_its_slot(virt
             await fleet.router.complete(ask())
         assert fleet.provider("only").slots.in_use == 0
         stats = fleet.router.stats
-        assert stats.cancelled == 1 and stats.in_flight == 0 and stats.balanced()
+        assert stats.cancelled == 1 and stats.in_flight == 0 and Books.of(fleet.router).balanced()
         answer = await fleet.router.complete(ask("next"))
         assert answer.latency == pytest.approx(10.0)
 
