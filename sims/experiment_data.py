@@ -143,34 +143,23 @@ def verdict(data: dict[str, Any]) -> dict[str, Any]:
         key=lambda i: (-(sign * means[i]) if math.isfinite(means[i]) else math.inf, i),
     )
     best = order[0]
-    if best == 0:
-        rival = order[1]
-        d = data["differences"][rival - 1]["metrics"][judge]
-        significant = bool(d["significant"])
-        return {
-            "winner": control if significant else None,
-            "best_on_average": control,
-            "judge": judge,
-            "significant": significant,
-            "difference": d,
-            "against": variants[rival]["name"],
-            "tradeoffs": [],
-        }
-    d = data["differences"][best - 1]["metrics"][judge]
-    name = variants[best]["name"]
-    significant = bool(d["significant"])
-    tradeoffs = [
-        key
-        for key in ALL_METRICS
-        if key != judge and data["differences"][best - 1]["metrics"][key]["significant"]
-    ]
+    # The control is compared with its closest rival; any other best with the control.
+    compared = order[1] if best == 0 else best
+    differences = data["differences"][compared - 1]["metrics"]
+    significant = bool(differences[judge]["significant"])
+    best_name = variants[best]["name"]
+    tradeoffs = (
+        []
+        if best == 0
+        else [key for key in ALL_METRICS if key != judge and differences[key]["significant"]]
+    )
     return {
-        "winner": name if significant else None,
-        "best_on_average": name,
+        "winner": best_name if significant else None,
+        "best_on_average": best_name,
         "judge": judge,
         "significant": significant,
-        "difference": d,
-        "against": control,
+        "difference": differences[judge],
+        "against": variants[order[1]]["name"] if best == 0 else control,
         "tradeoffs": tradeoffs,
     }
 
