@@ -3,7 +3,7 @@
     .venv/bin/python docs/figures.py            # rewrite the figures in the pages
     .venv/bin/python docs/figures.py --check    # fail if a page's figures are stale
     .venv/bin/python docs/figures.py --full     # also the long runs (sizing: ~10 min)
-    .venv/bin/python docs/figures.py --benches  # also the benchmarks (~15 min, noisy)
+    .venv/bin/python docs/figures.py --benches  # also the benchmarks (~5 min, noisy)
 
 A figure sits in a page between ``<!-- figures:NAME -->`` and ``<!-- /figures -->``; this
 script runs the command registered under NAME below (in a fresh folder, with the venv's
