@@ -51,6 +51,22 @@ class AttemptTimeout(AttemptError):
         self.timeout = timeout
 
 
+class DeadlineReached(AttemptError):
+    """The request's own deadline cut the attempt off: the provider is not to blame.
+
+    It moves neither the provider's breaker nor its health, and the request ends
+    (its deadline has passed), so it is not retried.
+    """
+
+    code = "deadline"
+    status = 504
+    retryable = False
+
+    def __init__(self, provider: str, after: float) -> None:
+        super().__init__(provider, f"the request's deadline came {after:g} s into the attempt")
+        self.after = after
+
+
 class MalformedReply(AttemptError):
     """The provider answered, but not with a usable completion."""
 

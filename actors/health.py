@@ -95,8 +95,8 @@ class ProviderHealth:
 
     def observe(self, code: str, latency: float, now: float = math.nan) -> None:
         """Count one outcome; ``now`` stamps the latency sample (see :meth:`latency_at`)."""
-        if code == "cancelled" or code == "rejected":
-            return
+        if code == "cancelled" or code == "rejected" or code == "deadline":
+            return  # the caller's doing (gone, refused locally, out of time), not the provider's
         self.calls += 1
         failed = code in UNHEALTHY_CODES
         a = self.alpha

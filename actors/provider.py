@@ -16,12 +16,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
 
-from actors.backends import Backend
+from actors.backends import Backend, Usage
 from actors.breaker import CircuitBreaker, State
 from actors.concurrency import AdaptiveLimit, ConcurrencyConfig
 from actors.errors import (
@@ -29,6 +29,7 @@ from actors.errors import (
     AttemptTimeout,
     AuthFailed,
     CircuitOpen,
+    DeadlineReached,
     QueueFull,
     RateLimited,
 )
@@ -44,6 +45,23 @@ if TYPE_CHECKING:
     from actors.backends.ratelimit_headers import LimitObservation
     from actors.health import HealthMonitor
     from actors.quota import QuotaTracker
+
+
+#: What :meth:`Provider.wait_before` says of an account that no timer frees: every slot
+#: busy with no queue room, or its half-open trial out. The end of a call frees it, and
+#: the provider tells its :class:`AttemptListener` then, so whoever waits is woken at
+#: that moment instead of guessing one.
+UNTIL_FREED = -1.0
+
+
+class AttemptListener(Protocol):
+    """Who hears of every attempt's end (the router): to wake requests waiting for the
+    capacity it held, and to book what it cost."""
+
+    def attempt_ended(self, request_id: str, provider: str, code: str, cost: float) -> None: ...
+
+    def capacity_freed(self) -> None:
+        """Capacity came back without an attempt ending (an account enabled again)."""
 
 
 def _at_least(minimum: float):
@@ -138,6 +156,8 @@ class Provider(Actor):
         self.health = health
         self.quota = quota
         self.concurrency = concurrency if concurrency is not None and concurrency.adaptive else None
+        #: Who hears of every attempt's end (the router); kept across restarts.
+        self.listener: AttemptListener | None = None
         self.on_start()
 
     def on_start(self) -> None:
@@ -157,6 +177,7 @@ class Provider(Actor):
         self.powered_since: float | None = None  # None: since the run began
         # Set by the latest upstream 429's Retry-After (the latest wins, even if sooner).
         self.cooling_until = -math.inf
+        self.typical_service = 0.0
 
     # --- what selection policies read (never waits) -------------------------
     def wait_before(self, request: ChatRequest, now: float) -> float:
@@ -171,12 +192,13 @@ class Provider(Actor):
             if wait > 0:
                 return wait
         elif breaker.state is State.HALF_OPEN and not breaker.would_allow(now):
-            return 1.0  # a trial call is out; its result decides
+            return UNTIL_FREED  # a trial call is out; its end decides
         slots = self.slots
         full = slots.in_use >= slots.capacity and slots.queued >= slots.queue_limit
         if full and self.adaptive is not None:
             # Its adaptive limit is reached: sending more would only be refused.
-            return self.adaptive.expected_free(slots.capacity)
+            self.stats.held_back["concurrency"] += 1
+            return UNTIL_FREED
         if self.admission.limiters:
             wait, binding = self.admission.wait_for(
                 now, 1, self._tokens(request), request.prompt_chars
@@ -186,12 +208,19 @@ class Provider(Actor):
                 return wait
         if full:
             # Every slot busy, no queue room: a call would only be refused, so the request
-            # waits in the router's line (bounded, shed by priority) for a slot instead.
-            stats = self.stats
-            stats.held_back["concurrency"] += 1
-            mean = stats.busy_time / stats.answered if stats.answered else 1.0
-            return max(0.001, mean / slots.capacity)
+            # waits in the router's line (bounded, shed by priority) for a call to end.
+            self.stats.held_back["concurrency"] += 1
+            return UNTIL_FREED
         return 0.0
+
+    def plausible_service(self) -> float:
+        """Seconds an answer from this account typically takes once it has a slot: the
+        moving average of its answered calls' service times (0 before the first).
+
+        An attempt with less time than this left before the request's deadline would
+        more likely be cut off than answered, so the router does not start it.
+        """
+        return self.typical_service
 
     def powered_seconds(self, now: float) -> float:
         """Seconds this account has been powered on so far (runs start at time 0)."""
@@ -238,8 +267,15 @@ class Provider(Actor):
         return request.prompt_tokens + (request.max_tokens or request.expected_output_tokens or 0)
 
     # --- the call -----------------------------------------------------------
-    async def call(self, request: ChatRequest, request_id: str, timeout: float) -> Completion:
-        """One attempt on this account; raises an AttemptError on failure."""
+    async def call(
+        self, request: ChatRequest, request_id: str, timeout: float, deadline: float = math.inf
+    ) -> Completion:
+        """One attempt on this account; raises an AttemptError on failure.
+
+        ``timeout`` is the attempt's own limit (from its start; a provider that runs past
+        it timed out); ``deadline`` the request's, on the clock: an attempt it cuts off
+        ends in :class:`DeadlineReached`, which is not the provider's failure.
+        """
         name = self.spec.name
         start = clock.now()
         breaker = self.breaker
@@ -247,18 +283,17 @@ class Provider(Actor):
         if permit is None:
             raise CircuitOpen(name, "circuit breaker is open")
         if self.disabled_until > start:
-            breaker.record(permit, "rejected", 0.0, start)
+            self._refused(permit, request_id, start)
             if self.disabled_limit is not None:
                 raise RateLimited(name, self.disabled_limit, self.disabled_until - start)
             raise AuthFailed(name, f"account disabled: {self.disabled_reason}")
-        prompt_tokens = request.prompt_tokens
         if self.admission.limiters:
             wait, limit = self.admission.try_admit(
                 start, 1, self._tokens(request), request.prompt_chars
             )
             if wait > 0:
                 self.stats.rejections[limit] += 1
-                breaker.record(permit, "rejected", 0.0, start)
+                self._refused(permit, request_id, start)
                 raise RateLimited(name, limit, wait)
             if self.quota_watch.quotas:
                 self._check_quotas(start)
@@ -267,25 +302,29 @@ class Provider(Actor):
         slots = self.slots
         code = "cancelled"
         service_start = start
+        usage = Usage()
+        stop_at = min(start + timeout, deadline)
         acquired = slots.try_acquire()
         try:
             try:
-                if timeout == math.inf:
+                if stop_at == math.inf:
                     if not acquired:
                         await slots.acquire()
                         acquired = True
                         service_start = clock.now()
-                    reply = await self.backend.complete(request, request_id)
+                    reply = await self.backend.complete(request, request_id, usage)
                 else:
                     reply = None
-                    with trio.move_on_after(timeout):
+                    with trio.move_on_at(stop_at):
                         if not acquired:
                             await slots.acquire()
                             acquired = True
                             service_start = clock.now()
-                        reply = await self.backend.complete(request, request_id)
-                    if reply is None:
-                        raise AttemptTimeout(name, timeout)
+                        reply = await self.backend.complete(request, request_id, usage)
+                if reply is None:
+                    if stop_at == deadline and deadline < start + timeout:
+                        raise DeadlineReached(name, deadline - start)
+                    raise AttemptTimeout(name, timeout)
             except QueueIsFull as exc:
                 raise QueueFull(name, f"queue full: {exc}") from None
         except AttemptError as exc:
@@ -303,32 +342,53 @@ class Provider(Actor):
             end = clock.now()
             if acquired:
                 slots.release()
-                stats.busy_time += end - service_start
+                service = end - service_start
+                stats.busy_time += service
+                if code == "ok":
+                    typical = self.typical_service
+                    self.typical_service = (
+                        service if not typical else typical + 0.1 * (service - typical)
+                    )
                 if self.adaptive is not None and (code == "ok" or code == "timeout"):
-                    self.adaptive.observe(end - service_start, slots)
+                    self.adaptive.observe(service, slots)
             breaker.record(permit, code, end - start, end)
             if self.health is not None:
                 self.health.observe(name, code, end - start, end)
-        completion_tokens = reply.completion_tokens
-        spec = self.spec
-        cost = (
-            prompt_tokens * spec.input_cost_per_mtok + completion_tokens * spec.output_cost_per_mtok
-        ) / 1e6
-        stats.tokens_in += prompt_tokens
-        stats.tokens_out += completion_tokens
-        stats.cost += cost
+            cost = self._bill(usage)
+            if self.listener is not None:
+                self.listener.attempt_ended(request_id, name, code, cost)
         return Completion(
             request_id=request_id,
             content=reply.content,
-            model=spec.model,
+            model=self.spec.model,
             provider=name,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            prompt_tokens=request.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
             latency=end - start,
             ttft=(service_start - start) + reply.ttft,
             cost=cost,
             queue_wait=service_start - start,
         )
+
+    def _refused(self, permit: int, request_id: str, now: float) -> None:
+        """The account refused the call before sending it: its breaker permit goes back
+        (a half-open trial is free again), and whoever waits for it hears so."""
+        self.breaker.record(permit, "rejected", 0.0, now)
+        if self.listener is not None:
+            self.listener.attempt_ended(request_id, self.spec.name, "rejected", 0.0)
+
+    def _bill(self, usage: Usage) -> float:
+        """What the provider charges for an attempt that processed ``usage``."""
+        stats = self.stats
+        stats.tokens_in += usage.input_tokens
+        stats.tokens_out += usage.output_tokens
+        spec = self.spec
+        cost = (
+            usage.input_tokens * spec.input_cost_per_mtok
+            + usage.output_tokens * spec.output_cost_per_mtok
+        ) / 1e6
+        stats.cost += cost
+        return cost
 
     async def receive(self, message: object) -> None:
         match message:
@@ -355,6 +415,8 @@ class Provider(Actor):
                 self.disabled_until = -math.inf
                 self.disabled_reason = ""
                 self.disabled_limit = None
+                if self.listener is not None:
+                    self.listener.capacity_freed()
             case _:
                 raise TypeError(f"provider {self.spec.name!r} got an unknown message {message!r}")
 

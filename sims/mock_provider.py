@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 import trio
 
+from actors.backends import Usage
 from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
 from actors.errors import AttemptError, AuthFailed, RateLimited, UpstreamError
 from actors.faults import Fault, FaultSchedule
@@ -284,7 +285,7 @@ class MockProvider:
                 if stream:
                     await self._stream(request, request_id, limit_headers, send)
                 else:
-                    reply = await self.backend.complete(request, request_id)
+                    reply = await self.backend.complete(request, request_id, Usage())
                     self.calls["200"] += 1
                     await send_json(
                         send,
@@ -303,7 +304,9 @@ class MockProvider:
     ) -> None:
         # The first token's fate and time come from the virtual model (a 1-token call);
         # the rest is paced at the model's decode speed.
-        first = await self.backend.complete(attrs.evolve(request, max_tokens=1), request_id)
+        first = await self.backend.complete(
+            attrs.evolve(request, max_tokens=1), request_id, Usage()
+        )
         wanted = request.expected_output_tokens or int(
             self.profile.latency.output_tokens.sample(self._output)
         )

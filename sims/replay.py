@@ -269,7 +269,8 @@ def _rescaled(recorder: RequestRecorder, origin: float, scale: float) -> Request
     recorder.start = array("d", [(t - origin) * scale for t in recorder.start])
     recorder.latency = array("d", [v * scale for v in recorder.latency])
     recorder.ttft = array("d", [v * scale for v in recorder.ttft])
-    recorder.queue_wait = array("d", [v * scale for v in recorder.queue_wait])
+    recorder.slot_wait = array("d", [v * scale for v in recorder.slot_wait])
+    recorder.limit_wait = array("d", [v * scale for v in recorder.limit_wait])
     return recorder
 
 

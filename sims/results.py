@@ -83,6 +83,9 @@ class Results:
     requests: dict[str, Any]
     quotas: dict[str, Any] = attrs.Factory(dict)
     scaling: list[dict[str, Any]] = attrs.Factory(list)
+    #: One row per attempt sent to a provider: ``provider`` and ``code`` (indexes into
+    #: ``meta.providers`` and ``codes``) and the ``cost`` it was billed.
+    attempts: dict[str, Any] = attrs.Factory(dict)
 
     def to_json(self) -> str:
         return json.dumps(round_floats(attrs.asdict(self)), sort_keys=True, separators=(",", ":"))
@@ -156,6 +159,13 @@ def summarise(data: RunData) -> Results:
     }
     hosting_cost = sum(row["hosting_cost"] for row in provider_rows)
     cost_total = float(arrays["cost"].sum()) + hosting_cost
+    attempts = data.recorder.attempt_arrays()
+    codes = data.recorder.attempt_codes
+    wasted_by_code = {
+        code: float(attempts["cost"][attempts["code"] == i].sum())
+        for i, code in enumerate(codes)
+        if code != "ok"
+    }
     tally = data.tally
     durations = np.asarray(tally.durations)
     summary = {
@@ -184,6 +194,10 @@ def summarise(data: RunData) -> Results:
         "attempts": int(arrays["attempts"].sum()),
         "cache_hit_rate": float(cached.mean()) if n else 0.0,
         "cost_total": cost_total,
+        # Billed for attempts that gave no answer: failed, timed out, cut off, a hedge's
+        # losing leg (the answering attempts of retried requests are not waste).
+        "wasted_cost": float(arrays["wasted"].sum()),
+        "wasted_cost_by_outcome": {k: v for k, v in sorted(wasted_by_code.items()) if v},
         "hosting_cost": hosting_cost,
         "replica_hours": sum(
             row["powered_hours"]
@@ -250,6 +264,7 @@ def summarise(data: RunData) -> Results:
             "durations": sorted(tally.durations),
         },
         requests={key: value for key, value in arrays.items()},
+        attempts={"codes": list(codes), **attempts},
         scaling=[attrs.asdict(event) for event in data.scaling],
         quotas={
             "alerts": [attrs.asdict(alert) for alert in data.quota_alerts],

@@ -16,7 +16,21 @@ class BackendReply:
     ttft: float
 
 
-class Backend(Protocol):
-    """Answers one request or raises an :class:`actors.errors.AttemptError`."""
+@attrs.define(slots=True)
+class Usage:
+    """What the provider has processed of one attempt so far: what it bills for it.
 
-    async def complete(self, request: ChatRequest, request_id: str) -> BackendReply: ...
+    The backend fills it in as the attempt goes, so an attempt cut short (timed out,
+    cancelled, a hedge's losing leg) is still billed as the provider bills it: the
+    input once the provider started on it, the output generated until it stopped.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class Backend(Protocol):
+    """Answers one request or raises an :class:`actors.errors.AttemptError`, keeping
+    ``usage`` up to date as the provider works on it."""
+
+    async def complete(self, request: ChatRequest, request_id: str, usage: Usage) -> BackendReply: ...

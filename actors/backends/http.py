@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 import trio
 
-from actors.backends import BackendReply
+from actors.backends import BackendReply, Usage
 from actors.backends.dialects import Dialect, StreamFault, dialect_for, error_message
 from actors.backends.http1 import Headers, HttpClient, HttpError, Response
 from actors.backends.ratelimit_headers import RateLimitInfo, parse_rate_limit_headers
@@ -150,10 +150,10 @@ class HttpBackend:
         return f"HttpBackend({e.name!r}, kind={e.kind!r}, url={self._url!r}, model={e.model!r})"
 
     # --- the Backend protocol ------------------------------------------------
-    async def complete(self, request: ChatRequest, request_id: str) -> BackendReply:
+    async def complete(self, request: ChatRequest, request_id: str, usage: Usage) -> BackendReply:
         sink = current_sink()
         if sink is not None:
-            return await self.stream(request, request_id, sink)
+            return await self.stream(request, request_id, sink, usage)
         start = clock.now()
         name = self.endpoint.name
         body = json.dumps(self.dialect.body(request, self.endpoint.model, stream=False))
@@ -170,6 +170,7 @@ class HttpBackend:
         self._observe(response.headers)
         if response.status != 200:
             raise self._status_error(response.status, response.headers, response.text)
+        usage.input_tokens = request.prompt_tokens
         try:
             data = json.loads(response.content)
         except ValueError:
@@ -178,9 +179,12 @@ class HttpBackend:
             content, tokens = self.dialect.reply(data)
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             raise self._not_a_completion(data, f"reply is not a completion: {exc}") from None
-        return BackendReply(content, _tokens(tokens, content), clock.now() - start)
+        usage.output_tokens = _tokens(tokens, content)
+        return BackendReply(content, usage.output_tokens, clock.now() - start)
 
-    async def stream(self, request: ChatRequest, request_id: str, sink: StreamSink) -> BackendReply:
+    async def stream(
+        self, request: ChatRequest, request_id: str, sink: StreamSink, usage: Usage
+    ) -> BackendReply:
         """Stream the answer into ``sink`` as it arrives; return it whole at the end."""
         name = self.endpoint.name
         await sink.start_attempt(name)
@@ -197,6 +201,7 @@ class HttpBackend:
                 if response.status != 200:
                     text = (await response.read(MAX_REPLY_BYTES)).decode("utf-8", "replace")
                     raise self._status_error(response.status, response.headers, text)
+                usage.input_tokens = request.prompt_tokens
                 kind = response.headers.get("content-type", "")
                 if not kind.lower().startswith("text/event-stream"):
                     await response.read(MAX_REPLY_BYTES)
@@ -209,6 +214,8 @@ class HttpBackend:
                             if ttft is None:
                                 ttft = clock.now() - start
                             parts.append(step.text)
+                            # Billed as generated, so a stream cut short costs what it sent.
+                            usage.output_tokens += _tokens(None, step.text)
                             await sink.text(step.text)
                         if step.completion_tokens is not None:
                             tokens = step.completion_tokens
@@ -232,8 +239,9 @@ class HttpBackend:
                 raise StreamBroken(name, 200, f"unreadable event: {exc}") from None
             raise MalformedReply(name, f"unreadable event: {exc}") from None
         content = "".join(parts)
+        usage.output_tokens = _tokens(tokens, content)
         return BackendReply(
-            content, _tokens(tokens, content), clock.now() - start if ttft is None else ttft
+            content, usage.output_tokens, clock.now() - start if ttft is None else ttft
         )
 
     # --- helpers -------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from actors.backends import BackendReply
+from actors.backends import BackendReply, Usage
 from actors.errors import AuthFailed, MalformedReply, RateLimited, UpstreamError
 from actors.faults import FaultSchedule
 from actors.messages import ChatRequest, filler_text
@@ -128,7 +128,7 @@ class VirtualBackend:
                 fate, retry_after, status = fault.kind, fault.retry_after, fault.status
         return fate, multiplier, retry_after, status
 
-    async def complete(self, request: ChatRequest, request_id: str) -> BackendReply:
+    async def complete(self, request: ChatRequest, request_id: str, usage: Usage) -> BackendReply:
         ttft, duration, tokens = self._duration(request)
         fate: str | None = None
         multiplier, retry_after, status = 1.0, self.errors.rate_limited_retry_after, 500
@@ -143,20 +143,42 @@ class VirtualBackend:
                 if u < threshold:
                     fate = kind
                     break
-        if fate is None:
-            await clock.sleep(duration * multiplier)
+        if fate is None or fate == "malformed_reply":
+            # The model reads the prompt and generates: billed even if cut short.
+            usage.input_tokens = request.prompt_tokens
+            await self._generate(ttft * multiplier, duration * multiplier, tokens, usage)
+            if fate is not None:
+                raise MalformedReply(self.account, "reply body is not a valid completion")
             head = f"[{self.account}] answer to {request_id}: "
             # As long as the tokens it stands for, so that histories grow as they would.
             content = head + filler_text(4 * tokens - len(head))
             return BackendReply(content, tokens, ttft * multiplier)
         if fate in ("hang", "timeout"):
+            # Taken in, then stuck: the input is billed, nothing comes out.
+            usage.input_tokens = request.prompt_tokens
             await trio.sleep_forever()
-        if fate == "malformed_reply":
-            await clock.sleep(duration * multiplier)
-            raise MalformedReply(self.account, "reply body is not a valid completion")
+        # Refused before any work (429, 5xx, 401): providers bill nothing for these.
         await clock.sleep(self.latency.error_ttft.sample(self._timing) * multiplier)
         if fate == "rate_limited" or fate == "rate_limit":
             raise RateLimited(self.account, "upstream", retry_after)
         if fate == "revoked":
             raise AuthFailed(self.account, "HTTP 401 invalid API key")
         raise UpstreamError(self.account, status)
+
+    @staticmethod
+    async def _generate(ttft: float, duration: float, tokens: int, usage: Usage) -> None:
+        """Spend ``duration`` producing ``tokens`` after ``ttft``, keeping ``usage`` to what
+        was generated when it stops (decoding runs at a steady pace after the first token;
+        a server modelled by its whole service time decodes throughout it)."""
+        began = clock.now()
+        if ttft >= duration:
+            ttft = 0.0
+        try:
+            await clock.sleep(duration)
+        finally:
+            decoding = duration - ttft
+            done = clock.now() - began - ttft
+            if done >= decoding:
+                usage.output_tokens = tokens
+            elif done > 0:
+                usage.output_tokens = int(tokens * done / decoding)

@@ -14,7 +14,7 @@ import attrs
 import trio
 
 from actors.autoscaler import Autoscaler, AutoscalerConfig
-from actors.backends import Backend
+from actors.backends import Backend, Usage
 from actors.breaker import BreakerConfig, CircuitBreaker, Transition
 from actors.cache import Cache, CacheConfig
 from actors.concurrency import ConcurrencyConfig
@@ -135,7 +135,7 @@ async def open_fleet(
             health.register(
                 account.spec.name,
                 lambda backend=backend, name=account.spec.name: backend.complete(
-                    _PING, f"ping-{name}"
+                    _PING, f"ping-{name}", Usage()
                 ),
             )
             providers.append(provider)

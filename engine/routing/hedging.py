@@ -3,8 +3,8 @@
 After a delay derived from the provider's observed latency (a percentile of its
 recent calls, or a multiple of its latency EWMA, never below a floor) a second
 attempt goes to another provider; the first answer wins and the other attempt is
-cancelled (its slot is freed, nothing is billed for it, and it counts as a hedge,
-not as a failure). :func:`hedged_attempt` runs the two legs for the router.
+cancelled (its slot is freed, it is billed for what the provider processed until
+then, and it counts as a hedge, not as a failure). :func:`hedged_attempt` runs the two legs for the router.
 """
 
 from __future__ import annotations
@@ -137,8 +137,8 @@ async def hedged_attempt(
     """One attempt on ``provider``, hedged on another if it runs past its hedge delay.
 
     ``limits`` is (this attempt's timeout, the request's deadline). Returns the first
-    answer and who gave it; the other leg is cancelled (its slot freed, nothing
-    billed). A leg that fails while the other still runs is recorded in ``errors``
+    answer and who gave it; the other leg is cancelled (its slot freed, billed for
+    what the provider processed until then). A leg that fails while the other still runs is recorded in ``errors``
     (and ``avoid``/``failed``, like any failed attempt); if both fail, the first
     leg's error is raised for the router to handle as usual.
     """
@@ -146,8 +146,8 @@ async def hedged_attempt(
     assert timer is not None
     timeout, deadline = limits
     delay = timer.delay(provider)
-    if delay is None or delay >= timeout:
-        return await provider.call(request, request_id, timeout), provider
+    if delay is None or delay >= min(timeout, deadline - clock.now()):
+        return await provider.call(request, request_id, timeout, deadline), provider
     won: list[tuple[Completion, Provider]] = []
     first_error: list[AttemptError] = []
     first_done = trio.Event()
@@ -156,7 +156,7 @@ async def hedged_attempt(
 
     async def leg(target: Provider, leg_timeout: float, hedge: bool) -> None:
         try:
-            completion = await target.call(request, request_id, leg_timeout)
+            completion = await target.call(request, request_id, leg_timeout, deadline)
         except AttemptError as exc:
             if not hedge:
                 first_error.append(exc)
@@ -175,7 +175,7 @@ async def hedged_attempt(
                 first_done.set()
         if not won:
             won.append((completion, target))
-            nursery.cancel_scope.cancel()  # the other leg: cancelled, freed, not billed
+            nursery.cancel_scope.cancel()  # the other leg: cancelled, freed, billed what it used
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(leg, provider, timeout, False)
@@ -183,7 +183,7 @@ async def hedged_attempt(
             await first_done.wait()
         if not first_done.is_set():
             now = clock.now()
-            second = _hedge_target(router, request, provider, now, avoid, session)
+            second = _hedge_target(router, request, provider, now, avoid, session, deadline)
             budget = router.budget
             if second is not None and (budget is None or budget.try_spend(now)):
                 stats.hedges += 1
@@ -193,8 +193,7 @@ async def hedged_attempt(
                         f"provider={second.spec.name} after={delay:.3f} slow={provider.spec.name}"
                     )
                     log.emit(now, request_id, "hedge", detail)
-                leg_timeout = min(router.retry.attempt_timeout, deadline - now)
-                nursery.start_soon(leg, second, leg_timeout, True)
+                nursery.start_soon(leg, second, router.retry.attempt_timeout, True)
     if won:
         completion, winner = won[0]
         if winner is not provider:
@@ -211,10 +210,12 @@ def _hedge_target(
     now: float,
     avoid: dict[str, float],
     session: InterviewSession | None,
+    deadline: float,
 ) -> Provider | None:
-    """Another provider that can take ``request`` now, chosen by the router's policy."""
-    candidates, _ = eligible(router.providers, request, now, avoid, router.tiers)
-    others = [p for p in candidates if p is not slow]
+    """Another provider that can take ``request`` now (and answer before ``deadline``),
+    chosen by the router's policy."""
+    found = eligible(router.providers, request, now, avoid, router.tiers, deadline - now)
+    others = [p for p in found.ready if p is not slow]
     if not others:
         return None
     return router.policy.choose(by_tier(others, request, router.tiers), request, session, now)

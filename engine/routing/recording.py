@@ -52,35 +52,62 @@ class Outcome:
     provider: str | None
     code: str
     cached: bool
+    #: What every attempt for it was billed, the answering one and the ``wasted`` others
+    #: (failed, timed out, cut off, a hedge's losing leg).
     cost: float
-    queue_wait: float = 0.0
+    wasted: float = 0.0
+    #: Seconds waiting for a concurrency slot (the router's line while every slot was
+    #: busy, and the account's own queue) and for a limit (rate limits, cool-downs,
+    #: quarantines); the rest of ``latency`` is service (attempts and backoff).
+    slot_wait: float = 0.0
+    limit_wait: float = 0.0
+
+
+@attrs.define(slots=True)
+class Attempt:
+    """One attempt on one provider ended, with ``code`` (``"ok"`` or an error's), billed ``cost``."""
+
+    provider: str
+    code: str
+    cost: float
 
 
 class Recorder(Protocol):
-    """Whoever the router tells how each request ended, once per request."""
+    """Whoever the router tells how each request ended (once per request), and what each
+    attempt cost."""
 
     def record(self, outcome: Outcome) -> None: ...
 
+    def record_attempt(self, attempt: Attempt) -> None: ...
+
 
 class RequestRecorder:
-    """One row per request that entered the router, whatever its fate (a :class:`Recorder`)."""
+    """One row per request that entered the router, whatever its fate, and one per
+    attempt that reached a provider (a :class:`Recorder`)."""
 
     __slots__ = (
+        "_attempt_code_index",
         "_kind_index",
         "_outcome_index",
         "_provider_index",
+        "attempt_code",
+        "attempt_codes",
+        "attempt_cost",
+        "attempt_provider",
         "attempts",
         "cached",
         "cost",
         "kind",
         "kinds",
         "latency",
+        "limit_wait",
         "outcome",
         "provider",
         "providers",
-        "queue_wait",
+        "slot_wait",
         "start",
         "ttft",
+        "wasted",
     )
 
     def __init__(self, providers: list[str]) -> None:
@@ -92,13 +119,20 @@ class RequestRecorder:
         self.start = array("d")
         self.latency = array("d")
         self.ttft = array("d")
-        self.queue_wait = array("d")
+        self.slot_wait = array("d")
+        self.limit_wait = array("d")
         self.attempts = array("i")
         self.provider = array("i")
         self.outcome = array("i")
         self.cached = array("b")
         self.cost = array("d")
+        self.wasted = array("d")
         self.kind = array("i")
+        self.attempt_codes: list[str] = []
+        self._attempt_code_index: dict[str, int] = {}
+        self.attempt_provider = array("i")
+        self.attempt_code = array("i")
+        self.attempt_cost = array("d")
 
     def __len__(self) -> int:
         return len(self.start)
@@ -113,13 +147,27 @@ class RequestRecorder:
         self.start.append(outcome.start)
         self.latency.append(outcome.latency)
         self.ttft.append(outcome.ttft)
-        self.queue_wait.append(outcome.queue_wait)
+        self.slot_wait.append(outcome.slot_wait)
+        self.limit_wait.append(outcome.limit_wait)
         self.attempts.append(outcome.attempts)
         provider = outcome.provider
         self.provider.append(-1 if provider is None else self._provider_index[provider])
         self.outcome.append(self._outcome_index.get(outcome.code, len(OUTCOMES) - 1))
         self.cached.append(outcome.cached)
         self.cost.append(outcome.cost)
+        self.wasted.append(outcome.wasted)
+
+    def record_attempt(self, attempt: Attempt) -> None:
+        code = attempt.code
+        if code == "rejected":
+            return  # refused by the account's own limits before it was sent: not an attempt
+        index = self._attempt_code_index.get(code)
+        if index is None:
+            index = self._attempt_code_index[code] = len(self.attempt_codes)
+            self.attempt_codes.append(code)
+        self.attempt_provider.append(self._provider_index[attempt.provider])
+        self.attempt_code.append(index)
+        self.attempt_cost.append(attempt.cost)
 
     def arrays(self) -> dict[str, np.ndarray]:
         # Copies (np.array), not views: a view would pin the columns' buffers, and the
@@ -128,11 +176,21 @@ class RequestRecorder:
             "start": np.array(self.start, dtype=float),
             "latency": np.array(self.latency, dtype=float),
             "ttft": np.array(self.ttft, dtype=float),
-            "queue_wait": np.array(self.queue_wait, dtype=float),
+            "slot_wait": np.array(self.slot_wait, dtype=float),
+            "limit_wait": np.array(self.limit_wait, dtype=float),
             "attempts": np.array(self.attempts, dtype=np.int32),
             "provider": np.array(self.provider, dtype=np.int32),
             "outcome": np.array(self.outcome, dtype=np.int32),
             "cached": np.array(self.cached, dtype=bool),
             "cost": np.array(self.cost, dtype=float),
+            "wasted": np.array(self.wasted, dtype=float),
             "kind": np.array(self.kind, dtype=np.int32),
+        }
+
+    def attempt_arrays(self) -> dict[str, np.ndarray]:
+        """One row per attempt sent to a provider: who, how it ended, what it was billed."""
+        return {
+            "provider": np.array(self.attempt_provider, dtype=np.int32),
+            "code": np.array(self.attempt_code, dtype=np.int32),
+            "cost": np.array(self.attempt_cost, dtype=float),
         }

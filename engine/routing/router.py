@@ -4,8 +4,15 @@ One request's life: validate (fail fast, no provider call) -> cache lookup ->
 pick an eligible provider (:mod:`engine.routing.selection`) with the policy ->
 attempt with a per-attempt timeout -> on 429 fail over at once; on another error
 fail over to a provider not yet tried, or back off (exponential, jittered, never
-sooner than Retry-After) and retry -> when no provider can take it, wait for the
-first one that can if that fits before the deadline, else give up with a named error.
+sooner than Retry-After) and retry -> when no provider can take it, wait in line for
+one if it could still answer before the deadline, else give up with a named error.
+
+The line is woken by events, never by polling: a timer for what a timer frees (a
+refill, a window, a cool-down, a quarantine ending) and the end of a call for what a
+call frees (a slot, a half-open trial), which every provider tells the router
+(:class:`actors.provider.AttemptListener`). Requests of one class (same model and
+tier need, first try or retry) are served first come first served; only the head of
+each class's line keeps the time, the others park.
 Every request ends in exactly one outcome, counted in :class:`RouterCounters` and told to
 the recorder as one :class:`engine.routing.recording.Outcome`. The router reads a
 session's last provider (for stickiness) but never writes it: the session notes it.
@@ -26,7 +33,7 @@ import trio
 
 from actors.breaker import State
 from actors.cache import Cache, request_key
-from actors.errors import AttemptError, RateLimited
+from actors.errors import AttemptError, DeadlineReached, RateLimited
 from actors.messages import ChatRequest, Completion
 from actors.runtime import clock
 from actors.runtime.errors import CallboardError
@@ -43,9 +50,9 @@ from engine.routing.errors import (
 )
 from engine.routing.hedging import HedgeTimer, HedgingConfig, hedged_attempt
 from engine.routing.policies import Policy, PolicyConfig
-from engine.routing.recording import Outcome, Recorder
+from engine.routing.recording import Attempt, Outcome, Recorder
 from engine.routing.retry import RetryBudget, RetryConfig
-from engine.routing.selection import by_tier, eligible
+from engine.routing.selection import Eligible, by_tier, eligible, needs_strong
 from engine.routing.shedding import PriorityLine, SheddingConfig
 from engine.routing.validation import validate
 
@@ -92,8 +99,9 @@ class Router:
         self._jitter = jitter
         self._prefix = request_id_prefix
         self._next_id = 0
-        self._line = trio.lowlevel.ParkingLot()
-        self._line_head_taken = False
+        self._lines: dict[tuple[str, bool, bool], _Line] = {}
+        # What the failed attempts of requests in flight cost, by request id.
+        self._wasted: dict[str, float] = {}
         self.hedge_timer = (
             HedgeTimer(hedging, health)
             if hedging is not None and hedging.enabled and health is not None
@@ -112,13 +120,35 @@ class Router:
                 self.context_windows.get(model, 0), p.spec.context_window
             )
         self._largest_window = max(self.context_windows.values())
+        for p in providers:
+            p.listener = self
 
     @property
     def waiting(self) -> int:
         """Requests waiting in line for a provider to free up."""
         if self.priority_line is not None:
             return len(self.priority_line)
-        return len(self._line) + self._line_head_taken
+        return sum(len(line) for line in self._lines.values())
+
+    # --- what the providers tell (actors.provider.AttemptListener) -----------
+    def attempt_ended(self, request_id: str, provider: str, code: str, cost: float) -> None:
+        """An attempt ended: book what it cost, and wake the line to what it freed."""
+        if code != "ok" and cost:
+            wasted = self._wasted
+            wasted[request_id] = wasted.get(request_id, 0.0) + cost
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.record_attempt(Attempt(provider, code, cost))
+        self.capacity_freed()
+
+    def capacity_freed(self) -> None:
+        """Something a waiting request may need came free: the heads of the lines look."""
+        if self.priority_line is not None:
+            self.priority_line.freed()
+            return
+        for line in self._lines.values():
+            if line.head_taken:
+                line.head.unpark()
 
     def new_request_id(self) -> str:
         self._next_id += 1
@@ -148,15 +178,16 @@ class Router:
             if hit is not None:
                 return self._from_cache(hit, request, request_id, start)
         self.stats.in_flight += 1
+        pursuit = self._pursuit(request, request_id, session, start)
         try:
-            completion = await self._attempts(request, request_id, session, start)
+            completion = await self._attempts(pursuit)
         except CallboardError as exc:
-            self._gave_up(request, request_id, start, exc)
+            self._gave_up(pursuit, exc)
             raise
         except BaseException:
-            self._cancelled(request, request_id, start)
+            self._cancelled(pursuit)
             raise
-        self._delivered(request, start, completion)
+        self._delivered(pursuit, completion)
         if key is not None:
             cache.store(key, completion)
         return completion
@@ -197,117 +228,117 @@ class Router:
             queue_wait=0.0,
         )
 
-    def _left(self) -> float:
+    def _left(self, pursuit: _Pursuit) -> float:
         """A request in flight leaves without an answer: out of the line; the time it left."""
         if self.priority_line is not None:
             self.priority_line.leave()
+        elif pursuit.line is not None:
+            pursuit.line.pass_on()
         self.stats.in_flight -= 1
         return clock.now()
 
-    def _gave_up(
-        self, request: ChatRequest, request_id: str, start: float, exc: CallboardError
-    ) -> None:
+    def _gave_up(self, pursuit: _Pursuit, exc: CallboardError) -> None:
         """Book a request that ended in the named error ``exc``."""
-        end = self._left()
+        end = self._left(pursuit)
         self.stats.failed[exc.code] += 1
         if self.log.active:
-            self.log.emit(end, request_id, "gave_up", f"error={exc.code}")
-        if self.recorder is not None:
-            attempts = len(getattr(exc, "attempts", ()))
-            self.recorder.record(
-                Outcome(request.kind, start, end - start, 0.0, attempts, None, exc.code, False, 0.0)
-            )
+            self.log.emit(end, pursuit.request_id, "gave_up", f"error={exc.code}")
+        self._ended(pursuit, end, exc.code, len(getattr(exc, "attempts", ())))
 
-    def _cancelled(self, request: ChatRequest, request_id: str, start: float) -> None:
+    def _cancelled(self, pursuit: _Pursuit) -> None:
         """Book a request whose caller went away (or whose scope was cancelled)."""
-        end = self._left()
+        end = self._left(pursuit)
         self.stats.cancelled += 1
         if self.log.active:
-            self.log.emit(end, request_id, "cancelled")
+            self.log.emit(end, pursuit.request_id, "cancelled")
+        self._ended(pursuit, end, "cancelled", len(pursuit.errors))
+
+    def _ended(self, pursuit: _Pursuit, end: float, code: str, attempts: int) -> None:
+        """Tell the recorder of a request that ended without an answer."""
+        wasted = self._wasted.pop(pursuit.request_id, 0.0) if self._wasted else 0.0
         if self.recorder is not None:
             self.recorder.record(
-                Outcome(request.kind, start, end - start, 0.0, 0, None, "cancelled", False, 0.0)
+                Outcome(
+                    pursuit.request.kind,
+                    pursuit.start,
+                    end - pursuit.start,
+                    0.0,
+                    attempts,
+                    None,
+                    code,
+                    False,
+                    wasted,
+                    wasted,
+                    pursuit.slot_wait,
+                    pursuit.limit_wait,
+                )
             )
 
-    def _delivered(self, request: ChatRequest, start: float, completion: Completion) -> None:
+    def _delivered(self, pursuit: _Pursuit, completion: Completion) -> None:
         """Book a request a provider answered."""
         stats = self.stats
         stats.in_flight -= 1
         stats.answered += 1
+        wasted = self._wasted.pop(pursuit.request_id, 0.0) if self._wasted else 0.0
         if self.recorder is not None:
             self.recorder.record(
                 Outcome(
-                    request.kind,
-                    start,
+                    pursuit.request.kind,
+                    pursuit.start,
                     completion.latency,
                     completion.ttft,
                     completion.attempts,
                     completion.provider,
                     "ok",
                     False,
-                    completion.cost,
-                    completion.queue_wait,
+                    completion.cost + wasted,
+                    wasted,
+                    pursuit.slot_wait + completion.queue_wait,
+                    pursuit.limit_wait,
                 )
             )
 
-    async def _wait_for_capacity(self, wait: float, deadline: float) -> None:
-        """Wait in line for a provider to free up, then look again.
-
-        Only the request at the head of the line sleeps until the soonest moment
-        a provider could take it; the others park in FIFO order and are let go
-        one at a time as the head leaves. Without the line, every waiting request
-        would wake and rescan every provider at each refill: quadratic work in a
-        large fleet under a binding rate limit.
-        """
-        if self._line_head_taken:
-            with trio.move_on_at(deadline):
-                await self._line.park()
-            return
-        self._line_head_taken = True
-        try:
-            await clock.sleep(wait)
-        finally:
-            self._line_head_taken = False
-            self._line.unpark()
-
-    async def _attempts(
-        self,
-        request: ChatRequest,
-        request_id: str,
-        session: InterviewSession | None,
-        start: float,
-    ) -> Completion:
-        """Attempt ``request`` on provider after provider until one answers.
+    async def _attempts(self, pursuit: _Pursuit) -> Completion:
+        """Attempt the request on provider after provider until one answers.
 
         Each pass: give up at the deadline; wait in line while no provider can take it;
         choose one; attempt it; after a failed attempt fail over, back off or give up.
         """
-        pursuit = self._pursuit(request, request_id, session, start)
+        request, request_id, deadline = pursuit.request, pursuit.request_id, pursuit.deadline
         while True:
             now = clock.now()
-            if now >= pursuit.deadline:
-                raise DeadlineExceeded(request_id, pursuit.deadline - start, pursuit.errors)
-            ready, soonest = eligible(self.providers, request, now, pursuit.avoid, self.tiers)
-            if not ready:
-                await self._wait_for_a_provider(pursuit, now, soonest)
+            if now >= deadline:
+                raise DeadlineExceeded(request_id, deadline - pursuit.start, pursuit.errors)
+            if self.priority_line is None and pursuit.line is None:
+                line = self._line_of(pursuit)
+                if line.head_taken or line.parked:  # others of its class wait: it goes behind
+                    await self._wait_in_line(pursuit, line, math.inf, line.busy)
+                    continue
+            found = eligible(
+                self.providers, request, now, pursuit.avoid, self.tiers, deadline - now
+            )
+            if not found.ready:
+                await self._wait_for_a_provider(pursuit, now, found)
                 continue
-            self._dispatched(now)
-            provider = self._choose(pursuit, ready, now)
-            timeout = self._attempt_starts(pursuit, provider, now)
+            self._dispatched(pursuit, now)
+            provider = self._choose(pursuit, found.ready, now)
+            self._attempt_starts(pursuit, provider, now)
             try:
                 # Awaited here, not in a helper: the attempt is where the request spends
                 # its time, and each coroutine frame in between costs on every resumption.
                 if self.hedge_timer is None:
                     answered_by = provider
-                    completion = await provider.call(request, request_id, timeout)
+                    completion = await provider.call(
+                        request, request_id, self.retry.attempt_timeout, deadline
+                    )
                 else:
                     completion, answered_by = await hedged_attempt(
                         self,
                         provider,
                         request,
                         request_id,
-                        session,
-                        (timeout, pursuit.deadline),
+                        pursuit.session,
+                        (self.retry.attempt_timeout, deadline),
                         pursuit.errors,
                         pursuit.avoid,
                         pursuit.failed,
@@ -333,24 +364,38 @@ class Router:
         self._arrivals += 1
         return _Pursuit(request, request_id, session, start, deadline, self._arrivals)
 
-    async def _wait_for_a_provider(self, pursuit: _Pursuit, now: float, soonest: float) -> None:
+    def _line_of(self, pursuit: _Pursuit) -> _Line:
+        """The line of the request's class: requests that every provider treats alike."""
+        request = pursuit.request
+        key = (
+            request.model,
+            needs_strong(request, self.tiers),
+            bool(pursuit.avoid or pursuit.failed),
+        )
+        line = self._lines.get(key)
+        if line is None:
+            line = self._lines[key] = _Line()
+        return line
+
+    async def _wait_for_a_provider(self, pursuit: _Pursuit, now: float, found: Eligible) -> None:
         """No provider can take the request now: wait in line for one, or give up.
 
-        It gives up when the soonest provider frees up too late for the deadline, when
-        the line is full, or when the priority line sheds it.
+        It gives up when no provider could answer before the deadline (none busy, and
+        the soonest timer too late), when the line is full, or when the priority line
+        sheds it.
         """
         request_id = pursuit.request_id
-        if now + soonest >= pursuit.deadline:
-            raise NoProviderAvailable(request_id, pursuit.errors, soonest)
+        soonest, busy = found.soonest, found.busy
+        if not busy and now + soonest >= pursuit.deadline:
+            raise NoProviderAvailable(request_id, pursuit.errors, found.retry_after)
         log = self.log
         if log.active:
-            log.emit(now, request_id, "queued", f"wait={soonest:.3f}")
+            log.emit(now, request_id, "queued", f"wait={soonest:.3f} busy={int(busy)}")
         line = self.priority_line
         if line is None:
-            if self.waiting >= self.max_waiting:
-                raise LineFull(request_id, pursuit.errors, self.waiting, soonest)
-            await self._wait_for_capacity(soonest, pursuit.deadline)
+            await self._wait_in_line(pursuit, pursuit.line or self._line_of(pursuit), soonest, busy)
             return
+        began = clock.now()
         try:
             await line.wait(
                 request_id,
@@ -364,16 +409,59 @@ class Router:
             if log.active:
                 log.emit(clock.now(), request_id, "shed", f"priority={pursuit.request.priority}")
             raise
+        finally:
+            pursuit.waited(clock.now() - began, busy)
 
-    def _dispatched(self, now: float) -> None:
+    async def _wait_in_line(
+        self, pursuit: _Pursuit, line: _Line, soonest: float, busy: bool
+    ) -> None:
+        """Wait in the request's line until it should look for a provider again.
+
+        The head sleeps until the soonest timer or until a call ends; the others park
+        in arrival order and are let go one at a time (:meth:`_Line.pass_on`).
+        """
+        began = clock.now()
+        if pursuit.line is None:
+            if self.waiting >= self.max_waiting:
+                retry_after = soonest if soonest < math.inf else self._drain_estimate()
+                raise LineFull(pursuit.request_id, pursuit.errors, self.waiting, retry_after)
+            pursuit.line = line
+        if line.head_taken or (line.parked and not pursuit.had_turn):
+            try:
+                await line.park(pursuit.deadline)
+            finally:
+                pursuit.had_turn = True
+                pursuit.waited(clock.now() - began, line.busy)
+            return
+        line.head_taken = True
+        line.busy = busy
+        try:
+            with trio.move_on_at(min(began + soonest, pursuit.deadline)):
+                await line.head.park()
+        finally:
+            line.head_taken = False
+            pursuit.had_turn = True
+            pursuit.waited(clock.now() - began, busy)
+
+    def _drain_estimate(self) -> float:
+        """Seconds until the line would clear if every account's slots turned over at its
+        typical service time (a Retry-After for a request refused by a full line)."""
+        rate = sum(
+            p.slots.capacity / p.typical_service for p in self.providers if p.typical_service > 0
+        )
+        return (self.waiting + 1) / rate if rate > 0 else 1.0
+
+    def _dispatched(self, pursuit: _Pursuit, now: float) -> None:
         """A request leaves the line for a provider."""
         line = self.priority_line
         if line is not None:
             line.dispatched(now)
-        elif self._line and not self._line_head_taken:
+        elif pursuit.line is not None:
             # Capacity is free: let the next waiting request look too, so a burst
             # of capacity (a window reset) drains the line instead of one slot.
-            self._line.unpark()
+            pursuit.line.pass_on()
+            pursuit.line = None
+            pursuit.had_turn = False
 
     def _choose(self, pursuit: _Pursuit, ready: list[Provider], now: float) -> Provider:
         """The provider for the next attempt, among those ``ready`` for it.
@@ -390,19 +478,16 @@ class Router:
                 return provider
         return self.policy.choose(candidates, pursuit.request, pursuit.session, now)
 
-    def _attempt_starts(self, pursuit: _Pursuit, provider: Provider, now: float) -> float:
-        """An attempt on ``provider`` starts now: count and log it; its timeout."""
+    def _attempt_starts(self, pursuit: _Pursuit, provider: Provider, now: float) -> None:
+        """An attempt on ``provider`` starts now: count and log it."""
         self.stats.attempts += 1
         if self.log.active:
             detail = f"provider={provider.spec.name} attempt={len(pursuit.errors) + 1}"
             self.log.emit(now, pursuit.request_id, "attempt", detail)
-        return min(self.retry.attempt_timeout, pursuit.deadline - now)
 
     def _attempt_failed(self, pursuit: _Pursuit, exc: AttemptError, name: str) -> float | None:
         """After provider ``name`` failed: raise if the request must give up, else how long
         to back off before the next attempt (None: fail over at once)."""
-        if self.priority_line is not None:
-            self.priority_line.freed()
         pursuit.errors.append(exc)
         end = clock.now()
         if self.log.active:
@@ -414,8 +499,10 @@ class Router:
             self._failover(pursuit, name, "429", end)
             return None
         pursuit.failed.add(name)
-        others, _ = eligible(self.providers, pursuit.request, end, pursuit.avoid, self.tiers)
-        if any(p.spec.name not in pursuit.failed for p in others):
+        others = eligible(
+            self.providers, pursuit.request, end, pursuit.avoid, self.tiers, pursuit.deadline - end
+        )
+        if any(p.spec.name not in pursuit.failed for p in others.ready):
             self._failover(pursuit, name, exc.code, end)
             return None
         return self._backoff(pursuit, name, end)
@@ -424,6 +511,8 @@ class Router:
         """Raise if the failed attempt ``exc`` ends the request: it cannot be retried, the
         attempts are used up, or the retry budget is empty."""
         errors = pursuit.errors
+        if isinstance(exc, DeadlineReached):
+            raise DeadlineExceeded(pursuit.request_id, pursuit.deadline - pursuit.start, errors)
         if not exc.retryable or len(errors) >= self.retry.max_attempts:
             reason = f"{len(errors)} attempts failed"
             raise RequestFailed(pursuit.request_id, reason, errors) from exc
@@ -461,7 +550,6 @@ class Router:
         line = self.priority_line
         if line is not None:
             line.answered(end - began)
-            line.freed()
         start = pursuit.start
         latency, ttft = end - start, completion.ttft + (began - start)
         attempts = len(pursuit.errors) + 1
@@ -500,11 +588,15 @@ class _Pursuit:
         "deadline",
         "errors",
         "failed",
+        "had_turn",
+        "limit_wait",
+        "line",
         "request",
         "request_id",
         "retries",
         "seq",
         "session",
+        "slot_wait",
         "start",
     )
 
@@ -527,3 +619,45 @@ class _Pursuit:
         self.avoid: dict[str, float] = {}  # provider -> until when (a 429's Retry-After)
         self.failed: set[str] = set()  # providers that failed this request
         self.retries = 0
+        self.line: _Line | None = None  # the line it waits in, until it is dispatched
+        self.had_turn = False  # it was let go to look, so it keeps its place if it waits on
+        self.slot_wait = 0.0  # seconds in line while a provider was only busy (every slot)
+        self.limit_wait = 0.0  # seconds in line for a rate limit, cool-down or quarantine
+
+    def waited(self, seconds: float, busy: bool) -> None:
+        """Book ``seconds`` in line: for a slot when a provider was merely busy, else for
+        a limit (the timers: rate limits, cool-downs, quarantines)."""
+        if busy:
+            self.slot_wait += seconds
+        else:
+            self.limit_wait += seconds
+
+
+class _Line:
+    """Requests of one class waiting for a provider, first come first served.
+
+    The head parks in ``head`` until its soonest timer or until a call ends (the router
+    unparks it); the others park in ``parked`` in arrival order. One is let go to
+    look (:meth:`pass_on`) when the head leaves, so someone always keeps the time.
+    """
+
+    __slots__ = ("busy", "head", "head_taken", "parked")
+
+    def __init__(self) -> None:
+        self.head = trio.lowlevel.ParkingLot()
+        self.parked = trio.lowlevel.ParkingLot()
+        self.head_taken = False
+        self.busy = False  # what the head waits for: a call's end (True) or a timer
+
+    def __len__(self) -> int:
+        return len(self.parked) + self.head_taken
+
+    async def park(self, deadline: float) -> None:
+        """Wait behind the head until let go, or until ``deadline``."""
+        with trio.move_on_at(deadline):
+            await self.parked.park()
+
+    def pass_on(self) -> None:
+        """Let the next waiter look, unless a head keeps the time already."""
+        if self.parked and not self.head_taken:
+            self.parked.unpark()

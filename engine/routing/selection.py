@@ -10,7 +10,10 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import attrs
+
 from actors.messages import ChatRequest
+from actors.provider import UNTIL_FREED
 
 if TYPE_CHECKING:
     from actors.provider import Provider
@@ -36,21 +39,41 @@ def by_tier(
     return light or candidates
 
 
+@attrs.define(slots=True)
+class Eligible:
+    """What one pass over the fleet found for a request."""
+
+    #: Providers that can take it now.
+    ready: list[Provider]
+    #: Seconds until the soonest other provider could take it by a timer (a refill, a
+    #: window, a cool-down or quarantine ending) and still answer in time; inf if none.
+    soonest: float
+    #: Whether a provider would take it once a call of its ends (every slot busy, or
+    #: its half-open trial out): the router's line wakes on that, not on a timer.
+    busy: bool
+    #: Seconds until any provider could take it, in time or not (a Retry-After hint).
+    retry_after: float
+
+
 def eligible(
     providers: Sequence[Provider],
     request: ChatRequest,
     now: float,
     avoid: dict[str, float],
     tiers: PolicyConfig | None,
-) -> tuple[list[Provider], float]:
-    """Providers that can take ``request`` now, and the soonest wait otherwise.
+    time_left: float = math.inf,
+) -> Eligible:
+    """Providers that can take ``request`` now, and what frees the others.
 
     A provider serves another model than the one asked for (unless it is ``auto``), a
     light provider when only a strong one may answer, or a provider in ``avoid`` (its
-    name -> until when, e.g. a 429's Retry-After) before that time, is not eligible.
+    name -> until when, e.g. a 429's Retry-After) before that time, is not eligible;
+    nor is one that could not plausibly answer within ``time_left`` (the request's
+    deadline): its wait plus its typical service time must fit.
     """
     found: list[Provider] = []
-    soonest = math.inf
+    soonest = hint = math.inf
+    busy = False
     strong_only = needs_strong(request, tiers)
     model = None if request.model == "auto" else request.model
     for provider in providers:
@@ -61,10 +84,18 @@ def eligible(
         wait = provider.wait_before(request, now)
         if avoid:
             until = avoid.get(provider.spec.name)
-            if until is not None and until - now > wait:
+            if until is not None and until - now > max(wait, 0.0):
                 wait = until - now
+        if wait == UNTIL_FREED:
+            if provider.typical_service < time_left:
+                busy = True
+            continue
+        if wait < hint:
+            hint = wait
+        if wait + provider.typical_service >= time_left:
+            continue
         if wait <= 0:
             found.append(provider)
         elif wait < soonest:
             soonest = wait
-    return found, soonest
+    return Eligible(found, soonest, busy, hint)

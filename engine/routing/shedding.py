@@ -142,16 +142,20 @@ class PriorityLine:
     ) -> None:
         """Wait for a chance at capacity; raise :class:`Shed` if it would come too late.
 
-        Returns when the caller should look for a provider again (or its deadline
-        passed, which the caller checks).
+        ``soonest`` is when a timer frees a provider (inf when only a call's end will:
+        :meth:`freed` wakes the line then). Returns when the caller should look for a
+        provider again (or its deadline passed, which the caller checks).
         """
         now = clock.now()
         key = (priority, seq)
         rate = self.rate(now)
+        # Estimates count from the timer, or from now when a call's end frees capacity
+        # (the drain rate then says how fast the line moves).
+        head_start = soonest if soonest < math.inf else 0.0
         if len(self) >= self.config.max_waiting:
-            self._make_room(request_id, key, soonest, rate, errors)
+            self._make_room(request_id, key, head_start, rate, errors)
         if rate > 0:
-            estimate = soonest + self._ahead(key, bisect.bisect_left(self._keys, key)) / rate
+            estimate = head_start + self._ahead(key, bisect.bisect_left(self._keys, key)) / rate
             if now + estimate + self.service >= deadline:
                 self.shed += 1
                 raise Shed(request_id, errors, estimate)
@@ -162,7 +166,7 @@ class PriorityLine:
             self._timer_shed = None
             try:
                 with trio.CancelScope() as self._timer_scope:
-                    await clock.sleep(soonest)
+                    await clock.sleep(min(soonest, deadline - now))
             except BaseException:
                 self._timer_taken = False
                 if self._waiters:
@@ -244,6 +248,8 @@ class PriorityLine:
         request joins at the back.
         """
         next_free = max(0.0, self._timer_until - now) if self._timer_taken else 0.0
+        if next_free == math.inf:
+            next_free = 0.0  # the timer waits for a call's end: the drain rate tells
         timer_ahead = self._timer_taken and self._timer_shed is None
         keys, waiters = self._keys, self._waiters
         kept_keys: list[Key] = keys[: index + 1]

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from actors.breaker import Transition
 from engine.routing.books import Books
-from engine.routing.recording import Outcome
+from engine.routing.recording import Attempt, Outcome
 
 if TYPE_CHECKING:
     from engine.serve.live_router import LiveRouter
@@ -59,7 +59,10 @@ class LiveMetrics:
             "callboard_request_attempts", "Provider attempts made for requests", registry=r
         )
         self.cost = Counter(
-            "callboard_cost_dollars", "Provider cost of answered requests", registry=r
+            "callboard_cost_dollars",
+            "What providers billed for attempts, by provider and how the attempt ended",
+            ["provider", "outcome"],
+            registry=r,
         )
         self.transitions = Counter(
             "callboard_breaker_transitions",
@@ -82,8 +85,11 @@ class LiveMetrics:
         self.latency.labels(code).observe(outcome.latency)
         if code == "ok":
             self.ttft.observe(outcome.ttft)
-            self.cost.inc(outcome.cost)
         self.attempts.inc(outcome.attempts)
+
+    def record_attempt(self, attempt: Attempt) -> None:
+        if attempt.cost:
+            self.cost.labels(attempt.provider, attempt.code).inc(attempt.cost)
 
     def rejected_before_router(self) -> None:
         """A request refused while its body was read (not JSON, wrong types): still counted."""

@@ -15,7 +15,7 @@ import attrs
 from actors.backends.ratelimit_headers import RateLimitInfo
 from actors.health import HealthMonitor
 from actors.messages import ChatMessage, ChatRequest
-from actors.provider import Provider
+from actors.provider import UNTIL_FREED, Provider
 from engine.routing.policies import PolicyConfig, Weighted
 
 _PROBE = ChatRequest(messages=(ChatMessage("user", "probe"),), max_tokens=1)
@@ -30,7 +30,8 @@ def peek_wait(provider: Provider, now: float) -> float:
     held = provider.stats.held_back.copy()
     wait = provider.wait_before(_PROBE, now)
     provider.stats.held_back = held
-    return wait
+    # Busy until a call ends: no timer says when (None in the status; not available).
+    return math.inf if wait == UNTIL_FREED else wait
 
 
 def _finite(value: float, digits: int = 4) -> float | None:
@@ -80,7 +81,7 @@ def provider_status(
     return ProviderStatus(
         name=name,
         model=provider.spec.model,
-        available=wait <= 0,
+        available=wait == 0,
         wait_s=_finite(wait, 3) if wait > 0 else 0.0,
         health_score=round(snap.score, 4),
         error_rate=round(snap.error_rate, 4),
@@ -113,7 +114,7 @@ def best_provider(
     Always the weighted score (health, quota, speed), whatever policy routes:
     it is side-effect free, where asking round-robin would move its cursor.
     """
-    available = [p for p in providers if peek_wait(p, now) <= 0]
+    available = [p for p in providers if peek_wait(p, now) == 0]
     if not available:
         return None
     return Weighted(config, health).choose(available, _PROBE, None, now)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from actors.backends import Usage
 from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
 from actors.errors import AttemptTimeout, AuthFailed, RateLimited, UpstreamError
 from actors.faults import Fault, FaultSchedule
@@ -36,7 +37,7 @@ def backend(*faults: Fault, seed: int = 3) -> VirtualBackend:
 
 async def outcome(b: VirtualBackend) -> str:
     try:
-        await b.complete(REQUEST, "r")
+        await b.complete(REQUEST, "r", Usage())
     except (UpstreamError, RateLimited, AuthFailed) as exc:
         return exc.code
     return "ok"
@@ -57,7 +58,7 @@ async def test_outage_fails_every_call_with_its_status_inside_the_window_only(vi
     assert await outcome(b) == "ok"
     await clock.sleep_until(10)
     with pytest.raises(UpstreamError) as error:
-        await b.complete(REQUEST, "r")
+        await b.complete(REQUEST, "r", Usage())
     assert error.value.upstream_status == 502
     await clock.sleep_until(20)
     assert await outcome(b) == "ok"  # the window is [start, end)
@@ -65,10 +66,10 @@ async def test_outage_fails_every_call_with_its_status_inside_the_window_only(vi
 
 async def test_latency_fault_multiplies_the_call_time(virtual_clock):
     b = backend(Fault("latency", start=5, end=50, multiplier=8))
-    await b.complete(REQUEST, "r")
+    await b.complete(REQUEST, "r", Usage())
     assert clock.now() == pytest.approx(1.0)
     await clock.sleep_until(5)
-    await b.complete(REQUEST, "r")
+    await b.complete(REQUEST, "r", Usage())
     assert clock.now() == pytest.approx(5 + 8.0)
 
 
@@ -81,13 +82,13 @@ async def test_brownout_fails_about_its_share(virtual_clock):
 async def test_rate_limit_fault_is_a_429_with_its_retry_after(virtual_clock):
     b = backend(Fault("rate_limit", start=0, retry_after=42))
     with pytest.raises(RateLimited) as error:
-        await b.complete(REQUEST, "r")
+        await b.complete(REQUEST, "r", Usage())
     assert error.value.retry_after == 42
 
 
 async def test_revoked_key_is_a_401(virtual_clock):
     with pytest.raises(AuthFailed):
-        await backend(Fault("revoked", start=0)).complete(REQUEST, "r")
+        await backend(Fault("revoked", start=0)).complete(REQUEST, "r", Usage())
 
 
 async def test_hang_accepts_the_call_and_never_answers(virtual_clock):

@@ -9,6 +9,7 @@ import attrs
 import pytest
 import trio
 
+from actors.backends import Usage
 from actors.backends.http import (
     ConnectionFailed,
     Endpoint,
@@ -90,7 +91,7 @@ async def collect(backend: HttpBackend, *, restartable: bool = False):
     sink = StreamSink(send, restartable=restartable)
     with streaming_into(sink):
         try:
-            reply = await backend.complete(REQUEST, "r-1")
+            reply = await backend.complete(REQUEST, "r-1", Usage())
         except Exception as exc:
             reply = exc
     send.close()
@@ -139,7 +140,7 @@ async def test_anthropic_messages_plain_and_streamed(nursery, client):
     backend = await backend_for(nursery, client, app, "anthropic")
     seen_limits = []
     backend.on_limits = seen_limits.append
-    reply = await backend.complete(REQUEST, "r-1")
+    reply = await backend.complete(REQUEST, "r-1", Usage())
     assert (reply.content, reply.completion_tokens) == ("Hello there", 3)
     call = app.seen[0]
     assert call["path"] == "/v1/messages"
@@ -191,7 +192,7 @@ async def test_openai_streaming_without_usage_estimates_tokens(nursery, client):
 async def test_each_upstream_outcome_is_a_named_attempt_error(nursery, client, reply, error, check):
     backend = await backend_for(nursery, client, Scripted([reply]))
     with pytest.raises(error) as caught:
-        await backend.complete(REQUEST, "r-1")
+        await backend.complete(REQUEST, "r-1", Usage())
     assert check is None or check(caught.value)
 
 
@@ -202,7 +203,7 @@ async def test_refused_connection_is_an_upstream_error(nursery, client):
     await trio.sleep(0.05)
     backend = HttpBackend(Endpoint("gone", "openai", f"{url}/v1", "m"), client)
     with pytest.raises(ConnectionFailed) as caught:
-        await backend.complete(REQUEST, "r-1")
+        await backend.complete(REQUEST, "r-1", Usage())
     assert caught.value.code == "upstream_error" and caught.value.retryable
 
 
@@ -212,7 +213,7 @@ async def test_a_key_echoed_by_the_upstream_never_reaches_an_error_or_repr(nurse
 
     backend = await backend_for(nursery, client, Scripted([{"status": 401, "json": echo}]))
     with pytest.raises(AuthFailed) as caught:
-        await backend.complete(REQUEST, "r-1")
+        await backend.complete(REQUEST, "r-1", Usage())
     assert KEY not in str(caught.value) and "***" in str(caught.value)
     for shown in (repr(backend), repr(backend.endpoint), str(backend.endpoint.api_key)):
         assert KEY not in shown

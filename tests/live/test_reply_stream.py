@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from actors.backends import BackendReply
+from actors.backends import BackendReply, Usage
 from actors.backends.sink import Delta, Restart, current_sink
 from actors.errors import UpstreamError
 from actors.messages import ChatMessage, ChatRequest
@@ -28,7 +28,7 @@ class Streamer:
         self.name, self.parts, self.fail_at = name, parts, fail_at
         self.cancelled = False
 
-    async def complete(self, request: ChatRequest, request_id: str) -> BackendReply:
+    async def complete(self, request: ChatRequest, request_id: str, usage: Usage) -> BackendReply:
         sink = current_sink()
         if sink is not None:
             await sink.start_attempt(self.name)
@@ -92,7 +92,7 @@ async def test_a_plain_stream_refuses_a_second_answer_after_partial_text(nursery
 
 async def test_an_answer_that_was_not_streamed_arrives_whole(nursery):
     class Plain:
-        async def complete(self, request, request_id):
+        async def complete(self, request, request_id, usage):
             return BackendReply("all at once", 3, 0.0)
 
     async with open_fleet([Account(ProviderSpec(name="p"), Plain())], CONFIG) as fleet:

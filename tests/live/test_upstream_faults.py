@@ -25,6 +25,7 @@ import trio
 import trustme
 
 import engine
+from actors.backends import Usage
 from actors.backends.http import ConnectionFailed, Endpoint, HttpBackend, StreamBroken
 from actors.backends.http1 import HttpClient
 from actors.backends.sink import Delta, Restart
@@ -186,7 +187,7 @@ async def test_each_fault_is_a_named_error_and_the_router_fails_over(
     async with HttpClient(connect_timeout=2.0, read_timeout=READ_TIMEOUT) as client:
         backend = HttpBackend(Endpoint("bad", "openai", f"{bad_url}/v1", "m"), client)
         with trio.fail_after(3), pytest.raises(error) as caught:
-            await backend.complete(REQUEST, "r-1")
+            await backend.complete(REQUEST, "r-1", Usage())
     assert type(caught.value) is error and caught.value.retryable
     assert message in str(caught.value) and "bad" in str(caught.value)
 
@@ -370,7 +371,7 @@ async def test_a_429s_mixed_case_headers_reach_the_limiter(nursery):
         seen = []
         backend.on_limits = seen.append
         with pytest.raises(RateLimited) as caught:
-            await backend.complete(REQUEST, "r-1")
+            await backend.complete(REQUEST, "r-1", Usage())
     assert caught.value.retry_after == 7.0
     assert seen[0].limits[0].dimension == "requests" and seen[0].limits[0].remaining == 0
 

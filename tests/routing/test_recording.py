@@ -9,7 +9,7 @@ from actors.cache import CacheConfig
 from actors.messages import ChatMessage, ChatRequest
 from engine.routing.errors import InvalidRequest
 from engine.routing.fleet import RouterConfig, open_fleet
-from engine.routing.recording import OUTCOMES, Outcome, Recorder, RequestRecorder
+from engine.routing.recording import OUTCOMES, Attempt, Outcome, Recorder, RequestRecorder
 from engine.routing.retry import RetryConfig
 from tests.conftest import virtual_account
 
@@ -22,6 +22,9 @@ class Outcomes:
 
     def record(self, outcome: Outcome) -> None:
         self.seen.append(outcome)
+
+    def record_attempt(self, attempt: Attempt) -> None:
+        pass
 
 
 def ask(text: str = "hello", **fields: object) -> ChatRequest:
@@ -55,7 +58,7 @@ async def test_one_outcome_per_request_whatever_its_fate(virtual_clock):
 
 def test_request_recorder_keeps_one_row_per_outcome():
     recorder = RequestRecorder(["a", "b"])
-    recorder.record(Outcome("chat", 1.0, 2.0, 0.5, 1, "b", "ok", False, 0.25, 0.1))
+    recorder.record(Outcome("chat", 1.0, 2.0, 0.5, 1, "b", "ok", False, 0.25, 0.05, 0.1, 0.3))
     recorder.record(Outcome("question", 3.0, 0.0, 0.0, 0, None, "no_provider", False, 0.0))
     recorder.record(Outcome("chat", 4.0, 0.0, 0.0, 0, None, "some_new_code", False, 0.0))
     arrays = recorder.arrays()
@@ -64,5 +67,14 @@ def test_request_recorder_keeps_one_row_per_outcome():
     assert arrays["kind"].tolist() == [0, 1, 0]
     assert arrays["provider"].tolist() == [1, -1, -1]
     assert [OUTCOMES[i] for i in arrays["outcome"]] == ["ok", "no_provider", "error"]
-    assert arrays["queue_wait"].tolist() == [0.1, 0.0, 0.0]
+    assert arrays["slot_wait"].tolist() == [0.1, 0.0, 0.0]
+    assert arrays["limit_wait"].tolist() == [0.3, 0.0, 0.0]
     assert arrays["cost"].tolist() == [0.25, 0.0, 0.0]
+    assert arrays["wasted"].tolist() == [0.05, 0.0, 0.0]
+    recorder.record_attempt(Attempt("b", "timeout", 0.05))
+    recorder.record_attempt(Attempt("a", "rejected", 0.0))  # never sent: not an attempt
+    recorder.record_attempt(Attempt("b", "ok", 0.2))
+    attempts = recorder.attempt_arrays()
+    assert recorder.attempt_codes == ["timeout", "ok"]
+    assert attempts["provider"].tolist() == [1, 1] and attempts["code"].tolist() == [0, 1]
+    assert attempts["cost"].tolist() == [0.05, 0.2]

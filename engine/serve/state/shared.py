@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from actors.backends import Backend, BackendReply
+from actors.backends import Backend, BackendReply, Usage
 from actors.breaker import State, Transition
 from actors.errors import RateLimited
 from actors.limits import LimitSpec
@@ -116,11 +116,11 @@ class SharedLimits:
         self.keys = [f"{provider}/{spec.name}" for spec in self.limits]
         self.quota_watch = SharedQuotaWatch(provider, self.limits)
 
-    async def complete(self, request: ChatRequest, request_id: str) -> BackendReply:
+    async def complete(self, request: ChatRequest, request_id: str, usage: Usage) -> BackendReply:
         if self.limits:
             await self._take(request)
         try:
-            return await self.backend.complete(request, request_id)
+            return await self.backend.complete(request, request_id, usage)
         except RateLimited as exc:  # the provider's own 429: every router should keep off
             self.on_429(self.provider, exc)
             raise
