@@ -12,8 +12,12 @@ import attrs
 
 from actors.runtime.errors import InvalidSetting
 
-UNITS: tuple[str, ...] = ("requests", "tokens", "chars")
+#: What a limit counts. ``tokens`` is the total (input + output) that OpenAI's and Groq's
+#: TPM count; Anthropic counts ``input_tokens`` (ITPM) and ``output_tokens`` (OTPM) apart.
+UNITS: tuple[str, ...] = ("requests", "tokens", "input_tokens", "output_tokens", "chars")
 MODES: tuple[str, ...] = ("bucket", "window")
+#: Units a request's output counts towards: the ones its estimate is charged to.
+OUTPUT_UNITS: tuple[str, ...] = ("tokens", "output_tokens")
 
 
 def _positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
@@ -35,31 +39,82 @@ class LimitSpec:
 
     OpenAI, Anthropic and Groq refill continuously (``bucket``); HuggingFace
     counts in fixed windows, and daily or monthly quotas reset at a boundary
-    (``window``).
+    (``window``). ``enforce_every`` (seconds, buckets only) enforces the limit over
+    shorter slices, as OpenAI and Anthropic say they may: 60 per minute enforced
+    every second holds a burst of 1, not 60, at the same steady rate.
+    ``adjust_output`` charges the output estimate (``max_tokens``) when the call
+    starts and corrects it to the output generated when the call ends, as
+    Anthropic does for OTPM; otherwise the estimate stays charged.
     """
 
     name: str
+    #: requests | tokens (input + output) | input_tokens | output_tokens | chars (of the prompt).
     unit: str = attrs.field(validator=_one_of(UNITS))
     limit: float = attrs.field(validator=_positive)
     per: float = attrs.field(validator=_positive)
     mode: str = attrs.field(default="bucket", validator=_one_of(MODES))
+    #: Seconds of a slice the limit is enforced over (bucket only; at most ``per``).
+    enforce_every: float | None = None
+    #: Correct the output estimate to the actual output at the end (tokens, output_tokens).
+    adjust_output: bool = False
+    #: Where the figure comes from (a provider's page), shown in the profile table.
+    source: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        every = self.enforce_every
+        if every is not None:
+            _positive(self, attrs.fields(LimitSpec).enforce_every, every)
+            if every > self.per or self.mode != "bucket":
+                raise InvalidSetting(
+                    "limit.enforce_every",
+                    every,
+                    f"seconds in (0, per = {self.per:g}] with mode = bucket, or unset",
+                )
+        if self.adjust_output not in (True, False):
+            raise InvalidSetting("limit.adjust_output", self.adjust_output, "true | false")
+        if self.adjust_output and self.unit not in OUTPUT_UNITS:
+            raise InvalidSetting(
+                "limit.adjust_output",
+                self.adjust_output,
+                f"false for unit {self.unit!r}; true only with unit = {' | '.join(OUTPUT_UNITS)}",
+            )
+
+    @property
+    def burst(self) -> float:
+        """The most a full bucket admits at once: the limit, or one slice's share of it."""
+        if self.enforce_every is None:
+            return self.limit
+        return self.limit * self.enforce_every / self.per
 
     def build(self) -> TokenBucket | FixedWindow:
         if self.mode == "bucket":
-            return TokenBucket(self.name, self.unit, self.limit, self.limit / self.per)
+            return TokenBucket(
+                self.name, self.unit, self.burst, self.limit / self.per, largest=self.limit
+            )
         return FixedWindow(self.name, self.unit, self.limit, self.per)
 
 
 class TokenBucket:
-    """Holds up to ``capacity``; refills at ``rate`` per second; starts full."""
+    """Holds up to ``capacity``; refills at ``rate`` per second; starts full.
 
-    __slots__ = ("_level", "_updated", "capacity", "name", "rate", "unit")
+    ``largest`` (default: the capacity) is the largest amount ever admitted. A
+    sliced limit's capacity is one slice's share, which a single long prompt
+    may exceed: such an amount enters only a full bucket and leaves it in debt,
+    repaid at ``rate``, so the steady rate holds and nothing else enters meanwhile.
+    """
 
-    def __init__(self, name: str, unit: str, capacity: float, rate: float) -> None:
+    __slots__ = ("_level", "_updated", "capacity", "largest", "limit", "name", "rate", "unit")
+
+    def __init__(
+        self, name: str, unit: str, capacity: float, rate: float, largest: float | None = None
+    ) -> None:
         self.name = name
         self.unit = unit
         self.capacity = capacity
         self.rate = rate
+        self.largest = capacity if largest is None else largest
+        #: The published size (what a provider's headers report as the limit).
+        self.limit = self.largest
         self._level = capacity
         self._updated = -math.inf
 
@@ -71,15 +126,20 @@ class TokenBucket:
 
     def wait_for(self, now: float, amount: float) -> float:
         """Seconds until ``amount`` could be taken (0 now; inf if it never fits)."""
-        if amount > self.capacity:
+        if amount > self.largest:
             return math.inf
-        missing = amount - self.level(now)
+        missing = min(amount, self.capacity) - self.level(now)
         # A shortfall of rounding size (waiting the reported wait can land a few ulps
         # short of the refill) counts as none, so a waiter never has to wait twice.
         return 0.0 if missing <= 1e-9 * self.capacity else missing / self.rate
 
     def take(self, now: float, amount: float) -> None:
-        self._level = self.level(now) - amount
+        """Charge ``amount`` (negative: give back, never above the capacity)."""
+        self._level = min(self.capacity, self.level(now) - amount)
+
+    def adjust(self, since: float, now: float, amount: float) -> None:
+        """Correct a charge made at ``since`` by ``amount``: a bucket has no boundary."""
+        self.take(now, amount)
 
     def remaining_fraction(self, now: float) -> float:
         return max(0.0, self.level(now)) / self.capacity
@@ -121,6 +181,15 @@ class FixedWindow:
         self._roll(now)
         self._used += amount
 
+    def adjust(self, since: float, now: float, amount: float) -> None:
+        """Correct a charge made at ``since`` by ``amount``, if its window is still open.
+
+        A window that has closed since is gone with what it counted.
+        """
+        self._roll(now)
+        if int(since // self.per) == self._window:
+            self._used = max(0.0, self._used + amount)
+
     def remaining_fraction(self, now: float) -> float:
         self._roll(now)
         return max(0.0, self.limit - self._used) / self.limit
@@ -144,41 +213,57 @@ Limiter = TokenBucket | FixedWindow
 class Admission:
     """All of one account's limits, checked and charged together.
 
-    A request is admitted only if every limit has room; then each is charged,
-    so a rejected request costs nothing. The wait reported is the longest of the
-    binding limits: retrying sooner could only be refused again.
+    A request is admitted only if every limit has room; then each is charged
+    by its unit, so a rejected request costs nothing. The wait reported is the
+    longest of the binding limits: retrying sooner could only be refused again.
     """
 
-    __slots__ = ("_units", "limiters")
+    __slots__ = ("_adjusting", "_units", "limiters")
 
     def __init__(self, specs: tuple[LimitSpec, ...] | list[LimitSpec]) -> None:
         self.limiters: list[Limiter] = [spec.build() for spec in specs]
-        # Index into the (requests, tokens, chars) amounts, resolved once.
+        # Index into the amounts tuple (ordered as UNITS), resolved once.
         self._units = [UNITS.index(limiter.unit) for limiter in self.limiters]
+        self._adjusting = [
+            limiter
+            for spec, limiter in zip(specs, self.limiters, strict=True)
+            if spec.adjust_output
+        ]
 
     def try_admit(
-        self, now: float, requests: float, tokens: float, chars: float
+        self, now: float, requests: float, input_tokens: float, output_tokens: float, chars: float
     ) -> tuple[float, str]:
-        """Charge and return (0, "") if admitted, else (seconds to wait, binding limit)."""
-        worst, binding = self.wait_for(now, requests, tokens, chars)
+        """Charge and return (0, "") if admitted, else (seconds to wait, binding limit).
+
+        ``output_tokens`` is the output estimate (``max_tokens``, else what is expected).
+        """
+        worst, binding = self.wait_for(now, requests, input_tokens, output_tokens, chars)
         if worst > 0:
             return worst, binding
-        amounts = (requests, tokens, chars)
+        amounts = (requests, input_tokens + output_tokens, input_tokens, output_tokens, chars)
         for limiter, unit in zip(self.limiters, self._units, strict=True):
             limiter.take(now, amounts[unit])
         return 0.0, ""
 
     def wait_for(
-        self, now: float, requests: float, tokens: float, chars: float
+        self, now: float, requests: float, input_tokens: float, output_tokens: float, chars: float
     ) -> tuple[float, str]:
         """(seconds until a request of this size fits, the binding limit), without charging."""
-        amounts = (requests, tokens, chars)
+        amounts = (requests, input_tokens + output_tokens, input_tokens, output_tokens, chars)
         worst, binding = 0.0, ""
         for limiter, unit in zip(self.limiters, self._units, strict=True):
             wait = limiter.wait_for(now, amounts[unit])
             if wait > worst:
                 worst, binding = wait, limiter.name
         return worst, binding
+
+    def settle(self, admitted: float, now: float, estimated: float, actual: float) -> None:
+        """A call admitted at ``admitted`` ended: limits with ``adjust_output`` swap the
+        output estimate they were charged for the ``actual`` output."""
+        if estimated == actual:
+            return
+        for limiter in self._adjusting:
+            limiter.adjust(admitted, now, actual - estimated)
 
     def remaining_fraction(self, now: float) -> float:
         """The tightest limit's remaining share, in [0, 1]."""

@@ -33,7 +33,7 @@ from actors.errors import (
     QueueFull,
     RateLimited,
 )
-from actors.limits import Admission, LimitSpec
+from actors.limits import UNITS, Admission, Limiter, LimitSpec
 from actors.messages import ChatRequest, Completion
 from actors.quota import QuotaWatch
 from actors.runtime import clock
@@ -201,7 +201,7 @@ class Provider(Actor):
             return UNTIL_FREED
         if self.admission.limiters:
             wait, binding = self.admission.wait_for(
-                now, 1, self._tokens(request), request.prompt_chars
+                now, 1, request.prompt_tokens, self._output_estimate(request), request.prompt_chars
             )
             if wait > 0:
                 self.stats.held_back[binding] += 1
@@ -245,7 +245,7 @@ class Provider(Actor):
         reset, since sending sooner could only earn a 429.
         """
         for seen in observations:
-            if seen.dimension not in ("requests", "tokens"):
+            if seen.dimension not in UNITS:
                 continue
             limiters = [lim for lim in self.admission.limiters if lim.unit == seen.dimension]
             if seen.limit is not None and len(limiters) > 1:
@@ -263,8 +263,9 @@ class Provider(Actor):
             if alert.level >= 1.0:
                 self.tell(Disable(f"{alert.limit} quota used up", alert.resets_at, alert.limit))
 
-    def _tokens(self, request: ChatRequest) -> int:
-        return request.prompt_tokens + (request.max_tokens or request.expected_output_tokens or 0)
+    def _output_estimate(self, request: ChatRequest) -> int:
+        """The output tokens charged at admission: ``max_tokens``, else what is expected."""
+        return request.max_tokens or request.expected_output_tokens or 0
 
     # --- the call -----------------------------------------------------------
     async def call(
@@ -289,7 +290,7 @@ class Provider(Actor):
             raise AuthFailed(name, f"account disabled: {self.disabled_reason}")
         if self.admission.limiters:
             wait, limit = self.admission.try_admit(
-                start, 1, self._tokens(request), request.prompt_chars
+                start, 1, request.prompt_tokens, self._output_estimate(request), request.prompt_chars
             )
             if wait > 0:
                 self.stats.rejections[limit] += 1
@@ -354,6 +355,11 @@ class Provider(Actor):
             breaker.record(permit, code, end - start, end)
             if self.health is not None:
                 self.health.observe(name, code, end - start, end)
+            if self.admission.limiters:
+                # Limits that charged an output estimate take back what was not generated.
+                self.admission.settle(
+                    start, end, self._output_estimate(request), usage.output_tokens
+                )
             cost = self._bill(usage)
             if self.listener is not None:
                 self.listener.attempt_ended(request_id, name, code, cost)
@@ -421,6 +427,6 @@ class Provider(Actor):
                 raise TypeError(f"provider {self.spec.name!r} got an unknown message {message!r}")
 
 
-def _size(limiter: object) -> float:
-    """A limiter's full size: a bucket's capacity or a window's limit."""
-    return getattr(limiter, "capacity", None) or getattr(limiter, "limit", math.nan)
+def _size(limiter: Limiter) -> float:
+    """A limiter's published size (a sliced bucket holds less at once)."""
+    return limiter.limit

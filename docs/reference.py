@@ -26,6 +26,7 @@ import attrs
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from actors.limits import OUTPUT_UNITS  # noqa: E402
 from actors.runtime.distributions import Constant, Empirical, Exponential, LogNormal  # noqa: E402
 from engine.serve.live_config import LiveConfig  # noqa: E402
 from sims.profiles import PROFILES  # noqa: E402
@@ -212,24 +213,62 @@ def collect(root: type) -> dict[str, list]:
     return out
 
 
+PERIODS = {1.0: "second", 60.0: "minute", 300.0: "5 minutes", 3600.0: "hour", 86400.0: "day"}
+
+
+def period(seconds: float) -> str:
+    return PERIODS.get(float(seconds), f"{number(seconds)} s")
+
+
 def limit_text(limit: object) -> str:
-    per = {60.0: "min", 300.0: "5 min", 3600.0: "hour", 86400.0: "day"}.get(
-        float(limit.per), f"{number(limit.per)} s"
-    )
     how = "fixed window" if limit.mode == "window" else "refilling"
-    return f"{number(limit.limit)} {limit.unit}/{per} ({how})"
+    if limit.enforce_every is not None:
+        how += f", enforced per {period(limit.enforce_every)}"
+    return f"{number(limit.limit)} {limit.unit}/{period(limit.per)} ({how})"
+
+
+def limit_rows() -> list[str]:
+    """One row per limit of every profile: what it counts, how, and where it comes from."""
+    lines = [
+        "### Their limits",
+        "",
+        "Each limit as the provider enforces it. A *bucket* refills continuously up to its",
+        "size; a *window* counts from zero at each boundary (`[k * per, (k + 1) * per)`). A",
+        "bucket *enforced per* a shorter slice holds one slice's share at once (60 per minute",
+        "enforced per second: a burst of 1) at the same steady rate; a prompt longer than a",
+        "slice enters only a full bucket. *Output charged*: the output estimate (`max_tokens`,",
+        "else the expected output) is charged at admission; *adjusted* limits swap it for the",
+        "actual output when the call ends. `tokens` is input + output.",
+        "",
+        "| profile | limit | unit | size | per | kind | enforced per | output charged | source |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, profile in PROFILES.items():
+        for limit in profile.spec.limits:
+            every = "-" if limit.enforce_every is None else period(limit.enforce_every)
+            charged = "-"
+            if limit.unit in OUTPUT_UNITS:
+                charged = "estimate, adjusted to actual" if limit.adjust_output else "estimate"
+            lines.append(
+                f"| `{name}` | {limit.name} | {limit.unit} | {number(limit.limit)} | "
+                f"{period(limit.per)} | {limit.mode} | {every} | {charged} | "
+                f"{' '.join(limit.source.split())} |"
+            )
+    return [*lines, ""]
 
 
 def profiles() -> list[str]:
     lines = [
         "## Provider profiles",
         "",
-        "What `[[accounts]] profile = ...` starts from; any account key above overrides it.",
+        "What `[[accounts]] profile = ...` starts from; any account key above overrides it",
+        "(`[[accounts.limits]]` replaces the profile's limits: leave `enforce_every` unset",
+        "there to read a per-minute limit over the whole minute).",
         "The `source` says where each figure comes from.",
         "",
         "| profile | tier | limits | slots / queue | $ per M tokens in / out | monthly fee |"
-        " latency | source |",
-        "|---|---|---|---|---|---|---|---|",
+        " $ per powered hour | latency | source |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, profile in PROFILES.items():
         spec = profile.spec
@@ -240,9 +279,10 @@ def profiles() -> list[str]:
         lines.append(
             f"| `{name}` | {spec.tier} | {limits} | {spec.max_concurrency} / {spec.queue_limit} | "
             f"{number(spec.input_cost_per_mtok)} / {number(spec.output_cost_per_mtok)} | "
-            f"{number(spec.monthly_fee)} | `{latency}` | {' '.join(profile.source.split())} |"
+            f"{number(spec.monthly_fee)} | {number(spec.hourly_cost)} | `{latency}` | "
+            f"{' '.join(profile.source.split())} |"
         )
-    return [*lines, ""]
+    return [*lines, "", *limit_rows()]
 
 
 def render() -> str:

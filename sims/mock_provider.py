@@ -339,14 +339,17 @@ class MockProvider:
         if not self.admission.limiters:
             return {}, 0.0
         now = clock.now()
-        wait, _ = self.admission.try_admit(now, 1, request.prompt_tokens, request.prompt_chars)
+        wait, _ = self.admission.try_admit(
+            now, 1, request.prompt_tokens, request.max_tokens or 0, request.prompt_chars
+        )
         headers: dict[str, str] = {}
         for limiter in self.admission.limiters:
-            if not isinstance(limiter, TokenBucket):
+            # OpenAI's headers name requests and (total) tokens only.
+            if not isinstance(limiter, TokenBucket) or limiter.unit not in ("requests", "tokens"):
                 continue
             level = limiter.level(now)
             unit = limiter.unit
-            headers[f"x-ratelimit-limit-{unit}"] = f"{limiter.capacity:g}"
+            headers[f"x-ratelimit-limit-{unit}"] = f"{limiter.limit:g}"
             headers[f"x-ratelimit-remaining-{unit}"] = str(max(0, math.floor(level)))
             headers[f"x-ratelimit-reset-{unit}"] = go_duration(
                 (limiter.capacity - level) / limiter.rate

@@ -153,7 +153,14 @@ def live_config(scenario: Scenario, urls: Sequence[str], scale: float) -> LiveCo
     providers = []
     for spec, url in zip(scenario.account_specs(), urls, strict=True):
         limits = [
-            {**CONVERTER.unstructure(limit), "per": limit.per / scale} for limit in spec.limits
+            {
+                **CONVERTER.unstructure(limit),
+                "per": limit.per / scale,
+                "enforce_every": None
+                if limit.enforce_every is None
+                else limit.enforce_every / scale,
+            }
+            for limit in spec.limits
         ]
         providers.append(
             {

@@ -16,7 +16,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from actors.limits import Admission, FixedWindow, LimitSpec, TokenBucket
+from actors.limits import OUTPUT_UNITS, UNITS, Admission, FixedWindow, LimitSpec, TokenBucket
 
 EPS = 1e-6
 SETTINGS = settings(max_examples=60, stateful_step_count=40, deadline=None)
@@ -25,24 +25,27 @@ STEPS = st.integers(0, 40).map(lambda q: q / 4)
 
 
 class BucketModel:
-    """Starts full; level before t = min over i of C + r(t - t_i) - sum of grants since t_i."""
+    """Starts full; level before t = min(C, min over i of C - max(a_i, 0) + r(t - t_i) - the
+    grants after t_i). A negative grant is a refund, capped at C; an amount above C (up to
+    ``largest``) needs a full bucket and leaves it in debt."""
 
-    def __init__(self, capacity: float, rate: float) -> None:
+    def __init__(self, capacity: float, rate: float, largest: float | None = None) -> None:
         self.capacity, self.rate = capacity, rate
+        self.largest = capacity if largest is None else largest
         self.grants: list[tuple[float, float]] = []
 
     def level(self, now: float) -> float:
-        best, spent = self.capacity, 0.0
+        best, later = self.capacity, 0.0
         for t, a in reversed(self.grants):
-            spent += a
-            best = min(best, self.capacity + self.rate * (now - t) - spent)
+            best = min(best, self.capacity - max(a, 0.0) + self.rate * (now - t) - later)
+            later += a
         return best
 
     def wait(self, now: float, amount: float) -> tuple[float, bool]:
         """(expected wait, whether the call is too close to the boundary to judge)."""
-        if amount > self.capacity:
+        if amount > self.largest:
             return math.inf, False
-        missing = amount - self.level(now)
+        missing = min(amount, self.capacity) - self.level(now)
         return max(0.0, missing / self.rate), abs(missing) < EPS
 
 
@@ -59,6 +62,11 @@ class WindowModel:
         k = math.floor(now / self.per)
         used = sum(a for t, a in self.grants if math.floor(t / self.per) == k)
         return (0.0 if used + amount <= self.capacity else (k + 1) * self.per - now), False
+
+    def adjust(self, since: float, now: float, amount: float) -> None:
+        """A correction counts in its window only if the charge it corrects was there."""
+        if math.floor(since / self.per) == math.floor(now / self.per):
+            self.grants.append((now, amount))
 
 
 Model = BucketModel | WindowModel
@@ -78,13 +86,17 @@ class LimiterMachine(RuleBasedStateMachine):
         capacity=st.integers(1, 100),
         rate=st.floats(0.1, 20),
         per=st.integers(1, 10),
+        slice_share=st.sampled_from([1.0, 0.5, 0.1]),
     )
-    def setup(self, mode: str, capacity: int, rate: float, per: int) -> None:
+    def setup(self, mode: str, capacity: int, rate: float, per: int, slice_share: float) -> None:
         self.limiter: TokenBucket | FixedWindow
         self.model: Model
+        self.granted: list[tuple[float, float]] = []
         if mode == "bucket":
-            self.limiter = TokenBucket("b", "tokens", float(capacity), rate)
-            self.model = BucketModel(float(capacity), rate)
+            # A sliced bucket: it holds a share of the limit, and admits up to the limit.
+            burst = capacity * slice_share
+            self.limiter = TokenBucket("b", "tokens", burst, rate, largest=float(capacity))
+            self.model = BucketModel(burst, rate, float(capacity))
         else:
             self.limiter = FixedWindow("w", "tokens", float(capacity), float(per))
             self.model = WindowModel(float(capacity), float(per))
@@ -95,7 +107,8 @@ class LimiterMachine(RuleBasedStateMachine):
 
     @rule(share=st.floats(0, 1.2))
     def request(self, share: float) -> None:
-        amount = share * self.model.capacity
+        top = self.model.largest if isinstance(self.model, BucketModel) else self.model.capacity
+        amount = share * top
         expected, unsure = self.model.wait(self.now, amount)
         wait = self.limiter.wait_for(self.now, amount)
         if not unsure:
@@ -104,52 +117,90 @@ class LimiterMachine(RuleBasedStateMachine):
         if wait == 0:
             self.limiter.take(self.now, amount)
             self.model.grants.append((self.now, amount))
+            self.granted.append((self.now, amount))
         elif math.isfinite(wait):
             later = copy.copy(self.limiter)
             assert later.wait_for(self.now + wait, amount) == 0, "waiting the wait is not enough"
 
+    @rule(which=st.integers(0, 1000), share=st.floats(0, 1.5))
+    def adjust(self, which: int, share: float) -> None:
+        """A granted charge turns out to be ``share`` of its estimate (output known at the end)."""
+        if not self.granted:
+            return
+        since, estimate = self.granted.pop(which % len(self.granted))
+        delta = estimate * share - estimate
+        self.limiter.adjust(since, self.now, delta)
+        if isinstance(self.model, WindowModel):
+            self.model.adjust(since, self.now, delta)
+        else:
+            self.model.grants.append((self.now, delta))
+
 
 class AdmissionMachine(RuleBasedStateMachine):
-    """Several limits at once: all charged or none, and the binding one is named."""
+    """Several limits at once: all charged or none, each by its unit, the binding one named;
+    limits with ``adjust_output`` swap the output estimate for the actual output at the end."""
 
     now = 0.0
 
     @initialize(
         specs=st.lists(
             st.tuples(
-                st.sampled_from(["requests", "tokens", "chars"]),
+                st.sampled_from(UNITS),
                 st.integers(1, 20),
                 st.integers(1, 10),
                 st.sampled_from(["bucket", "window"]),
+                st.sampled_from([None, 0.5, 1.0]),
+                st.booleans(),
             ),
             min_size=1,
-            max_size=3,
+            max_size=4,
         )
     )
-    def setup(self, specs: list[tuple[str, int, int, str]]) -> None:
+    def setup(self, specs: list[tuple[str, int, int, str, float | None, bool]]) -> None:
         built = [
-            LimitSpec(f"L{i}", u, float(n), float(p), m) for i, (u, n, p, m) in enumerate(specs)
+            LimitSpec(
+                f"L{i}",
+                u,
+                float(n),
+                float(p),
+                m,
+                enforce_every=every if m == "bucket" else None,
+                adjust_output=adjust and u in OUTPUT_UNITS,
+            )
+            for i, (u, n, p, m, every, adjust) in enumerate(specs)
         ]
         self.admission = Admission(built)
-        self.models: dict[str, tuple[str, Model]] = {
+        self.models: dict[str, tuple[LimitSpec, Model]] = {
             s.name: (
-                s.unit,
-                BucketModel(s.limit, s.limit / s.per)
+                s,
+                BucketModel(s.burst, s.limit / s.per, s.limit)
                 if s.mode == "bucket"
                 else WindowModel(s.limit, s.per),
             )
             for s in built
         }
+        self.calls: list[tuple[float, float]] = []  # (admitted at, output estimate)
 
     @rule(dt=STEPS)
     def advance(self, dt: float) -> None:
         self.now += dt
 
-    @rule(requests=st.integers(0, 2), tokens=st.integers(0, 25), chars=st.integers(0, 25))
-    def admit(self, requests: int, tokens: int, chars: int) -> None:
-        amounts = {"requests": float(requests), "tokens": float(tokens), "chars": float(chars)}
-        judged = {n: m.wait(self.now, amounts[u]) for n, (u, m) in self.models.items()}
-        wait, name = self.admission.try_admit(self.now, requests, tokens, chars)
+    @rule(
+        requests=st.integers(0, 2),
+        inputs=st.integers(0, 15),
+        outputs=st.integers(0, 15),
+        chars=st.integers(0, 25),
+    )
+    def admit(self, requests: int, inputs: int, outputs: int, chars: int) -> None:
+        amounts = {
+            "requests": float(requests),
+            "tokens": float(inputs + outputs),
+            "input_tokens": float(inputs),
+            "output_tokens": float(outputs),
+            "chars": float(chars),
+        }
+        judged = {n: m.wait(self.now, amounts[s.unit]) for n, (s, m) in self.models.items()}
+        wait, name = self.admission.try_admit(self.now, requests, inputs, outputs, chars)
         if not any(unsure for _, unsure in judged.values()):
             worst = max(w for w, _ in judged.values())
             assert (wait == 0) == (worst == 0), (wait, judged)
@@ -159,8 +210,24 @@ class AdmissionMachine(RuleBasedStateMachine):
                 assert close(judged[name][0], worst), (name, judged)
         if wait == 0:
             assert name == ""
-            for unit, model in self.models.values():
-                model.grants.append((self.now, amounts[unit]))
+            for spec, model in self.models.values():
+                model.grants.append((self.now, amounts[spec.unit]))
+            self.calls.append((self.now, float(outputs)))
+
+    @rule(which=st.integers(0, 1000), actual=st.integers(0, 20))
+    def settle(self, which: int, actual: int) -> None:
+        """A call ends: its actual output replaces the estimate where the limit says so."""
+        if not self.calls:
+            return
+        admitted, estimate = self.calls.pop(which % len(self.calls))
+        self.admission.settle(admitted, self.now, estimate, float(actual))
+        for spec, model in self.models.values():
+            if not spec.adjust_output or actual == estimate:
+                continue
+            if isinstance(model, WindowModel):
+                model.adjust(admitted, self.now, actual - estimate)
+            else:
+                model.grants.append((self.now, actual - estimate))
 
 
 TestLimiterMachine = LimiterMachine.TestCase

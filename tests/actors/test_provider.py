@@ -118,8 +118,13 @@ async def test_cost_is_priced_per_million_tokens(virtual_clock):
 
 
 def test_profiles_carry_their_documented_limits():
-    groq = {limit.name: (limit.limit, limit.per) for limit in GROQ_FREE.spec.limits}
-    assert groq == {"rpm": (30, 60.0), "rpd": (14_400, 86400.0), "tpm": (6_000, 60.0)}
+    groq = {limit.name: (limit.limit, limit.per, limit.mode) for limit in GROQ_FREE.spec.limits}
+    assert groq == {
+        "rpm": (30, 60.0, "bucket"),
+        "rpd": (14_400, 86400.0, "window"),
+        "tpm": (6_000, 60.0, "bucket"),
+        "tpd": (500_000, 86400.0, "bucket"),
+    }
     [window] = HUGGINGFACE.spec.limits
     assert window.mode == "window" and window.limit * 3600 / window.per == pytest.approx(996)
     for item in PROFILES.values():

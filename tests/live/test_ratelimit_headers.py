@@ -158,3 +158,26 @@ def test_reported_exhaustion_without_a_configured_limit_cools_until_the_reset():
     assert provider.wait_before(REQUEST, 5.0) == pytest.approx(20.0)
     assert provider.wait_before(REQUEST, 25.0) == 0.0
     assert math.isinf(provider.cooling_until) is False
+
+
+def test_anthropic_input_and_output_token_headers_land_on_itpm_and_otpm():
+    provider = _provider(
+        LimitSpec("rpm", "requests", 50, 60.0, enforce_every=1.0),
+        LimitSpec("itpm", "input_tokens", 30_000, 60.0, enforce_every=1.0),
+        LimitSpec("otpm", "output_tokens", 8_000, 60.0, enforce_every=1.0, adjust_output=True),
+    )
+    headers = {
+        "anthropic-ratelimit-input-tokens-limit": "30000",
+        "anthropic-ratelimit-input-tokens-remaining": "29000",
+        "anthropic-ratelimit-output-tokens-limit": "8000",
+        "anthropic-ratelimit-output-tokens-remaining": "0",
+        "anthropic-ratelimit-output-tokens-reset": "2024-05-01T12:00:30Z",
+        "date": "Wed, 01 May 2024 12:00:00 GMT",
+    }
+    provider.observe_limits(parse_rate_limit_headers(headers, NOW).limits, 10.0)
+    itpm, otpm = provider.admission.limiters[1:]
+    assert itpm.level(10.0) == 500  # 29,000 left of the minute: the slice is still full
+    assert otpm.level(10.0) == 0
+    wait = provider.wait_before(REQUEST, 10.0)  # one output token at 8,000 per minute
+    assert wait == pytest.approx(60 / 8000)
+    assert provider.stats.held_back["otpm"] == 1

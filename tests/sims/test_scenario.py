@@ -69,7 +69,7 @@ def test_overrides_are_validated_like_the_file():
         ("retry.jitter=3", "retry.jitter = 3"),
         (
             "accounts.0.profile='azure'",
-            "groq-free | huggingface | openai-paid | openai-strong | selfhosted-70b",
+            "groq-free | huggingface | huggingface-hourly | openai-paid | openai-strong",
         ),
         ("workload.think_time={kind='gamma', mean=3}", "unknown distribution kind 'gamma'"),
         ("workload.think_time={kind='exponential', mean=-3}", "Exponential.mean"),

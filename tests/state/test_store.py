@@ -146,3 +146,21 @@ async def test_health_figures_are_kept_per_router(kind, server):
         }
         await trio.sleep(0.35)
         assert await second.health(["a"]) == {"a": {"router-2": {"calls": 5}}}
+
+
+async def test_input_and_output_tokens_and_sliced_buckets_are_shared_like_the_rest(kind, server):
+    # Anthropic-like: 3,600 output tokens/hour enforced per minute holds 60 at once, and a
+    # prompt longer than a slice enters only a full bucket; input tokens count apart.
+    otpm = LimitSpec("otpm", "output_tokens", 3600, 3600, enforce_every=60)
+    itpm = LimitSpec("itpm", "input_tokens", 100, 3600)
+    async with two_stores(kind, server) as (first, second):
+        taken = await first.take([Charge("a/itpm", itpm, 10), Charge("a/otpm", otpm, 50)])
+        assert taken.wait == 0 and taken.used == (10.0, 50.0)
+        refused = await second.take([Charge("a/itpm", itpm, 10), Charge("a/otpm", otpm, 20)])
+        assert refused.binding == "a/otpm" and 9 < refused.wait <= 10.1  # 10 short at 1/s
+        assert (await second.take([Charge("a/itpm", itpm, 95)])).binding == "a/itpm"
+        assert (await first.take([Charge("b/otpm", otpm, 3601)])).wait == math.inf
+        long = await first.take([Charge("b/otpm", otpm, 500)])  # a full bucket: in debt
+        assert long.wait == 0 and long.used == (500.0,)
+        after = await second.take([Charge("b/otpm", otpm, 1)])
+        assert after.binding == "b/otpm" and 440 < after.wait <= 441  # from -440 up to 1

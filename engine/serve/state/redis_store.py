@@ -36,7 +36,9 @@ from engine.serve.state.store import (
 # router must not stop for it.
 ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError, ValueError, KeyError)
 
-# ARGV per limit: mode ("bucket" | "window"), size, per (s), amount. Returns
+# ARGV per limit: mode ("bucket" | "window"), size, per (s), amount, burst (what a full
+# bucket holds: the size, or one slice's share when the limit is enforced over slices; an
+# amount above it enters only a full bucket and leaves it in debt). Returns
 # {"0", 0} when charged, else {seconds to wait, 1-based index of the binding
 # limit} ("inf" when the amount can never fit); then per limit the units used
 # and the seconds until its window resets. Numbers go back as strings: Redis
@@ -47,19 +49,21 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local worst, binding = 0, 0
 local levels = {}
 for i = 1, #KEYS do
-  local b = (i - 1) * 4
+  local b = (i - 1) * 5
   local mode, size = ARGV[b + 1], tonumber(ARGV[b + 2])
   local per, amount = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  local burst = tonumber(ARGV[b + 5])
   local wait = 0
   if mode == 'bucket' then
     local rate = size / per
     local h = redis.call('HMGET', KEYS[i], 'level', 'at')
-    local level = tonumber(h[1]) or size
+    local level = tonumber(h[1]) or burst
     local at = tonumber(h[2]) or now
-    if now > at then level = math.min(size, level + (now - at) * rate) end
+    if now > at then level = math.min(burst, level + (now - at) * rate) end
     levels[i] = level
+    local need = math.min(amount, burst)
     if amount > size then wait = math.huge
-    elseif amount - level > 1e-9 * size then wait = (amount - level) / rate end
+    elseif need - level > 1e-9 * burst then wait = (need - level) / rate end
   else
     local window = math.floor(now / per)
     local h = redis.call('HMGET', KEYS[i], 'window', 'used')
@@ -79,9 +83,10 @@ if not charged then
 end
 -- Then per limit: units used after this call, and seconds until a window resets.
 for i = 1, #KEYS do
-  local b = (i - 1) * 4
+  local b = (i - 1) * 5
   local mode, size = ARGV[b + 1], tonumber(ARGV[b + 2])
   local per, amount = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  local burst = tonumber(ARGV[b + 5])
   if not charged then amount = 0 end
   if mode == 'bucket' then
     if charged then
@@ -90,7 +95,7 @@ for i = 1, #KEYS do
       -- A bucket left alone for `per` seconds is full again: the key may go.
       redis.call('PEXPIRE', KEYS[i], math.ceil(per * 1000) + 1000)
     end
-    out[#out + 1] = string.format('%.17g', size - (levels[i] - amount))
+    out[#out + 1] = string.format('%.17g', burst - (levels[i] - amount))
     out[#out + 1] = '0'
   else
     local window = math.floor(now / per)
@@ -221,7 +226,13 @@ class RedisStore:
         args: list[str] = []
         for c in charges:
             spec = c.spec
-            args += [spec.mode, repr(float(spec.limit)), repr(float(spec.per)), repr(c.amount)]
+            args += [
+                spec.mode,
+                repr(float(spec.limit)),
+                repr(float(spec.per)),
+                repr(c.amount),
+                repr(float(spec.burst)),
+            ]
         wait, binding, *levels = await self._take(keys=keys, args=args)
         seconds = math.inf if wait == "inf" else float(wait)
         used = tuple(float(x) for x in levels[::2])

@@ -126,8 +126,15 @@ class SharedLimits:
             raise
 
     async def _take(self, request: ChatRequest) -> None:
-        tokens = request.prompt_tokens + (request.max_tokens or request.expected_output_tokens or 0)
-        amounts = {"requests": 1.0, "tokens": float(tokens), "chars": float(request.prompt_chars)}
+        prompt = float(request.prompt_tokens)
+        output = float(request.max_tokens or request.expected_output_tokens or 0)
+        amounts = {
+            "requests": 1.0,
+            "tokens": prompt + output,
+            "input_tokens": prompt,
+            "output_tokens": output,
+            "chars": float(request.prompt_chars),
+        }
         charges = [
             Charge(key, spec, amounts[spec.unit])
             for key, spec in zip(self.keys, self.limits, strict=True)
