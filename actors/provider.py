@@ -290,7 +290,11 @@ class Provider(Actor):
             raise AuthFailed(name, f"account disabled: {self.disabled_reason}")
         if self.admission.limiters:
             wait, limit = self.admission.try_admit(
-                start, 1, request.prompt_tokens, self._output_estimate(request), request.prompt_chars
+                start,
+                1,
+                request.prompt_tokens,
+                self._output_estimate(request),
+                request.prompt_chars,
             )
             if wait > 0:
                 self.stats.rejections[limit] += 1

@@ -55,16 +55,19 @@ def text_block(out: str) -> str:
 
 
 def cache_by_kind(out: str, work: Path) -> str:
-    """The default run's cache hits by turn kind, and its uncached burst, from results.json."""
+    """The default run's cache use by turn kind, and its uncached burst, from results.json."""
     results = json.loads(next(work.glob("runs/*/results.json")).read_text())
-    kinds = results["meta"]["kinds"]
     requests = results["requests"]
-    rows = ["| turn kind | requests | served from the cache |", "|---|---:|---:|"]
-    pairs = list(zip(requests["kind"], requests["cached"], strict=True))
-    for index, kind in enumerate(kinds):
-        cached = [c for k, c in pairs if k == index]
-        if cached:
-            rows.append(f"| {kind} | {len(cached):,} | {sum(cached) / len(cached):.1%} |")
+    rows = [
+        "| turn kind | requests | served from the cache | misses: first | after a failure "
+        "| in flight |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in results["cache"]["kinds"]:
+        rows.append(
+            f"| {row['kind']} | {row['requests']:,} | {row['hit_rate']:.1%} | "
+            f"{row['first']:,} | {row['after_failure']:,} | {row['in_flight']:,} |"
+        )
     burst = sum(
         1
         for start, cached in zip(requests["start"], requests["cached"], strict=True)

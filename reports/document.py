@@ -102,6 +102,21 @@ def _failures(results: Results) -> Section:
     return Section("Failures", tuple(blocks))
 
 
+def _cache(results: Results) -> Section:
+    if not (results.cache or {}).get("enabled"):
+        return Section("Cache", ("The response cache was off.",))
+    note = (
+        "Per turn kind: the requests that looked the cache up (all but those rejected "
+        "before it), the hits, and why each miss missed. First of their key: no identical "
+        "request came before. After a failed identical request: one had ended in an error "
+        "(or was cancelled) before this one started, so it never filled the cache; these "
+        "misses are due to failures, not to the workload. In flight: every identical "
+        "earlier request was still waiting for its answer. Answered earlier, entry gone: "
+        "expired or evicted."
+    )
+    return Section("Cache", (note, _table(summary.CACHE_HEADERS, summary.cache_rows(results))))
+
+
 def _accounts(results: Results) -> Section:
     count = len(results.providers)
     note = (
@@ -239,6 +254,7 @@ def build_document(results: Results, figures: list[Path]) -> Document:
         sections=(
             Section("Headline", (_table(("figure", "value"), summary.summary_rows(results)),)),
             _failures(results),
+            _cache(results),
             *(
                 section
                 for section in (_accounts(results), _quotas(results), _breakers(results))

@@ -36,6 +36,16 @@ FAMILY_HEADERS = (
 FAILURE_HEADERS = ("outcome", "requests", "share of requests", "meaning")
 ATTEMPT_HEADERS = ("code", "failed attempts")
 TRANSITION_HEADERS = ("time (h:mm:ss)", "account", "change", "reason")
+CACHE_HEADERS = (
+    "turn kind",
+    "lookups",
+    "hits",
+    "hit rate",
+    "misses: first of their key",
+    "after a failed identical request",
+    "identical request in flight",
+    "answered earlier, entry gone",
+)
 
 # What each outcome means, in the reader's words (actors/errors.py, engine/routing/errors.py).
 OUTCOME_MEANINGS = {
@@ -161,6 +171,7 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
         ),
         ("Throughput", f"{count(s.get('throughput_rpm'))} answered/min"),
         ("Cache hit rate", percent(s.get("cache_hit_rate"))),
+        ("Cache misses due to failures", cache_failure_misses(results)),
         ("Upstream attempts", count(s.get("attempts"))),
         ("Retries", count(s.get("retries"))),
         ("429s (from providers, or refused by account limits)", count(s.get("rate_limited"))),
@@ -176,6 +187,8 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
         ("Cost per interview", money(s.get("cost_per_interview"))),
         ("Simulated time", minutes(s.get("simulated_s"))),
     ]
+    if not (results.cache or {}).get("enabled"):
+        rows = [row for row in rows if row[0] != "Cache misses due to failures"]
     # The optional policies, only when they acted (they are off by default).
     at = [label for label, _ in rows].index("Retries") + 1
     if as_float(s.get("retries_denied")) > 0:
@@ -184,6 +197,34 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
         hedged = f"{count(s.get('hedges'))} ({count(s.get('hedge_wins'))} answered first)"
         rows.insert(at, ("Hedged attempts", hedged))
     return rows
+
+
+def cache_failure_misses(results: Results) -> str:
+    """ "1,184 of 5,888 misses (20.1%)": misses after an identical request had failed."""
+    total = (results.cache or {}).get("all") or {}
+    misses = as_float(total.get("misses"))
+    after = as_float(total.get("after_failure"))
+    share = after / misses if misses > 0 else math.nan
+    return f"{count(after)} of {count(misses)} misses ({percent(share)})"
+
+
+def cache_rows(results: Results) -> list[tuple[str, ...]]:
+    """Lookups, hits and misses by cause per turn kind, then over all; as CACHE_HEADERS."""
+    cache = results.cache or {}
+    rows = [*(cache.get("kinds") or []), {**(cache.get("all") or {}), "kind": "all"}]
+    return [
+        (
+            str(row.get("kind", "?")),
+            count(row.get("lookups")),
+            count(row.get("hits")),
+            percent(row.get("hit_rate")),
+            count(row.get("first")),
+            count(row.get("after_failure")),
+            count(row.get("in_flight")),
+            count(row.get("answered_earlier")),
+        )
+        for row in rows
+    ]
 
 
 def binding_limit(held_back: Any) -> str:

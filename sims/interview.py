@@ -3,7 +3,9 @@
 Its script waits for its start time, then for each turn waits the candidate's
 think time and sends the turn through the router, exactly as the live session
 does; only the candidate is modelled. An error on a turn is what the candidate
-would see: it is counted, and the interview goes on to its next turn.
+would see: it is counted, and the interview goes on to its next turn. With a
+:class:`~sims.cache_use.CacheLedger` it keys each request itself (the key the router
+would compute, passed along so it is computed once) and notes how it ended.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from actors.messages import ChatMessage, ChatRequest, filler_text
+from actors.cache import request_key
+from actors.messages import ChatMessage, ChatRequest, Completion, filler_text
 from actors.runtime import clock
 from actors.runtime.actor import Supervisor
 from actors.runtime.errors import CallboardError
 from actors.runtime.randomness import RandomStream, RandomStreams
 from actors.session import InterviewSession, Turn
+from engine.routing.errors import InvalidRequest
 from engine.routing.router import Router
-from sims.workload import WorkloadConfig
+from sims.cache_use import ANSWERED, FAILED, HIT, REJECTED, CacheLedger
+from sims.workload import WorkloadConfig, candidate_answer
 
 
 @attrs.define
@@ -53,6 +58,7 @@ class ScriptedInterview(InterviewSession):
         question_cdf: Sequence[float],
         tally: InterviewTally,
         time_scale: float = 1.0,
+        ledger: CacheLedger | None = None,
     ) -> None:
         """``start_at`` is on the clock; think times are divided by ``time_scale`` (a live
         replay runs the workload that many times faster) and durations multiplied back."""
@@ -68,6 +74,8 @@ class ScriptedInterview(InterviewSession):
         self.question_cdf = question_cdf
         self.tally = tally
         self.time_scale = time_scale
+        self.index = index
+        self.ledger = ledger
 
     def _question(self, priority: int = 0) -> ChatRequest:
         """A standalone request for one question of the bank (popular ones more often)."""
@@ -82,6 +90,25 @@ class ScriptedInterview(InterviewSession):
             priority=priority,
         )
 
+    async def complete(self, request: ChatRequest) -> Completion:
+        """The session's send, noted in the ledger (if any) with how it ended."""
+        ledger = self.ledger
+        if ledger is None:
+            return await super().complete(request)
+        key = request_key(request)
+        row = ledger.begin(request.kind, key, clock.now())
+        ending = FAILED  # an error, or cancelled
+        try:
+            completion = await super().complete(attrs.evolve(request, cache_key=key))
+        except InvalidRequest:
+            ending = REJECTED  # refused before the cache was looked at
+            raise
+        else:
+            ending = HIT if completion.cached else ANSWERED
+            return completion
+        finally:
+            ledger.finish(row, clock.now(), ending)
+
     async def script(self) -> None:
         workload = self.workload
         stream = self.stream
@@ -91,7 +118,7 @@ class ScriptedInterview(InterviewSession):
         began = clock.now()
         errors = 0
         priority = workload.first_turn_priority  # an interview not yet under way
-        for kind in workload.turn_plan:
+        for turn, kind in enumerate(workload.turn_plan):
             await clock.sleep(workload.think_time.sample(stream) / self.time_scale)
             try:
                 if kind == "question":
@@ -99,7 +126,8 @@ class ScriptedInterview(InterviewSession):
                     completion = await self.complete(request)
                     self.history.append(ChatMessage("assistant", completion.content))
                 else:
-                    answer = filler_text(int(workload.answer_chars.sample(stream)))
+                    chars = int(workload.answer_chars.sample(stream))
+                    answer = candidate_answer(self.index, turn, chars)
                     tokens = int(workload.output_tokens(kind).sample(stream))
                     await self.turn(Turn(answer, kind, tokens, workload.max_tokens, priority))
             except CallboardError:
@@ -119,6 +147,7 @@ async def play_interviews(
     duration: float,
     started: float = 0.0,
     time_scale: float = 1.0,
+    ledger: CacheLedger | None = None,
 ) -> None:
     """Play every interview of ``workload`` through ``router`` until all end or ``duration``.
 
@@ -142,5 +171,6 @@ async def play_interviews(
                         question_cdf,
                         tally,
                         time_scale=time_scale,
+                        ledger=ledger,
                     )
                 )

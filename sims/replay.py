@@ -43,6 +43,7 @@ from engine.routing.recording import RequestRecorder
 from engine.serve.asgi import serve_app
 from engine.serve.live_config import LiveConfig, structure_config
 from engine.serve.live_router import client_for, open_router
+from sims.cache_use import CacheLedger
 from sims.interview import InterviewTally, play_interviews
 from sims.mock_provider import MockProfile, MockProvider
 from sims.runner import RunData, provider_totals, router_counts
@@ -227,8 +228,16 @@ async def play_live(scenario: Scenario, scale: float) -> LiveRun:
             started = clock.now()
             for mock in mocks:  # every mock's fault schedule starts now, together
                 mock.restart_replay(0.0)
+            ledger = CacheLedger() if fleet.cache is not None else None
             await play_interviews(
-                live.router, workload, streams, tally, scenario.duration / scale, started, scale
+                live.router,
+                workload,
+                streams,
+                tally,
+                scenario.duration / scale,
+                started,
+                scale,
+                ledger=ledger,
             )
             ended = clock.now()
             providers = provider_totals(fleet, ended)
@@ -252,6 +261,7 @@ async def play_live(scenario: Scenario, scale: float) -> LiveRun:
                 quotas=[],
                 scaling=[],
                 router=router_counts(fleet),
+                cache=ledger,
             )
         servers.cancel_scope.cancel()
     return LiveRun(data, tuple(urls), data.wall_s, round_trip)

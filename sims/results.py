@@ -17,6 +17,7 @@ import numpy as np
 
 from engine.routing.config import CONVERTER
 from engine.routing.recording import OUTCOMES
+from sims.cache_use import cache_use
 from sims.runner import RunData
 from sims.scenario import scenario_hash
 
@@ -71,7 +72,8 @@ class Results:
     ``p50``/``p95``/``p99`` are candidate-visible latencies: answered requests of
     the candidate-facing turn kinds, cache hits included (they are answered at
     once); ``upstream_*`` leave the cache hits out; ``background_*`` are the
-    turns nobody waits for (the evaluation).
+    turns nobody waits for (the evaluation). ``cache`` has the cache's lookups, hits and
+    misses by cause, per turn kind (:mod:`sims.cache_use`).
     """
 
     meta: dict[str, Any]
@@ -86,6 +88,7 @@ class Results:
     #: One row per attempt sent to a provider: ``provider`` and ``code`` (indexes into
     #: ``meta.providers`` and ``codes``) and the ``cost`` it was billed.
     attempts: dict[str, Any] = attrs.Factory(dict)
+    cache: dict[str, Any] = attrs.Factory(dict)
 
     def to_json(self) -> str:
         return json.dumps(round_floats(attrs.asdict(self)), sort_keys=True, separators=(",", ":"))
@@ -266,6 +269,7 @@ def summarise(data: RunData) -> Results:
         requests={key: value for key, value in arrays.items()},
         attempts={"codes": list(codes), **attempts},
         scaling=[attrs.asdict(event) for event in data.scaling],
+        cache=cache_use(data.cache) if data.cache is not None else {"enabled": False},
         quotas={
             "alerts": [attrs.asdict(alert) for alert in data.quota_alerts],
             "usage": [attrs.asdict(usage) for usage in data.quotas],

@@ -25,6 +25,7 @@ from actors.runtime.clock import VirtualClock, run_virtual
 from actors.runtime.randomness import RandomStreams
 from engine.routing.fleet import Account, Fleet, open_fleet
 from engine.routing.recording import RequestRecorder
+from sims.cache_use import CacheLedger
 from sims.interview import InterviewTally, play_interviews
 from sims.sampler import Sampler, Series
 from sims.scenario import Scenario
@@ -73,6 +74,8 @@ class RunData:
     scaling: list[ScalingEvent]
     #: The router's own counters (hedges, retries denied by the budget, failovers ...).
     router: dict[str, int] = attrs.Factory(dict)
+    #: Every request's cache key and ending, when the router has a cache.
+    cache: CacheLedger | None = None
 
 
 @attrs.frozen
@@ -174,7 +177,10 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> RunData:
         ) as fleet:
             sampler = Sampler(fleet, scenario.sample_every, progress)
             await fleet.supervisor.start(sampler)
-            await play_interviews(fleet.router, workload, streams, tally, scenario.duration)
+            ledger = CacheLedger() if fleet.cache is not None else None
+            await play_interviews(
+                fleet.router, workload, streams, tally, scenario.duration, ledger=ledger
+            )
             sampler.sample()
             virtual_clock = trio.lowlevel.current_clock()
             assert isinstance(virtual_clock, VirtualClock)
@@ -193,6 +199,7 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> RunData:
                 quotas=_quota_usage(fleet, clock.now()),
                 scaling=list(fleet.autoscaler.events) if fleet.autoscaler else [],
                 router=router_counts(fleet),
+                cache=ledger,
             )
 
     wall_start = time.perf_counter()

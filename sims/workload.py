@@ -2,11 +2,18 @@
 
 An interview is a plan of turn kinds. ``small_talk`` and ``follow_up`` are
 conversational (the whole history goes to the provider), ``question`` asks for
-the next question from a finite bank (a standalone request, so two candidates
-who draw the same question send the same request, and that is where cache hits
-come from), and ``evaluation`` sends the whole interview for a verdict. Latency SLOs are about
-the ``candidate_facing`` turns, the ones a candidate sits and waits for; the
-evaluation runs after the candidate has left.
+the next question from a finite bank, and ``evaluation`` sends the whole interview
+for a verdict. Latency SLOs are about the ``candidate_facing`` turns, the ones a
+candidate sits and waits for; the evaluation runs after the candidate has left.
+
+What can repeat across candidates, and so be answered by the exact-match cache, is
+only what real interviews share: the system prompt (one role, one prompt) and the
+bank's questions. A ``question`` request is standalone (the system prompt and which
+question of the bank to ask), so two draws of the same question send the same
+request. Every other turn carries the candidate's own words
+(:func:`candidate_answer`), text no other candidate sends, so it never repeats: not
+even ``small_talk``, whose request is the shared system prompt plus the candidate's
+reply to the app's fixed greeting (the greeting is the app's text, not a request).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+from actors.messages import filler_text
 from actors.runtime.distributions import Constant, DistributionSpec, LogNormal
 from actors.runtime.errors import require
 from actors.runtime.randomness import RandomStream
@@ -26,6 +34,18 @@ OFFICE_DAY = (
     0.2, 0.1, 0.1, 0.1, 0.2, 0.4, 1.0, 2.5, 5.0, 7.5, 8.5, 8.0,
     6.0, 7.0, 8.5, 8.5, 7.5, 6.0, 4.0, 3.0, 2.5, 2.0, 1.0, 0.5,
 )  # fmt: skip
+
+
+def candidate_answer(interview: int, turn: int, chars: int) -> str:
+    """What candidate ``interview`` says on turn ``turn``: ``chars`` characters, theirs alone.
+
+    The ``[interview:turn]`` tag at its head makes each answer distinct text, as real
+    answers are, so a request that carries one never hits the cache by accident; the
+    rest is shared filler, so an answer costs one slice and one copy. An answer is never
+    shorter than its tag (a few characters longer, once in about a million answers).
+    """
+    head = f"[{interview}:{turn}] "
+    return head + filler_text(max(0, chars - len(head)))
 
 
 def _check(field: str, ok: bool, value: object, allowed: str) -> None:
@@ -59,11 +79,13 @@ class WorkloadConfig:
     plan: tuple[str, ...] = ()
     think_time: DistributionSpec = LogNormal.from_median_p95(20.0, 60.0)
     system_prompt_chars: int = 1500
+    #: Each candidate answer's length; every answer is distinct text (never a cache hit).
     answer_chars: DistributionSpec = LogNormal.from_median_p95(400.0, 1500.0)
     small_talk_tokens: DistributionSpec = Constant(60)
     question_tokens: DistributionSpec = Constant(80)
     follow_up_tokens: DistributionSpec = LogNormal.from_median_p95(80.0, 200.0)
     evaluation_tokens: DistributionSpec = LogNormal.from_median_p95(500.0, 900.0)
+    #: Questions in the bank: the only requests that repeat across candidates.
     question_bank: int = 200
     question_popularity: float = 1.1
     max_tokens: int | None = None

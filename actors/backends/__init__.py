@@ -33,4 +33,6 @@ class Backend(Protocol):
     """Answers one request or raises an :class:`actors.errors.AttemptError`, keeping
     ``usage`` up to date as the provider works on it."""
 
-    async def complete(self, request: ChatRequest, request_id: str, usage: Usage) -> BackendReply: ...
+    async def complete(
+        self, request: ChatRequest, request_id: str, usage: Usage
+    ) -> BackendReply: ...

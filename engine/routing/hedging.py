@@ -4,7 +4,8 @@ After a delay derived from the provider's observed latency (a percentile of its
 recent calls, or a multiple of its latency EWMA, never below a floor) a second
 attempt goes to another provider; the first answer wins and the other attempt is
 cancelled (its slot is freed, it is billed for what the provider processed until
-then, and it counts as a hedge, not as a failure). :func:`hedged_attempt` runs the two legs for the router.
+then, and it counts as a hedge, not as a failure). :func:`hedged_attempt` runs the two
+legs for the router.
 """
 
 from __future__ import annotations
@@ -138,9 +139,9 @@ async def hedged_attempt(
 
     ``limits`` is (this attempt's timeout, the request's deadline). Returns the first
     answer and who gave it; the other leg is cancelled (its slot freed, billed for
-    what the provider processed until then). A leg that fails while the other still runs is recorded in ``errors``
-    (and ``avoid``/``failed``, like any failed attempt); if both fail, the first
-    leg's error is raised for the router to handle as usual.
+    what the provider processed until then). A leg that fails while the other still
+    runs is recorded in ``errors`` (and ``avoid``/``failed``, like any failed attempt);
+    if both fail, the first leg's error is raised for the router to handle as usual.
     """
     timer = router.hedge_timer
     assert timer is not None

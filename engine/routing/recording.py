@@ -65,7 +65,8 @@ class Outcome:
 
 @attrs.define(slots=True)
 class Attempt:
-    """One attempt on one provider ended, with ``code`` (``"ok"`` or an error's), billed ``cost``."""
+    """One attempt on one provider ended with ``code`` (``"ok"`` or an error's), billed
+    ``cost``."""
 
     provider: str
     code: str
