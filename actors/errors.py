@@ -40,6 +40,18 @@ class UpstreamError(AttemptError):
         self.upstream_status = upstream_status
 
 
+class BackendFailed(UpstreamError):
+    """The backend raised something other than an AttemptError (a bug, or an upstream
+    behaviour no check foresaw): a failed attempt of that provider like any other."""
+
+    def __init__(self, provider: str, error: Exception) -> None:
+        text = " ".join(str(error).split())[:200]
+        detail = f"backend raised {type(error).__name__}" + (f": {text}" if text else "")
+        AttemptError.__init__(self, provider, detail)
+        self.upstream_status = 0
+        self.error = error
+
+
 class AttemptTimeout(AttemptError):
     """The provider did not answer within the per-attempt timeout."""
 

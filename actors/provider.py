@@ -28,6 +28,7 @@ from actors.errors import (
     AttemptError,
     AttemptTimeout,
     AuthFailed,
+    BackendFailed,
     CircuitOpen,
     DeadlineReached,
     QueueFull,
@@ -332,6 +333,12 @@ class Provider(Actor):
                     raise AttemptTimeout(name, timeout)
             except QueueIsFull as exc:
                 raise QueueFull(name, f"queue full: {exc}") from None
+            except AttemptError:
+                raise
+            except Exception as exc:
+                # Whatever else a backend raises is this provider's failed attempt (counted
+                # by its breaker and health, failed over), never the request's 500.
+                raise BackendFailed(name, exc) from exc
         except AttemptError as exc:
             code = exc.code
             stats.failures[code] += 1

@@ -129,7 +129,6 @@ FIGURES: dict[str, Figure] = {
             "bench_reference",
             "bench_memory",
             "bench_overhead",
-            "bench_http_clients",
             "bench_redis",
             "load_router",
         )

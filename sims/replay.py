@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import trio
 
-from actors.backends.http1 import HttpClient
 from actors.backends.virtual import LatencyModel
 from actors.runtime import clock
 from actors.runtime.errors import InvalidSetting
@@ -267,16 +267,16 @@ async def play_live(scenario: Scenario, scale: float) -> LiveRun:
     return LiveRun(data, tuple(urls), data.wall_s, round_trip)
 
 
-async def _warm_up(http: HttpClient, urls: Sequence[str], rounds: int = 5) -> float:
+async def _warm_up(http: httpx.AsyncClient, urls: Sequence[str], rounds: int = 5) -> float:
     """Open a kept-alive connection to every mock (so no first call pays the connect) and
     return the median real round trip of a bare HTTP call, in seconds."""
     times = []
     for _ in range(rounds):
         for url in urls:
             began = clock.now()
-            response = await http.request("GET", f"{url}/health")
-            if response.status != 200:
-                raise RuntimeError(f"mock provider {url}: HTTP {response.status} on /health")
+            response = await http.get(f"{url}/health")
+            if response.status_code != 200:
+                raise RuntimeError(f"mock provider {url}: HTTP {response.status_code} on /health")
             times.append(clock.now() - began)
     return statistics.median(times)
 

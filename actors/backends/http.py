@@ -1,15 +1,19 @@
 """The HTTP backend: one real provider account behind an OpenAI- or Anthropic-style API.
 
-It implements the :class:`~actors.backends.Backend` protocol over the lean
-HTTP/1.1 client of :mod:`actors.backends.http1` (chosen over httpx for its CPU
-cost per request; see there), maps every upstream outcome to a named
-:class:`~actors.errors.AttemptError`, and hands the rate-limit headers of every
-response to ``on_limits`` so the provider actor can slow down before a 429.
+It implements the :class:`~actors.backends.Backend` protocol over an
+``httpx.AsyncClient`` shared by every account of the router (the client the
+OpenAI and Anthropic SDKs are built on, configured as their users configure it:
+pool limits, timeouts, proxies, certificates, HTTP/2), maps every upstream
+outcome to a named :class:`~actors.errors.AttemptError`, and hands the
+rate-limit headers of every response to ``on_limits`` (every wait capped at
+``retry.max_retry_after``) so the provider actor can slow down before a 429.
 When the calling task streams (:mod:`actors.backends.sink`), the call is made
 with ``stream: true`` and each text delta goes to the sink as it arrives.
 
-The per-attempt timeout is the provider actor's job (a trio cancel scope); the
-client bounds the connect phase and, if configured, each read. API keys live in
+httpx frames the responses and bounds time (connect, and each read if
+configured); every body is read through the size caps of
+:mod:`actors.backends.caps`, which httpx does not have. The per-attempt timeout
+is the provider actor's job (a trio cancel scope). API keys live in
 :class:`Secret`, which never shows its value, and are scrubbed from any upstream
 text quoted in an error.
 """
@@ -19,16 +23,25 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import attrs
+import httpx
 import trio
 
 from actors.backends import BackendReply, Usage
+from actors.backends.caps import (
+    DEFAULT_CAPS,
+    EventReader,
+    ReplyTooLarge,
+    StreamTooLarge,
+    UpstreamCaps,
+    decoded,
+)
 from actors.backends.dialects import Dialect, StreamFault, dialect_for, error_message
-from actors.backends.http1 import Headers, HttpClient, HttpError, Response
 from actors.backends.ratelimit_headers import RateLimitInfo, parse_rate_limit_headers
 from actors.backends.sink import StreamSink, current_sink
 from actors.errors import AttemptError, AuthFailed, MalformedReply, RateLimited, UpstreamError
@@ -37,11 +50,11 @@ from actors.runtime import clock
 
 #: Retry-After assumed for a 429 that does not say how long to wait.
 DEFAULT_RETRY_AFTER = 1.0
+#: The longest wait a provider's hint may impose by default (``retry.max_retry_after``).
+MAX_RETRY_AFTER = 300.0
 _QUOTE_LIMIT = 200
 # Header names whose configured values are credentials, scrubbed like the API key.
 _CREDENTIAL_HEADER = re.compile(r"authorization|cookie|key|token|secret|password", re.IGNORECASE)
-#: The largest reply body read whole (a completion, or an error page).
-MAX_REPLY_BYTES = 16 * 1024 * 1024
 #: After a stream's end marker, how long the rest of its body may take to arrive
 #: (usually at once) before the connection is closed instead of kept alive.
 _DRAIN_AFTER_DONE = 1.0
@@ -126,18 +139,22 @@ class StreamBroken(UpstreamError):
 
 
 class HttpBackend:
-    """One account's real API, reached with a shared :class:`HttpClient`."""
+    """One account's real API, reached with a shared ``httpx.AsyncClient``."""
 
     def __init__(
         self,
         endpoint: Endpoint,
-        client: HttpClient,
+        client: httpx.AsyncClient,
         *,
+        caps: UpstreamCaps = DEFAULT_CAPS,
+        max_retry_after: float = MAX_RETRY_AFTER,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.endpoint = endpoint
         self._secrets = endpoint.secrets()
         self.client = client
+        self.caps = caps
+        self.max_retry_after = max_retry_after
         self.dialect: Dialect = dialect_for(endpoint.kind, **endpoint.options)
         self._wall_clock = wall_clock
         self._url = self.dialect.url(endpoint.base_url)
@@ -158,29 +175,31 @@ class HttpBackend:
         name = self.endpoint.name
         body = json.dumps(self.dialect.body(request, self.endpoint.model, stream=False))
         try:
-            response = await self.client.request(
-                "POST",
-                self._url,
-                headers=self._headers(request_id, request),
-                body=body.encode(),
-                limit=MAX_REPLY_BYTES,
-            )
-        except HttpError as exc:
-            raise ConnectionFailed(name, self._quote(str(exc))) from None
-        self._observe(response.headers)
-        if response.status != 200:
-            raise self._status_error(response.status, response.headers, response.text)
-        usage.input_tokens = request.prompt_tokens
+            async with self.client.stream(
+                "POST", self._url, headers=self._headers(request_id, request), content=body.encode()
+            ) as response:
+                self._observe(response.headers)
+                if response.status_code == 200:
+                    # Accepted: the provider bills the input now, answered or cut short.
+                    usage.input_tokens = request.prompt_tokens
+                content = await self._read(response)
+        except httpx.HTTPError as exc:
+            raise ConnectionFailed(name, self._describe(exc)) from None
+        if response.status_code != 200:
+            text = content.decode("utf-8", "replace")
+            raise self._status_error(response.status_code, response.headers, text)
         try:
-            data = json.loads(response.content)
+            data = json.loads(content)
         except ValueError:
-            raise MalformedReply(name, f"reply is not JSON: {self._sample(response)}") from None
+            raise MalformedReply(
+                name, f"reply is not JSON: {self._sample(response, content)}"
+            ) from None
         try:
-            content, tokens = self.dialect.reply(data)
+            text, tokens = self.dialect.reply(data)
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             raise self._not_a_completion(data, f"reply is not a completion: {exc}") from None
-        usage.output_tokens = _tokens(tokens, content)
-        return BackendReply(content, usage.output_tokens, clock.now() - start)
+        usage.output_tokens = _tokens(tokens, text)
+        return BackendReply(text, usage.output_tokens, clock.now() - start)
 
     async def stream(
         self, request: ChatRequest, request_id: str, sink: StreamSink, usage: Usage
@@ -195,19 +214,18 @@ class HttpBackend:
         ttft: float | None = None
         try:
             async with self.client.stream(
-                "POST", self._url, headers=self._headers(request_id, request), body=body.encode()
+                "POST", self._url, headers=self._headers(request_id, request), content=body.encode()
             ) as response:
                 self._observe(response.headers)
-                if response.status != 200:
-                    text = (await response.read(MAX_REPLY_BYTES)).decode("utf-8", "replace")
-                    raise self._status_error(response.status, response.headers, text)
+                if response.status_code != 200:
+                    text = (await self._read(response)).decode("utf-8", "replace")
+                    raise self._status_error(response.status_code, response.headers, text)
                 usage.input_tokens = request.prompt_tokens
                 kind = response.headers.get("content-type", "")
                 if not kind.lower().startswith("text/event-stream"):
-                    await response.read(MAX_REPLY_BYTES)
-                    raise self._not_an_event_stream(response)
+                    raise self._not_an_event_stream(response, await self._read(response))
                 complete = done = False
-                async with contextlib.aclosing(_server_sent_events(response)) as events:
+                async with contextlib.aclosing(self._events(response)) as events:
                     async for event, data in events:
                         step = self.dialect.stream_event(event, data)
                         if step.text:
@@ -230,10 +248,14 @@ class HttpBackend:
                                 pass
                 if not complete:
                     raise self._broken(sink, "the stream ended before the answer did")
-        except HttpError as exc:
-            raise self._broken(sink, f"connection failed: {self._quote(str(exc))}") from None
+        except httpx.HTTPError as exc:
+            raise self._broken(sink, self._describe(exc)) from None
         except StreamFault as exc:
             raise self._broken(sink, f"error event: {self._quote(str(exc))}") from None
+        except MalformedReply as exc:  # a cap, a bad encoding: named, maybe past text
+            if sink.started and not sink.restartable:
+                raise StreamBroken(name, 200, str(exc).removeprefix(f"{name}: ")) from None
+            raise
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             if sink.started and not sink.restartable:
                 raise StreamBroken(name, 200, f"unreadable event: {exc}") from None
@@ -244,11 +266,38 @@ class HttpBackend:
             content, usage.output_tokens, clock.now() - start if ttft is None else ttft
         )
 
+    # --- reading bodies within the caps -------------------------------------
+    async def _read(self, response: httpx.Response) -> bytes:
+        """A whole body (a completion or an error page), decoded, within the caps."""
+        name, caps = self.endpoint.name, self.caps
+        declared = response.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > caps.max_reply_bytes:
+            raise ReplyTooLarge(name, caps.max_reply_bytes)
+        encoding = response.headers.get("content-encoding", "")
+        pieces = decoded(name, response.aiter_raw(), encoding, caps, ReplyTooLarge)
+        return b"".join([piece async for piece in pieces])
+
+    async def _events(self, response: httpx.Response) -> AsyncIterator[tuple[str | None, str]]:
+        """(event name, data) per server-sent event, within the caps."""
+        name = self.endpoint.name
+        reader = EventReader(name, self.caps)
+        encoding = response.headers.get("content-encoding", "")
+        pieces = decoded(name, response.aiter_raw(), encoding, self.caps, StreamTooLarge)
+        async with contextlib.aclosing(pieces):
+            async for piece in pieces:
+                for event in reader.feed(piece):
+                    yield event
+        for event in reader.finish():
+            yield event
+
     # --- helpers -------------------------------------------------------------
     def _headers(self, request_id: str, request: ChatRequest | None = None) -> dict[str, str]:
         key = self.endpoint.api_key
         headers = dict(self.endpoint.headers)
         headers.update(self.dialect.headers(key.reveal() if key is not None else None))
+        # Only encodings the caps can inflate step by step (httpx would offer br and zstd
+        # when their packages are installed).
+        headers["accept-encoding"] = "gzip"
         headers["x-callboard-request-id"] = request_id
         if request is not None and request.expected_output_tokens is not None:
             # Only modelled workloads (simulated interviews replayed live) set it; it tells
@@ -256,13 +305,31 @@ class HttpBackend:
             headers["x-callboard-expected-tokens"] = str(request.expected_output_tokens)
         return headers
 
-    def _observe(self, headers: Headers) -> RateLimitInfo:
+    def _observe(self, headers: Mapping[str, str]) -> RateLimitInfo:
         info = parse_rate_limit_headers(headers, self._wall_clock())
         if info:
+            info = info.capped(self.max_retry_after)
             self.last_limits = info
             if self.on_limits is not None:
                 self.on_limits(info)
         return info
+
+    def _describe(self, exc: httpx.HTTPError) -> str:
+        """An httpx error as a short phrase: its kind, the origin, and the OS or TLS reason
+        (httpx's own text is often empty), credentials scrubbed."""
+        kind = type(exc).__name__
+        if isinstance(exc, httpx.ReadTimeout):
+            text = f"no byte for {self.client.timeout.read:g} s (read timeout)"
+        elif isinstance(exc, httpx.ConnectTimeout):
+            text = f"not connected within {self.client.timeout.connect:g} s"
+        else:
+            text = _reason(exc)
+        try:
+            url = exc.request.url
+            where = f" ({url.host}:{url.port or {'https': 443}.get(url.scheme, 80)})"
+        except RuntimeError:  # an error raised before the request was made
+            where = ""
+        return self._quote(f"{kind}{where}: {text}" if text else f"{kind}{where}")
 
     def _quote(self, text: str) -> str:
         """Upstream text fit for an error message: short, one line, credentials scrubbed."""
@@ -271,10 +338,10 @@ class HttpBackend:
         text = " ".join(text.split())
         return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
 
-    def _sample(self, response: Response) -> str:
+    def _sample(self, response: httpx.Response, content: bytes) -> str:
         """The reply's content type and start, for an error saying it is not what was asked."""
         kind = response.headers.get("content-type") or "no content-type"
-        return self._quote(f"{kind}: {response.content[:_QUOTE_LIMIT].decode('utf-8', 'replace')}")
+        return self._quote(f"{kind}: {content[:_QUOTE_LIMIT].decode('utf-8', 'replace')}")
 
     def _not_a_completion(self, data: Any, detail: str) -> AttemptError:
         """A 200 that is no completion: an error body (some servers send those) or junk."""
@@ -283,19 +350,20 @@ class HttpBackend:
             return UpstreamError(self.endpoint.name, 200, f"error body: {self._quote(message)}")
         return MalformedReply(self.endpoint.name, self._quote(detail))
 
-    def _not_an_event_stream(self, response: Response) -> AttemptError:
+    def _not_an_event_stream(self, response: httpx.Response, content: bytes) -> AttemptError:
         """A streamed call answered 200 without an event stream (JSON error, HTML page...)."""
         try:
-            data = json.loads(response.content)
+            data = json.loads(content)
         except ValueError:
             data = None
         if error_message(data):
             return self._not_a_completion(data, "")
+        sample = self._sample(response, content)
         return MalformedReply(
-            self.endpoint.name, f"a stream must be text/event-stream, not {self._sample(response)}"
+            self.endpoint.name, f"a stream must be text/event-stream, not {sample}"
         )
 
-    def _status_error(self, status: int, headers: Headers, text: str) -> AttemptError:
+    def _status_error(self, status: int, headers: Mapping[str, str], text: str) -> AttemptError:
         name = self.endpoint.name
         try:
             detail = error_message(json.loads(text)) or text
@@ -305,7 +373,8 @@ class HttpBackend:
         if status in (401, 403):
             return AuthFailed(name, f"HTTP {status} {detail}".rstrip())
         if status == 429:
-            retry_after = parse_rate_limit_headers(headers, self._wall_clock()).retry_after
+            limits = parse_rate_limit_headers(headers, self._wall_clock())
+            retry_after = limits.capped(self.max_retry_after).retry_after
             wait = DEFAULT_RETRY_AFTER if retry_after is None else retry_after
             return RateLimited(name, "upstream", wait)
         if 400 <= status < 500 and status != 408:
@@ -319,31 +388,22 @@ class HttpBackend:
         return UpstreamError(name, 200, detail)
 
 
+def _reason(exc: BaseException) -> str:
+    """The most telling text in an exception's chain: a TLS or OS reason, else its own."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {seen.verify_message}"
+        if isinstance(seen, ssl.SSLError):
+            return f"TLS: {seen.reason or seen}"
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    return str(exc)
+
+
 def _tokens(reported: Any, content: str) -> int:
     """The provider's count when it gave one, else the usual ~4 characters a token."""
     if isinstance(reported, int) and not isinstance(reported, bool) and reported >= 0:
         return reported
     return max(1, len(content) // 4) if content else 0
-
-
-async def _server_sent_events(response: Response) -> AsyncIterator[tuple[str | None, str]]:
-    """(event name, data) per server-sent event; comments and ids are skipped."""
-    event: str | None = None
-    data: list[str] = []
-    async with contextlib.aclosing(response.iter_lines()) as lines:
-        async for line in lines:
-            if not line:
-                if data:
-                    yield event, "\n".join(data)
-                event, data = None, []
-                continue
-            if line.startswith(":"):
-                continue
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "data":
-                data.append(value)
-            elif field == "event":
-                event = value
-    if data:
-        yield event, "\n".join(data)

@@ -50,6 +50,22 @@ class RateLimitInfo:
     def __bool__(self) -> bool:
         return self.retry_after is not None or bool(self.limits)
 
+    def capped(self, longest: float) -> RateLimitInfo:
+        """The same, with every wait (Retry-After, a reset) at most ``longest`` seconds:
+        a provider's hint must never bench it for longer (``Retry-After: 1e9``)."""
+        retry_after = self.retry_after
+        if retry_after is not None and retry_after > longest:
+            retry_after = longest
+        if retry_after is self.retry_after and all(
+            o.reset_in is None or o.reset_in <= longest for o in self.limits
+        ):
+            return self
+        limits = tuple(
+            o if o.reset_in is None or o.reset_in <= longest else attrs.evolve(o, reset_in=longest)
+            for o in self.limits
+        )
+        return RateLimitInfo(retry_after, limits)
+
 
 _NOTHING = RateLimitInfo()
 

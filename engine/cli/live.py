@@ -12,6 +12,7 @@ import contextlib
 import functools
 import math
 import os
+import resource
 import signal
 import sys
 
@@ -21,6 +22,7 @@ PROFILES = ("healthy", "slow", "flaky", "rate-limited", "down", "hang", "unlimit
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from engine.serve.asgi import AddressInUse
     from engine.serve.live_config import load_config
     from engine.serve.logs import logging_to
     from engine.serve.server import serve_router
@@ -53,24 +55,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(
                 f"callboard serve: shared state on {redacted(config.state.redis)}", file=sys.stderr
             )
-        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C while shutting down
-            trio.run(
-                functools.partial(
-                    serve_router,
-                    config,
-                    host=args.host,
-                    port=args.port,
-                    shutdown_trigger=until_signalled,
-                    grace=args.grace,
-                    task_status=_Announce(),
+        _more_open_files()
+        try:
+            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C while shutting down
+                trio.run(
+                    functools.partial(
+                        serve_router,
+                        config,
+                        host=args.host,
+                        port=args.port,
+                        shutdown_trigger=until_signalled,
+                        grace=args.grace,
+                        task_status=_Announce(),
+                    )
                 )
-            )
+        except AddressInUse as exc:
+            print(f"callboard serve: {exc}", file=sys.stderr)
+            return 2
         print("callboard serve: stopped", file=sys.stderr)
     return 0
 
 
 def cmd_mock_provider(args: argparse.Namespace) -> int:
-    from engine.serve.asgi import serve_app
+    from engine.serve.asgi import AddressInUse, serve_app
     from engine.serve.logs import logging_to
     from sims.mock_provider import MockProvider
 
@@ -98,20 +105,37 @@ def cmd_mock_provider(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
     )
     with logging_to(None, level="INFO"):
-        with contextlib.suppress(KeyboardInterrupt):
-            trio.run(
-                functools.partial(
-                    serve_app,
-                    mock,
-                    args.host,
-                    args.port,
-                    graceful_timeout=1.0,
-                    shutdown_trigger=until_signalled,
-                    task_status=_Announce(),
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                trio.run(
+                    functools.partial(
+                        serve_app,
+                        mock,
+                        args.host,
+                        args.port,
+                        graceful_timeout=1.0,
+                        shutdown_trigger=until_signalled,
+                        task_status=_Announce(),
+                    )
                 )
-            )
+        except AddressInUse as exc:
+            print(f"callboard mock-provider: {exc}", file=sys.stderr)
+            return 2
         print("callboard mock-provider: stopped", file=sys.stderr)
     return 0
+
+
+def _more_open_files() -> None:
+    """Raise this process's open-file limit to what the system allows it.
+
+    Every client connection and every provider connection is a file descriptor, and
+    a common default soft limit (1,024) would refuse connections long before thousands
+    of interviews; the hard limit is the operator's real bound.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def until_signalled() -> None:

@@ -64,6 +64,9 @@ class RetryConfig:
     jitter: float = 0.2
     attempt_timeout: float = 30.0
     deadline: float = 120.0
+    #: The longest a provider's hint may keep it benched: Retry-After, retry-after-ms and
+    #: rate-limit resets are cut to it (a hostile or broken ``Retry-After: 1e9``).
+    max_retry_after: float = 300.0
     budget: RetryBudgetConfig = RetryBudgetConfig()
 
     def __attrs_post_init__(self) -> None:
@@ -76,6 +79,12 @@ class RetryConfig:
             "attempt_timeout", self.attempt_timeout > 0, self.attempt_timeout, "> 0 seconds or inf"
         )
         _check("deadline", self.deadline > 0, self.deadline, "> 0 seconds or inf")
+        _check(
+            "max_retry_after",
+            0 < self.max_retry_after < math.inf,
+            self.max_retry_after,
+            "> 0 seconds, finite",
+        )
 
     def backoff(self, retry_number: int, retry_after: float, stream: RandomStream) -> float:
         """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""

@@ -39,7 +39,7 @@ from actors.runtime import clock
 from actors.runtime.errors import CallboardError
 from actors.runtime.randomness import RandomStream
 from engine.routing.books import RouterCounters
-from engine.routing.decision_log import DecisionLog
+from engine.routing.decision_log import DecisionLog, log_value
 from engine.routing.errors import (
     DeadlineExceeded,
     InvalidRequest,
@@ -167,7 +167,7 @@ class Router:
         request_id = request.request_id or self.new_request_id()
         self.stats.received += 1
         if self.log.active:
-            detail = f"model={request.model} kind={request.kind}"
+            detail = f"model={log_value(request.model)} kind={log_value(request.kind)}"
             self.log.emit(start, request_id, "received", detail)
         self._validate(request, request_id, start)
         cache = self.cache

@@ -25,8 +25,10 @@ import trio
 
 from actors.runtime.errors import CallboardError, ShuttingDown
 from engine.routing.books import Books
+from engine.routing.decision_log import log_value
 from engine.routing.errors import InvalidRequest
 from engine.serve.asgi import (
+    BODY_TIMEOUT,
     ClientGone,
     Receive,
     Scope,
@@ -100,10 +102,18 @@ _WHILE_DRAINING = frozenset({"health", "stats", "metrics", "openapi"})
 class RouterApp:
     """The ASGI app of ``callboard serve``."""
 
-    def __init__(self, live: LiveRouter, metrics: LiveMetrics, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        live: LiveRouter,
+        metrics: LiveMetrics,
+        *,
+        max_body_bytes: int,
+        body_timeout: float = BODY_TIMEOUT,
+    ) -> None:
         self.live = live
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         self.draining = False
         self.grace = 0.0
         # One cancel scope per request or socket in progress: what a drain waits for.
@@ -244,7 +254,11 @@ class RouterApp:
                 await send_sse(send, error_body(exc)[1])
                 await end_body(send)
         except Exception:
-            logger.exception("request_id=%s path=%s internal error", exchange.request_id, path)
+            logger.exception(
+                "request_id=%s path=%s internal error",
+                log_value(exchange.request_id),
+                log_value(path),
+            )
             if exchange.status == 0:
                 status, body, headers = error_body(RuntimeError())
                 await respond(status, body, headers)
@@ -260,9 +274,9 @@ class RouterApp:
         self.metrics.response(exchange.route, exchange.status)
         logger.info(
             "request_id=%s method=%s path=%s status=%s ms=%.1f provider=%s attempts=%s",
-            exchange.request_id,
-            exchange.method,
-            exchange.path,
+            log_value(exchange.request_id),
+            log_value(exchange.method),
+            log_value(exchange.path),
             exchange.status,
             (time.perf_counter() - exchange.start) * 1000,
             exchange.provider,
@@ -270,7 +284,7 @@ class RouterApp:
         )
 
     async def _body(self, receive: Receive) -> Any:
-        return parse_json(await read_body(receive, self.max_body_bytes))
+        return parse_json(await read_body(receive, self.max_body_bytes, self.body_timeout))
 
     async def _until_disconnect(
         self, receive: Receive, exchange: _Exchange, work: Callable[[], Awaitable[None]]

@@ -8,11 +8,13 @@ nursery so tests start a server on an ephemeral loopback port in milliseconds.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import attrs
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
@@ -34,23 +36,44 @@ class BodyTooLarge(CallboardError):
         self.limit = limit
 
 
+class BodyTimeout(CallboardError):
+    code = "body_timeout"
+    status = 408
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"body: not received whole within server.body_timeout = {timeout:g} s")
+        self.timeout = timeout
+
+
 class ClientGone(Exception):
     """The client disconnected before the answer was sent."""
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
+#: The default of ``server.body_timeout``.
+BODY_TIMEOUT = 30.0
+
+
+async def read_body(receive: Receive, limit: int, timeout: float = BODY_TIMEOUT) -> bytes:
+    """The whole request body, at most ``limit`` bytes, within ``timeout`` seconds.
+
+    hypercorn bounds each read only if told to (and that bound would also cut a client
+    that quietly waits for a long answer), so a body trickled a byte at a time is
+    bounded here, as a whole.
+    """
     chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    with trio.move_on_after(timeout):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    raise BodyTimeout(timeout)
 
 
 def parse_json(body: bytes) -> Any:
@@ -60,6 +83,8 @@ def parse_json(body: bytes) -> Any:
         message = f"body: not valid JSON (line {exc.lineno}, column {exc.colno})"
     except UnicodeDecodeError as exc:
         message = f"body: not valid JSON (not UTF-8 at byte {exc.start})"
+    except RecursionError:
+        message = "body: JSON nested too deeply"
     shown = body[:60].decode("utf-8", "replace")
     raise InvalidRequest("body", shown, "a JSON object", message=message) from None
 
@@ -134,13 +159,37 @@ async def lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def hypercorn_config(host: str, port: int, graceful_timeout: float = 5.0) -> Config:
+@attrs.frozen
+class Listening:
+    """How a server takes its clients' connections (``[server]`` keys of the same names)."""
+
+    backlog: int = 4096
+    keep_alive_timeout: float = 10.0
+    max_header_bytes: int = 16 * 1024
+
+
+def hypercorn_config(
+    host: str, port: int, graceful_timeout: float = 5.0, listening: Listening = Listening()
+) -> Config:
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.graceful_timeout = graceful_timeout
+    config.backlog = listening.backlog
+    # Also bounds how long a new connection may take to send its first request's headers.
+    config.keep_alive_timeout = listening.keep_alive_timeout
+    config.h11_max_incomplete_size = listening.max_header_bytes
     config.accesslog = None
     config.errorlog = logging.getLogger("callboard.hypercorn")
     return config
+
+
+class AddressInUse(CallboardError):
+    """The address to listen on is taken (another server, or this one already running)."""
+
+    code = "address_in_use"
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: address already in use")
 
 
 async def serve_app(
@@ -149,15 +198,30 @@ async def serve_app(
     port: int,
     *,
     graceful_timeout: float = 5.0,
+    listening: Listening = Listening(),
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` with hypercorn; ``task_status`` gets the bound URL (port 0: any free one)."""
-    config = hypercorn_config(host, port, graceful_timeout)
+    """Serve ``app`` with hypercorn; ``task_status`` gets the bound URL (port 0: any free one).
+
+    A taken address is an :class:`AddressInUse` naming it, not hypercorn's traceback.
+    """
+    config = hypercorn_config(host, port, graceful_timeout, listening)
 
     # hypercorn reports the sockets it bound as a list; hand on the first URL.
     class _Status:
         def started(self, binds: list[str] | None = None) -> None:
             task_status.started((binds or [""])[0])
 
-    await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=_Status())  # type: ignore[arg-type]
+    try:
+        await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=_Status())  # type: ignore[arg-type]
+    except (OSError, BaseExceptionGroup) as error:
+        if any(getattr(e, "errno", None) == errno.EADDRINUSE for e in _leaves(error)):
+            raise AddressInUse(host, port) from None
+        raise
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]

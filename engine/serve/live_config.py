@@ -18,9 +18,10 @@ from typing import Any
 
 import attrs
 
+from actors.backends.caps import UpstreamCaps
 from actors.backends.dialects import KINDS
 from actors.backends.http import Endpoint, Secret
-from actors.backends.http1.proxy import PROXY_URL_FORM, ProxyURLError, parse_proxy
+from actors.backends.proxies import PROXY_URL_FORM, ProxyURLError, parse_proxy
 from actors.breaker import BreakerConfig
 from actors.cache import CacheConfig
 from actors.concurrency import ConcurrencyConfig
@@ -147,13 +148,29 @@ class ServerConfig:
     grace: float = 10.0
     #: Then, seconds to write the cancelled requests' answers before connections are cut.
     graceful_timeout: float = 5.0
+    #: Clients: connections waiting to be accepted (the listen backlog; the kernel's
+    #: net.core.somaxconn caps it). Thousands of interviews may connect at once.
+    backlog: int = 4096
+    #: Clients: seconds an idle kept-alive connection stays open, and the most a
+    #: request's headers may take to arrive on a new one.
+    keep_alive_timeout: float = 10.0
+    #: Clients: seconds a request body may take to arrive whole (slower: 408).
+    body_timeout: float = 30.0
+    #: Clients: the most bytes of a request's line and headers.
+    max_header_bytes: int = 16 * 1024
+    #: Providers: seconds to connect (DNS, TCP, TLS, a proxy's tunnel).
     connect_timeout: float = 10.0
-    #: Seconds without a byte from a provider before its answer counts as lost; unset:
-    #: only retry.attempt_timeout and the deadline bound a slow answer.
+    #: Providers: seconds without a byte from a provider before its answer counts as lost;
+    #: unset: only retry.attempt_timeout and the deadline bound a slow answer.
     read_timeout: float | None = None
-    #: Open connections per provider origin (scheme, host, port), shared by its accounts.
-    max_connections: int = 256
-    #: The HTTP proxy for every provider, "http://[user:password@]host[:port]", over the
+    #: Providers: open connections to every provider together (httpx's pool limit);
+    #: each interview's streamed answer holds one while it is generated.
+    max_connections: int = 4096
+    #: Providers: seconds an idle connection is kept for reuse.
+    keepalive_expiry: float = 30.0
+    #: Providers: offer HTTP/2 (httpx with h2); servers that take it multiplex streams.
+    http2: bool = False
+    #: The proxy for every provider, "http(s)://[user:password@]host[:port]", over the
     #: environment's HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; "": none; unset: the environment's.
     proxy: str | None = attrs.field(default=None, repr=False)  # may hold credentials
     #: Hosts reached without the proxy (NO_PROXY's form), over the environment's NO_PROXY.
@@ -164,11 +181,25 @@ class ServerConfig:
         require(
             "server.log_level", self.log_level in LOG_LEVELS, self.log_level, " | ".join(LOG_LEVELS)
         )
-        for name in ("log_max_bytes", "max_body_bytes", "max_sessions", "max_connections"):
+        for name in (
+            "log_max_bytes",
+            "max_body_bytes",
+            "max_sessions",
+            "max_connections",
+            "backlog",
+            "max_header_bytes",
+        ):
             require(f"server.{name}", getattr(self, name) >= 1, getattr(self, name), ">= 1")
         require("server.log_backups", self.log_backups >= 0, self.log_backups, ">= 0")
         require("server.grace", self.grace >= 0, self.grace, ">= 0 seconds")
-        for name in ("session_idle_timeout", "graceful_timeout", "connect_timeout"):
+        for name in (
+            "session_idle_timeout",
+            "graceful_timeout",
+            "connect_timeout",
+            "keep_alive_timeout",
+            "body_timeout",
+            "keepalive_expiry",
+        ):
             require(f"server.{name}", getattr(self, name) > 0, getattr(self, name), "> 0 seconds")
         timeout = self.read_timeout
         require("server.read_timeout", timeout is None or timeout > 0, timeout, "> 0 s, or unset")
@@ -195,6 +226,7 @@ class LiveConfig:
     # Live traffic is shed by priority with a Retry-After rather than held to its deadline.
     shedding: SheddingConfig = SheddingConfig(enabled=True)
     state: StateConfig = StateConfig()
+    upstream: UpstreamCaps = UpstreamCaps()
 
     def __attrs_post_init__(self) -> None:
         require("providers", len(self.providers) >= 1, self.providers, "at least one [[providers]]")

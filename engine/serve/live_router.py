@@ -16,12 +16,13 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 from actors.backends.http import HttpBackend
-from actors.backends.http1 import HttpClient
-from actors.backends.http1.proxy import ProxyURLError, proxy_settings
+from actors.backends.proxies import ProxyURLError, proxy_mounts
 from actors.backends.ratelimit_headers import RateLimitInfo
+from actors.backends.trust import default_ssl_context
 from actors.breaker import Transition
 from actors.messages import ChatMessage, ChatRequest, Completion
 from actors.provider import Provider
@@ -154,23 +155,43 @@ class LiveRouter:
         return backend.last_limits if backend is not None else None
 
 
-def client_for(config: LiveConfig, env: Mapping[str, str] | None = None) -> HttpClient:
-    """The HTTP client the router opens for ``config`` when the app gives none; its
-    proxies are ``server.proxy`` / ``server.no_proxy`` over ``env``'s (default: the
+def client_for(config: LiveConfig, env: Mapping[str, str] | None = None) -> httpx.AsyncClient:
+    """The httpx client the router opens for ``config`` when the app gives none: pool
+    limits, timeouts and HTTP/2 from ``[server]``, the machine's CAs (else certifi's), and
+    proxies from ``server.proxy`` / ``server.no_proxy`` over ``env``'s (default: the
     process environment's) HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY."""
     server = config.server
     try:
-        proxies = proxy_settings(env, proxy=server.proxy, no_proxy=server.no_proxy)
+        proxies = proxy_mounts(env, proxy=server.proxy, no_proxy=server.no_proxy)
     except ProxyURLError as exc:  # a bad variable: the config's own was checked on load
         raise ConfigError("environment", [str(exc)]) from None
-    if proxies.enabled:
-        https, http = (p or "no proxy" for p in (proxies.https, proxies.http))
+    if proxies:
+        https, http = (proxies.get(f"{s}://") for s in ("https", "http"))
+        https, http = (p.url if p is not None else "no proxy" for p in (https, http))
         logger.info("provider proxies: https origins %s, http origins %s", https, http)
-    return HttpClient(
+    tls = default_ssl_context()
+    limits = httpx.Limits(
         max_connections=server.max_connections,
-        connect_timeout=server.connect_timeout,
-        read_timeout=server.read_timeout,
-        proxies=proxies,
+        max_keepalive_connections=server.max_connections,
+        keepalive_expiry=server.keepalive_expiry,
+    )
+
+    def transport(proxy: httpx.Proxy | None) -> httpx.AsyncHTTPTransport:
+        return httpx.AsyncHTTPTransport(
+            verify=tls, http2=server.http2, limits=limits, proxy=proxy, trust_env=False
+        )
+
+    return httpx.AsyncClient(
+        transport=transport(None),
+        mounts={pattern: None if p is None else transport(p) for pattern, p in proxies.items()},
+        timeout=httpx.Timeout(
+            connect=server.connect_timeout,
+            read=server.read_timeout,
+            write=server.read_timeout,
+            pool=None,  # waiting for a free connection: bounded by the attempt's timeout
+        ),
+        trust_env=False,  # the environment's proxies are read above, from ``env``
+        follow_redirects=False,
     )
 
 
@@ -186,7 +207,7 @@ async def open_router(
     config: LiveConfig | str | Path,
     *,
     env: Mapping[str, str] | None = None,
-    http_client: HttpClient | None = None,
+    http_client: httpx.AsyncClient | None = None,
     log: DecisionLog | None = None,
     recorder: Recorder | None = None,
     on_transition: Callable[[Transition], None] | None = None,
@@ -229,7 +250,7 @@ def sole_error(error: BaseException) -> BaseException | None:
 async def _open_router(
     config: LiveConfig | str | Path,
     env: Mapping[str, str] | None,
-    http_client: HttpClient | None,
+    http_client: httpx.AsyncClient | None,
     log: DecisionLog | None,
     recorder: Recorder | None,
     on_transition: Callable[[Transition], None] | None,
@@ -246,7 +267,15 @@ async def _open_router(
             on_transition = shared.chain(on_transition)
         if http_client is None:
             http_client = await stack.enter_async_context(client_for(config, env))
-        backends = {e.name: HttpBackend(e, http_client) for e in endpoints}
+        backends = {
+            e.name: HttpBackend(
+                e,
+                http_client,
+                caps=config.upstream,
+                max_retry_after=config.retry.max_retry_after,
+            )
+            for e in endpoints
+        }
         accounts = [
             Account(p.spec(), limited(shared, p.name, p.limits, backends[p.name]))
             for p in config.providers

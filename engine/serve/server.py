@@ -14,7 +14,7 @@ import trio
 
 from engine.routing.decision_log import DecisionLog
 from engine.serve.app import RouterApp
-from engine.serve.asgi import serve_app
+from engine.serve.asgi import Listening, serve_app
 from engine.serve.live_config import LiveConfig
 from engine.serve.live_router import open_router
 from engine.serve.metrics import LiveMetrics
@@ -50,7 +50,9 @@ async def serve_router(
         on_transition=metrics.on_transition,
     ) as live:
         metrics.attach(live)
-        app = RouterApp(live, metrics, max_body_bytes=server.max_body_bytes)
+        app = RouterApp(
+            live, metrics, max_body_bytes=server.max_body_bytes, body_timeout=server.body_timeout
+        )
         async with trio.open_nursery() as nursery:
 
             async def stop_when_told() -> None:
@@ -64,6 +66,9 @@ async def serve_router(
                 server.host if host is None else host,
                 server.port if port is None else port,
                 graceful_timeout=grace + server.graceful_timeout,
+                listening=Listening(
+                    server.backlog, server.keep_alive_timeout, server.max_header_bytes
+                ),
                 shutdown_trigger=stop_when_told,
                 task_status=task_status,
             )

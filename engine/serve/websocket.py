@@ -26,6 +26,7 @@ import trio
 
 from actors.backends.sink import Delta, Restart
 from actors.runtime.errors import CallboardError
+from engine.routing.decision_log import log_value
 from engine.routing.errors import InvalidRequest
 from engine.serve.asgi import Receive, Scope, Send
 from engine.serve.live_router import LiveRouter
@@ -87,7 +88,7 @@ async def interview_socket(
     await send({"type": "websocket.accept"})
     turns = sum(1 for m in session.history if m.role == "user")
     await _send(send, {"type": "ready", "session_id": candidate_id, "turns": turns})
-    logger.info("session_id=%s event=connected turns=%d", candidate_id, turns)
+    logger.info("session_id=%s event=connected turns=%d", log_value(candidate_id), turns)
     inbox_send, inbox = trio.open_memory_channel[dict[str, Any]](PENDING_LIMIT)
     async with trio.open_nursery() as nursery:
 
@@ -106,7 +107,7 @@ async def interview_socket(
         async for frame in inbox:
             await _turn(live, send, candidate_id, frame)
         nursery.cancel_scope.cancel()
-    logger.info("session_id=%s event=disconnected", candidate_id)
+    logger.info("session_id=%s event=disconnected", log_value(candidate_id))
 
 
 async def _turn(live: LiveRouter, send: Send, candidate_id: str, frame: dict[str, Any]) -> None:
@@ -136,8 +137,8 @@ async def _turn(live: LiveRouter, send: Send, candidate_id: str, frame: dict[str
                     )
                     logger.info(
                         "session_id=%s request_id=%s event=turn provider=%s attempts=%d",
-                        candidate_id,
-                        c.request_id,
+                        log_value(candidate_id),
+                        log_value(c.request_id),
                         c.provider,
                         c.attempts,
                     )

@@ -203,3 +203,23 @@ def completion(text: str = "Hello there.") -> dict[str, Any]:
         ],
         "usage": {"prompt_tokens": 5, "completion_tokens": 3},
     }
+
+
+async def answer_each(conn: RawConnection, reply: bytes) -> None:
+    """Keep-alive: the same reply to every request on this connection."""
+    while await conn.read_request() is not None:
+        await conn.send(reply)
+
+
+def server_context(ca: Any) -> ssl.SSLContext:
+    """A server's TLS context with a certificate of ``ca`` (a trustme.CA) for loopback."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(LOOPBACK, "localhost").configure_cert(context)
+    return context
+
+
+def trusting(ca: Any) -> ssl.SSLContext:
+    """A client's TLS context that trusts ``ca`` (a trustme.CA) alone."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 import trio
 
@@ -18,7 +19,6 @@ from actors.backends.http import (
     StreamBroken,
     UpstreamRejected,
 )
-from actors.backends.http1 import HttpClient
 from actors.backends.sink import Delta, StreamSink, streaming_into
 from actors.errors import AuthFailed, MalformedReply, RateLimited, UpstreamError
 from actors.messages import ChatMessage, ChatRequest
@@ -65,7 +65,7 @@ class Scripted:
 
 @pytest.fixture
 async def client():
-    async with HttpClient(connect_timeout=5.0, read_timeout=5.0) as client:
+    async with httpx.AsyncClient(timeout=5.0) as client:
         yield client
 
 

@@ -14,12 +14,12 @@ import pytest
 import trio
 import trustme
 
+from actors.backends.proxies import proxy_mounts
 from engine.routing.errors import RequestFailed
 from engine.serve.live_config import ConfigError, structure_config
-from engine.serve.live_router import client_for, open_router
-from tests.live.conftest import completion, http_response, start_mock, start_raw
+from engine.serve.live_router import open_router
+from tests.live.conftest import answer_each, completion, http_response, start_mock, start_raw
 from tests.live.loopback_proxy import start_proxy
-from tests.live.test_http1 import answer_each
 
 PASSWORD = "pr0xy-SECRET"
 CREDENTIALS = f"callboard:{PASSWORD}"
@@ -82,7 +82,7 @@ async def test_the_router_tunnels_through_server_proxy_and_fails_over_a_refused_
         with trio.fail_after(10), pytest.raises(RequestFailed) as caught:
             await live.complete(USER, max_tokens=8)
     text = str(caught.value)
-    assert f"proxy {proxy.url} (tunnel to open.provider.test:443): the proxy refused: 502" in text
+    assert "open: connection failed: ProxyError (open.provider.test:443): 502" in text
     assert PASSWORD not in text
     assert "SECRET" not in repr(live_config)
 
@@ -105,20 +105,39 @@ async def test_the_environments_proxy_is_used_unless_the_config_says_otherwise(n
     assert proxy.forwarded == 1  # both went directly
 
 
+def shown(mounts: dict) -> dict:
+    return {pattern: proxy and str(proxy.url) for pattern, proxy in mounts.items()}
+
+
 def test_server_no_proxy_overrides_the_environments():
-    cfg = config([provider("a", "https://api.example.com/v1")], no_proxy="example.com")
     env = {"https_proxy": "http://corp:3128", "no_proxy": "elsewhere.org"}
-    client = client_for(cfg, env)
-    assert client.proxy_for("https://api.example.com/v1") is None
-    assert str(client.proxy_for("https://elsewhere.org/")) == "http://corp:3128"
-    assert client_for(cfg, {}).proxy_for("https://elsewhere.org/") is None
+    mounts = shown(proxy_mounts(env, no_proxy="example.com,.example.net, 10.1.2.3,::1"))
+    assert mounts == {
+        "https://": "http://corp:3128",
+        "all://*example.com": None,
+        "all://*example.net": None,
+        "all://10.1.2.3": None,
+        "all://[::1]": None,
+    }
+    assert shown(proxy_mounts(env)) == {
+        "https://": "http://corp:3128",
+        "all://*elsewhere.org": None,
+    }
+    # A lower-case variable wins over its upper-case twin, an empty one turns it off; in a
+    # CGI process HTTP_PROXY may come from a client's Proxy header, and is ignored.
+    assert proxy_mounts({"HTTPS_PROXY": "http://a:1", "https_proxy": ""}) == {}
+    assert proxy_mounts({"HTTP_PROXY": "http://a:1", "REQUEST_METHOD": "GET"}) == {}
+    assert proxy_mounts({"ALL_PROXY": "b:2", "no_proxy": "*"}) == {}
+    assert set(proxy_mounts({"ALL_PROXY": "b:2"})) == {"https://", "http://"}
+    assert proxy_mounts(env, proxy="") == {}
 
 
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        (f"socks5://me:{PASSWORD}@corp:1080", "socks5:// proxies are not supported, only http://"),
-        (f"http://me:{PASSWORD}@corp:http", "bad port"),
+        (f"socks5://me:{PASSWORD}@corp:1080", "socks5:// proxies need pip install 'httpx[socks]'"),
+        (f"ftp://me:{PASSWORD}@corp:21", "ftp:// proxies are not supported"),
+        (f"http://me:{PASSWORD}@corp:http", "Invalid port: 'http'"),
         ("http://corp:3128/path", "a path, query or fragment"),
     ],
 )
@@ -127,14 +146,14 @@ def test_a_bad_server_proxy_is_named_without_its_password(value, problem):
         config([provider("a", "https://api.example.com/v1")], proxy=value)
     text = str(caught.value)
     assert "server.proxy = '" in text and problem in text
-    assert 'allowed: http://[user:password@]host[:port], or "" for none' in text
+    assert 'allowed: http(s)://[user:password@]host[:port], or "" for none' in text
     assert PASSWORD not in text
 
 
 async def test_a_bad_proxy_variable_stops_the_router_before_it_starts():
     cfg = config([provider("a", "https://api.example.com/v1")])
     env = {"ALL_PROXY": f"socks5h://me:{PASSWORD}@corp:1080"}
-    with pytest.raises(ConfigError, match=r"ALL_PROXY: socks5h:// proxies are not supported"):
+    with pytest.raises(ConfigError, match=r"ALL_PROXY: socks5h:// proxies need pip install"):
         async with open_router(cfg, env=env):
             pass
     async with open_router(config([provider("a", "https://x.example/v1")], proxy=""), env=env):

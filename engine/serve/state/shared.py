@@ -376,8 +376,9 @@ class SharedState:
             return
         self._adopted[seen] = quarantine.stamp
         if quarantine.kind == "cooling":
-            # As if it had answered this router's own request with 429 (provider.call).
-            until = clock.now() + quarantine.remaining
+            # As if it had answered this router's own request with 429 (provider.call), the
+            # wait capped as there (a copy written by an older or foreign router included).
+            until = clock.now() + min(quarantine.remaining, self.fleet.router.retry.max_retry_after)
             if until > provider.cooling_until:
                 provider.cooling_until = until
                 self.coolings_adopted += 1

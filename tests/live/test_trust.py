@@ -1,18 +1,19 @@
-"""Which CAs the HTTP client trusts by default: the machine's, else certifi's bundle."""
+"""Which CAs the router's httpx client trusts by default: the machine's, else certifi's bundle."""
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 
 import certifi
+import httpx
 import pytest
 import trustme
 
-from actors.backends.http1 import HttpClient, TLSError, default_ssl_context
-from tests.live.conftest import http_response, start_raw
-from tests.live.test_http1 import answer_each, server_context
+from actors.backends.trust import default_ssl_context
+from engine.serve.live_config import structure_config
+from engine.serve.live_router import client_for
+from tests.live.conftest import answer_each, http_response, server_context, start_raw
 
 
 def no_system_cas(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -28,7 +29,7 @@ def subjects(context: ssl.SSLContext) -> set:
 def test_without_system_cas_certifis_bundle_is_trusted(monkeypatch, tmp_path, caplog):
     no_system_cas(monkeypatch, tmp_path)
     assert ssl.create_default_context().cert_store_stats()["x509_ca"] == 0
-    with caplog.at_level(logging.INFO, logger="callboard.http1"):
+    with caplog.at_level(logging.INFO, logger="callboard.http"):
         context = default_ssl_context()
     bundle = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     bundle.load_verify_locations(cafile=certifi.where())
@@ -44,7 +45,7 @@ def test_the_machines_cas_are_used_alone_when_there_are_some(monkeypatch, tmp_pa
     ca.cert_pem.write_to_path(str(pem))
     monkeypatch.setenv("SSL_CERT_FILE", str(pem))
     monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
-    with caplog.at_level(logging.INFO, logger="callboard.http1"):
+    with caplog.at_level(logging.INFO, logger="callboard.http"):
         context = default_ssl_context()
     assert context.cert_store_stats()["x509_ca"] == 1  # certifi not added
     assert "certifi" not in caplog.text
@@ -63,9 +64,10 @@ async def test_the_client_trusts_the_fallback_bundle_on_a_machine_without_cas(
         tls=server_context(ca),
     )
     no_system_cas(monkeypatch, tmp_path)
-    async with HttpClient(connect_timeout=2) as client:  # the machine has no CA at all
-        with pytest.raises(TLSError, match="certificate verify failed"):
-            await client.request("GET", secure.url)
+    config = structure_config({"providers": [{"name": "a", "base_url": secure.url}]}, "test")
+    async with client_for(config, env={}) as client:  # the machine has no CA at all
+        with pytest.raises(httpx.ConnectError):
+            await client.get(secure.url)
     monkeypatch.setattr(certifi, "where", lambda: str(pem))
-    async with HttpClient(connect_timeout=2) as client:
-        assert json.loads((await client.request("GET", secure.url)).content) == {"tls": True}
+    async with client_for(config, env={}) as client:
+        assert (await client.get(secure.url)).json() == {"tls": True}

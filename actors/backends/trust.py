@@ -1,9 +1,10 @@
-"""Which certificate authorities the client trusts for HTTPS when the app gives no context.
+"""Which certificate authorities the router's httpx client trusts when the app gives no context.
 
 The system's CAs (or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``) as Python finds them, so a
-company's own CA installed on the machine is trusted. A slim container image often has
-no CA certificates at all; every provider's handshake would then fail with "certificate
-verify failed", so certifi's copy of Mozilla's bundle is loaded instead.
+company's own CA installed on the machine is trusted: httpx's own default trusts
+certifi's bundle alone unless one of those variables is set. A slim container image
+often has no CA certificates at all; every provider's handshake would then fail with
+"certificate verify failed", so certifi's copy of Mozilla's bundle is loaded instead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import ssl
 
 import certifi
 
-logger = logging.getLogger("callboard.http1")
+logger = logging.getLogger("callboard.http")
 
 
 def default_ssl_context() -> ssl.SSLContext:
