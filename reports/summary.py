@@ -169,6 +169,12 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
             "Background turns (evaluation) p50 / p95",
             seconds_triple([s.get("background_p50"), s.get("background_p95")]),
         ),
+        (
+            "Mean wait for a slot / for a limit / service (candidate-facing, not cached)",
+            seconds_triple(
+                [s.get("slot_wait_mean"), s.get("limit_wait_mean"), s.get("service_mean")]
+            ),
+        ),
         ("Throughput", f"{count(s.get('throughput_rpm'))} answered/min"),
         ("Cache hit rate", percent(s.get("cache_hit_rate"))),
         ("Cache misses due to failures", cache_failure_misses(results)),
@@ -184,6 +190,7 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
         ("Interviews with an error", f"{count(with_error)} ({percent(error_share)})"),
         ("Interview length p50", minutes(as_float(s.get("interview_minutes_p50")) * 60)),
         ("Cost", money(s.get("cost_total"))),
+        ("Wasted spend (attempts that gave no answer)", wasted_spend(s)),
         ("Cost per interview", money(s.get("cost_per_interview"))),
         ("Simulated time", minutes(s.get("simulated_s"))),
     ]
@@ -197,6 +204,18 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
         hedged = f"{count(s.get('hedges'))} ({count(s.get('hedge_wins'))} answered first)"
         rows.insert(at, ("Hedged attempts", hedged))
     return rows
+
+
+def wasted_spend(summary: dict[str, Any]) -> str:
+    """ "$1.20 (3.1% of the cost): timeout $0.80, deadline $0.40": billed, never answered."""
+    wasted = as_float(summary.get("wasted_cost"))
+    total = as_float(summary.get("cost_total"))
+    share = wasted / total if total > 0 else math.nan
+    by_code = summary.get("wasted_cost_by_outcome") or {}
+    ordered = sorted(by_code.items(), key=lambda item: (-as_float(item[1]), item[0]))
+    parts = ", ".join(f"{code} {money(value)}" for code, value in ordered)
+    head = f"{money(wasted)} ({percent(share)} of the cost)"
+    return f"{head}: {parts}" if parts else head
 
 
 def cache_failure_misses(results: Results) -> str:

@@ -123,6 +123,14 @@ def summarise(data: RunData) -> Results:
     p50, p95, p99 = _percentiles(latency[answered & facing], (50, 95, 99))
     t50, t95, t99 = _percentiles(ttft[upstream & facing], (50, 95, 99))
     u50, u95, u99 = _percentiles(latency[upstream & facing], (50, 95, 99))
+    # Where an answered upstream turn's time went: waiting for a slot, waiting for a
+    # limit, and the rest (attempts and backoff); the three add up to its latency.
+    served = upstream & facing
+    slot_wait, limit_wait, mean_latency = (
+        [float(arrays[key][served].mean()) for key in ("slot_wait", "limit_wait", "latency")]
+        if served.any()
+        else [float("nan")] * 3
+    )
     background = answered & ~facing
     b50, b95, _ = _percentiles(latency[background], (50, 95, 99))
     starts = arrays["start"]
@@ -187,6 +195,9 @@ def summarise(data: RunData) -> Results:
         "upstream_p99": u99,
         "background_p50": b50,
         "background_p95": b95,
+        "slot_wait_mean": slot_wait,
+        "limit_wait_mean": limit_wait,
+        "service_mean": mean_latency - slot_wait - limit_wait,
         "ttft_p50": t50,
         "ttft_p95": t95,
         "ttft_p99": t99,

@@ -106,13 +106,12 @@ class VirtualBackend:
         """(ttft, total duration, output tokens) for a successful call."""
         model = self.latency
         timing = self._timing
-        if model.service is not None:
-            total = model.service.sample(timing)
-            tokens = request.expected_output_tokens or int(model.output_tokens.sample(timing))
-            return total, total, tokens
+        service = model.service.sample(timing) if model.service is not None else None
         tokens = request.expected_output_tokens or int(model.output_tokens.sample(timing))
         if request.max_tokens is not None:
-            tokens = min(tokens, request.max_tokens)
+            tokens = min(tokens, request.max_tokens)  # a provider stops at max_tokens
+        if service is not None:
+            return service, service, tokens
         ttft = model.ttft.sample(timing)
         return ttft, ttft + tokens / model.tokens_per_s, tokens
 
