@@ -15,6 +15,9 @@ from actors.runtime.errors import InvalidSetting
 #: What a limit counts. ``tokens`` is the total (input + output) that OpenAI's and Groq's
 #: TPM count; Anthropic counts ``input_tokens`` (ITPM) and ``output_tokens`` (OTPM) apart.
 UNITS: tuple[str, ...] = ("requests", "tokens", "input_tokens", "output_tokens", "chars")
+#: What a caller key's budget may also count (engine/serve/callers): money, which no
+#: provider limits by rate, so an account's limits (:class:`Admission`) refuse it.
+BUDGET_UNITS: tuple[str, ...] = ("dollars",)
 MODES: tuple[str, ...] = ("bucket", "window")
 #: Units a request's output counts towards: the ones its estimate is charged to.
 OUTPUT_UNITS: tuple[str, ...] = ("tokens", "output_tokens")
@@ -48,8 +51,9 @@ class LimitSpec:
     """
 
     name: str
-    #: requests | tokens (input + output) | input_tokens | output_tokens | chars (of the prompt).
-    unit: str = attrs.field(validator=_one_of(UNITS))
+    #: requests | tokens (input + output) | input_tokens | output_tokens | chars (of the
+    #: prompt); dollars in a caller key's budget only.
+    unit: str = attrs.field(validator=_one_of(UNITS + BUDGET_UNITS))
     limit: float = attrs.field(validator=_positive)
     per: float = attrs.field(validator=_positive)
     mode: str = attrs.field(default="bucket", validator=_one_of(MODES))
@@ -210,6 +214,13 @@ class FixedWindow:
 Limiter = TokenBucket | FixedWindow
 
 
+def check_account_unit(spec: LimitSpec) -> LimitSpec:
+    """``spec`` if an account can enforce it: its unit is one a provider counts."""
+    if spec.unit not in UNITS:
+        raise InvalidSetting("limit.unit", spec.unit, " | ".join(UNITS))
+    return spec
+
+
 class Admission:
     """All of one account's limits, checked and charged together.
 
@@ -221,6 +232,8 @@ class Admission:
     __slots__ = ("_adjusting", "_units", "limiters")
 
     def __init__(self, specs: tuple[LimitSpec, ...] | list[LimitSpec]) -> None:
+        for spec in specs:
+            check_account_unit(spec)
         self.limiters: list[Limiter] = [spec.build() for spec in specs]
         # Index into the amounts tuple (ordered as UNITS), resolved once.
         self._units = [UNITS.index(limiter.unit) for limiter in self.limiters]

@@ -34,7 +34,7 @@ from actors.errors import (
     QueueFull,
     RateLimited,
 )
-from actors.limits import UNITS, Admission, Limiter, LimitSpec
+from actors.limits import UNITS, Admission, Limiter, LimitSpec, check_account_unit
 from actors.messages import ChatRequest, Completion
 from actors.quota import QuotaWatch
 from actors.runtime import clock
@@ -88,6 +88,12 @@ class ProviderSpec:
     model: str = "default"
     tier: str = "strong"
     limits: tuple[LimitSpec, ...] = attrs.field(default=(), converter=tuple)
+
+    @limits.validator
+    def _account_units(self, attribute: attrs.Attribute, value: tuple[LimitSpec, ...]) -> None:
+        for spec in value:
+            check_account_unit(spec)
+
     max_concurrency: int = attrs.field(default=64, validator=_at_least(1))
     queue_limit: int = attrs.field(default=256, validator=_at_least(0))
     context_window: int = attrs.field(default=8192, validator=_at_least(1))

@@ -27,11 +27,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from engine.serve.logs import logging_to
     from engine.serve.server import serve_router
 
+    overrides = [*(args.set or ()), *(["callers.allow_no_keys=true"] if args.allow_no_keys else [])]
     config = load_config(
         args.config,
         providers=args.provider or (),
         provider_model=args.model,
-        overrides=args.set or (),
+        overrides=overrides,
         redis=args.redis,
     )
     # Read every key now: a missing one stops the server before it starts, naming it.
@@ -209,8 +210,52 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="on SIGTERM, seconds requests in flight may take to finish before they are "
         "cancelled with a 503 (default: server.grace, 10)",
     )
+    serve.add_argument(
+        "--allow-no-keys",
+        action="store_true",
+        help="listen on a non-loopback address although no caller key is configured "
+        "(anyone who reaches the port can spend the accounts' quota)",
+    )
     serve.set_defaults(handler=cmd_serve)
     return serve
+
+
+def cmd_caller_key(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.serve.callers.config import KEY_ID
+    from engine.serve.callers.keys import entry_toml, keys_from_file, new_key
+    from engine.serve.live_config import ConfigError, load_config
+
+    if not KEY_ID.fullmatch(args.id):
+        raise ConfigError("caller-key", [f"id: got {args.id!r}; allowed: letters, digits, . _ -"])
+    file = Path(args.file)
+    if file.exists():
+        config = load_config(providers=["x=http://127.0.0.1:9/v1"]).callers
+        taken = {k.id for k in keys_from_file(config, file)}
+        if args.id in taken:
+            raise ConfigError(str(file), [f"id: {args.id!r} is already in the file"])
+    key = new_key()
+    with file.open("a") as out:
+        out.write(entry_toml(args.id, key))
+    print(key)
+    print(f"callboard caller-key: added {args.id!r} to {file} (its hash only)", file=sys.stderr)
+    return 0
+
+
+def add_caller_key_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    command = subparsers.add_parser(
+        "caller-key",
+        help="make a caller key for `callboard serve`: prints the key, appends its hash to a file",
+    )
+    command.add_argument("id", help="the key's id: what logs and metrics name")
+    command.add_argument(
+        "--file",
+        default="callers.toml",
+        help="the keys file (callers.keys_file; default: %(default)s)",
+    )
+    command.set_defaults(handler=cmd_caller_key)
+    return command
 
 
 def add_mock_provider_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

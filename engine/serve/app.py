@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 import trio
 
+from actors.messages import Completion
 from actors.runtime.errors import CallboardError, ShuttingDown
 from engine.routing.books import Books
 from engine.routing.decision_log import log_value
@@ -44,6 +45,7 @@ from engine.serve.asgi import (
     start_sse,
     wait_for_disconnect,
 )
+from engine.serve.callers import CallerGate, CallerKey
 from engine.serve.live_router import LiveRouter
 from engine.serve.metrics import CONTENT_TYPE, LiveMetrics
 from engine.serve.openai_format import (
@@ -93,10 +95,18 @@ class _Exchange:
     streaming: bool = False  # a server-sent event stream has started
     done: bool = False  # the last byte of the response is on its way
     logged: bool = False
+    key: str = "-"  # the caller key's id (never the key)
+    completion: Completion | None = None  # the answer, once the router gave one
+
+    def answered(self, completion: Completion) -> None:
+        self.completion = completion
+        self.provider, self.attempts = completion.provider, completion.attempts
 
 
 #: Routes that keep answering while the server drains: load balancers and scrapers poll them.
 _WHILE_DRAINING = frozenset({"health", "stats", "metrics", "openapi"})
+#: Routes whose requests the router answers: admitted by the caller key's budget.
+_SPENDING = frozenset({"chat", "messages"})
 
 
 class RouterApp:
@@ -109,8 +119,11 @@ class RouterApp:
         *,
         max_body_bytes: int,
         body_timeout: float = BODY_TIMEOUT,
+        gate: CallerGate | None = None,
     ) -> None:
         self.live = live
+        #: Caller keys and budgets (engine/serve/callers); None: no key asked.
+        self.gate = gate
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
@@ -152,8 +165,18 @@ class RouterApp:
                 await receive()
                 await send({"type": "websocket.close", "code": 1012})  # service restart
                 return
+            # --- caller keys: checked before the socket is accepted ---
+            gate = self.gate
+            try:
+                caller = None if gate is None else gate.check("interview", scope["headers"])
+            except CallboardError as exc:
+                await receive()
+                await send({"type": "websocket.close", "code": 1008, "reason": str(exc)[:120]})
+                return
+            meter = None if gate is None else gate.meter(caller)
+            # --- end caller keys ---
             with self._tracked() as cancel:
-                await interview_socket(self.live, scope, receive, send, match["cid"])
+                await interview_socket(self.live, scope, receive, send, match["cid"], meter)
             if cancel.cancelled_caught:
                 # Past the grace: say why (the turn's history is unchanged), then close as a
                 # restart so the client reconnects, to another replica or to this one later.
@@ -222,6 +245,7 @@ class RouterApp:
             extra = {"x-request-id": exchange.request_id} if exchange.request_id != "-" else {}
             await send_json(send, status, payload, {**extra, **(headers or {})})
 
+        caller: CallerKey | None = None
         try:
             if handler is None:
                 if allowed:
@@ -229,6 +253,14 @@ class RouterApp:
                 raise _NotFound(f"no route {method} {path}")
             if self.draining and route not in _WHILE_DRAINING:
                 raise ShuttingDown("server shutting down: it takes no new requests")
+            # --- caller keys (engine/serve/callers): 401, then 429 by the key's budget ---
+            if self.gate is not None:
+                caller = self.gate.check(route, scope["headers"])
+                if caller is not None:
+                    exchange.key = caller.id
+                    if route in _SPENDING:
+                        await self.gate.admit(caller)
+            # --- end caller keys ---
             with self._tracked() as cancel:
                 await handler(scope, receive, send, respond, exchange, **params)
             if cancel.cancelled_caught:
@@ -264,6 +296,8 @@ class RouterApp:
                 await respond(status, body, headers)
         finally:
             self._finish(exchange)
+            if caller is not None and exchange.completion is not None and self.gate is not None:
+                self.gate.settle(caller, exchange.completion)  # billed even if the client left
 
     def _finish(self, exchange: _Exchange) -> None:
         """Count and log the response once, as its last byte leaves (not after: a
@@ -273,7 +307,7 @@ class RouterApp:
         exchange.logged = True
         self.metrics.response(exchange.route, exchange.status)
         logger.info(
-            "request_id=%s method=%s path=%s status=%s ms=%.1f provider=%s attempts=%s",
+            "request_id=%s method=%s path=%s status=%s ms=%.1f provider=%s attempts=%s key=%s",
             log_value(exchange.request_id),
             log_value(exchange.method),
             log_value(exchange.path),
@@ -281,6 +315,7 @@ class RouterApp:
             (time.perf_counter() - exchange.start) * 1000,
             exchange.provider,
             exchange.attempts,
+            exchange.key,
         )
 
     async def _body(self, receive: Receive) -> Any:
@@ -329,7 +364,7 @@ class RouterApp:
 
         async def answer() -> None:
             completion = await self.live.complete_request(request)
-            exchange.provider, exchange.attempts = completion.provider, completion.attempts
+            exchange.answered(completion)
             await respond(200, completion_body(completion))
 
         await self._until_disconnect(receive, exchange, answer)
@@ -348,8 +383,7 @@ class RouterApp:
                 while True:
                     if isinstance(event, Done):
                         completion = event.completion
-                        exchange.provider = completion.provider
-                        exchange.attempts = completion.attempts
+                        exchange.answered(completion)
                         await send_sse(send, final_chunk_body(completion, created))
                         await send_sse(send, "[DONE]")
                         break
@@ -407,7 +441,7 @@ class RouterApp:
                 sid, content, max_tokens=max_tokens, priority=priority
             )
             exchange.request_id = completion.request_id
-            exchange.provider, exchange.attempts = completion.provider, completion.attempts
+            exchange.answered(completion)
             await respond(
                 200,
                 {

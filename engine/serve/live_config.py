@@ -35,6 +35,7 @@ from engine.routing.hedging import HedgingConfig
 from engine.routing.policies import PolicyConfig
 from engine.routing.retry import RetryConfig
 from engine.routing.shedding import SheddingConfig
+from engine.serve.callers.config import CallersConfig
 from engine.serve.state.config import StateConfig
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -227,6 +228,7 @@ class LiveConfig:
     shedding: SheddingConfig = SheddingConfig(enabled=True)
     state: StateConfig = StateConfig()
     upstream: UpstreamCaps = UpstreamCaps()
+    callers: CallersConfig = CallersConfig()
 
     def __attrs_post_init__(self) -> None:
         require("providers", len(self.providers) >= 1, self.providers, "at least one [[providers]]")

@@ -8,6 +8,7 @@ so tests start a whole server on an ephemeral loopback port in-process.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Mapping
 
 import trio
@@ -15,6 +16,7 @@ import trio
 from engine.routing.decision_log import DecisionLog
 from engine.serve.app import RouterApp
 from engine.serve.asgi import Listening, serve_app
+from engine.serve.callers import CallerGate, check_exposure
 from engine.serve.live_config import LiveConfig
 from engine.serve.live_router import open_router
 from engine.serve.metrics import LiveMetrics
@@ -41,7 +43,12 @@ async def serve_router(
     """
     server = config.server
     grace = server.grace if grace is None else grace
+    host = server.host if host is None else host
     metrics = LiveMetrics()
+    env = os.environ if env is None else env
+    # Caller keys are read, and the address checked, before anything starts.
+    gate = CallerGate.open(config.callers, env, metrics.registry)
+    check_exposure(host, gate.enforcing, config.callers)
     async with open_router(
         config,
         env=env,
@@ -50,10 +57,17 @@ async def serve_router(
         on_transition=metrics.on_transition,
     ) as live:
         metrics.attach(live)
+        if live.state is not None:  # budgets shared like the accounts' limits
+            gate.budgets.guard = live.state.guard
         app = RouterApp(
-            live, metrics, max_body_bytes=server.max_body_bytes, body_timeout=server.body_timeout
+            live,
+            metrics,
+            max_body_bytes=server.max_body_bytes,
+            body_timeout=server.body_timeout,
+            gate=gate if gate.enforcing else None,
         )
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(gate.budgets.run)
 
             async def stop_when_told() -> None:
                 # Returning makes hypercorn close its listeners and idle connections at
@@ -63,7 +77,7 @@ async def serve_router(
 
             await serve_app(
                 app,
-                server.host if host is None else host,
+                host,
                 server.port if port is None else port,
                 graceful_timeout=grace + server.graceful_timeout,
                 listening=Listening(

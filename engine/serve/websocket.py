@@ -29,6 +29,7 @@ from actors.runtime.errors import CallboardError
 from engine.routing.decision_log import log_value
 from engine.routing.errors import InvalidRequest
 from engine.serve.asgi import Receive, Scope, Send
+from engine.serve.callers.gate import Meter
 from engine.serve.live_router import LiveRouter
 from engine.serve.openai_format import error_body
 from engine.serve.reply_stream import Done
@@ -75,8 +76,14 @@ def _system_prompt(scope: Scope) -> str:
 
 
 async def interview_socket(
-    live: LiveRouter, scope: Scope, receive: Receive, send: Send, candidate_id: str
+    live: LiveRouter,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    candidate_id: str,
+    meter: Meter | None = None,
 ) -> None:
+    """Serve one interview socket; ``meter`` admits and bills each turn to a caller key."""
     first = await receive()
     if first["type"] != "websocket.connect":
         return
@@ -105,14 +112,18 @@ async def interview_socket(
 
         nursery.start_soon(read)
         async for frame in inbox:
-            await _turn(live, send, candidate_id, frame)
+            await _turn(live, send, candidate_id, frame, meter)
         nursery.cancel_scope.cancel()
     logger.info("session_id=%s event=disconnected", log_value(candidate_id))
 
 
-async def _turn(live: LiveRouter, send: Send, candidate_id: str, frame: dict[str, Any]) -> None:
+async def _turn(
+    live: LiveRouter, send: Send, candidate_id: str, frame: dict[str, Any], meter: Meter | None
+) -> None:
     try:
         content, max_tokens = _parse(frame)
+        if meter is not None:
+            await meter.admit()
         async with live.stream_turn(candidate_id, content, max_tokens=max_tokens) as reply:
             while True:
                 event = await reply.next_event()
@@ -122,6 +133,8 @@ async def _turn(live: LiveRouter, send: Send, candidate_id: str, frame: dict[str
                     await _send(send, {"type": "restart"})
                 elif isinstance(event, Done):
                     c = event.completion
+                    if meter is not None:
+                        meter.settle(c)
                     session = live.sessions.get(candidate_id)
                     await _send(
                         send,

@@ -36,9 +36,10 @@ from engine.serve.state.store import (
 # router must not stop for it.
 ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError, ValueError, KeyError)
 
-# ARGV per limit: mode ("bucket" | "window"), size, per (s), amount, burst (what a full
-# bucket holds: the size, or one slice's share when the limit is enforced over slices; an
-# amount above it enters only a full bucket and leaves it in debt). Returns
+# ARGV per limit (then an optional "force"): mode ("bucket" | "window"), size, per (s),
+# amount, burst (what a full bucket holds: the size, or one slice's share when the limit
+# is enforced over slices; an amount above it enters only a full bucket and leaves it in
+# debt). Returns
 # {"0", 0} when charged, else {seconds to wait, 1-based index of the binding
 # limit} ("inf" when the amount can never fit); then per limit the units used
 # and the seconds until its window resets. Numbers go back as strings: Redis
@@ -75,7 +76,8 @@ for i = 1, #KEYS do
   end
   if wait > worst then worst, binding = wait, i end
 end
-local charged = worst <= 0
+-- A last ARGV "force" (after the blocks of 5) charges whatever the wait: see charge().
+local charged = worst <= 0 or (#ARGV % 5 == 1 and ARGV[#ARGV] == 'force')
 local out = {'0', 0}
 if not charged then
   if worst == math.huge then out = {'inf', binding}
@@ -92,8 +94,10 @@ for i = 1, #KEYS do
     if charged then
       redis.call('HSET', KEYS[i], 'level', string.format('%.17g', levels[i] - amount),
         'at', string.format('%.6f', now))
-      -- A bucket left alone for `per` seconds is full again: the key may go.
-      redis.call('PEXPIRE', KEYS[i], math.ceil(per * 1000) + 1000)
+      -- A bucket left alone until it has refilled is full again: the key may go then
+      -- (after `per` seconds, or longer when a forced charge left it in debt).
+      local refill = (burst - (levels[i] - amount)) / (size / per)
+      redis.call('PEXPIRE', KEYS[i], math.ceil(math.max(per, refill) * 1000) + 1000)
     end
     out[#out + 1] = string.format('%.17g', burst - (levels[i] - amount))
     out[#out + 1] = '0'
@@ -221,7 +225,8 @@ class RedisStore:
     async def ping(self) -> None:
         await self.client.ping()
 
-    async def take(self, charges: Sequence[Charge]) -> Taken:
+    def _charges(self, charges: Sequence[Charge]) -> tuple[list[str], list[str]]:
+        """The _TAKE script's KEYS and ARGV for ``charges``."""
         keys = [self._key("limit", c.key) for c in charges]
         args: list[str] = []
         for c in charges:
@@ -230,9 +235,13 @@ class RedisStore:
                 spec.mode,
                 repr(float(spec.limit)),
                 repr(float(spec.per)),
-                repr(c.amount),
+                repr(float(c.amount)),
                 repr(float(spec.burst)),
             ]
+        return keys, args
+
+    async def take(self, charges: Sequence[Charge]) -> Taken:
+        keys, args = self._charges(charges)
         wait, binding, *levels = await self._take(keys=keys, args=args)
         seconds = math.inf if wait == "inf" else float(wait)
         used = tuple(float(x) for x in levels[::2])
@@ -240,6 +249,10 @@ class RedisStore:
         if seconds <= 0:
             return Taken(0.0, "", used, resets_in)
         return Taken(seconds, charges[int(binding) - 1].key, used, resets_in)
+
+    async def charge(self, charges: Sequence[Charge]) -> None:
+        keys, args = self._charges(charges)
+        await self._take(keys=keys, args=[*args, "force"])
 
     async def put_quarantine(self, quarantine: Quarantine) -> None:
         value = json.dumps(

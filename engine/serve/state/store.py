@@ -95,6 +95,11 @@ class StateStore(Protocol):
         which charge binds, and charge nothing. Atomic across routers."""
         ...
 
+    async def charge(self, charges: Sequence[Charge]) -> None:
+        """Charge every limit whether or not it has room (a bucket may go into debt, a
+        window past its limit): for amounts known only once a request has ended."""
+        ...
+
     async def put_quarantine(self, quarantine: Quarantine) -> None: ...
 
     async def quarantines(self, providers: Sequence[str]) -> list[Quarantine]: ...
@@ -189,6 +194,14 @@ class MemoryStore:
                 used.append(limiter.capacity - limiter.level(now))
                 resets.append(0.0)
         return Taken(max(worst, 0.0), binding, tuple(used), tuple(resets))
+
+    async def charge(self, charges: Sequence[Charge]) -> None:
+        now = clock.now()
+        for charge in charges:
+            limiter = self._limits.get(charge.key)
+            if limiter is None:
+                limiter = self._limits[charge.key] = charge.spec.build()
+            limiter.take(now, charge.amount)
 
     async def put_quarantine(self, quarantine: Quarantine) -> None:
         key = f"{quarantine.kind}:{quarantine.provider}"
