@@ -4,6 +4,8 @@
 >>> async with engine.open_router("router.toml") as router:    # doctest: +SKIP
 ...     answer = await router.complete([{"role": "user", "content": "Hello"}])
 
+An asyncio app (FastAPI, Starlette) uses ``engine.open_asyncio_router`` the same way.
+
 The request and answer types and every error are imported here directly. The live
 router (``open_router``, ``LiveRouter``) and its config (``load_config``,
 ``LiveConfig``) load on first use, so a simulation, which imports the routing core
@@ -46,6 +48,7 @@ from engine.routing.errors import (
 )
 
 if TYPE_CHECKING:
+    from engine.serve.asyncio_router import AsyncioRouter, open_asyncio_router
     from engine.serve.live_config import LiveConfig, load_config
     from engine.serve.live_router import LiveRouter, open_router
 
@@ -55,10 +58,13 @@ _LIVE = {
     "LiveRouter": "engine.serve.live_router",
     "load_config": "engine.serve.live_config",
     "LiveConfig": "engine.serve.live_config",
+    "open_asyncio_router": "engine.serve.asyncio_router",
+    "AsyncioRouter": "engine.serve.asyncio_router",
 }
 
 __all__ = [
     "ActorCrashed",
+    "AsyncioRouter",
     "AttemptError",
     "AttemptTimeout",
     "AuthFailed",
@@ -86,6 +92,7 @@ __all__ = [
     "ShuttingDown",
     "UpstreamError",
     "load_config",
+    "open_asyncio_router",
     "open_router",
 ]
 
