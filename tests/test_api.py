@@ -9,6 +9,7 @@ import engine
 
 PUBLIC = {
     "ActorCrashed",
+    "AsyncioRouter",
     "AttemptError",
     "AttemptTimeout",
     "AuthFailed",
@@ -36,6 +37,7 @@ PUBLIC = {
     "ShuttingDown",
     "UpstreamError",
     "load_config",
+    "open_asyncio_router",
     "open_router",
 }
 

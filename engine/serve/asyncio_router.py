@@ -54,6 +54,7 @@ class _Guest:
         self._nursery: trio.Nursery | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
+        self._reported = False  # the run's outcome was raised (an outcome unwraps once)
 
     def start(self, config: LiveConfig | str | Path, options: dict[str, Any]) -> None:
         try:
@@ -90,6 +91,7 @@ class _Guest:
         """Return once the router runs; raise what stopped it from starting."""
         await asyncio.wait([self.started, self.finished], return_when=asyncio.FIRST_COMPLETED)
         if not self.started.done():
+            self._reported = True
             self.finished.result().unwrap()
             raise RuntimeError("the router's trio run ended before it started")
 
@@ -103,7 +105,9 @@ class _Guest:
         while not self.finished.done():
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self.finished)
-        self.finished.result().unwrap()
+        if not self._reported:
+            self._reported = True
+            self.finished.result().unwrap()
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """``await fn()`` in a trio task of the router; its outcome comes back here."""

@@ -59,6 +59,7 @@ class ReplyStream:
         self._scope = trio.CancelScope()
         self._started = False
         self._finished = False
+        self._ended = trio.Event()  # the request's task is over (its slot released)
         self.sink = StreamSink(self._send, restartable=restartable)
         self.completion: Completion | None = None
 
@@ -69,6 +70,12 @@ class ReplyStream:
             self._nursery.start_soon(self._run)
 
     async def _run(self) -> None:
+        try:
+            await self._answer_into_channel()
+        finally:
+            self._ended.set()
+
+    async def _answer_into_channel(self) -> None:
         async with self._send:
             with self._scope:
                 try:
@@ -122,9 +129,12 @@ class ReplyStream:
             # A Restart only reaches restartable streams, whose readers use next_event().
 
     async def aclose(self) -> None:
-        """Stop reading; an unfinished request is cancelled."""
+        """Stop reading; an unfinished request is cancelled, and has unwound (its provider
+        slot released) when this returns."""
         self._scope.cancel()
         await self._receive.aclose()
+        if self._started:
+            await self._ended.wait()
 
     async def __aenter__(self) -> ReplyStream:
         return self
