@@ -77,6 +77,19 @@ async def test_a_request_is_charged_on_every_limit_or_on_none(kind, server):
         assert wait == math.inf  # more than the limit can ever hold
 
 
+async def test_a_forced_charge_leaves_a_limit_in_debt_that_the_other_router_waits_out(kind, server):
+    # What a caller budget does once an answer's tokens are known: charge them whatever
+    # room is left, then make the next request wait until the debt is repaid.
+    async with two_stores(kind, server) as (first, second):
+        assert (await first.take([Charge("key/tpm", TPM, 1)])).wait == 0
+        await first.charge([Charge("key/tpm", TPM, 249), Charge("key/day", DAY, 5)])
+        taken = await second.take([Charge("key/tpm", TPM, 1)])
+        # 250 taken from a bucket of 100 refilling 100 a minute: 150 in debt, 91 s to one.
+        assert 90 < taken.wait <= 91 and taken.binding == "key/tpm"
+        day = await second.take([Charge("key/day", DAY, 1)])
+        assert day.wait > 0 and day.used == (5.0,)  # past its cap of 3 until the window ends
+
+
 async def test_a_quota_window_is_shared_until_it_resets(kind, server):
     async with two_stores(kind, server) as (first, second):
         taken = [await s.take([Charge("a/day", DAY, 1)]) for s in (first, second) * 3]
