@@ -18,6 +18,7 @@ while the store is down.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 
@@ -28,6 +29,7 @@ from actors.limits import Limiter, LimitSpec
 from actors.messages import Completion
 from actors.runtime import clock
 from actors.runtime.errors import CallboardError
+from engine.serve.callers.config import BudgetConfig
 from engine.serve.callers.keys import CallerKey
 from engine.serve.state.guard import GuardedStore
 from engine.serve.state.store import Charge, StoreUnavailable
@@ -58,6 +60,12 @@ class OverBudget(CallboardError):
         self.retry_after = retry_after if math.isfinite(retry_after) else None
 
 
+@functools.lru_cache(maxsize=1024)
+def budget_limits(budget: BudgetConfig) -> tuple[LimitSpec, ...]:
+    """A budget's limits, built once per distinct budget (not on every request)."""
+    return budget.limits()
+
+
 @attrs.define
 class _Local:
     specs: tuple[LimitSpec, ...]
@@ -84,7 +92,7 @@ class CallerBudgets:
 
     async def admit(self, key: CallerKey) -> None:
         """Charge one request of ``key``'s budget, or raise :class:`OverBudget`."""
-        specs = key.budget.limits()
+        specs = budget_limits(key.budget)
         if not specs:
             return
         now = clock.now()
@@ -112,7 +120,7 @@ class CallerBudgets:
 
     def settle(self, key: CallerKey, completion: Completion) -> None:
         """Charge what the answer used beyond its admission: its tokens and its cost."""
-        specs = key.budget.limits()
+        specs = budget_limits(key.budget)
         if not specs:
             return
         used = {
