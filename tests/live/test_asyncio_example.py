@@ -48,6 +48,17 @@ def call(url: str, body: dict | None = None) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
+def until(base: str, done) -> None:
+    """Wait (at most 10 s) until ``done(requests in the providers' slots)`` holds."""
+    deadline = time.monotonic() + 10
+    while True:
+        busy = sum(p["in_flight"] for p in json.loads(call(f"{base}/status")[1]).values())
+        if done(busy):
+            return
+        assert time.monotonic() < deadline, f"{busy} request(s) in the providers' slots"
+        time.sleep(0.02)
+
+
 def test_the_starlette_example_serves_through_the_router_on_uvicorn(tmp_path):
     files = page_files()
     assert {"router.toml", "app.py"} <= set(files)
@@ -101,6 +112,13 @@ def test_the_starlette_example_serves_through_the_router_on_uvicorn(tmp_path):
         for turns in (1, 2):
             status, body = call(f"{base}/interview/candidate-7", {"message": "Hello!"})
             assert status == 200 and json.loads(body)["turns"] == turns
+        # A client that hangs up mid-stream cancels its request: the provider's slot frees.
+        for _, url in mocks:
+            call(f"{url}/admin/profile", {"profile": "hang"})  # no answer ever comes
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"GET /stream?q=Hi HTTP/1.1\r\nhost: x\r\n\r\n")
+            until(base, lambda busy: busy == 1)
+        until(base, lambda busy: busy == 0)  # freed once the connection closed
         # uvicorn stops on SIGINT: its lifespan closes the router, then the loop ends.
         app.send_signal(signal.SIGINT)
         assert app.wait(timeout=20) == 0

@@ -74,8 +74,8 @@ async def test_a_wrong_key_is_refused_and_a_right_one_passes_either_header(nurse
     assert (await post(url, BATCH, header="x-api-key")).status_code == 200  # from the file
 
 
-async def test_the_official_client_sends_its_key_and_sees_authentication_errors(nursery, tmp_path):
-    url = await serve(nursery, tmp_path)
+async def test_the_official_client_sends_its_key_and_sees_its_errors(nursery, tmp_path):
+    url = await serve(nursery, tmp_path, callers={"budgets": {"web": {"requests_per_day": 3}}})
     good = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=WEB, max_retries=0)
     bad = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-nope", max_retries=0)
     with trio.fail_after(10):
@@ -83,6 +83,10 @@ async def test_the_official_client_sends_its_key_and_sees_authentication_errors(
         assert reply.choices[0].message.content
         with pytest.raises(openai.AuthenticationError):
             await bad.chat.completions.create(**ASK)
+        for _ in range(2):  # "web" may make 3 requests a day
+            await good.chat.completions.create(**ASK)
+        with pytest.raises(openai.RateLimitError):
+            await good.chat.completions.create(**ASK)
     await good.close()
     await bad.close()
 
