@@ -63,3 +63,13 @@ async def test_tokens_answered_by_one_router_count_at_the_other(nursery, redis_s
         # Router two has charged only its own 10 tokens: the shared count (20) refuses.
         refused = await two.post("/v1/chat/completions", json=ASK)
         assert refused.status_code == 429 and "tokens_per_day" in refused.json()["error"]["message"]
+
+
+async def test_while_redis_is_down_each_router_holds_the_budget_on_its_own_count(
+    nursery, redis_server, tmp_path
+):
+    one, two = await _two_routers(nursery, redis_server.url, tmp_path, "requests_per_day = 2")
+    async with one, two:
+        redis_server.kill()
+        # No store to ask: router one admits the key's 2 requests, then refuses a third.
+        assert [await _status(one), await _status(one), await _status(one)] == [200, 200, 429]
