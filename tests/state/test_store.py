@@ -12,7 +12,14 @@ import trio
 
 from actors.limits import LimitSpec
 from engine.serve.state.redis_store import RedisStore
-from engine.serve.state.store import CacheEntry, Charge, MemoryStore, Quarantine, SessionRecord
+from engine.serve.state.store import (
+    CacheEntry,
+    Charge,
+    Correction,
+    MemoryStore,
+    Quarantine,
+    SessionRecord,
+)
 
 RPM = LimitSpec("rpm", "requests", 10, 3600)  # refills 1 per 6 minutes: none during a test
 DAY = LimitSpec("day", "requests", 3, 86400, mode="window")
@@ -164,3 +171,26 @@ async def test_input_and_output_tokens_and_sliced_buckets_are_shared_like_the_re
         assert long.wait == 0 and long.used == (500.0,)
         after = await second.take([Charge("b/otpm", otpm, 1)])
         assert after.binding == "b/otpm" and 440 < after.wait <= 441  # from -440 up to 1
+
+
+async def test_an_output_estimate_is_settled_for_every_router(kind, server):
+    # Charged 50 of 60 for max_tokens, the call generated 5: the 45 not used come back
+    # (a bucket, never above its burst); a window settles only while it is still open.
+    otpm = LimitSpec("otpm", "output_tokens", 60, 60, adjust_output=True)
+    daily = LimitSpec("day", "output_tokens", 100, 86400, mode="window", adjust_output=True)
+    async with two_stores(kind, server) as (first, second):
+        assert (
+            await first.take([Charge("a/otpm", otpm, 50), Charge("a/day", daily, 50)])
+        ).wait == 0
+        assert (await second.take([Charge("a/otpm", otpm, 50)])).binding == "a/otpm"
+        await first.adjust(
+            [Correction("a/otpm", otpm, -45, 0.0), Correction("a/day", daily, -45, 0.0)]
+        )
+        taken = await second.take([Charge("a/otpm", otpm, 50), Charge("a/day", daily, 50)])
+        assert taken.wait == 0 and taken.used[1] == pytest.approx(55.0)
+        # Giving back more than was charged fills a bucket to its burst, no further.
+        await first.adjust([Correction("a/otpm", otpm, -500, 0.0)])
+        assert (await second.take([Charge("a/otpm", otpm, 60)])).wait == 0
+        # A correction for a charge made in a window that has closed is dropped.
+        await first.adjust([Correction("a/day", daily, -55, 86400.0 * 2)])
+        assert (await second.take([Charge("a/day", daily, 46)])).binding == "a/day"

@@ -25,6 +25,7 @@ from engine.serve.state.store import (
     HOLD_KINDS,
     CacheEntry,
     Charge,
+    Correction,
     Quarantine,
     SessionRecord,
     Taken,
@@ -109,6 +110,36 @@ for i = 1, #KEYS do
   end
 end
 return out
+"""
+
+# KEYS: limit keys. ARGV, 6 per key: mode, size, per, amount (negative: give back),
+# seconds since the charge, burst. A bucket moves its level (never above its burst); a
+# window corrects what it counted only if the charge fell in the window still open.
+_ADJUST = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for i = 1, #KEYS do
+  local b = (i - 1) * 6
+  local mode, size = ARGV[b + 1], tonumber(ARGV[b + 2])
+  local per, amount = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  local elapsed, burst = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
+  if mode == 'bucket' then
+    local h = redis.call('HMGET', KEYS[i], 'level', 'at')
+    local level, at = tonumber(h[1]), tonumber(h[2])
+    if level then
+      if now > at then level = math.min(burst, level + (now - at) * size / per) end
+      redis.call('HSET', KEYS[i], 'level', string.format('%.17g', math.min(burst, level - amount)),
+        'at', string.format('%.6f', now))
+    end
+  else
+    local h = redis.call('HMGET', KEYS[i], 'window', 'used')
+    if tonumber(h[1]) == math.floor((now - elapsed) / per) then
+      local used = math.max(0, (tonumber(h[2]) or 0) + amount)
+      redis.call('HSET', KEYS[i], 'used', string.format('%.17g', used))
+    end
+  end
+end
+return 1
 """
 
 # KEYS: quarantine keys. Returns {value or false, pttl, ...}.
@@ -199,6 +230,7 @@ class RedisStore:
         )
         register = self.client.register_script
         self._take = register(_TAKE)
+        self._adjust = register(_ADJUST)
         self._quarantines = register(_QUARANTINES)
         self._unlock = register(_UNLOCK)
         self._put_cache = register(_PUT_CACHE)
@@ -240,6 +272,21 @@ class RedisStore:
         if seconds <= 0:
             return Taken(0.0, "", used, resets_in)
         return Taken(seconds, charges[int(binding) - 1].key, used, resets_in)
+
+    async def adjust(self, corrections: Sequence[Correction]) -> None:
+        keys = [self._key("limit", c.key) for c in corrections]
+        args: list[str] = []
+        for c in corrections:
+            spec = c.spec
+            args += [
+                spec.mode,
+                repr(float(spec.limit)),
+                repr(float(spec.per)),
+                repr(float(c.amount)),
+                repr(float(c.elapsed)),
+                repr(float(spec.burst)),
+            ]
+        await self._adjust(keys=keys, args=args)
 
     async def put_quarantine(self, quarantine: Quarantine) -> None:
         value = json.dumps(

@@ -35,6 +35,18 @@ class Charge:
     amount: float
 
 
+@attrs.frozen
+class Correction:
+    """Add ``amount`` units (negative: give back) to a charge made ``elapsed`` seconds
+    ago: a limit with ``adjust_output`` swaps the output estimate it was charged for
+    what was generated. A window that has closed since keeps what it counted."""
+
+    key: str
+    spec: LimitSpec
+    amount: float
+    elapsed: float
+
+
 #: What keeps a provider out: its breaker opened, or it answered 429 (its Retry-After).
 HOLD_KINDS = ("breaker", "cooling")
 
@@ -93,6 +105,10 @@ class StateStore(Protocol):
     async def take(self, charges: Sequence[Charge]) -> Taken:
         """Charge every limit if all have room (wait 0); else say how long to wait and
         which charge binds, and charge nothing. Atomic across routers."""
+        ...
+
+    async def adjust(self, corrections: Sequence[Correction]) -> None:
+        """Apply each correction to its limit (all routers see it)."""
         ...
 
     async def put_quarantine(self, quarantine: Quarantine) -> None: ...
@@ -189,6 +205,13 @@ class MemoryStore:
                 used.append(limiter.capacity - limiter.level(now))
                 resets.append(0.0)
         return Taken(max(worst, 0.0), binding, tuple(used), tuple(resets))
+
+    async def adjust(self, corrections: Sequence[Correction]) -> None:
+        now = clock.now()
+        for correction in corrections:
+            limiter = self._limits.get(correction.key)
+            if limiter is not None:
+                limiter.adjust(now - correction.elapsed, now, correction.amount)
 
     async def put_quarantine(self, quarantine: Quarantine) -> None:
         key = f"{quarantine.kind}:{quarantine.provider}"
