@@ -210,11 +210,12 @@ def wasted_spend(summary: dict[str, Any]) -> str:
     """ "$1.20 (3.1% of the cost): timeout $0.80, deadline $0.40": billed, never answered."""
     wasted = as_float(summary.get("wasted_cost"))
     total = as_float(summary.get("cost_total"))
-    share = wasted / total if total > 0 else math.nan
     by_code = summary.get("wasted_cost_by_outcome") or {}
     ordered = sorted(by_code.items(), key=lambda item: (-as_float(item[1]), item[0]))
     parts = ", ".join(f"{code} {money(value)}" for code, value in ordered)
-    head = f"{money(wasted)} ({percent(share)} of the cost)"
+    head = money(wasted)
+    if total > 0:
+        head += f" ({percent(wasted / total)} of the cost)"
     return f"{head}: {parts}" if parts else head
 
 
