@@ -77,6 +77,11 @@ def _nothing_answered(results: Results) -> Results:
         "cache_hit_rate": 0.0,
         "throughput_rpm": 0.0,
         **{f"{p}p{q}": nan for p in ("", "upstream_", "ttft_") for q in (50, 95, 99)},
+        "slo_metrics": {
+            **{f"{p}_p{q}": "inf" for p in ("answer", "provider", "ttft") for q in (50, 95, 99)},
+            "success": 0.0,
+            "interviews_without_error": 0.0,
+        },
     }
     zeros = [0] * len(results.series["t"])
     series = {**results.series, "answered": zeros, "cache_hits": zeros}
@@ -183,11 +188,11 @@ def test_nothing_answered_still_renders(results: Results, tmp_path: Path) -> Non
     failed = _nothing_answered(results)
     files = write_report(failed, tmp_path)
     markdown = files.markdown.read_text()
-    assert "| Success rate | 0.0% |" in markdown
-    assert (
-        "| Latency p50 / p95 / p99 (candidate-facing turns, incl. cache hits) | n/a (none) |"
-        in markdown
+    assert "| Success rate (all requests) | 0.0% |" in markdown
+    assert "| Provider latency of the answered turns only, p50 / p95 / p99 | n/a (none) |" in (
+        markdown
     )
+    assert "a failed turn as ∞ | ∞ / ∞ / ∞ s |" in markdown
     assert "| no_provider |" in markdown
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in files.figures)
 
@@ -219,11 +224,12 @@ def test_percent_never_rounds_to_all_or_nothing(value: object, text: str) -> Non
 
 
 def test_number_formats() -> None:
-    assert [seconds(v) for v in (0.0, 0.86336, 14.851, 1234.6, "inf")] == [
+    assert [seconds(v) for v in (0.0, 0.86336, 14.851, 1234.6, "inf", "nan")] == [
         "0 s",
         "0.863 s",
         "14.9 s",
         "1,235 s",
+        "∞ s",
         "n/a",
     ]
     assert [money(v) for v in (0, 1.07385, 0.0035795, 12345.678)] == [
