@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
 from reports import summary
 from reports.document import Document, FigureRef, Section, Table
@@ -25,6 +26,8 @@ from reports.markdown import document_markdown
 from sims.results import callboard_version, round_floats
 from sims.scenario import scenario_hash
 from sims.sizing import Point, Sizing
+from sims.slo import Slo
+from sims.slo_metrics import COVERS
 
 DAYS_PER_MONTH = 30
 
@@ -35,9 +38,10 @@ def _requests_per_hour(spec: Any) -> float:
     return min(hourly, default=math.inf)
 
 
-def _worst(point: Point, key: str, higher_is_better: bool) -> float:
-    values = [float(run.summary[key]) for run in point.runs]
-    return min(values) if higher_is_better else max(values)
+def _worst(point: Point, slo: Slo) -> float:
+    """The objective's value on the seed that did worst on it."""
+    values = [slo.value(run.summary) for run in point.runs]
+    return max(values) if slo.op == "<=" else min(values)
 
 
 def _binding(point: Point) -> str:
@@ -55,6 +59,12 @@ def _binding(point: Point) -> str:
     return "concurrency" if peak > 0.8 else "none (latency of the model)"
 
 
+def _plotted(sizing: Sizing) -> Slo:
+    """The latency objective the figure shows: the first one asked for, else the default."""
+    latency = [slo for slo in sizing.slos if slo.is_latency]
+    return latency[0] if latency else Slo.parse("provider_p95<=5s")
+
+
 def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
     groups = {group.prefix: group for group in sizing.scenario.accounts}
     specs = {prefix: group.specs()[0] for prefix, group in groups.items()}
@@ -64,7 +74,7 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
             "counts": point.counts,
             "passed": point.passed,
             "seeds_passing": point.seeds_passing(sizing.slos),
-            "p95": [run.summary["p95"] for run in point.runs],
+            "latency": [_plotted(sizing).value(run.summary) for run in point.runs],
             "success_rate": [run.summary["success_rate"] for run in point.runs],
             "slo_values": {
                 slo.text: [slo.value(run.summary) for run in point.runs] for slo in sizing.slos
@@ -113,9 +123,9 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
         slo_values={slo.text: [slo.value(r.summary) for r in runs] for slo in sizing.slos},
         headroom={
             slo.text: (
-                slo.target - _worst(point, _key(slo), False)
+                slo.target - _worst(point, slo)
                 if slo.op == "<="
-                else _worst(point, _key(slo), True) - slo.target
+                else _worst(point, slo) - slo.target
             )
             for slo in sizing.slos
         },
@@ -129,12 +139,6 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
         monthly_cost=cost_per_interview * level.interviews * DAYS_PER_MONTH + fees,
     )
     return entry
-
-
-def _key(slo: Any) -> str:
-    from sims.slo import METRICS
-
-    return METRICS[slo.metric][0]
 
 
 def capacity_data(
@@ -156,6 +160,7 @@ def capacity_data(
                 "seed": scenario.seed,
                 "callboard_version": callboard_version(),
                 "slos": [slo.text for slo in sizing.slos],
+                "plotted_latency": _plotted(sizing).metric,
                 "ranges": [attrs.asdict(r) for r in sizing.ranges],
                 "replications": sizing.replications,
                 "confidence": sizing.confidence,
@@ -174,19 +179,24 @@ def capacity_data(
 # --- figures ---------------------------------------------------------------------
 
 
-def _curve_figure(data: dict[str, Any], key: str, label: str, title: str) -> Figure:
+def _curve_figure(data: dict[str, Any], key: str, metric: str, label: str, title: str) -> Figure:
+    """Median seed (line), all seeds (band) and the pick (star) per interview level, with
+    the objectives on ``metric`` drawn as dashed lines. An infinite latency (more turns
+    failed than the percentile allows) leaves a gap."""
     fig = Figure(figsize=(9, 4.6), layout="constrained")
     ax = fig.subplots()
+    latency = key == "latency"
     for level in data["levels"]:
         points = sorted(level["curve"], key=lambda p: p["accounts"])
         x = [p["accounts"] for p in points]
-        values = [[float(v) for v in p[key]] for p in points]
-        mid = [sorted(v)[len(v) // 2] for v in values]
+        values = [sorted(float(v) for v in p[key]) for p in points]
+        shown = [[v if math.isfinite(v) else math.nan for v in seeds] for seeds in values]
+        mid = [seeds[len(seeds) // 2] for seeds in shown]
         line = ax.plot(x, mid, "-o", markersize=4, label=f"{level['interviews']:,} interviews")[0]
         ax.fill_between(
             x,
-            [min(v) for v in values],
-            [max(v) for v in values],
+            [seeds[0] for seeds in shown],
+            [seeds[-1] for seeds in shown],
             color=line.get_color(),
             alpha=0.15,
             linewidth=0,
@@ -195,13 +205,16 @@ def _curve_figure(data: dict[str, Any], key: str, label: str, title: str) -> Fig
             chosen = level["recommended"]["accounts"]
             at = mid[x.index(chosen)]
             ax.plot([chosen], [at], "*", markersize=15, color=line.get_color())
-    for slo in data["meta"]["slos"]:
-        if slo.startswith(key.split("_")[0]) or (key == "success_rate" and "success" in slo):
-            target = float(slo.split("=")[1].rstrip("s%"))
-            target = target / 100 if key == "success_rate" else target
-            ax.axhline(target, color="#c0392b", linestyle="--", linewidth=1, label=f"SLO {slo}")
-    if key == "p95":
+    for text in data["meta"]["slos"]:
+        slo = Slo.parse(text)
+        if slo.metric == metric:
+            ax.axhline(
+                slo.target, color="#c0392b", linestyle="--", linewidth=1, label=f"SLO {text}"
+            )
+    if latency:
         ax.set_yscale("log")
+    else:
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     ax.set_xlabel("accounts in the fleet")
     ax.set_ylabel(label)
     ax.set_title(title)
@@ -212,24 +225,31 @@ def _curve_figure(data: dict[str, Any], key: str, label: str, title: str) -> Fig
 
 def capacity_figures(data: dict[str, Any], out_dir: Path) -> list[FigureRef]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    metric = data["meta"]["plotted_latency"]
+    family, _, quantile = metric.rpartition("_")
     made = []
-    for name, key, label, title, caption in (
+    for name, key, slo_metric, label, title, caption in (
         (
-            "sizing_p95",
-            "p95",
-            "candidate-visible p95 latency (s, log)",
-            "p95 latency against fleet size (line: median seed; band: all seeds; star: pick)",
-            "Each point is one fleet size the search simulated, over every seed.",
+            "sizing_latency",
+            "latency",
+            metric,
+            f"{metric} (s, log scale)",
+            f"{quantile} {family} latency against fleet size "
+            "(line: median seed; band: all seeds; star: pick)",
+            f"Each point is one fleet size the search simulated, over every seed; {metric} "
+            f"covers {COVERS[family]}, a failed turn counted as missing the objective (a gap: "
+            f"more turns failed than the {quantile} allows).",
         ),
         (
             "sizing_success",
             "success_rate",
-            "requests answered",
+            "success",
+            "requests answered (% of all requests)",
             "Success rate against fleet size (line: median seed; band: all seeds; star: pick)",
             "Below the dashed line the fleet fails the success objective.",
         ),
     ):
-        fig = _curve_figure(data, key, label, title)
+        fig = _curve_figure(data, key, slo_metric, label, title)
         path = out_dir / f"{name}.png"
         fig.savefig(path, dpi=110, metadata={"Software": None})
         made.append(FigureRef(f"figures/{path.name}", path, title.split(" (")[0], caption))
@@ -245,8 +265,8 @@ HEADERS = (
     "worst seed vs SLOs",
     "utilisation mean / peak",
     "binding limit",
-    "cost / interview",
-    "cost / month",
+    "cost / interview (usage + fees)",
+    "cost / month: usage + fees",
 )
 
 
@@ -297,8 +317,9 @@ def level_row(level: dict[str, Any]) -> tuple[str, ...]:
         _slo_text(level["slo_values"]),
         utilisation,
         str(level["binding_limit"]),
-        summary.money(level["cost_per_interview"]),
-        summary.money(level["monthly_cost"]),
+        summary.money(level["monthly_cost"] / (level["interviews"] * DAYS_PER_MONTH)),
+        f"{summary.money(level['monthly_cost'])}: {summary.money(level['monthly_usage_cost'])}"
+        f" + {summary.money(level['monthly_fees'])}",
     )
 
 
@@ -327,7 +348,8 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
         "an hour: the usual back-of-envelope. The simulation sees the bursts, the queueing "
         "and the limit windows it ignores.",
         f"Cost per month: the usage cost per interview times this many interviews a day for "
-        f"{meta['days_per_month']} days, plus the accounts' monthly fees.",
+        f"{meta['days_per_month']} days, plus the accounts' monthly fees; cost per interview "
+        "is that month's cost over its interviews, so the fees are in it too.",
     ]
     if meta.get("fixed"):
         notes.append(

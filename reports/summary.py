@@ -90,6 +90,8 @@ def percent(share: Any) -> str:
 def seconds(value: Any) -> str:
     """Seconds to three significant digits (no exponent notation)."""
     number = as_float(value)
+    if number == math.inf:
+        return "∞ s"  # an SLO percentile beyond the share of turns answered
     if not math.isfinite(number):
         return "n/a"
     if number == 0:
@@ -149,24 +151,31 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
     interviews = as_float(s.get("interviews"))
     with_error = as_float(s.get("interviews_with_error"))
     error_share = with_error / interviews if interviews > 0 else math.nan
+    slo = s.get("slo_metrics") or {}
     rows = [
         ("Requests", count(s.get("requests"))),
         ("Answered", f"{count(s.get('answered'))} of {count(requests)}"),
-        ("Success rate", percent(s.get("success_rate"))),
+        ("Success rate (all requests)", percent(s.get("success_rate"))),
         (
-            "Latency p50 / p95 / p99 (candidate-facing turns, incl. cache hits)",
-            seconds_triple([s.get("p50"), s.get("p95"), s.get("p99")]),
+            "answer_p50 / p95 / p99: every candidate-facing turn, a cache hit at its ~0 s, "
+            "a failed turn as ∞",
+            seconds_triple([slo.get(f"answer_p{q}") for q in (50, 95, 99)]),
         ),
         (
-            "Upstream latency p50 / p95 / p99 (candidate-facing, not cached)",
+            "provider_p50 / p95 / p99: candidate-facing turns that needed a provider, "
+            "a failed turn as ∞",
+            seconds_triple([slo.get(f"provider_p{q}") for q in (50, 95, 99)]),
+        ),
+        (
+            "ttft_p50 / p95 / p99: time to first token of the same turns, a failed turn as ∞",
+            seconds_triple([slo.get(f"ttft_p{q}") for q in (50, 95, 99)]),
+        ),
+        (
+            "Provider latency of the answered turns only, p50 / p95 / p99",
             seconds_triple([s.get("upstream_p50"), s.get("upstream_p95"), s.get("upstream_p99")]),
         ),
         (
-            "Time to first token p50 / p95 / p99 (candidate-facing, not cached)",
-            seconds_triple([s.get("ttft_p50"), s.get("ttft_p95"), s.get("ttft_p99")]),
-        ),
-        (
-            "Background turns (evaluation) p50 / p95",
+            "Background turns (evaluation), answered, p50 / p95",
             seconds_triple([s.get("background_p50"), s.get("background_p95")]),
         ),
         (
@@ -175,7 +184,7 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
                 [s.get("slot_wait_mean"), s.get("limit_wait_mean"), s.get("service_mean")]
             ),
         ),
-        ("Throughput", f"{count(s.get('throughput_rpm'))} answered/min"),
+        ("Throughput (answered / simulated time)", f"{count(s.get('throughput_rpm'))} per min"),
         ("Cache hit rate", percent(s.get("cache_hit_rate"))),
         ("Cache misses due to failures", cache_failure_misses(results)),
         ("Upstream attempts", count(s.get("attempts"))),
@@ -184,12 +193,18 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
         ("Binding account limit", binding_limit(s.get("held_back_by_limits"))),
         ("Breaker openings", count(s.get("breaker_openings"))),
         (
-            "Interviews completed",
+            "Interviews that reached their last turn (failed turns included)",
             f"{count(s.get('interviews_completed'))} of {count(interviews)}",
         ),
-        ("Interviews with an error", f"{count(with_error)} ({percent(error_share)})"),
+        (
+            "Interviews with at least one failed turn",
+            f"{count(with_error)} ({percent(error_share)})",
+        ),
         ("Interview length p50", minutes(as_float(s.get("interview_minutes_p50")) * 60)),
-        ("Cost", money(s.get("cost_total"))),
+        (
+            "Cost (usage and powered hours; monthly fees are in the sizing report)",
+            money(s.get("cost_total")),
+        ),
         ("Wasted spend (attempts that gave no answer)", wasted_spend(s)),
         ("Cost per interview", money(s.get("cost_per_interview"))),
         ("Simulated time", minutes(s.get("simulated_s"))),
@@ -210,11 +225,12 @@ def wasted_spend(summary: dict[str, Any]) -> str:
     """ "$1.20 (3.1% of the cost): timeout $0.80, deadline $0.40": billed, never answered."""
     wasted = as_float(summary.get("wasted_cost"))
     total = as_float(summary.get("cost_total"))
-    share = wasted / total if total > 0 else math.nan
     by_code = summary.get("wasted_cost_by_outcome") or {}
     ordered = sorted(by_code.items(), key=lambda item: (-as_float(item[1]), item[0]))
     parts = ", ".join(f"{code} {money(value)}" for code, value in ordered)
-    head = f"{money(wasted)} ({percent(share)} of the cost)"
+    head = money(wasted)
+    if total > 0:
+        head += f" ({percent(wasted / total)} of the cost)"
     return f"{head}: {parts}" if parts else head
 
 
@@ -259,12 +275,12 @@ def headline_sentence(results: Results) -> str:
     """One sentence a reader can stop after, built from the summary rows' values."""
     values = dict(summary_rows(results))
     s = results.summary
-    p95 = seconds(s.get("p95"))
+    p95 = seconds((s.get("slo_metrics") or {}).get("provider_p95"))
     return (
         f"{values['Requests']} requests from {count(s.get('interviews'))} interviews over "
-        f"{values['Simulated time']} of simulated time: {values['Success rate']} answered, "
-        f"p95 latency {p95}, {values['Breaker openings']} breaker opening(s), "
-        f"cost {values['Cost']}."
+        f"{values['Simulated time']} of simulated time: {percent(s.get('success_rate'))} "
+        f"answered, provider_p95 {p95} (a failed turn as ∞), {values['Breaker openings']} "
+        f"breaker opening(s), cost {money(s.get('cost_total'))}."
     )
 
 

@@ -55,8 +55,8 @@ class Metric:
 #: What experiments compare; ``judge`` picks the one that decides the winner.
 METRICS: dict[str, Metric] = {
     "success_rate": Metric("success_rate", "success rate", True, "share"),
-    "p95": Metric("p95", "p95 latency", False, "seconds"),
-    "p99": Metric("p99", "p99 latency", False, "seconds"),
+    "p95": Metric("p95", "p95 latency (answered)", False, "seconds"),
+    "p99": Metric("p99", "p99 latency (answered)", False, "seconds"),
     "retries": Metric("retries", "retries sent", False, "count"),
     "cost": Metric("cost_total", "cost", False, "money"),
 }

@@ -20,6 +20,7 @@ from engine.routing.recording import OUTCOMES
 from sims.cache_use import cache_use
 from sims.runner import RunData
 from sims.scenario import scenario_hash
+from sims.slo_metrics import slo_metrics
 
 
 def callboard_version() -> str:
@@ -69,10 +70,12 @@ def _merge(counts: Iterable[dict[str, int]]) -> dict[str, int]:
 class Results:
     """What a run found; ``summary`` holds the headline figures.
 
-    ``p50``/``p95``/``p99`` are candidate-visible latencies: answered requests of
-    the candidate-facing turn kinds, cache hits included (they are answered at
-    once); ``upstream_*`` leave the cache hits out; ``background_*`` are the
-    turns nobody waits for (the evaluation). ``cache`` has the cache's lookups, hits and
+    ``p50``/``p95``/``p99`` are the latencies of the *answered* requests of the
+    candidate-facing turn kinds, cache hits included (they are answered at once);
+    ``upstream_*`` and ``ttft_*`` leave the cache hits out; ``background_*`` are the
+    turns nobody waits for (the evaluation). ``slo_metrics`` are what objectives are
+    judged on: the same latencies over every request they cover, a failed one counted
+    as missing the objective (:mod:`sims.slo_metrics`). ``cache`` has the cache's lookups, hits and
     misses by cause, per turn kind (:mod:`sims.cache_use`).
     """
 
@@ -133,8 +136,6 @@ def summarise(data: RunData) -> Results:
     )
     background = answered & ~facing
     b50, b95, _ = _percentiles(latency[background], (50, 95, 99))
-    starts = arrays["start"]
-    span = float(starts.max() - starts.min()) if n > 1 else 0.0
     busy_capacity = {p.name: p.max_concurrency * data.simulated_s for p in data.providers}
     calls_total = sum(p.calls for p in data.providers) or 1
     provider_rows = []
@@ -201,7 +202,9 @@ def summarise(data: RunData) -> Results:
         "ttft_p50": t50,
         "ttft_p95": t95,
         "ttft_p99": t99,
-        "throughput_rpm": float(answered.sum()) / (span / 60.0) if span > 0 else 0.0,
+        "throughput_rpm": (
+            float(answered.sum()) / (data.simulated_s / 60.0) if data.simulated_s > 0 else 0.0
+        ),
         "rate_limited": sum(row["rate_limited"] for row in provider_rows),
         "held_back_by_limits": _merge(p.held_back for p in data.providers),
         "retries": int(np.maximum(arrays["attempts"] - 1, 0).sum()),
@@ -234,6 +237,7 @@ def summarise(data: RunData) -> Results:
         "failovers": data.router.get("failovers", 0),
         "upstream_calls": sum(p.calls for p in data.providers),
     }
+    summary["slo_metrics"] = slo_metrics(arrays, facing, summary["interviews_without_error"])
     series = data.series
     meta = {
         "callboard_version": callboard_version(),

@@ -155,6 +155,7 @@ def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed:
         "cost_total",
         "cost_per_interview",
         "interviews_without_error",
+        "slo_metrics",
         "rate_limited",
         "held_back_by_limits",
         "simulated_s",

@@ -322,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument(
         "--slo",
         action="append",
-        help='an objective like "p95<=3s" or "success>=99.9%%" (repeatable; '
-        "default: p95<=5s and success>=99.5%%)",
+        help='an objective like "provider_p95<=3s" or "success>=99.9%%" (repeatable; '
+        "default: provider_p95<=5s and success>=99.5%%; metrics: docs/size.md)",
     )
     size.add_argument(
         "--accounts",

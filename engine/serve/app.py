@@ -45,7 +45,7 @@ from engine.serve.asgi import (
     start_sse,
     wait_for_disconnect,
 )
-from engine.serve.callers import CallerGate, CallerKey
+from engine.serve.callers import CallerGate, Ticket
 from engine.serve.live_router import LiveRouter
 from engine.serve.metrics import CONTENT_TYPE, LiveMetrics
 from engine.serve.openai_format import (
@@ -245,7 +245,7 @@ class RouterApp:
             extra = {"x-request-id": exchange.request_id} if exchange.request_id != "-" else {}
             await send_json(send, status, payload, {**extra, **(headers or {})})
 
-        caller: CallerKey | None = None
+        ticket: Ticket | None = None
         try:
             if handler is None:
                 if allowed:
@@ -259,7 +259,7 @@ class RouterApp:
                 if caller is not None:
                     exchange.key = caller.id
                     if route in _SPENDING:
-                        await self.gate.admit(caller)
+                        ticket = await self.gate.admit(caller)
             # --- end caller keys ---
             with self._tracked() as cancel:
                 await handler(scope, receive, send, respond, exchange, **params)
@@ -296,8 +296,8 @@ class RouterApp:
                 await respond(status, body, headers)
         finally:
             self._finish(exchange)
-            if caller is not None and exchange.completion is not None and self.gate is not None:
-                self.gate.settle(caller, exchange.completion)  # billed even if the client left
+            if ticket is not None and exchange.completion is not None and self.gate is not None:
+                self.gate.settle(ticket, exchange.completion)  # billed even if the client left
 
     def _finish(self, exchange: _Exchange) -> None:
         """Count and log the response once, as its last byte leaves (not after: a

@@ -122,8 +122,7 @@ async def _turn(
 ) -> None:
     try:
         content, max_tokens = _parse(frame)
-        if meter is not None:
-            await meter.admit()
+        ticket = None if meter is None else await meter.admit()
         async with live.stream_turn(candidate_id, content, max_tokens=max_tokens) as reply:
             while True:
                 event = await reply.next_event()
@@ -133,8 +132,8 @@ async def _turn(
                     await _send(send, {"type": "restart"})
                 elif isinstance(event, Done):
                     c = event.completion
-                    if meter is not None:
-                        meter.settle(c)
+                    if meter is not None and ticket is not None:
+                        meter.settle(ticket, c)
                     session = live.sessions.get(candidate_id)
                     await _send(
                         send,

@@ -22,6 +22,7 @@ from reports.summary import (
     provider_rows,
     seconds,
     summary_rows,
+    wasted_spend,
 )
 from sims import result_views
 from sims.results import Results, summarise
@@ -76,6 +77,11 @@ def _nothing_answered(results: Results) -> Results:
         "cache_hit_rate": 0.0,
         "throughput_rpm": 0.0,
         **{f"{p}p{q}": nan for p in ("", "upstream_", "ttft_") for q in (50, 95, 99)},
+        "slo_metrics": {
+            **{f"{p}_p{q}": "inf" for p in ("answer", "provider", "ttft") for q in (50, 95, 99)},
+            "success": 0.0,
+            "interviews_without_error": 0.0,
+        },
     }
     zeros = [0] * len(results.series["t"])
     series = {**results.series, "answered": zeros, "cache_hits": zeros}
@@ -182,11 +188,11 @@ def test_nothing_answered_still_renders(results: Results, tmp_path: Path) -> Non
     failed = _nothing_answered(results)
     files = write_report(failed, tmp_path)
     markdown = files.markdown.read_text()
-    assert "| Success rate | 0.0% |" in markdown
-    assert (
-        "| Latency p50 / p95 / p99 (candidate-facing turns, incl. cache hits) | n/a (none) |"
-        in markdown
+    assert "| Success rate (all requests) | 0.0% |" in markdown
+    assert "| Provider latency of the answered turns only, p50 / p95 / p99 | n/a (none) |" in (
+        markdown
     )
+    assert "a failed turn as ∞ | ∞ / ∞ / ∞ s |" in markdown
     assert "| no_provider |" in markdown
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in files.figures)
 
@@ -218,11 +224,12 @@ def test_percent_never_rounds_to_all_or_nothing(value: object, text: str) -> Non
 
 
 def test_number_formats() -> None:
-    assert [seconds(v) for v in (0.0, 0.86336, 14.851, 1234.6, "inf")] == [
+    assert [seconds(v) for v in (0.0, 0.86336, 14.851, 1234.6, "inf", "nan")] == [
         "0 s",
         "0.863 s",
         "14.9 s",
         "1,235 s",
+        "∞ s",
         "n/a",
     ]
     assert [money(v) for v in (0, 1.07385, 0.0035795, 12345.678)] == [
@@ -254,3 +261,37 @@ def test_failure_counts_agree_with_the_summary(results: Results) -> None:
     texts = [t.get_text() for ax in figure.axes for t in ax.texts]
     assert f"{failed:,} of {results.summary['requests']:,} requests failed" in texts
     assert int(requests.failed.sum()) == failed
+
+
+def test_waits_and_service_add_up_to_the_mean_latency_and_waste_is_its_own_line(
+    results: Results,
+) -> None:
+    s = results.summary
+    arrays = results.request_arrays()
+    served = (arrays["outcome"] == 0) & ~arrays["cached"] & result_views.requests(results).facing
+    slot, limit, latency = (arrays[k][served] for k in ("slot_wait", "limit_wait", "latency"))
+    assert (slot >= 0).all() and (limit >= 0).all() and (slot + limit <= latency + 1e-9).all()
+    # results.json keeps six decimals.
+    assert s["slot_wait_mean"] == pytest.approx(slot.mean(), abs=1e-6)
+    assert s["limit_wait_mean"] == pytest.approx(limit.mean(), abs=1e-6) and limit.mean() > 0
+    total = s["slot_wait_mean"] + s["limit_wait_mean"] + s["service_mean"]
+    assert total == pytest.approx(latency.mean(), abs=3e-6)
+    rows = dict(summary_rows(results))
+    label = "Mean wait for a slot / for a limit / service (candidate-facing, not cached)"
+    means = [s[k] for k in ("slot_wait_mean", "limit_wait_mean", "service_mean")]
+    assert rows[label] == " / ".join(seconds(v).removesuffix(" s") for v in means) + " s"
+    wasted = rows["Wasted spend (attempts that gave no answer)"]
+    assert wasted.startswith(money(s["wasted_cost"]))
+    assert s["wasted_cost"] == pytest.approx(sum(s["wasted_cost_by_outcome"].values()))
+    for code, value in s["wasted_cost_by_outcome"].items():
+        assert f"{code} {money(value)}" in wasted
+
+
+def test_wasted_spend_names_each_outcome_and_its_share() -> None:
+    summary = {
+        "wasted_cost": 1.5,
+        "cost_total": 10.0,
+        "wasted_cost_by_outcome": {"deadline": 0.5, "timeout": 1.0},
+    }
+    assert wasted_spend(summary) == "$1.50 (15.0% of the cost): timeout $1.00, deadline $0.5"
+    assert wasted_spend({"wasted_cost": 0.0, "cost_total": 0.0}) == "$0.00"

@@ -82,7 +82,7 @@ def test_same_inputs_same_answer_and_report(known, tmp_path, capsys):
         assert line["recommendation"]["40"]["fleet"] == {"acct": 7}
         assert line["recommendation"]["40"]["naive_accounts"] is not None
     assert outputs[0] == outputs[1]
-    for name in ("capacity.md", "capacity.html", "figures/sizing_p95.png"):
+    for name in ("capacity.md", "capacity.html", "figures/sizing_latency.png"):
         assert (tmp_path / "a" / name).stat().st_size > 1000
     markdown = (tmp_path / "a" / "capacity.md").read_text()
     assert "7 x acct" in markdown and "Clopper-Pearson" in markdown
@@ -92,7 +92,7 @@ def test_an_unreachable_objective_is_reported_not_guessed(known):
     sizing = size(
         known,
         [40],
-        [Slo.parse("p95<=0.5s")],  # every call takes 1 s: no fleet can do it
+        [Slo.parse("provider_p95<=0.5s")],  # every call takes 1 s: no fleet can do it
         [AccountRange.parse("acct=1..8")],
         replications=1,
     )
@@ -103,8 +103,8 @@ def test_an_unreachable_objective_is_reported_not_guessed(known):
 @pytest.mark.parametrize(
     ("text", "metric", "op", "target"),
     [
-        ("p95<=3s", "p95", "<=", 3.0),
-        ("p99 <= 800ms", "p99", "<=", 0.8),
+        ("provider_p95<=3s", "provider_p95", "<=", 3.0),
+        ("answer_p99 <= 800ms", "answer_p99", "<=", 0.8),
         ("success>=99.9%", "success", ">=", 0.999),
         ("ttft_p95<=1.5", "ttft_p95", "<=", 1.5),
     ],
@@ -114,10 +114,20 @@ def test_slo_parsing(text, metric, op, target):
     assert (slo.metric, slo.op) == (metric, op) and slo.target == pytest.approx(target)
 
 
-@pytest.mark.parametrize("text", ["p95<3s", "latency<=3s", "success>=120%", "p95<=3%", ""])
+@pytest.mark.parametrize(
+    "text", ["provider_p95<3s", "latency<=3s", "success>=120%", "answer_p95<=3%", ""]
+)
 def test_bad_slos_are_named(text):
     with pytest.raises(InvalidSetting, match="slo"):
         Slo.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("p95<=3s", "answer_p95"), ("upstream_p99<=3s", "provider_p99")]
+)
+def test_a_renamed_metric_says_what_to_write_now(old, new):
+    with pytest.raises(InvalidSetting, match=f"is now {new}"):
+        Slo.parse(old)
 
 
 def test_bad_ranges_and_groups_are_named(known):
@@ -126,7 +136,7 @@ def test_bad_ranges_and_groups_are_named(known):
     with pytest.raises(InvalidSetting, match="MIN <= MAX"):
         AccountRange.parse("acct=9..3")
     with pytest.raises(InvalidSetting, match="acct"):
-        size(known, [10], [Slo.parse("p95<=3s")], [AccountRange.parse("nope=1..3")])
+        size(known, [10], [Slo.parse("provider_p95<=3s")], [AccountRange.parse("nope=1..3")])
 
 
 def test_several_groups_grow_together_along_their_ranges():

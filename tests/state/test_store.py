@@ -12,7 +12,14 @@ import trio
 
 from actors.limits import LimitSpec
 from engine.serve.state.redis_store import RedisStore
-from engine.serve.state.store import CacheEntry, Charge, MemoryStore, Quarantine, SessionRecord
+from engine.serve.state.store import (
+    CacheEntry,
+    Charge,
+    Correction,
+    MemoryStore,
+    Quarantine,
+    SessionRecord,
+)
 
 RPM = LimitSpec("rpm", "requests", 10, 3600)  # refills 1 per 6 minutes: none during a test
 DAY = LimitSpec("day", "requests", 3, 86400, mode="window")
@@ -77,17 +84,22 @@ async def test_a_request_is_charged_on_every_limit_or_on_none(kind, server):
         assert wait == math.inf  # more than the limit can ever hold
 
 
-async def test_a_forced_charge_leaves_a_limit_in_debt_that_the_other_router_waits_out(kind, server):
-    # What a caller budget does once an answer's tokens are known: charge them whatever
-    # room is left, then make the next request wait until the debt is repaid.
+async def test_a_correction_can_leave_a_limit_in_debt_that_the_other_router_waits_out(kind, server):
+    # What a caller budget does once an answer's tokens are known: add them to the
+    # admission's charge whatever room is left; the next request waits out the debt.
     async with two_stores(kind, server) as (first, second):
-        assert (await first.take([Charge("key/tpm", TPM, 1)])).wait == 0
-        await first.charge([Charge("key/tpm", TPM, 249), Charge("key/day", DAY, 5)])
+        assert (await first.take([Charge("key/tpm", TPM, 1), Charge("key/day", DAY, 1)])).wait == 0
+        await first.adjust(
+            [Correction("key/tpm", TPM, 249, 0.0), Correction("key/day", DAY, 4, 0.0)]
+        )
         taken = await second.take([Charge("key/tpm", TPM, 1)])
         # 250 taken from a bucket of 100 refilling 100 a minute: 150 in debt, 91 s to one.
         assert 90 < taken.wait <= 91 and taken.binding == "key/tpm"
         day = await second.take([Charge("key/day", DAY, 1)])
         assert day.wait > 0 and day.used == (5.0,)  # past its cap of 3 until the window ends
+        if kind == "redis":  # the debt outlives the usual expiry (the bucket's period + 1 s)
+            ttl = await first.client.pttl(first._key("limit", "key/tpm"))
+            assert 150_000 < ttl <= 151_000
 
 
 async def test_a_quota_window_is_shared_until_it_resets(kind, server):
@@ -177,3 +189,26 @@ async def test_input_and_output_tokens_and_sliced_buckets_are_shared_like_the_re
         assert long.wait == 0 and long.used == (500.0,)
         after = await second.take([Charge("b/otpm", otpm, 1)])
         assert after.binding == "b/otpm" and 440 < after.wait <= 441  # from -440 up to 1
+
+
+async def test_an_output_estimate_is_settled_for_every_router(kind, server):
+    # Charged 50 of 60 for max_tokens, the call generated 5: the 45 not used come back
+    # (a bucket, never above its burst); a window settles only while it is still open.
+    otpm = LimitSpec("otpm", "output_tokens", 60, 60, adjust_output=True)
+    daily = LimitSpec("day", "output_tokens", 100, 86400, mode="window", adjust_output=True)
+    async with two_stores(kind, server) as (first, second):
+        assert (
+            await first.take([Charge("a/otpm", otpm, 50), Charge("a/day", daily, 50)])
+        ).wait == 0
+        assert (await second.take([Charge("a/otpm", otpm, 50)])).binding == "a/otpm"
+        await first.adjust(
+            [Correction("a/otpm", otpm, -45, 0.0), Correction("a/day", daily, -45, 0.0)]
+        )
+        taken = await second.take([Charge("a/otpm", otpm, 50), Charge("a/day", daily, 50)])
+        assert taken.wait == 0 and taken.used[1] == pytest.approx(55.0)
+        # Giving back more than was charged fills a bucket to its burst, no further.
+        await first.adjust([Correction("a/otpm", otpm, -500, 0.0)])
+        assert (await second.take([Charge("a/otpm", otpm, 60)])).wait == 0
+        # A correction for a charge made in a window that has closed is dropped.
+        await first.adjust([Correction("a/day", daily, -55, 86400.0 * 2)])
+        assert (await second.take([Charge("a/day", daily, 46)])).binding == "a/day"

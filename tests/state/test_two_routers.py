@@ -12,6 +12,9 @@ import attrs
 import httpx
 import trio
 
+from actors.limits import LimitSpec
+from engine.serve.state.redis_store import RedisStore
+from engine.serve.state.store import Charge
 from tests.live.conftest import start_mock, start_router
 from tests.state.conftest import shared_config
 
@@ -236,3 +239,37 @@ async def test_quota_alerts_count_every_routers_requests(nursery, redis_server, 
         "quota provider=a limit=daily used=9 of 10 (90%)",
         "quota provider=a limit=daily used=10 of 10 (100%)",
     ]
+
+
+async def test_output_token_limits_are_settled_to_what_was_generated_for_both_routers(
+    nursery, redis_server
+):
+    # Each request is charged its max_tokens (3,000) at admission, as Anthropic charges
+    # OTPM; 4,000 a day would refuse the second. Settled to what was generated, all pass.
+    daily = {
+        "name": "otpd",
+        "unit": "output_tokens",
+        "limit": 4000,
+        "per": 86400,
+        "mode": "window",
+        "adjust_output": True,
+    }
+    a = await start_mock(nursery, "a")
+    config = shared_config(
+        [a],
+        redis_server.url,
+        providers=[{"name": "a", "base_url": f"{a.url}/v1", "limits": [daily]}],
+    )
+    spec = LimitSpec(**daily)
+    generated = 0
+    store = RedisStore(redis_server.url, prefix=config.state.prefix)
+    one, two = await _two_routers(nursery, config)
+    async with one, two, store.connected():
+        for http in (one, two, one):
+            reply = await _chat(http, {**CHAT, "max_tokens": 3000})
+            assert reply.status_code == 200, reply.text
+            generated += reply.json()["usage"]["completion_tokens"]
+            with trio.fail_after(2):  # the settlement is written behind the reply
+                while (await store.take([Charge("a/otpd", spec, 0)])).used[0] != generated:
+                    await trio.sleep(0.01)
+    assert 3 <= generated < 1000

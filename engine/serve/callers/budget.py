@@ -4,8 +4,8 @@ A request is admitted by an atomic ``take`` over every limit of its key's
 budget: one request, and the smallest unit of tokens and of money (so a key
 whose token or cost budget is spent is refused, and a key with room is not held
 back by a guess of what the answer will cost). When the answer is known its
-tokens and cost, as the provider reported and priced them, are charged in full,
-which may leave a minute's bucket in debt or a day's window past its cap: the
+tokens and cost, as the provider reported and priced them, are added to the
+admission's charge, which may leave a minute's bucket in debt or a day's window past its cap: the
 key then waits until the bucket refills or the window ends, as Anthropic does
 with its output-token limit. Failed requests count as requests only.
 
@@ -32,7 +32,7 @@ from actors.runtime.errors import CallboardError
 from engine.serve.callers.config import BudgetConfig
 from engine.serve.callers.keys import CallerKey
 from engine.serve.state.guard import GuardedStore
-from engine.serve.state.store import Charge, StoreUnavailable
+from engine.serve.state.store import Charge, Correction, StoreUnavailable
 
 logger = logging.getLogger("callboard.callers")
 
@@ -66,6 +66,14 @@ def budget_limits(budget: BudgetConfig) -> tuple[LimitSpec, ...]:
     return budget.limits()
 
 
+@attrs.frozen
+class Ticket:
+    """One admitted request of ``key``, admitted at ``at`` (the engine's clock)."""
+
+    key: CallerKey
+    at: float
+
+
 @attrs.define
 class _Local:
     specs: tuple[LimitSpec, ...]
@@ -78,7 +86,7 @@ class CallerBudgets:
     def __init__(self, guard: GuardedStore | None = None) -> None:
         self.guard = guard
         self._local: dict[str, _Local] = {}
-        self._outbox_send, self._outbox = trio.open_memory_channel[list[Charge]](OUTBOX_SIZE)
+        self._outbox_send, self._outbox = trio.open_memory_channel[list[Correction]](OUTBOX_SIZE)
         self.dropped = 0
 
     def _limiters(self, key: CallerKey, specs: tuple[LimitSpec, ...]) -> list[Limiter]:
@@ -90,11 +98,11 @@ class CallerBudgets:
     def _charges(self, key: CallerKey, specs: tuple[LimitSpec, ...], amounts: dict[str, float]):
         return [Charge(f"caller:{key.id}/{s.name}", s, amounts[s.unit]) for s in specs]
 
-    async def admit(self, key: CallerKey) -> None:
+    async def admit(self, key: CallerKey) -> Ticket:
         """Charge one request of ``key``'s budget, or raise :class:`OverBudget`."""
         specs = budget_limits(key.budget)
         if not specs:
-            return
+            return Ticket(key, clock.now())
         now = clock.now()
         limiters = self._limiters(key, specs)
         worst, binding = 0.0, ""
@@ -117,9 +125,13 @@ class CallerBudgets:
         now = clock.now()
         for spec, limiter in zip(specs, limiters, strict=True):
             limiter.take(now, ADMISSION[spec.unit])
+        return Ticket(key, now)
 
-    def settle(self, key: CallerKey, completion: Completion) -> None:
-        """Charge what the answer used beyond its admission: its tokens and its cost."""
+    def settle(self, ticket: Ticket, completion: Completion) -> None:
+        """Add to the admission's charge what the answer used: its tokens and its cost.
+
+        A day's window that has closed since the admission keeps what it counted."""
+        key = ticket.key
         specs = budget_limits(key.budget)
         if not specs:
             return
@@ -131,12 +143,16 @@ class CallerBudgets:
         now = clock.now()
         for spec, limiter in zip(specs, self._limiters(key, specs), strict=True):
             if used[spec.unit]:
-                limiter.take(now, used[spec.unit])
+                limiter.adjust(ticket.at, now, used[spec.unit])
         if self.guard is not None:
-            charges = [c for c in self._charges(key, specs, used) if c.amount]
-            if charges:
+            corrections = [
+                Correction(c.key, c.spec, c.amount, now - ticket.at)
+                for c in self._charges(key, specs, used)
+                if c.amount
+            ]
+            if corrections:
                 try:
-                    self._outbox_send.send_nowait(charges)
+                    self._outbox_send.send_nowait(corrections)
                 except trio.WouldBlock:
                     self.dropped += 1
                     logger.warning("callers: shared charge of key %s dropped (outbox full)", key.id)
@@ -145,6 +161,6 @@ class CallerBudgets:
         """Write settled charges to the shared store (no request waits for it)."""
         if self.guard is None:
             return
-        async for charges in self._outbox:
+        async for corrections in self._outbox:
             with contextlib.suppress(StoreUnavailable):
-                await self.guard.call("charge", self.guard.store.charge, charges)
+                await self.guard.call("adjust", self.guard.store.adjust, corrections)

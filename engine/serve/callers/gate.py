@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from actors.messages import Completion
 from engine.routing.config import ConfigError
-from engine.serve.callers.budget import CallerBudgets, OverBudget
+from engine.serve.callers.budget import CallerBudgets, OverBudget, Ticket
 from engine.serve.callers.config import CallersConfig
 from engine.serve.callers.keys import CallerKey, KeyRing, Unauthorized
 from engine.serve.callers.metrics import CallerMetrics
@@ -83,19 +83,20 @@ class CallerGate:
             self.metrics.unauthorized.labels(exc.reason).inc()
             raise
 
-    async def admit(self, key: CallerKey) -> None:
+    async def admit(self, key: CallerKey) -> Ticket:
         """One request of ``key``, charged to its budget, or :class:`OverBudget`."""
         try:
-            await self.budgets.admit(key)
+            ticket = await self.budgets.admit(key)
         except OverBudget:
             self.metrics.requests.labels(key.id, "over_budget").inc()
             raise
         self.metrics.requests.labels(key.id, "admitted").inc()
+        return ticket
 
-    def settle(self, key: CallerKey, completion: Completion) -> None:
-        """Charge ``key`` what its answer used."""
-        self.budgets.settle(key, completion)
-        self.metrics.answered(key.id, completion)
+    def settle(self, ticket: Ticket, completion: Completion) -> None:
+        """Charge the ticket's key what its answer used."""
+        self.budgets.settle(ticket, completion)
+        self.metrics.answered(ticket.key.id, completion)
 
     def meter(self, key: CallerKey | None) -> Meter | None:
         """Admission and billing bound to one caller (a WebSocket's turns)."""
@@ -109,8 +110,8 @@ class Meter:
     gate: CallerGate
     key: CallerKey
 
-    async def admit(self) -> None:
-        await self.gate.admit(self.key)
+    async def admit(self) -> Ticket:
+        return await self.gate.admit(self.key)
 
-    def settle(self, completion: Completion) -> None:
-        self.gate.settle(self.key, completion)
+    def settle(self, ticket: Ticket, completion: Completion) -> None:
+        self.gate.settle(ticket, completion)

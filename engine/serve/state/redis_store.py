@@ -25,6 +25,7 @@ from engine.serve.state.store import (
     HOLD_KINDS,
     CacheEntry,
     Charge,
+    Correction,
     Quarantine,
     SessionRecord,
     Taken,
@@ -36,10 +37,9 @@ from engine.serve.state.store import (
 # router must not stop for it.
 ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError, ValueError, KeyError)
 
-# ARGV per limit (then an optional "force"): mode ("bucket" | "window"), size, per (s),
-# amount, burst (what a full bucket holds: the size, or one slice's share when the limit
-# is enforced over slices; an amount above it enters only a full bucket and leaves it in
-# debt). Returns
+# ARGV per limit: mode ("bucket" | "window"), size, per (s), amount, burst (what a full
+# bucket holds: the size, or one slice's share when the limit is enforced over slices; an
+# amount above it enters only a full bucket and leaves it in debt). Returns
 # {"0", 0} when charged, else {seconds to wait, 1-based index of the binding
 # limit} ("inf" when the amount can never fit); then per limit the units used
 # and the seconds until its window resets. Numbers go back as strings: Redis
@@ -76,8 +76,7 @@ for i = 1, #KEYS do
   end
   if wait > worst then worst, binding = wait, i end
 end
--- A last ARGV "force" (after the blocks of 5) charges whatever the wait: see charge().
-local charged = worst <= 0 or (#ARGV % 5 == 1 and ARGV[#ARGV] == 'force')
+local charged = worst <= 0
 local out = {'0', 0}
 if not charged then
   if worst == math.huge then out = {'inf', binding}
@@ -94,10 +93,8 @@ for i = 1, #KEYS do
     if charged then
       redis.call('HSET', KEYS[i], 'level', string.format('%.17g', levels[i] - amount),
         'at', string.format('%.6f', now))
-      -- A bucket left alone until it has refilled is full again: the key may go then
-      -- (after `per` seconds, or longer when a forced charge left it in debt).
-      local refill = (burst - (levels[i] - amount)) / (size / per)
-      redis.call('PEXPIRE', KEYS[i], math.ceil(math.max(per, refill) * 1000) + 1000)
+      -- A bucket left alone for `per` seconds is full again: the key may go.
+      redis.call('PEXPIRE', KEYS[i], math.ceil(per * 1000) + 1000)
     end
     out[#out + 1] = string.format('%.17g', burst - (levels[i] - amount))
     out[#out + 1] = '0'
@@ -113,6 +110,40 @@ for i = 1, #KEYS do
   end
 end
 return out
+"""
+
+# KEYS: limit keys. ARGV, 6 per key: mode, size, per, amount (negative: give back),
+# seconds since the charge, burst. A bucket moves its level (never above its burst); a
+# window corrects what it counted only if the charge fell in the window still open.
+_ADJUST = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for i = 1, #KEYS do
+  local b = (i - 1) * 6
+  local mode, size = ARGV[b + 1], tonumber(ARGV[b + 2])
+  local per, amount = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  local elapsed, burst = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
+  if mode == 'bucket' then
+    local h = redis.call('HMGET', KEYS[i], 'level', 'at')
+    local level, at = tonumber(h[1]), tonumber(h[2])
+    if level then
+      if now > at then level = math.min(burst, level + (now - at) * size / per) end
+      level = math.min(burst, level - amount)
+      redis.call('HSET', KEYS[i], 'level', string.format('%.17g', level),
+        'at', string.format('%.6f', now))
+      -- The key may go once the bucket is full again: later than usual if left in debt.
+      local refill = (burst - level) / (size / per)
+      redis.call('PEXPIRE', KEYS[i], math.ceil(math.max(per, refill) * 1000) + 1000)
+    end
+  else
+    local h = redis.call('HMGET', KEYS[i], 'window', 'used')
+    if tonumber(h[1]) == math.floor((now - elapsed) / per) then
+      local used = math.max(0, (tonumber(h[2]) or 0) + amount)
+      redis.call('HSET', KEYS[i], 'used', string.format('%.17g', used))
+    end
+  end
+end
+return 1
 """
 
 # KEYS: quarantine keys. Returns {value or false, pttl, ...}.
@@ -203,6 +234,7 @@ class RedisStore:
         )
         register = self.client.register_script
         self._take = register(_TAKE)
+        self._adjust = register(_ADJUST)
         self._quarantines = register(_QUARANTINES)
         self._unlock = register(_UNLOCK)
         self._put_cache = register(_PUT_CACHE)
@@ -225,8 +257,7 @@ class RedisStore:
     async def ping(self) -> None:
         await self.client.ping()
 
-    def _charges(self, charges: Sequence[Charge]) -> tuple[list[str], list[str]]:
-        """The _TAKE script's KEYS and ARGV for ``charges``."""
+    async def take(self, charges: Sequence[Charge]) -> Taken:
         keys = [self._key("limit", c.key) for c in charges]
         args: list[str] = []
         for c in charges:
@@ -235,13 +266,9 @@ class RedisStore:
                 spec.mode,
                 repr(float(spec.limit)),
                 repr(float(spec.per)),
-                repr(float(c.amount)),
+                repr(c.amount),
                 repr(float(spec.burst)),
             ]
-        return keys, args
-
-    async def take(self, charges: Sequence[Charge]) -> Taken:
-        keys, args = self._charges(charges)
         wait, binding, *levels = await self._take(keys=keys, args=args)
         seconds = math.inf if wait == "inf" else float(wait)
         used = tuple(float(x) for x in levels[::2])
@@ -250,9 +277,20 @@ class RedisStore:
             return Taken(0.0, "", used, resets_in)
         return Taken(seconds, charges[int(binding) - 1].key, used, resets_in)
 
-    async def charge(self, charges: Sequence[Charge]) -> None:
-        keys, args = self._charges(charges)
-        await self._take(keys=keys, args=[*args, "force"])
+    async def adjust(self, corrections: Sequence[Correction]) -> None:
+        keys = [self._key("limit", c.key) for c in corrections]
+        args: list[str] = []
+        for c in corrections:
+            spec = c.spec
+            args += [
+                spec.mode,
+                repr(float(spec.limit)),
+                repr(float(spec.per)),
+                repr(float(c.amount)),
+                repr(float(c.elapsed)),
+                repr(float(spec.burst)),
+            ]
+        await self._adjust(keys=keys, args=args)
 
     async def put_quarantine(self, quarantine: Quarantine) -> None:
         value = json.dumps(

@@ -6,7 +6,9 @@
   router fails over exactly as for an upstream one. The account's local
   limiters still apply: when the store is down they are what holds. A 429 from
   the provider itself is published too, so the other routers keep off the
-  account for its Retry-After instead of each earning their own 429.
+  account for its Retry-After instead of each earning their own 429. Limits with
+  ``adjust_output`` are settled in the store too when a call ends: the output
+  estimate charged at admission is swapped for the output generated.
 - Quarantines: a breaker that opens here is published (expiring at the
   quarantine's end); every ``sync_every`` seconds each router pulls the shared
   ones and opens its own breaker until the same moment.
@@ -47,6 +49,7 @@ from engine.serve.state.sessions import SharedSessions
 from engine.serve.state.store import (
     CacheEntry,
     Charge,
+    Correction,
     Quarantine,
     StateStore,
     StoreUnavailable,
@@ -106,6 +109,7 @@ class SharedLimits:
         guard: GuardedStore,
         on_429: Callable[[str, RateLimited], None],
         on_quota: Callable[[QuotaAlert], None],
+        on_settle: Callable[[list[Correction]], None],
     ) -> None:
         self.provider = provider
         self.limits = tuple(limits)
@@ -113,21 +117,40 @@ class SharedLimits:
         self.guard = guard
         self.on_429 = on_429
         self.on_quota = on_quota
+        self.on_settle = on_settle
         self.keys = [f"{provider}/{spec.name}" for spec in self.limits]
         self.quota_watch = SharedQuotaWatch(provider, self.limits)
+        self._adjusting = [
+            (key, spec)
+            for key, spec in zip(self.keys, self.limits, strict=True)
+            if spec.adjust_output
+        ]
 
     async def complete(self, request: ChatRequest, request_id: str, usage: Usage) -> BackendReply:
-        if self.limits:
-            await self._take(request)
+        charged = bool(self.limits) and await self._take(request)
+        began = clock.now()
         try:
             return await self.backend.complete(request, request_id, usage)
         except RateLimited as exc:  # the provider's own 429: every router should keep off
             self.on_429(self.provider, exc)
             raise
+        finally:
+            if charged and self._adjusting:
+                self._settle(request, usage, clock.now() - began)
 
-    async def _take(self, request: ChatRequest) -> None:
+    def _settle(self, request: ChatRequest, usage: Usage, elapsed: float) -> None:
+        """Give the shared limits back the output estimate not generated (as the local
+        limiters do in :meth:`actors.limits.Admission.settle`)."""
+        amount = usage.output_tokens - _output_estimate(request)
+        if amount:
+            self.on_settle(
+                [Correction(key, spec, amount, elapsed) for key, spec in self._adjusting]
+            )
+
+    async def _take(self, request: ChatRequest) -> bool:
+        """Charge the shared limits (True), or not when the store is down (False)."""
         prompt = float(request.prompt_tokens)
-        output = float(request.max_tokens or request.expected_output_tokens or 0)
+        output = _output_estimate(request)
         amounts = {
             "requests": 1.0,
             "tokens": prompt + output,
@@ -142,13 +165,19 @@ class SharedLimits:
         try:
             taken = await self.guard.call("take", self.guard.store.take, charges)
         except StoreUnavailable:
-            return  # the local limiters, already charged, are what holds now
+            return False  # the local limiters, already charged, are what holds now
         if taken.wait > 0:
             limit = taken.binding.partition("/")[2]
             raise RateLimited(self.provider, f"{limit} (shared)", taken.wait)
         if self.quota_watch.quotas:
             for alert in self.quota_watch.check(clock.now(), charges, taken):
                 self.on_quota(alert)
+        return True
+
+
+def _output_estimate(request: ChatRequest) -> float:
+    """The output tokens charged at admission, as a provider charges its own limits."""
+    return float(request.max_tokens or request.expected_output_tokens or 0)
 
 
 def limited(
@@ -158,7 +187,13 @@ def limited(
     if shared is None:
         return backend
     return SharedLimits(
-        provider, limits, backend, shared.guard, shared.rate_limited, shared.quota_alert
+        provider,
+        limits,
+        backend,
+        shared.guard,
+        shared.rate_limited,
+        shared.quota_alert,
+        shared.settle,
     )
 
 
@@ -303,6 +338,10 @@ class SharedState:
             provider, error.retry_after, 0, str(error), self.instance, stamp, kind="cooling"
         )
         self._send("put_quarantine", self.guard.store.put_quarantine, hold)
+
+    def settle(self, corrections: list[Correction]) -> None:
+        """A call ended: its output estimate is swapped for its output, for every router."""
+        self._send("adjust", self.guard.store.adjust, corrections)
 
     def _cache_written(self, key: str, completion: Completion) -> None:
         entry = CacheEntry(

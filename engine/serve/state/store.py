@@ -35,6 +35,18 @@ class Charge:
     amount: float
 
 
+@attrs.frozen
+class Correction:
+    """Add ``amount`` units (negative: give back) to a charge made ``elapsed`` seconds
+    ago: a limit with ``adjust_output`` swaps the output estimate it was charged for
+    what was generated. A window that has closed since keeps what it counted."""
+
+    key: str
+    spec: LimitSpec
+    amount: float
+    elapsed: float
+
+
 #: What keeps a provider out: its breaker opened, or it answered 429 (its Retry-After).
 HOLD_KINDS = ("breaker", "cooling")
 
@@ -95,9 +107,8 @@ class StateStore(Protocol):
         which charge binds, and charge nothing. Atomic across routers."""
         ...
 
-    async def charge(self, charges: Sequence[Charge]) -> None:
-        """Charge every limit whether or not it has room (a bucket may go into debt, a
-        window past its limit): for amounts known only once a request has ended."""
+    async def adjust(self, corrections: Sequence[Correction]) -> None:
+        """Apply each correction to its limit (all routers see it)."""
         ...
 
     async def put_quarantine(self, quarantine: Quarantine) -> None: ...
@@ -195,13 +206,12 @@ class MemoryStore:
                 resets.append(0.0)
         return Taken(max(worst, 0.0), binding, tuple(used), tuple(resets))
 
-    async def charge(self, charges: Sequence[Charge]) -> None:
+    async def adjust(self, corrections: Sequence[Correction]) -> None:
         now = clock.now()
-        for charge in charges:
-            limiter = self._limits.get(charge.key)
-            if limiter is None:
-                limiter = self._limits[charge.key] = charge.spec.build()
-            limiter.take(now, charge.amount)
+        for correction in corrections:
+            limiter = self._limits.get(correction.key)
+            if limiter is not None:
+                limiter.adjust(now - correction.elapsed, now, correction.amount)
 
     async def put_quarantine(self, quarantine: Quarantine) -> None:
         key = f"{quarantine.kind}:{quarantine.provider}"

@@ -1,0 +1,48 @@
+"""The SLO metrics of one run, named for what they measure.
+
+A latency objective is about every request it covers, not only the answered ones: a
+failed request missed it (it never got an answer), so it counts as infinitely slow.
+A percentile is the smallest latency within which that share of the covered requests
+was answered (no interpolation: "95% of turns were answered within 2.1 s" is then
+literally true), and infinite when more than the rest failed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Which requests each latency metric covers, as the reports say it.
+COVERS = {
+    "answer": "candidate-facing turns, cache hits included",
+    "provider": "candidate-facing turns that needed a provider (not cache hits)",
+    "ttft": "candidate-facing turns that needed a provider, to their first token",
+}
+QUANTILES = (50, 95, 99)
+
+
+def slo_percentile(latency: np.ndarray, failed: np.ndarray, q: float) -> float:
+    """The ``q``-th percentile of ``latency`` with failed requests counted as infinite
+    (nan when nothing is covered)."""
+    if len(latency) == 0:
+        return float("nan")
+    values = np.where(failed, np.inf, latency)
+    return float(np.percentile(values, q, method="inverted_cdf"))
+
+
+def slo_metrics(
+    arrays: dict[str, np.ndarray], facing: np.ndarray, interviews_without_error: float
+) -> dict[str, float]:
+    """``answer_p*``, ``provider_p*``, ``ttft_p*``, ``success`` and
+    ``interviews_without_error`` of one run's request arrays."""
+    failed = arrays["outcome"] != 0
+    needed_provider = facing & ~arrays["cached"]
+    metrics: dict[str, float] = {}
+    for q in QUANTILES:
+        metrics[f"answer_p{q}"] = slo_percentile(arrays["latency"][facing], failed[facing], q)
+        covered = needed_provider
+        metrics[f"provider_p{q}"] = slo_percentile(arrays["latency"][covered], failed[covered], q)
+        metrics[f"ttft_p{q}"] = slo_percentile(arrays["ttft"][covered], failed[covered], q)
+    n = len(failed)
+    metrics["success"] = float(1 - failed.mean()) if n else float("nan")
+    metrics["interviews_without_error"] = interviews_without_error
+    return metrics
