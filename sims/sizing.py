@@ -4,8 +4,9 @@ For each level the search bisects over fleet size (the account groups being
 sized grow together along their ranges), which assumes that more accounts never
 make things worse; each point is simulated over several seeds and passes only
 if every seed meets every SLO. Simulations run in separate processes over the
-machine's cores. Each point depends only on (scenario, level, fleet, seed), so
-the same inputs give the same answer however the work is scheduled.
+machine's cores, or on a Dask cluster (:class:`sims.pool.Pool`). Each point
+depends only on (scenario, level, fleet, seed), so the same inputs give the same
+answer however and wherever the work is scheduled.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import os
 import re
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 import attrs
 
 from actors.runtime.errors import InvalidSetting
+from sims.pool import Pool
 from sims.scenario import Scenario, ScenarioError, load, structure
 from sims.slo import Slo
 
@@ -200,6 +201,20 @@ class _Search:
         return LevelAnswer(self.interviews, recommended, tuple(ordered), monotone)
 
 
+def check_inputs(
+    scenario: Scenario, slos: Sequence[Slo], ranges: Sequence[AccountRange], replications: int
+) -> None:
+    """Refuse what cannot be sized, naming the setting, before any simulation starts."""
+    if replications < 1:
+        raise InvalidSetting("replications", replications, ">= 1")
+    if not slos:
+        raise InvalidSetting("slo", [], "at least one SLO")
+    prefixes = [group.prefix for group in scenario.accounts]
+    for account_range in ranges:
+        if account_range.group not in prefixes:
+            raise InvalidSetting("accounts", account_range.group, " | ".join(prefixes))
+
+
 class Sizer:
     def __init__(
         self,
@@ -212,14 +227,7 @@ class Sizer:
         executor: Executor,
         on_simulation: Callable[[], None] | None = None,
     ) -> None:
-        if replications < 1:
-            raise InvalidSetting("replications", replications, ">= 1")
-        if not slos:
-            raise InvalidSetting("slo", [], "at least one SLO")
-        prefixes = [group.prefix for group in scenario.accounts]
-        for account_range in ranges:
-            if account_range.group not in prefixes:
-                raise InvalidSetting("accounts", account_range.group, " | ".join(prefixes))
+        check_inputs(scenario, slos, ranges, replications)
         self.scenario = scenario
         self.raw = raw
         self.source = source
@@ -265,18 +273,24 @@ def size(
     seed: int | None = None,
     workers: int | None = None,
     on_simulation: Callable[[], None] | None = None,
+    cluster: str | None = None,
 ) -> Sizing:
-    """Find, for each number of interviews, the smallest fleet meeting every SLO."""
+    """Find, for each number of interviews, the smallest fleet meeting every SLO.
+
+    The simulations run on ``workers`` local processes (default: every core), or on
+    the Dask scheduler at ``cluster`` (``tcp://HOST:PORT``): the same answer either way.
+    """
     if not levels or any(level < 1 for level in levels):
         raise InvalidSetting("interviews", list(levels), "one or more counts >= 1")
+    pool = Pool(workers=workers, cluster=cluster)
     scenario, raw = load(scenario_ref, overrides, seed=seed)
     ranges = tuple(ranges) or (default_range(scenario),)
-    workers = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(max_workers=workers) as processes:
+    check_inputs(scenario, slos, ranges, replications)
+    with pool.open() as executor:
         sizer = Sizer(
-            scenario, raw, scenario_ref, slos, ranges, replications, processes, on_simulation
+            scenario, raw, scenario_ref, slos, ranges, replications, executor, on_simulation
         )
-        # One thread drives each level's bisection; the processes do the simulating.
+        # One thread drives each level's bisection; the executor's workers simulate.
         with ThreadPoolExecutor(max_workers=len(levels)) as drivers:
             answers = list(
                 drivers.map(lambda level: _Search(sizer, level).run(), sorted(set(levels)))

@@ -143,6 +143,7 @@ def cmd_size(args: argparse.Namespace) -> int:
             seed=args.seed,
             workers=args.workers,
             on_simulation=tick,
+            cluster=args.cluster,
         )
 
     try:
@@ -198,7 +199,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     tick = (lambda: bar.update(1)) if bar is not None else None
     try:
         experiment = run_experiment(
-            args.experiment, args.seeds, args.set or [], workers=args.workers, on_run=tick
+            args.experiment,
+            args.seeds,
+            args.set or [],
+            workers=args.workers,
+            on_run=tick,
+            cluster=args.cluster,
         )
     finally:
         if bar is not None:
@@ -283,6 +289,15 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_cluster_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cluster",
+        metavar="tcp://HOST:PORT",
+        help="run the simulations on this Dask scheduler's workers instead of local processes "
+        "(same results; needs pip install 'callboard[cluster]')",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callboard",
@@ -340,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     size.add_argument("--replications", type=int, default=3, help="seeds per fleet size")
     size.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
+    _add_cluster_option(size)
     size.add_argument("--seed", type=int)
     size.add_argument("--set", action="append", metavar="KEY=VALUE")
     size.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
@@ -364,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a scenario key for every variant (repeatable)",
     )
     experiment.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
+    _add_cluster_option(experiment)
     experiment.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
     experiment.add_argument(
         "--json",

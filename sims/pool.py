@@ -1,0 +1,160 @@
+"""Where sizing and experiments run their simulations: local processes or a Dask cluster.
+
+Both submit independent, seeded simulations and only read their results, so any
+``concurrent.futures.Executor`` serves: a process pool over this machine's cores by
+default, or, with ``cluster="tcp://HOST:PORT"``, the executor of a Dask distributed
+client (``pip install 'callboard[cluster]'``). A simulation is a function of its
+arguments, so where it runs changes no number; what could change one is a worker
+running other code, so :meth:`Pool.open` checks every connected worker's
+:func:`code_fingerprint` against this machine's before any work is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from actors.runtime.errors import InvalidSetting, require
+
+_ADDRESS = re.compile(r"^tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+#: The packages whose code decides a simulation's numbers.
+_PACKAGES = ("actors", "engine", "sims")
+CLUSTER_EXTRA = "pip install 'callboard[cluster]'"
+
+
+def code_fingerprint() -> str:
+    """A hash of what decides a simulation's numbers here: the code and its runtime.
+
+    Runs on every Dask worker too; a worker whose hash differs from the client's
+    would compute other numbers for the same seed.
+    """
+    import numpy
+    import trio
+
+    digest = hashlib.sha256()
+    digest.update(f"python {sys.version_info[0]}.{sys.version_info[1]}\n".encode())
+    digest.update(f"numpy {numpy.__version__}\ntrio {trio.__version__}\n".encode())
+    for package in _PACKAGES:
+        spec = importlib.util.find_spec(package)
+        for root in (spec.submodule_search_locations or []) if spec else []:
+            base = Path(root)
+            files = sorted(p for p in base.rglob("*") if p.suffix in {".py", ".toml"})
+            for path in files:
+                digest.update(f"{package}/{path.relative_to(base).as_posix()}\n".encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@attrs.frozen
+class Pool:
+    """Where simulations run: ``workers`` local processes, or the Dask ``cluster`` at an address.
+
+    Built (and so validated) before any simulation starts; :meth:`open` connects.
+    """
+
+    workers: int | None = None
+    cluster: str | None = None
+    #: How long to wait for the scheduler to answer, and for a first worker to join.
+    connect_timeout: float = 10.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.workers is not None:
+            require("--workers", self.workers >= 1, self.workers, ">= 1 simulation processes")
+        if self.cluster is not None:
+            require(
+                "--cluster",
+                bool(_ADDRESS.match(self.cluster)),
+                self.cluster,
+                "a Dask scheduler's address tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786",
+            )
+            require(
+                "--workers",
+                self.workers is None,
+                self.workers,
+                "nothing with --cluster: the cluster's workers run the simulations",
+            )
+
+    @property
+    def described(self) -> str:
+        if self.cluster is not None:
+            return f"the Dask cluster at {self.cluster}"
+        return f"{self.workers or os.cpu_count() or 1} local processes"
+
+    @contextmanager
+    def open(self) -> Iterator[Executor]:
+        """An executor for the simulations; closed (pending work cancelled) on the way out."""
+        if self.cluster is None:
+            with ProcessPoolExecutor(max_workers=self.workers or os.cpu_count() or 1) as processes:
+                yield processes
+            return
+        with _dask_client(self.cluster, self.connect_timeout) as client:
+            executor = client.get_executor(pure=False)
+            try:
+                yield executor
+            finally:
+                executor.shutdown(wait=False)
+
+
+@contextmanager
+def _dask_client(address: str, timeout: float) -> Iterator[Any]:
+    """A client of the scheduler at ``address`` with at least one worker running this code."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise InvalidSetting(
+            "--cluster", address, f"an address, once Dask distributed is installed: {CLUSTER_EXTRA}"
+        ) from None
+    try:
+        client = Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise InvalidSetting(
+            "--cluster",
+            address,
+            f"a Dask scheduler that answers (none did within {timeout:g} s: {exc}); "
+            f"start one with `dask scheduler` and workers with `dask worker {address}`",
+        ) from None
+    try:
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except (OSError, TimeoutError):
+            raise InvalidSetting(
+                "--cluster",
+                address,
+                f"a scheduler with workers (none joined within {timeout:g} s); "
+                f"start some with `dask worker {address}`",
+            ) from None
+        _check_workers(client, address)
+        yield client
+    finally:
+        client.close()
+
+
+def _check_workers(client: Any, address: str) -> None:
+    """Refuse a cluster whose workers would compute other numbers than this machine."""
+    ours = code_fingerprint()
+    theirs = client.run(code_fingerprint, on_error="return")
+    for worker, answer in sorted(theirs.items()):
+        if isinstance(answer, BaseException):
+            raise InvalidSetting(
+                "--cluster",
+                address,
+                f"workers that can run callboard (worker {worker} failed: "
+                f"{type(answer).__name__}: {answer})",
+            )
+        if answer != ours:
+            raise InvalidSetting(
+                "--cluster",
+                address,
+                f"workers running the same callboard, Python, numpy and trio as this machine "
+                f"(worker {worker} differs: results would not match a local run)",
+            )
