@@ -6,25 +6,27 @@ default, or, with ``cluster="tcp://HOST:PORT"``, the executor of a Dask distribu
 client (``pip install 'callboard[cluster]'``). A simulation is a function of its
 arguments, so where it runs changes no number; what could change one is a worker
 running other code, so :meth:`Pool.open` checks every connected worker's
-:func:`code_fingerprint` against this machine's before any work is sent.
+:func:`code_fingerprint` against this machine's before any work is sent, and every
+task checks it again on the worker that runs it (workers may join later).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
 import re
 import sys
-from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from actors.runtime.errors import InvalidSetting, require
+from actors.runtime.errors import CallboardError, InvalidSetting, require
 
 _ADDRESS = re.compile(r"^tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 #: The packages whose code decides a simulation's numbers.
@@ -55,6 +57,46 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
+class WorkerMismatch(CallboardError):
+    """A Dask worker runs other code than the client: its numbers would not match."""
+
+    code = "worker_mismatch"
+
+
+@functools.cache
+def _fingerprint_here() -> str:
+    """This process's fingerprint, computed once (a worker checks it on every task)."""
+    return code_fingerprint()
+
+
+def run_on_worker(expected: str, function: Callable[..., Any], *args: Any) -> Any:
+    """Run ``function`` on a worker, unless the worker runs other code than the client."""
+    here = _fingerprint_here()
+    if here != expected:
+        raise WorkerMismatch(
+            f"--cluster: a worker ({os.uname().nodename}, pid {os.getpid()}) runs other "
+            "callboard code, Python, numpy or trio than this machine; its results would "
+            "not match a local run: install the same checkout on every worker"
+        )
+    return function(*args)
+
+
+class _CheckedExecutor(Executor):
+    """A Dask client's executor whose every task first checks the worker's code."""
+
+    def __init__(self, inner: Executor, expected: str) -> None:
+        self._inner = inner
+        self._expected = expected
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if kwargs:
+            fn = functools.partial(fn, **kwargs)
+        return self._inner.submit(run_on_worker, self._expected, fn, *args)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._inner.shutdown(wait=wait)
+
+
 @attrs.frozen
 class Pool:
     """Where simulations run: ``workers`` local processes, or the Dask ``cluster`` at an address.
@@ -64,8 +106,11 @@ class Pool:
 
     workers: int | None = None
     cluster: str | None = None
-    #: How long to wait for the scheduler to answer, and for a first worker to join.
+    #: How long to wait for the scheduler to answer.
     connect_timeout: float = 10.0
+    #: How long to wait for a first worker to join (workers started with the scheduler
+    #: take a few seconds to import and register).
+    workers_timeout: float = 30.0
 
     def __attrs_post_init__(self) -> None:
         if self.workers is not None:
@@ -97,16 +142,16 @@ class Pool:
             with ProcessPoolExecutor(max_workers=self.workers or os.cpu_count() or 1) as processes:
                 yield processes
             return
-        with _dask_client(self.cluster, self.connect_timeout) as client:
-            executor = client.get_executor(pure=False)
+        with _dask_client(self.cluster, self.connect_timeout, self.workers_timeout) as client:
+            executor = _CheckedExecutor(client.get_executor(pure=False), code_fingerprint())
             try:
                 yield executor
             finally:
-                executor.shutdown(wait=False)
+                executor.shutdown(wait=False)  # cancels what is still pending after an error
 
 
 @contextmanager
-def _dask_client(address: str, timeout: float) -> Iterator[Any]:
+def _dask_client(address: str, timeout: float, workers_timeout: float) -> Iterator[Any]:
     """A client of the scheduler at ``address`` with at least one worker running this code."""
     try:
         from distributed import Client
@@ -125,12 +170,12 @@ def _dask_client(address: str, timeout: float) -> Iterator[Any]:
         ) from None
     try:
         try:
-            client.wait_for_workers(1, timeout=timeout)
+            client.wait_for_workers(1, timeout=workers_timeout)
         except (OSError, TimeoutError):
             raise InvalidSetting(
                 "--cluster",
                 address,
-                f"a scheduler with workers (none joined within {timeout:g} s); "
+                f"a scheduler with workers (none joined within {workers_timeout:g} s); "
                 f"start some with `dask worker {address}`",
             ) from None
         _check_workers(client, address)

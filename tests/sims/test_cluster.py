@@ -7,11 +7,17 @@ import socket
 import sys
 
 import pytest
-from distributed import LocalCluster
+from distributed import Client, LocalCluster
 
 from actors.runtime.errors import InvalidSetting
 from engine.cli.main import main
-from sims.pool import Pool, _check_workers, code_fingerprint
+from sims.pool import (
+    Pool,
+    WorkerMismatch,
+    _check_workers,
+    _CheckedExecutor,
+    code_fingerprint,
+)
 from tests.sims.test_experiment import EXPERIMENT, SCENARIO
 from tests.sims.test_sizing import KNOWN
 
@@ -47,7 +53,7 @@ def test_size_on_a_cluster_gives_the_bytes_of_a_local_run(cluster, tmp_path, cap
         "size", str(known), "--interviews", "40,80", "--slo", "success>=100%",
         "--accounts", "acct=1..16", "--replications", "2", "--quiet", "--json",
     ]  # fmt: skip
-    before = _finished(cluster, "simulate_point")
+    before = _finished(cluster, "run_on_worker")
     assert main([*args, "--cluster", cluster.scheduler_address, "--out", str(tmp_path / "c")]) == 0
     on_cluster = json.loads(capsys.readouterr().out)
     assert main([*args, "--workers", "2", "--out", str(tmp_path / "l")]) == 0
@@ -59,7 +65,7 @@ def test_size_on_a_cluster_gives_the_bytes_of_a_local_run(cluster, tmp_path, cap
     # Every simulation of the cluster run ran on the cluster's workers.
     data = json.loads(text)
     simulations = sum(len(p["p95"]) for level in data["levels"] for p in level["curve"])
-    assert simulations > 0 and _finished(cluster, "simulate_point") - before == simulations
+    assert simulations > 0 and _finished(cluster, "run_on_worker") - before == simulations
 
 
 def test_an_experiment_on_a_cluster_gives_the_bytes_of_a_local_run(cluster, tmp_path, capsys):
@@ -67,13 +73,13 @@ def test_an_experiment_on_a_cluster_gives_the_bytes_of_a_local_run(cluster, tmp_
     path = tmp_path / "tiny-experiment.toml"
     path.write_text(EXPERIMENT)
     args = ["experiment", str(path), "--seeds", "2", "--quiet", "--json"]
-    before = _finished(cluster, "simulate_variant")
+    before = _finished(cluster, "run_on_worker")
     assert main([*args, "--cluster", cluster.scheduler_address, "--out", str(tmp_path / "c")]) == 0
     assert main([*args, "--workers", "2", "--out", str(tmp_path / "l")]) == 0
     capsys.readouterr()
     text = (tmp_path / "c" / "experiment.json").read_text()
     assert text == (tmp_path / "l" / "experiment.json").read_text()
-    assert _finished(cluster, "simulate_variant") - before == 3 * 2  # variants x seeds
+    assert _finished(cluster, "run_on_worker") - before == 3 * 2  # variants x seeds
 
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, capsys):
@@ -113,7 +119,7 @@ def test_a_scheduler_without_workers_is_refused():
     with LocalCluster(
         n_workers=0, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
     ) as empty:
-        pool = Pool(cluster=empty.scheduler_address, connect_timeout=1.0)
+        pool = Pool(cluster=empty.scheduler_address, workers_timeout=1.0)
         with pytest.raises(InvalidSetting, match="none joined within 1 s"), pool.open():
             pass
 
@@ -156,3 +162,13 @@ def test_the_fingerprint_follows_the_code(tmp_path, monkeypatch):
 
     monkeypatch.setattr(numpy, "__version__", "0.0.0")
     assert code_fingerprint() != first
+
+
+def test_a_worker_running_other_code_fails_its_task_by_name(cluster):
+    # Workers that join after the up-front check are checked by every task they run.
+    with Client(cluster.scheduler_address, set_as_default=False) as client:
+        wrong = _CheckedExecutor(client.get_executor(pure=False), "0" * 64)
+        with pytest.raises(WorkerMismatch, match=r"--cluster: a worker .* runs other callboard"):
+            wrong.submit(sum, [1, 2]).result()
+        right = _CheckedExecutor(client.get_executor(pure=False), code_fingerprint())
+        assert right.submit(sum, [1, 2]).result() == 3
