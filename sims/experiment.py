@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
 import tomllib
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -311,17 +310,17 @@ def run_experiment(
     seeds: int | None = None,
     overrides: Sequence[str] = (),
     workers: int | None = None,
-    on_run: Callable[[], None] | None = None,
+    on_run: Callable[[str, SeedRun], None] | None = None,
     cluster: str | None = None,
 ) -> Experiment:
     """Run every variant of ``ref`` on the same seeds, in parallel.
 
     On ``workers`` local processes (default: every core), or on the Dask scheduler at
-    ``cluster`` (``tcp://HOST:PORT``): the same numbers either way.
+    ``cluster`` (``tcp://HOST:PORT``): the same numbers either way. ``on_run`` is told
+    of each variant's run on each seed as it is collected, for progress displays.
     """
     pool = Pool(workers=workers, cluster=cluster)
     prepared = load_experiment(ref, seeds, overrides)
-    lock = threading.Lock()
     with pool.open() as processes:
         futures = [
             [
@@ -337,13 +336,12 @@ def run_experiment(
             for raw, variant in zip(prepared.raws, prepared.spec.variants, strict=True)
         ]
         runs = []
-        for row in futures:
+        for row, variant in zip(futures, prepared.spec.variants, strict=True):
             done = []
             for future in row:
                 done.append(future.result())
                 if on_run is not None:
-                    with lock:
-                        on_run()
+                    on_run(variant.name, done[-1])
             runs.append(tuple(done))
     return Experiment(prepared, tuple(runs))
 

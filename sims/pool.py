@@ -15,12 +15,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import logging
 import os
 import re
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +43,10 @@ def code_fingerprint() -> str:
     would compute other numbers for the same seed.
     """
     import numpy
-    import trio
 
     digest = hashlib.sha256()
     digest.update(f"python {sys.version_info[0]}.{sys.version_info[1]}\n".encode())
-    digest.update(f"numpy {numpy.__version__}\ntrio {trio.__version__}\n".encode())
+    digest.update(f"numpy {numpy.__version__}\ntrio {metadata.version('trio')}\n".encode())
     for package in _PACKAGES:
         spec = importlib.util.find_spec(package)
         for root in (spec.submodule_search_locations or []) if spec else []:
@@ -55,6 +56,19 @@ def code_fingerprint() -> str:
                 digest.update(f"{package}/{path.relative_to(base).as_posix()}\n".encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def quiet_simulation_logs() -> None:
+    """Keep the virtual world's log lines (quota alerts ...) out of the worker's stderr.
+
+    A sizing run's hundreds of simulations would each log their own alerts, in virtual
+    time, interleaved across processes, burying the progress lines; each alert is in its
+    run's results already. Idempotent, and only ``callboard`` loggers are touched.
+    """
+    callboard = logging.getLogger("callboard")
+    if not any(isinstance(h, logging.NullHandler) for h in callboard.handlers):
+        callboard.addHandler(logging.NullHandler())
+    callboard.propagate = False
 
 
 class WorkerMismatch(CallboardError):
@@ -78,6 +92,7 @@ def run_on_worker(expected: str, function: Callable[..., Any], *args: Any) -> An
             "callboard code, Python, numpy or trio than this machine; its results would "
             "not match a local run: install the same checkout on every worker"
         )
+    quiet_simulation_logs()
     return function(*args)
 
 
@@ -139,7 +154,9 @@ class Pool:
     def open(self) -> Iterator[Executor]:
         """An executor for the simulations; closed (pending work cancelled) on the way out."""
         if self.cluster is None:
-            with ProcessPoolExecutor(max_workers=self.workers or os.cpu_count() or 1) as processes:
+            with ProcessPoolExecutor(
+                max_workers=self.workers or os.cpu_count() or 1, initializer=quiet_simulation_logs
+            ) as processes:
                 yield processes
             return
         with _dask_client(self.cluster, self.connect_timeout, self.workers_timeout) as client:

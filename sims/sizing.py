@@ -226,6 +226,7 @@ class Sizer:
         replications: int,
         executor: Executor,
         on_simulation: Callable[[], None] | None = None,
+        on_point: Callable[[Point], None] | None = None,
     ) -> None:
         check_inputs(scenario, slos, ranges, replications)
         self.scenario = scenario
@@ -237,6 +238,7 @@ class Sizer:
         self.executor = executor
         self.steps = max(r.high - r.low for r in ranges)
         self._on_simulation = on_simulation
+        self._on_point = on_point
         self._lock = threading.Lock()
 
     def evaluate(self, interviews: int, step: int) -> Point:
@@ -255,7 +257,10 @@ class Sizer:
                 with self._lock:
                     self._on_simulation()
         passed = all(all(slo.met(run.summary) for slo in self.slos) for run in runs)
-        return Point(interviews, counts, tuple(runs), passed)
+        point = Point(interviews, counts, tuple(runs), passed)
+        if self._on_point is not None:
+            self._on_point(point)
+        return point
 
 
 def default_range(scenario: Scenario) -> AccountRange:
@@ -274,11 +279,15 @@ def size(
     workers: int | None = None,
     on_simulation: Callable[[], None] | None = None,
     cluster: str | None = None,
+    on_point: Callable[[Point], None] | None = None,
+    on_level: Callable[[LevelAnswer], None] | None = None,
 ) -> Sizing:
     """Find, for each number of interviews, the smallest fleet meeting every SLO.
 
     The simulations run on ``workers`` local processes (default: every core), or on
     the Dask scheduler at ``cluster`` (``tcp://HOST:PORT``): the same answer either way.
+    ``on_simulation``, ``on_point`` and ``on_level`` are told of each simulation, fleet
+    and level as it finishes (from several threads), for progress displays.
     """
     if not levels or any(level < 1 for level in levels):
         raise InvalidSetting("interviews", list(levels), "one or more counts >= 1")
@@ -288,13 +297,26 @@ def size(
     check_inputs(scenario, slos, ranges, replications)
     with pool.open() as executor:
         sizer = Sizer(
-            scenario, raw, scenario_ref, slos, ranges, replications, executor, on_simulation
+            scenario,
+            raw,
+            scenario_ref,
+            slos,
+            ranges,
+            replications,
+            executor,
+            on_simulation,
+            on_point,
         )
+
+        def search(level: int) -> LevelAnswer:
+            answer = _Search(sizer, level).run()
+            if on_level is not None:
+                on_level(answer)
+            return answer
+
         # One thread drives each level's bisection; the executor's workers simulate.
         with ThreadPoolExecutor(max_workers=len(levels)) as drivers:
-            answers = list(
-                drivers.map(lambda level: _Search(sizer, level).run(), sorted(set(levels)))
-            )
+            answers = list(drivers.map(search, sorted(set(levels))))
     return Sizing(scenario, tuple(slos), ranges, replications, tuple(answers))
 
 
