@@ -64,6 +64,7 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
             "counts": point.counts,
             "passed": point.passed,
             "seeds_passing": point.seeds_passing(sizing.slos),
+            "seeds_run": len(point.runs),
             "p95": [run.summary["p95"] for run in point.runs],
             "success_rate": [run.summary["success_rate"] for run in point.runs],
             "slo_values": {
@@ -347,7 +348,7 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
                 (
                     summary.count(level["interviews"]),
                     _fleet(point["counts"]),
-                    f"{point['seeds_passing']} of {meta['replications']}",
+                    f"{point['seeds_passing']} of {point['seeds_run']}",
                     _slo_text(point["slo_values"]),
                 )
             )
@@ -364,6 +365,10 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
                     ("interviews", "fleet", "seeds meeting all SLOs", "worst seed"),
                     tuple(curve_rows),
                 ),
+                "A fleet that misses an objective on one seed has failed, so the search "
+                "probes each fleet on one seed and runs the others only on the fleet it "
+                f"recommends ({_seeds(meta['replications'])}); a failing fleet stops at "
+                "its first failing seed.",
             ),
         ),
         Section("Figures", tuple(figures)),

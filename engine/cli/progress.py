@@ -109,10 +109,10 @@ def _fleet(counts: dict[str, int]) -> str:
 
 def point_step(point: Point, slos: Sequence[Slo]) -> str:
     """What one fleet tried at one level found, as a progress step."""
-    met = point.seeds_passing(slos)
+    met, ran = point.seeds_passing(slos), len(point.runs)
     return (
         f"{point.interviews:,} interviews on {_fleet(point.counts)}: "
-        f"SLOs met on {met} of {len(point.runs)} seeds"
+        f"SLOs met on {met} of {ran} seed{'' if ran == 1 else 's'}"
     )
 
 
