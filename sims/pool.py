@@ -18,6 +18,7 @@ import importlib.util
 import logging
 import os
 import re
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -88,7 +89,7 @@ def run_on_worker(expected: str, function: Callable[..., Any], *args: Any) -> An
     here = _fingerprint_here()
     if here != expected:
         raise WorkerMismatch(
-            f"--cluster: a worker ({os.uname().nodename}, pid {os.getpid()}) runs other "
+            f"--cluster: a worker ({socket.gethostname()}, pid {os.getpid()}) runs other "
             "callboard code, Python, numpy or trio than this machine; its results would "
             "not match a local run: install the same checkout on every worker"
         )
@@ -143,12 +144,6 @@ class Pool:
                 self.workers,
                 "nothing with --cluster: the cluster's workers run the simulations",
             )
-
-    @property
-    def described(self) -> str:
-        if self.cluster is not None:
-            return f"the Dask cluster at {self.cluster}"
-        return f"{self.workers or os.cpu_count() or 1} local processes"
 
     @contextmanager
     def open(self) -> Iterator[Executor]:
