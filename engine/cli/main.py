@@ -360,7 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also size the scenario with these overrides and compare costs, e.g. "
         "--baseline \"routing.tiers='strong_only'\"",
     )
-    size.add_argument("--replications", type=int, default=3, help="seeds per fleet size")
+    size.add_argument(
+        "--replications",
+        type=int,
+        default=3,
+        help="seeds the recommended fleet must meet every SLO on (the search probes the "
+        "fleets it tries on one seed, and stops a fleet at its first failing seed)",
+    )
     size.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
     _add_cluster_option(size)
     size.add_argument("--seed", type=int)
