@@ -75,6 +75,7 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
             "passed": point.passed,
             "seeds_passing": point.seeds_passing(sizing.slos),
             "latency": [_plotted(sizing).value(run.summary) for run in point.runs],
+            "seeds_run": len(point.runs),
             "success_rate": [run.summary["success_rate"] for run in point.runs],
             "slo_values": {
                 slo.text: [slo.value(run.summary) for run in point.runs] for slo in sizing.slos
@@ -369,7 +370,7 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
                 (
                     summary.count(level["interviews"]),
                     _fleet(point["counts"]),
-                    f"{point['seeds_passing']} of {meta['replications']}",
+                    f"{point['seeds_passing']} of {point['seeds_run']}",
                     _slo_text(point["slo_values"]),
                 )
             )
@@ -386,6 +387,10 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
                     ("interviews", "fleet", "seeds meeting all SLOs", "worst seed"),
                     tuple(curve_rows),
                 ),
+                "A fleet that misses an objective on one seed has failed, so the search "
+                "probes each fleet on one seed and runs the others only on the fleet it "
+                f"recommends ({_seeds(meta['replications'])}); a failing fleet stops at "
+                "its first failing seed.",
             ),
         ),
         Section("Figures", tuple(figures)),

@@ -6,7 +6,8 @@ the same seeds; because every random draw comes from a stream named after its
 entity (each provider account, each interview, the arrivals), seed i gives every
 variant the same arrivals and the same provider behaviour (common random numbers),
 so per-seed differences measure the policy, not the luck. Simulations run in
-separate processes, like ``callboard size``; each depends only on (scenario,
+separate processes or on a Dask cluster (:class:`sims.pool.Pool`), like
+``callboard size``; each depends only on (scenario,
 variant, seed), so the same inputs give the same numbers however they are
 scheduled.
 """
@@ -15,11 +16,8 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import threading
 import tomllib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ import cattrs
 from actors.faults import Fault
 from actors.runtime.errors import InvalidSetting, require
 from engine.routing.config import CONVERTER, apply_override, describe_problems
+from sims.pool import Pool
 from sims.scenario import (
     Scenario,
     ScenarioError,
@@ -311,13 +310,18 @@ def run_experiment(
     seeds: int | None = None,
     overrides: Sequence[str] = (),
     workers: int | None = None,
-    on_run: Callable[[], None] | None = None,
+    on_run: Callable[[str, SeedRun], None] | None = None,
+    cluster: str | None = None,
 ) -> Experiment:
-    """Run every variant of ``ref`` on the same seeds, in parallel processes."""
+    """Run every variant of ``ref`` on the same seeds, in parallel.
+
+    On ``workers`` local processes (default: every core), or on the Dask scheduler at
+    ``cluster`` (``tcp://HOST:PORT``): the same numbers either way. ``on_run`` is told
+    of each variant's run on each seed as it is collected, for progress displays.
+    """
+    pool = Pool(workers=workers, cluster=cluster)
     prepared = load_experiment(ref, seeds, overrides)
-    workers = workers or os.cpu_count() or 1
-    lock = threading.Lock()
-    with ProcessPoolExecutor(max_workers=workers) as processes:
+    with pool.open() as processes:
         futures = [
             [
                 processes.submit(
@@ -332,13 +336,12 @@ def run_experiment(
             for raw, variant in zip(prepared.raws, prepared.spec.variants, strict=True)
         ]
         runs = []
-        for row in futures:
+        for row, variant in zip(futures, prepared.spec.variants, strict=True):
             done = []
             for future in row:
                 done.append(future.result())
                 if on_run is not None:
-                    with lock:
-                        on_run()
+                    on_run(variant.name, done[-1])
             runs.append(tuple(done))
     return Experiment(prepared, tuple(runs))
 

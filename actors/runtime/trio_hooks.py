@@ -21,6 +21,7 @@ a missing hook, so an upgrade cannot lose one unnoticed.
 from __future__ import annotations
 
 import random
+import threading
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -81,10 +82,17 @@ def check_trio_scheduling_hooks() -> None:
         )
 
 
+#: Trio's shuffler and flag are process-wide: two pinned runs in two threads of one
+#: process (a Dask worker with several threads) would draw from one stream in an
+#: interleaving of the threads' making, so pinned runs take turns.
+_PINNED = threading.Lock()
+
+
 @contextmanager
 def pinned_trio_scheduling(seed: int) -> Iterator[None]:
     """Make trio's task order a function of ``seed`` for the duration of the block.
 
+    One pinned block runs at a time per process; another thread's waits for it.
     Without the hooks the block runs with trio's own (random) order, after a warning.
     """
     missing = missing_scheduling_hooks()
@@ -94,15 +102,16 @@ def pinned_trio_scheduling(seed: int) -> Iterator[None]:
         return
     run = _private("_run")
     rng: random.Random = run._r
-    saved_state = rng.getstate()
-    saved_flag = run._ALLOW_DETERMINISTIC_SCHEDULING
-    rng.seed(seed)
-    run._ALLOW_DETERMINISTIC_SCHEDULING = True
-    try:
-        yield
-    finally:
-        run._ALLOW_DETERMINISTIC_SCHEDULING = saved_flag
-        rng.setstate(saved_state)
+    with _PINNED:
+        saved_state = rng.getstate()
+        saved_flag = run._ALLOW_DETERMINISTIC_SCHEDULING
+        rng.seed(seed)
+        run._ALLOW_DETERMINISTIC_SCHEDULING = True
+        try:
+            yield
+        finally:
+            run._ALLOW_DETERMINISTIC_SCHEDULING = saved_flag
+            rng.setstate(saved_state)
 
 
 # --- speed ---------------------------------------------------------------------------

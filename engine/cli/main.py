@@ -108,6 +108,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_size(args: argparse.Namespace) -> int:
+    from engine.cli.progress import level_step, open_progress, point_step
     from reports.capacity import write_capacity_report
     from reports.summary import format_table
     from sims.sizing import AccountRange, Sizing, expected_simulations, size
@@ -127,12 +128,9 @@ def cmd_size(args: argparse.Namespace) -> int:
     total = expected_simulations(
         len(levels), ranges or [default_range(scenario)], args.replications
     )
-    bar, _ = _progress_bar(total, not args.quiet and sys.stderr.isatty())
-    tick = (lambda: bar.update(1)) if bar is not None else None
-    if bar is not None and args.baseline:
-        bar.total *= 2
+    progress = open_progress("size", total * (2 if args.baseline else 1), args.quiet)
 
-    def run(extra: list[str]) -> Sizing:
+    def run(extra: list[str], label: str) -> Sizing:
         return size(
             args.scenario,
             levels,
@@ -142,15 +140,17 @@ def cmd_size(args: argparse.Namespace) -> int:
             overrides=[*(args.set or []), *extra],
             seed=args.seed,
             workers=args.workers,
-            on_simulation=tick,
+            on_simulation=progress.simulation,
+            cluster=args.cluster,
+            on_point=lambda point: progress.step(label + point_step(point, slos)),
+            on_level=lambda answer: progress.step(label + level_step(answer)),
         )
 
     try:
-        sizing = run([])
-        baseline = run(args.baseline) if args.baseline else None
+        sizing = run([], "")
+        baseline = run(args.baseline, "baseline: ") if args.baseline else None
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"size-{scenario.name}")
     data, files = write_capacity_report(sizing, out, baseline, " and ".join(args.baseline or []))
     if args.json:
@@ -186,23 +186,36 @@ def cmd_size(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
+    from engine.cli.progress import open_progress
     from reports.experiment import write_experiment_report
     from reports.experiment_document import metric_value
     from reports.summary import format_table
-    from sims.experiment import METRICS, load_experiment, run_experiment
+    from sims.experiment import METRICS, SeedRun, load_experiment, run_experiment
     from sims.experiment_data import ALL_METRICS, json_line
 
     prepared = load_experiment(args.experiment, args.seeds, args.set or [])
     total = len(prepared.seeds) * len(prepared.spec.variants)
-    bar, _ = _progress_bar(total, not args.quiet and sys.stderr.isatty())
-    tick = (lambda: bar.update(1)) if bar is not None else None
+    progress = open_progress(f"experiment {prepared.spec.name}", total, args.quiet)
+
+    def on_run(variant: str, run: SeedRun) -> None:
+        progress.simulation()
+        figures = ", ".join(
+            f"{ALL_METRICS[key].label} {metric_value(ALL_METRICS[key], run.summary[key])}"
+            for key in ("success_rate", "p95")
+        )
+        progress.step(f"{variant}, seed {run.seed}: {figures}")
+
     try:
         experiment = run_experiment(
-            args.experiment, args.seeds, args.set or [], workers=args.workers, on_run=tick
+            args.experiment,
+            args.seeds,
+            args.set or [],
+            workers=args.workers,
+            on_run=on_run,
+            cluster=args.cluster,
         )
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     out = (
         Path(args.out)
         if args.out
@@ -283,6 +296,15 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_cluster_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cluster",
+        metavar="tcp://HOST:PORT",
+        help="run the simulations on this Dask scheduler's workers instead of local processes "
+        "(same results; needs pip install 'callboard[cluster]')",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callboard",
@@ -338,8 +360,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="also size the scenario with these overrides and compare costs, e.g. "
         "--baseline \"routing.tiers='strong_only'\"",
     )
-    size.add_argument("--replications", type=int, default=3, help="seeds per fleet size")
+    size.add_argument(
+        "--replications",
+        type=int,
+        default=3,
+        help="seeds the recommended fleet must meet every SLO on (the search probes the "
+        "fleets it tries on one seed, and stops a fleet at its first failing seed)",
+    )
     size.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
+    _add_cluster_option(size)
     size.add_argument("--seed", type=int)
     size.add_argument("--set", action="append", metavar="KEY=VALUE")
     size.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
@@ -364,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a scenario key for every variant (repeatable)",
     )
     experiment.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
+    _add_cluster_option(experiment)
     experiment.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
     experiment.add_argument(
         "--json",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -184,3 +185,24 @@ def test_without_the_speed_hooks_a_virtual_run_is_only_slower(monkeypatch):
 
     with pytest.warns(trio_hooks.TrioHookMissing, match="Instruments.*slower"):
         assert run_virtual(main) == 90.0
+
+
+def test_pinned_runs_in_two_threads_take_turns():
+    # A Dask worker runs simulations in several threads of one process; trio's shuffler
+    # is process-wide, so a second pinned block must wait until the first has ended.
+    entered = threading.Event()
+    states: list[object] = []
+
+    def second() -> None:
+        with pinned_trio_scheduling(2):
+            states.append(trio._core._run._r.getstate())
+            entered.set()
+
+    with pinned_trio_scheduling(1):
+        first_state = trio._core._run._r.getstate()
+        other = threading.Thread(target=second)
+        other.start()
+        assert not entered.wait(timeout=0.3)  # still held back
+        assert trio._core._run._r.getstate() == first_state  # nobody reseeded our stream
+    other.join()
+    assert entered.is_set() and states and states[0] != first_state

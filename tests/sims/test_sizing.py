@@ -6,6 +6,8 @@ import itertools
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from actors.runtime.errors import InvalidSetting
 from engine.cli.main import main
@@ -149,3 +151,89 @@ def test_several_groups_grow_together_along_their_ranges():
     assert [c["groq"] for c in walk] == list(range(1, 10))
     # Monotone in every group, so bisection over the step is bisection over the fleet.
     assert all(a["paid"] <= b["paid"] for a, b in itertools.pairwise(walk))
+
+
+# --- the search, against simulations whose verdicts are set per seed -------------------
+
+
+class _Verdicts:
+    """A stand-in for ``simulate_point``: seed i meets the SLO from ``thresholds[i]`` accounts."""
+
+    def __init__(self, first_seed: int, thresholds: list[int]) -> None:
+        self.first_seed = first_seed
+        self.thresholds = thresholds
+        self.calls: list[tuple[int, int]] = []
+
+    def __call__(self, raw, source, overrides, seed):
+        from sims.sizing import Run
+
+        count = int(next(o for o in overrides if o.startswith("accounts.0.count=")).split("=")[1])
+        self.calls.append((count, seed))
+        met = count >= self.thresholds[seed - self.first_seed]
+        return Run(seed, {"success_rate": 1.0 if met else 0.5}, {})
+
+
+def _search(known, monkeypatch, thresholds, high=16):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sims.scenario import load
+    from sims.sizing import Sizer, _Search
+
+    scenario, raw = load(known)
+    verdicts = _Verdicts(scenario.seed, thresholds)
+    monkeypatch.setattr("sims.sizing.simulate_point", verdicts)
+    with ThreadPoolExecutor(max_workers=len(thresholds)) as threads:
+        sizer = Sizer(
+            scenario, raw, known, [Slo.parse("success>=100%")],
+            [AccountRange.parse(f"acct=1..{high}")], len(thresholds), threads,
+        )  # fmt: skip
+        return _Search(sizer, 40).run(), verdicts.calls
+
+
+def test_the_search_probes_on_one_seed_and_confirms_the_answer_on_all(known, monkeypatch):
+    answer, calls = _search(known, monkeypatch, [7, 7, 7])
+    assert answer.recommended.counts == {"acct": 7} and answer.monotone
+    assert [run.seed for run in answer.recommended.runs] == [5, 6, 7]  # every seed
+    others = [p for p in answer.points if p is not answer.recommended]
+    assert others and all(len(p.runs) == 1 for p in others)  # a probe each
+    assert len(calls) == len(answer.points) + 2  # bisection was 3 seeds a fleet: 3 x points
+
+
+def test_an_answer_failing_a_later_seed_sends_the_search_above_it(known, monkeypatch):
+    # Seed 5 passes from 4 accounts, seed 7 only from 11: the probes settle on 4, whose
+    # confirmation fails on its third seed; the search goes on above it.
+    answer, _ = _search(known, monkeypatch, [4, 4, 11])
+    assert answer.recommended.counts == {"acct": 11}
+    four = next(p for p in answer.points if p.accounts == 4)
+    assert not four.passed and [r.seed for r in four.runs] == [5, 6, 7]
+    ten = next(p for p in answer.points if p.accounts == 10)
+    assert not ten.passed  # the fleet right below the answer was tried and failed
+    assert [r.seed for r in answer.recommended.runs] == [5, 6, 7]
+
+
+def test_a_failing_seed_stops_a_fleet_in_seed_order(known, monkeypatch):
+    # Seed 6 fails at 4 accounts: seed 7 is not read even if it ran, and the point says so.
+    answer, _ = _search(known, monkeypatch, [4, 9, 1])
+    four = next(p for p in answer.points if p.accounts == 4)
+    assert [r.seed for r in four.runs] == [5, 6] and not four.passed
+    assert answer.recommended.counts == {"acct": 9}
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.integers(1, 20), min_size=1, max_size=3))
+def test_the_search_finds_the_smallest_fleet_every_seed_passes(known, monkeypatch, thresholds):
+    # Whatever each seed needs, the answer is what they all need, as a bisection that ran
+    # every seed on every fleet would find; or none if that is beyond the range.
+    with monkeypatch.context() as patch:
+        answer, calls = _search(known, patch, thresholds)
+    needed = max(thresholds)
+    if needed > 16:
+        assert answer.recommended is None
+    else:
+        assert answer.recommended.counts == {"acct": needed}
+        assert len(answer.recommended.runs) == len(thresholds)
+        below = [p for p in answer.points if p.accounts == needed - 1]
+        assert needed == 1 or (below and not below[0].passed)
+    assert len(set(calls)) == len(calls)  # no simulation ran twice
