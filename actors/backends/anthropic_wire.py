@@ -164,7 +164,11 @@ def messages_body(
             continue
         role, blocks = _turn(message)
         content = message.get("content")
-        plain = isinstance(content, str) and not message.get("tool_calls") and role != "tool"
+        plain = (
+            isinstance(content, str)
+            and not message.get("tool_calls")
+            and message.get("role") != "tool"
+        )
         if turns and turns[-1]["role"] == role:  # the Messages API alternates roles
             earlier = turns[-1]["content"]
             if isinstance(earlier, str):
