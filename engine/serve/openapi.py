@@ -170,6 +170,82 @@ _SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "MessagesRequest": {
+        "type": "object",
+        "required": ["model", "max_tokens", "messages"],
+        "additionalProperties": False,
+        "description": "Anthropic's Messages API request; a field with no OpenAI counterpart "
+        "is refused with a 400 naming it",
+        "properties": {
+            "model": {"type": "string", "description": "'auto' or a model"},
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "system": {"type": "string"},
+            "messages": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["role", "content"],
+                    "properties": {
+                        "role": {"enum": ["user", "assistant"]},
+                        "content": {
+                            "oneOf": [
+                                {"type": "string"},
+                                {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["type", "text"],
+                                        "properties": {
+                                            "type": {"const": "text"},
+                                            "text": {"type": "string"},
+                                        },
+                                    },
+                                },
+                            ]
+                        },
+                    },
+                },
+            },
+            "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+            "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "stop_sequences": {"type": "array", "items": {"type": "string"}},
+            "stream": {"type": "boolean"},
+            "tools": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+            "tool_choice": {"type": "object"},
+            "metadata": {"type": "object", "properties": {"user_id": {"type": "string"}}},
+        },
+    },
+    "MessagesReply": {
+        "type": "object",
+        "required": ["id", "type", "role", "model", "content", "stop_reason", "usage"],
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"const": "message"},
+            "role": {"const": "assistant"},
+            "model": {"type": "string"},
+            "content": {"type": "array", "items": {"type": "object"}},
+            "stop_reason": {"type": "string"},
+            "usage": {"type": "object"},
+            "provider": {"type": "string"},
+        },
+    },
+    "MessagesError": {
+        "type": "object",
+        "required": ["type", "error"],
+        "properties": {
+            "type": {"const": "error"},
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "message": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
     "ModelList": {
         "type": "object",
         "required": ["object", "data"],
@@ -274,6 +350,32 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     **_errors(*_ROUTED),
+                },
+            }
+        },
+        "/v1/messages": {
+            "post": {
+                "summary": "Anthropic-compatible Messages API on the same router "
+                "(server-sent events with stream)",
+                "requestBody": _body({"$ref": "#/components/schemas/MessagesRequest"}),
+                "responses": {
+                    "200": {
+                        "description": "the answer in Anthropic's shape, and who gave it",
+                        "content": {
+                            _JSON: {"schema": {"$ref": "#/components/schemas/MessagesReply"}},
+                            "text/event-stream": {
+                                "schema": {"type": "string"},
+                                "description": "message_start ... message_stop events",
+                            },
+                        },
+                    },
+                    **{
+                        str(status): _json(
+                            {"$ref": "#/components/schemas/MessagesError"},
+                            "the error in Anthropic's shape; error.param names a bad field",
+                        )
+                        for status in _ROUTED
+                    },
                 },
             }
         },
