@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 
 from actors.messages import OPENAI_FIELDS, ROLES, ChatRequest
@@ -88,20 +89,30 @@ def check_needs(
     wanted = frozenset(need for need, _ in needs)
     if any(wanted <= have for have in sets):
         return
-    unmet = (pair for pair in needs if not any(pair[0] in have for have in sets))
-    need, field = next(unmet, needs[0])
-    value = _field_value(request, field)
     where = "any provider" if request.model == "auto" else f"a provider of model {request.model!r}"
-    if need == OPENAI_FIELDS:
-        allowed = f"a field {where} can take: only OpenAI-compatible providers take {field!r}"
+    unmet = [pair for pair in needs if not any(pair[0] in have for have in sets)]
+    if unmet:
+        need, field = unmet[0]
+        if need == OPENAI_FIELDS:
+            allowed = f"a field {where} can take: only OpenAI-compatible providers take it"
+        else:
+            allowed = f"a request {where} can answer: none declares the capability {need!r}"
     else:
-        allowed = f"a request {where} can answer: none declares the capability {need!r}"
-        if wanted != {need}:
-            allowed += f" together with {', '.join(sorted(wanted - {need}))}"
-    raise InvalidRequest(field, value, allowed)
+        need, field = needs[0]
+        every = ", ".join(f"{n} ({f})" for n, f in needs)
+        allowed = f"a request one provider can answer whole: none has all of {every}"
+    raise InvalidRequest(field, _field_value(request, field), allowed)
+
+
+_STEP = re.compile(r"\.?([A-Za-z_]\w*)|\[(\d+)\]")
 
 
 def _field_value(request: ChatRequest, field: str) -> object:
-    """The value of a top-level body field, for the error (a nested one: its name)."""
-    body = request.body or {}
-    return body.get(field, field) if "[" not in field and "." not in field else field
+    """The value at ``field`` (``seed``, ``messages[0].content[1]``) in the client's body."""
+    value: object = request.body or {}
+    for name, index in _STEP.findall(field):
+        try:
+            value = value[name] if name else value[int(index)]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
