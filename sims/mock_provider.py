@@ -1,12 +1,15 @@
-"""``callboard mock-provider``: a virtual provider served over OpenAI-compatible HTTP, in real time.
+"""``callboard mock-provider``: a virtual provider served over HTTP, in real time.
 
 The simulator's model of a provider (:class:`~actors.backends.virtual.VirtualBackend`:
 latency distributions, error kinds by share) answers real HTTP requests on
 trio's real clock, so the live router can be exercised, demonstrated and
-tested without any real account. Profiles say how it behaves and can be
-switched while it runs (``POST /admin/profile {"profile": "down"}``). A
-profile with limits enforces them and sends OpenAI's ``x-ratelimit-*``
-headers, so a router can be seen slowing down before the 429.
+tested without any real account. It speaks both wire formats: OpenAI's at
+``/v1/chat/completions`` and Anthropic's Messages API at ``/v1/messages``,
+streamed or not, with tool calls and JSON answers (:mod:`sims.mock_answers`).
+Profiles say how it behaves and can be switched while it runs
+(``POST /admin/profile {"profile": "down"}``). A profile with limits enforces
+them and sends OpenAI's ``x-ratelimit-*`` headers, so a router can be seen
+slowing down before the 429.
 """
 
 from __future__ import annotations

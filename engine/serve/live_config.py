@@ -58,11 +58,14 @@ class ProviderConfig:
     limits: tuple[LimitSpec, ...] = ()
     max_concurrency: int = 64
     queue_limit: int = 256
+    #: Tokens the model takes in all: a request's prompt plus its max_tokens must fit.
     context_window: int = 8192
     input_cost_per_mtok: float = 0.0
     output_cost_per_mtok: float = 0.0
     priority: int = 0
     headers: dict[str, str] = attrs.field(factory=dict, repr=False)  # may hold credentials
+    #: Ask this (OpenAI-compatible) account for the usage chunk of every stream, even when
+    #: the client did not (stream_options.include_usage).
     stream_usage: bool = False
     anthropic_version: str = "2023-06-01"
     default_max_tokens: int = 1024

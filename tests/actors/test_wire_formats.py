@@ -339,3 +339,20 @@ def test_tool_calls_with_null_content_are_an_answer():
     answer = openai_answer(reply)
     assert answer.message == message and answer.text == ""
     assert answer.prompt_tokens is None  # the provider gave no figure: the router estimates
+
+
+def test_a_completion_keeps_its_answer_through_the_shared_caches_encoding():
+    """Routers sharing a cache copy entries as JSON (``attrs.asdict``): the answer survives."""
+    import attrs
+
+    from actors.messages import Completion
+
+    answer = openai_answer(
+        {
+            "choices": [{"message": {"role": "assistant", "content": None, "refusal": "no"}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+        }
+    )
+    completion = Completion("r-1", "", "m", "a", 3, 1, 0.1, 0.1, answer=answer)
+    copied = Completion(**json.loads(json.dumps(attrs.asdict(completion))))
+    assert copied == completion and copied.answer == answer

@@ -329,3 +329,26 @@ async def test_the_cache_key_covers_every_field_that_shapes_the_answer(nursery, 
             (await http.post("/v1/chat/completions", json=body)).json()["cached"] for body in bodies
         ]
     assert cached == [False, False, False, False, False, True, True]
+
+
+async def test_a_cached_tool_call_streams_whole(nursery, user):
+    """A cache hit has no stream to pass on: its tool calls come as one delta, indexed."""
+    a = await start_mock(nursery, "a")
+    url = await start_router(nursery, live_config([a], cache={"enabled": True}))
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+        with trio.fail_after(10):
+            first = await client.chat.completions.create(
+                model="auto", messages=user, tools=[WEATHER]
+            )
+            stream = await client.chat.completions.create(
+                model="auto", messages=user, tools=[WEATHER], stream=True
+            )
+            chunks = [chunk async for chunk in stream]
+    parts = [p for c in chunks if c.choices for p in c.choices[0].delta.tool_calls or ()]
+    assert [(p.index, p.id, p.function.name, p.function.arguments) for p in parts] == [
+        (0, call.id, call.function.name, call.function.arguments)
+        for call in first.choices[0].message.tool_calls
+    ]
+    assert chunks[-1].model_extra["cached"] is True
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    assert len(a.mock.recent) == 1
