@@ -36,12 +36,7 @@ from actors.runtime.distributions import Constant, LogNormal
 from actors.runtime.errors import InvalidSetting
 from actors.runtime.randomness import RandomStreams
 from engine.routing.errors import InvalidRequest
-from engine.serve.anthropic_format import (
-    MessagesStream,
-    chat_body,
-    messages_error,
-    messages_reply,
-)
+from engine.serve.anthropic_format import chat_body, messages_error, messages_reply
 from engine.serve.asgi import (
     ClientGone,
     end_body,
@@ -53,6 +48,7 @@ from engine.serve.asgi import (
     start_sse,
     wait_for_disconnect,
 )
+from engine.serve.messages_stream import MessagesStream
 from engine.serve.openai_format import error_body, parse_chat_body
 from sims.mock_answers import special_answer
 

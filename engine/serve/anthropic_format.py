@@ -6,7 +6,8 @@ as a Messages reply or its stream of events. Fields with an OpenAI counterpart a
 translated (system, images, tools, tool_use and tool_result blocks, tool_choice,
 stop_sequences, max_tokens, temperature, top_p, metadata.user_id); the others are
 refused with a 400 naming them. ``cache_control`` marks are dropped: they change
-what a cached prompt costs, not the answer.
+what a cached prompt costs, not the answer. Streams are written by
+:mod:`engine.serve.messages_stream`.
 """
 
 from __future__ import annotations
@@ -233,12 +234,12 @@ def messages_usage(completion: Completion) -> dict[str, int]:
     }
 
 
-def _stop_reason(completion: Completion) -> str:
+def stop_reason(completion: Completion) -> str:
     finish = completion.answer.finish_reason if completion.answer is not None else None
     return STOP_REASONS.get(finish or "stop", "end_turn")
 
 
-def _extras(completion: Completion) -> dict[str, Any]:
+def extras(completion: Completion) -> dict[str, Any]:
     return {
         "request_id": completion.request_id,
         "provider": completion.provider,
@@ -257,10 +258,10 @@ def messages_reply(completion: Completion) -> dict[str, Any]:
         "role": "assistant",
         "model": completion.model,
         "content": content_blocks(message),
-        "stop_reason": _stop_reason(completion),
+        "stop_reason": stop_reason(completion),
         "stop_sequence": None,
         "usage": messages_usage(completion),
-        **_extras(completion),
+        **extras(completion),
     }
 
 
@@ -281,82 +282,3 @@ def messages_error(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, s
     status, body, headers = error_body(exc)
     error = {**body["error"], "type": _ERROR_TYPES.get(status, "api_error")}
     return status, {"type": "error", "error": error}, headers
-
-
-class MessagesStream:
-    """Turns the router's streamed pieces (OpenAI deltas) into Messages API events."""
-
-    def __init__(self, request_id: str) -> None:
-        self.request_id = request_id
-        self._index = -1
-        self._open: str | None = None  # "text" or "tool_use": the block being written
-        self._calls: dict[int, int] = {}  # tool call index -> block index
-        self.started = False
-
-    def start(self, model: str, prompt_tokens: int) -> list[tuple[str, dict[str, Any]]]:
-        self.started = True
-        message = {
-            "id": f"msg_{self.request_id}",
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": prompt_tokens, "output_tokens": 0},
-        }
-        return [("message_start", {"type": "message_start", "message": message})]
-
-    def _close(self) -> list[tuple[str, dict[str, Any]]]:
-        if self._open is None:
-            return []
-        self._open = None
-        return [("content_block_stop", {"type": "content_block_stop", "index": self._index})]
-
-    def _begin(self, block: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        events = self._close()
-        self._index += 1
-        self._open = block["type"]
-        start = {"type": "content_block_start", "index": self._index, "content_block": block}
-        return [*events, ("content_block_start", start)]
-
-    def _delta(self, index: int, delta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        return (
-            "content_block_delta",
-            {"type": "content_block_delta", "index": index, "delta": delta},
-        )
-
-    def delta(self, delta: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        events: list[tuple[str, dict[str, Any]]] = []
-        for field in ("content", "refusal"):
-            text = delta.get(field)
-            if isinstance(text, str) and text:
-                if self._open != "text":
-                    events += self._begin({"type": "text", "text": ""})
-                events.append(self._delta(self._index, {"type": "text_delta", "text": text}))
-        for position, part in enumerate(delta.get("tool_calls") or ()):
-            call = part.get("index", position)
-            function = part.get("function") or {}
-            if call not in self._calls:
-                block = {
-                    "type": "tool_use",
-                    "id": part.get("id", ""),
-                    "name": function.get("name", ""),
-                    "input": {},
-                }
-                events += self._begin(block)
-                self._calls[call] = self._index
-            if function.get("arguments"):
-                json_delta = {"type": "input_json_delta", "partial_json": function["arguments"]}
-                events.append(self._delta(self._calls[call], json_delta))
-        return events
-
-    def finish(self, completion: Completion) -> list[tuple[str, dict[str, Any]]]:
-        delta = {"stop_reason": _stop_reason(completion), "stop_sequence": None}
-        end = {
-            "type": "message_delta",
-            "delta": delta,
-            "usage": messages_usage(completion),
-            **_extras(completion),
-        }
-        return [*self._close(), ("message_delta", end), ("message_stop", {"type": "message_stop"})]

@@ -29,7 +29,7 @@ from actors.runtime.errors import CallboardError, ShuttingDown
 from engine.routing.books import Books
 from engine.routing.decision_log import log_value
 from engine.routing.errors import InvalidRequest
-from engine.serve.anthropic_format import MessagesStream, chat_body, messages_error, messages_reply
+from engine.serve.anthropic_format import chat_body, messages_error, messages_reply
 from engine.serve.asgi import (
     BODY_TIMEOUT,
     ClientGone,
@@ -48,6 +48,7 @@ from engine.serve.asgi import (
     wait_for_disconnect,
 )
 from engine.serve.live_router import LiveRouter
+from engine.serve.messages_stream import MessagesStream
 from engine.serve.metrics import CONTENT_TYPE, LiveMetrics
 from engine.serve.models import models_body
 from engine.serve.openai_format import (
