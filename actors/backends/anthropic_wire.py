@@ -64,8 +64,11 @@ def untranslatable(body: Mapping[str, Any]) -> list[str]:
     for i, message in enumerate(messages if isinstance(messages, list) else []):
         if not isinstance(message, dict):
             continue
-        fields += [f"messages[{i}].{k}" for k in message if k not in _MESSAGE_FIELDS]
+        if not message.keys() <= _MESSAGE_FIELDS:
+            fields += [f"messages[{i}].{k}" for k in message if k not in _MESSAGE_FIELDS]
         content = message.get("content")
+        if type(content) is str:  # the common case, checked in one step
+            continue
         for j, part in enumerate(content if isinstance(content, list) else []):
             if not (isinstance(part, dict) and part.get("type") in _PART_TYPES):
                 fields.append(f"messages[{i}].content[{j}]")
