@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -21,14 +22,45 @@ from actors.runtime import clock
 from actors.runtime.actor import Actor
 from actors.runtime.errors import InvalidSetting
 
+#: Body fields that change how or to whom an answer is delivered, never what it says.
+ANSWER_NEUTRAL = frozenset(
+    {
+        "stream",
+        "stream_options",
+        "user",
+        "metadata",
+        "store",
+        "model",  # the request's model is keyed on its own
+        "request_id",
+        "kind",
+        "deadline",
+        "bypass_cache",
+        "cache_key",
+        "priority",
+    }
+)
+
 
 def request_key(request: ChatRequest) -> str:
-    """The cache key: the explicit one, or a hash of the normalised request."""
+    """The cache key: the explicit one, or a hash of the normalised request.
+
+    A client's whole body (tools, response_format, seed, stop, logit_bias ...) is
+    keyed field by field, bar those in :data:`ANSWER_NEUTRAL`, so two requests share
+    an answer only when nothing that shapes it differs.
+    """
     if request.cache_key is not None:
         return request.cache_key
     digest = hashlib.blake2b(digest_size=16)
+    body = request.body
+    if body is not None:
+        shaping = {k: v for k, v in body.items() if k not in ANSWER_NEUTRAL}
+        digest.update(request.model.encode() + b"\x1f")
+        digest.update(json.dumps(shaping, sort_keys=True, separators=(",", ":")).encode())
+        return digest.hexdigest()
+    temperature = request.temperature
     # float(): a temperature of 0 and of 0.0 is the same request.
-    settings = f"{request.model}\x1f{float(request.temperature)!r}\x1f{request.max_tokens!r}"
+    shown = "None" if temperature is None else repr(float(temperature))
+    settings = f"{request.model}\x1f{shown}\x1f{request.max_tokens!r}"
     digest.update(settings.encode())
     for message in request.messages:
         # split/join collapses runs of whitespace several times faster than a regex.

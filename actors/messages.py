@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import attrs
 
-ROLES = ("system", "user", "assistant", "tool")
+ROLES = ("system", "developer", "user", "assistant", "tool")
+
+#: What a request may need of a provider's model (``needs``), declared per provider.
+CAPABILITIES = ("tools", "json_mode", "vision")
+#: The need of a field only OpenAI's wire format carries (``seed``, ``logprobs`` ...):
+#: providers that speak it have it; Anthropic's Messages API has no counterpart.
+OPENAI_FIELDS = "openai_fields"
 
 
 def estimate_tokens(chars: int, messages: int) -> int:
@@ -57,7 +66,8 @@ class ChatRequest:
 
     messages: tuple[ChatMessage, ...] = attrs.field(converter=tuple)
     model: str = "auto"
-    temperature: float = 1.0
+    #: None: the client set none, and none is sent (the provider's default applies).
+    temperature: float | None = None
     max_tokens: int | None = None
     request_id: str | None = None
     kind: str = "chat"
@@ -66,6 +76,14 @@ class ChatRequest:
     expected_output_tokens: int | None = None
     deadline: float | None = None
     priority: int = 0
+    #: The client's own body in OpenAI's Chat Completions shape (every field as it sent
+    #: it), passed to OpenAI-compatible upstreams untouched and translated for others;
+    #: None for requests the router builds itself (simulations, interview turns).
+    body: Mapping[str, Any] | None = attrs.field(default=None, hash=False, repr=False)
+    #: (capability, the field that needs it) pairs: only providers whose model has
+    #: every capability may answer (e.g. ``("tools", "tools")``, ``("vision",
+    #: "messages[0].content[1]")``, ``("openai_fields", "seed")``).
+    needs: tuple[tuple[str, str], ...] = ()
     # Sizes are read several times per request (validation, admission, cost): count once.
     prompt_chars: int = attrs.field(init=False, eq=False, repr=False)
     prompt_tokens: int = attrs.field(init=False, eq=False, repr=False)
@@ -87,6 +105,36 @@ class ChatRequest:
         object.__setattr__(self, "prompt_tokens", estimate_tokens(chars, len(self.messages)))
 
 
+def _answer(value: Any) -> Answer | None:
+    """An Answer, also from the dict a shared cache entry holds (``attrs.asdict``)."""
+    if value is None or isinstance(value, Answer):
+        return value
+    return Answer(**value)
+
+
+@attrs.frozen(slots=True)
+class Answer:
+    """A provider's whole answer in OpenAI's shape, beyond its text: what the client gets.
+
+    ``message`` is the assistant message as OpenAI writes it (``content``, which is
+    null beside ``tool_calls``; ``refusal`` ...); ``usage`` the provider's own usage
+    object; ``prompt_tokens`` / ``completion_tokens`` its figures, None where it gave none.
+    """
+
+    message: dict[str, Any] = attrs.field(factory=dict)
+    finish_reason: str | None = "stop"
+    logprobs: Any = None
+    system_fingerprint: str | None = None
+    usage: dict[str, Any] = attrs.field(factory=dict)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    @property
+    def text(self) -> str:
+        content = self.message.get("content")
+        return content if isinstance(content, str) else ""
+
+
 @attrs.frozen(slots=True)
 class Completion:
     """A successful answer, with how it was obtained."""
@@ -103,3 +151,6 @@ class Completion:
     cached: bool = False
     cost: float = 0.0
     queue_wait: float = 0.0
+    #: The provider's whole answer (tool calls, refusal, logprobs, its usage); None for
+    #: modelled providers, whose answer is its text.
+    answer: Answer | None = attrs.field(default=None, converter=_answer)

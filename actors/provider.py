@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 import trio
 
-from actors.backends import Backend, Usage
+from actors.backends import Backend, BackendReply, Usage
 from actors.breaker import CircuitBreaker, State
 from actors.concurrency import AdaptiveLimit, ConcurrencyConfig
 from actors.errors import (
@@ -35,7 +35,7 @@ from actors.errors import (
     RateLimited,
 )
 from actors.limits import UNITS, Admission, Limiter, LimitSpec, check_account_unit
-from actors.messages import ChatRequest, Completion
+from actors.messages import CAPABILITIES, OPENAI_FIELDS, ChatRequest, Completion
 from actors.quota import QuotaWatch
 from actors.runtime import clock
 from actors.runtime.actor import Actor
@@ -104,6 +104,11 @@ class ProviderSpec:
     cold_start: float = attrs.field(default=0.0, validator=_at_least(0))
     hourly_cost: float = attrs.field(default=0.0, validator=_at_least(0))
     priority: int = 0
+    #: What the model can do (:data:`actors.messages.CAPABILITIES`), plus ``openai_fields``
+    #: for an account that speaks OpenAI's wire format: requests needing more go elsewhere.
+    capabilities: frozenset[str] = attrs.field(
+        default=frozenset((*CAPABILITIES, OPENAI_FIELDS)), converter=frozenset
+    )
 
 
 @attrs.frozen
@@ -385,12 +390,13 @@ class Provider(Actor):
             content=reply.content,
             model=self.spec.model,
             provider=name,
-            prompt_tokens=request.prompt_tokens,
+            prompt_tokens=_prompt_tokens(request, reply),
             completion_tokens=reply.completion_tokens,
             latency=end - start,
             ttft=(service_start - start) + reply.ttft,
             cost=cost,
             queue_wait=service_start - start,
+            answer=reply.answer,
         )
 
     def _refused(self, permit: int, request_id: str, now: float) -> None:
@@ -442,6 +448,14 @@ class Provider(Actor):
                     self.listener.capacity_freed()
             case _:
                 raise TypeError(f"provider {self.spec.name!r} got an unknown message {message!r}")
+
+
+def _prompt_tokens(request: ChatRequest, reply: BackendReply) -> int:
+    """The provider's count of the prompt when it gave one, else the router's estimate."""
+    answer = reply.answer
+    if answer is not None and answer.prompt_tokens is not None:
+        return answer.prompt_tokens
+    return request.prompt_tokens
 
 
 def _size(limiter: Limiter) -> float:

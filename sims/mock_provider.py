@@ -1,12 +1,15 @@
-"""``callboard mock-provider``: a virtual provider served over OpenAI-compatible HTTP, in real time.
+"""``callboard mock-provider``: a virtual provider served over HTTP, in real time.
 
 The simulator's model of a provider (:class:`~actors.backends.virtual.VirtualBackend`:
 latency distributions, error kinds by share) answers real HTTP requests on
 trio's real clock, so the live router can be exercised, demonstrated and
-tested without any real account. Profiles say how it behaves and can be
-switched while it runs (``POST /admin/profile {"profile": "down"}``). A
-profile with limits enforces them and sends OpenAI's ``x-ratelimit-*``
-headers, so a router can be seen slowing down before the 429.
+tested without any real account. It speaks both wire formats: OpenAI's at
+``/v1/chat/completions`` and Anthropic's Messages API at ``/v1/messages``,
+streamed or not, with tool calls and JSON answers (:mod:`sims.mock_answers`).
+Profiles say how it behaves and can be switched while it runs
+(``POST /admin/profile {"profile": "down"}``). A profile with limits enforces
+them and sends OpenAI's ``x-ratelimit-*`` headers, so a router can be seen
+slowing down before the 429.
 """
 
 from __future__ import annotations
@@ -22,15 +25,18 @@ import attrs
 import trio
 
 from actors.backends import Usage
+from actors.backends.answers import answer_chars
 from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
 from actors.errors import AttemptError, AuthFailed, RateLimited, UpstreamError
 from actors.faults import Fault, FaultSchedule
 from actors.limits import Admission, LimitSpec, TokenBucket
-from actors.messages import ChatRequest, filler_text
+from actors.messages import Answer, ChatRequest, Completion, filler_text
 from actors.runtime import clock
 from actors.runtime.distributions import Constant, LogNormal
 from actors.runtime.errors import InvalidSetting
 from actors.runtime.randomness import RandomStreams
+from engine.routing.errors import InvalidRequest
+from engine.serve.anthropic_format import chat_body, messages_error, messages_reply
 from engine.serve.asgi import (
     ClientGone,
     end_body,
@@ -42,7 +48,9 @@ from engine.serve.asgi import (
     start_sse,
     wait_for_disconnect,
 )
-from engine.serve.openai_format import parse_chat_body
+from engine.serve.messages_stream import MessagesStream
+from engine.serve.openai_format import error_body, parse_chat_body
+from sims.mock_answers import special_answer
 
 logger = logging.getLogger("callboard.mock")
 MAX_BODY = 4 * 1024 * 1024
@@ -193,6 +201,8 @@ class MockProvider:
         try:
             if method == "POST" and path in ("/v1/chat/completions", "/chat/completions"):
                 await self._chat(scope, receive, send)
+            elif method == "POST" and path in ("/v1/messages", "/messages"):
+                await self._chat(scope, receive, send, anthropic=True)
             elif path == "/admin/profile" and method == "POST":
                 body = parse_json(await read_body(receive, MAX_BODY))
                 profile = self.set_profile(body.get("profile") if isinstance(body, dict) else body)
@@ -224,16 +234,26 @@ class MockProvider:
             "calls": dict(self.calls),
         }
 
-    def _authorised(self, scope: dict[str, Any]) -> bool:
+    def _authorised(self, scope: dict[str, Any], anthropic: bool) -> bool:
         if self._api_key is None:
             return True
         headers = dict(scope["headers"])
+        if anthropic:
+            return headers.get(b"x-api-key", b"").decode("latin-1") == self._api_key
         given = headers.get(b"authorization", b"").decode("latin-1")
         return given == f"Bearer {self._api_key}"
 
-    async def _chat(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def _chat(
+        self, scope: dict[str, Any], receive: Any, send: Any, anthropic: bool = False
+    ) -> None:
+        """A chat call in OpenAI's wire format, or in Anthropic's Messages API's."""
         body = parse_json(await read_body(receive, MAX_BODY))
-        request, stream = parse_chat_body(body)
+        try:
+            request, stream = parse_chat_body(chat_body(body) if anthropic else body)
+        except InvalidRequest as exc:  # as the real APIs do: 400 naming the field
+            status, error, _ = (messages_error if anthropic else error_body)(exc)
+            await send_json(send, status, error)
+            return
         headers = dict(scope["headers"])
         expected = headers.get(b"x-callboard-expected-tokens", b"").decode("latin-1")
         if expected.isdigit() and int(expected) >= 1:
@@ -242,7 +262,7 @@ class MockProvider:
         self._served += 1
         request_id = headers.get(b"x-callboard-request-id", b"").decode() or f"m-{self._served}"
         self.recent.append(request)
-        if not self._authorised(scope):
+        if not self._authorised(scope, anthropic):
             self.calls["401"] += 1
             await _error(send, 401, "Incorrect API key provided.", "invalid_api_key")
             return
@@ -261,7 +281,8 @@ class MockProvider:
             return
         self.in_flight += 1
         try:
-            await self._answer(request, request_id, stream, limit_headers, receive, send)
+            wire = _Wire(anthropic, request, request_id, self.name)
+            await self._answer(request, request_id, stream, limit_headers, receive, send, wire)
         finally:
             self.in_flight -= 1
 
@@ -273,6 +294,7 @@ class MockProvider:
         limit_headers: dict[str, str],
         receive: Any,
         send: Any,
+        wire: _Wire,
     ) -> None:
         async with trio.open_nursery() as nursery:
             # A client that hangs up stops the work, as a real server would.
@@ -283,55 +305,56 @@ class MockProvider:
             nursery.start_soon(watch)
             try:
                 if stream:
-                    await self._stream(request, request_id, limit_headers, send)
+                    await self._stream(request, request_id, limit_headers, send, wire)
                 else:
                     reply = await self.backend.complete(request, request_id, Usage())
                     self.calls["200"] += 1
-                    await send_json(
-                        send,
-                        200,
-                        _completion(
-                            self.name, request_id, request, reply.content, reply.completion_tokens
-                        ),
-                        limit_headers,
-                    )
+                    answer = wire.special or _text_answer(reply.content)
+                    tokens = reply.completion_tokens if wire.special is None else _count(answer)
+                    await send_json(send, 200, wire.reply(answer, tokens), limit_headers)
             except AttemptError as exc:
                 await self._fail(exc, limit_headers, send)
             nursery.cancel_scope.cancel()
 
     async def _stream(
-        self, request: ChatRequest, request_id: str, headers: dict[str, str], send: Any
+        self,
+        request: ChatRequest,
+        request_id: str,
+        headers: dict[str, str],
+        send: Any,
+        wire: _Wire,
     ) -> None:
         # The first token's fate and time come from the virtual model (a 1-token call);
         # the rest is paced at the model's decode speed.
         first = await self.backend.complete(
             attrs.evolve(request, max_tokens=1), request_id, Usage()
         )
-        wanted = request.expected_output_tokens or int(
-            self.profile.latency.output_tokens.sample(self._output)
-        )
-        if request.max_tokens is not None:
-            wanted = min(wanted, request.max_tokens)
         self.calls["200"] += 1
         await start_sse(send, headers)
-        created = int(time.time())
-        await send_sse(send, _chunk(self.name, request_id, created, first.content, None))
-        per_chunk = 4
-        text = filler_text(4 * max(0, wanted - 1))
-        for start in range(0, len(text), 4 * per_chunk):
-            await clock.sleep(per_chunk / self.profile.latency.tokens_per_s)
-            await send_sse(
-                send,
-                _chunk(self.name, request_id, created, text[start : start + 4 * per_chunk], None),
+        pace = self.profile.latency.tokens_per_s
+        if wire.special is not None:
+            pieces = _pieces(wire.special)
+            wanted = _count(wire.special)
+        else:
+            wanted = request.expected_output_tokens or int(
+                self.profile.latency.output_tokens.sample(self._output)
             )
-        final = _chunk(self.name, request_id, created, "", "stop")
-        final["usage"] = {
-            "prompt_tokens": request.prompt_tokens,
-            "completion_tokens": max(1, wanted),
-            "total_tokens": request.prompt_tokens + max(1, wanted),
-        }
-        await send_sse(send, final)
-        await send_sse(send, "[DONE]")
+            if request.max_tokens is not None:
+                wanted = min(wanted, request.max_tokens)
+            per_chunk = 4
+            text = filler_text(4 * max(0, wanted - 1))
+            pieces = [{"content": first.content}] + [
+                {"content": text[start : start + 4 * per_chunk]}
+                for start in range(0, len(text), 4 * per_chunk)
+            ]
+        for i, delta in enumerate(pieces):
+            if i:
+                await clock.sleep(4 / pace)
+            for name, data in wire.delta(delta, first=i == 0):
+                await send_sse(send, data, event=name)
+        finish = wire.special.finish_reason if wire.special is not None else "stop"
+        for name, data in wire.end(finish or "stop", max(1, wanted)):
+            await send_sse(send, data, event=name)
         await end_body(send)
 
     def _admit(self, request: ChatRequest) -> tuple[dict[str, str], float]:
@@ -392,37 +415,124 @@ async def _error(
     await send_json(send, status, body, headers)
 
 
-def _completion(
-    model: str, request_id: str, request: ChatRequest, content: str, tokens: int
-) -> dict[str, Any]:
-    return {
-        "id": f"chatcmpl-{request_id}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
+def _text_answer(content: str) -> Answer:
+    return Answer(message={"role": "assistant", "content": content})
+
+
+def _count(answer: Answer) -> int:
+    """Output tokens of a made-up answer: ~4 characters a token."""
+    return max(1, answer_chars(answer) // 4)
+
+
+def _pieces(answer: Answer) -> list[dict[str, Any]]:
+    """An answer as a stream's deltas: its text in pieces, each tool call's name, then
+    its arguments in two halves (as providers split them)."""
+    text = answer.text
+    pieces: list[dict[str, Any]] = [{"content": text[i : i + 16]} for i in range(0, len(text), 16)]
+    for index, call in enumerate(answer.message.get("tool_calls") or ()):
+        function = call["function"]
+        head = {"name": function["name"], "arguments": ""}
+        pieces.append(
             {
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
+                "tool_calls": [
+                    {"index": index, "id": call["id"], "type": "function", "function": head}
+                ]
             }
-        ],
-        "usage": {
-            "prompt_tokens": request.prompt_tokens,
-            "completion_tokens": tokens,
-            "total_tokens": request.prompt_tokens + tokens,
-        },
+        )
+        arguments = function["arguments"]
+        half = len(arguments) // 2
+        for part in (arguments[:half], arguments[half:]):
+            pieces.append({"tool_calls": [{"index": index, "function": {"arguments": part}}]})
+    return pieces
+
+
+class _Wire:
+    """One call's answer in the wire format it came in: OpenAI's or Anthropic's."""
+
+    def __init__(self, anthropic: bool, request: ChatRequest, request_id: str, name: str) -> None:
+        self.anthropic = anthropic
+        self.request = request
+        self.request_id = request_id
+        self.name = name
+        self.special = special_answer(request.body, request_id, name)
+        self.created = int(time.time())
+        self._events = MessagesStream(request_id)
+
+    def _completion(self, answer: Answer, tokens: int) -> Completion:
+        request = self.request
+        return Completion(
+            self.request_id,
+            answer.text,
+            self.name,
+            self.name,
+            request.prompt_tokens,
+            tokens,
+            0.0,
+            0.0,
+            answer=answer,
+        )
+
+    def reply(self, answer: Answer, tokens: int) -> dict[str, Any]:
+        if self.anthropic:
+            return messages_reply(self._completion(answer, tokens))
+        prompt = self.request.prompt_tokens
+        return {
+            "id": f"chatcmpl-{self.request_id}",
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.name,
+            "system_fingerprint": FINGERPRINT,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": answer.message,
+                    "logprobs": None,
+                    "finish_reason": answer.finish_reason or "stop",
+                }
+            ],
+            "usage": _usage(prompt, tokens),
+        }
+
+    def delta(self, delta: dict[str, Any], first: bool) -> list[tuple[str | None, Any]]:
+        if self.anthropic:
+            events = self._events.start(self.name, self.request.prompt_tokens) if first else []
+            return [*events, *self._events.delta(delta)]
+        chunk = _chunk(self.name, self.request_id, self.created, None)
+        chunk["choices"][0]["delta"] = {"role": "assistant", **delta} if first else delta
+        return [(None, chunk)]
+
+    def end(self, finish: str, tokens: int) -> list[tuple[str | None, Any]]:
+        if self.anthropic:
+            answer = Answer(finish_reason=finish)
+            return list(self._events.finish(self._completion(answer, tokens)))
+        final = _chunk(self.name, self.request_id, self.created, finish)
+        usage = _usage(self.request.prompt_tokens, tokens)
+        options = (self.request.body or {}).get("stream_options") or {}
+        if options.get("include_usage"):  # as OpenAI: a last chunk of its own, no choices
+            tail = {**_chunk(self.name, self.request_id, self.created, None), "choices": []}
+            return [(None, final), (None, {**tail, "usage": usage}), (None, "[DONE]")]
+        return [(None, {**final, "usage": usage}), (None, "[DONE]")]
+
+
+#: The mock's ``system_fingerprint``: its answers pass back whole, this included.
+FINGERPRINT = "fp_callboard_mock"
+
+
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
 
 
-def _chunk(
-    model: str, request_id: str, created: int, text: str, finish: str | None
-) -> dict[str, Any]:
-    delta = {"content": text} if text or finish is None else {}
+def _chunk(model: str, request_id: str, created: int, finish: str | None) -> dict[str, Any]:
     return {
         "id": f"chatcmpl-{request_id}",
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "system_fingerprint": FINGERPRINT,
+        "choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
     }

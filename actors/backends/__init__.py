@@ -6,7 +6,7 @@ from typing import Protocol
 
 import attrs
 
-from actors.messages import ChatRequest
+from actors.messages import Answer, ChatRequest
 
 
 @attrs.frozen(slots=True)
@@ -14,6 +14,8 @@ class BackendReply:
     content: str
     completion_tokens: int
     ttft: float
+    #: The whole answer as the provider gave it (HTTP backends); None: its text is all.
+    answer: Answer | None = None
 
 
 @attrs.define(slots=True)

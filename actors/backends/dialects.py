@@ -9,11 +9,14 @@ vLLM, Ollama, HuggingFace's router, ``callboard mock-provider``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
 
-from actors.messages import ChatRequest
+from actors.backends.answers import openai_answer
+from actors.backends.anthropic_wire import MessagesEvents, messages_answer, messages_body
+from actors.messages import Answer, ChatRequest
 
 KINDS = ("openai", "anthropic")
 
@@ -24,15 +27,17 @@ class StreamFault(Exception):
 
 @attrs.frozen
 class StreamStep:
-    """What one event adds: text, a token count, a finish reason, or the end of the stream."""
+    """What one event adds: an OpenAI-shaped chunk, or the end of the stream."""
 
-    text: str = ""
-    completion_tokens: int | None = None
+    chunk: dict[str, Any] | None = None
     done: bool = False
-    finished: bool = False
 
 
 NOTHING = StreamStep()
+DONE = StreamStep(done=True)
+
+#: Reads one stream's events in order: (event name, data) -> what it adds.
+StreamReader = Callable[[str | None, str], StreamStep]
 
 
 class Dialect(Protocol):
@@ -42,9 +47,9 @@ class Dialect(Protocol):
 
     def body(self, request: ChatRequest, model: str, stream: bool) -> dict[str, Any]: ...
 
-    def reply(self, data: Any) -> tuple[str, int | None]: ...
+    def reply(self, data: Any) -> Answer: ...
 
-    def stream_event(self, event: str | None, data: str) -> StreamStep: ...
+    def stream_reader(self) -> StreamReader: ...
 
 
 def error_message(data: Any) -> str:
@@ -69,7 +74,12 @@ def _json(data: str) -> Any:
 
 @attrs.frozen
 class OpenAIChat:
-    """``POST {base_url}/chat/completions``; streams ``data: {chunk}`` then ``data: [DONE]``."""
+    """``POST {base_url}/chat/completions``; streams ``data: {chunk}`` then ``data: [DONE]``.
+
+    A client's body goes upstream as it was sent, with the account's model; only
+    ``stream`` follows how the router reads the answer, and ``stream_usage`` (an
+    operator's choice) asks for the usage chunk when the client did not.
+    """
 
     stream_usage: bool = False
 
@@ -80,47 +90,50 @@ class OpenAIChat:
         return {"authorization": f"Bearer {api_key}"} if api_key else {}
 
     def body(self, request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "temperature": request.temperature,
-            "stream": stream,
-        }
-        if request.max_tokens is not None:
-            body["max_tokens"] = request.max_tokens
+        if request.body is not None:
+            body = {**request.body, "model": model}
+            if stream or "stream" in body:
+                body["stream"] = stream
+            if not stream:
+                body.pop("stream_options", None)  # only valid beside stream: true
+        else:
+            body = {
+                "model": model,
+                "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+                "stream": stream,
+            }
+            if request.temperature is not None:
+                body["temperature"] = request.temperature
+            if request.max_tokens is not None:
+                body["max_tokens"] = request.max_tokens
         if stream and self.stream_usage:
-            body["stream_options"] = {"include_usage": True}
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         return body
 
-    def reply(self, data: Any) -> tuple[str, int | None]:
-        content = data["choices"][0]["message"]["content"]
-        if not isinstance(content, str):
-            raise ValueError(f"choices[0].message.content is {type(content).__name__}, not text")
-        usage = data.get("usage") or {}
-        return content, usage.get("completion_tokens")
+    def reply(self, data: Any) -> Answer:
+        return openai_answer(data)
 
-    def stream_event(self, event: str | None, data: str) -> StreamStep:
+    def stream_reader(self) -> StreamReader:
+        return self._event
+
+    @staticmethod
+    def _event(event: str | None, data: str) -> StreamStep:
         if data.strip() == "[DONE]":
-            return StreamStep(done=True)
+            return DONE
         chunk = _json(data)
         if not isinstance(chunk, dict):
             raise ValueError("event is not a JSON object")
         if "error" in chunk:
             raise StreamFault(error_message(chunk) or "error event")
-        usage = chunk.get("usage") or {}
-        tokens = usage.get("completion_tokens")
-        choices = chunk.get("choices") or []
-        if not choices:
-            return StreamStep(completion_tokens=tokens)
-        text = (choices[0].get("delta") or {}).get("content") or ""
-        # The end marker is [DONE]; a finish_reason also completes the answer, for
-        # servers that close the stream without [DONE] (usage may still follow it).
-        return StreamStep(text, tokens, finished=choices[0].get("finish_reason") is not None)
+        return StreamStep(chunk)
 
 
 @attrs.frozen
 class AnthropicMessages:
-    """``POST {base_url}/v1/messages``; system prompts travel apart; max_tokens is required."""
+    """``POST {base_url}/v1/messages``; system prompts travel apart; max_tokens is required.
+
+    Requests and answers are translated by :mod:`actors.backends.anthropic_wire`.
+    """
 
     version: str = "2023-06-01"
     default_max_tokens: int = 1024
@@ -136,45 +149,34 @@ class AnthropicMessages:
         return headers
 
     def body(self, request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
-        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-        messages = [
-            {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
-            for m in request.messages
-            if m.role != "system"
-        ]
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": messages,
-            "max_tokens": request.max_tokens or self.default_max_tokens,
-            # Anthropic takes temperatures in [0, 1]; OpenAI's scale goes to 2.
-            "temperature": min(float(request.temperature), 1.0),
-            "stream": stream,
-        }
-        if system:
-            body["system"] = system
-        return body
+        body = request.body
+        if body is None:
+            body = {"messages": [{"role": m.role, "content": m.content} for m in request.messages]}
+            if request.temperature is not None:
+                body["temperature"] = request.temperature
+            if request.max_tokens is not None:
+                body["max_tokens"] = request.max_tokens
+        return messages_body(body, model, stream, self.default_max_tokens)
 
-    def reply(self, data: Any) -> tuple[str, int | None]:
-        blocks = data["content"]
-        if not isinstance(blocks, list):
-            raise ValueError("content is not a list of blocks")
-        text = "".join(b["text"] for b in blocks if b.get("type") == "text")
-        usage = data.get("usage") or {}
-        return text, usage.get("output_tokens")
+    def reply(self, data: Any) -> Answer:
+        return messages_answer(data)
 
-    def stream_event(self, event: str | None, data: str) -> StreamStep:
-        payload = _json(data)
-        kind = payload.get("type", event) if isinstance(payload, dict) else event
-        if kind == "content_block_delta":
-            delta = payload.get("delta") or {}
-            return StreamStep(delta.get("text", "") if delta.get("type") == "text_delta" else "")
-        if kind == "message_delta":
-            return StreamStep(completion_tokens=(payload.get("usage") or {}).get("output_tokens"))
-        if kind == "message_stop":
-            return StreamStep(done=True)
-        if kind == "error":
-            raise StreamFault(error_message(payload) or "error event")
-        return NOTHING  # message_start, content_block_start/stop, ping
+    def stream_reader(self) -> StreamReader:
+        events = MessagesEvents()
+
+        def read(event: str | None, data: str) -> StreamStep:
+            payload = _json(data)
+            if not isinstance(payload, dict):
+                raise ValueError("event is not a JSON object")
+            kind = payload.get("type", event)
+            if kind == "message_stop":
+                return DONE
+            if kind == "error":
+                raise StreamFault(error_message(payload) or "error event")
+            chunk = events.chunk(kind, payload)
+            return NOTHING if chunk is None else StreamStep(chunk)
+
+        return read
 
 
 def dialect_for(kind: str, **options: Any) -> Dialect:

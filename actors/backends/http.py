@@ -33,6 +33,7 @@ import httpx
 import trio
 
 from actors.backends import BackendReply, Usage
+from actors.backends.answers import AnswerBuilder, Piece, answer_chars
 from actors.backends.caps import (
     DEFAULT_CAPS,
     EventReader,
@@ -195,22 +196,24 @@ class HttpBackend:
                 name, f"reply is not JSON: {self._sample(response, content)}"
             ) from None
         try:
-            text, tokens = self.dialect.reply(data)
+            answer = self.dialect.reply(data)
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             raise self._not_a_completion(data, f"reply is not a completion: {exc}") from None
-        usage.output_tokens = _tokens(tokens, text)
-        return BackendReply(text, usage.output_tokens, clock.now() - start)
+        if answer.prompt_tokens is not None:
+            usage.input_tokens = answer.prompt_tokens  # billed as the provider counts
+        usage.output_tokens = _tokens(answer.completion_tokens, answer_chars(answer))
+        return BackendReply(answer.text, usage.output_tokens, clock.now() - start, answer)
 
     async def stream(
         self, request: ChatRequest, request_id: str, sink: StreamSink, usage: Usage
     ) -> BackendReply:
         """Stream the answer into ``sink`` as it arrives; return it whole at the end."""
         name = self.endpoint.name
-        await sink.start_attempt(name)
+        await sink.start_attempt(name, self.endpoint.model)
         start = clock.now()
         body = json.dumps(self.dialect.body(request, self.endpoint.model, stream=True))
-        parts: list[str] = []
-        tokens: int | None = None
+        builder = AnswerBuilder()
+        read = self.dialect.stream_reader()
         ttft: float | None = None
         try:
             async with self.client.stream(
@@ -224,20 +227,20 @@ class HttpBackend:
                 kind = response.headers.get("content-type", "")
                 if not kind.lower().startswith("text/event-stream"):
                     raise self._not_an_event_stream(response, await self._read(response))
-                complete = done = False
+                done = False
                 async with contextlib.aclosing(self._events(response)) as events:
                     async for event, data in events:
-                        step = self.dialect.stream_event(event, data)
-                        if step.text:
+                        step = read(event, data)
+                        piece = None if step.chunk is None else builder.feed(step.chunk)
+                        if piece is not None:
                             if ttft is None:
                                 ttft = clock.now() - start
-                            parts.append(step.text)
                             # Billed as generated, so a stream cut short costs what it sent.
-                            usage.output_tokens += _tokens(None, step.text)
-                            await sink.text(step.text)
-                        if step.completion_tokens is not None:
-                            tokens = step.completion_tokens
-                        complete = complete or step.finished or step.done
+                            usage.output_tokens += _tokens(None, _piece_chars(piece))
+                            if piece.logprobs is None and piece.delta.keys() == {"content"}:
+                                await sink.text(piece.text)  # text alone: the common case
+                            else:
+                                await sink.piece(piece.text, piece.delta, piece.logprobs)
                         if step.done:
                             done = True
                             break
@@ -246,7 +249,9 @@ class HttpBackend:
                         with trio.move_on_after(_DRAIN_AFTER_DONE):
                             async for _ in events:
                                 pass
-                if not complete:
+                # The end marker, or a finish reason (for servers that close the stream
+                # without [DONE]; usage may still follow it), completes the answer.
+                if not (done or builder.finish_reason is not None):
                     raise self._broken(sink, "the stream ended before the answer did")
         except httpx.HTTPError as exc:
             raise self._broken(sink, self._describe(exc)) from None
@@ -260,10 +265,15 @@ class HttpBackend:
             if sink.started and not sink.restartable:
                 raise StreamBroken(name, 200, f"unreadable event: {exc}") from None
             raise MalformedReply(name, f"unreadable event: {exc}") from None
-        content = "".join(parts)
-        usage.output_tokens = _tokens(tokens, content)
+        answer = builder.answer()
+        if answer.prompt_tokens is not None:
+            usage.input_tokens = answer.prompt_tokens
+        usage.output_tokens = _tokens(answer.completion_tokens, answer_chars(answer))
         return BackendReply(
-            content, usage.output_tokens, clock.now() - start if ttft is None else ttft
+            answer.text,
+            usage.output_tokens,
+            clock.now() - start if ttft is None else ttft,
+            answer,
         )
 
     # --- reading bodies within the caps -------------------------------------
@@ -402,8 +412,15 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def _tokens(reported: Any, content: str) -> int:
+def _tokens(reported: Any, chars: int) -> int:
     """The provider's count when it gave one, else the usual ~4 characters a token."""
     if isinstance(reported, int) and not isinstance(reported, bool) and reported >= 0:
         return reported
-    return max(1, len(content) // 4) if content else 0
+    return max(1, chars // 4) if chars else 0
+
+
+def _piece_chars(piece: Piece) -> int:
+    """Characters a streamed piece adds: its text, else what else it carries."""
+    if piece.text:
+        return len(piece.text)
+    return sum(len(json.dumps(v)) for v in piece.delta.values()) if piece.delta else 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator
+from typing import Any
 
 import attrs
 import trio
@@ -37,9 +38,12 @@ class StreamAlreadyStarted(AttemptError):
 
 @attrs.frozen
 class Delta:
-    """A piece of the answer's text."""
+    """A piece of the answer: its text, and the provider's own delta when it carries more
+    (tool calls, a refusal) in OpenAI's shape, with the piece's logprobs."""
 
     text: str
+    delta: dict[str, Any] | None = None
+    logprobs: Any = None
 
 
 @attrs.frozen
@@ -58,11 +62,15 @@ class StreamSink:
         #: Characters delivered by the current attempt, and by every attempt.
         self.attempt_chars = 0
         self.total_chars = 0
+        #: The model answering now (the account's, not ``auto``), for every chunk's label.
+        self.model = ""
 
-    async def start_attempt(self, provider: str) -> None:
+    async def start_attempt(self, provider: str, model: str = "") -> None:
         """Called by a backend before it streams; refuses or restarts after partial text."""
         if self.attempt_chars == 0:
+            self.model = model or self.model
             return
+        self.model = model or self.model
         if not self.restartable:
             raise StreamAlreadyStarted(provider, "an earlier attempt already streamed part")
         self.attempt_chars = 0
@@ -74,6 +82,13 @@ class StreamSink:
         self.attempt_chars += len(chunk)
         self.total_chars += len(chunk)
         await self._send.send(Delta(chunk))
+
+    async def piece(self, text: str, delta: dict[str, Any], logprobs: Any = None) -> None:
+        """A piece that may carry more than text (tool calls, a refusal, logprobs)."""
+        size = len(text) or 1  # a tool call's piece counts as sent, like text
+        self.attempt_chars += size
+        self.total_chars += size
+        await self._send.send(Delta(text, delta, logprobs))
 
     @property
     def started(self) -> bool:

@@ -169,7 +169,8 @@ class _Announce:
 
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     serve = subparsers.add_parser(
-        "serve", help="run the live router: OpenAI-compatible API, sessions, health, metrics"
+        "serve",
+        help="run the live router: OpenAI and Anthropic APIs, sessions, health, metrics",
     )
     serve.add_argument(
         "config", nargs="?", help="a TOML file with [[providers]] and router tables (optional)"
@@ -261,7 +262,7 @@ def add_caller_key_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
 def add_mock_provider_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     mock = subparsers.add_parser(
         "mock-provider",
-        help="serve a virtual provider over OpenAI-compatible HTTP; failure modes switchable",
+        help="serve a virtual provider over OpenAI or Anthropic HTTP; failure modes switchable",
     )
     mock.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
     mock.add_argument("--port", type=int, required=True)

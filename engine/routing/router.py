@@ -54,7 +54,7 @@ from engine.routing.recording import Attempt, Outcome, Recorder
 from engine.routing.retry import RetryBudget, RetryConfig
 from engine.routing.selection import Eligible, by_tier, eligible, needs_strong
 from engine.routing.shedding import PriorityLine, SheddingConfig
-from engine.routing.validation import validate
+from engine.routing.validation import check_needs, validate
 
 if TYPE_CHECKING:
     from actors.health import HealthMonitor
@@ -120,6 +120,10 @@ class Router:
                 self.context_windows.get(model, 0), p.spec.context_window
             )
         self._largest_window = max(self.context_windows.values())
+        #: Each model's distinct capability sets, to refuse at once what none can answer.
+        self.capabilities: dict[str, set[frozenset[str]]] = {}
+        for p in providers:
+            self.capabilities.setdefault(p.spec.model, set()).add(p.spec.capabilities)
         for p in providers:
             p.listener = self
 
@@ -196,6 +200,8 @@ class Router:
         """Refuse an invalid request before any provider sees it (its outcome: rejected)."""
         try:
             validate(request, self.context_windows, self._largest_window)
+            if request.needs:
+                check_needs(request, self.capabilities)
         except InvalidRequest as exc:
             self.stats.failed[exc.code] += 1
             if self.log.active:
@@ -573,6 +579,7 @@ class Router:
                 attempts=attempts,
                 cost=completion.cost,
                 queue_wait=completion.queue_wait,
+                answer=completion.answer,
             )
         if self.log.active:
             detail = f"provider={name} attempts={completion.attempts}"

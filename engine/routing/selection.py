@@ -66,7 +66,8 @@ def eligible(
     """Providers that can take ``request`` now, and what frees the others.
 
     A provider serves another model than the one asked for (unless it is ``auto``), a
-    light provider when only a strong one may answer, or a provider in ``avoid`` (its
+    light provider when only a strong one may answer, one whose context window is too
+    small or whose model lacks a capability the request needs, or a provider in ``avoid`` (its
     name -> until when, e.g. a 429's Retry-After) before that time, is not eligible;
     nor is one that could not plausibly answer within ``time_left`` (the request's
     deadline): its wait plus its typical service time must fit.
@@ -76,10 +77,15 @@ def eligible(
     busy = False
     strong_only = needs_strong(request, tiers)
     model = None if request.model == "auto" else request.model
+    needs = frozenset(need for need, _ in request.needs) if request.needs else None
+    size = request.prompt_tokens + (request.max_tokens or 0)
     for provider in providers:
-        if model is not None and provider.spec.model != model:
+        spec = provider.spec
+        if model is not None and spec.model != model:
             continue
-        if strong_only and provider.spec.tier != "strong":
+        if strong_only and spec.tier != "strong":
+            continue
+        if size > spec.context_window or (needs is not None and not needs <= spec.capabilities):
             continue
         wait = provider.wait_before(request, now)
         if avoid:

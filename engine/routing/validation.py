@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from actors.messages import ROLES, ChatRequest
+import re
+from collections.abc import Collection, Mapping
+
+from actors.messages import OPENAI_FIELDS, ROLES, ChatRequest
 from engine.routing.errors import InvalidRequest
 
 _ROLE_SET = frozenset(ROLES)
@@ -34,7 +37,9 @@ def validate(
             if not isinstance(message.content, str):
                 raise InvalidRequest(f"messages[{i}].content", message.content, "a string")
     temperature = request.temperature
-    if not (isinstance(temperature, int | float) and 0 <= temperature <= 2):
+    if temperature is not None and not (
+        isinstance(temperature, int | float) and 0 <= temperature <= 2
+    ):
         raise InvalidRequest("temperature", temperature, "a number in [0, 2]")
     if request.max_tokens is not None and not (
         isinstance(request.max_tokens, int) and request.max_tokens >= 1
@@ -63,3 +68,51 @@ def validate(
             f"{request.prompt_tokens} prompt tokens + {request.max_tokens or 0} max_tokens",
             f"at most {window} tokens in all (context window of {request.model!r})",
         )
+
+
+def check_needs(
+    request: ChatRequest, capabilities: Mapping[str, Collection[frozenset[str]]]
+) -> None:
+    """Raise :class:`InvalidRequest` naming the field whose need no provider of the
+    request's model meets (``capabilities``: model -> its providers' capability sets).
+
+    A request whose needs are each met, but never all by one provider, is refused
+    naming its first need, since no provider could answer it whole.
+    """
+    needs = request.needs
+    if not needs:
+        return
+    if request.model == "auto":
+        sets = [c for each in capabilities.values() for c in each]
+    else:
+        sets = list(capabilities.get(request.model, ()))
+    wanted = frozenset(need for need, _ in needs)
+    if any(wanted <= have for have in sets):
+        return
+    where = "any provider" if request.model == "auto" else f"a provider of model {request.model!r}"
+    unmet = [pair for pair in needs if not any(pair[0] in have for have in sets)]
+    if unmet:
+        need, field = unmet[0]
+        if need == OPENAI_FIELDS:
+            allowed = f"a field {where} can take: only OpenAI-compatible providers take it"
+        else:
+            allowed = f"a request {where} can answer: none declares the capability {need!r}"
+    else:
+        need, field = needs[0]
+        every = ", ".join(f"{n} ({f})" for n, f in needs)
+        allowed = f"a request one provider can answer whole: none has all of {every}"
+    raise InvalidRequest(field, _field_value(request, field), allowed)
+
+
+_STEP = re.compile(r"\.?([A-Za-z_]\w*)|\[(\d+)\]")
+
+
+def _field_value(request: ChatRequest, field: str) -> object:
+    """The value at ``field`` (``seed``, ``messages[0].content[1]``) in the client's body."""
+    value: object = request.body or {}
+    for name, index in _STEP.findall(field):
+        try:
+            value = value[name] if name else value[int(index)]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value

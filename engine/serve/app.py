@@ -23,11 +23,13 @@ from typing import Any
 import attrs
 import trio
 
-from actors.messages import Completion
+from actors.backends.sink import Delta
+from actors.messages import ChatRequest, Completion
 from actors.runtime.errors import CallboardError, ShuttingDown
 from engine.routing.books import Books
 from engine.routing.decision_log import log_value
 from engine.routing.errors import InvalidRequest
+from engine.serve.anthropic_format import chat_body, messages_error, messages_reply
 from engine.serve.asgi import (
     BODY_TIMEOUT,
     ClientGone,
@@ -47,12 +49,15 @@ from engine.serve.asgi import (
 )
 from engine.serve.callers import CallerGate, Ticket
 from engine.serve.live_router import LiveRouter
+from engine.serve.messages_stream import MessagesStream
 from engine.serve.metrics import CONTENT_TYPE, LiveMetrics
+from engine.serve.models import models_body
 from engine.serve.openai_format import (
     chunk_body,
     completion_body,
     error_body,
-    final_chunk_body,
+    final_chunks,
+    include_usage,
     parse_chat_body,
 )
 from engine.serve.openapi import openapi_document
@@ -104,9 +109,9 @@ class _Exchange:
 
 
 #: Routes that keep answering while the server drains: load balancers and scrapers poll them.
-_WHILE_DRAINING = frozenset({"health", "stats", "metrics", "openapi"})
+_WHILE_DRAINING = frozenset({"health", "stats", "metrics", "openapi", "models"})
 #: Routes whose requests the router answers: admitted by the caller key's budget.
-_SPENDING = frozenset({"chat", "messages"})
+_SPENDING = frozenset({"chat", "messages", "anthropic_messages"})
 
 
 class RouterApp:
@@ -134,6 +139,8 @@ class RouterApp:
         self._quiet = trio.Event()
         self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = [
             ("POST", re.compile(r"/v1/chat/completions"), "chat", self.chat),
+            ("GET", re.compile(r"/v1/models"), "models", self.models),
+            ("POST", re.compile(r"/v1/messages"), "anthropic_messages", self.anthropic_messages),
             ("POST", re.compile(r"/sessions"), "sessions", self.create_session),
             ("GET", re.compile(r"/sessions/(?P<sid>[^/]+)"), "session", self.get_session),
             ("POST", re.compile(r"/sessions/(?P<sid>[^/]+)/messages"), "messages", self.message),
@@ -271,10 +278,14 @@ class RouterApp:
         except ClientGone:
             exchange.status = 499
         except CallboardError as exc:
+            # The Anthropic entrance answers errors in Anthropic's shape; the rest in OpenAI's.
+            anthropic = route == "anthropic_messages"
+            shape = messages_error if anthropic else error_body
             if exchange.status == 0:
-                status, body, headers = error_body(exc)
+                status, body, headers = shape(exc)
                 headers = {**headers, **getattr(exc, "headers", {})}
-                if isinstance(exc, InvalidRequest) and route == "chat" and not exchange.routed:
+                chat = route in ("chat", "anthropic_messages")
+                if isinstance(exc, InvalidRequest) and chat and not exchange.routed:
                     self.metrics.rejected_before_router()
                 if self.draining:
                     headers = {**headers, "connection": "close"}
@@ -283,7 +294,7 @@ class RouterApp:
                 # The stream had started: its last event says why it ends here.
                 exchange.done = True
                 self._finish(exchange)
-                await send_sse(send, error_body(exc)[1])
+                await send_sse(send, shape(exc)[1], event="error" if anthropic else None)
                 await end_body(send)
         except Exception:
             logger.exception(
@@ -348,14 +359,20 @@ class RouterApp:
             raise ClientGone
 
     # --- OpenAI-compatible chat ------------------------------------------------
-    async def chat(self, scope, receive, send, respond, exchange: _Exchange) -> None:
-        request, stream = parse_chat_body(await self._body(receive))
+    def _routed(self, request: ChatRequest, exchange: _Exchange) -> ChatRequest:
+        """The request with its id (the body's, the x-request-id header's, or a new one)."""
         request_id = request.request_id
         if request_id is None:
             request_id = exchange.request_id if exchange.request_id != "-" else None
         request = attrs.evolve(request, request_id=request_id or self.live.router.new_request_id())
         exchange.request_id = request.request_id or "-"
         exchange.routed = True
+        return request
+
+    async def chat(self, scope, receive, send, respond, exchange: _Exchange) -> None:
+        unknown = self.live.config.server.unknown_fields
+        request, stream = parse_chat_body(await self._body(receive), unknown_fields=unknown)
+        request = self._routed(request, exchange)
         if stream:
             await self._until_disconnect(
                 receive, exchange, lambda: self._stream_chat(request, send, respond, exchange)
@@ -384,18 +401,73 @@ class RouterApp:
                     if isinstance(event, Done):
                         completion = event.completion
                         exchange.answered(completion)
-                        await send_sse(send, final_chunk_body(completion, created))
+                        for chunk in final_chunks(completion, created, include_usage(request)):
+                            await send_sse(send, chunk)
                         await send_sse(send, "[DONE]")
                         break
-                    text = getattr(event, "text", "")
-                    if text:
-                        body = chunk_body(request.request_id, request.model, created, text, first)
+                    if isinstance(event, Delta) and (event.text or event.delta):
+                        delta = event.delta if event.delta is not None else {"content": event.text}
+                        # Every chunk names the model answering, never "auto".
+                        model = reply.sink.model or request.model
+                        body = chunk_body(
+                            request.request_id, model, created, delta, first, event.logprobs
+                        )
                         await send_sse(send, body)
                         first = False
                     event = await reply.next_event()
             except CallboardError as exc:
                 _, body, _ = error_body(exc)
                 await send_sse(send, body)
+            exchange.done = True
+            self._finish(exchange)
+            await end_body(send)
+
+    # --- Anthropic-compatible messages ---------------------------------------------
+    async def anthropic_messages(self, scope, receive, send, respond, exchange: _Exchange) -> None:
+        """``POST /v1/messages``: Anthropic's Messages API, on the same router and fleet."""
+        request, stream = parse_chat_body(chat_body(await self._body(receive)))
+        request = self._routed(request, exchange)
+        if stream:
+            await self._until_disconnect(
+                receive, exchange, lambda: self._stream_messages(request, send, exchange)
+            )
+            return
+
+        async def answer() -> None:
+            completion = await self.live.complete_request(request)
+            exchange.answered(completion)
+            await respond(200, messages_reply(completion))
+
+        await self._until_disconnect(receive, exchange, answer)
+
+    async def _stream_messages(self, request: ChatRequest, send, exchange: _Exchange) -> None:
+        async with self.live.stream_request(request) as reply:
+            event = await reply.next_event()  # a failure before any text: an HTTP status
+            exchange.status = 200
+            exchange.streaming = True
+            await start_sse(send, {"x-request-id": request.request_id or ""})
+            writer = MessagesStream(request.request_id or "")
+            try:
+                while True:
+                    if not writer.started:
+                        model = reply.sink.model or request.model
+                        if isinstance(event, Done):
+                            model = event.completion.model
+                        for name, data in writer.start(model, request.prompt_tokens):
+                            await send_sse(send, data, event=name)
+                    if isinstance(event, Done):
+                        completion = event.completion
+                        exchange.answered(completion)
+                        for name, data in writer.finish(completion):
+                            await send_sse(send, data, event=name)
+                        break
+                    if isinstance(event, Delta):
+                        delta = event.delta if event.delta is not None else {"content": event.text}
+                        for name, data in writer.delta(delta):
+                            await send_sse(send, data, event=name)
+                    event = await reply.next_event()
+            except CallboardError as exc:
+                await send_sse(send, messages_error(exc)[1], event="error")
             exchange.done = True
             self._finish(exchange)
             await end_body(send)
@@ -483,6 +555,10 @@ class RouterApp:
                 "state": self.live.state_status(),
             },
         )
+
+    async def models(self, scope, receive, send, respond, exchange) -> None:
+        """The models clients may ask for (OpenAI's list), with what each can do."""
+        await respond(200, models_body(self.live.providers))
 
     async def models_health(self, scope, receive, send, respond, exchange) -> None:
         body: dict[str, Any] = {"providers": [s.as_json() for s in self.live.status()]}

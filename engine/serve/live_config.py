@@ -27,6 +27,7 @@ from actors.cache import CacheConfig
 from actors.concurrency import ConcurrencyConfig
 from actors.health import HealthConfig
 from actors.limits import LimitSpec
+from actors.messages import CAPABILITIES, OPENAI_FIELDS
 from actors.provider import ProviderSpec
 from actors.runtime.errors import InvalidSetting, require
 from engine.routing.config import CONVERTER, ConfigError, apply_override, describe_problems
@@ -36,6 +37,7 @@ from engine.routing.policies import PolicyConfig
 from engine.routing.retry import RetryConfig
 from engine.routing.shedding import SheddingConfig
 from engine.serve.callers.config import CallersConfig
+from engine.serve.openai_format import UNKNOWN_FIELDS
 from engine.serve.state.config import StateConfig
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -57,16 +59,29 @@ class ProviderConfig:
     limits: tuple[LimitSpec, ...] = ()
     max_concurrency: int = 64
     queue_limit: int = 256
+    #: Tokens the model takes in all: a request's prompt plus its max_tokens must fit.
     context_window: int = 8192
     input_cost_per_mtok: float = 0.0
     output_cost_per_mtok: float = 0.0
     priority: int = 0
     headers: dict[str, str] = attrs.field(factory=dict, repr=False)  # may hold credentials
+    #: Ask this (OpenAI-compatible) account for the usage chunk of every stream, even when
+    #: the client did not (stream_options.include_usage).
     stream_usage: bool = False
     anthropic_version: str = "2023-06-01"
     default_max_tokens: int = 1024
+    #: What the model can do (tools, json_mode, vision); requests that need a
+    #: capability go only to accounts that declare it. Default: all three.
+    capabilities: tuple[str, ...] = CAPABILITIES
 
     def __attrs_post_init__(self) -> None:
+        for capability in self.capabilities:
+            require(
+                "providers.capabilities",
+                capability in CAPABILITIES,
+                capability,
+                " | ".join(CAPABILITIES),
+            )
         require(
             "providers.name", bool(_NAME.fullmatch(self.name)), self.name, "letters, digits, . _ -"
         )
@@ -104,6 +119,8 @@ class ProviderConfig:
             input_cost_per_mtok=self.input_cost_per_mtok,
             output_cost_per_mtok=self.output_cost_per_mtok,
             priority=self.priority,
+            # An OpenAI-compatible account takes every field of OpenAI's API as sent.
+            capabilities={*self.capabilities, *([OPENAI_FIELDS] if self.kind == "openai" else [])},
         )
 
     def endpoint(self, env: Mapping[str, str], index: int) -> Endpoint:
@@ -159,6 +176,9 @@ class ServerConfig:
     body_timeout: float = 30.0
     #: Clients: the most bytes of a request's line and headers.
     max_header_bytes: int = 16 * 1024
+    #: Clients: a chat request field OpenAI's API does not have: "pass" it upstream
+    #: untouched (servers with extensions take them), or "refuse" it with a 400 naming it.
+    unknown_fields: str = "pass"
     #: Providers: seconds to connect (DNS, TCP, TLS, a proxy's tunnel).
     connect_timeout: float = 10.0
     #: Providers: seconds without a byte from a provider before its answer counts as lost;
@@ -181,6 +201,12 @@ class ServerConfig:
         require("server.port", 0 <= self.port <= 65535, self.port, "0 .. 65535 (0: any free port)")
         require(
             "server.log_level", self.log_level in LOG_LEVELS, self.log_level, " | ".join(LOG_LEVELS)
+        )
+        require(
+            "server.unknown_fields",
+            self.unknown_fields in UNKNOWN_FIELDS,
+            self.unknown_fields,
+            " | ".join(UNKNOWN_FIELDS),
         )
         for name in (
             "log_max_bytes",

@@ -74,7 +74,7 @@ class LiveRouter:
         messages: Messages,
         *,
         model: str = "auto",
-        temperature: float = 1.0,
+        temperature: float | None = None,
         max_tokens: int | None = None,
         request_id: str | None = None,
         kind: str = "chat",

@@ -9,36 +9,66 @@ validation, where the simulator's requests meet them too.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
 from typing import Any
 
-from actors.messages import ChatMessage, ChatRequest, Completion
+from actors.backends.anthropic_wire import untranslatable
+from actors.messages import OPENAI_FIELDS as OPENAI_WIRE
+from actors.messages import ROLES, ChatMessage, ChatRequest, Completion
 from actors.runtime.errors import CallboardError
 from engine.routing.errors import InvalidRequest, RequestFailed
 
-#: Body fields accepted and ignored: they do not change what callboard does.
-IGNORED_FIELDS = frozenset(
-    {"user", "stream_options", "seed", "top_p", "presence_penalty", "frequency_penalty", "stop"}
+#: Fields of a request body that address callboard, not the model: never sent upstream.
+ROUTER_FIELDS = frozenset(
+    {"request_id", "kind", "deadline", "bypass_cache", "cache_key", "priority"}
 )
-_KNOWN_FIELDS = frozenset(
+#: The fields of OpenAI's Chat Completions request. Those the router reads are checked
+#: here; the others pass upstream untouched (the provider checks them), as do fields
+#: this list does not know unless ``server.unknown_fields = "refuse"``.
+CHAT_FIELDS = frozenset(
     {
         "messages",
         "model",
-        "temperature",
-        "max_tokens",
+        "audio",
+        "frequency_penalty",
+        "function_call",
+        "functions",
+        "logit_bias",
+        "logprobs",
         "max_completion_tokens",
-        "stream",
+        "max_tokens",
+        "metadata",
+        "modalities",
         "n",
-        "request_id",
-        "kind",
-        "deadline",
-        "bypass_cache",
-        "cache_key",
-        "priority",
+        "parallel_tool_calls",
+        "prediction",
+        "presence_penalty",
+        "prompt_cache_key",
+        "reasoning_effort",
+        "response_format",
+        "safety_identifier",
+        "seed",
+        "service_tier",
+        "stop",
+        "store",
+        "stream",
+        "stream_options",
+        "temperature",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "user",
+        "verbosity",
+        "web_search_options",
     }
 )
+#: What ``server.unknown_fields`` may say of a field in neither list.
+UNKNOWN_FIELDS = ("pass", "refuse")
+_JSON_MODES = ("json_object", "json_schema")
 
 
 REQUEST_ID_ALLOWED = "up to 128 printable ASCII characters"
@@ -80,19 +110,77 @@ def chat_messages(raw: Any) -> tuple[ChatMessage, ...]:
         if isinstance(item, ChatMessage):
             messages.append(item)
             continue
-        if not isinstance(item, dict):
-            raise InvalidRequest(f"messages[{i}]", item, "a {role, content} object")
-        role, content = item.get("role"), item.get("content")
-        roles = "system | user | assistant | tool"
-        if role is None:
-            raise _absent(f"messages[{i}].role", item, "role", roles)
-        if not isinstance(role, str):
-            raise InvalidRequest(f"messages[{i}].role", role, roles)
+        role, content = _role(i, item), item.get("content")
         if content is None:
             raise _absent(
                 f"messages[{i}].content", item, "content", "a string or a list of text parts"
             )
         messages.append(ChatMessage(role, _content(i, content)))
+    return tuple(messages)
+
+
+_ROLES = " | ".join(ROLES)
+
+
+def _role(index: int, item: Any) -> str:
+    if not isinstance(item, dict):
+        raise InvalidRequest(f"messages[{index}]", item, "a {role, content} object")
+    role = item.get("role")
+    if role is None:
+        raise _absent(f"messages[{index}].role", item, "role", _ROLES)
+    if not isinstance(role, str):
+        raise InvalidRequest(f"messages[{index}].role", role, _ROLES)
+    return role
+
+
+_PARTS = "a string, a list of content parts, or null beside tool_calls"
+
+
+def _parts_text(index: int, content: list[Any], needs: list[tuple[str, str]]) -> str:
+    """The text of a list of content parts; an image part makes the request need vision."""
+    texts = []
+    for j, part in enumerate(content):
+        where = f"messages[{index}].content[{j}]"
+        if not (isinstance(part, dict) and isinstance(part.get("type"), str)):
+            raise InvalidRequest(where, part, 'a content part: {"type": "text", "text": ...} ...')
+        if part["type"] == "text":
+            if not isinstance(part.get("text"), str):
+                raise InvalidRequest(f"{where}.text", part.get("text"), "a string")
+            texts.append(part["text"])
+        elif part["type"] == "image_url":
+            needs.append(("vision", where))
+    return "".join(texts)
+
+
+def wire_messages(raw: Any, needs: list[tuple[str, str]]) -> tuple[ChatMessage, ...]:
+    """The messages of a client's body as text (for sizes, sessions and logs), checking
+    what the router reads; tool calls, tool results and images stay in the body."""
+    if not isinstance(raw, list):
+        raise InvalidRequest("messages", raw, "a list of {role, content} messages")
+    messages = []
+    for i, item in enumerate(raw):
+        role, content = _role(i, item), item.get("content")
+        if isinstance(content, str):
+            text = content
+        elif isinstance(content, list):
+            text = _parts_text(i, content, needs)
+        elif (
+            content is None
+            and role == "assistant"
+            and (item.get("tool_calls") or item.get("function_call"))
+        ):
+            text = ""
+        elif content is None:
+            raise _absent(f"messages[{i}].content", item, "content", _PARTS)
+        else:
+            raise InvalidRequest(f"messages[{i}].content", content, _PARTS)
+        calls = item.get("tool_calls")
+        if calls is not None:
+            if not isinstance(calls, list):
+                raise InvalidRequest(f"messages[{i}].tool_calls", calls, "a list of tool calls")
+            # Their arguments are prompt too, for sizes and limits.
+            text += "".join(json.dumps(call) for call in calls)
+        messages.append(ChatMessage(role, text))
     return tuple(messages)
 
 
@@ -107,20 +195,52 @@ def _optional(body: dict[str, Any], field: str, kinds: tuple[type, ...], allowed
     return value
 
 
-def parse_chat_body(body: Any) -> tuple[ChatRequest, bool]:
-    """(request, stream?) from a ``POST /v1/chat/completions`` body."""
+def _needs(body: dict[str, Any], needs: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """What the body needs of a provider: tools, JSON mode, vision (already in ``needs``),
+    then OpenAI's wire format for every field Anthropic's Messages API has no room for."""
+    for field in ("tools", "functions"):
+        value = body.get(field)
+        if value is None:
+            continue
+        if not (isinstance(value, list) and value and all(isinstance(t, dict) for t in value)):
+            raise InvalidRequest(field, value, "a non-empty list of tool objects")
+        needs.insert(0, ("tools", field))
+    mode = body.get("response_format")
+    if mode is not None:
+        kind = mode.get("type") if isinstance(mode, dict) else None
+        if kind not in ("text", *_JSON_MODES):
+            raise InvalidRequest(
+                "response_format", mode, '{"type": "text" | "json_object" | "json_schema"}'
+            )
+        if kind in _JSON_MODES:
+            needs.append(("json_mode", "response_format"))
+    needs += [(OPENAI_WIRE, field) for field in untranslatable(body)]
+    return tuple(needs)
+
+
+def parse_chat_body(body: Any, *, unknown_fields: str = "pass") -> tuple[ChatRequest, bool]:
+    """(request, stream?) from a ``POST /v1/chat/completions`` body.
+
+    The fields the router reads are checked and the rest kept as sent, to pass
+    upstream untouched (``unknown_fields = "refuse"``: a field OpenAI's API does not
+    have is refused, naming it).
+    """
     if not isinstance(body, dict):
         raise InvalidRequest("body", body, "a JSON object")
-    unsupported = sorted(set(body) - _KNOWN_FIELDS - IGNORED_FIELDS)
-    if unsupported:
-        field = unsupported[0]
-        allowed = ", ".join(sorted(_KNOWN_FIELDS | IGNORED_FIELDS))
-        # An empty or unprintable key is named by its repr, so the error still shows it.
-        name = field if field.isprintable() and field.strip() == field and field else repr(field)
-        raise InvalidRequest(name, body[field], f"a field callboard supports: {allowed}")
+    if unknown_fields == "refuse":
+        unknown = sorted(set(body) - CHAT_FIELDS - ROUTER_FIELDS)
+        if unknown:
+            field = unknown[0]
+            allowed = "a field of OpenAI's Chat Completions API or callboard's own"
+            # An empty or unprintable key is named by its repr, so the error still shows it.
+            name = (
+                field if field.isprintable() and field.strip() == field and field else repr(field)
+            )
+            raise InvalidRequest(name, body[field], f"{allowed} (server.unknown_fields = refuse)")
     if body.get("messages") is None:
         raise _absent("messages", body, "messages", "a list of {role, content} messages (required)")
-    messages = chat_messages(body["messages"])
+    needs: list[tuple[str, str]] = []
+    messages = wire_messages(body["messages"], needs)
     model = body.get("model", "auto")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model", model, "a model name, or 'auto'")
@@ -128,9 +248,9 @@ def parse_chat_body(body: Any) -> tuple[ChatRequest, bool]:
     if n is not None and n != 1:
         raise InvalidRequest("n", n, "1 (one choice per request)")
     temperature = _optional(body, "temperature", (int, float), "a number in [0, 2]")
-    max_tokens = _optional(body, "max_tokens", (int,), "an integer >= 1")
+    max_tokens = _optional(body, "max_completion_tokens", (int,), "an integer >= 1")
     if max_tokens is None:
-        max_tokens = _optional(body, "max_completion_tokens", (int,), "an integer >= 1")
+        max_tokens = _optional(body, "max_tokens", (int,), "an integer >= 1")
     deadline = _optional(body, "deadline", (int, float), "> 0 seconds")
     request_id = _optional(body, "request_id", (str,), REQUEST_ID_ALLOWED)
     if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
@@ -140,13 +260,17 @@ def parse_chat_body(body: Any) -> tuple[ChatRequest, bool]:
     cache_key = _optional(body, "cache_key", (str,), "a string")
     bypass = _optional(body, "bypass_cache", (bool,), "true or false")
     stream = _optional(body, "stream", (bool,), "true or false")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest("stream_options", options, '{"include_usage": true | false}')
     priority = _optional(body, "priority", (int,), "an integer >= 0 (0 first)")
     if priority is not None and priority < 0:
         raise InvalidRequest("priority", priority, "an integer >= 0 (0 first)")
+    wire = {k: v for k, v in body.items() if k not in ROUTER_FIELDS}
     request = ChatRequest(
         messages=messages,
         model=model,
-        temperature=1.0 if temperature is None else temperature,
+        temperature=temperature,
         max_tokens=max_tokens,
         request_id=request_id,
         kind=kind or "chat",
@@ -154,8 +278,16 @@ def parse_chat_body(body: Any) -> tuple[ChatRequest, bool]:
         bypass_cache=bool(bypass),
         deadline=deadline,
         priority=priority or 0,
+        body=wire,
+        needs=_needs(wire, needs),
     )
     return request, bool(stream)
+
+
+def include_usage(request: ChatRequest) -> bool:
+    """Whether the client asked for the usage chunk at the end of a stream."""
+    options = (request.body or {}).get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 def _extras(completion: Completion) -> dict[str, Any]:
@@ -165,63 +297,113 @@ def _extras(completion: Completion) -> dict[str, Any]:
         "attempts": completion.attempts,
         "total_latency_ms": round(completion.latency * 1000, 3),
         "cached": completion.cached,
+        "usage_source": usage_source(completion),
     }
 
 
-def _usage(completion: Completion) -> dict[str, int]:
+def usage_source(completion: Completion) -> dict[str, str]:
+    """Where each usage figure came from: the provider's reply, or the router's estimate
+    (~4 characters a token) when the provider gave none."""
+    answer = completion.answer
+
+    def source(figure: int | None) -> str:
+        return "estimate" if figure is None else "provider"
+
     return {
-        "prompt_tokens": completion.prompt_tokens,
-        "completion_tokens": completion.completion_tokens,
-        "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+        "prompt_tokens": source(answer.prompt_tokens if answer else None),
+        "completion_tokens": source(answer.completion_tokens if answer else None),
     }
+
+
+def usage_body(completion: Completion) -> dict[str, Any]:
+    """The provider's usage object (cached tokens and other details included), with the
+    figures the router settled on."""
+    usage = dict(completion.answer.usage) if completion.answer is not None else {}
+    usage["prompt_tokens"] = completion.prompt_tokens
+    usage["completion_tokens"] = completion.completion_tokens
+    usage["total_tokens"] = completion.prompt_tokens + completion.completion_tokens
+    return usage
+
+
+def _message(completion: Completion) -> dict[str, Any]:
+    if completion.answer is None:
+        return {"role": "assistant", "content": completion.content}
+    return {"role": "assistant", **completion.answer.message}
+
+
+def _finish(completion: Completion) -> str:
+    answer = completion.answer
+    return (answer.finish_reason if answer is not None else None) or "stop"
 
 
 def completion_body(completion: Completion, created: int | None = None) -> dict[str, Any]:
-    """A ``chat.completion`` object, plus who answered and how."""
-    return {
+    """A ``chat.completion`` object, as the provider answered it, plus who answered and how."""
+    answer = completion.answer
+    choice = {
+        "index": 0,
+        "message": _message(completion),
+        "logprobs": answer.logprobs if answer is not None else None,
+        "finish_reason": _finish(completion),
+    }
+    body: dict[str, Any] = {
         "id": f"chatcmpl-{completion.request_id}",
         "object": "chat.completion",
         "created": int(time.time()) if created is None else created,
         "model": completion.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": completion.content},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": _usage(completion),
-        **_extras(completion),
+        "choices": [choice],
+        "usage": usage_body(completion),
     }
+    if answer is not None and answer.system_fingerprint is not None:
+        body["system_fingerprint"] = answer.system_fingerprint
+    return {**body, **_extras(completion)}
 
 
 def chunk_body(
-    request_id: str, model: str, created: int, text: str | None, first: bool = False
+    request_id: str,
+    model: str,
+    created: int,
+    delta: dict[str, Any],
+    first: bool = False,
+    logprobs: Any = None,
 ) -> dict[str, Any]:
-    """One ``chat.completion.chunk`` carrying ``text``."""
-    delta: dict[str, Any] = {"content": text}
+    """One ``chat.completion.chunk`` carrying ``delta`` (text, tool calls, a refusal)."""
     if first:
-        delta["role"] = "assistant"
+        delta = {"role": "assistant", **delta}
+    choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+    if logprobs is not None:
+        choice["logprobs"] = logprobs
     return {
         "id": f"chatcmpl-{request_id}",
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+        "choices": [choice],
     }
 
 
-def final_chunk_body(completion: Completion, created: int) -> dict[str, Any]:
-    """The last chunk: finish reason, usage, and who answered."""
-    return {
+def final_chunks(completion: Completion, created: int, usage_chunk: bool) -> list[dict[str, Any]]:
+    """The last chunks: the finish reason, then usage and who answered.
+
+    With ``usage_chunk`` (the client's ``stream_options.include_usage``) the usage comes
+    in a chunk of its own with no choices, as OpenAI sends it; else beside the finish.
+    """
+    base = {
         "id": f"chatcmpl-{completion.request_id}",
         "object": "chat.completion.chunk",
         "created": created,
         "model": completion.model,
-        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-        "usage": _usage(completion),
-        **_extras(completion),
     }
+    answer = completion.answer
+    if answer is not None and answer.system_fingerprint is not None:
+        base["system_fingerprint"] = answer.system_fingerprint
+    finish = {
+        **base,
+        "choices": [{"index": 0, "delta": {}, "finish_reason": _finish(completion)}],
+    }
+    tail = {"usage": usage_body(completion), **_extras(completion)}
+    if usage_chunk:
+        return [finish, {**base, "choices": [], **tail}]
+    return [{**finish, **tail}]
 
 
 def _error_type(status: int) -> str:

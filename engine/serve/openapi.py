@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from actors.messages import ROLES
-from engine.serve.openai_format import IGNORED_FIELDS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _JSON = "application/json"
@@ -86,15 +85,58 @@ _SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "ChatMessage": {
+        "description": "a message as OpenAI's API takes it: text, content parts, tool calls",
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["role", "content"],
+                "properties": {
+                    "role": {"enum": list(ROLES)},
+                    "content": {
+                        "oneOf": [
+                            {"type": "string"},
+                            {"type": "array", "items": {"$ref": "#/components/schemas/Part"}},
+                        ]
+                    },
+                    "tool_calls": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+            {
+                "type": "object",
+                "required": ["role", "content", "tool_calls"],
+                "properties": {
+                    "role": {"const": "assistant"},
+                    "content": {"type": "null"},
+                    "tool_calls": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                },
+            },
+        ],
+    },
+    "Part": {
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["type", "text"],
+                "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+            },
+            {
+                "type": "object",
+                "required": ["type"],
+                "properties": {"type": {"enum": ["image_url", "input_audio", "file"]}},
+            },
+        ]
+    },
     "ChatRequest": {
         "type": "object",
         "required": ["messages"],
-        "additionalProperties": False,
+        "description": "OpenAI's Chat Completions request: every field not listed here is "
+        "passed upstream untouched (server.unknown_fields = refuse: only OpenAI's own)",
         "properties": {
             "messages": {
                 "type": "array",
                 "minItems": 1,
-                "items": {"$ref": "#/components/schemas/Message"},
+                "items": {"$ref": "#/components/schemas/ChatMessage"},
             },
             "model": {"type": "string", "minLength": 1, "description": "'auto' or a model"},
             # Every optional field may also be null (unset), as OpenAI's clients send them.
@@ -116,9 +158,113 @@ _SCHEMAS: dict[str, Any] = {
                     "bypass_cache": {"type": "boolean"},
                     "cache_key": {"type": "string"},
                     "priority": {"type": "integer", "minimum": 0, "description": "0 goes first"},
+                    "tools": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                    "functions": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                    "response_format": {
+                        "type": "object",
+                        "required": ["type"],
+                        "properties": {"type": {"enum": ["text", "json_object", "json_schema"]}},
+                    },
+                    "stream_options": {"type": "object"},
                 }.items()
             },
-            **{field: {"description": "accepted and ignored"} for field in sorted(IGNORED_FIELDS)},
+        },
+    },
+    "MessagesRequest": {
+        "type": "object",
+        "required": ["model", "max_tokens", "messages"],
+        "additionalProperties": False,
+        "description": "Anthropic's Messages API request; a field with no OpenAI counterpart "
+        "is refused with a 400 naming it",
+        "properties": {
+            "model": {"type": "string", "description": "'auto' or a model"},
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "system": {"type": "string"},
+            "messages": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["role", "content"],
+                    "properties": {
+                        "role": {"enum": ["user", "assistant"]},
+                        "content": {
+                            "oneOf": [
+                                {"type": "string"},
+                                {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["type", "text"],
+                                        "properties": {
+                                            "type": {"const": "text"},
+                                            "text": {"type": "string"},
+                                        },
+                                    },
+                                },
+                            ]
+                        },
+                    },
+                },
+            },
+            "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+            "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "stop_sequences": {"type": "array", "items": {"type": "string"}},
+            "stream": {"type": "boolean"},
+            "tools": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+            "tool_choice": {"type": "object"},
+            "metadata": {"type": "object", "properties": {"user_id": {"type": "string"}}},
+        },
+    },
+    "MessagesReply": {
+        "type": "object",
+        "required": ["id", "type", "role", "model", "content", "stop_reason", "usage"],
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"const": "message"},
+            "role": {"const": "assistant"},
+            "model": {"type": "string"},
+            "content": {"type": "array", "items": {"type": "object"}},
+            "stop_reason": {"type": "string"},
+            "usage": {"type": "object"},
+            "provider": {"type": "string"},
+        },
+    },
+    "MessagesError": {
+        "type": "object",
+        "required": ["type", "error"],
+        "properties": {
+            "type": {"const": "error"},
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "message": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+    "ModelList": {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "object"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "object": {"const": "model"},
+                        "providers": {"type": "array", "items": {"type": "string"}},
+                        "capabilities": {"type": "array", "items": {"type": "string"}},
+                        "context_window": {"type": "integer"},
+                    },
+                },
+            },
         },
     },
     "Completion": {
@@ -204,6 +350,40 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     **_errors(*_ROUTED),
+                },
+            }
+        },
+        "/v1/messages": {
+            "post": {
+                "summary": "Anthropic-compatible Messages API on the same router "
+                "(server-sent events with stream)",
+                "requestBody": _body({"$ref": "#/components/schemas/MessagesRequest"}),
+                "responses": {
+                    "200": {
+                        "description": "the answer in Anthropic's shape, and who gave it",
+                        "content": {
+                            _JSON: {"schema": {"$ref": "#/components/schemas/MessagesReply"}},
+                            "text/event-stream": {
+                                "schema": {"type": "string"},
+                                "description": "message_start ... message_stop events",
+                            },
+                        },
+                    },
+                    **{
+                        str(status): _json(
+                            {"$ref": "#/components/schemas/MessagesError"},
+                            "the error in Anthropic's shape; error.param names a bad field",
+                        )
+                        for status in _ROUTED
+                    },
+                },
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "summary": "The models clients may ask for ('auto' first), with capabilities",
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/ModelList"}, "the models")
                 },
             }
         },

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 import trio
 
+from actors.backends.answers import whole_delta
 from actors.backends.sink import Delta, Restart, StreamSink, streaming_into
 from actors.messages import Completion
 
@@ -82,11 +83,17 @@ class ReplyStream:
                     with streaming_into(self.sink):
                         completion = await self._answer()
                     sink = self.sink
-                    if sink.attempt_chars == 0 and completion.content:
+                    answer = completion.answer
+                    whole = whole_delta(answer) if answer is not None else None
+                    if sink.attempt_chars == 0 and (completion.content or whole):
                         # Not streamed (a cache hit, a backend that cannot stream): whole.
                         if sink.total_chars:
                             await self._send.send(Restart(completion.provider))
-                        await sink.text(completion.content)
+                        sink.model = completion.model
+                        if whole:
+                            await sink.piece(completion.content, whole, answer.logprobs)
+                        else:
+                            await sink.text(completion.content)
                     await self._send.send(Done(completion))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass  # the consumer went away; the request is over either way

@@ -64,7 +64,7 @@ def test_size_on_a_cluster_gives_the_bytes_of_a_local_run(cluster, tmp_path, cap
     assert text == (tmp_path / "l" / "capacity.json").read_text()
     # Every simulation of the cluster run ran on the cluster's workers.
     data = json.loads(text)
-    simulations = sum(len(p["p95"]) for level in data["levels"] for p in level["curve"])
+    simulations = sum(len(p["latency"]) for level in data["levels"] for p in level["curve"])
     assert simulations > 0 and _finished(cluster, "run_on_worker") - before == simulations
 
 
