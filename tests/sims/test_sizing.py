@@ -170,7 +170,8 @@ class _Verdicts:
         count = int(next(o for o in overrides if o.startswith("accounts.0.count=")).split("=")[1])
         self.calls.append((count, seed))
         met = count >= self.thresholds[seed - self.first_seed]
-        return Run(seed, {"success_rate": 1.0 if met else 0.5}, {})
+        success = 1.0 if met else 0.5
+        return Run(seed, {"success_rate": success, "slo_metrics": {"success": success}}, {})
 
 
 def _search(known, monkeypatch, thresholds, high=16):
