@@ -239,3 +239,18 @@ def test_caller_key_command_prints_a_key_and_stores_only_its_hash(tmp_path, caps
     assert ring.authenticate([(b"authorization", f"Bearer {key}".encode())]).id == "web"
     assert main(["caller-key", "web", "--file", str(path)]) == 2  # ids are unique
     assert "already in the file" in capsys.readouterr().err
+
+
+async def test_the_anthropic_entrance_needs_a_key_and_spends_the_same_budget(nursery, tmp_path):
+    url = await serve(nursery, tmp_path, callers={"budgets": {"web": {"requests_per_day": 2}}})
+    body = {"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "Hi?"}]}
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        refused = await client.post("/v1/messages", json=body)
+        assert refused.status_code == 401, refused.text
+        assert (
+            await client.post("/v1/messages", json=body, headers={"x-api-key": WEB})
+        ).status_code == 200
+        assert (await post(url, WEB)).status_code == 200
+        over = await client.post("/v1/messages", json=body, headers={"x-api-key": WEB})
+        assert over.status_code == 429, over.text
+        assert (await client.get("/v1/models")).status_code == 401
