@@ -106,10 +106,28 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
 
 
 def _arguments(text: Any) -> Any:
+    if not text:
+        return {}
     try:
-        return json.loads(text) if isinstance(text, str) and text else {}
-    except ValueError:
+        return json.loads(text)
+    except (TypeError, ValueError):
         return {"arguments": text}  # not JSON: kept whole rather than lost
+
+
+def tool_use_blocks(tool_calls: Any) -> list[dict[str, Any]]:
+    """OpenAI ``tool_calls`` as Messages ``tool_use`` blocks."""
+    blocks = []
+    for call in tool_calls or ():
+        function = call.get("function") or {}
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id", ""),
+                "name": function.get("name", ""),
+                "input": _arguments(function.get("arguments")),
+            }
+        )
+    return blocks
 
 
 def _turn(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -124,17 +142,7 @@ def _turn(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         return "user", [result]
     blocks = _blocks(message.get("content"))
     if role == "assistant":
-        for call in message.get("tool_calls") or ():
-            function = call.get("function") or {}
-            blocks.append(
-                {
-                    "type": "tool_use",
-                    "id": call.get("id", ""),
-                    "name": function.get("name", ""),
-                    "input": _arguments(function.get("arguments")),
-                }
-            )
-        return "assistant", blocks
+        return "assistant", blocks + tool_use_blocks(message.get("tool_calls"))
     return "user", blocks
 
 

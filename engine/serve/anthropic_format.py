@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from actors.backends.anthropic_wire import STOP_REASONS
+from actors.backends.anthropic_wire import STOP_REASONS, tool_use_blocks
 from actors.messages import Completion
 from engine.routing.errors import InvalidRequest
 from engine.serve.openai_format import error_body, usage_body
@@ -193,13 +193,6 @@ def chat_body(body: Any) -> dict[str, Any]:
     return chat
 
 
-def _arguments(text: Any) -> Any:
-    try:
-        return json.loads(text) if text else {}
-    except (TypeError, ValueError):
-        return {"arguments": text}
-
-
 def content_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     """An OpenAI assistant message as Messages content blocks."""
     blocks: list[dict[str, Any]] = []
@@ -208,17 +201,7 @@ def content_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
         blocks.append({"type": "text", "text": text})
     if message.get("refusal"):
         blocks.append({"type": "text", "text": message["refusal"]})
-    for call in message.get("tool_calls") or ():
-        function = call.get("function") or {}
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": call.get("id", ""),
-                "name": function.get("name", ""),
-                "input": _arguments(function.get("arguments")),
-            }
-        )
-    return blocks
+    return blocks + tool_use_blocks(message.get("tool_calls"))
 
 
 def messages_usage(completion: Completion) -> dict[str, int]:

@@ -21,6 +21,7 @@ import coredis
 from coredis.retry import NoRetryPolicy
 from coredis.typing import RedisError
 
+from actors.limits import LimitSpec
 from engine.serve.state.store import (
     HOLD_KINDS,
     CacheEntry,
@@ -214,6 +215,14 @@ return out
 """
 
 
+def _limit_args(spec: LimitSpec, *values: float) -> list[str]:
+    """A limit's script arguments: mode, size and period, then ``values``. Numbers go as
+    ``repr`` of floats: exact, and never truncated to integers."""
+    return [spec.mode, repr(float(spec.limit)), repr(float(spec.per))] + [
+        repr(float(v)) for v in values
+    ]
+
+
 class RedisStore:
     """Shared state in one Redis database; enter :meth:`connected` before use."""
 
@@ -259,16 +268,7 @@ class RedisStore:
 
     async def take(self, charges: Sequence[Charge]) -> Taken:
         keys = [self._key("limit", c.key) for c in charges]
-        args: list[str] = []
-        for c in charges:
-            spec = c.spec
-            args += [
-                spec.mode,
-                repr(float(spec.limit)),
-                repr(float(spec.per)),
-                repr(c.amount),
-                repr(float(spec.burst)),
-            ]
+        args = [a for c in charges for a in _limit_args(c.spec, c.amount, c.spec.burst)]
         wait, binding, *levels = await self._take(keys=keys, args=args)
         seconds = math.inf if wait == "inf" else float(wait)
         used = tuple(float(x) for x in levels[::2])
@@ -279,17 +279,9 @@ class RedisStore:
 
     async def adjust(self, corrections: Sequence[Correction]) -> None:
         keys = [self._key("limit", c.key) for c in corrections]
-        args: list[str] = []
-        for c in corrections:
-            spec = c.spec
-            args += [
-                spec.mode,
-                repr(float(spec.limit)),
-                repr(float(spec.per)),
-                repr(float(c.amount)),
-                repr(float(c.elapsed)),
-                repr(float(spec.burst)),
-            ]
+        args = [
+            a for c in corrections for a in _limit_args(c.spec, c.amount, c.elapsed, c.spec.burst)
+        ]
         await self._adjust(keys=keys, args=args)
 
     async def put_quarantine(self, quarantine: Quarantine) -> None:
