@@ -237,7 +237,9 @@ def summarise(data: RunData) -> Results:
         "failovers": data.router.get("failovers", 0),
         "upstream_calls": sum(p.calls for p in data.providers),
     }
-    summary["slo_metrics"] = slo_metrics(arrays, facing, summary["interviews_without_error"])
+    summary["slo_metrics"] = slo_metrics(
+        arrays, facing, summary["success_rate"], summary["interviews_without_error"]
+    )
     series = data.series
     meta = {
         "callboard_version": callboard_version(),

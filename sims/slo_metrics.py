@@ -30,19 +30,21 @@ def slo_percentile(latency: np.ndarray, failed: np.ndarray, q: float) -> float:
 
 
 def slo_metrics(
-    arrays: dict[str, np.ndarray], facing: np.ndarray, interviews_without_error: float
+    arrays: dict[str, np.ndarray], facing: np.ndarray, success: float, without_error: float
 ) -> dict[str, float]:
-    """``answer_p*``, ``provider_p*``, ``ttft_p*``, ``success`` and
-    ``interviews_without_error`` of one run's request arrays."""
+    """``answer_p*``, ``provider_p*`` and ``ttft_p*`` of one run's request arrays, beside
+    the run's ``success`` and ``interviews_without_error`` shares."""
     failed = arrays["outcome"] != 0
     needed_provider = facing & ~arrays["cached"]
     metrics: dict[str, float] = {}
     for q in QUANTILES:
         metrics[f"answer_p{q}"] = slo_percentile(arrays["latency"][facing], failed[facing], q)
-        covered = needed_provider
-        metrics[f"provider_p{q}"] = slo_percentile(arrays["latency"][covered], failed[covered], q)
-        metrics[f"ttft_p{q}"] = slo_percentile(arrays["ttft"][covered], failed[covered], q)
-    n = len(failed)
-    metrics["success"] = float(1 - failed.mean()) if n else float("nan")
-    metrics["interviews_without_error"] = interviews_without_error
+        metrics[f"provider_p{q}"] = slo_percentile(
+            arrays["latency"][needed_provider], failed[needed_provider], q
+        )
+        metrics[f"ttft_p{q}"] = slo_percentile(
+            arrays["ttft"][needed_provider], failed[needed_provider], q
+        )
+    metrics["success"] = success
+    metrics["interviews_without_error"] = without_error
     return metrics

@@ -36,7 +36,7 @@ RUN = [
 
 def test_each_latency_covers_its_turns_and_a_failure_is_infinite():
     arrays, facing = _arrays(RUN)
-    metrics = slo_metrics(arrays, facing, 0.5)
+    metrics = slo_metrics(arrays, facing, 24 / 25, 0.5)
     # 20 facing turns, sorted: ten 0 s, 1..9 s, inf. The 95th is the 19th (9 s).
     assert (metrics["answer_p50"], metrics["answer_p95"], metrics["answer_p99"]) == (
         0.0,
@@ -56,7 +56,7 @@ def test_a_fleet_that_fails_turns_misses_a_latency_objective_however_fast_the_re
     slow_but_answering = [*[(0.5, "ok", False)] * 96, *[(4.9, "ok", False)] * 4]
     for rows, met in ((fast_but_failing, False), (slow_but_answering, True)):
         arrays, facing = _arrays(rows)
-        summary = {"slo_metrics": slo_metrics(arrays, facing, 1.0)}
+        summary = {"slo_metrics": slo_metrics(arrays, facing, 1.0, 1.0)}
         assert objective.met(summary) is met
 
 
