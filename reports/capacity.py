@@ -23,6 +23,7 @@ from reports import summary
 from reports.document import Document, FigureRef, Section, Table
 from reports.html import document_html
 from reports.markdown import document_markdown
+from sims.confidence import holdout_interval
 from sims.results import callboard_version, round_floats
 from sims.scenario import scenario_hash
 from sims.sizing import Point, Sizing
@@ -73,6 +74,8 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
             "accounts": point.accounts,
             "counts": point.counts,
             "passed": point.passed,
+            "verdict": point.verdict,
+            "bounds": point.bounds,
             "seeds_passing": point.seeds_passing(sizing.slos),
             "latency": [_plotted(sizing).value(run.summary) for run in point.runs],
             "seeds_run": len(point.runs),
@@ -118,9 +121,20 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
         }
         for prefix in point.counts
     }
+    held_met = level.holdout_met(sizing.slos)
     entry.update(
         recommended={"counts": point.counts, "accounts": point.accounts},
         seeds_passing=point.seeds_passing(sizing.slos),
+        seeds_run=len(runs),
+        bounds=point.bounds,
+        holdout={
+            "seeds": [run.seed for run in level.holdout],
+            "met": held_met,
+            "interval": holdout_interval(held_met, len(level.holdout)),
+            "slo_values": {
+                slo.text: [slo.value(r.summary) for r in level.holdout] for slo in sizing.slos
+            },
+        },
         slo_values={slo.text: [slo.value(r.summary) for r in runs] for slo in sizing.slos},
         headroom={
             slo.text: (
@@ -163,8 +177,10 @@ def capacity_data(
                 "slos": [slo.text for slo in sizing.slos],
                 "plotted_latency": _plotted(sizing).metric,
                 "ranges": [attrs.asdict(r) for r in sizing.ranges],
-                "replications": sizing.replications,
-                "confidence": sizing.confidence,
+                "confidence": sizing.rule.confidence,
+                "min_seeds": sizing.rule.min_seeds,
+                "max_seeds": sizing.rule.max_seeds,
+                "holdout_seeds": sizing.holdout_seeds,
                 "days_per_month": DAYS_PER_MONTH,
                 "fixed": {
                     group.prefix: group.count
@@ -264,6 +280,7 @@ HEADERS = (
     "recommended fleet",
     "naive arithmetic",
     "worst seed vs SLOs",
+    "fresh seeds meeting SLOs",
     "utilisation mean / peak",
     "binding limit",
     "cost / interview (usage + fees)",
@@ -271,8 +288,22 @@ HEADERS = (
 )
 
 
-def _seeds(n: int) -> str:
-    return "its one seed" if n == 1 else f"all {n} seeds"
+#: How the report names a fleet's verdict (sims.confidence).
+VERDICTS = {
+    "met": "shown to meet",
+    "missed": "missed",
+    "unclear": "unclear",
+    "open": "probe: met on its seed",
+}
+
+
+def _held_out(holdout: dict[str, Any]) -> str:
+    """``k of n (95% interval low-high)`` for the recommendation's fresh seeds."""
+    n = len(holdout["seeds"])
+    if n == 0:
+        return "not checked (--holdout 0)"
+    low, high = holdout["interval"]
+    return f"{holdout['met']} of {n} ({summary.percent(low)}-{summary.percent(high)} of all seeds)"
 
 
 def _fleet(counts: dict[str, int]) -> str:
@@ -305,6 +336,7 @@ def level_row(level: dict[str, Any]) -> tuple[str, ...]:
             "",
             "",
             "",
+            "",
         )
     utilisation = " · ".join(
         f"{summary.percent(u['mean'])} / {summary.percent(u['peak'])}"
@@ -315,7 +347,8 @@ def level_row(level: dict[str, Any]) -> tuple[str, ...]:
         summary.count(level["interviews"]),
         _fleet(level["recommended"]["counts"]),
         "n/a" if naive is None else f"{naive} accounts",
-        _slo_text(level["slo_values"]),
+        f"{_slo_text(level['slo_values'])} ({level['seeds_run']} seeds)",
+        _held_out(level["holdout"]),
         utilisation,
         str(level["binding_limit"]),
         summary.money(level["monthly_cost"] / (level["interviews"] * DAYS_PER_MONTH)),
@@ -328,8 +361,9 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
     meta = data["meta"]
     levels = data["levels"]
     feasible = [lv for lv in levels if lv["feasible"]]
+    confidence = summary.percent(meta["confidence"])
     lead = (
-        f"Smallest fleet meeting {' and '.join(meta['slos'])} on {_seeds(meta['replications'])}"
+        f"Smallest fleet shown to meet {' and '.join(meta['slos'])} on {confidence} of seeds"
         ": "
         + "; ".join(
             f"{summary.count(lv['interviews'])} interviews -> "
@@ -339,11 +373,14 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
         + "."
     )
     notes = [
-        f"Confidence: each recommendation met every objective on "
-        f"{_seeds(meta['replications'])}; with 95% confidence at least "
-        f"{summary.percent(meta['confidence'])} of seeds "
-        "would (one-sided Clopper-Pearson bound for no failures). More seeds "
-        "(--replications) tighten it.",
+        f"Confidence: a fleet is recommended once {meta['min_seeds']} to {meta['max_seeds']} "
+        "seeds all met every objective and, for each objective, the one-sided normal "
+        f"prediction bound for a fresh seed (at {confidence} for all objectives together) "
+        "is within its threshold; one seed that misses rules a fleet out. Each "
+        f"recommendation then ran on {meta['holdout_seeds']} fresh seeds the search never "
+        "saw: the share that met every objective, with its exact 95% (Clopper-Pearson) "
+        "interval, is the 'fresh seeds' column (--confidence, --replications, "
+        "--max-replications, --holdout).",
         "Naive arithmetic divides the requests of all interviews (less the simulated cache "
         "hits) by each account's hourly allowance, as if the interviews spread evenly over "
         "an hour: the usual back-of-envelope. The simulation sees the bursts, the queueing "
@@ -371,6 +408,7 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
                     summary.count(level["interviews"]),
                     _fleet(point["counts"]),
                     f"{point['seeds_passing']} of {point['seeds_run']}",
+                    VERDICTS[point["verdict"]],
                     _slo_text(point["slo_values"]),
                 )
             )
@@ -384,13 +422,14 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
             "Every fleet the search tried",
             (
                 Table(
-                    ("interviews", "fleet", "seeds meeting all SLOs", "worst seed"),
+                    ("interviews", "fleet", "seeds meeting all SLOs", "verdict", "worst seed"),
                     tuple(curve_rows),
                 ),
                 "A fleet that misses an objective on one seed has failed, so the search "
-                "probes each fleet on one seed and runs the others only on the fleet it "
-                f"recommends ({_seeds(meta['replications'])}); a failing fleet stops at "
-                "its first failing seed.",
+                "probes each fleet on one seed and runs more only on the fleet it would "
+                "recommend, until the verdict is clear; a fleet stops at its first seed "
+                "that misses. 'Unclear': the bound still crossed a threshold after "
+                f"{meta['max_seeds']} seeds, or would at today's spread.",
             ),
         ),
         Section("Figures", tuple(figures)),

@@ -97,12 +97,22 @@ def run_on_worker(expected: str, function: Callable[..., Any], *args: Any) -> An
     return function(*args)
 
 
+class _LocalExecutor(ProcessPoolExecutor):
+    """Processes on this machine, which say how many simulations run at once."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(max_workers=width, initializer=quiet_simulation_logs)
+        self.width = width
+
+
 class _CheckedExecutor(Executor):
     """A Dask client's executor whose every task first checks the worker's code."""
 
-    def __init__(self, inner: Executor, expected: str) -> None:
+    def __init__(self, inner: Executor, expected: str, width: int) -> None:
         self._inner = inner
         self._expected = expected
+        #: The cluster's worker threads when it was opened: how many simulations run at once.
+        self.width = width
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         if kwargs:
@@ -146,16 +156,19 @@ class Pool:
             )
 
     @contextmanager
-    def open(self) -> Iterator[Executor]:
-        """An executor for the simulations; closed (pending work cancelled) on the way out."""
+    def open(self) -> Iterator[_LocalExecutor | _CheckedExecutor]:
+        """An executor for the simulations, whose ``width`` says how many run at once;
+        closed (pending work cancelled) on the way out."""
         if self.cluster is None:
-            with ProcessPoolExecutor(
-                max_workers=self.workers or os.cpu_count() or 1, initializer=quiet_simulation_logs
-            ) as processes:
+            with _LocalExecutor(self.workers or os.cpu_count() or 1) as processes:
                 yield processes
             return
         with _dask_client(self.cluster, self.connect_timeout, self.workers_timeout) as client:
-            executor = _CheckedExecutor(client.get_executor(pure=False), code_fingerprint())
+            executor = _CheckedExecutor(
+                client.get_executor(pure=False),
+                code_fingerprint(),
+                sum(client.nthreads().values()),
+            )
             try:
                 yield executor
             finally:

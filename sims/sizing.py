@@ -2,9 +2,10 @@
 
 For each level the search bisects over fleet size (the account groups being
 sized grow together along their ranges), which assumes that more accounts never
-make things worse. A fleet passes only if every seed meets every SLO, so one
-failing seed settles it: the bisection probes fleets on one seed, and only the
-fleet it would recommend runs the others (:class:`_Search`). Simulations run in
+make things worse. One seed that misses an SLO rules a fleet out, so the bisection
+probes fleets on one seed, and only the fleet it would recommend runs more, until
+:class:`sims.confidence.Rule` calls its verdict clear (:class:`_Search`); the answer
+is then checked on fresh seeds. Simulations run in
 separate processes over the machine's cores, or on a Dask cluster
 (:class:`sims.pool.Pool`). Each point depends only on (scenario, level, fleet,
 seed), so the same inputs give the same answer however and wherever the work is
@@ -19,12 +20,13 @@ import math
 import re
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 import attrs
 
 from actors.runtime.errors import InvalidSetting
+from sims.confidence import MET, MISSED, OPEN, Rule
 from sims.pool import Pool
 from sims.scenario import Scenario, ScenarioError, load, structure
 from sims.slo import Slo
@@ -62,20 +64,33 @@ class Run:
 
 @attrs.frozen
 class Point:
-    """A fleet at a level, on the seeds it ran: a probe ran one, the answer every one.
+    """A fleet at a level, on the seeds it ran, with the rule's verdict on them.
 
-    ``passed``: every seed it ran met every SLO (a failed point stops at its first
-    failing seed, in seed order).
+    A probe ran one seed (verdict ``open`` if it met the SLOs); the fleet the search
+    would recommend ran until its verdict was clear (:class:`sims.confidence.Rule`).
+    A point stops at its first seed that misses an SLO, in seed order.
     """
 
     interviews: int
     counts: dict[str, int]
     runs: tuple[Run, ...]
-    passed: bool
+    verdict: str
+    #: SLO text -> the prediction bound for a fresh seed (nan below two seeds).
+    bounds: dict[str, float] = attrs.field(factory=dict)
 
     @property
     def accounts(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def passed(self) -> bool:
+        """Shown to meet every SLO on the rule's share of fresh seeds."""
+        return self.verdict == MET
+
+    @property
+    def viable(self) -> bool:
+        """No seed it ran missed an SLO (a probe's provisional pass)."""
+        return self.verdict != MISSED
 
     def seeds_passing(self, slos: Sequence[Slo]) -> int:
         return sum(all(slo.met(run.summary) for slo in slos) for run in self.runs)
@@ -87,6 +102,12 @@ class LevelAnswer:
     recommended: Point | None
     points: tuple[Point, ...]
     monotone: bool
+    #: The recommended fleet on fresh seeds the search never ran (empty without one).
+    holdout: tuple[Run, ...] = ()
+
+    def holdout_met(self, slos: Sequence[Slo]) -> int:
+        """How many of the fresh seeds met every SLO."""
+        return sum(all(slo.met(run.summary) for slo in slos) for run in self.holdout)
 
 
 @attrs.frozen
@@ -94,17 +115,9 @@ class Sizing:
     scenario: Scenario
     slos: tuple[Slo, ...]
     ranges: tuple[AccountRange, ...]
-    replications: int
+    rule: Rule
+    holdout_seeds: int
     levels: tuple[LevelAnswer, ...]
-
-    @property
-    def confidence(self) -> float:
-        """Lower bound, at 95% confidence, on the share of seeds that would meet the SLOs.
-
-        A recommendation met the SLOs on all K seeds; with zero failures in K
-        trials the one-sided 95% Clopper-Pearson bound is 0.05 ** (1 / K).
-        """
-        return 0.05 ** (1.0 / self.replications)
 
 
 def _counts_at(step: int, ranges: Sequence[AccountRange], steps: int) -> dict[str, int]:
@@ -175,12 +188,12 @@ def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed:
 class _Search:
     """The search for one level: bisection on one seed per fleet, then the answer confirmed.
 
-    A fleet that misses an SLO on one seed has failed whatever its other seeds do, so the
-    bisection probes each fleet it visits with the first seed only; the remaining seeds
-    run only on the fleet it would recommend. If that one misses an SLO on a later seed
-    it has failed, and the search goes on above it. So the answer met every SLO on every
-    seed and the fleet below it failed, as with every seed everywhere, for a fraction
-    of the simulations. Points are memoised and shared with the report.
+    A fleet that misses an SLO on one seed has failed (:class:`sims.confidence.Rule`), so
+    the bisection probes each fleet it visits with its first seed only, and treats a
+    probe that met the SLOs as passing; only the fleet it would recommend runs more seeds,
+    until the rule's verdict is clear. If that fleet missed on a later seed, or stayed
+    unclear, it is not recommended and the search goes on above it. Points are memoised
+    and shared with the report.
     """
 
     def __init__(self, sizer: Sizer, interviews: int) -> None:
@@ -190,31 +203,31 @@ class _Search:
 
     def probe(self, step: int) -> Point:
         if step not in self.points:
-            self.points[step] = self.sizer.evaluate(self.interviews, step, seeds=1)
+            self.points[step] = self.sizer.evaluate(self.interviews, step, confirm=False)
         return self.points[step]
 
     def confirm(self, step: int) -> Point:
         point = self.points[step]
-        if point.passed and len(point.runs) < self.sizer.replications:
+        if point.verdict == OPEN:
             point = self.sizer.evaluate(self.interviews, step, earlier=point)
             self.points[step] = point
         return point
 
     def run(self) -> LevelAnswer:
         steps = self.sizer.steps
-        if not self.probe(steps).passed:
+        if not self.probe(steps).viable:
             return self._answer(None)
-        low, high = 0, steps  # high: the smallest step whose seeds so far all passed
+        low, high = 0, steps  # high: the smallest step whose seeds so far all met the SLOs
         while True:
             while low < high:
                 mid = (low + high) // 2
-                if self.probe(mid).passed:
+                if self.probe(mid).viable:
                     high = mid
                 else:
                     low = mid + 1
             if self.confirm(high).passed:
                 return self._answer(self.points[high])
-            above = [k for k, p in self.points.items() if k > high and p.passed]
+            above = [k for k, p in self.points.items() if k > high and p.viable]
             if not above:
                 return self._answer(None)
             low, high = high + 1, min(above)
@@ -222,16 +235,13 @@ class _Search:
     def _answer(self, recommended: Point | None) -> LevelAnswer:
         ordered = [self.points[k] for k in sorted(self.points)]
         # Bisection trusts that more accounts never hurt; say so when the data disagree.
-        monotone = all(not (a.passed and not b.passed) for a, b in itertools.pairwise(ordered))
-        return LevelAnswer(self.interviews, recommended, tuple(ordered), monotone)
+        monotone = all(not (a.viable and not b.viable) for a, b in itertools.pairwise(ordered))
+        holdout = () if recommended is None else self.sizer.holdout(recommended)
+        return LevelAnswer(self.interviews, recommended, tuple(ordered), monotone, holdout)
 
 
-def check_inputs(
-    scenario: Scenario, slos: Sequence[Slo], ranges: Sequence[AccountRange], replications: int
-) -> None:
+def check_inputs(scenario: Scenario, slos: Sequence[Slo], ranges: Sequence[AccountRange]) -> None:
     """Refuse what cannot be sized, naming the setting, before any simulation starts."""
-    if replications < 1:
-        raise InvalidSetting("replications", replications, ">= 1")
     if not slos:
         raise InvalidSetting("slo", [], "at least one SLO")
     prefixes = [group.prefix for group in scenario.accounts]
@@ -248,61 +258,86 @@ class Sizer:
         source: str,
         slos: Sequence[Slo],
         ranges: Sequence[AccountRange],
-        replications: int,
+        rule: Rule,
         executor: Executor,
+        parallel: int = 1,
+        holdout_seeds: int = 0,
         on_simulation: Callable[[], None] | None = None,
         on_point: Callable[[Point], None] | None = None,
     ) -> None:
-        check_inputs(scenario, slos, ranges, replications)
+        check_inputs(scenario, slos, ranges)
         self.scenario = scenario
         self.raw = raw
         self.source = source
         self.slos = tuple(slos)
         self.ranges = tuple(ranges)
-        self.replications = replications
+        self.rule = rule
         self.executor = executor
+        self.parallel = parallel
+        self.holdout_seeds = holdout_seeds
         self.steps = max(r.high - r.low for r in ranges)
         self._on_simulation = on_simulation
         self._on_point = on_point
         self._lock = threading.Lock()
 
-    def meets(self, run: Run) -> bool:
-        return all(slo.met(run.summary) for slo in self.slos)
+    def _submit(self, overrides: list[str], seed: int) -> Future[Run]:
+        return self.executor.submit(simulate_point, self.raw, self.source, overrides, seed)
+
+    def _ran_one(self) -> None:
+        if self._on_simulation is not None:
+            with self._lock:
+                self._on_simulation()
 
     def evaluate(
-        self, interviews: int, step: int, seeds: int | None = None, earlier: Point | None = None
+        self, interviews: int, step: int, confirm: bool = True, earlier: Point | None = None
     ) -> Point:
-        """Simulate a fleet on its next ``seeds`` seeds (default: up to ``replications``).
+        """Simulate a fleet on its next seeds until the rule's verdict is clear (a probe,
+        ``confirm=False``: its first seed only).
 
-        The seeds run in parallel but are read in seed order, and the first that misses
-        an SLO ends the point (later ones are cancelled, or their results dropped), so
-        what a point holds never depends on which simulation finished first.
+        Seeds run ``parallel`` at a time but are judged one by one in seed order, and the
+        first clear verdict ends the point (later seeds are cancelled, or their results
+        dropped), so what a point holds never depends on which simulation finished first
+        nor on how many ran at once.
         """
         counts = _counts_at(step, self.ranges, self.steps)
         overrides = _overrides_for(self.scenario, interviews, counts)
         runs = list(earlier.runs) if earlier is not None else []
-        last = self.replications if seeds is None else min(self.replications, len(runs) + seeds)
-        futures = [
-            self.executor.submit(
-                simulate_point, self.raw, self.source, overrides, self.scenario.seed + r
-            )
-            for r in range(len(runs), last)
-        ]
-        for index, future in enumerate(futures):
-            run = future.result()
-            runs.append(run)
-            if self._on_simulation is not None:
-                with self._lock:
-                    self._on_simulation()
-            if not self.meets(run):
-                for later in futures[index + 1 :]:
-                    later.cancel()
-                break
-        passed = all(self.meets(run) for run in runs)
-        point = Point(interviews, counts, tuple(runs), passed)
+        judgement = self.rule.judge([run.summary for run in runs], self.slos)
+        while judgement.verdict == OPEN and not (runs and not confirm):
+            batch = max(self.parallel, self.rule.min_seeds - len(runs)) if confirm else 1
+            batch = min(batch, self.rule.max_seeds - len(runs))
+            first = len(runs)
+            futures = [
+                self._submit(overrides, self.scenario.seed + r) for r in range(first, first + batch)
+            ]
+            for index, future in enumerate(futures):
+                runs.append(future.result())
+                self._ran_one()
+                judgement = self.rule.judge([run.summary for run in runs], self.slos)
+                if judgement.verdict != OPEN or not confirm:
+                    for later in futures[index + 1 :]:
+                        later.cancel()
+                    break
+        point = Point(interviews, counts, tuple(runs), judgement.verdict, judgement.bounds)
         if self._on_point is not None:
             self._on_point(point)
         return point
+
+    def holdout(self, point: Point) -> tuple[Run, ...]:
+        """The recommended fleet on ``holdout_seeds`` fresh seeds, after the search's own
+        (which end at ``seed + max_seeds``): every one runs, whatever it finds."""
+        overrides = _overrides_for(self.scenario, point.interviews, point.counts)
+        first = self.scenario.seed + self.rule.max_seeds
+        futures = [self._submit(overrides, first + i) for i in range(self.holdout_seeds)]
+        runs = []
+        for future in futures:
+            runs.append(future.result())
+            self._ran_one()
+        return tuple(runs)
+
+
+#: 95% of fresh seeds, on 3 to 12 seeds per recommended fleet.
+DEFAULT_RULE = Rule()
 
 
 def default_range(scenario: Scenario) -> AccountRange:
@@ -315,7 +350,8 @@ def size(
     levels: Sequence[int],
     slos: Sequence[Slo],
     ranges: Sequence[AccountRange] = (),
-    replications: int = 3,
+    rule: Rule = DEFAULT_RULE,
+    holdout_seeds: int = 10,
     overrides: Sequence[str] = (),
     seed: int | None = None,
     workers: int | None = None,
@@ -324,7 +360,8 @@ def size(
     on_point: Callable[[Point], None] | None = None,
     on_level: Callable[[LevelAnswer], None] | None = None,
 ) -> Sizing:
-    """Find, for each number of interviews, the smallest fleet meeting every SLO.
+    """Find, for each number of interviews, the smallest fleet shown to meet every SLO by
+    ``rule``, and check each answer on ``holdout_seeds`` fresh seeds.
 
     The simulations run on ``workers`` local processes (default: every core), or on
     the Dask scheduler at ``cluster`` (``tcp://HOST:PORT``): the same answer either way.
@@ -333,10 +370,12 @@ def size(
     """
     if not levels or any(level < 1 for level in levels):
         raise InvalidSetting("interviews", list(levels), "one or more counts >= 1")
+    if holdout_seeds < 0:
+        raise InvalidSetting("holdout", holdout_seeds, ">= 0 fresh seeds")
     pool = Pool(workers=workers, cluster=cluster)
     scenario, raw = load(scenario_ref, overrides, seed=seed)
     ranges = tuple(ranges) or (default_range(scenario),)
-    check_inputs(scenario, slos, ranges, replications)
+    check_inputs(scenario, slos, ranges)
     with pool.open() as executor:
         sizer = Sizer(
             scenario,
@@ -344,8 +383,10 @@ def size(
             scenario_ref,
             slos,
             ranges,
-            replications,
+            rule,
             executor,
+            executor.width,
+            holdout_seeds,
             on_simulation,
             on_point,
         )
@@ -359,11 +400,14 @@ def size(
         # One thread drives each level's bisection; the executor's workers simulate.
         with ThreadPoolExecutor(max_workers=len(levels)) as drivers:
             answers = list(drivers.map(search, sorted(set(levels))))
-    return Sizing(scenario, tuple(slos), ranges, replications, tuple(answers))
+    return Sizing(scenario, tuple(slos), ranges, rule, holdout_seeds, tuple(answers))
 
 
-def expected_simulations(levels: int, ranges: Sequence[AccountRange], replications: int) -> int:
+def expected_simulations(
+    levels: int, ranges: Sequence[AccountRange], rule: Rule, holdout_seeds: int
+) -> int:
     """An estimate for a progress bar, per level: one seed on the top fleet and on each
-    fleet the bisection visits, the other seeds on the answer."""
+    fleet the bisection visits, a few more than the minimum on the answer, the held-out."""
     steps = max(r.high - r.low for r in ranges)
-    return levels * (1 + math.ceil(math.log2(max(1, steps))) + replications)
+    bisection = 1 + math.ceil(math.log2(max(1, steps)))
+    return levels * (bisection + rule.min_seeds + 2 + holdout_seeds)

@@ -12,30 +12,14 @@ import math
 from collections.abc import Sequence
 
 import attrs
-
-# Two-sided 95% quantiles of Student's t, t(0.975, df), for df = 1 .. 30.
-_T975 = (
-    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
-    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
-)  # fmt: skip
-_Z975 = 1.959963984540054
+from scipy import stats
 
 
 def t975(df: int) -> float:
-    """Student's t quantile at 0.975 for ``df`` degrees of freedom (to 4 decimals)."""
+    """Student's t quantile at 0.975 for ``df`` degrees of freedom."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    # Cornish-Fisher expansion around the normal quantile; exact to 1e-5 beyond df 30.
-    z, v = _Z975, float(df)
-    return (
-        z
-        + (z**3 + z) / (4 * v)
-        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
-    )
+    return float(stats.t.ppf(0.975, df))
 
 
 @attrs.frozen

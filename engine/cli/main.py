@@ -30,6 +30,14 @@ def _json_line(value: object) -> str:
     return json.dumps(clean(value), sort_keys=True, allow_nan=False)
 
 
+def _share(option: str, text: str) -> float:
+    """A share written as ``95%`` or ``0.95``."""
+    try:
+        return float(text[:-1]) / 100 if text.strip().endswith("%") else float(text)
+    except ValueError:
+        raise InvalidSetting(option, text, "a share like 95% or 0.95") from None
+
+
 def _new_run_dir(root: Path, label: str) -> Path:
     """A fresh folder under ``root``: never overwrite an earlier run's report."""
     root.mkdir(parents=True, exist_ok=True)
@@ -111,6 +119,7 @@ def cmd_size(args: argparse.Namespace) -> int:
     from engine.cli.progress import level_step, open_progress, point_step
     from reports.capacity import write_capacity_report
     from reports.summary import format_table
+    from sims.confidence import Rule
     from sims.sizing import AccountRange, Sizing, expected_simulations, size
     from sims.slo import DEFAULT_SLOS, Slo
 
@@ -125,8 +134,9 @@ def cmd_size(args: argparse.Namespace) -> int:
     scenario, _ = load(args.scenario, args.set or [], seed=args.seed)
     from sims.sizing import default_range
 
+    rule = Rule(_share("--confidence", args.confidence), args.replications, args.max_replications)
     total = expected_simulations(
-        len(levels), ranges or [default_range(scenario)], args.replications
+        len(levels), ranges or [default_range(scenario)], rule, args.holdout
     )
     progress = open_progress("size", total * (2 if args.baseline else 1), args.quiet)
 
@@ -136,14 +146,15 @@ def cmd_size(args: argparse.Namespace) -> int:
             levels,
             slos,
             ranges,
-            replications=args.replications,
+            rule=rule,
+            holdout_seeds=args.holdout,
             overrides=[*(args.set or []), *extra],
             seed=args.seed,
             workers=args.workers,
             on_simulation=progress.simulation,
             cluster=args.cluster,
             on_point=lambda point: progress.step(label + point_step(point, slos)),
-            on_level=lambda answer: progress.step(label + level_step(answer)),
+            on_level=lambda answer: progress.step(label + level_step(answer, slos)),
         )
 
     try:
@@ -163,6 +174,9 @@ def cmd_size(args: argparse.Namespace) -> int:
                     "cost_per_interview": level["cost_per_interview"],
                     "monthly_cost": level["monthly_cost"],
                     "binding_limit": level["binding_limit"],
+                    "seeds_run": level["seeds_run"],
+                    "fresh_seeds": len(level["holdout"]["seeds"]),
+                    "fresh_seeds_met": level["holdout"]["met"],
                 }
                 if level["feasible"]
                 else None
@@ -361,11 +375,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline \"routing.tiers='strong_only'\"",
     )
     size.add_argument(
+        "--confidence",
+        default="95%",
+        help="share of fresh seeds the recommended fleet should meet the SLOs on "
+        "(default 95%%; the rule: docs/size.md)",
+    )
+    size.add_argument(
         "--replications",
         type=int,
         default=3,
-        help="seeds the recommended fleet must meet every SLO on (the search probes the "
-        "fleets it tries on one seed, and stops a fleet at its first failing seed)",
+        help="fewest seeds a recommended fleet runs (default 3; the search probes other "
+        "fleets on one seed, and stops a fleet at its first failing seed)",
+    )
+    size.add_argument(
+        "--max-replications",
+        type=int,
+        default=12,
+        help="most seeds a fleet runs before its verdict counts as unclear (default 12)",
+    )
+    size.add_argument(
+        "--holdout",
+        type=int,
+        default=10,
+        help="fresh seeds each recommendation is checked on after the search (default 10)",
     )
     size.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
     _add_cluster_option(size)

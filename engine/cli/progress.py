@@ -110,18 +110,20 @@ def _fleet(counts: dict[str, int]) -> str:
 def point_step(point: Point, slos: Sequence[Slo]) -> str:
     """What one fleet tried at one level found, as a progress step."""
     met, ran = point.seeds_passing(slos), len(point.runs)
+    verdict = {"met": ": shown to meet them", "unclear": ": unclear"}.get(point.verdict, "")
     return (
         f"{point.interviews:,} interviews on {_fleet(point.counts)}: "
-        f"SLOs met on {met} of {ran} seed{'' if ran == 1 else 's'}"
+        f"SLOs met on {met} of {ran} seed{'' if ran == 1 else 's'}{verdict}"
     )
 
 
-def level_step(answer: LevelAnswer) -> str:
+def level_step(answer: LevelAnswer, slos: Sequence[Slo]) -> str:
     """What the search decided for one level, as a progress step."""
     tried = f"{len(answer.points)} fleets tried"
     if answer.recommended is None:
         return f"{answer.interviews:,} interviews: no fleet in the range meets the SLOs ({tried})"
     return (
         f"{answer.interviews:,} interviews: smallest fleet meeting the SLOs is "
-        f"{_fleet(answer.recommended.counts)} ({tried})"
+        f"{_fleet(answer.recommended.counts)} ({tried}); met them on "
+        f"{answer.holdout_met(slos)} of {len(answer.holdout)} fresh seeds"
     )

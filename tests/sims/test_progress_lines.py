@@ -33,23 +33,27 @@ def test_size_prints_a_line_per_fleet_tried_and_per_level(tmp_path, capsys):
     tried = [
         (level["interviews"], p["accounts"]) for level in data["levels"] for p in level["curve"]
     ]
-    points = [m["text"] for m in steps if " on " in m["text"]]
-    # Each fleet tried is probed on one seed; the answer then runs its second seed too.
+    points = [m["text"] for m in steps if " interviews on " in m["text"]]
+    # Each fleet tried is probed on one seed; the answer then runs its second seed too,
+    # which shows it meets them (no spread on this scenario: every seed answers all).
     probes = [
         f"{n} interviews on {a} x acct: SLOs met on {int(a >= -(-5 * n // 30))} of 1 seed"
         for n, a in tried
     ]
     answers = [
-        f"{n} interviews on {a} x acct: SLOs met on 2 of 2 seeds" for n, a in ((40, 7), (80, 14))
+        f"{n} interviews on {a} x acct: SLOs met on 2 of 2 seeds: shown to meet them"
+        for n, a in ((40, 7), (80, 14))
     ]
     assert sorted(points) == sorted(probes + answers)
-    decided = [m["text"] for m in steps if " on " not in m["text"]]
+    decided = [m["text"] for m in steps if " interviews on " not in m["text"]]
     assert sorted(decided) == [
-        "40 interviews: smallest fleet meeting the SLOs is 7 x acct (5 fleets tried)",
-        "80 interviews: smallest fleet meeting the SLOs is 14 x acct (5 fleets tried)",
+        "40 interviews: smallest fleet meeting the SLOs is 7 x acct (5 fleets tried); "
+        "met them on 10 of 10 fresh seeds",
+        "80 interviews: smallest fleet meeting the SLOs is 14 x acct (5 fleets tried); "
+        "met them on 10 of 10 fresh seeds",
     ]
     counts = [int(m["sims"]) for m in steps]
-    assert counts == sorted(counts) and counts[-1] == len(tried) + 2
+    assert counts == sorted(counts) and counts[-1] == len(tried) + 2 + 2 * 10
 
 
 def test_experiment_prints_a_line_per_run(tmp_path, capsys):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from actors.runtime.errors import InvalidSetting
 from engine.cli.main import main
+from sims.confidence import Rule
 from sims.sizing import AccountRange, size
 from sims.slo import Slo
 
@@ -58,7 +59,8 @@ def test_search_finds_the_known_answer(known):
         [40, 80],
         [Slo.parse("success>=100%")],
         [AccountRange.parse("acct=1..40")],
-        replications=2,
+        rule=Rule(min_seeds=2, max_seeds=4),
+        holdout_seeds=3,
         workers=2,
     )
     answers = {lv.interviews: lv.recommended.counts["acct"] for lv in sizing.levels}
@@ -69,6 +71,9 @@ def test_search_finds_the_known_answer(known):
         assert level.monotone
         # Bisection, not a grid: a handful of points out of 40 possible fleets.
         assert len(level.points) <= 8
+        # Exactly what each day needs, so every fresh seed agrees.
+        assert [run.seed for run in level.holdout] == [9, 10, 11]  # after the search's 5..8
+        assert level.holdout_met(sizing.slos) == 3
 
 
 def test_same_inputs_same_answer_and_report(known, tmp_path, capsys):
@@ -88,6 +93,7 @@ def test_same_inputs_same_answer_and_report(known, tmp_path, capsys):
         assert (tmp_path / "a" / name).stat().st_size > 1000
     markdown = (tmp_path / "a" / "capacity.md").read_text()
     assert "7 x acct" in markdown and "Clopper-Pearson" in markdown
+    assert "10 of 10 (" in markdown  # the default held-out check, every seed met
 
 
 def test_an_unreachable_objective_is_reported_not_guessed(known):
@@ -96,7 +102,7 @@ def test_an_unreachable_objective_is_reported_not_guessed(known):
         [40],
         [Slo.parse("provider_p95<=0.5s")],  # every call takes 1 s: no fleet can do it
         [AccountRange.parse("acct=1..8")],
-        replications=1,
+        holdout_seeds=0,
     )
     [level] = sizing.levels
     assert level.recommended is None and len(level.points) == 1
@@ -175,6 +181,8 @@ class _Verdicts:
 
 
 def _search(known, monkeypatch, thresholds, high=16):
+    """The search with seed i meeting the SLO from ``thresholds[i]`` accounts, and a rule
+    that recommends a fleet once it met on every one of them (no spread: all pass alike)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from sims.scenario import load
@@ -184,9 +192,10 @@ def _search(known, monkeypatch, thresholds, high=16):
     verdicts = _Verdicts(scenario.seed, thresholds)
     monkeypatch.setattr("sims.sizing.simulate_point", verdicts)
     with ThreadPoolExecutor(max_workers=len(thresholds)) as threads:
+        rule = Rule(min_seeds=len(thresholds), max_seeds=len(thresholds))
         sizer = Sizer(
             scenario, raw, known, [Slo.parse("success>=100%")],
-            [AccountRange.parse(f"acct=1..{high}")], len(thresholds), threads,
+            [AccountRange.parse(f"acct=1..{high}")], rule, threads, parallel=len(thresholds),
         )  # fmt: skip
         return _Search(sizer, 40).run(), verdicts.calls
 
@@ -223,7 +232,7 @@ def test_a_failing_seed_stops_a_fleet_in_seed_order(known, monkeypatch):
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(st.lists(st.integers(1, 20), min_size=1, max_size=3))
+@given(st.lists(st.integers(1, 20), min_size=2, max_size=3))
 def test_the_search_finds_the_smallest_fleet_every_seed_passes(known, monkeypatch, thresholds):
     # Whatever each seed needs, the answer is what they all need, as a bisection that ran
     # every seed on every fleet would find; or none if that is beyond the range.
@@ -238,3 +247,60 @@ def test_the_search_finds_the_smallest_fleet_every_seed_passes(known, monkeypatc
         below = [p for p in answer.points if p.accounts == needed - 1]
         assert needed == 1 or (below and not below[0].passed)
     assert len(set(calls)) == len(calls)  # no simulation ran twice
+
+
+class _Spread:
+    """A stand-in whose provider_p95 falls with fleet size and varies by seed: mean
+    2 + 12 / accounts s, seed-to-seed sd 0.25 s (a normal draw fixed by the seed)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def __call__(self, raw, source, overrides, seed):
+        import numpy as np
+
+        from sims.sizing import Run
+
+        count = int(next(o for o in overrides if o.startswith("accounts.0.count=")).split("=")[1])
+        self.calls.append((count, seed))
+        p95 = 2 + 12 / count + 0.25 * float(np.random.default_rng(seed).standard_normal())
+        return Run(seed, {"slo_metrics": {"provider_p95": p95}}, {})
+
+
+def _spread_search(known, monkeypatch, parallel):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sims.scenario import load
+    from sims.sizing import Sizer, _Search
+
+    scenario, raw = load(known)
+    spread = _Spread()
+    monkeypatch.setattr("sims.sizing.simulate_point", spread)
+    with ThreadPoolExecutor(max_workers=parallel) as threads:
+        sizer = Sizer(
+            scenario, raw, known, [Slo.parse("provider_p95<=5s")],
+            [AccountRange.parse("acct=1..32")], Rule(), threads, parallel=parallel,
+            holdout_seeds=20,
+        )  # fmt: skip
+        return _Search(sizer, 40).run(), spread.calls
+
+
+def test_the_answer_clears_the_threshold_by_the_spread_it_showed(known, monkeypatch):
+    answer, _ = _spread_search(known, monkeypatch, parallel=2)
+    chosen = answer.recommended
+    assert chosen.verdict == "met" and 3 <= len(chosen.runs) <= 12
+    # The mean alone crosses 5 s at 4 accounts; 95% of seeds stay under it from 5 on
+    # (2 + 12 / 5 + 1.645 x 0.25 = 4.81 s): the rule asks for that margin, and some more.
+    assert chosen.counts["acct"] >= 5
+    assert all(p.verdict != "met" for p in answer.points if p.accounts < chosen.accounts)
+    # The held-out check: 20 fresh seeds on the recommended fleet.
+    assert len(answer.holdout) == 20
+    assert answer.holdout_met([Slo.parse("provider_p95<=5s")]) >= 19
+
+
+def test_what_a_fleet_ran_does_not_depend_on_how_many_ran_at_once(known, monkeypatch):
+    one, _ = _spread_search(known, monkeypatch, parallel=1)
+    four, _ = _spread_search(known, monkeypatch, parallel=4)
+    assert [(p.counts, [r.seed for r in p.runs], p.verdict) for p in one.points] == [
+        (p.counts, [r.seed for r in p.runs], p.verdict) for p in four.points
+    ]
