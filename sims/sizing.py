@@ -127,6 +127,11 @@ def _counts_at(step: int, ranges: Sequence[AccountRange], steps: int) -> dict[st
     return {r.group: r.low + math.ceil(step * (r.high - r.low) / steps) for r in ranges}
 
 
+def _step_of(counts: dict[str, int], ranges: Sequence[AccountRange], steps: int) -> int:
+    """The step of the walk (:func:`_counts_at`) at which these counts are reached."""
+    return next(k for k in range(steps + 1) if _counts_at(k, ranges, steps) == counts)
+
+
 def _overrides_for(scenario: Scenario, interviews: int, counts: dict[str, int]) -> list[str]:
     prefixes = [group.prefix for group in scenario.accounts]
     overrides = [f"workload.interviews={interviews}"]
@@ -185,26 +190,49 @@ def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed:
     return Run(seed, {k: results.summary[k] for k in keep}, groups)
 
 
+#: Fleets probed at once in each round of the search: a fixed number, so that the fleets
+#: visited (and so the answer) never depend on how many workers run the simulations.
+PROBES_PER_ROUND = 2
+#: Where the search first looks around its guess, as a share of the guessed step.
+GUESS_MARGIN = 0.08
+
+
 class _Search:
-    """The search for one level: bisection on one seed per fleet, then the answer confirmed.
+    """The search for one level: the smallest fleet the rule shows to meet the SLOs.
 
     A fleet that misses an SLO on one seed has failed (:class:`sims.confidence.Rule`), so
-    the bisection probes each fleet it visits with its first seed only, and treats a
-    probe that met the SLOs as passing; only the fleet it would recommend runs more seeds,
-    until the rule's verdict is clear. If that fleet missed on a later seed, or stayed
-    unclear, it is not recommended and the search goes on above it. Points are memoised
-    and shared with the report.
+    the search probes each fleet it visits on its first seed only, and treats a probe
+    that met the SLOs as passing; only the fleet it would recommend runs more seeds,
+    until the rule's verdict is clear. Each round probes :data:`PROBES_PER_ROUND` fleets
+    at once, splitting the open interval into equal parts (a k-ary bisection).
+
+    Without a guess it starts from the whole range. With one (the fleet the level below
+    needed, scaled by the ratio of interviews) it probes the guess and a fleet a few
+    percent below it, and gallops upward (gaps doubling) if the guess missed; ``floor``
+    (the level below's answer: more interviews never need fewer accounts) bounds it from
+    below. If the fleet to recommend misses on a later seed, or stays unclear, the search
+    gallops upward from the fleet above it. Points are memoised and shared with the report.
     """
 
-    def __init__(self, sizer: Sizer, interviews: int) -> None:
+    def __init__(
+        self, sizer: Sizer, interviews: int, guess: int | None = None, floor: int = 0
+    ) -> None:
         self.sizer = sizer
         self.interviews = interviews
+        self.guess = guess
+        self.floor = floor
         self.points: dict[int, Point] = {}
 
-    def probe(self, step: int) -> Point:
-        if step not in self.points:
-            self.points[step] = self.sizer.evaluate(self.interviews, step, confirm=False)
-        return self.points[step]
+    def probe(self, steps: Sequence[int]) -> None:
+        """Probe these fleets on their first seed, at once (those not probed before)."""
+        fresh = sorted(set(steps) - set(self.points))
+        if not fresh:
+            return
+        with ThreadPoolExecutor(max_workers=len(fresh)) as probes:
+            found = probes.map(
+                lambda step: self.sizer.evaluate(self.interviews, step, confirm=False), fresh
+            )
+            self.points.update(zip(fresh, found, strict=True))
 
     def confirm(self, step: int) -> Point:
         point = self.points[step]
@@ -213,31 +241,68 @@ class _Search:
             self.points[step] = point
         return point
 
-    def run(self) -> LevelAnswer:
-        steps = self.sizer.steps
-        if not self.probe(steps).viable:
-            return self._answer(None)
-        low, high = 0, steps  # high: the smallest step whose seeds so far all met the SLOs
+    def _bracket(self, low: int, high: int) -> tuple[int, int]:
+        """Given ``low`` (no smaller step can be the answer) and ``high`` (viable), the
+        tightest such pair the probes so far show."""
+        viable = [k for k, p in self.points.items() if low <= k <= high and p.viable]
+        high = min(viable, default=high)
+        missed = [k for k, p in self.points.items() if low <= k < high and not p.viable]
+        return (max(missed) + 1 if missed else low), high
+
+    def _narrow(self, low: int, high: int) -> int:
+        """The smallest viable step in [low, high] (``high`` viable), k-ary bisection."""
+        while low < high:
+            parts = min(PROBES_PER_ROUND, high - low)
+            self.probe([low + (high - low) * i // (parts + 1) for i in range(1, parts + 1)])
+            low, high = self._bracket(low, high)
+        return high
+
+    def _gallop(self, start: int, gap: int) -> tuple[int, int] | None:
+        """A bracket (low, high) with ``high`` viable and nothing viable known below it
+        from ``start`` on: probes ``start``, then further up with the gaps doubling."""
+        top = self.sizer.steps
+        reach = 0
         while True:
-            while low < high:
-                mid = (low + high) // 2
-                if self.probe(mid).viable:
-                    high = mid
-                else:
-                    low = mid + 1
+            known = [k for k, p in self.points.items() if k >= start and p.viable]
+            ceiling = min(known, default=top)
+            batch = []
+            while len(batch) < PROBES_PER_ROUND and ceiling not in batch:
+                batch.append(min(start + gap * (2**reach - 1), ceiling))
+                reach += 1
+            self.probe(batch)
+            if any(self.points[k].viable for k in batch) or ceiling in known:
+                return self._bracket(start, ceiling)
+            if ceiling in batch:
+                return None  # the top of the range missed too
+            start = max(batch) + 1
+
+    def run(self) -> LevelAnswer:
+        top = self.sizer.steps
+        if self.guess is None:
+            self.probe([top])
+            if not self.points[top].viable:
+                return self._answer(None)
+            bracket: tuple[int, int] | None = (self.floor, top)
+        else:
+            guess = min(max(self.guess, self.floor), top)
+            margin = max(1, math.ceil(GUESS_MARGIN * guess))
+            self.probe([max(self.floor, guess - margin), guess])
+            if self.points[guess].viable:
+                bracket = self._bracket(self.floor, guess)
+            else:
+                bracket = self._gallop(guess + 1, margin)
+        while bracket is not None:
+            high = self._narrow(*bracket)
             if self.confirm(high).passed:
                 return self._answer(self.points[high])
-            above = [k for k, p in self.points.items() if k > high and p.viable]
-            if not above:
-                return self._answer(None)
-            low, high = high + 1, min(above)
+            bracket = self._gallop(high + 1, 1) if high < top else None
+        return self._answer(None)
 
     def _answer(self, recommended: Point | None) -> LevelAnswer:
         ordered = [self.points[k] for k in sorted(self.points)]
-        # Bisection trusts that more accounts never hurt; say so when the data disagree.
+        # The search trusts that more accounts never hurt; say so when the data disagree.
         monotone = all(not (a.viable and not b.viable) for a, b in itertools.pairwise(ordered))
-        holdout = () if recommended is None else self.sizer.holdout(recommended)
-        return LevelAnswer(self.interviews, recommended, tuple(ordered), monotone, holdout)
+        return LevelAnswer(self.interviews, recommended, tuple(ordered), monotone)
 
 
 def check_inputs(scenario: Scenario, slos: Sequence[Slo], ranges: Sequence[AccountRange]) -> None:
@@ -391,15 +456,27 @@ def size(
             on_point,
         )
 
-        def search(level: int) -> LevelAnswer:
-            answer = _Search(sizer, level).run()
+        def check(answer: LevelAnswer) -> LevelAnswer:
+            if answer.recommended is not None:
+                answer = attrs.evolve(answer, holdout=sizer.holdout(answer.recommended))
             if on_level is not None:
                 on_level(answer)
             return answer
 
-        # One thread drives each level's bisection; the executor's workers simulate.
-        with ThreadPoolExecutor(max_workers=len(levels)) as drivers:
-            answers = list(drivers.map(search, sorted(set(levels))))
+        # Levels in increasing order, each searched from the one below's answer; a level's
+        # held-out seeds run beside the next level's search.
+        checks = []
+        with ThreadPoolExecutor(max_workers=1) as checker:
+            guess, floor, below = None, 0, None
+            for level in sorted(set(levels)):
+                answer = _Search(sizer, level, guess, floor).run()
+                checks.append(checker.submit(check, answer))
+                if answer.recommended is not None:
+                    below = answer.recommended
+                if below is not None:
+                    floor = _step_of(below.counts, sizer.ranges, sizer.steps)
+                    guess = math.ceil(floor * level / below.interviews)
+            answers = [future.result() for future in checks]
     return Sizing(scenario, tuple(slos), ranges, rule, holdout_seeds, tuple(answers))
 
 

@@ -46,11 +46,12 @@ def test_size_prints_a_line_per_fleet_tried_and_per_level(tmp_path, capsys):
     ]
     assert sorted(points) == sorted(probes + answers)
     decided = [m["text"] for m in steps if " interviews on " not in m["text"]]
+    fleets = {level["interviews"]: len(level["curve"]) for level in data["levels"]}
     assert sorted(decided) == [
-        "40 interviews: smallest fleet meeting the SLOs is 7 x acct (5 fleets tried); "
-        "met them on 10 of 10 fresh seeds",
-        "80 interviews: smallest fleet meeting the SLOs is 14 x acct (5 fleets tried); "
-        "met them on 10 of 10 fresh seeds",
+        f"40 interviews: smallest fleet meeting the SLOs is 7 x acct ({fleets[40]} fleets "
+        "tried); met them on 10 of 10 fresh seeds",
+        f"80 interviews: smallest fleet meeting the SLOs is 14 x acct ({fleets[80]} fleets "
+        "tried); met them on 10 of 10 fresh seeds",
     ]
     counts = [int(m["sims"]) for m in steps]
     assert counts == sorted(counts) and counts[-1] == len(tried) + 2 + 2 * 10

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -180,7 +181,7 @@ class _Verdicts:
         return Run(seed, {"success_rate": success, "slo_metrics": {"success": success}}, {})
 
 
-def _search(known, monkeypatch, thresholds, high=16):
+def _search(known, monkeypatch, thresholds, high=16, guess=None, floor=0):
     """The search with seed i meeting the SLO from ``thresholds[i]`` accounts, and a rule
     that recommends a fleet once it met on every one of them (no spread: all pass alike)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -197,7 +198,7 @@ def _search(known, monkeypatch, thresholds, high=16):
             scenario, raw, known, [Slo.parse("success>=100%")],
             [AccountRange.parse(f"acct=1..{high}")], rule, threads, parallel=len(thresholds),
         )  # fmt: skip
-        return _Search(sizer, 40).run(), verdicts.calls
+        return _Search(sizer, 40, guess, floor).run(), verdicts.calls
 
 
 def test_the_search_probes_on_one_seed_and_confirms_the_answer_on_all(known, monkeypatch):
@@ -249,6 +250,38 @@ def test_the_search_finds_the_smallest_fleet_every_seed_passes(known, monkeypatc
     assert len(set(calls)) == len(calls)  # no simulation ran twice
 
 
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(st.integers(1, 20), min_size=2, max_size=3),
+    st.integers(0, 15),
+    st.integers(0, 15),
+)
+def test_a_guess_from_the_level_below_changes_the_cost_not_the_answer(
+    known, monkeypatch, thresholds, guess, floor
+):
+    # The level below's answer is a floor (more interviews never need fewer accounts), so
+    # a floor at or below what this level needs; the guess may be anywhere, even wrong.
+    needed = max(thresholds)
+    floor = min(floor, needed - 1)  # steps count from 1 account: step k is k + 1 accounts
+    with monkeypatch.context() as patch:
+        answer, calls = _search(known, patch, thresholds, guess=guess, floor=floor)
+    if needed > 16:
+        assert answer.recommended is None
+    else:
+        assert answer.recommended.counts == {"acct": needed}
+        assert all(p.accounts > floor for p in answer.points)  # nothing below the floor
+    assert len(set(calls)) == len(calls)
+
+
+def test_a_good_guess_takes_fewer_probes_than_the_whole_range(known, monkeypatch):
+    blind, blind_calls = _search(known, monkeypatch, [60, 60], high=128)
+    guessed, guessed_calls = _search(known, monkeypatch, [60, 60], high=128, guess=62, floor=30)
+    assert blind.recommended.counts == guessed.recommended.counts == {"acct": 60}
+    assert len(guessed_calls) < len(blind_calls)
+
+
 class _Spread:
     """A stand-in whose provider_p95 falls with fleet size and varies by seed: mean
     2 + 12 / accounts s, seed-to-seed sd 0.25 s (a normal draw fixed by the seed)."""
@@ -282,7 +315,8 @@ def _spread_search(known, monkeypatch, parallel):
             [AccountRange.parse("acct=1..32")], Rule(), threads, parallel=parallel,
             holdout_seeds=20,
         )  # fmt: skip
-        return _Search(sizer, 40).run(), spread.calls
+        answer = _Search(sizer, 40).run()
+        return attrs.evolve(answer, holdout=sizer.holdout(answer.recommended)), spread.calls
 
 
 def test_the_answer_clears_the_threshold_by_the_spread_it_showed(known, monkeypatch):
