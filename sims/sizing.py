@@ -467,15 +467,17 @@ def size(
         # held-out seeds run beside the next level's search.
         checks = []
         with ThreadPoolExecutor(max_workers=1) as checker:
-            guess, floor, below = None, 0, None
+            below: Point | None = None
             for level in sorted(set(levels)):
-                answer = _Search(sizer, level, guess, floor).run()
-                checks.append(checker.submit(check, answer))
-                if answer.recommended is not None:
-                    below = answer.recommended
-                if below is not None:
+                if below is None:
+                    search = _Search(sizer, level)
+                else:
                     floor = _step_of(below.counts, sizer.ranges, sizer.steps)
                     guess = math.ceil(floor * level / below.interviews)
+                    search = _Search(sizer, level, guess, floor)
+                answer = search.run()
+                checks.append(checker.submit(check, answer))
+                below = answer.recommended or below
             answers = [future.result() for future in checks]
     return Sizing(scenario, tuple(slos), ranges, rule, holdout_seeds, tuple(answers))
 
