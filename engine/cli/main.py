@@ -59,7 +59,29 @@ def _progress_bar(total: int, enabled: bool):
     return bar, update
 
 
+def _simulate(name: str, args: argparse.Namespace):
+    """Load scenario ``name`` with the command's overrides, run it, summarise it."""
+    from sims.results import summarise
+    from sims.runner import simulate
+    from sims.scenario import load
+
+    overrides = list(args.set or [])
+    if args.interviews is not None:
+        overrides.append(f"workload.interviews={args.interviews}")
+    scenario, _ = load(name, overrides, seed=args.seed)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    bar, update = _progress_bar(scenario.workload.expected_requests, show_progress)
+    try:
+        data = simulate(scenario, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
+    return scenario, data, summarise(data)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.scenario is None:
+        return _simulate_headline(args)
     from reports.render import write_report
     from reports.summary import (
         FAMILY_HEADERS,
@@ -69,22 +91,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         provider_rows,
         summary_rows,
     )
-    from sims.results import summarise
-    from sims.runner import simulate
-    from sims.scenario import load
 
-    overrides = list(args.set or [])
-    if args.interviews is not None:
-        overrides.append(f"workload.interviews={args.interviews}")
-    scenario, _ = load(args.scenario, overrides, seed=args.seed)
-    show_progress = not args.quiet and sys.stderr.isatty()
-    bar, update = _progress_bar(scenario.workload.expected_requests, show_progress)
-    try:
-        data = simulate(scenario, progress=update)
-    finally:
-        if bar is not None:
-            bar.close()
-    results = summarise(data)
+    scenario, data, results = _simulate(args.scenario, args)
     out = (
         Path(args.out)
         if args.out
@@ -104,6 +112,46 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(format_table(provider_rows(results), PROVIDER_HEADERS))
     print(f"\nsimulated {data.simulated_s / 60:.1f} min in {data.wall_s:.2f} s of wall time")
     print(f"report: {files.markdown}\n        {files.html}")
+    return 0
+
+
+def _simulate_headline(args: argparse.Namespace) -> int:
+    """The default run: the claim's readings, each a full run, and their comparison."""
+    from reports.headline import (
+        HEADLINE_HEADERS,
+        headline_rows,
+        reading_sentence,
+        write_headline_report,
+    )
+    from reports.render import write_report
+    from reports.summary import format_table
+    from sims.headline import READINGS, judge
+
+    runs, reports, simulated, wall = [], [], [], 0.0
+    for reading in READINGS:
+        scenario, data, results = _simulate(reading.scenario, args)
+        runs.append((reading, scenario, results))
+        simulated.append(f"{data.simulated_s / 60:.1f}")
+        wall += data.wall_s
+    headline = judge(runs)
+    seed = runs[0][1].seed
+    out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"headline-seed{seed}")
+    for _, scenario, results in runs:
+        reports.append(write_report(results, out / scenario.name))
+    files = write_headline_report(headline, out)
+    if args.json:
+        line = {"readings": list(headline.readings), "wall_s": round(wall, 4)}
+        print(_json_line({**line, "report": str(files.html)}))
+        return 0
+    print(f'The claim: "{headline.claim}".')
+    print(f"Judged on {' and '.join(headline.slos)} (the sizing defaults), seed {seed}.\n")
+    print(format_table(headline_rows(headline), HEADLINE_HEADERS))
+    for reading in headline.readings:
+        print(f"\n{reading_sentence(reading)}")
+    print(f"\nsimulated {' + '.join(simulated)} min in {wall:.2f} s of wall time")
+    print(f"report: {files.markdown}\n        {files.html}")
+    for report in reports:
+        print(f"        {report.html}")
     return 0
 
 
@@ -286,12 +334,14 @@ def cmd_experiments(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
+    from sims.headline import READINGS
     from sims.scenario import builtin_names, load
 
+    headline = [reading.scenario for reading in READINGS]
     for name in builtin_names():
         scenario, _ = load(name)
         first_line = " ".join(scenario.description.split())
-        marker = " (default)" if name == DEFAULT_SCENARIO else ""
+        marker = " (default run)" if name in headline else ""
         print(f"{name:<22}{first_line}{marker}")
     return 0
 
@@ -318,8 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "scenario",
         nargs="?",
-        default=DEFAULT_SCENARIO,
-        help=f"a built-in scenario name or a TOML file (default: {DEFAULT_SCENARIO})",
+        help="a built-in scenario name or a TOML file (default: the headline, the "
+        "interview-day claim read two ways: two scenarios side by side)",
     )
     simulate.add_argument("--seed", type=int, help="override the scenario's seed")
     simulate.add_argument("--interviews", type=int, help="override workload.interviews")
