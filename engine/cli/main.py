@@ -338,11 +338,13 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     from sims.scenario import builtin_names, load
 
     headline = [reading.scenario for reading in READINGS]
-    for name in builtin_names():
+    names = builtin_names()
+    width = max(len(name) for name in names) + 2
+    for name in names:
         scenario, _ = load(name)
         first_line = " ".join(scenario.description.split())
         marker = " (default run)" if name in headline else ""
-        print(f"{name:<22}{first_line}{marker}")
+        print(f"{name:<{width}}{first_line}{marker}")
     return 0
 
 
