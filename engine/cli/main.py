@@ -59,16 +59,21 @@ def _progress_bar(total: int, enabled: bool):
     return bar, update
 
 
-def _simulate(name: str, args: argparse.Namespace):
-    """Load scenario ``name`` with the command's overrides, run it, summarise it."""
-    from sims.results import summarise
-    from sims.runner import simulate
+def _load(name: str, args: argparse.Namespace):
+    """Scenario ``name`` with the command's overrides, validated."""
     from sims.scenario import load
 
     overrides = list(args.set or [])
     if args.interviews is not None:
         overrides.append(f"workload.interviews={args.interviews}")
-    scenario, _ = load(name, overrides, seed=args.seed)
+    return load(name, overrides, seed=args.seed)[0]
+
+
+def _simulate(scenario, args: argparse.Namespace):
+    """Run ``scenario`` (with a progress bar unless quiet); returns its data and results."""
+    from sims.results import summarise
+    from sims.runner import simulate
+
     show_progress = not args.quiet and sys.stderr.isatty()
     bar, update = _progress_bar(scenario.workload.expected_requests, show_progress)
     try:
@@ -76,7 +81,7 @@ def _simulate(name: str, args: argparse.Namespace):
     finally:
         if bar is not None:
             bar.close()
-    return scenario, data, summarise(data)
+    return data, summarise(data)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -92,7 +97,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         summary_rows,
     )
 
-    scenario, data, results = _simulate(args.scenario, args)
+    scenario = _load(args.scenario, args)
+    data, results = _simulate(scenario, args)
     out = (
         Path(args.out)
         if args.out
@@ -127,9 +133,10 @@ def _simulate_headline(args: argparse.Namespace) -> int:
     from reports.summary import format_table
     from sims.headline import READINGS, judge
 
+    scenarios = [_load(reading.scenario, args) for reading in READINGS]  # all valid first
     runs, reports, simulated, wall = [], [], [], 0.0
-    for reading in READINGS:
-        scenario, data, results = _simulate(reading.scenario, args)
+    for reading, scenario in zip(READINGS, scenarios, strict=True):
+        data, results = _simulate(scenario, args)
         runs.append((reading, scenario, results))
         simulated.append(f"{data.simulated_s / 60:.1f}")
         wall += data.wall_s
