@@ -55,7 +55,7 @@ def text_block(out: str) -> str:
 
 
 def cache_by_kind(out: str, work: Path) -> str:
-    """The default run's cache use by turn kind, and its uncached burst, from results.json."""
+    """interview-day's cache use by turn kind, and its uncached burst, from results.json."""
     results = json.loads(next(work.glob("runs/*/results.json")).read_text())
     requests = results["requests"]
     rows = [
@@ -97,12 +97,16 @@ FIGURES: dict[str, Figure] = {
     "default-run": Figure(
         "callboard simulate --quiet",
         drop=r"^simulated .* of wall time$|^report: |^\s+runs/",
+    ),
+    "burst-run": Figure(
+        "callboard simulate interview-day --quiet",
+        drop=r"^simulated .* of wall time$|^report: |^\s+runs/",
         copies={
             "figures/traffic.png": "reports/examples/interview-day-traffic.png",
             "figures/latency_over_time.png": "reports/examples/interview-day-latency.png",
         },
     ),
-    "default-run-cache": Figure("callboard simulate --quiet", render=cache_by_kind),
+    "burst-run-cache": Figure("callboard simulate interview-day --quiet", render=cache_by_kind),
     "autoscale": Figure(
         "callboard simulate autoscale-coldstart --quiet --json --out warm-1.0\n"
         "callboard simulate autoscale-coldstart --quiet --json --out warm-1.5 "

@@ -76,12 +76,13 @@ class ScriptedInterview(InterviewSession):
         self.time_scale = time_scale
         self.index = index
         self.ledger = ledger
+        #: The bank ranks this interview has asked, sorted (kept only without repeats).
+        self.asked: list[int] = []
 
     def _question(self, priority: int = 0) -> ChatRequest:
         """A standalone request for one question of the bank (popular ones more often)."""
-        rank = bisect.bisect_left(self.question_cdf, self.stream.uniform())
-        rank = min(rank, len(self.question_cdf) - 1)
         workload = self.workload
+        rank = self._draw_rank()
         return ChatRequest(
             messages=(self.system_message, _ask_for_question(rank)),
             kind="question",
@@ -89,6 +90,28 @@ class ScriptedInterview(InterviewSession):
             max_tokens=workload.max_tokens,
             priority=priority,
         )
+
+    def _draw_rank(self) -> int:
+        """Which question of the bank to ask: one uniform draw through the popularity CDF,
+        over the questions not yet asked when ``repeat_questions`` is off."""
+        cdf = self.question_cdf
+        target = self.stream.uniform()
+        last = len(cdf) - 1
+        if self.workload.repeat_questions:
+            return min(bisect.bisect_left(cdf, target), last)
+        asked = self.asked
+        total = cdf[-1] - sum(cdf[a] - (cdf[a - 1] if a else 0.0) for a in asked)
+        target *= total
+        # Map the draw from the free mass back onto the whole CDF, skipping asked questions.
+        for a in asked:
+            low = cdf[a - 1] if a else 0.0
+            if low <= target:
+                target += cdf[a] - low
+        rank = min(bisect.bisect_right(cdf, target), last)
+        while rank in asked:  # only at the top edge, from rounding
+            rank -= 1
+        bisect.insort(asked, rank)
+        return rank
 
     async def complete(self, request: ChatRequest) -> Completion:
         """The session's send, noted in the ledger (if any) with how it ended."""

@@ -88,6 +88,10 @@ class WorkloadConfig:
     #: Questions in the bank: the only requests that repeat across candidates.
     question_bank: int = 200
     question_popularity: float = 1.1
+    #: Whether one interview may draw a question it already asked (each draw takes the
+    #: whole bank). ``false`` models a script: an interview asks each question at most
+    #: once, so its repeats are only across candidates.
+    repeat_questions: bool = True
     max_tokens: int | None = None
     candidate_facing: tuple[str, ...] = ("small_talk", "question", "follow_up")
     #: The priority of an interview's first turn (0 like every other turn). With load
@@ -123,6 +127,19 @@ class WorkloadConfig:
             self.question_popularity >= 0,
             self.question_popularity,
             ">= 0 (0: every question equally likely)",
+        )
+        _check(
+            "repeat_questions",
+            self.repeat_questions in (True, False),
+            self.repeat_questions,
+            "true | false",
+        )
+        asked = self.turn_plan.count("question")
+        _check(
+            "repeat_questions",
+            self.repeat_questions or asked <= self.question_bank,
+            self.repeat_questions,
+            f"true while the plan asks {asked} questions of a bank of {self.question_bank}",
         )
         _check(
             "first_turn_priority",

@@ -67,7 +67,34 @@ def _progress_bar(total: int, enabled: bool):
     return bar, update
 
 
+def _load(name: str, args: argparse.Namespace):
+    """Scenario ``name`` with the command's overrides, validated."""
+    from sims.scenario import load
+
+    overrides = list(args.set or [])
+    if args.interviews is not None:
+        overrides.append(f"workload.interviews={args.interviews}")
+    return load(name, overrides, seed=args.seed)[0]
+
+
+def _simulate(scenario, args: argparse.Namespace):
+    """Run ``scenario`` (with a progress bar unless quiet); returns its data and results."""
+    from sims.results import summarise
+    from sims.runner import simulate
+
+    show_progress = not args.quiet and sys.stderr.isatty()
+    bar, update = _progress_bar(scenario.workload.expected_requests, show_progress)
+    try:
+        data = simulate(scenario, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
+    return data, summarise(data)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.scenario is None:
+        return _simulate_headline(args)
     from reports.render import write_report
     from reports.summary import (
         FAMILY_HEADERS,
@@ -77,22 +104,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         provider_rows,
         summary_rows,
     )
-    from sims.results import summarise
-    from sims.runner import simulate
-    from sims.scenario import load
 
-    overrides = list(args.set or [])
-    if args.interviews is not None:
-        overrides.append(f"workload.interviews={args.interviews}")
-    scenario, _ = load(args.scenario, overrides, seed=args.seed)
-    show_progress = not args.quiet and sys.stderr.isatty()
-    bar, update = _progress_bar(scenario.workload.expected_requests, show_progress)
-    try:
-        data = simulate(scenario, progress=update)
-    finally:
-        if bar is not None:
-            bar.close()
-    results = summarise(data)
+    scenario = _load(args.scenario, args)
+    data, results = _simulate(scenario, args)
     out = (
         Path(args.out)
         if args.out
@@ -112,6 +126,47 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(format_table(provider_rows(results), PROVIDER_HEADERS))
     print(f"\nsimulated {data.simulated_s / 60:.1f} min in {data.wall_s:.2f} s of wall time")
     print(f"report: {files.markdown}\n        {files.html}")
+    return 0
+
+
+def _simulate_headline(args: argparse.Namespace) -> int:
+    """The default run: the claim's readings, each a full run, and their comparison."""
+    from reports.headline import (
+        HEADLINE_HEADERS,
+        headline_rows,
+        reading_sentence,
+        write_headline_report,
+    )
+    from reports.render import write_report
+    from reports.summary import format_table
+    from sims.headline import READINGS, judge
+
+    scenarios = [_load(reading.scenario, args) for reading in READINGS]  # all valid first
+    runs, reports, simulated, wall = [], [], [], 0.0
+    for reading, scenario in zip(READINGS, scenarios, strict=True):
+        data, results = _simulate(scenario, args)
+        runs.append((reading, scenario, results))
+        simulated.append(f"{data.simulated_s / 60:.1f}")
+        wall += data.wall_s
+    headline = judge(runs)
+    seed = runs[0][1].seed
+    out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"headline-seed{seed}")
+    for _, scenario, results in runs:
+        reports.append(write_report(results, out / scenario.name))
+    files = write_headline_report(headline, out)
+    if args.json:
+        line = {"readings": list(headline.readings), "wall_s": round(wall, 4)}
+        print(_json_line({**line, "report": str(files.html)}))
+        return 0
+    print(f'The claim: "{headline.claim}".')
+    print(f"Judged on {' and '.join(headline.slos)} (the sizing defaults), seed {seed}.\n")
+    print(format_table(headline_rows(headline), HEADLINE_HEADERS))
+    for reading in headline.readings:
+        print(f"\n{reading_sentence(reading)}")
+    print(f"\nsimulated {' + '.join(simulated)} min in {wall:.2f} s of wall time")
+    print(f"report: {files.markdown}\n        {files.html}")
+    for report in reports:
+        print(f"        {report.html}")
     return 0
 
 
@@ -300,13 +355,17 @@ def cmd_experiments(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
+    from sims.headline import READINGS
     from sims.scenario import builtin_names, load
 
-    for name in builtin_names():
+    headline = [reading.scenario for reading in READINGS]
+    names = builtin_names()
+    width = max(len(name) for name in names) + 2
+    for name in names:
         scenario, _ = load(name)
         first_line = " ".join(scenario.description.split())
-        marker = " (default)" if name == DEFAULT_SCENARIO else ""
-        print(f"{name:<22}{first_line}{marker}")
+        marker = " (default run)" if name in headline else ""
+        print(f"{name:<{width}}{first_line}{marker}")
     return 0
 
 
@@ -332,8 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "scenario",
         nargs="?",
-        default=DEFAULT_SCENARIO,
-        help=f"a built-in scenario name or a TOML file (default: {DEFAULT_SCENARIO})",
+        help="a built-in scenario name or a TOML file (default: the headline, the "
+        "interview-day claim read two ways: two scenarios side by side)",
     )
     simulate.add_argument("--seed", type=int, help="override the scenario's seed")
     simulate.add_argument("--interviews", type=int, help="override workload.interviews")

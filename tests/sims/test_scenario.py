@@ -15,6 +15,7 @@ BUILTINS = [
     "chaos-quarantine",
     "interview-day",
     "interview-day-2000",
+    "interview-day-as-claimed",
     "mixed-fleet",
     "rate-limit-storm",
     "reference",

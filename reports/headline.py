@@ -1,0 +1,138 @@
+"""The default run's report: the claim's two readings side by side, a sentence each.
+
+Everything said comes from :class:`sims.headline.Headline` (headline.json); each
+reading's own full report sits in a folder named after its scenario, beside this one.
+
+out_dir/headline.json     the readings' figures and SLO verdicts
+out_dir/report.md         the comparison in Markdown
+out_dir/report.html       the same, one self-contained page
+out_dir/<scenario>/       each reading's results.json, report.md, report.html, figures
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from reports.document import Document, Section, Table
+from reports.html import document_html
+from reports.markdown import document_markdown
+from reports.summary import minutes, percent, seconds
+from sims.headline import Headline
+
+HEADLINE_HEADERS = (
+    "reading",
+    "scenario",
+    "interviews start over",
+    "bank questions",
+    "success",
+    "provider_p95",
+    "answer_p95",
+    "cache hit rate",
+    "request limit used",
+    "SLOs",
+)
+
+
+def _spread(reading: dict[str, Any]) -> str:
+    spread = float(reading["start_spread_s"])
+    return minutes(spread) if spread > 0 else "0 s (all at once)"
+
+
+def headline_rows(headline: Headline) -> list[tuple[str, ...]]:
+    """One row per reading; columns as HEADLINE_HEADERS."""
+    return [
+        (
+            str(r["label"]),
+            str(r["scenario"]),
+            _spread(r),
+            percent(r["question_share"]),
+            percent(r["success"]),
+            seconds(r["provider_p95"]),
+            seconds(r["answer_p95"]),
+            percent(r["cache_hit_rate"]),
+            percent(r["limit_share"]),
+            "met" if r["meets_slos"] else "missed",
+        )
+        for r in headline.readings
+    ]
+
+
+def _judged(item: dict[str, Any]) -> str:
+    shown = seconds(item["value"]) if item["seconds"] else percent(item["value"])
+    return f"{item['slo']} ({shown})"
+
+
+def reading_sentence(reading: dict[str, Any]) -> str:
+    """What one reading found and what it takes to meet the SLOs, in one sentence."""
+    accounts = f"{reading['accounts']} account{'s' if reading['accounts'] != 1 else ''}"
+    premise = (
+        f"{reading['interviews']:,} interviews starting over {_spread(reading)}, "
+        f"{percent(reading['question_share'])} of requests questions from the bank"
+    )
+    found = (
+        f"{percent(reading['cache_hit_rate'])} served from cache and "
+        f"{percent(reading['limit_share'])} of the request limit used"
+    )
+    head = f"{str(reading['label']).capitalize()} ({reading['scenario']}: {premise})"
+    if reading["meets_slos"]:
+        judged = " and ".join(_judged(item) for item in reading["slos"])
+        return f"{head}: {accounts} meet {judged}, with {found}."
+    missed = " and ".join(_judged(item) for item in reading["slos"] if not item["met"])
+    return (
+        f"{head}: {accounts} miss {missed}, with {found}; "
+        f"`callboard size {reading['scenario']} --interviews {reading['interviews']}` "
+        "finds the smallest fleet that meets them."
+    )
+
+
+def headline_document(headline: Headline) -> Document:
+    sentences = [reading_sentence(r) for r in headline.readings]
+    reports = [
+        f"{r['label'].capitalize()}: {r['scenario']}/report.md, {r['scenario']}/report.html "
+        f"(seed {r['seed']}). {r['description']}"
+        for r in headline.readings
+    ]
+    return Document(
+        title="The claim, read two ways",
+        lead=f'"{headline.claim}"',
+        description="Each reading is one seeded run of a built-in scenario, judged on "
+        f"{' and '.join(headline.slos)} (the sizing defaults).",
+        sections=(
+            Section(
+                "Headline",
+                (Table(HEADLINE_HEADERS, tuple(headline_rows(headline))), *sentences),
+            ),
+            Section("Each reading's full report", tuple(reports)),
+        ),
+        footer="Figures from headline.json; each reading's results.json is in its folder.",
+    )
+
+
+@attrs.frozen
+class HeadlineFiles:
+    out_dir: Path
+    json: Path
+    markdown: Path
+    html: Path
+
+
+def _write(path: Path, text: str) -> Path:
+    with path.open("w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+    return path
+
+
+def write_headline_report(headline: Headline, out_dir: Path) -> HeadlineFiles:
+    """headline.json, report.md and report.html in ``out_dir`` (created if missing)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    document = headline_document(headline)
+    return HeadlineFiles(
+        out_dir,
+        _write(out_dir / "headline.json", headline.to_json()),
+        _write(out_dir / "report.md", document_markdown(document)),
+        _write(out_dir / "report.html", document_html(document)),
+    )
