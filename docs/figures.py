@@ -139,7 +139,7 @@ FIGURES: dict[str, Figure] = {
     },
     "size-full": Figure(
         'callboard size interview-day --interviews 500,1000,2000 --slo "provider_p95<=5s" '
-        '--slo "success>=99.5%" --accounts huggingface=1..128 --quiet --out size-full',
+        '--slo "success>=99.5%" --accounts huggingface=1..192 --quiet --out size-full',
         full=True,
     ),
 }

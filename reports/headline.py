@@ -33,6 +33,7 @@ HEADLINE_HEADERS = (
     "cache hit rate",
     "request limit used",
     "SLOs",
+    "smallest fleet meeting them",
 )
 
 
@@ -55,9 +56,41 @@ def headline_rows(headline: Headline) -> list[tuple[str, ...]]:
             percent(r["cache_hit_rate"]),
             percent(r["limit_share"]),
             "met" if r["meets_slos"] else "missed",
+            _fleet(r["needed"]),
         )
         for r in headline.readings
     ]
+
+
+def _fleet(needed: dict[str, Any] | None) -> str:
+    """The fleet sizing found for a reading, with its held-out check, for the table."""
+    if needed is None:
+        return "not sized"
+    if needed["accounts"] is None:
+        return f"none up to {needed['range'][1]} x {needed['group']}"
+    return (
+        f"{needed['accounts']} x {needed['group']} "
+        f"({needed['fresh_met']} of {needed['fresh_seeds']} fresh seeds)"
+    )
+
+
+def _what_it_takes(reading: dict[str, Any]) -> str:
+    """The end of a reading's sentence: what sizing found it takes to meet the SLOs."""
+    needed = reading["needed"]
+    if needed is None:
+        return (
+            f"`callboard size {reading['scenario']} --interviews {reading['interviews']}` "
+            "finds the smallest fleet that meets them"
+        )
+    if needed["accounts"] is None:
+        return f"no fleet of up to {needed['range'][1]} x {needed['group']} meets them"
+    plural = "s" if needed["accounts"] != 1 else ""
+    return (
+        f"the smallest fleet `callboard size` shows to meet them on "
+        f"{percent(needed['confidence'])} of days is {needed['accounts']} "
+        f"{needed['group']} account{plural} (met on {needed['fresh_met']} of "
+        f"{needed['fresh_seeds']} fresh seeds)"
+    )
 
 
 def _judged(item: dict[str, Any]) -> str:
@@ -79,13 +112,9 @@ def reading_sentence(reading: dict[str, Any]) -> str:
     head = f"{str(reading['label']).capitalize()} ({reading['scenario']}: {premise})"
     if reading["meets_slos"]:
         judged = " and ".join(_judged(item) for item in reading["slos"])
-        return f"{head}: {accounts} meet {judged}, with {found}."
+        return f"{head}: {accounts} meet {judged}, with {found}; {_what_it_takes(reading)}."
     missed = " and ".join(_judged(item) for item in reading["slos"] if not item["met"])
-    return (
-        f"{head}: {accounts} miss {missed}, with {found}; "
-        f"`callboard size {reading['scenario']} --interviews {reading['interviews']}` "
-        "finds the smallest fleet that meets them."
-    )
+    return f"{head}: {accounts} miss {missed}, with {found}; {_what_it_takes(reading)}."
 
 
 def headline_document(headline: Headline) -> Document:

@@ -5,13 +5,15 @@ requests per interview, 80% served from cache: 500 concurrent interviews fit at 
 capacity") is true under its own premises and false under a burst, and a reader needs
 both. Each :class:`Reading` is a built-in scenario run as it is; this module judges each
 run against the sizing SLOs and works out the figures the headline compares, all from
-the run's own results and scenario. Reports only word them.
+the run's own results and scenario, and what each reading takes to meet the SLOs: the
+fleet ``callboard size`` recommends for it (:func:`fleet_needed`). Reports only word them.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -75,10 +77,46 @@ def limit_share(scenario: Scenario, results: Results) -> float:
     return calls / admitted if admitted > 0 else math.nan
 
 
-def reading_figures(
-    reading: Reading, scenario: Scenario, results: Results, slos: list[Slo]
+def fleet_needed(
+    scenario_ref: str,
+    interviews: int,
+    overrides: Sequence[str] = (),
+    seed: int | None = None,
+    on_simulation: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """What the headline says about one reading, as plain data."""
+    """What it takes for a reading to meet the sizing SLOs: the smallest fleet of its
+    first account group that ``callboard size`` shows to meet them (default rule and
+    held-out check), or None when none in that group's default range does."""
+    from sims.sizing import size
+
+    slos = [Slo.parse(text) for text in DEFAULT_SLOS]
+    sizing = size(
+        scenario_ref, [interviews], slos, overrides=overrides, seed=seed,
+        on_simulation=on_simulation,
+    )  # fmt: skip
+    [level] = sizing.levels
+    [searched] = sizing.ranges
+    chosen = level.recommended
+    return {
+        "group": searched.group,
+        "range": [searched.low, searched.high],
+        "accounts": None if chosen is None else chosen.counts[searched.group],
+        "confidence": sizing.rule.confidence,
+        "seeds_run": 0 if chosen is None else len(chosen.runs),
+        "fresh_seeds": len(level.holdout),
+        "fresh_met": level.holdout_met(slos),
+    }
+
+
+def reading_figures(
+    reading: Reading,
+    scenario: Scenario,
+    results: Results,
+    slos: list[Slo],
+    needed: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What the headline says about one reading, as plain data (``needed``: what
+    :func:`fleet_needed` found for it, if it ran)."""
     summary = results.summary
     plan = scenario.workload.turn_plan
     metrics = summary.get("slo_metrics") or {}
@@ -107,6 +145,7 @@ def reading_figures(
         "limit_share": limit_share(scenario, results),
         "slos": judged,
         "meets_slos": all(item["met"] for item in judged),
+        "needed": needed,
     }
 
 
@@ -122,11 +161,20 @@ class Headline:
         return json.dumps(round_floats(attrs.asdict(self)), sort_keys=True, indent=1) + "\n"
 
 
-def judge(runs: list[tuple[Reading, Scenario, Results]], slos: list[Slo] | None = None) -> Headline:
-    """The headline of the readings' runs, judged on ``slos`` (default: sizing's)."""
+def judge(
+    runs: list[tuple[Reading, Scenario, Results]],
+    slos: list[Slo] | None = None,
+    needed: Sequence[dict[str, Any] | None] | None = None,
+) -> Headline:
+    """The headline of the readings' runs, judged on ``slos`` (default: sizing's), with
+    what :func:`fleet_needed` found for each, if it ran."""
     slos = slos if slos is not None else [Slo.parse(text) for text in DEFAULT_SLOS]
+    needed = needed if needed is not None else [None] * len(runs)
     return Headline(
         CLAIM,
         tuple(slo.text for slo in slos),
-        tuple(reading_figures(r, scenario, results, slos) for r, scenario, results in runs),
+        tuple(
+            reading_figures(r, scenario, results, slos, fleet)
+            for (r, scenario, results), fleet in zip(runs, needed, strict=True)
+        ),
     )

@@ -131,6 +131,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _simulate_headline(args: argparse.Namespace) -> int:
     """The default run: the claim's readings, each a full run, and their comparison."""
+    from engine.cli.progress import open_progress
     from reports.headline import (
         HEADLINE_HEADERS,
         headline_rows,
@@ -139,7 +140,7 @@ def _simulate_headline(args: argparse.Namespace) -> int:
     )
     from reports.render import write_report
     from reports.summary import format_table
-    from sims.headline import READINGS, judge
+    from sims.headline import READINGS, fleet_needed, judge
 
     scenarios = [_load(reading.scenario, args) for reading in READINGS]  # all valid first
     runs, reports, simulated, wall = [], [], [], 0.0
@@ -148,7 +149,25 @@ def _simulate_headline(args: argparse.Namespace) -> int:
         runs.append((reading, scenario, results))
         simulated.append(f"{data.simulated_s / 60:.1f}")
         wall += data.wall_s
-    headline = judge(runs)
+    needed: list[dict | None] = [None] * len(READINGS) if args.no_size else []
+    progress = open_progress("simulate: sizing", 0, args.quiet or args.no_size)
+    try:
+        for reading, scenario in zip(READINGS, scenarios, strict=True):
+            if args.no_size:
+                break
+            overrides = [*(args.set or []), f"workload.interviews={scenario.workload.interviews}"]
+            fleet = fleet_needed(
+                reading.scenario,
+                scenario.workload.interviews,
+                overrides,
+                args.seed,
+                on_simulation=progress.simulation,
+            )
+            progress.step(f"{reading.label}: {fleet['accounts']} x {fleet['group']}")
+            needed.append(fleet)
+    finally:
+        progress.close()
+    headline = judge(runs, needed=needed)
     seed = runs[0][1].seed
     out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"headline-seed{seed}")
     for _, scenario, results in runs:
@@ -405,6 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
     simulate.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+    simulate.add_argument(
+        "--no-size",
+        action="store_true",
+        help="the default run: skip sizing each reading (what it takes to meet the SLOs)",
+    )
     simulate.set_defaults(handler=cmd_simulate)
 
     size = commands.add_parser(

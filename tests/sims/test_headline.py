@@ -94,13 +94,15 @@ def test_the_share_of_the_request_limit_is_calls_over_what_the_limits_admit(prem
 
 
 def test_the_default_run_shows_both_readings(tmp_path, capsys):
-    assert main(["simulate", "--quiet", "--out", str(tmp_path)]) == 0
+    assert main(["simulate", "--quiet", "--no-size", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "as claimed" in out and "all at once" in out
     assert "As claimed (interview-day-as-claimed" in out and "All at once (interview-day" in out
     headline = json.loads((tmp_path / "headline.json").read_text())
     assert [r["scenario"] for r in headline["readings"]] == [r.scenario for r in READINGS]
     assert [r["meets_slos"] for r in headline["readings"]] == [True, False]
+    assert [r["needed"] for r in headline["readings"]] == [None, None]  # --no-size
+    assert "callboard size interview-day --interviews 500` finds" in out
     for name in ("report.md", "report.html"):
         text = (tmp_path / name).read_text()
         assert "As claimed (" in text and "All at once (" in text
@@ -118,6 +120,34 @@ def test_the_default_run_as_one_json_line(tmp_path, capsys):
     data = json.loads(line)
     assert [r["label"] for r in data["readings"]] == ["as claimed", "all at once"]
     assert all(r["interviews"] == 20 for r in data["readings"])
+    # What each reading takes, sized for real at 20 interviews and checked on fresh seeds.
+    for reading in data["readings"]:
+        needed = reading["needed"]
+        assert needed["group"] == "huggingface" and needed["accounts"] >= 1
+        assert needed["fresh_seeds"] == 10 and 0 <= needed["fresh_met"] <= 10
+        assert needed["seeds_run"] >= 3
+    burst = data["readings"][1]["needed"]["accounts"]
+    assert burst >= data["readings"][0]["needed"]["accounts"]  # the burst never needs fewer
+
+
+def test_the_sentence_says_what_sizing_found(capsys):
+    from reports.headline import reading_sentence
+
+    reading = {
+        "label": "all at once", "scenario": "interview-day", "interviews": 500,
+        "start_spread_s": 60.0, "question_share": 0.47, "cache_hit_rate": 0.31,
+        "limit_share": 0.94, "accounts": 2, "meets_slos": False,
+        "slos": [{"slo": "success>=99.5%", "value": 0.37, "met": False, "seconds": False}],
+        "needed": {
+            "group": "huggingface", "range": [1, 64], "accounts": 34, "confidence": 0.95,
+            "seeds_run": 4, "fresh_seeds": 10, "fresh_met": 10,
+        },
+    }  # fmt: skip
+    assert reading_sentence(reading).endswith(
+        "is 34 huggingface accounts (met on 10 of 10 fresh seeds)."
+    )
+    reading["needed"] = {**reading["needed"], "accounts": None}
+    assert reading_sentence(reading).endswith("no fleet of up to 64 x huggingface meets them.")
 
 
 # --- repeat_questions -----------------------------------------------------------------
