@@ -199,11 +199,12 @@ class Provider(Actor):
         if self.cooling_until > now:
             return self.cooling_until - now
         breaker = self.breaker.core
-        if breaker.state is State.OPEN:
+        state = breaker.state
+        if state is State.OPEN:
             wait = breaker.open_until - now
             if wait > 0:
                 return wait
-        elif breaker.state is State.HALF_OPEN and not breaker.would_allow(now):
+        elif state is State.HALF_OPEN and not breaker.would_allow(now):
             return UNTIL_FREED  # a trial call is out; its end decides
         slots = self.slots
         full = slots.in_use >= slots.capacity and slots.queued >= slots.queue_limit
@@ -211,9 +212,16 @@ class Provider(Actor):
             # Its adaptive limit is reached: sending more would only be refused.
             self.stats.held_back["concurrency"] += 1
             return UNTIL_FREED
-        if self.admission.limiters:
-            wait, binding = self.admission.wait_for(
-                now, 1, request.prompt_tokens, self._output_estimate(request), request.prompt_chars
+        admission = self.admission
+        if admission.limiters:
+            # The output estimate (_output_estimate) written out: this runs for every
+            # account on every look for a provider.
+            wait, binding = admission.wait_for(
+                now,
+                1,
+                request.prompt_tokens,
+                request.max_tokens or request.expected_output_tokens or 0,
+                request.prompt_chars,
             )
             if wait > 0:
                 self.stats.held_back[binding] += 1
