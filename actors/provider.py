@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 import trio
 
-from actors.backends import Backend, BackendReply, Usage
+from actors.backends import Backend, Usage
 from actors.breaker import CircuitBreaker, State
 from actors.concurrency import AdaptiveLimit, ConcurrencyConfig
 from actors.errors import (
@@ -300,7 +300,7 @@ class Provider(Actor):
         name = self.spec.name
         start = clock.now()
         breaker = self.breaker
-        permit = breaker.allow(start)
+        permit = breaker.core.allow(start)  # the core, not its actor's wrapper: a call less
         if permit is None:
             raise CircuitOpen(name, "circuit breaker is open")
         if self.disabled_until > start:
@@ -382,9 +382,12 @@ class Provider(Actor):
                     )
                 if self.adaptive is not None and (code == "ok" or code == "timeout"):
                     self.adaptive.observe(service, slots)
-            breaker.record(permit, code, end - start, end)
-            if self.health is not None:
-                self.health.observe(name, code, end - start, end)
+            # The breaker's core and the provider's health record, called directly (their
+            # actors' wrappers add a call per attempt and nothing else).
+            breaker.core.record(permit, end, code, end - start)
+            health = self.health
+            if health is not None:
+                health.providers[name].observe(code, end - start, end)
             if self.admission.limiters:
                 # Limits that charged an output estimate take back what was not generated.
                 self.admission.settle(
@@ -393,18 +396,22 @@ class Provider(Actor):
             cost = self._bill(usage)
             if self.listener is not None:
                 self.listener.attempt_ended(request_id, name, code, cost)
+        answer = reply.answer
         return Completion(
             request_id=request_id,
             content=reply.content,
             model=self.spec.model,
             provider=name,
-            prompt_tokens=_prompt_tokens(request, reply),
+            # The provider's count of the prompt when it gave one, else the router's estimate.
+            prompt_tokens=request.prompt_tokens
+            if answer is None or answer.prompt_tokens is None
+            else answer.prompt_tokens,
             completion_tokens=reply.completion_tokens,
             latency=end - start,
             ttft=(service_start - start) + reply.ttft,
             cost=cost,
             queue_wait=service_start - start,
-            answer=reply.answer,
+            answer=answer,
         )
 
     def _refused(self, permit: int, request_id: str, now: float) -> None:
@@ -456,14 +463,6 @@ class Provider(Actor):
                     self.listener.capacity_freed()
             case _:
                 raise TypeError(f"provider {self.spec.name!r} got an unknown message {message!r}")
-
-
-def _prompt_tokens(request: ChatRequest, reply: BackendReply) -> int:
-    """The provider's count of the prompt when it gave one, else the router's estimate."""
-    answer = reply.answer
-    if answer is not None and answer.prompt_tokens is not None:
-        return answer.prompt_tokens
-    return request.prompt_tokens
 
 
 def _size(limiter: Limiter) -> float:

@@ -206,9 +206,12 @@ class Router:
                 if not found.ready:
                     await self._wait_for_a_provider(pursuit, now, found)
                     continue
-                self._dispatched(pursuit, now)
+                if self.priority_line is not None or pursuit.line is not None:
+                    self._dispatched(pursuit, now)
                 provider = self._choose(pursuit, found.ready, now)
-                self._attempt_starts(pursuit, provider, now)
+                self.stats.attempts += 1
+                if self.log.active:
+                    self._attempt_starts(pursuit, provider, now)
                 try:
                     if self.hedge_timer is None:
                         answered_by = provider
@@ -473,7 +476,10 @@ class Router:
         """
         failed = pursuit.failed
         fresh = [p for p in ready if p.spec.name not in failed] if failed else ready
-        candidates = by_tier(fresh or ready, pursuit.request, self.tiers)
+        tiers = self.tiers
+        candidates = fresh or ready
+        if tiers is not None:
+            candidates = by_tier(candidates, pursuit.request, tiers)
         # A half-open provider's trial decides whether it comes back; a policy that
         # scores by health would never pick it, and it would stay half-open forever.
         for provider in candidates:
@@ -482,11 +488,9 @@ class Router:
         return self.policy.choose(candidates, pursuit.request, pursuit.session, now)
 
     def _attempt_starts(self, pursuit: _Pursuit, provider: Provider, now: float) -> None:
-        """An attempt on ``provider`` starts now: count and log it."""
-        self.stats.attempts += 1
-        if self.log.active:
-            detail = f"provider={provider.spec.name} attempt={len(pursuit.errors) + 1}"
-            self.log.emit(now, pursuit.request_id, "attempt", detail)
+        """Log that an attempt on ``provider`` starts now (the caller counts it)."""
+        detail = f"provider={provider.spec.name} attempt={len(pursuit.errors) + 1}"
+        self.log.emit(now, pursuit.request_id, "attempt", detail)
 
     def _attempt_failed(self, pursuit: _Pursuit, exc: AttemptError, name: str) -> float | None:
         """After provider ``name`` failed: raise if the request must give up, else how long
