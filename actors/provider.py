@@ -42,6 +42,9 @@ from actors.runtime.actor import Actor
 from actors.runtime.errors import InvalidSetting
 from actors.slots import QueueIsFull, Slots
 
+# An enum member read off its class costs several global reads on CPython 3.11.
+_OPEN, _HALF_OPEN = State.OPEN, State.HALF_OPEN
+
 if TYPE_CHECKING:
     from actors.backends.ratelimit_headers import LimitObservation
     from actors.health import HealthMonitor
@@ -200,11 +203,11 @@ class Provider(Actor):
             return self.cooling_until - now
         breaker = self.breaker.core
         state = breaker.state
-        if state is State.OPEN:
+        if state is _OPEN:
             wait = breaker.open_until - now
             if wait > 0:
                 return wait
-        elif state is State.HALF_OPEN and not breaker.would_allow(now):
+        elif state is _HALF_OPEN and not breaker.would_allow(now):
             return UNTIL_FREED  # a trial call is out; its end decides
         slots = self.slots
         full = slots.in_use >= slots.capacity and slots.queued >= slots.queue_limit
