@@ -27,6 +27,10 @@ class State(enum.Enum):
     HALF_OPEN = "half_open"
 
 
+# The states as module constants: on CPython 3.11 reading an enum member off its class
+# costs several times a global read, and the call path compares states on every attempt.
+_CLOSED, _OPEN, _HALF_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN
+
 # Outcome codes a breaker can count; "ok" is a success.
 COUNTABLE_CODES = ("rate_limited", "upstream_error", "timeout", "malformed_reply", "auth_failed")
 
@@ -139,23 +143,23 @@ class BreakerCore:
 
     def tick(self, now: float) -> None:
         """Move OPEN -> HALF_OPEN if the quarantine is over (stamped at its end)."""
-        if self.state is State.OPEN and now >= self.open_until:
+        if self.state is _OPEN and now >= self.open_until:
             self._move(self.open_until, State.HALF_OPEN, "quarantine over")
 
     def allow(self, now: float) -> int | None:
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return self.epoch
         self.tick(now)
-        if self.state is State.HALF_OPEN and self.trials_in_flight < self.config.half_open_trials:
+        if self.state is _HALF_OPEN and self.trials_in_flight < self.config.half_open_trials:
             self.trials_in_flight += 1
             return self.epoch
         return None
 
     def would_allow(self, now: float) -> bool:
         """Whether :meth:`allow` would grant a permit now, without taking it."""
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return True
-        if self.state is State.OPEN:
+        if self.state is _OPEN:
             return now >= self.open_until and self.config.half_open_trials > 0
         return self.trials_in_flight < self.config.half_open_trials
 
@@ -166,7 +170,7 @@ class BreakerCore:
         cfg = self.config
         failed = code in cfg.failure_codes
         ignored = not failed and code != "ok"
-        if self.state is State.HALF_OPEN:
+        if self.state is _HALF_OPEN:
             self.trials_in_flight -= 1
             if failed:
                 self._open(now, f"trial call failed ({code})")
@@ -176,7 +180,7 @@ class BreakerCore:
                     self.ejections = 0
                     self._move(now, State.CLOSED, f"{self.trial_successes} trial call(s) succeeded")
             return
-        if self.state is not State.CLOSED or ignored:
+        if self.state is not _CLOSED or ignored:
             return
         slow = latency >= cfg.slow_call_s
         self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
@@ -197,7 +201,7 @@ class BreakerCore:
                     self._open(now, f"slow-call rate {rate:.0%} over the last {n} calls")
 
     def force_open(self, now: float, reason: str) -> None:
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             self._open(now, reason)
 
     def adopt_open(self, now: float, until: float, ejections: int, reason: str) -> bool:
@@ -207,7 +211,7 @@ class BreakerCore:
         recomputed, so every router lets the provider back at the same time and
         lengthens its next quarantine alike. False if it would change nothing.
         """
-        if until <= now or (self.state is State.OPEN and self.open_until >= until):
+        if until <= now or (self.state is _OPEN and self.open_until >= until):
             return False
         self.ejections = max(self.ejections, ejections)
         self.open_until = until
@@ -216,7 +220,7 @@ class BreakerCore:
 
     def reset(self, now: float, reason: str) -> None:
         self.ejections = 0
-        if self.state is not State.CLOSED:
+        if self.state is not _CLOSED:
             self._move(now, State.CLOSED, reason)
 
 
@@ -266,7 +270,7 @@ class CircuitBreaker(Actor):
 
     def _transitioned(self, transition: Transition) -> None:
         self._publish()
-        if transition.target is State.OPEN and self._nursery is not None:
+        if transition.target is _OPEN and self._nursery is not None:
             delay = max(0.0, self.core.open_until - clock.now())
             self.after(delay, _QuarantineOver(self.core.epoch))
         if self._on_transition is not None:

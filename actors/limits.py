@@ -132,10 +132,20 @@ class TokenBucket:
         """Seconds until ``amount`` could be taken (0 now; inf if it never fits)."""
         if amount > self.largest:
             return math.inf
-        missing = min(amount, self.capacity) - self.level(now)
+        # level(now), written out: the router asks every account's limits on every
+        # look for a provider, so this is the hottest code of a rate-limited simulation.
+        capacity = self.capacity
+        level = self._level
+        if now > self._updated:
+            level += (now - self._updated) * self.rate
+            if level > capacity:
+                level = capacity
+            self._level = level
+            self._updated = now
+        missing = (amount if amount < capacity else capacity) - level
         # A shortfall of rounding size (waiting the reported wait can land a few ulps
         # short of the refill) counts as none, so a waiter never has to wait twice.
-        return 0.0 if missing <= 1e-9 * self.capacity else missing / self.rate
+        return 0.0 if missing <= 1e-9 * capacity else missing / self.rate
 
     def take(self, now: float, amount: float) -> None:
         """Charge ``amount`` (negative: give back, never above the capacity)."""
@@ -176,10 +186,13 @@ class FixedWindow:
     def wait_for(self, now: float, amount: float) -> float:
         if amount > self.limit:
             return math.inf
-        self._roll(now)
+        window = int(now // self.per)  # _roll(now), written out (a hot path)
+        if window != self._window:
+            self._window = window
+            self._used = 0.0
         if self._used + amount <= self.limit:
             return 0.0
-        return (self._window + 1) * self.per - now
+        return (window + 1) * self.per - now
 
     def take(self, now: float, amount: float) -> None:
         self._roll(now)
@@ -229,7 +242,7 @@ class Admission:
     longest of the binding limits: retrying sooner could only be refused again.
     """
 
-    __slots__ = ("_adjusting", "_units", "limiters")
+    __slots__ = ("_adjusting", "_checks", "_units", "limiters")
 
     def __init__(self, specs: tuple[LimitSpec, ...] | list[LimitSpec]) -> None:
         for spec in specs:
@@ -237,6 +250,9 @@ class Admission:
         self.limiters: list[Limiter] = [spec.build() for spec in specs]
         # Index into the amounts tuple (ordered as UNITS), resolved once.
         self._units = [UNITS.index(limiter.unit) for limiter in self.limiters]
+        #: (limiter, unit index) pairs, zipped once: wait_for runs for every account on
+        #: every look for a provider.
+        self._checks = list(zip(self.limiters, self._units, strict=True))
         self._adjusting = [
             limiter
             for spec, limiter in zip(specs, self.limiters, strict=True)
@@ -264,7 +280,7 @@ class Admission:
         """(seconds until a request of this size fits, the binding limit), without charging."""
         amounts = (requests, input_tokens + output_tokens, input_tokens, output_tokens, chars)
         worst, binding = 0.0, ""
-        for limiter, unit in zip(self.limiters, self._units, strict=True):
+        for limiter, unit in self._checks:
             wait = limiter.wait_for(now, amounts[unit])
             if wait > worst:
                 worst, binding = wait, limiter.name

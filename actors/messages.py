@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -54,6 +54,34 @@ class ChatMessage:
     content: str
 
 
+class SizedMessages(tuple):  # type: ignore[type-arg]
+    """Messages with the total length of their texts, counted by whoever built them.
+
+    An interview session keeps a running count as its history grows, so the request it
+    builds from the whole history every turn need not walk that history again to size
+    it. ``chars`` is what :class:`ChatRequest` would count: the sum of the contents'
+    lengths, or -1 if a content is not text (validation then names that message).
+    """
+
+    chars: int
+
+    def __new__(cls, messages: Iterable[ChatMessage], chars: int) -> SizedMessages:
+        self = super().__new__(cls, messages)
+        self.chars = chars
+        return self
+
+    def __getnewargs__(self) -> tuple[tuple[ChatMessage, ...], int]:  # type: ignore[override]
+        return tuple(self), self.chars
+
+
+def _as_messages(value: Iterable[ChatMessage]) -> tuple[ChatMessage, ...]:
+    """A request's messages as a tuple (sized messages stay as they are)."""
+    kind = type(value)
+    if kind is tuple or kind is SizedMessages:
+        return value  # type: ignore[return-value]
+    return tuple(value)
+
+
 @attrs.frozen(slots=True)
 class ChatRequest:
     """One chat completion request, as an app or the simulator sends it.
@@ -64,7 +92,7 @@ class ChatRequest:
     model how long the answer is.
     """
 
-    messages: tuple[ChatMessage, ...] = attrs.field(converter=tuple)
+    messages: tuple[ChatMessage, ...] = attrs.field(converter=_as_messages)
     model: str = "auto"
     #: None: the client set none, and none is sent (the provider's default applies).
     temperature: float | None = None
@@ -89,20 +117,28 @@ class ChatRequest:
     prompt_tokens: int = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        # One plain loop over a long history: on CPython 3.11 it beats map() with
-        # attrgetter, whose attribute lookups are not specialised like the loop's.
-        chars = 0
-        try:
-            for message in self.messages:
-                content = message.content
-                if type(content) is not str:
-                    chars = -1  # not text; validation then names the bad message
-                    break
-                chars += len(content)
-        except AttributeError:
-            chars = -1
+        messages = self.messages
+        # Sized messages were counted as they were built.
+        chars = messages.chars if type(messages) is SizedMessages else count_chars(messages)
         object.__setattr__(self, "prompt_chars", chars)
-        object.__setattr__(self, "prompt_tokens", estimate_tokens(chars, len(self.messages)))
+        object.__setattr__(self, "prompt_tokens", estimate_tokens(chars, len(messages)))
+
+
+def count_chars(messages: Iterable[ChatMessage], chars: int = 0) -> int:
+    """``chars`` plus the length of every message's content; -1 if one is not text."""
+    # One plain loop over a long history: on CPython 3.11 it beats map() with
+    # attrgetter, whose attribute lookups are not specialised like the loop's.
+    if chars < 0:
+        return -1
+    try:
+        for message in messages:
+            content = message.content
+            if type(content) is not str:
+                return -1  # not text; validation then names the bad message
+            chars += len(content)
+    except AttributeError:
+        return -1
+    return chars
 
 
 def _answer(value: Any) -> Answer | None:

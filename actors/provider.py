@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 import trio
 
-from actors.backends import Backend, BackendReply, Usage
+from actors.backends import Backend, Usage
 from actors.breaker import CircuitBreaker, State
 from actors.concurrency import AdaptiveLimit, ConcurrencyConfig
 from actors.errors import (
@@ -41,6 +41,9 @@ from actors.runtime import clock
 from actors.runtime.actor import Actor
 from actors.runtime.errors import InvalidSetting
 from actors.slots import QueueIsFull, Slots
+
+# An enum member read off its class costs several global reads on CPython 3.11.
+_OPEN, _HALF_OPEN = State.OPEN, State.HALF_OPEN
 
 if TYPE_CHECKING:
     from actors.backends.ratelimit_headers import LimitObservation
@@ -199,11 +202,12 @@ class Provider(Actor):
         if self.cooling_until > now:
             return self.cooling_until - now
         breaker = self.breaker.core
-        if breaker.state is State.OPEN:
+        state = breaker.state
+        if state is _OPEN:
             wait = breaker.open_until - now
             if wait > 0:
                 return wait
-        elif breaker.state is State.HALF_OPEN and not breaker.would_allow(now):
+        elif state is _HALF_OPEN and not breaker.would_allow(now):
             return UNTIL_FREED  # a trial call is out; its end decides
         slots = self.slots
         full = slots.in_use >= slots.capacity and slots.queued >= slots.queue_limit
@@ -211,9 +215,16 @@ class Provider(Actor):
             # Its adaptive limit is reached: sending more would only be refused.
             self.stats.held_back["concurrency"] += 1
             return UNTIL_FREED
-        if self.admission.limiters:
-            wait, binding = self.admission.wait_for(
-                now, 1, request.prompt_tokens, self._output_estimate(request), request.prompt_chars
+        admission = self.admission
+        if admission.limiters:
+            # The output estimate (_output_estimate) written out: this runs for every
+            # account on every look for a provider.
+            wait, binding = admission.wait_for(
+                now,
+                1,
+                request.prompt_tokens,
+                request.max_tokens or request.expected_output_tokens or 0,
+                request.prompt_chars,
             )
             if wait > 0:
                 self.stats.held_back[binding] += 1
@@ -292,7 +303,7 @@ class Provider(Actor):
         name = self.spec.name
         start = clock.now()
         breaker = self.breaker
-        permit = breaker.allow(start)
+        permit = breaker.core.allow(start)  # the core, not its actor's wrapper: a call less
         if permit is None:
             raise CircuitOpen(name, "circuit breaker is open")
         if self.disabled_until > start:
@@ -374,9 +385,12 @@ class Provider(Actor):
                     )
                 if self.adaptive is not None and (code == "ok" or code == "timeout"):
                     self.adaptive.observe(service, slots)
-            breaker.record(permit, code, end - start, end)
-            if self.health is not None:
-                self.health.observe(name, code, end - start, end)
+            # The breaker's core and the provider's health record, called directly (their
+            # actors' wrappers add a call per attempt and nothing else).
+            breaker.core.record(permit, end, code, end - start)
+            health = self.health
+            if health is not None:
+                health.providers[name].observe(code, end - start, end)
             if self.admission.limiters:
                 # Limits that charged an output estimate take back what was not generated.
                 self.admission.settle(
@@ -385,18 +399,22 @@ class Provider(Actor):
             cost = self._bill(usage)
             if self.listener is not None:
                 self.listener.attempt_ended(request_id, name, code, cost)
+        answer = reply.answer
         return Completion(
             request_id=request_id,
             content=reply.content,
             model=self.spec.model,
             provider=name,
-            prompt_tokens=_prompt_tokens(request, reply),
+            # The provider's count of the prompt when it gave one, else the router's estimate.
+            prompt_tokens=request.prompt_tokens
+            if answer is None or answer.prompt_tokens is None
+            else answer.prompt_tokens,
             completion_tokens=reply.completion_tokens,
             latency=end - start,
             ttft=(service_start - start) + reply.ttft,
             cost=cost,
             queue_wait=service_start - start,
-            answer=reply.answer,
+            answer=answer,
         )
 
     def _refused(self, permit: int, request_id: str, now: float) -> None:
@@ -448,14 +466,6 @@ class Provider(Actor):
                     self.listener.capacity_freed()
             case _:
                 raise TypeError(f"provider {self.spec.name!r} got an unknown message {message!r}")
-
-
-def _prompt_tokens(request: ChatRequest, reply: BackendReply) -> int:
-    """The provider's count of the prompt when it gave one, else the router's estimate."""
-    answer = reply.answer
-    if answer is not None and answer.prompt_tokens is not None:
-        return answer.prompt_tokens
-    return request.prompt_tokens
 
 
 def _size(limiter: Limiter) -> float:

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import attrs
 
-from actors.messages import ChatMessage, ChatRequest, Completion
+from actors.messages import ChatMessage, ChatRequest, Completion, SizedMessages, count_chars
 from actors.runtime.actor import Actor
 from actors.runtime.errors import CallboardError
 
@@ -55,12 +55,33 @@ class InterviewSession(Actor):
         )
         self.provider: str | None = None  # the provider that last answered this session
         self.providers_used: list[str] = []
+        # A running count of the history's characters (see _sized_history).
+        self._sized: tuple[list[ChatMessage], int, ChatMessage | None, int] = ([], 0, None, 0)
+
+    def _sized_history(self) -> SizedMessages:
+        """The whole history as a request's messages, sized by a running count.
+
+        Only the messages appended since the last turn are counted. The history grows by
+        appending; if it was replaced, cut or its last counted message changed (a failed
+        turn takes its message back), it is counted again from the start.
+        """
+        history = self.history
+        counted_list, counted, last, chars = self._sized
+        if not (
+            history is counted_list
+            and len(history) >= counted
+            and (counted == 0 or history[counted - 1] is last)
+        ):
+            counted, chars = 0, 0
+        chars = count_chars(history[counted:], chars) if len(history) > counted else chars
+        self._sized = (history, len(history), history[-1] if history else None, chars)
+        return SizedMessages(history, chars)
 
     async def turn(self, turn: Turn) -> Completion:
         """One exchange; on failure the history is left as it was before the turn."""
         self.history.append(ChatMessage("user", turn.content))
         request = ChatRequest(
-            messages=tuple(self.history),
+            messages=self._sized_history(),
             kind=turn.kind,
             expected_output_tokens=turn.expected_output_tokens,
             max_tokens=turn.max_tokens,

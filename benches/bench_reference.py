@@ -154,6 +154,13 @@ def main() -> None:
         f"(run by run: {pairs[0]:.2f}x .. {pairs[-1]:.2f}x)"
     )
     print(f"  bare trio / SimPy {what} time: {statistics.median(floor) / simpy_s:.2f}x")
+    # The design target (docs/performance.md): callboard within 2x of the bare-trio floor.
+    floor_pairs = sorted(o / f for o, f in zip(ours, floor, strict=True))
+    print(
+        f"  callboard / bare trio {what} time: "
+        f"{statistics.median(ours) / statistics.median(floor):.2f}x "
+        f"(run by run: {floor_pairs[0]:.2f}x .. {floor_pairs[-1]:.2f}x; target: at most 2x)"
+    )
     print(
         f"  per request: callboard {statistics.median(ours) / requests * 1e6:.1f} µs, "
         f"bare trio {statistics.median(floor) / requests * 1e6:.1f} µs, "

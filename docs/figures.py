@@ -4,6 +4,7 @@
     .venv/bin/python docs/figures.py --check    # fail if a page's figures are stale
     .venv/bin/python docs/figures.py --full     # also the long runs (sizing: ~10 min)
     .venv/bin/python docs/figures.py --benches  # also the benchmarks (~5 min, noisy)
+    .venv/bin/python docs/figures.py --benches --only bench-bench_reference  # just these
 
 A figure sits in a page between ``<!-- figures:NAME -->`` and ``<!-- /figures -->``; this
 script runs the command registered under NAME below (in a fresh folder, with the venv's
@@ -194,11 +195,16 @@ def main(argv: list[str]) -> int:
     check = "--check" in argv
     full = "--full" in argv
     benches = "--benches" in argv
+    # --only NAME[,NAME...]: run and write just these figures, leaving the others as they are.
+    only = set(argv[argv.index("--only") + 1].split(",")) if "--only" in argv else None
+    unknown = sorted((only or set()) - set(FIGURES))
+    if unknown:
+        raise SystemExit(f"--only: unknown figure(s) {', '.join(unknown)}")
     runs = Runs()
     stale: list[str] = []
     try:
         for page in pages():
-            stale += fill_page(page, runs, check, full, benches)
+            stale += fill_page(page, runs, check, full, benches, only)
     finally:
         runs.close()
     if check and stale:
@@ -213,7 +219,9 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def fill_page(page: Path, runs: Runs, check: bool, full: bool, benches: bool) -> list[str]:
+def fill_page(
+    page: Path, runs: Runs, check: bool, full: bool, benches: bool, only: set[str] | None = None
+) -> list[str]:
     """Rewrite (or, with check, compare) one page's figures; returns what was stale."""
     text = page.read_text()
     stale: list[str] = []
@@ -228,6 +236,8 @@ def fill_page(page: Path, runs: Runs, check: bool, full: bool, benches: bool) ->
                 f"{page.name}: figure {name!r}: its command is not in the page: {figure.command}"
             )
         if (figure.full and not full) or (figure.bench and (check or not benches)):
+            return match.group(0)
+        if only is not None and name not in only:
             return match.group(0)
         body, copies = runs.get(name, figure)
         for target, data in copies.items():

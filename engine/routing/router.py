@@ -56,6 +56,9 @@ from engine.routing.selection import Eligible, by_tier, eligible, needs_strong
 from engine.routing.shedding import PriorityLine, SheddingConfig
 from engine.routing.validation import check_needs, validate
 
+# An enum member read off its class costs several global reads on CPython 3.11.
+_HALF_OPEN = State.HALF_OPEN
+
 if TYPE_CHECKING:
     from actors.health import HealthMonitor
     from actors.provider import Provider
@@ -184,7 +187,59 @@ class Router:
         self.stats.in_flight += 1
         pursuit = self._pursuit(request, request_id, session, start)
         try:
-            completion = await self._attempts(pursuit)
+            # The attempts, written out here rather than in a helper: the attempt is where
+            # the request spends its time, and each coroutine frame between the caller
+            # and the clock is resumed on every wake-up.
+            # Each pass: give up at the deadline; wait in line while no provider can take
+            # it; choose one; attempt it; after a failed attempt fail over, back off or
+            # give up.
+            deadline = pursuit.deadline
+            while True:
+                now = clock.now()
+                if now >= deadline:
+                    raise DeadlineExceeded(request_id, deadline - pursuit.start, pursuit.errors)
+                if self.priority_line is None and pursuit.line is None:
+                    line = self._line_of(pursuit)
+                    if line.head_taken or line.parked:  # others of its class wait: it goes behind
+                        await self._wait_in_line(pursuit, line, math.inf, line.busy)
+                        continue
+                found = eligible(
+                    self.providers, request, now, pursuit.avoid, self.tiers, deadline - now
+                )
+                if not found.ready:
+                    await self._wait_for_a_provider(pursuit, now, found)
+                    continue
+                if self.priority_line is not None or pursuit.line is not None:
+                    self._dispatched(pursuit, now)
+                provider = self._choose(pursuit, found.ready, now)
+                self.stats.attempts += 1
+                if self.log.active:
+                    self._attempt_starts(pursuit, provider, now)
+                try:
+                    if self.hedge_timer is None:
+                        answered_by = provider
+                        completion = await provider.call(
+                            request, request_id, self.retry.attempt_timeout, deadline
+                        )
+                    else:
+                        completion, answered_by = await hedged_attempt(
+                            self,
+                            provider,
+                            request,
+                            request_id,
+                            pursuit.session,
+                            (self.retry.attempt_timeout, deadline),
+                            pursuit.errors,
+                            pursuit.avoid,
+                            pursuit.failed,
+                        )
+                except AttemptError as exc:
+                    delay = self._attempt_failed(pursuit, exc, provider.spec.name)
+                    if delay is not None:
+                        await clock.sleep(delay)
+                    continue
+                completion = self._answer(pursuit, completion, answered_by.spec.name, now)
+                break
         except CallboardError as exc:
             self._gave_up(pursuit, exc)
             raise
@@ -303,58 +358,6 @@ class Router:
                     pursuit.limit_wait,
                 )
             )
-
-    async def _attempts(self, pursuit: _Pursuit) -> Completion:
-        """Attempt the request on provider after provider until one answers.
-
-        Each pass: give up at the deadline; wait in line while no provider can take it;
-        choose one; attempt it; after a failed attempt fail over, back off or give up.
-        """
-        request, request_id, deadline = pursuit.request, pursuit.request_id, pursuit.deadline
-        while True:
-            now = clock.now()
-            if now >= deadline:
-                raise DeadlineExceeded(request_id, deadline - pursuit.start, pursuit.errors)
-            if self.priority_line is None and pursuit.line is None:
-                line = self._line_of(pursuit)
-                if line.head_taken or line.parked:  # others of its class wait: it goes behind
-                    await self._wait_in_line(pursuit, line, math.inf, line.busy)
-                    continue
-            found = eligible(
-                self.providers, request, now, pursuit.avoid, self.tiers, deadline - now
-            )
-            if not found.ready:
-                await self._wait_for_a_provider(pursuit, now, found)
-                continue
-            self._dispatched(pursuit, now)
-            provider = self._choose(pursuit, found.ready, now)
-            self._attempt_starts(pursuit, provider, now)
-            try:
-                # Awaited here, not in a helper: the attempt is where the request spends
-                # its time, and each coroutine frame in between costs on every resumption.
-                if self.hedge_timer is None:
-                    answered_by = provider
-                    completion = await provider.call(
-                        request, request_id, self.retry.attempt_timeout, deadline
-                    )
-                else:
-                    completion, answered_by = await hedged_attempt(
-                        self,
-                        provider,
-                        request,
-                        request_id,
-                        pursuit.session,
-                        (self.retry.attempt_timeout, deadline),
-                        pursuit.errors,
-                        pursuit.avoid,
-                        pursuit.failed,
-                    )
-            except AttemptError as exc:
-                delay = self._attempt_failed(pursuit, exc, provider.spec.name)
-                if delay is not None:
-                    await clock.sleep(delay)
-                continue
-            return self._answer(pursuit, completion, answered_by.spec.name, now)
 
     def _pursuit(
         self,
@@ -476,20 +479,21 @@ class Router:
         """
         failed = pursuit.failed
         fresh = [p for p in ready if p.spec.name not in failed] if failed else ready
-        candidates = by_tier(fresh or ready, pursuit.request, self.tiers)
+        tiers = self.tiers
+        candidates = fresh or ready
+        if tiers is not None:
+            candidates = by_tier(candidates, pursuit.request, tiers)
         # A half-open provider's trial decides whether it comes back; a policy that
         # scores by health would never pick it, and it would stay half-open forever.
         for provider in candidates:
-            if provider.breaker.core.state is State.HALF_OPEN:
+            if provider.breaker.core.state is _HALF_OPEN:
                 return provider
         return self.policy.choose(candidates, pursuit.request, pursuit.session, now)
 
     def _attempt_starts(self, pursuit: _Pursuit, provider: Provider, now: float) -> None:
-        """An attempt on ``provider`` starts now: count and log it."""
-        self.stats.attempts += 1
-        if self.log.active:
-            detail = f"provider={provider.spec.name} attempt={len(pursuit.errors) + 1}"
-            self.log.emit(now, pursuit.request_id, "attempt", detail)
+        """Log that an attempt on ``provider`` starts now (the caller counts it)."""
+        detail = f"provider={provider.spec.name} attempt={len(pursuit.errors) + 1}"
+        self.log.emit(now, pursuit.request_id, "attempt", detail)
 
     def _attempt_failed(self, pursuit: _Pursuit, exc: AttemptError, name: str) -> float | None:
         """After provider ``name`` failed: raise if the request must give up, else how long

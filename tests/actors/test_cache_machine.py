@@ -138,6 +138,26 @@ def test_request_key_ignores_whitespace_only(
     assert request_key(_request(("user", plain), ("user", plain))) != base
 
 
+#: Every kind of whitespace str.split() knows, ASCII and not, beside a few letters.
+ANY_TEXT = st.text(
+    alphabet=" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u2000\u3000ab\xe9", max_size=12
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(ANY_TEXT, min_size=1, max_size=3))
+def test_request_key_is_the_hash_of_the_whitespace_collapsed_text(texts: list[str]) -> None:
+    """The key is pinned: a blake2b of the settings and of each message with its runs of
+    whitespace collapsed as ``" ".join(text.split())`` does (a fast path must agree)."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(b"m\x1f0.0\x1fNone")
+    for text in texts:
+        digest.update(f"\x1euser\x1f{' '.join(text.split())}".encode())
+    assert request_key(_request(*(("user", t) for t in texts))) == digest.hexdigest()
+
+
 def test_explicit_cache_key_wins() -> None:
     a = _request(("user", "one"), key="fixed")
     b = _request(("system", "two"), model="other", temperature=0.9, key="fixed")
