@@ -2,7 +2,7 @@
 
     .venv/bin/python docs/figures.py            # rewrite the figures in the pages
     .venv/bin/python docs/figures.py --check    # fail if a page's figures are stale
-    .venv/bin/python docs/figures.py --full     # also the long runs (sizing: ~10 min)
+    .venv/bin/python docs/figures.py --full     # also the long runs (sizing: ~5 min)
     .venv/bin/python docs/figures.py --benches  # also the benchmarks (~5 min, noisy)
     .venv/bin/python docs/figures.py --benches --only bench-bench_reference  # just these
 
