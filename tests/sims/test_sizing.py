@@ -338,3 +338,18 @@ def test_what_a_fleet_ran_does_not_depend_on_how_many_ran_at_once(known, monkeyp
     assert [(p.counts, [r.seed for r in p.runs], p.verdict) for p in one.points] == [
         (p.counts, [r.seed for r in p.runs], p.verdict) for p in four.points
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--confidence", "120%"], "confidence: got 1.2"),
+        (["--confidence", "most"], "--confidence: got 'most'"),
+        (["--replications", "1"], "replications: got 1"),
+        (["--replications", "4", "--max-replications", "3"], "max-replications: got 3"),
+        (["--holdout", "-1"], "holdout: got -1"),
+    ],
+)
+def test_bad_confidence_settings_are_refused_before_any_simulation(args, named, capsys):
+    assert main(["size", "--interviews", "10", *args]) == 2
+    assert named in capsys.readouterr().err
