@@ -18,7 +18,7 @@ from typing import Any
 from actors.backends.anthropic_wire import STOP_REASONS, tool_use_blocks
 from actors.messages import Completion
 from engine.routing.errors import InvalidRequest
-from engine.serve.openai_format import error_body, usage_body
+from engine.serve.openai_format import error_body, shown_field, usage_body
 
 _FIELDS = frozenset(
     {
@@ -165,7 +165,7 @@ def chat_body(body: Any) -> dict[str, Any]:
         raise InvalidRequest("body", body, "a JSON object")
     for field in body:
         if field not in _FIELDS and field not in _ROUTER_FIELDS:
-            raise _refuse(field, body[field])
+            raise _refuse(shown_field(field), body[field])
     if "max_tokens" not in body:
         raise InvalidRequest("max_tokens", None, "an integer >= 1 (required)")
     if not isinstance(body.get("model"), str):

@@ -232,11 +232,9 @@ def parse_chat_body(body: Any, *, unknown_fields: str = "pass") -> tuple[ChatReq
         if unknown:
             field = unknown[0]
             allowed = "a field of OpenAI's Chat Completions API or callboard's own"
-            # An empty or unprintable key is named by its repr, so the error still shows it.
-            name = (
-                field if field.isprintable() and field.strip() == field and field else repr(field)
+            raise InvalidRequest(
+                shown_field(field), body[field], f"{allowed} (server.unknown_fields = refuse)"
             )
-            raise InvalidRequest(name, body[field], f"{allowed} (server.unknown_fields = refuse)")
     if body.get("messages") is None:
         raise _absent("messages", body, "messages", "a list of {role, content} messages (required)")
     needs: list[tuple[str, str]] = []
@@ -416,6 +414,12 @@ def _error_type(status: int) -> str:
     if status < 500:
         return "invalid_request_error"
     return "server_error"
+
+
+def shown_field(field: str) -> str:
+    """A client's field name as an error names it: an empty or unprintable key by its repr,
+    so that the error still shows which one it was."""
+    return field if field and field.isprintable() and field.strip() == field else repr(field)
 
 
 def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:

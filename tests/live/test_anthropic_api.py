@@ -233,3 +233,14 @@ async def test_a_mixed_fleet_sends_openai_only_fields_to_openai_accounts(nursery
         seeded = await http.post("/v1/chat/completions", json={"messages": user, "seed": 3})
     assert plain["provider"] == "claude"  # the priority policy's first
     assert seeded.json()["provider"] == "gpt" and gpt.mock.recent[-1].body["seed"] == 3
+
+
+@pytest.mark.parametrize(("field", "named"), [("seed", "seed"), ("", "''"), (" x", "' x'")])
+def test_the_messages_api_names_a_field_it_cannot_translate_even_an_empty_one(field, named):
+    from engine.routing.errors import InvalidRequest
+    from engine.serve.anthropic_format import chat_body
+
+    body = {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(InvalidRequest) as refused:
+        chat_body({**body, field: None})
+    assert refused.value.field == named and str(refused.value).startswith(named)
