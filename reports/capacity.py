@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from reports import summary
-from reports.document import Document, FigureRef, Section, Table
+from reports.document import Document, FigureRef, Section, Table, write_file
 from reports.html import document_html
 from reports.markdown import document_markdown
 from sims.confidence import holdout_interval
@@ -515,11 +515,11 @@ def write_capacity_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     data = capacity_data(sizing, baseline, baseline_label)
     json_path = out_dir / "capacity.json"
-    json_path.write_text(json.dumps(data, sort_keys=True, indent=1) + "\n")
+    write_file(json_path, json.dumps(data, sort_keys=True, indent=1) + "\n")
     figures = capacity_figures(data, out_dir / "figures")
     document = capacity_document(data, figures)
     md = out_dir / "capacity.md"
-    md.write_text(document_markdown(document))
+    write_file(md, document_markdown(document))
     html = out_dir / "capacity.html"
-    html.write_text(document_html(document))
+    write_file(html, document_html(document))
     return data, CapacityFiles(out_dir, json_path, md, html)

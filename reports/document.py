@@ -264,3 +264,9 @@ def build_document(results: Results, figures: list[Path]) -> Document:
         ),
         footer=footer,
     )
+
+
+def write_file(path: Path, text: str) -> Path:
+    """Write a report file as UTF-8 with "\n" line ends: the same bytes on every platform."""
+    path.write_text(text, encoding="utf-8", newline="\n")
+    return path

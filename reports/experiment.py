@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from reports.document import write_file
 from reports.experiment_document import experiment_document
 from reports.experiment_figures import experiment_figures
 from reports.experiment_text import verdict_words
@@ -40,23 +41,17 @@ class ExperimentFiles:
     figures: tuple[Path, ...]
 
 
-def _write(path: Path, text: str) -> Path:
-    with path.open("w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
-    return path
-
-
 def write_experiment_report(
     experiment: Experiment, out_dir: Path
 ) -> tuple[dict[str, Any], ExperimentFiles]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = experiment_report_data(experiment)
-    json_path = _write(
+    json_path = write_file(
         out_dir / "experiment.json", json.dumps(data, sort_keys=True, indent=1) + "\n"
     )
     figures = experiment_figures(data, out_dir / "figures")
     document = experiment_document(data, figures)
-    md = _write(out_dir / "experiment.md", document_markdown(document))
-    html = _write(out_dir / "experiment.html", document_html(document))
+    md = write_file(out_dir / "experiment.md", document_markdown(document))
+    html = write_file(out_dir / "experiment.html", document_html(document))
     return data, ExperimentFiles(out_dir, json_path, md, html, tuple(f.path for f in figures))

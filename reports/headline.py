@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from reports.document import Document, Section, Table
+from reports.document import Document, Section, Table, write_file
 from reports.html import document_html
 from reports.markdown import document_markdown
 from reports.summary import minutes, percent, seconds
@@ -148,12 +148,6 @@ class HeadlineFiles:
     html: Path
 
 
-def _write(path: Path, text: str) -> Path:
-    with path.open("w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
-    return path
-
-
 def write_headline_report(headline: Headline, out_dir: Path) -> HeadlineFiles:
     """headline.json, report.md and report.html in ``out_dir`` (created if missing)."""
     out_dir = Path(out_dir)
@@ -161,7 +155,7 @@ def write_headline_report(headline: Headline, out_dir: Path) -> HeadlineFiles:
     document = headline_document(headline)
     return HeadlineFiles(
         out_dir,
-        _write(out_dir / "headline.json", headline.to_json()),
-        _write(out_dir / "report.md", document_markdown(document)),
-        _write(out_dir / "report.html", document_html(document)),
+        write_file(out_dir / "headline.json", headline.to_json()),
+        write_file(out_dir / "report.md", document_markdown(document)),
+        write_file(out_dir / "report.html", document_html(document)),
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import attrs
 
+from reports.document import write_file
 from reports.figures import render_figures
 from reports.html import render_html
 from reports.markdown import render_markdown
@@ -32,19 +33,12 @@ class ReportFiles:
         return [self.results_json, self.markdown, self.html, *self.figures]
 
 
-def _write(path: Path, text: str) -> Path:
-    # newline="\n": the same bytes on every platform.
-    with path.open("w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
-    return path
-
-
 def write_report(results: Results, out_dir: Path) -> ReportFiles:
     """Render everything into ``out_dir`` (created if missing); returns the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results_json = _write(out_dir / "results.json", results.to_json())
+    results_json = write_file(out_dir / "results.json", results.to_json())
     figures = render_figures(results, out_dir / "figures")
-    markdown = _write(out_dir / "report.md", render_markdown(results, figures))
-    html = _write(out_dir / "report.html", render_html(results, figures))
+    markdown = write_file(out_dir / "report.md", render_markdown(results, figures))
+    html = write_file(out_dir / "report.html", render_html(results, figures))
     return ReportFiles(out_dir, results_json, markdown, html, tuple(figures))
