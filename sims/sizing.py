@@ -259,15 +259,16 @@ class _Search:
 
     def _gallop(self, start: int, gap: int) -> tuple[int, int] | None:
         """A bracket (low, high) with ``high`` viable and nothing viable known below it
-        from ``start`` on: probes ``start``, then further up with the gaps doubling."""
+        from ``start`` on: probes ``start``, ``start + gap``, ``start + 3 gap``, ``start +
+        7 gap`` ... (the gaps doubling), a round at a time, up to the top of the range."""
         top = self.sizer.steps
-        reach = 0
+        origin, reach = start, 0
         while True:
             known = [k for k, p in self.points.items() if k >= start and p.viable]
             ceiling = min(known, default=top)
             batch = []
             while len(batch) < PROBES_PER_ROUND and ceiling not in batch:
-                batch.append(min(start + gap * (2**reach - 1), ceiling))
+                batch.append(min(origin + gap * (2**reach - 1), ceiling))
                 reach += 1
             self.probe(batch)
             if any(self.points[k].viable for k in batch) or ceiling in known:
