@@ -375,8 +375,9 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
     notes = [
         f"Confidence: a fleet is recommended once {meta['min_seeds']} to {meta['max_seeds']} "
         "seeds all met every objective and, for each objective, the one-sided normal "
-        f"prediction bound for a fresh seed (at {confidence} for all objectives together) "
-        "is within its threshold; one seed that misses rules a fleet out. Each "
+        "tolerance bound over its seeds is within the threshold (90% sure that "
+        f"{confidence} of all seeds meet every objective together); one seed that misses "
+        "rules a fleet out (docs/size.md). Each "
         f"recommendation then ran on {meta['holdout_seeds']} fresh seeds the search never "
         "saw: the share that met every objective, with its exact 95% (Clopper-Pearson) "
         "interval, is the 'fresh seeds' column (--confidence, --replications, "

@@ -75,7 +75,7 @@ class Point:
     counts: dict[str, int]
     runs: tuple[Run, ...]
     verdict: str
-    #: SLO text -> the prediction bound for a fresh seed (nan below two seeds).
+    #: SLO text -> the tolerance bound over its seeds (nan below two seeds).
     bounds: dict[str, float] = attrs.field(factory=dict)
 
     @property

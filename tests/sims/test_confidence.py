@@ -81,9 +81,9 @@ def _acceptance(rule: Rule, share_meeting: float, runs: int, rng: np.random.Gene
 
 
 def test_a_fleet_that_meets_the_slo_on_80_percent_of_days_is_rarely_recommended():
-    # The rule looks again after every seed, so its error is above the nominal 10%
-    # (90% assurance) for one look... but all seeds must also meet the SLO. 2,000 runs
-    # measured 5.7%; a next-seed prediction bound (no assurance) let 14% through.
+    # Looking again after every seed raises the rule's error above one look's; that every
+    # seed must also meet the SLO lowers it. 2,000 runs measured 5.7%; a next-seed
+    # prediction bound (no assurance of its own) let 14% through, and fails this test.
     rng = np.random.default_rng(7)
     runs = 2000
     rate = _acceptance(Rule(), 0.80, runs, rng)
