@@ -62,6 +62,11 @@ class Run:
     groups: dict[str, dict[str, Any]]
 
 
+def meeting(runs: Sequence[Run], slos: Sequence[Slo]) -> int:
+    """How many of these runs met every SLO."""
+    return sum(all(slo.met(run.summary) for slo in slos) for run in runs)
+
+
 @attrs.frozen
 class Point:
     """A fleet at a level, on the seeds it ran, with the rule's verdict on them.
@@ -93,7 +98,7 @@ class Point:
         return self.verdict != MISSED
 
     def seeds_passing(self, slos: Sequence[Slo]) -> int:
-        return sum(all(slo.met(run.summary) for slo in slos) for run in self.runs)
+        return meeting(self.runs, slos)
 
 
 @attrs.frozen
@@ -107,7 +112,7 @@ class LevelAnswer:
 
     def holdout_met(self, slos: Sequence[Slo]) -> int:
         """How many of the fresh seeds met every SLO."""
-        return sum(all(slo.met(run.summary) for slo in slos) for run in self.holdout)
+        return meeting(self.holdout, slos)
 
 
 @attrs.frozen

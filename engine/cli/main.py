@@ -131,7 +131,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _simulate_headline(args: argparse.Namespace) -> int:
     """The default run: the claim's readings, each a full run, and their comparison."""
-    from engine.cli.progress import open_progress
     from reports.headline import (
         HEADLINE_HEADERS,
         headline_rows,
@@ -140,7 +139,7 @@ def _simulate_headline(args: argparse.Namespace) -> int:
     )
     from reports.render import write_report
     from reports.summary import format_table
-    from sims.headline import READINGS, fleet_needed, judge
+    from sims.headline import READINGS, judge
 
     scenarios = [_load(reading.scenario, args) for reading in READINGS]  # all valid first
     runs, reports, simulated, wall = [], [], [], 0.0
@@ -149,24 +148,7 @@ def _simulate_headline(args: argparse.Namespace) -> int:
         runs.append((reading, scenario, results))
         simulated.append(f"{data.simulated_s / 60:.1f}")
         wall += data.wall_s
-    needed: list[dict | None] = [None] * len(READINGS) if args.no_size else []
-    progress = open_progress("simulate: sizing", 0, args.quiet or args.no_size)
-    try:
-        for reading, scenario in zip(READINGS, scenarios, strict=True):
-            if args.no_size:
-                break
-            overrides = [*(args.set or []), f"workload.interviews={scenario.workload.interviews}"]
-            fleet = fleet_needed(
-                reading.scenario,
-                scenario.workload.interviews,
-                overrides,
-                args.seed,
-                on_simulation=progress.simulation,
-            )
-            progress.step(f"{reading.label}: {fleet['accounts']} x {fleet['group']}")
-            needed.append(fleet)
-    finally:
-        progress.close()
+    needed = [None] * len(READINGS) if args.no_size else _size_readings(READINGS, scenarios, args)
     headline = judge(runs, needed=needed)
     seed = runs[0][1].seed
     out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"headline-seed{seed}")
@@ -187,6 +169,29 @@ def _simulate_headline(args: argparse.Namespace) -> int:
     for report in reports:
         print(f"        {report.html}")
     return 0
+
+
+def _size_readings(readings, scenarios, args: argparse.Namespace) -> list[dict]:
+    """What each reading of the headline takes to meet the SLOs, with progress on stderr."""
+    from engine.cli.progress import open_progress
+    from sims.headline import fleet_needed
+
+    needed = []
+    progress = open_progress("simulate: sizing", 0, args.quiet)
+    try:
+        for reading, scenario in zip(readings, scenarios, strict=True):
+            fleet = fleet_needed(
+                reading.scenario,
+                scenario.workload.interviews,
+                args.set or [],
+                args.seed,
+                on_simulation=progress.simulation,
+            )
+            progress.step(f"{reading.label}: {fleet['accounts']} x {fleet['group']}")
+            needed.append(fleet)
+    finally:
+        progress.close()
+    return needed
 
 
 def cmd_size(args: argparse.Namespace) -> int:
