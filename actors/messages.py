@@ -54,7 +54,7 @@ class ChatMessage:
     content: str
 
 
-class SizedMessages(tuple):  # type: ignore[type-arg]
+class SizedMessages(tuple[ChatMessage, ...]):
     """Messages with the total length of their texts, counted by whoever built them.
 
     An interview session keeps a running count as its history grows, so the request it
@@ -70,7 +70,7 @@ class SizedMessages(tuple):  # type: ignore[type-arg]
         self.chars = chars
         return self
 
-    def __getnewargs__(self) -> tuple[tuple[ChatMessage, ...], int]:  # type: ignore[override]
+    def __getnewargs__(self) -> tuple[tuple[ChatMessage, ...], int]:
         return tuple(self), self.chars
 
 

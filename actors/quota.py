@@ -10,6 +10,8 @@ keeps the alerts with their times for logs, the HTTP surface and reports.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import TypeGuard
 
 import attrs
 
@@ -22,7 +24,7 @@ QUOTA_MIN_WINDOW_S = 86400.0
 logger = logging.getLogger("callboard.quota")
 
 
-def is_quota(limiter: object) -> bool:
+def is_quota(limiter: object) -> TypeGuard[FixedWindow]:
     return isinstance(limiter, FixedWindow) and limiter.per >= QUOTA_MIN_WINDOW_S
 
 
@@ -42,7 +44,7 @@ class QuotaWatch:
 
     __slots__ = ("_crossed", "provider", "quotas")
 
-    def __init__(self, provider: str, limiters: list[object]) -> None:
+    def __init__(self, provider: str, limiters: Sequence[object]) -> None:
         self.provider = provider
         self.quotas: list[FixedWindow] = [lim for lim in limiters if is_quota(lim)]
         self._crossed: dict[str, tuple[int, int]] = {}  # limit -> (window, levels crossed)

@@ -7,6 +7,7 @@ report can never tell different stories.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
@@ -77,7 +78,7 @@ class Document:
     footer: str
 
 
-def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+def _table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> Table:
     return Table(tuple(headers), tuple(tuple(r) for r in rows))
 
 

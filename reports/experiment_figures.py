@@ -108,8 +108,8 @@ def _over_time(
     handles, labels = ax.get_legend_handles_labels()
     faults = _shade(ax, data["faults"])
     ax.legend(
-        handles + faults,
-        labels + [h.get_label() for h in faults],
+        [*handles, *faults],
+        labels + [str(h.get_label()) for h in faults],
         loc="upper left",
         bbox_to_anchor=(1.01, 1.0),
         fontsize=8,

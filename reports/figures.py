@@ -14,6 +14,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import overload
 
 import matplotlib
 import numpy as np
@@ -84,6 +85,10 @@ CAPTIONS = {
 }
 
 
+@overload
+def _minutes(seconds: np.ndarray) -> np.ndarray: ...
+@overload
+def _minutes(seconds: float) -> float: ...
 def _minutes(seconds: np.ndarray | float) -> np.ndarray | float:
     return np.asarray(seconds) / 60.0 if isinstance(seconds, np.ndarray) else seconds / 60.0
 

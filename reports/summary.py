@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from sims.result_views import as_float, family_of
@@ -363,7 +364,7 @@ def family_rows(results: Results) -> list[tuple[str, ...]]:
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in results.providers:
         grouped[families.get(str(row.get("name")), "?")].append(row)
-    out = []
+    out: list[tuple[str, ...]] = []
     for family, rows in sorted(grouped.items()):
         utilisation = [as_float(r.get("utilisation")) for r in rows]
         out.append(
@@ -389,8 +390,8 @@ def transition_rows(results: Results, limit: int = 20) -> list[tuple[str, str, s
         (
             clock(m.get("time")),
             str(m.get("provider", "?")),
-            f"{names.get(m.get('source'), m.get('source'))} → "
-            f"{names.get(m.get('target'), m.get('target'))}",
+            f"{names.get(str(m.get('source')), m.get('source'))} → "
+            f"{names.get(str(m.get('target')), m.get('target'))}",
             str(m.get("reason", "")),
         )
         for m in ordered[:limit]
@@ -402,7 +403,7 @@ def transition_rows(results: Results, limit: int = 20) -> list[tuple[str, str, s
 _NUMERIC = re.compile(r"^[<>]?\$?-?[\d,.]+(%| s| min)?$|^n/a$")
 
 
-def numeric_columns(rows: list[tuple[str, ...]], width: int) -> list[bool]:
+def numeric_columns(rows: Sequence[tuple[str, ...]], width: int) -> list[bool]:
     """Columns whose every cell is a number (right-aligned in every format)."""
     return [
         bool(rows) and all(_NUMERIC.match(row[i].split(" (")[0]) for row in rows if row[i])
@@ -410,7 +411,7 @@ def numeric_columns(rows: list[tuple[str, ...]], width: int) -> list[bool]:
     ]
 
 
-def format_table(rows: list[tuple[str, ...]], headers: tuple[str, ...] | list[str]) -> str:
+def format_table(rows: Sequence[tuple[str, ...]], headers: tuple[str, ...] | list[str]) -> str:
     """A plain-text table for the terminal, numbers right-aligned.
 
     Hand-written rather than a library (tabulate, rich): a dozen lines, and the

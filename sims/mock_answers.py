@@ -11,6 +11,7 @@ so tests can tell that each field reached the provider and came back.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from actors.messages import Answer
@@ -31,7 +32,7 @@ def _sample(schema: Any) -> Any:
     return _SAMPLES.get(kind if isinstance(kind, str) else "")
 
 
-def _tool(body: dict[str, Any]) -> dict[str, Any] | None:
+def _tool(body: Mapping[str, Any]) -> dict[str, Any] | None:
     """The tool to call now: none once a tool's result is in, or when told not to."""
     tools = body.get("tools") or []
     choice = body.get("tool_choice", "auto")
@@ -46,7 +47,7 @@ def _tool(body: dict[str, Any]) -> dict[str, Any] | None:
     return tools[0]
 
 
-def special_answer(body: dict[str, Any] | None, request_id: str, name: str) -> Answer | None:
+def special_answer(body: Mapping[str, Any] | None, request_id: str, name: str) -> Answer | None:
     """The answer to a request that needs more than text, else None."""
     if body is None:
         return None

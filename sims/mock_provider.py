@@ -153,10 +153,12 @@ class MockProvider:
     def __repr__(self) -> str:
         return f"MockProvider({self.name!r}, profile={self.profile.name!r})"
 
-    def set_profile(self, name: str) -> MockProfile:
-        if name not in self.profiles:
+    def set_profile(self, name: object) -> MockProfile:
+        """Switch to the profile ``name``, as read from a request: any JSON value."""
+        profile = self.profiles.get(name) if isinstance(name, str) else None
+        if profile is None:
             raise InvalidSetting("profile", name, " | ".join(self.profiles))
-        self.profile = self.profiles[name]
+        self.profile = profile
         self.backend = VirtualBackend(
             self.name,
             self.profile.latency,

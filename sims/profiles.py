@@ -8,6 +8,8 @@ lognormals. Scenario files may override any field.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from actors.backends.virtual import ErrorRates, LatencyModel
@@ -41,7 +43,7 @@ class Profile:
     errors: ErrorRates
     source: str
 
-    def account(self, name: str, **overrides: object) -> ProviderSpec:
+    def account(self, name: str, **overrides: Any) -> ProviderSpec:
         """A concrete account of this profile."""
         return attrs.evolve(self.spec, name=name, **overrides)
 

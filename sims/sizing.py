@@ -271,7 +271,7 @@ class _Search:
         while True:
             known = [k for k, p in self.points.items() if k >= start and p.viable]
             ceiling = min(known, default=top)
-            batch = []
+            batch: list[int] = []
             while len(batch) < PROBES_PER_ROUND and ceiling not in batch:
                 batch.append(min(origin + gap * (2**reach - 1), ceiling))
                 reach += 1

@@ -162,8 +162,8 @@ def _simulate_headline(args: argparse.Namespace) -> int:
     print(f'The claim: "{headline.claim}".')
     print(f"Judged on {' and '.join(headline.slos)} (the sizing defaults), seed {seed}.\n")
     print(format_table(headline_rows(headline), HEADLINE_HEADERS))
-    for reading in headline.readings:
-        print(f"\n{reading_sentence(reading)}")
+    for found in headline.readings:
+        print(f"\n{reading_sentence(found)}")
     print(f"\nsimulated {' + '.join(simulated)} min in {wall:.2f} s of wall time")
     print(f"report: {files.markdown}\n        {files.html}")
     for report in reports:
@@ -265,6 +265,7 @@ def cmd_size(args: argparse.Namespace) -> int:
         print(_json_line({"recommendation": line, "report": str(files.html)}))
         return 0
     from reports.capacity import HEADERS, comparison_sections, level_row
+    from reports.document import Table
 
     print(format_table([level_row(level) for level in data["levels"]], HEADERS))
     if data["meta"].get("fixed"):
@@ -272,8 +273,8 @@ def cmd_size(args: argparse.Namespace) -> int:
         print(f"(held fixed, on top of each fleet: {held})")
     for section in comparison_sections(data):
         print(f"\n{section.title}:")
-        table = section.blocks[0]
-        print(format_table(list(table.rows), table.headers))
+        table = next(block for block in section.blocks if isinstance(block, Table))
+        print(format_table(table.rows, table.headers))
     print(f"\nreport: {files.markdown}\n        {files.html}")
     return 0
 

@@ -18,7 +18,7 @@ from actors.backends import Backend, Usage
 from actors.breaker import BreakerConfig, CircuitBreaker, Transition
 from actors.cache import Cache, CacheConfig
 from actors.concurrency import ConcurrencyConfig
-from actors.health import HealthConfig, HealthMonitor
+from actors.health import HealthConfig, HealthMonitor, Pinger
 from actors.messages import ChatMessage, ChatRequest
 from actors.provider import Provider, ProviderSpec
 from actors.quota import QuotaTracker
@@ -91,6 +91,15 @@ class Fleet:
         return session
 
 
+def _pinger(backend: Backend, name: str) -> Pinger:
+    """One small real call to ``backend``: the health monitor's active check of ``name``."""
+
+    async def ping() -> None:
+        await backend.complete(_PING, f"ping-{name}", Usage())
+
+    return ping
+
+
 @asynccontextmanager
 async def open_fleet(
     accounts: Sequence[Account],
@@ -131,13 +140,7 @@ async def open_fleet(
             provider = Provider(
                 account.spec, account.backend, breaker, health, quota, config.concurrency
             )
-            backend = account.backend
-            health.register(
-                account.spec.name,
-                lambda backend=backend, name=account.spec.name: backend.complete(
-                    _PING, f"ping-{name}", Usage()
-                ),
-            )
+            health.register(account.spec.name, _pinger(account.backend, account.spec.name))
             providers.append(provider)
         # The router validates the fleet (no accounts, duplicate names) before any actor starts.
         router = Router(
@@ -166,7 +169,8 @@ async def open_fleet(
             group = config.autoscaler.group
             replicas = [p for p in providers if p.spec.group == group]
             # The router's line is the demand no replica has seen yet.
-            autoscaler = await supervisor.start(Autoscaler(config.autoscaler, replicas, router))
+            autoscaler = Autoscaler(config.autoscaler, replicas, router)
+            await supervisor.start(autoscaler)
         yield Fleet(
             router, providers, health, quota, cache, supervisor, autoscaler, log, transitions
         )

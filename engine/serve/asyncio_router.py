@@ -89,7 +89,7 @@ class _Guest:
 
     async def wait_started(self) -> None:
         """Return once the router runs; raise what stopped it from starting."""
-        await asyncio.wait([self.started, self.finished], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((self.started, self.finished), return_when=asyncio.FIRST_COMPLETED)
         if not self.started.done():
             self._reported = True
             self.finished.result().unwrap()

@@ -28,7 +28,7 @@ class MessagesStream:
 
     def start(self, model: str, prompt_tokens: int) -> list[Event]:
         self.started = True
-        message = {
+        message: dict[str, Any] = {
             "id": f"msg_{self.request_id}",
             "type": "message",
             "role": "assistant",

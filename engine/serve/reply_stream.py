@@ -90,7 +90,7 @@ class ReplyStream:
                         if sink.total_chars:
                             await self._send.send(Restart(completion.provider))
                         sink.model = completion.model
-                        if whole:
+                        if answer is not None and whole:
                             await sink.piece(completion.content, whole, answer.logprobs)
                         else:
                             await sink.text(completion.content)

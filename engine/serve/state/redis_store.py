@@ -269,7 +269,8 @@ class RedisStore:
     async def take(self, charges: Sequence[Charge]) -> Taken:
         keys = [self._key("limit", c.key) for c in charges]
         args = [a for c in charges for a in _limit_args(c.spec, c.amount, c.spec.burst)]
-        wait, binding, *levels = await self._take(keys=keys, args=args)
+        reply: list[Any] = await self._take(keys=keys, args=args)  # a script's reply: a list
+        wait, binding, *levels = reply
         seconds = math.inf if wait == "inf" else float(wait)
         used = tuple(float(x) for x in levels[::2])
         resets_in = tuple(float(x) for x in levels[1::2])
@@ -303,7 +304,9 @@ class RedisStore:
         if not providers:
             return []
         held = [(kind, p) for kind in HOLD_KINDS for p in providers]
-        reply = await self._quarantines(keys=[self._hold_key(kind, p) for kind, p in held])
+        reply: list[Any] = await self._quarantines(
+            keys=[self._hold_key(kind, p) for kind, p in held]
+        )
         found = []
         for (kind, provider), value, pttl in zip(held, reply[::2], reply[1::2], strict=True):
             if value is None or int(pttl) <= 0:
@@ -364,7 +367,10 @@ class RedisStore:
         await self._put_cache(keys=[self._key("cache")], args=args)
 
     async def cache_since(self, cursor: str, count: int) -> tuple[list[CacheEntry], str]:
-        now_ms, rows = await self._cache_since(keys=[self._key("cache")], args=[cursor, str(count)])
+        reply: list[Any] = await self._cache_since(
+            keys=[self._key("cache")], args=[cursor, str(count)]
+        )
+        now_ms, rows = reply
         now = int(now_ms)
         entries = []
         for entry_id, flat in rows:
@@ -383,7 +389,7 @@ class RedisStore:
     async def health(self, providers: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
         if not providers:
             return {}
-        reply = await self._health(keys=[self._key("health", p) for p in providers])
+        reply: list[Any] = await self._health(keys=[self._key("health", p) for p in providers])
         return {
             provider: {
                 origin: json.loads(value)
