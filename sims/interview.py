@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import trio
@@ -48,12 +49,6 @@ def _ask_for_question(rank: int) -> ChatMessage:
 
 
 class ScriptedInterview(InterviewSession):
-    def __new__(cls, *args: object, ledger: CacheLedger | None = None, **kwargs: object):
-        """With a ledger, a :class:`LedgeredInterview`: one that notes its requests in it."""
-        if ledger is not None and cls is ScriptedInterview:
-            cls = LedgeredInterview
-        return super().__new__(cls)
-
     def __init__(
         self,
         index: int,
@@ -64,8 +59,6 @@ class ScriptedInterview(InterviewSession):
         question_cdf: Sequence[float],
         tally: InterviewTally,
         time_scale: float = 1.0,
-        *,
-        ledger: CacheLedger | None = None,
     ) -> None:
         """``start_at`` is on the clock; think times are divided by ``time_scale`` (a live
         replay runs the workload that many times faster) and durations multiplied back."""
@@ -82,7 +75,6 @@ class ScriptedInterview(InterviewSession):
         self.tally = tally
         self.time_scale = time_scale
         self.index = index
-        self.ledger = ledger
         #: The bank ranks this interview has asked, sorted (kept only without repeats).
         self.asked: list[int] = []
 
@@ -153,15 +145,19 @@ class ScriptedInterview(InterviewSession):
 class LedgeredInterview(ScriptedInterview):
     """A scripted interview that notes each request in a :class:`CacheLedger`.
 
-    A subclass (which :class:`ScriptedInterview` makes when given a ledger) rather than a
+    A subclass (:func:`play_interviews` picks it when given a ledger) rather than a
     branch in ``complete``: without a ledger the session's own ``complete`` is called
     directly, one await level fewer on every wake-up of every request.
     """
 
+    def __init__(self, *args: Any, ledger: CacheLedger, **kwargs: Any) -> None:
+        """A :class:`ScriptedInterview` of the same arguments, noting its requests in ``ledger``."""
+        super().__init__(*args, **kwargs)
+        self.ledger = ledger
+
     async def complete(self, request: ChatRequest) -> Completion:
         """The session's send, noted in the ledger with how it ended."""
         ledger = self.ledger
-        assert ledger is not None
         key = request_key(request)
         row = ledger.begin(request.kind, key, clock.now())
         ending = FAILED  # an error, or cancelled
@@ -194,13 +190,16 @@ async def play_interviews(
     is a bug: it ends the run, naming the interview.
     """
     starts = workload.start_times(streams.stream("workload:arrivals"))
+    interview: type[ScriptedInterview] | functools.partial[LedgeredInterview] = (
+        ScriptedInterview if ledger is None else functools.partial(LedgeredInterview, ledger=ledger)
+    )
     question_cdf = workload.question_weights().tolist()  # bisect on a list: no numpy scalars
     with trio.move_on_after(duration):
         async with trio.open_nursery() as nursery:
             interviews = Supervisor(nursery, strategy="escalate")
             for index, start_at in enumerate(starts):
                 await interviews.start(
-                    ScriptedInterview(
+                    interview(
                         index,
                         started + float(start_at) / time_scale,
                         router,
@@ -209,6 +208,5 @@ async def play_interviews(
                         question_cdf,
                         tally,
                         time_scale=time_scale,
-                        ledger=ledger,
                     )
                 )
