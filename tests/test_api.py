@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import engine
 
 PUBLIC = {
@@ -81,6 +83,7 @@ def test_an_unknown_name_is_an_attribute_error_that_names_it():
         raise AssertionError("engine.open_routr resolved")
 
 
+@pytest.mark.slow
 def test_importing_the_api_does_not_load_the_live_stack_until_asked():
     code = (
         "import sys, engine; "

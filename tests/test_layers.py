@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
 
 
+@pytest.mark.slow
 def test_the_import_contracts_hold():
     lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     assert lint is not None, "import-linter is a test dependency: pip install -e '.[test]'"
@@ -21,6 +24,7 @@ def test_the_import_contracts_hold():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_serving_loads_nothing_of_the_simulator_or_the_reports():
     code = (
         "import sys, engine.serve.server, engine.cli.live; "
@@ -33,6 +37,7 @@ def test_serving_loads_nothing_of_the_simulator_or_the_reports():
     assert loaded == []
 
 
+@pytest.mark.slow
 def test_only_the_command_line_imports_the_embedding_api():
     # ``engine`` (engine/__init__.py) sits above every layer but the CLI: a module
     # below it that imported it would import upwards.

@@ -12,7 +12,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.live.test_live_cli import _start, _stop
+
+pytestmark = pytest.mark.slow  # every test here takes seconds: out of `pytest -m "not slow"`
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "embed.md"

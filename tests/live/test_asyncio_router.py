@@ -55,6 +55,7 @@ async def until_in_flight(router, count: int) -> None:
             await asyncio.sleep(0.005)
 
 
+@pytest.mark.slow
 def test_the_router_api_from_asyncio(mocks):
     async def main():
         async with engine.open_asyncio_router(config(mocks["healthy"]), env={}) as router:
@@ -131,6 +132,7 @@ def test_a_request_the_router_cancels_ends_as_cancelled_error_in_asyncio(mocks):
     asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_errors_arrive_as_the_named_errors_they_are(mocks, tmp_path):
     async def main():
         with pytest.raises(engine.ConfigError, match="no such file"):

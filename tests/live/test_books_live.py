@@ -8,9 +8,12 @@ import collections
 import random
 
 import httpx
+import pytest
 import trio
 
 from tests.live.conftest import live_config, start_mock, start_router
+
+pytestmark = pytest.mark.slow  # every test here takes seconds: out of `pytest -m "not slow"`
 
 REQUESTS = 120
 PROFILES = ("unlimited",) * 4 + ("flaky", "down", "hang", "rate-limited", "slow")

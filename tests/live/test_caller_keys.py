@@ -103,6 +103,7 @@ async def test_a_revoked_key_is_refused_and_revocation_needs_no_restart(nursery,
     assert_openai_error(await post(url, BATCH), 401, "invalid_api_key")
 
 
+@pytest.mark.slow
 async def test_a_key_over_its_request_budget_gets_429_with_retry_after(nursery, tmp_path):
     url = await serve(nursery, tmp_path, callers={"budgets": {"web": {"requests_per_day": 2}}})
     for _ in range(2):
@@ -115,6 +116,7 @@ async def test_a_key_over_its_request_budget_gets_429_with_retry_after(nursery, 
     assert (await post(url, BATCH)).status_code == 200  # another key has its own budget
 
 
+@pytest.mark.slow
 async def test_tokens_and_cost_of_answers_are_charged_to_the_key(nursery, tmp_path):
     mock = await start_mock(nursery, "a")
     budget = "[keys.budget]\ntokens_per_day = 20\n"
@@ -135,6 +137,7 @@ async def test_tokens_and_cost_of_answers_are_charged_to_the_key(nursery, tmp_pa
     assert "cost_per_minute" in error["message"]
 
 
+@pytest.mark.slow
 async def test_logs_and_metrics_name_the_key_id_never_the_key(nursery, tmp_path, caplog):
     url = await serve(nursery, tmp_path, callers={"budgets": {"web": {"requests_per_day": 1}}})
     with caplog.at_level(logging.INFO):
@@ -241,6 +244,7 @@ def test_caller_key_command_prints_a_key_and_stores_only_its_hash(tmp_path, caps
     assert "already in the file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 async def test_the_anthropic_entrance_needs_a_key_and_spends_the_same_budget(nursery, tmp_path):
     url = await serve(nursery, tmp_path, callers={"budgets": {"web": {"requests_per_day": 2}}})
     body = {"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "Hi?"}]}

@@ -4,12 +4,15 @@ freed, and the request is counted as cancelled (not failed) in /stats and /metri
 from __future__ import annotations
 
 import httpx
+import pytest
 import trio
 
 from actors.backends.virtual import LatencyModel
 from actors.runtime.distributions import Constant
 from sims.mock_provider import MockProfile
 from tests.live.conftest import live_config, start_mock, start_router
+
+pytestmark = pytest.mark.slow  # every test here takes seconds: out of `pytest -m "not slow"`
 
 #: Answers start after 50 ms and then take 10 s: long enough to hang up in the middle.
 CRAWL = MockProfile(

@@ -26,6 +26,8 @@ from engine.serve.openapi import openapi_document
 from engine.serve.server import serve_router
 from tests.live.conftest import LOOPBACK, live_config, start_mock
 
+pytestmark = pytest.mark.slow  # every test here takes seconds: out of `pytest -m "not slow"`
+
 #: Generated requests per operation: bounded so the whole suite stays well under 3 minutes.
 EXAMPLES = 60
 #: 5xx answers a valid request may get from the router itself: documented routing outcomes.

@@ -217,6 +217,7 @@ def backend_at(url: str, client: httpx.AsyncClient) -> HttpBackend:
     return HttpBackend(endpoint, client, caps=UpstreamCaps(**CAPS))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "upstream", "streamed", "error", "message"), HOSTILE, ids=[h[0] for h in HOSTILE]
 )
@@ -255,6 +256,7 @@ async def test_each_hostile_upstream_is_a_named_error_and_the_healthy_provider_a
         assert router.router.stats.cancelled == 0
 
 
+@pytest.mark.slow
 async def test_a_cap_passed_after_text_ends_a_plain_stream_with_the_cap_named(nursery):
     text = b'data: {"choices": [{"delta": {"content": "la"}, "finish_reason": null}]}\n\n'
     bad = await start_raw(nursery, endless(SSE_HEAD + CHUNKED, chunk(text)))
@@ -286,6 +288,7 @@ class Exploding:
         raise self.error
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "error",
     [

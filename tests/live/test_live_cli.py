@@ -93,6 +93,7 @@ def _stop(process: subprocess.Popen) -> int:
             process.kill()
 
 
+@pytest.mark.slow
 def test_mock_provider_and_serve_run_as_commands(tmp_path):
     mock, mock_url = _start("mock-provider", "--port", "0", "--speed", "20", "--name", "m1")
     try:

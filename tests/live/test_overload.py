@@ -8,6 +8,7 @@ import functools
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 from actors.backends.virtual import LatencyModel
@@ -24,6 +25,7 @@ HALF_SECOND = MockProfile(
 DEADLINE = 3.0
 
 
+@pytest.mark.slow
 async def test_overload_is_shed_by_priority_with_retry_after_and_nobody_hangs(nursery):
     upstream = await start_mock(nursery, "m", HALF_SECOND.name, profiles=[HALF_SECOND], speed=1.0)
     config = live_config(
@@ -104,6 +106,7 @@ async def one_slot_router(nursery, profile: MockProfile, **tables: Any) -> tuple
     return upstream, await start_router(nursery, config)
 
 
+@pytest.mark.slow
 async def test_a_turn_of_an_interview_under_way_goes_before_a_new_interview(nursery):
     _, url = await one_slot_router(
         nursery, ONE_SECOND, retry={"attempt_timeout": 5.0}, shedding={"max_waiting": 1}
@@ -132,6 +135,7 @@ async def test_a_turn_of_an_interview_under_way_goes_before_a_new_interview(nurs
     assert answers["new"].json()["error"]["code"] == "shed"
 
 
+@pytest.mark.slow
 async def test_health_says_saturated_not_down_while_every_slot_is_busy(nursery):
     """A load balancer must not pull a router for being busy: 200 'saturated' while the
     only account's slot is taken, 503 'down' only once no account can answer at all."""

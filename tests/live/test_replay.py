@@ -18,6 +18,7 @@ from tests.live.conftest import live_config, start_mock, start_router
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
 
+@pytest.mark.slow
 async def test_a_mock_replays_its_faults_scaled_and_the_router_fails_over(nursery):
     # An outage from scenario second 20 to 60, replayed 40x faster: 0.5 s to 1.5 s.
     flaky = await start_mock(
@@ -56,6 +57,7 @@ def test_replay_reads_a_scenario_or_an_experiment_and_names_the_account(capsys):
     assert "--account: got 'x'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_callboard_replay_sets_the_live_router_beside_the_simulation(monkeypatch, tmp_path, capsys):
     # Every socket the run opens or binds is recorded: only loopback may appear.
     addresses: list[object] = []

@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: HTTP clients and framing libraries other than httpx: none may serve the router.
@@ -21,6 +23,7 @@ def test_httpx_is_a_runtime_dependency_with_http2():
     assert not any(d.startswith("httpx") for extra in extras.values() for d in extra)
 
 
+@pytest.mark.slow
 def test_no_package_module_imports_another_http_client():
     offenders = []
     for package in ("actors", "engine", "sims", "reports"):
@@ -37,6 +40,7 @@ def test_no_package_module_imports_another_http_client():
     assert offenders == []
 
 
+@pytest.mark.slow
 def test_importing_the_live_router_loads_httpx_and_nothing_of_the_simulator():
     code = (
         "import sys, engine.serve.server; "

@@ -11,11 +11,14 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
 from tests.live.conftest import _serve_until_killed, start_mock
 from tests.live.test_keys import key_echoing_upstream
 from tests.live.test_live_cli import ROOT
+
+pytestmark = pytest.mark.slow  # every test here takes seconds: out of `pytest -m "not slow"`
 
 PLANTED = "sk-planted-9f8e7d6c5b4a39281706"
 ECHOED = "sk-planted-ECHO-11223344556677"

@@ -131,6 +131,7 @@ async def test_bad_requests_fail_fast_with_openai_errors_and_no_provider_call(se
     assert not served.a.mock.recent and not served.b.mock.recent  # no provider was called
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -50,6 +50,7 @@ async def one_client(port: int, path: bytes, statuses: Counter, started: trio.Ev
         statuses[f"{type(exc).__name__}: {exc.strerror}"] += 1
 
 
+@pytest.mark.slow
 async def test_two_thousand_clients_connecting_at_once_are_each_answered(nursery):
     more_open_files(4 * CLIENTS + 256)
     mock = await start_mock(nursery, "a")
@@ -128,6 +129,7 @@ def busy_port() -> socket.socket:
     return sock
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command", [["serve", "--provider", "a=http://127.0.0.1:9/v1"], ["mock-provider"]]
 )

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 import trio
 from trio_websocket import open_websocket_url
 
 from tests.live.conftest import live_config, start_mock, start_router
+
+pytestmark = pytest.mark.slow  # every test here takes seconds: out of `pytest -m "not slow"`
 
 
 async def _frames_until_done(ws) -> list[dict]:

@@ -25,6 +25,8 @@ from sims.mock_provider import MockProfile
 from tests.live.conftest import LOOPBACK, live_config, start_mock
 from tests.live.test_live_cli import ROOT, RUNNER
 
+pytestmark = pytest.mark.slow  # every test here takes seconds: out of `pytest -m "not slow"`
+
 GRACE = 2.0
 
 

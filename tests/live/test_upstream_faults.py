@@ -179,6 +179,7 @@ def two_providers(bad_url: str, good_url: str, attempt_timeout: float = 2.0, **s
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fault", "error", "code", "message"), FAULTS, ids=[f[0] for f in FAULTS])
 async def test_each_fault_is_a_named_error_and_the_router_fails_over(
     nursery, fault, error, code, message
@@ -199,6 +200,7 @@ async def test_each_fault_is_a_named_error_and_the_router_fails_over(
         assert next(s for s in router.status() if s.name == "bad").last_error == code
 
 
+@pytest.mark.slow
 async def test_a_trickle_without_a_read_timeout_ends_at_the_attempt_timeout(nursery):
     bad = await start_raw(nursery, trickle)
     good = await start_mock(nursery, "good")
@@ -262,6 +264,7 @@ async def collect(stream) -> tuple[list[str], BaseException | None]:
     return texts, None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ending", ["close", "reset", "junk"])
 async def test_a_stream_broken_before_any_text_fails_over(nursery, ending):
     bad = await start_raw(nursery, stream_then(False, ending))
@@ -288,6 +291,7 @@ async def test_a_streamed_reply_that_is_no_event_stream_fails_over(nursery):
     assert "a stream must be text/event-stream, not text/html: <html>maintenance" in str(reply)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("ending", "message"),
     [
@@ -389,6 +393,7 @@ def done_stream(ends: bool):
     return answer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ends", [True, False])
 async def test_after_done_the_connection_is_kept_or_given_up_never_waited_on(
     nursery, monkeypatch, ends

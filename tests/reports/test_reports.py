@@ -108,6 +108,7 @@ def _many_accounts(results: Results, count: int = 25) -> Results:
     )
 
 
+@pytest.mark.slow
 def test_write_report_writes_every_file(report: ReportFiles) -> None:
     for path in report.all():
         assert path.is_file() and path.stat().st_size > 0, path
@@ -159,6 +160,7 @@ def test_no_wall_time_or_date(report: ReportFiles) -> None:
         assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text), path
 
 
+@pytest.mark.slow
 def test_same_results_same_bytes(report: ReportFiles, results: Results, tmp_path: Path) -> None:
     again = write_report(results, tmp_path)
     for first, second in zip(report.all(), again.all(), strict=True):
@@ -166,6 +168,7 @@ def test_same_results_same_bytes(report: ReportFiles, results: Results, tmp_path
         assert first.read_bytes() == second.read_bytes(), first.name
 
 
+@pytest.mark.slow
 def test_breaker_transitions_are_listed(results: Results, tmp_path: Path) -> None:
     moved = _with_transitions(results)
     files = write_report(moved, tmp_path)
@@ -175,6 +178,7 @@ def test_breaker_transitions_are_listed(results: Results, tmp_path: Path) -> Non
     assert "No circuit breaker left the closed state." not in markdown
 
 
+@pytest.mark.slow
 def test_no_breaker_openings_still_renders(results: Results, tmp_path: Path) -> None:
     quiet = attrs.evolve(
         results, transitions=[], summary={**results.summary, "breaker_openings": 0}
@@ -184,6 +188,7 @@ def test_no_breaker_openings_still_renders(results: Results, tmp_path: Path) -> 
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in files.figures)
 
 
+@pytest.mark.slow
 def test_nothing_answered_still_renders(results: Results, tmp_path: Path) -> None:
     failed = _nothing_answered(results)
     files = write_report(failed, tmp_path)
@@ -197,6 +202,7 @@ def test_nothing_answered_still_renders(results: Results, tmp_path: Path) -> Non
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in files.figures)
 
 
+@pytest.mark.slow
 def test_many_accounts_are_aggregated(results: Results, tmp_path: Path) -> None:
     many = _many_accounts(results)
     markdown = render_markdown(many, [])

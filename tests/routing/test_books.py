@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 
+import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,8 @@ from engine.routing.fleet import RouterConfig, open_fleet
 from engine.routing.retry import RetryConfig
 from engine.routing.shedding import SheddingConfig
 from tests.conftest import virtual_account
+
+pytestmark = pytest.mark.slow  # every test here takes seconds: out of `pytest -m "not slow"`
 
 FAULTS = ("outage", "latency", "errors", "rate_limit", "hang", "revoked", "flapping")
 

@@ -256,6 +256,7 @@ def test_aimd_limit_halves_on_slow_windows_and_grows_back_when_healthy():
     assert limit.limit == 32.0 and slots.capacity == 32 and limit.lowest == 4
 
 
+@pytest.mark.slow
 async def test_a_provider_whose_latency_rises_gets_fewer_calls_then_recovers(virtual_clock):
     # Both answer in 1 s; "a" is 6x slower from 100 s to 400 s. Round robin alone would
     # keep sending it half the traffic.

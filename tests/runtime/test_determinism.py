@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
 from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
@@ -24,6 +25,8 @@ from actors.session import Turn
 from engine.routing.decision_log import DecisionLog
 from engine.routing.fleet import Account, RouterConfig, open_fleet
 from engine.routing.retry import RetryConfig
+
+pytestmark = pytest.mark.slow  # every test here takes seconds: out of `pytest -m "not slow"`
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -70,6 +70,7 @@ def test_each_miss_gets_its_cause():
     assert [CAUSES[c] if c >= 0 else None for c in causes] == list(expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_only_the_bank_repeats_and_as_often_as_theory_says(seed):
     """Interviews one after another (no identical request in flight), nothing fails: a

@@ -46,6 +46,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_size_on_a_cluster_gives_the_bytes_of_a_local_run(cluster, tmp_path, capsys):
     known = tmp_path / "known.toml"
     known.write_text(KNOWN)
@@ -70,6 +71,7 @@ def test_size_on_a_cluster_gives_the_bytes_of_a_local_run(cluster, tmp_path, cap
     assert simulations > 0 and _finished(cluster, "run_on_worker") - before >= simulations
 
 
+@pytest.mark.slow
 def test_an_experiment_on_a_cluster_gives_the_bytes_of_a_local_run(cluster, tmp_path, capsys):
     (tmp_path / "tiny.toml").write_text(SCENARIO)
     path = tmp_path / "tiny-experiment.toml"
@@ -84,6 +86,7 @@ def test_an_experiment_on_a_cluster_gives_the_bytes_of_a_local_run(cluster, tmp_
     assert _finished(cluster, "run_on_worker") - before == 3 * 2  # variants x seeds
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, capsys):
     address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
     argv = ["size", "--interviews", "10", "--cluster", address, "--out", str(tmp_path / "x")]
@@ -117,6 +120,7 @@ def test_experiment_refuses_a_bad_address_with_exit_2(tmp_path, capsys):
     assert "callboard: --cluster: got 'localhost:8786'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_scheduler_without_workers_is_refused():
     with LocalCluster(
         n_workers=0, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
@@ -166,6 +170,7 @@ def test_the_fingerprint_follows_the_code(tmp_path, monkeypatch):
     assert code_fingerprint() != first
 
 
+@pytest.mark.slow
 def test_a_worker_running_other_code_fails_its_task_by_name(cluster):
     # Workers that join after the up-front check are checked by every task they run.
     with Client(cluster.scheduler_address, set_as_default=False) as client:

@@ -97,6 +97,7 @@ def test_t_quantiles_and_paired_intervals():
     assert d.low < 0 < d.high and not d.significant
 
 
+@pytest.mark.slow
 def test_same_seeds_same_numbers_and_paired_differences(tiny):
     first = run_experiment(tiny, workers=2)
     again = run_experiment(tiny, workers=1)
@@ -128,6 +129,7 @@ def test_same_seeds_same_numbers_and_paired_differences(tiny):
     assert data["faults"][0]["spans"] == [[10.0, 20.0], [30.0, 40.0], [50.0, 60.0]]
 
 
+@pytest.mark.slow
 def test_cli_json_line_and_byte_identical_reports(tiny, tmp_path, capsys):
     lines, texts = [], []
     for name in ("a", "b"):

@@ -37,6 +37,7 @@ def premises():
     return scenario, summarise(simulate(scenario))
 
 
+@pytest.mark.slow
 def test_the_premises_spread_the_interviews_over_the_hour(premises):
     scenario, results = premises
     workload = scenario.workload
@@ -69,6 +70,7 @@ def test_the_premises_get_about_80_percent_through_the_routers_cache(premises):
     assert served + cached.sum() == results.summary["answered"]
 
 
+@pytest.mark.slow
 def test_the_premises_meet_the_slos_and_the_burst_misses_them(premises):
     scenario, results = premises
     burst, _ = load("interview-day")
@@ -93,6 +95,7 @@ def test_the_share_of_the_request_limit_is_calls_over_what_the_limits_admit(prem
     assert math.isnan(request_capacity(unlimited))
 
 
+@pytest.mark.slow
 def test_the_default_run_shows_both_readings(tmp_path, capsys):
     assert main(["simulate", "--quiet", "--no-size", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -112,6 +115,7 @@ def test_the_default_run_shows_both_readings(tmp_path, capsys):
         assert (tmp_path / reading.scenario / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_the_default_run_as_one_json_line(tmp_path, capsys):
     assert (
         main(["simulate", "--quiet", "--json", "--interviews", "20", "--out", str(tmp_path)]) == 0

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sims.runner import simulate
 from sims.scenario import load
+
+pytestmark = pytest.mark.slow  # every test here takes seconds: out of `pytest -m "not slow"`
 
 
 def per_request(every: float) -> dict[str, np.ndarray]:

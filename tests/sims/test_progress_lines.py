@@ -6,6 +6,8 @@ import io
 import json
 import re
 
+import pytest
+
 from engine.cli.main import main
 from engine.cli.progress import Bar, Lines, Silent, open_progress
 from tests.sims.test_experiment import EXPERIMENT, SCENARIO
@@ -16,6 +18,7 @@ STEP = re.compile(
 )
 
 
+@pytest.mark.slow
 def test_size_prints_a_line_per_fleet_tried_and_per_level(tmp_path, capsys):
     known = tmp_path / "known.toml"
     known.write_text(KNOWN)
@@ -57,6 +60,7 @@ def test_size_prints_a_line_per_fleet_tried_and_per_level(tmp_path, capsys):
     assert counts == sorted(counts) and counts[-1] == len(tried) + 2 + 2 * 10
 
 
+@pytest.mark.slow
 def test_experiment_prints_a_line_per_run(tmp_path, capsys):
     (tmp_path / "tiny.toml").write_text(SCENARIO)
     path = tmp_path / "tiny-experiment.toml"
@@ -74,6 +78,7 @@ def test_experiment_prints_a_line_per_run(tmp_path, capsys):
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_quiet_prints_nothing(tmp_path, capsys):
     (tmp_path / "tiny.toml").write_text(SCENARIO)
     path = tmp_path / "tiny-experiment.toml"

@@ -81,6 +81,7 @@ def mutated(draw) -> tuple[dict, tuple, str]:
     return raw, path, action
 
 
+@pytest.mark.slow
 @given(mutated())
 @settings(
     max_examples=CASES,

@@ -27,6 +27,7 @@ def run_cli(args: list[str], hash_seed: str) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.mark.slow
 def test_same_seed_gives_byte_identical_results_in_new_processes(tmp_path):
     outputs = []
     for hash_seed, name in (("0", "a"), ("4242", "b"), ("0", "c")):
@@ -43,6 +44,7 @@ def test_same_seed_gives_byte_identical_results_in_new_processes(tmp_path):
     assert "wall" not in text and str(tmp_path) not in text
 
 
+@pytest.mark.slow
 def test_json_line_and_report_files(tmp_path, capsys):
     code = main(["simulate", *SMALL, "--out", str(tmp_path), "--json"])
     assert code == 0
@@ -56,6 +58,7 @@ def test_json_line_and_report_files(tmp_path, capsys):
     assert list((tmp_path / "figures").glob("*.png"))
 
 
+@pytest.mark.slow
 def test_summary_table_is_printed(tmp_path, capsys):
     assert main(["simulate", *SMALL, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -54,6 +54,7 @@ def known(tmp_path):
     return str(path)
 
 
+@pytest.mark.slow
 def test_search_finds_the_known_answer(known):
     sizing = size(
         known,
@@ -77,6 +78,7 @@ def test_search_finds_the_known_answer(known):
         assert level.holdout_met(sizing.slos) == 3
 
 
+@pytest.mark.slow
 def test_same_inputs_same_answer_and_report(known, tmp_path, capsys):
     args = [
         "size", known, "--interviews", "40", "--slo", "success>=100%",
@@ -97,6 +99,7 @@ def test_same_inputs_same_answer_and_report(known, tmp_path, capsys):
     assert "10 of 10 (" in markdown  # the default held-out check, every seed met
 
 
+@pytest.mark.slow
 def test_an_unreachable_objective_is_reported_not_guessed(known):
     sizing = size(
         known,
@@ -230,6 +233,7 @@ def test_a_failing_seed_stops_a_fleet_in_seed_order(known, monkeypatch):
     assert answer.recommended.counts == {"acct": 9}
 
 
+@pytest.mark.slow
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -250,6 +254,7 @@ def test_the_search_finds_the_smallest_fleet_every_seed_passes(known, monkeypatc
     assert len(set(calls)) == len(calls)  # no simulation ran twice
 
 
+@pytest.mark.slow
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -20,6 +20,8 @@ import pytest
 from sims.runner import simulate
 from sims.scenario import load
 
+pytestmark = pytest.mark.slow  # every test here takes seconds: out of `pytest -m "not slow"`
+
 SERVICE_MEAN = 1.0
 #: Batch-means intervals at 99.9%: 15 tests share the suite, so a 1% interval would
 #: fail one run in seven by chance alone.

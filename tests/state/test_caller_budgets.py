@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import coredis
 import httpx
+import pytest
 import trio
 
 from engine.serve.callers import digest
 from tests.live.conftest import start_mock, start_router
 from tests.state.conftest import shared_config
+
+pytestmark = pytest.mark.slow  # every test here takes seconds: out of `pytest -m "not slow"`
 
 KEY = "cb-shared-0123456789abcdef0123456789abcdef"
 ASK = {"model": "auto", "messages": [{"role": "user", "content": "Hello?"}], "max_tokens": 5}

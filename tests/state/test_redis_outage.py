@@ -7,6 +7,7 @@ import logging
 import attrs
 import coredis
 import httpx
+import pytest
 import trio
 
 from tests.live.conftest import start_mock, start_router
@@ -26,6 +27,7 @@ async def _until_state(http: httpx.AsyncClient, status: str, within: float = 3.0
             await trio.sleep(0.02)
 
 
+@pytest.mark.slow
 async def test_routers_keep_serving_when_redis_dies_and_resynchronise_when_it_returns(
     nursery, redis_server, caplog
 ):
@@ -84,6 +86,7 @@ async def test_routers_keep_serving_when_redis_dies_and_resynchronise_when_it_re
     assert any("status=up" in m and "resynchronising" in m for m in messages)
 
 
+@pytest.mark.slow
 async def test_a_frozen_redis_costs_a_request_at_most_its_timeout(nursery, redis_server):
     a = await start_mock(nursery, "a")
     config = shared_config(
@@ -111,6 +114,7 @@ async def test_a_frozen_redis_costs_a_request_at_most_its_timeout(nursery, redis
     assert sorted(latencies)[len(latencies) // 2] < 0.1
 
 
+@pytest.mark.slow
 async def test_a_router_starts_and_serves_without_redis_and_joins_when_it_comes_up(
     nursery, redis_server
 ):

@@ -64,6 +64,7 @@ def _post(url: str, path: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
+@pytest.mark.slow
 def test_two_serve_processes_on_one_redis_share_a_session(redis_server):
     mock, mock_url = _start("mock-provider", "--port", "0", "--speed", "20", "--name", "m1")
     routers = []

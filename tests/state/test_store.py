@@ -112,6 +112,7 @@ async def test_a_quota_window_is_shared_until_it_resets(kind, server):
     assert all(0 < t.resets_in[0] <= 86400 for t in taken)
 
 
+@pytest.mark.slow
 async def test_a_quarantine_is_seen_by_others_and_expires_by_itself(kind, server):
     async with two_stores(kind, server) as (first, second):
         await first.put_quarantine(Quarantine("a", 0.3, 2, "3 failures", "router-1", "r1-1"))
@@ -127,6 +128,7 @@ async def test_a_quarantine_is_seen_by_others_and_expires_by_itself(kind, server
         assert (cooling.kind, cooling.stamp) == ("cooling", "r1-2")
 
 
+@pytest.mark.slow
 async def test_a_session_moves_between_routers_and_its_lock_keeps_one_turn_at_a_time(kind, server):
     record = SessionRecord(
         "s-1", "You interview.", (("user", "Hi"), ("assistant", "Hello")), ("a",), 1
@@ -161,6 +163,7 @@ async def test_the_cache_log_replays_each_entry_once_and_drops_expired_ones(kind
         assert (await second.cache_since(cursor, 10))[0] == []
 
 
+@pytest.mark.slow
 async def test_health_figures_are_kept_per_router(kind, server):
     async with two_stores(kind, server) as (first, second):
         await first.put_health("a", "router-1", {"calls": 3}, ttl=0.3)

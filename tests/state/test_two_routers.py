@@ -10,6 +10,7 @@ import logging
 
 import attrs
 import httpx
+import pytest
 import trio
 
 from actors.limits import LimitSpec
@@ -17,6 +18,8 @@ from engine.serve.state.redis_store import RedisStore
 from engine.serve.state.store import Charge
 from tests.live.conftest import start_mock, start_router
 from tests.state.conftest import shared_config
+
+pytestmark = pytest.mark.slow  # every test here takes seconds: out of `pytest -m "not slow"`
 
 CHAT = {
     "model": "auto",
