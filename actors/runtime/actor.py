@@ -19,7 +19,7 @@ import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 from actors.runtime import clock
-from actors.runtime.errors import ActorCrashed, CallboardError, Overloaded
+from actors.runtime.errors import ActorCrashed, CallboardError, Overloaded, leaves
 
 
 class Reply:
@@ -266,12 +266,6 @@ class Actor:
                     reply.set(result)
 
 
-def _first_leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
 class Supervisor:
     """Starts actors in its nursery and decides what a crash means.
 
@@ -328,7 +322,8 @@ class Supervisor:
                     await actor._run(signal)
                     return
                 except Exception as exc:
-                    error = _first_leaf(exc)
+                    found = leaves(exc)
+                    error = found[0] if len(found) == 1 else exc
                     now = clock.now()
                     while recent and recent[0] <= now - self.window:
                         recent.popleft()

@@ -22,11 +22,17 @@ from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.v import format_exception, transform_error
 
 from actors.runtime.distributions import Constant, Empirical, Exponential, LogNormal
-from actors.runtime.errors import InvalidSetting
+from actors.runtime.errors import CallboardError, InvalidSetting
 
 
-class ConfigError(ValueError):
-    """A config file that cannot run; lists every problem with its key."""
+class ConfigError(CallboardError):
+    """A config file that cannot run; lists every problem with its key.
+
+    Raised while loading, before anything runs; each problem is an :class:`InvalidSetting`,
+    an unknown key or a wrong type, written out with its key.
+    """
+
+    code = "invalid_config"
 
     #: What the file is, in the message: a config of the live router here.
     noun = "config"

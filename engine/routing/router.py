@@ -36,7 +36,7 @@ from actors.cache import Cache, request_key
 from actors.errors import AttemptError, DeadlineReached, RateLimited
 from actors.messages import ChatRequest, Completion
 from actors.runtime import clock
-from actors.runtime.errors import CallboardError
+from actors.runtime.errors import CallboardError, InvalidSetting
 from actors.runtime.randomness import RandomStream
 from engine.routing.books import RouterCounters
 from engine.routing.decision_log import DecisionLog, log_value
@@ -85,11 +85,11 @@ class Router:
         health: HealthMonitor | None = None,
     ) -> None:
         if not providers:
-            raise InvalidRequest("providers", [], "at least one provider")
+            raise InvalidSetting("providers", [], "at least one provider")
         names = [p.spec.name for p in providers]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise InvalidRequest("providers.name", duplicates, "unique account names")
+            raise InvalidSetting("providers.name", duplicates, "unique account names")
         self.providers = providers
         self.by_name = {p.spec.name: p for p in providers}
         self.policy = policy
@@ -531,9 +531,7 @@ class Router:
             self.stats.retries_denied += 1
             if self.log.active:
                 self.log.emit(end, pursuit.request_id, "retry_denied", "budget=empty")
-            raise RetryBudgetExhausted(
-                pursuit.request_id, errors, getattr(exc, "retry_after", None)
-            ) from exc
+            raise RetryBudgetExhausted(pursuit.request_id, errors, exc.retry_after) from exc
 
     def _failover(self, pursuit: _Pursuit, name: str, reason: str, end: float) -> None:
         """The next attempt goes to another provider than ``name``, at once."""

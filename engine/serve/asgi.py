@@ -19,7 +19,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from actors.runtime.errors import CallboardError
+from actors.runtime.errors import CallboardError, leaves
 from engine.routing.errors import InvalidRequest
 
 Scope = dict[str, Any]
@@ -216,12 +216,6 @@ async def serve_app(
     try:
         await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=_Status())  # type: ignore[arg-type]
     except (OSError, BaseExceptionGroup) as error:
-        if any(getattr(e, "errno", None) == errno.EADDRINUSE for e in _leaves(error)):
+        if any(getattr(e, "errno", None) == errno.EADDRINUSE for e in leaves(error)):
             raise AddressInUse(host, port) from None
         raise
-
-
-def _leaves(error: BaseException) -> list[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
-    return [error]

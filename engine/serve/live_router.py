@@ -27,6 +27,7 @@ from actors.breaker import Transition
 from actors.messages import ChatMessage, ChatRequest, Completion
 from actors.provider import Provider
 from actors.runtime import clock
+from actors.runtime.errors import leaves
 from actors.session import InterviewSession, Turn
 from engine.routing.decision_log import DecisionLog
 from engine.routing.fleet import Account, Fleet, open_fleet
@@ -231,19 +232,10 @@ async def open_router(
             yield live
     except BaseExceptionGroup as group:
         # The app's own error reaches it bare, not wrapped in the nurseries' groups.
-        sole = sole_error(group)
-        if sole is None:
+        found = leaves(group)
+        if len(found) != 1:
             raise
-        raise sole from None
-
-
-def sole_error(error: BaseException) -> BaseException | None:
-    """The one error inside nested single-member exception groups, else None."""
-    while isinstance(error, BaseExceptionGroup):
-        if len(error.exceptions) != 1:
-            return None
-        error = error.exceptions[0]
-    return error
+        raise found[0] from None
 
 
 @contextlib.asynccontextmanager

@@ -56,7 +56,7 @@ async def flood(fleet, requests: list[tuple[str, int]], gap: float) -> tuple[lis
             await fleet.router.complete(ask(label, priority=priority))
             outcomes.append((label, priority, start, clock.now(), "ok", None))
         except CallboardError as exc:
-            retry_after = getattr(exc, "retry_after", None)
+            retry_after = exc.retry_after
             outcomes.append((label, priority, start, clock.now(), exc.code, retry_after))
 
     async def watch() -> None:
@@ -167,7 +167,7 @@ async def test_an_overtaken_waiter_that_can_no_longer_make_it_is_shed_at_once(vi
             await fleet.router.complete(ask(label, priority=priority, deadline=deadline))
             results[label] = ("ok", clock.now() - start, None)
         except CallboardError as exc:
-            results[label] = (exc.code, clock.now() - start, getattr(exc, "retry_after", None))
+            results[label] = (exc.code, clock.now() - start, exc.retry_after)
 
     fleet_config = config(shedding=True, max_waiting=30)
     async with open_fleet(saturated_fleet(), fleet_config) as fleet, trio.open_nursery() as nursery:
