@@ -107,11 +107,7 @@ class ExperimentSpec:
 class ExperimentError(ScenarioError):
     """An experiment that cannot run; lists every problem with its key."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
-        listed = "\n".join(f"  - {p}" for p in problems)
-        ValueError.__init__(self, f"invalid experiment {source}:\n{listed}")
-        self.source = source
-        self.problems = problems
+    noun = "experiment"
 
 
 def builtin_experiments() -> list[str]:

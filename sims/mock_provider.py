@@ -28,6 +28,7 @@ from actors.backends import Usage
 from actors.backends.answers import answer_chars
 from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
 from actors.errors import AttemptError, AuthFailed, RateLimited, UpstreamError
+from actors.failures import MockProfileName
 from actors.faults import Fault, FaultSchedule
 from actors.limits import Admission, LimitSpec, TokenBucket
 from actors.messages import Answer, ChatRequest, Completion, filler_text
@@ -82,25 +83,41 @@ def mock_profiles(speed: float = 1.0) -> dict[str, MockProfile]:
     rpm = (LimitSpec("requests", "requests", 600, 60.0),)
     profiles = [
         MockProfile(
-            "healthy", "answers everything; 600 requests/min with headers", normal, limits=rpm
+            MockProfileName.HEALTHY,
+            "answers everything; 600 requests/min with headers",
+            normal,
+            limits=rpm,
         ),
-        MockProfile("slow", "answers everything, ~10x slower", latency(4.0, 10.0, 15.0)),
         MockProfile(
-            "flaky", "30% of calls fail with HTTP 500", normal, ErrorRates(upstream_error=0.3)
+            MockProfileName.SLOW, "answers everything, ~10x slower", latency(4.0, 10.0, 15.0)
         ),
         MockProfile(
-            "rate-limited",
+            MockProfileName.FLAKY,
+            "30% of calls fail with HTTP 500",
+            normal,
+            ErrorRates(upstream_error=0.3),
+        ),
+        MockProfile(
+            MockProfileName.RATE_LIMITED,
             "every call gets 429 with Retry-After: 10",
             normal,
             ErrorRates(rate_limited=1.0, rate_limited_retry_after=10.0),
         ),
         MockProfile(
-            "down", "every call fails with HTTP 500", normal, ErrorRates(upstream_error=1.0)
+            MockProfileName.DOWN,
+            "every call fails with HTTP 500",
+            normal,
+            ErrorRates(upstream_error=1.0),
         ),
         MockProfile(
-            "hang", "accepts every call and never answers", normal, ErrorRates(timeout=1.0)
+            MockProfileName.HANG,
+            "accepts every call and never answers",
+            normal,
+            ErrorRates(timeout=1.0),
         ),
-        MockProfile("unlimited", "answers everything, no rate limit (load tests)", normal),
+        MockProfile(
+            MockProfileName.UNLIMITED, "answers everything, no rate limit (load tests)", normal
+        ),
     ]
     return {p.name: p for p in profiles}
 

@@ -16,6 +16,8 @@ import engine.errors
 import sims
 from actors.runtime.errors import CallboardError, leaves
 from engine.routing.fleet import open_fleet
+from sims.experiment import ExperimentError
+from sims.scenario import ScenarioError
 from tests.conftest import virtual_account
 
 # name: (parents, code, status)
@@ -119,14 +121,16 @@ def test_a_full_line_is_caught_as_overloaded_and_as_no_provider():
         assert error.value.code == "overloaded" and error.value.request_id == "r-1"
 
 
-def test_a_config_error_is_a_callboard_error_not_a_value_error():
-    error = engine.ConfigError("router.toml", ["retry.max_attempts = 0 is not allowed"])
+@pytest.mark.parametrize(
+    ("cls", "noun"),
+    [(engine.ConfigError, "config"), (ScenarioError, "scenario"), (ExperimentError, "experiment")],
+)
+def test_a_config_error_is_a_callboard_error_not_a_value_error(cls, noun):
+    problems = ["retry.max_attempts = 0 is not allowed"]
+    error = cls("x.toml", problems)
     assert isinstance(error, CallboardError) and not isinstance(error, ValueError)
-    assert str(error) == "invalid config router.toml:\n  - retry.max_attempts = 0 is not allowed"
-    assert (error.code, error.problems) == (
-        "invalid_config",
-        ["retry.max_attempts = 0 is not allowed"],
-    )
+    assert str(error) == f"invalid {noun} x.toml:\n  - retry.max_attempts = 0 is not allowed"
+    assert (error.code, error.problems) == ("invalid_config", problems)
 
 
 @pytest.mark.parametrize(("names", "field"), [((), "providers"), (("a", "a"), "providers.name")])

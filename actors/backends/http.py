@@ -46,6 +46,7 @@ from actors.backends.dialects import Dialect, StreamFault, dialect_for, error_me
 from actors.backends.ratelimit_headers import RateLimitInfo, parse_rate_limit_headers
 from actors.backends.sink import StreamSink, current_sink
 from actors.errors import AttemptError, AuthFailed, MalformedReply, RateLimited, UpstreamError
+from actors.failures import ErrorCode
 from actors.messages import ChatRequest
 from actors.runtime import clock
 
@@ -114,7 +115,7 @@ class UpstreamRejected(AttemptError):
     breakers and health scores ignore it.
     """
 
-    code = "upstream_rejected"
+    code = ErrorCode.UPSTREAM_REJECTED
     status = 502
 
     def __init__(self, provider: str, upstream_status: int, detail: str = "") -> None:

@@ -27,12 +27,13 @@ import attrs
 import trio
 
 from actors.errors import AttemptError
+from actors.failures import ErrorCode
 
 
 class StreamAlreadyStarted(AttemptError):
     """Another attempt would append a second answer to the half-sent first one."""
 
-    code = "stream_interrupted"
+    code = ErrorCode.STREAM_INTERRUPTED
     retryable = False
 
 

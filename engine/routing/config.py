@@ -14,6 +14,7 @@ import math
 import re
 import tomllib
 import typing
+from enum import StrEnum
 from typing import Any
 
 import attrs
@@ -119,6 +120,13 @@ def _strict_str(value: Any, _: type) -> str:
     return value
 
 
+def _choice(value: Any, cls: type[StrEnum]) -> StrEnum:
+    """One of an enum's values (a fault's ``kind``), else the values allowed."""
+    if isinstance(value, str) and value in cls._value2member_map_:
+        return cls(value)
+    raise _BadValue(f"got {value!r}; allowed: {' | '.join(cls)}")
+
+
 def _strict_bool(value: Any, _: type) -> bool:
     if not isinstance(value, bool):
         raise _BadValue(f"expected true or false, got {value!r}")
@@ -131,6 +139,7 @@ def _converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _strict_float)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(bool, _strict_bool)
+    converter.register_structure_hook(StrEnum, _choice)  # before str: an enum is a str
     converter.register_structure_hook_func(_is_distribution_type, _structure_distribution)
     for cls in _DISTRIBUTION_TYPES:
         converter.register_structure_hook(cls, _structure_distribution)
@@ -138,6 +147,7 @@ def _converter() -> cattrs.Converter:
     for cls in _DISTRIBUTION_TYPES:
         converter.register_unstructure_hook(cls, _unstructure_distribution)
     converter.register_unstructure_hook(float, _unstructure_float)
+    converter.register_unstructure_hook(StrEnum, lambda member: member.value)
     return converter
 
 
