@@ -24,8 +24,7 @@ def _check(index: int, field: str, ok: bool, value: object, allowed: str) -> Non
 
 @attrs.frozen
 class Fault:
-    """One fault window ``[start, end)``; its ``kind`` is one of :class:`FaultKind`
-    (what each makes a call fail with: :data:`actors.failures.FAILURES`).
+    """One fault window ``[start, end)``.
 
     ``outage``: every affected call fails with HTTP ``status`` (default 503).
     ``latency``: calls take ``multiplier`` times longer.
@@ -37,6 +36,9 @@ class Fault:
     seconds, then up for ``period`` seconds, and so on, starting down at ``start``.
     ``slow_recovery``: the share of calls failing with ``status`` falls linearly
     from ``share`` at ``start`` to 0 at ``end`` (a provider coming back slowly).
+    A call a fault fails ends with the error code of its kind: ``rate_limited`` for
+    ``rate_limit``, ``timeout`` for ``hang`` (the attempt timeout ends it), ``auth_failed``
+    for ``revoked``, ``upstream_error`` for those with a ``status``.
     """
 
     kind: FaultKind

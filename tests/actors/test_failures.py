@@ -3,6 +3,9 @@ the mock profile the table names fails them the same way."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import trio
 
@@ -71,3 +74,14 @@ def test_an_unknown_kind_or_profile_is_refused_with_the_allowed_values_named():
         FaultSchedule([Fault("brownout", start=0)])  # type: ignore[arg-type]
     with pytest.raises(InvalidSetting, match=r"profile: got 'sideways'; allowed: healthy \| slow"):
         MockProvider(profile="sideways")
+
+
+def test_the_glossary_shows_the_table_the_code_has():
+    page = (Path(__file__).parents[2] / "docs" / "glossary.md").read_text()
+    section = page.split("## One failure, three words")[1]
+    rows = re.findall(r"^\| `(\w+)` \| (.+?) \| (.+?) \|$", section, re.M)
+    first = re.compile(r"`([\w-]+)`")
+    shown = [(kind, first.match(code), first.match(profile)) for kind, code, profile in rows]
+    assert [(kind, code and code[1], profile and profile[1]) for kind, code, profile in shown] == [
+        (f.kind, f.code, f.profile) for f in FAILURES
+    ]
