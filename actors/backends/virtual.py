@@ -25,7 +25,7 @@ from actors.runtime.randomness import RandomStreams
 
 #: The codes a call fails with at a configured share (:class:`ErrorRates`, by field);
 #: ``timeout`` is a call taken in and never answered.
-ERROR_KINDS = (
+ERROR_RATE_CODES = (
     ErrorCode.RATE_LIMITED,
     ErrorCode.UPSTREAM_ERROR,
     ErrorCode.TIMEOUT,
@@ -55,7 +55,7 @@ class LatencyModel:
 
 @attrs.frozen
 class ErrorRates:
-    """Share of calls failing by kind, independent of faults."""
+    """Share of calls failing with each error code (a field per code), independent of faults."""
 
     rate_limited: float = 0.0
     upstream_error: float = 0.0
@@ -65,10 +65,10 @@ class ErrorRates:
 
     def __attrs_post_init__(self) -> None:
         total = 0.0
-        for kind in ERROR_KINDS:
-            rate = getattr(self, kind)
+        for code in ERROR_RATE_CODES:
+            rate = getattr(self, code)
             if not 0 <= rate <= 1:
-                raise InvalidSetting(f"errors.{kind}", rate, "a share in [0, 1]")
+                raise InvalidSetting(f"errors.{code}", rate, "a share in [0, 1]")
             total += rate
         if total > 1:
             raise InvalidSetting("errors", total, "error shares that add up to at most 1")
@@ -103,11 +103,11 @@ class VirtualBackend:
     @staticmethod
     def _cumulative_rates(errors: ErrorRates) -> list[tuple[float, ErrorCode]]:
         total, table = 0.0, []
-        for kind in ERROR_KINDS:
-            rate = getattr(errors, kind)
+        for code in ERROR_RATE_CODES:
+            rate = getattr(errors, code)
             if rate > 0:
                 total += rate
-                table.append((total, kind))
+                table.append((total, code))
         return table
 
     def _duration(self, request: ChatRequest) -> tuple[float, float, int]:
@@ -146,9 +146,9 @@ class VirtualBackend:
                 retry_after, status = fault_retry / self.fault_time_scale, fault_status
         if fate is None and self._cumulative:
             u = self._fate.uniform()
-            for threshold, kind in self._cumulative:
+            for threshold, code in self._cumulative:
                 if u < threshold:
-                    fate = kind
+                    fate = code
                     break
         if fate is None or fate is ErrorCode.MALFORMED_REPLY:
             # The model reads the prompt and generates: billed even if cut short.
