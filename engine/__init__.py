@@ -19,30 +19,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from actors.messages import ChatMessage, ChatRequest, Completion
-from engine.errors import (
-    ActorCrashed,
-    AttemptError,
-    AttemptTimeout,
-    AuthFailed,
-    CallboardError,
-    CircuitOpen,
-    ConfigError,
-    DeadlineExceeded,
-    FieldError,
-    InvalidRequest,
-    InvalidSetting,
-    LineFull,
-    MalformedReply,
-    NoProviderAvailable,
-    Overloaded,
-    QueueFull,
-    RateLimited,
-    RequestFailed,
-    RetryBudgetExhausted,
-    Shed,
-    ShuttingDown,
-    UpstreamError,
-)
+from engine import errors
+from engine.errors import *  # noqa: F403  (the error tree: its __all__ joins ours below)
 
 if TYPE_CHECKING:
     from engine.serve.asyncio_router import AsyncioRouter, open_asyncio_router
@@ -63,40 +41,19 @@ _LIVE = {
 }
 
 __all__ = [
-    "ActorCrashed",
     "AsyncioRouter",
-    "AttemptError",
-    "AttemptTimeout",
-    "AuthFailed",
-    "CallboardError",
     "ChatMessage",
     "ChatRequest",
-    "CircuitOpen",
     "Completion",
-    "ConfigError",
-    "DeadlineExceeded",
-    "FieldError",
-    "InvalidRequest",
-    "InvalidSetting",
-    "LineFull",
     "LiveConfig",
     "LiveRouter",
-    "MalformedReply",
-    "NoProviderAvailable",
-    "Overloaded",
-    "QueueFull",
-    "RateLimited",
-    "RequestFailed",
-    "RetryBudgetExhausted",
     "SessionBusy",
-    "Shed",
-    "ShuttingDown",
     "UnknownSession",
-    "UpstreamError",
     "load_config",
     "open_asyncio_router",
     "open_router",
 ]
+__all__ += errors.__all__
 
 
 def __getattr__(name: str) -> Any:
