@@ -148,7 +148,7 @@ def _overrides_for(scenario: Scenario, interviews: int, counts: dict[str, int]) 
 def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed: int) -> Run:
     """One seeded simulation, reduced to what sizing and its report need."""
     from engine.routing.config import apply_override
-    from sims.results import summarise
+    from sims.results import summarise, summary_subset
     from sims.runner import simulate
 
     raw = copy.deepcopy(raw)
@@ -192,7 +192,7 @@ def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed:
         "held_back_by_limits",
         "simulated_s",
     )
-    return Run(seed, {k: results.summary[k] for k in keep}, groups)
+    return Run(seed, summary_subset(results.summary, keep), groups)
 
 
 #: Fleets probed at once in each round of the search: a fixed number, so that the fleets

@@ -9,6 +9,9 @@ literally true), and infinite when more than the rest failed.
 
 from __future__ import annotations
 
+from typing import Protocol
+
+import attrs
 import numpy as np
 
 #: Which requests each latency metric covers, as the reports say it.
@@ -29,22 +32,58 @@ def slo_percentile(latency: np.ndarray, failed: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q, method="inverted_cdf"))
 
 
+class RequestOutcomes(Protocol):
+    """The request columns the metrics read (``sims.results.RequestColumns``)."""
+
+    latency: np.ndarray
+    ttft: np.ndarray
+    outcome: np.ndarray
+    cached: np.ndarray
+
+
+@attrs.frozen
+class SloMetrics:
+    """What service-level objectives are judged on (``sims.slo``): latencies in seconds
+    with a failed request as infinite (nan when a metric covers no request), and shares."""
+
+    #: Median latency of every candidate-facing turn, cache hits included.
+    answer_p50: float
+    #: 95th percentile latency of every candidate-facing turn, cache hits included.
+    answer_p95: float
+    #: 99th percentile latency of every candidate-facing turn, cache hits included.
+    answer_p99: float
+    #: Median latency of the candidate-facing turns that needed a provider.
+    provider_p50: float
+    #: 95th percentile latency of the candidate-facing turns that needed a provider.
+    provider_p95: float
+    #: 99th percentile latency of the candidate-facing turns that needed a provider.
+    provider_p99: float
+    #: Median time to first token of the candidate-facing turns that needed a provider.
+    ttft_p50: float
+    #: 95th percentile time to first token of the same turns.
+    ttft_p95: float
+    #: 99th percentile time to first token of the same turns.
+    ttft_p99: float
+    #: The share of requests answered.
+    success: float
+    #: The share of interviews that completed without a failed turn.
+    interviews_without_error: float
+
+
 def slo_metrics(
-    arrays: dict[str, np.ndarray], facing: np.ndarray, success: float, without_error: float
-) -> dict[str, float]:
-    """``answer_p*``, ``provider_p*`` and ``ttft_p*`` of one run's request arrays, beside
-    the run's ``success`` and ``interviews_without_error`` shares."""
-    failed = arrays["outcome"] != 0
-    needed_provider = facing & ~arrays["cached"]
+    requests: RequestOutcomes, facing: np.ndarray, success: float, without_error: float
+) -> SloMetrics:
+    """``answer_p*``, ``provider_p*`` and ``ttft_p*`` of one run's requests, beside the
+    run's ``success`` and ``interviews_without_error`` shares."""
+    failed = requests.outcome != 0
+    needed_provider = facing & ~requests.cached
     metrics: dict[str, float] = {}
     for q in QUANTILES:
-        metrics[f"answer_p{q}"] = slo_percentile(arrays["latency"][facing], failed[facing], q)
+        metrics[f"answer_p{q}"] = slo_percentile(requests.latency[facing], failed[facing], q)
         metrics[f"provider_p{q}"] = slo_percentile(
-            arrays["latency"][needed_provider], failed[needed_provider], q
+            requests.latency[needed_provider], failed[needed_provider], q
         )
         metrics[f"ttft_p{q}"] = slo_percentile(
-            arrays["ttft"][needed_provider], failed[needed_provider], q
+            requests.ttft[needed_provider], failed[needed_provider], q
         )
-    metrics["success"] = success
-    metrics["interviews_without_error"] = without_error
-    return metrics
+    return SloMetrics(**metrics, success=success, interviews_without_error=without_error)
