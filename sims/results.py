@@ -22,6 +22,7 @@ from typing import Any, NewType
 import attrs
 import cattrs
 import numpy as np
+from cattrs.gen import make_dict_unstructure_fn
 
 from actors.autoscaler import ScalingEvent
 from actors.breaker import Transition
@@ -375,6 +376,11 @@ def _number(value: Any, _: type) -> float:
     return value if isinstance(value, int) else float(value)
 
 
+#: Classes whose fields at their default are left out of results.json (a run without a
+#: cache has no cache counts).
+SPARSE: tuple[type, ...] = (CacheUse,)
+
+
 def _results_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
     converter.register_structure_hook(float, _number)
@@ -386,10 +392,10 @@ def _results_converter() -> cattrs.Converter:
                 [float(v) for v in values] if dtype is float else values, dtype=dtype
             ),
         )
-    converter.register_unstructure_hook(
-        CacheUse,
-        cattrs.gen.make_dict_unstructure_fn(CacheUse, converter, _cattrs_omit_if_default=True),
-    )
+    for cls in SPARSE:
+        converter.register_unstructure_hook(
+            cls, make_dict_unstructure_fn(cls, converter, _cattrs_omit_if_default=True)
+        )
     return converter
 
 
