@@ -160,18 +160,18 @@ def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed:
     groups: dict[str, dict[str, Any]] = {}
     for group in scenario.accounts:
         names = {spec.name for spec in group.specs()}
-        rows = [row for row in results.providers if row["name"] in names]
+        rows = [row for row in results.providers if row.name in names]
         held: dict[str, int] = {}
         for row in rows:
-            for limit, count in row["held_back"].items():
+            for limit, count in row.held_back.items():
                 held[limit] = held.get(limit, 0) + count
         groups[group.prefix] = {
             "accounts": len(rows),
-            "utilisation": sum(r["utilisation"] for r in rows) / max(1, len(rows)),
-            "peak_utilisation": max((r["utilisation"] for r in rows), default=0.0),
+            "utilisation": sum(r.utilisation for r in rows) / max(1, len(rows)),
+            "peak_utilisation": max((r.utilisation for r in rows), default=0.0),
             "held_back": held,
-            "cost": sum(r["cost"] for r in rows),
-            "calls": sum(r["calls"] for r in rows),
+            "cost": sum(r.cost for r in rows),
+            "calls": sum(r.calls for r in rows),
         }
     keep = (
         "requests",
