@@ -34,7 +34,7 @@ from sims.interview import InterviewTally
 from sims.runner import ProviderTotals, QuotaUsage, RunData
 from sims.sampler import Series
 from sims.scenario import scenario_hash
-from sims.slo_metrics import SloMetrics, slo_metrics
+from sims.slo_metrics import slo_metrics
 
 #: Columns of numbers, one value per request or attempt (numpy arrays in memory, lists
 #: in results.json, where a non-finite float is the string "nan", "inf" or "-inf").
@@ -49,6 +49,16 @@ def _same_column(a: np.ndarray, b: np.ndarray) -> bool:
 
 def _column() -> Any:
     return attrs.field(eq=attrs.cmp_using(eq=_same_column))
+
+
+def _nan_key(value: Any) -> Any:
+    return "nan" if value != value else value
+
+
+def _nan_equal(cls: type, fields: list[attrs.Attribute]) -> list[attrs.Attribute]:
+    """Compare float fields with nan equal to nan, so a run's results read back from
+    results.json are equal to themselves when a figure had no data."""
+    return [f.evolve(eq_key=_nan_key) if f.type in (float, "float") else f for f in fields]
 
 
 def callboard_version() -> str:
@@ -127,7 +137,7 @@ class AttemptColumns:
     cost: FloatColumn = _column()
 
 
-@attrs.frozen
+@attrs.frozen(field_transformer=_nan_equal)
 class ProviderSummary:
     """One account's totals over the run."""
 
@@ -175,7 +185,36 @@ class ProviderSummary:
     lowest_limit: int
 
 
-@attrs.frozen
+@attrs.frozen(field_transformer=_nan_equal)
+class SloMetrics:
+    """What service-level objectives are judged on (``sims.slo``): latencies in seconds
+    with a failed request as infinite (nan when a metric covers no request), and shares."""
+
+    #: Median latency of every candidate-facing turn, cache hits included.
+    answer_p50: float
+    #: 95th percentile latency of every candidate-facing turn, cache hits included.
+    answer_p95: float
+    #: 99th percentile latency of every candidate-facing turn, cache hits included.
+    answer_p99: float
+    #: Median latency of the candidate-facing turns that needed a provider.
+    provider_p50: float
+    #: 95th percentile latency of the candidate-facing turns that needed a provider.
+    provider_p95: float
+    #: 99th percentile latency of the candidate-facing turns that needed a provider.
+    provider_p99: float
+    #: Median time to first token of the candidate-facing turns that needed a provider.
+    ttft_p50: float
+    #: 95th percentile time to first token of the same turns.
+    ttft_p95: float
+    #: 99th percentile time to first token of the same turns.
+    ttft_p99: float
+    #: The share of requests answered.
+    success: float
+    #: The share of interviews that completed without a failed turn.
+    interviews_without_error: float
+
+
+@attrs.frozen(field_transformer=_nan_equal)
 class RunSummary:
     """A run's headline figures.
 
@@ -376,6 +415,15 @@ def _number(value: Any, _: type) -> float:
     return value if isinstance(value, int) else float(value)
 
 
+#: What each column holds in memory, as :class:`engine.routing.recording.RequestRecorder`
+#: keeps it.
+_DTYPES = {FloatColumn: float, IntColumn: np.int32, BoolColumn: bool}
+
+
+def _structure_column(values: list[Any], column: Any) -> np.ndarray:
+    return np.asarray(values, dtype=_DTYPES[column])  # numpy reads "nan" and "inf" itself
+
+
 #: Classes whose fields at their default are left out of results.json (a run without a
 #: cache has no cache counts).
 SPARSE: tuple[type, ...] = (CacheUse,)
@@ -384,14 +432,9 @@ SPARSE: tuple[type, ...] = (CacheUse,)
 def _results_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
     converter.register_structure_hook(float, _number)
-    for column, dtype in ((FloatColumn, float), (IntColumn, np.int32), (BoolColumn, bool)):
-        converter.register_unstructure_hook(column, lambda array: array)
-        converter.register_structure_hook(
-            column,
-            lambda values, _, dtype=dtype: np.asarray(
-                [float(v) for v in values] if dtype is float else values, dtype=dtype
-            ),
-        )
+    for column in _DTYPES:
+        converter.register_unstructure_hook(column, lambda array: array)  # round_floats lists it
+        converter.register_structure_hook(column, _structure_column)
     for cls in SPARSE:
         converter.register_unstructure_hook(
             cls, make_dict_unstructure_fn(cls, converter, _cattrs_omit_if_default=True)
@@ -558,8 +601,8 @@ def run_summary(
         shed=failures.get("shed", 0),
         failovers=counters.get("failovers", 0),
         upstream_calls=sum(p.calls for p in data.providers),
-        slo_metrics=slo_metrics(
-            requests, facing, success_rate, interviews["interviews_without_error"]
+        slo_metrics=SloMetrics(
+            **slo_metrics(requests, facing, success_rate, interviews["interviews_without_error"])
         ),
     )
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import attrs
 import numpy as np
 
 #: Which requests each latency metric covers, as the reports say it.
@@ -41,38 +40,9 @@ class RequestOutcomes(Protocol):
     cached: np.ndarray
 
 
-@attrs.frozen
-class SloMetrics:
-    """What service-level objectives are judged on (``sims.slo``): latencies in seconds
-    with a failed request as infinite (nan when a metric covers no request), and shares."""
-
-    #: Median latency of every candidate-facing turn, cache hits included.
-    answer_p50: float
-    #: 95th percentile latency of every candidate-facing turn, cache hits included.
-    answer_p95: float
-    #: 99th percentile latency of every candidate-facing turn, cache hits included.
-    answer_p99: float
-    #: Median latency of the candidate-facing turns that needed a provider.
-    provider_p50: float
-    #: 95th percentile latency of the candidate-facing turns that needed a provider.
-    provider_p95: float
-    #: 99th percentile latency of the candidate-facing turns that needed a provider.
-    provider_p99: float
-    #: Median time to first token of the candidate-facing turns that needed a provider.
-    ttft_p50: float
-    #: 95th percentile time to first token of the same turns.
-    ttft_p95: float
-    #: 99th percentile time to first token of the same turns.
-    ttft_p99: float
-    #: The share of requests answered.
-    success: float
-    #: The share of interviews that completed without a failed turn.
-    interviews_without_error: float
-
-
 def slo_metrics(
     requests: RequestOutcomes, facing: np.ndarray, success: float, without_error: float
-) -> SloMetrics:
+) -> dict[str, float]:
     """``answer_p*``, ``provider_p*`` and ``ttft_p*`` of one run's requests, beside the
     run's ``success`` and ``interviews_without_error`` shares."""
     failed = requests.outcome != 0
@@ -86,4 +56,6 @@ def slo_metrics(
         metrics[f"ttft_p{q}"] = slo_percentile(
             requests.ttft[needed_provider], failed[needed_provider], q
         )
-    return SloMetrics(**metrics, success=success, interviews_without_error=without_error)
+    metrics["success"] = success
+    metrics["interviews_without_error"] = without_error
+    return metrics

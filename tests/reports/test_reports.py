@@ -27,10 +27,9 @@ from reports.summary import (
     wasted_spend,
 )
 from sims import result_views
-from sims.results import Results, summarise
+from sims.results import Results, SloMetrics, summarise
 from sims.runner import simulate
 from sims.scenario import load
-from sims.slo_metrics import SloMetrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -186,6 +185,7 @@ def test_no_breaker_openings_still_renders(results: Results, tmp_path: Path) -> 
 
 def test_nothing_answered_still_renders(results: Results, tmp_path: Path) -> None:
     failed = _nothing_answered(results)
+    assert Results.from_json(failed.to_json()) == failed  # nan figures read back equal
     files = write_report(failed, tmp_path)
     markdown = files.markdown.read_text()
     assert "| Success rate (all requests) | 0.0% |" in markdown
