@@ -235,8 +235,9 @@ def simulate_variant(raw: dict[str, Any], source: str, seed: int, window: float)
     import numpy as np
 
     from sims import result_views
-    from sims.results import summarise, summary_subset
+    from sims.results import summary_subset
     from sims.runner import simulate
+    from sims.summarise import summarise
 
     raw = copy.deepcopy(raw)
     raw["seed"] = seed

@@ -148,8 +148,9 @@ def _overrides_for(scenario: Scenario, interviews: int, counts: dict[str, int]) 
 def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed: int) -> Run:
     """One seeded simulation, reduced to what sizing and its report need."""
     from engine.routing.config import apply_override
-    from sims.results import summarise, summary_subset
+    from sims.results import summary_subset
     from sims.runner import simulate
+    from sims.summarise import summarise
 
     raw = copy.deepcopy(raw)
     for assignment in overrides:

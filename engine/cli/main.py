@@ -79,8 +79,8 @@ def _load(name: str, args: argparse.Namespace):
 
 def _simulate(scenario, args: argparse.Namespace):
     """Run ``scenario`` (with a progress bar unless quiet); returns its data and results."""
-    from sims.results import summarise
     from sims.runner import simulate
+    from sims.summarise import summarise
 
     show_progress = not args.quiet and sys.stderr.isatty()
     bar, update = _progress_bar(scenario.workload.expected_requests, show_progress)

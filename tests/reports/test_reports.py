@@ -27,9 +27,10 @@ from reports.summary import (
     wasted_spend,
 )
 from sims import result_views
-from sims.results import Results, SloMetrics, summarise
+from sims.results import Results, SloMetrics
 from sims.runner import simulate
 from sims.scenario import load
+from sims.summarise import summarise
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

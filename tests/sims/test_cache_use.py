@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from reports import summary
 from sims.cache_use import ANSWERED, CAUSES, FAILED, HIT, REJECTED, CacheUse, miss_causes
-from sims.results import summarise
 from sims.runner import simulate
 from sims.scenario import load
+from sims.summarise import summarise
 from sims.workload import candidate_answer
 
 answers = st.tuples(

@@ -23,9 +23,9 @@ from engine.cli.main import main
 from reports.headline import reading_sentence
 from sims.headline import READINGS, judge, limit_share, request_capacity
 from sims.interview import InterviewTally, ScriptedInterview
-from sims.results import summarise
 from sims.runner import simulate
 from sims.scenario import ScenarioError, load
+from sims.summarise import summarise
 from sims.workload import WorkloadConfig
 
 PREMISES = "interview-day-as-claimed"

@@ -12,9 +12,10 @@ import attrs
 import jsonschema
 import pytest
 
-from sims.results import Results, summarise
+from sims.results import Results
 from sims.runner import simulate
 from sims.scenario import builtin_names, load
+from sims.summarise import summarise
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 _spec = importlib.util.spec_from_file_location(
