@@ -65,10 +65,17 @@ class AutoscalerConfig:
 
 @attrs.frozen
 class ScalingEvent:
+    """The autoscaler powered a replica on or off."""
+
+    #: When the autoscaler acted.
     time: float
     action: str  # "up" or "down"
+    #: The replica it powered on or off.
     replica: str
+    #: The demand it sized for: calls in flight and queued at the replicas, and requests
+    #: waiting for capacity.
     demand: int
+    #: The replicas it wanted powered.
     desired: int
 
 

@@ -87,10 +87,17 @@ class BreakerConfig:
 
 @attrs.frozen
 class Transition:
+    """A breaker changed state."""
+
+    #: When the breaker changed state.
     time: float
+    #: The account whose breaker it is.
     provider: str
+    #: The state it left.
     source: State
+    #: The state it entered.
     target: State
+    #: Why, in words (``3 consecutive failures (upstream_error)``).
     reason: str
 
 

@@ -28,12 +28,21 @@ def is_quota(limiter: object) -> bool:
 
 @attrs.frozen
 class QuotaAlert:
+    """An account's use of a quota crossed an alert level."""
+
+    #: When the use crossed the level.
     time: float
+    #: The account.
     provider: str
+    #: The quota's name.
     limit: str
+    #: The share of the allowance crossed (0.8, 0.9, 1.0).
     level: float
+    #: What had been used of the allowance.
     used: float
+    #: What the quota allows per window.
     allowance: float
+    #: When the quota's window resets.
     resets_at: float
 
 

@@ -34,10 +34,15 @@ from sims.workload import WorkloadConfig, candidate_answer
 class InterviewTally:
     """What the candidates experienced, over all interviews of a run."""
 
+    #: Interviews started.
     started: int = 0
+    #: Interviews that reached their last turn.
     completed: int = 0
+    #: Interviews with at least one failed turn.
     with_error: int = 0
+    #: Failed turns over all interviews.
     errors: int = 0
+    #: Each interview's length in seconds (sorted in results.json).
     durations: list[float] = attrs.Factory(list)
 
 

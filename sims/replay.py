@@ -387,18 +387,20 @@ def replay(
     overrides: Sequence[str] = (),
 ) -> Comparison:
     """Replay ``ref`` live at ``time_scale``, then simulate it; both summaries side by side."""
-    from sims.results import summarise
+    from sims.results import summary_subset
     from sims.runner import simulate
+    from sims.summarise import summarise
 
     if not (isinstance(time_scale, int | float) and 0 < time_scale < math.inf):
         raise InvalidSetting("--time-scale", time_scale, "a number > 0")
     scenario = load_replay(ref, interviews, seed, overrides)
     live_config(scenario, [f"http://{LOOPBACK}:1"] * len(scenario.account_specs()), time_scale)
     run = trio.run(play_live, scenario, float(time_scale))
-    live = summarise(run.data).summary
+    keys = [key for key, _, _ in FIGURES]
+    live = summary_subset(summarise(run.data).summary, keys)
     began = time.perf_counter()
     simulated = simulate(scenario)
-    simulation = summarise(simulated).summary
+    simulation = summary_subset(summarise(simulated).summary, keys)
     return Comparison(
         scenario,
         float(time_scale),

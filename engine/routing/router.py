@@ -14,7 +14,7 @@ call frees (a slot, a half-open trial), which every provider tells the router
 tier need, first try or retry) are served first come first served; only the head of
 each class's line keeps the time, the others park.
 Every request ends in exactly one outcome, counted in :class:`RouterCounters` and told to
-the recorder as one :class:`engine.routing.recording.Outcome`. The router reads a
+the recorder as one :class:`engine.routing.recording.RequestRecord`. The router reads a
 session's last provider (for stickiness) but never writes it: the session notes it.
 
 Optional policies, each off unless configured: hedged attempts
@@ -50,7 +50,7 @@ from engine.routing.errors import (
 )
 from engine.routing.hedging import HedgeTimer, HedgingConfig, hedged_attempt
 from engine.routing.policies import Policy, PolicyConfig
-from engine.routing.recording import Attempt, Outcome, Recorder
+from engine.routing.recording import AttemptRecord, Recorder, RequestRecord
 from engine.routing.retry import RetryBudget, RetryConfig
 from engine.routing.selection import Eligible, by_tier, eligible, needs_strong
 from engine.routing.shedding import PriorityLine, SheddingConfig
@@ -145,7 +145,7 @@ class Router:
             wasted[request_id] = wasted.get(request_id, 0.0) + cost
         recorder = self.recorder
         if recorder is not None:
-            recorder.record_attempt(Attempt(provider, code, cost))
+            recorder.record_attempt(AttemptRecord(provider, code, cost))
         self.capacity_freed()
 
     def capacity_freed(self) -> None:
@@ -263,7 +263,7 @@ class Router:
                 self.log.emit(start, request_id, "rejected", f"field={exc.field}")
             if self.recorder is not None:
                 self.recorder.record(
-                    Outcome(request.kind, start, 0.0, 0.0, 0, None, exc.code, False, 0.0)
+                    RequestRecord(request.kind, start, 0.0, 0.0, 0, None, exc.code, False, 0.0)
                 )
             raise
 
@@ -277,7 +277,9 @@ class Router:
         if self.log.active:
             self.log.emit(start, request_id, "cache_hit", f"provider={hit.provider}")
         if self.recorder is not None:
-            self.recorder.record(Outcome(request.kind, start, 0.0, 0.0, 0, None, "ok", True, 0.0))
+            self.recorder.record(
+                RequestRecord(request.kind, start, 0.0, 0.0, 0, None, "ok", True, 0.0)
+            )
         return attrs.evolve(
             hit,
             request_id=request_id,
@@ -319,7 +321,7 @@ class Router:
         wasted = self._wasted.pop(pursuit.request_id, 0.0) if self._wasted else 0.0
         if self.recorder is not None:
             self.recorder.record(
-                Outcome(
+                RequestRecord(
                     pursuit.request.kind,
                     pursuit.start,
                     end - pursuit.start,
@@ -343,7 +345,7 @@ class Router:
         wasted = self._wasted.pop(pursuit.request_id, 0.0) if self._wasted else 0.0
         if self.recorder is not None:
             self.recorder.record(
-                Outcome(
+                RequestRecord(
                     pursuit.request.kind,
                     pursuit.start,
                     completion.latency,
