@@ -206,7 +206,7 @@ async def test_provider_failing_mid_interview_is_quarantined_and_history_carries
         assert breaker.state is State.OPEN
         opening = next(t for t in fleet.transitions if t.target is State.OPEN)
         assert "3 consecutive failures" in opening.reason
-        assert breaker.core.open_until - opening.time == 300.0
+        assert breaker.open_until - opening.time == 300.0
         for session in sessions:
             # The candidate saw an answer on every turn: no error surfaced.
             assert len(answers[session.session_id]) == 8
@@ -229,7 +229,7 @@ async def test_all_providers_quarantined_queues_until_one_returns(virtual_clock)
     account, _ = virtual_account("only")
     config = RouterConfig(retry=RetryConfig(jitter=0.0, deadline=60.0))
     async with open_fleet([account], config) as fleet:
-        fleet.provider("only").breaker.core.force_open(clock.now(), "test")
+        fleet.provider("only").breaker.force_open(clock.now(), "test")
         answer = await fleet.router.complete(ask())
     # The breaker's 30 s quarantine fits inside the 60 s deadline: the request waits.
     assert answer.latency == pytest.approx(31.0)
@@ -239,7 +239,7 @@ async def test_no_provider_before_deadline_is_a_named_error_with_retry_after(vir
     account, _ = virtual_account("only")
     config = RouterConfig(retry=RetryConfig(jitter=0.0, deadline=10.0))
     async with open_fleet([account], config) as fleet:
-        fleet.provider("only").breaker.core.force_open(clock.now(), "test")
+        fleet.provider("only").breaker.force_open(clock.now(), "test")
         with pytest.raises(NoProviderAvailable) as error:
             await fleet.router.complete(ask())
     assert error.value.retry_after == pytest.approx(30.0)

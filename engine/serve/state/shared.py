@@ -37,6 +37,7 @@ import attrs
 import trio
 
 from actors.backends import Backend, BackendReply, Usage
+from actors.backends.sink import StreamSink
 from actors.breaker import State, Transition
 from actors.errors import RateLimited
 from actors.limits import LimitSpec
@@ -126,11 +127,13 @@ class SharedLimits:
             if spec.adjust_output
         ]
 
-    async def complete(self, request: ChatRequest, request_id: str, usage: Usage) -> BackendReply:
+    async def complete(
+        self, request: ChatRequest, request_id: str, usage: Usage, sink: StreamSink | None = None
+    ) -> BackendReply:
         charged = bool(self.limits) and await self._take(request)
         began = clock.now()
         try:
-            return await self.backend.complete(request, request_id, usage)
+            return await self.backend.complete(request, request_id, usage, sink)
         except RateLimited as exc:  # the provider's own 429: every router should keep off
             self.on_429(self.provider, exc)
             raise
@@ -256,17 +259,6 @@ class SharedState:
         guard.on_recovered = self._recovered
 
     # --- wiring --------------------------------------------------------------
-    def chain(self, then: Callable[[Transition], None] | None) -> Callable[[Transition], None]:
-        """A breaker-transition callback that publishes here, then calls ``then``."""
-        if then is None:
-            return self.on_transition
-
-        def both(transition: Transition) -> None:
-            self.on_transition(transition)
-            then(transition)
-
-        return both
-
     def start(
         self, fleet: Fleet, nursery: trio.Nursery, *, idle: float, lock_ttl: float
     ) -> SharedSessions:
@@ -316,12 +308,14 @@ class SharedState:
 
     def _publish_quarantine(self, provider: str, reason: str) -> None:
         assert self.fleet is not None
-        core = self.fleet.provider(provider).breaker.core
-        remaining = core.open_until - clock.now()
+        breaker = self.fleet.provider(provider).breaker
+        remaining = breaker.open_until - clock.now()
         if remaining <= 0:
             return
         stamp = f"{self.instance}-{next(self._stamps)}"
-        quarantine = Quarantine(provider, remaining, core.ejections, reason, self.instance, stamp)
+        quarantine = Quarantine(
+            provider, remaining, breaker.ejections, reason, self.instance, stamp
+        )
         self._send("put_quarantine", self.guard.store.put_quarantine, quarantine)
 
     def quota_alert(self, alert: QuotaAlert) -> None:
