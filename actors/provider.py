@@ -222,6 +222,10 @@ class Provider(Actor):
         self.powered_since: float | None = None  # None: since the run began
         # Set by the latest upstream 429's Retry-After (the latest wins, even if sooner).
         self.cooling_until = -math.inf
+        #: Seconds an answer from this account typically takes once it has a slot: the
+        #: moving average of its answered calls' service times (0 before the first). An
+        #: attempt with less time than this left before the request's deadline would more
+        #: likely be cut off than answered, so the router does not start it.
         self.typical_service = 0.0
 
     # --- what selection policies read (never waits) -------------------------
@@ -265,15 +269,6 @@ class Provider(Actor):
             self.stats.held_back["concurrency"] += 1
             return UNTIL_FREED
         return 0.0
-
-    def plausible_service(self) -> float:
-        """Seconds an answer from this account typically takes once it has a slot: the
-        moving average of its answered calls' service times (0 before the first).
-
-        An attempt with less time than this left before the request's deadline would
-        more likely be cut off than answered, so the router does not start it.
-        """
-        return self.typical_service
 
     def powered_seconds(self, now: float) -> float:
         """Seconds this account has been powered on so far (runs start at time 0)."""

@@ -88,7 +88,7 @@ class Fleet:
     autoscaler: Autoscaler | None
     log: DecisionLog
     #: Every breaker transition of the run, oldest first (only the latest ones when
-    #: ``open_fleet`` was told to keep a bounded number: a long-running server).
+    #: ``open_fleet`` was told to keep a bounded history: a long-running server).
     transitions: collections.deque[Transition]
 
     def provider(self, name: str) -> Provider:
@@ -112,16 +112,18 @@ async def open_fleet(
     on_actor_event: Callable[[str, str, BaseException | None], None] | None = None,
     recorder: Recorder | None = None,
     request_id_prefix: str = "r-",
-    keep_transitions: int | None = None,
+    keep_history: int | None = None,
 ) -> AsyncIterator[Fleet]:
     """Start every actor of the routing core; stop them all on exit.
 
-    Every breaker transition goes to ``fleet.transitions`` (the latest
-    ``keep_transitions`` of them, or all), then to the decision log, then to each of
-    ``on_transition`` in order.
+    Every breaker transition goes to ``fleet.transitions``, then to the decision log,
+    then to each of ``on_transition`` in order. The fleet's event series (breaker
+    transitions, quota alerts, scaling decisions) keep the latest ``keep_history``
+    events each, or all of them: a simulated run's report needs the whole series, a
+    long-running server bounds them.
     """
     log = log or DecisionLog()
-    transitions: collections.deque[Transition] = collections.deque(maxlen=keep_transitions)
+    transitions: collections.deque[Transition] = collections.deque(maxlen=keep_history)
 
     def logged(transition: Transition) -> None:
         if log.active:
@@ -138,7 +140,7 @@ async def open_fleet(
     async with trio.open_nursery() as nursery:
         supervisor = Supervisor(nursery, on_event=on_actor_event)
         health = HealthMonitor(config.health)
-        quota = QuotaTracker()
+        quota = QuotaTracker(keep=keep_history)
         cache = Cache(config.cache) if config.cache.enabled else None
         attempts = AttemptFeed()
         providers: list[Provider] = []
@@ -190,7 +192,9 @@ async def open_fleet(
             group = config.autoscaler.group
             replicas = [p for p in providers if p.spec.group == group]
             # The router's line is the demand no replica has seen yet.
-            autoscaler = await supervisor.start(Autoscaler(config.autoscaler, replicas, router))
+            autoscaler = await supervisor.start(
+                Autoscaler(config.autoscaler, replicas, router, keep_history)
+            )
         yield Fleet(
             router, providers, health, quota, cache, supervisor, autoscaler, log, transitions
         )

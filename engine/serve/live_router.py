@@ -42,9 +42,9 @@ from engine.serve.status import ProviderStatus, best_provider, provider_status
 
 logger = logging.getLogger("callboard.live")
 
-#: Breaker transitions a live router keeps (``fleet.transitions``): the latest ones, so
-#: its memory does not grow with uptime.
-KEPT_TRANSITIONS = 1000
+#: Events a live router keeps of each series (breaker transitions, quota alerts, scaling
+#: decisions): the latest ones, so its memory does not grow with uptime.
+KEPT_EVENTS = 1000
 
 Messages = Sequence[Mapping[str, Any] | ChatMessage]
 
@@ -297,7 +297,7 @@ async def _open_router(
                 on_transition=subscribers,
                 # Unique per router process, so ids never repeat across restarts or replicas.
                 request_id_prefix=f"r-{token}-",
-                keep_transitions=KEPT_TRANSITIONS,
+                keep_history=KEPT_EVENTS,
             ) as fleet,
             trio.open_nursery() as nursery,
         ):

@@ -77,7 +77,7 @@ async def test_no_attempt_starts_that_could_not_answer_before_the_deadline(virtu
     account, backend = virtual_account("a", seconds=10.0)
     async with open_fleet([account], RouterConfig()) as fleet:
         await fleet.router.complete(ask())  # teaches the router a typical service of 10 s
-        assert fleet.provider("a").plausible_service() == pytest.approx(10.0)
+        assert fleet.provider("a").typical_service == pytest.approx(10.0)
         began = trio.current_time()
         with pytest.raises(NoProviderAvailable):
             await fleet.router.complete(ask(deadline=8.0))

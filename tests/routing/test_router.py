@@ -13,6 +13,7 @@ from actors.errors import AttemptError, RateLimited
 from actors.faults import Fault
 from actors.limits import LimitSpec
 from actors.messages import ChatMessage, ChatRequest
+from actors.quota import QuotaAlert
 from actors.runtime import clock
 from actors.session import Turn
 from engine.routing.books import Books
@@ -147,6 +148,28 @@ async def test_five_failures_open_the_breaker_and_a_half_open_trial_closes_it(vi
         (State.HALF_OPEN, State.CLOSED),
     ]
     assert fleet.transitions[1].time == opened_at + 30.0
+
+
+async def test_a_bounded_history_keeps_the_latest_events_of_each_series(virtual_clock):
+    """A long-running server keeps the latest breaker transitions and quota alerts only
+    (open_router passes keep_history); a simulated run keeps them all."""
+    account, _ = virtual_account("a")
+    async with open_fleet([account], keep_history=2) as fleet:
+        breaker = fleet.provider("a").breaker
+        for i in range(3):
+            breaker.force_open(clock.now(), f"opened {i}")
+            breaker.reset(clock.now(), f"closed {i}")
+            await clock.sleep(1.0)
+        for level in (0.8, 0.9, 1.0):
+            fleet.quota.tell(QuotaAlert(clock.now(), "a", "daily", level, level, 1.0, 86400.0))
+        await clock.sleep(1.0)
+    assert [t.reason for t in fleet.transitions] == ["opened 2", "closed 2"]
+    assert [a.level for a in fleet.quota.alerts] == [0.9, 1.0]
+    async with open_fleet([virtual_account("b")[0]]) as whole:
+        for i in range(3):
+            whole.provider("b").breaker.force_open(clock.now(), f"opened {i}")
+            whole.provider("b").breaker.reset(clock.now(), f"closed {i}")
+    assert len(whole.transitions) == 6
 
 
 BAD_REQUESTS = [
