@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 #: What :meth:`Provider.wait_before` says of an account that no timer frees: every slot
 #: busy with no queue room, or its half-open trial out. The end of a call frees it, and
-#: the provider tells its :class:`AttemptListener` then, so whoever waits is woken at
+#: the provider tells its :class:`AttemptFeed` then, so whoever waits is woken at
 #: that moment instead of guessing one.
 UNTIL_FREED = -1.0
 
