@@ -303,6 +303,14 @@ class Provider(Actor):
             elif not limiters and seen.remaining < 1 and seen.reset_in is not None:
                 self.cooling_until = max(self.cooling_until, now + seen.reset_in)
 
+    def cool_down(self, until: float) -> bool:
+        """Keep off the account until ``until`` (a 429 another router was answered);
+        False if it was cooling down that long already."""
+        if until <= self.cooling_until:
+            return False
+        self.cooling_until = until
+        return True
+
     def _limits_reported(self, info: RateLimitInfo) -> None:
         self.observe_limits(info.limits, clock.now())
 

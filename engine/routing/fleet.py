@@ -24,7 +24,7 @@ from actors.breaker import BreakerConfig, CircuitBreaker, Transition
 from actors.cache import Cache, CacheConfig
 from actors.concurrency import ConcurrencyConfig
 from actors.health import HealthConfig, HealthMonitor
-from actors.messages import ChatMessage, ChatRequest
+from actors.messages import ChatMessage, ChatRequest, Completion
 from actors.provider import AttemptFeed, Provider, ProviderSpec
 from actors.quota import QuotaTracker
 from actors.runtime.actor import Supervisor
@@ -113,6 +113,7 @@ async def open_fleet(
     recorder: Recorder | None = None,
     request_id_prefix: str = "r-",
     keep_history: int | None = None,
+    on_cache_store: Callable[[str, Completion], None] | None = None,
 ) -> AsyncIterator[Fleet]:
     """Start every actor of the routing core; stop them all on exit.
 
@@ -120,7 +121,8 @@ async def open_fleet(
     then to each of ``on_transition`` in order. The fleet's event series (breaker
     transitions, quota alerts, scaling decisions) keep the latest ``keep_history``
     events each, or all of them: a simulated run's report needs the whole series, a
-    long-running server bounds them.
+    long-running server bounds them. ``on_cache_store`` hears of every answer the
+    cache stores (shared state copies it to the other routers).
     """
     log = log or DecisionLog()
     transitions: collections.deque[Transition] = collections.deque(maxlen=keep_history)
@@ -141,7 +143,7 @@ async def open_fleet(
         supervisor = Supervisor(nursery, on_event=on_actor_event)
         health = HealthMonitor(config.health)
         quota = QuotaTracker(keep=keep_history)
-        cache = Cache(config.cache) if config.cache.enabled else None
+        cache = Cache(config.cache, on_store=on_cache_store) if config.cache.enabled else None
         attempts = AttemptFeed()
         providers: list[Provider] = []
         for account in accounts:

@@ -298,6 +298,7 @@ async def _open_router(
                 # Unique per router process, so ids never repeat across restarts or replicas.
                 request_id_prefix=f"r-{token}-",
                 keep_history=KEPT_EVENTS,
+                on_cache_store=shared.cache_written if shared is not None else None,
             ) as fleet,
             trio.open_nursery() as nursery,
         ):

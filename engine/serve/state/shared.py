@@ -273,7 +273,6 @@ class SharedState:
         if cache is not None:
             self._cache_ttl = cache.config.ttl
             self._cache_max = cache.config.max_entries
-            cache.on_store = self._cache_written
         nursery.start_soon(self.run)
         return self.sessions
 
@@ -337,7 +336,8 @@ class SharedState:
         """A call ended: its output estimate is swapped for its output, for every router."""
         self._send("adjust", self.guard.store.adjust, corrections)
 
-    def _cache_written(self, key: str, completion: Completion) -> None:
+    def cache_written(self, key: str, completion: Completion) -> None:
+        """The local cache stored an answer: every other router copies it."""
         entry = CacheEntry(
             key, json.dumps(attrs.asdict(completion)), self._cache_ttl, self.instance
         )
@@ -381,7 +381,6 @@ class SharedState:
             return
         cache = fleet.cache
         if cache is not None:
-            now = clock.now()
             for entry in entries:
                 if entry.origin == self.instance:
                     continue
@@ -394,7 +393,7 @@ class SharedState:
                         "state cache entry %s from %s not copied: %s", entry.key, entry.origin, exc
                     )
                     continue
-                cache.core.put(now, entry.key, completion, entry.remaining)
+                cache.adopt(entry.key, completion, entry.remaining)
                 self.cache_copied += 1
 
     def _adopt(self, quarantine: Quarantine) -> None:
@@ -412,8 +411,7 @@ class SharedState:
             # As if it had answered this router's own request with 429 (provider.call), the
             # wait capped as there (a copy written by an older or foreign router included).
             until = clock.now() + min(quarantine.remaining, self.fleet.router.retry.max_retry_after)
-            if until > provider.cooling_until:
-                provider.cooling_until = until
+            if provider.cool_down(until):
                 self.coolings_adopted += 1
                 logger.info(
                     "state provider=%s cooling adopted from router=%s for %.3f s (%s)",
