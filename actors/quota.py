@@ -9,6 +9,7 @@ keeps the alerts with their times for logs, the HTTP surface and reports.
 
 from __future__ import annotations
 
+import collections
 import logging
 
 import attrs
@@ -83,11 +84,11 @@ class QuotaWatch:
 
 
 class QuotaTracker(Actor):
-    """Collects quota alerts from every provider."""
+    """Collects quota alerts from every provider: all of them, or the latest ``keep``."""
 
-    def __init__(self, name: str = "quota") -> None:
+    def __init__(self, name: str = "quota", keep: int | None = None) -> None:
         super().__init__(name)
-        self.alerts: list[QuotaAlert] = []
+        self.alerts: collections.deque[QuotaAlert] = collections.deque(maxlen=keep)
 
     def on_start(self) -> None:
         # Alerts already seen stay: a restart must not forget that an account ran dry.

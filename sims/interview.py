@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
+from actors.backends.sink import StreamSink
 from actors.cache import request_key
 from actors.messages import ChatMessage, ChatRequest, Completion, filler_text
 from actors.runtime import clock
@@ -163,7 +164,7 @@ class LedgeredInterview(ScriptedInterview):
     directly, one await level fewer on every wake-up of every request.
     """
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    async def complete(self, request: ChatRequest, sink: StreamSink | None = None) -> Completion:
         """The session's send, noted in the ledger with how it ended."""
         ledger = self.ledger
         assert ledger is not None
@@ -171,7 +172,7 @@ class LedgeredInterview(ScriptedInterview):
         row = ledger.begin(request.kind, key, clock.now())
         ending = FAILED  # an error, or cancelled
         try:
-            completion = await super().complete(attrs.evolve(request, cache_key=key))
+            completion = await super().complete(attrs.evolve(request, cache_key=key), sink)
         except InvalidRequest:
             ending = REJECTED  # refused before the cache was looked at
             raise

@@ -14,6 +14,7 @@ import attrs
 import trio
 
 from actors.backends import BackendReply, Usage
+from actors.backends.sink import StreamSink
 from actors.errors import AuthFailed, MalformedReply, RateLimited, UpstreamError
 from actors.failures import FAULT_CODES, ErrorCode, FaultKind
 from actors.faults import FaultSchedule
@@ -135,7 +136,10 @@ class VirtualBackend:
                 fate, retry_after, status = FAULT_CODES[fault.kind], fault.retry_after, fault.status
         return fate, multiplier, retry_after, status
 
-    async def complete(self, request: ChatRequest, request_id: str, usage: Usage) -> BackendReply:
+    async def complete(
+        self, request: ChatRequest, request_id: str, usage: Usage, sink: StreamSink | None = None
+    ) -> BackendReply:
+        """One modelled answer; it cannot stream, so ``sink`` gets it whole from its caller."""
         ttft, duration, tokens = self._duration(request)
         fate: ErrorCode | None = None
         multiplier, retry_after, status = 1.0, self.errors.rate_limited_retry_after, 500

@@ -72,16 +72,6 @@ def missing_scheduling_hooks() -> list[str]:
     return missing
 
 
-def check_trio_scheduling_hooks() -> None:
-    """Raise if trio no longer has the hooks that determinism relies on."""
-    missing = missing_scheduling_hooks()
-    if missing:
-        raise RuntimeError(
-            f"trio {trio.__version__} lacks the scheduling hooks {missing}; "
-            "simulations cannot be made reproducible on this trio version"
-        )
-
-
 #: Trio's shuffler and flag are process-wide: two pinned runs in two threads of one
 #: process (a Dask worker with several threads) would draw from one stream in an
 #: interleaving of the threads' making, so pinned runs take turns.

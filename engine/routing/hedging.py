@@ -24,6 +24,7 @@ from actors.runtime.errors import require
 from engine.routing.selection import by_tier, eligible
 
 if TYPE_CHECKING:
+    from actors.backends.sink import StreamSink
     from actors.health import HealthMonitor
     from actors.provider import Provider
     from actors.session import InterviewSession
@@ -134,6 +135,7 @@ async def hedged_attempt(
     errors: list[AttemptError],
     avoid: dict[str, float],
     failed: set[str],
+    sink: StreamSink | None = None,
 ) -> tuple[Completion, Provider]:
     """One attempt on ``provider``, hedged on another if it runs past its hedge delay.
 
@@ -142,13 +144,14 @@ async def hedged_attempt(
     what the provider processed until then). A leg that fails while the other still
     runs is recorded in ``errors`` (and ``avoid``/``failed``, like any failed attempt);
     if both fail, the first leg's error is raised for the router to handle as usual.
+    Both legs stream into ``sink``, if any.
     """
     timer = router.hedge_timer
     assert timer is not None
     timeout, deadline = limits
     delay = timer.delay(provider)
     if delay is None or delay >= min(timeout, deadline - clock.now()):
-        return await provider.call(request, request_id, timeout, deadline), provider
+        return await provider.call(request, request_id, timeout, deadline, sink), provider
     won: list[tuple[Completion, Provider]] = []
     first_error: list[AttemptError] = []
     first_done = trio.Event()
@@ -157,7 +160,7 @@ async def hedged_attempt(
 
     async def leg(target: Provider, leg_timeout: float, hedge: bool) -> None:
         try:
-            completion = await target.call(request, request_id, leg_timeout, deadline)
+            completion = await target.call(request, request_id, leg_timeout, deadline, sink)
         except AttemptError as exc:
             if not hedge:
                 first_error.append(exc)

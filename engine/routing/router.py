@@ -60,6 +60,7 @@ from engine.routing.validation import check_needs, validate
 _HALF_OPEN = State.HALF_OPEN
 
 if TYPE_CHECKING:
+    from actors.backends.sink import StreamSink
     from actors.health import HealthMonitor
     from actors.provider import Provider
     from actors.session import InterviewSession
@@ -127,8 +128,6 @@ class Router:
         self.capabilities: dict[str, set[frozenset[str]]] = {}
         for p in providers:
             self.capabilities.setdefault(p.spec.model, set()).add(p.spec.capabilities)
-        for p in providers:
-            p.listener = self
 
     @property
     def waiting(self) -> int:
@@ -162,7 +161,10 @@ class Router:
         return f"{self._prefix}{self._next_id:08d}"
 
     async def complete(
-        self, request: ChatRequest, session: InterviewSession | None = None
+        self,
+        request: ChatRequest,
+        session: InterviewSession | None = None,
+        sink: StreamSink | None = None,
     ) -> Completion:
         """Answer ``request`` or raise a named :class:`CallboardError`.
 
@@ -219,7 +221,7 @@ class Router:
                     if self.hedge_timer is None:
                         answered_by = provider
                         completion = await provider.call(
-                            request, request_id, self.retry.attempt_timeout, deadline
+                            request, request_id, self.retry.attempt_timeout, deadline, sink
                         )
                     else:
                         completion, answered_by = await hedged_attempt(
@@ -232,6 +234,7 @@ class Router:
                             pursuit.errors,
                             pursuit.avoid,
                             pursuit.failed,
+                            sink,
                         )
                 except AttemptError as exc:
                     delay = self._attempt_failed(pursuit, exc, provider.spec.name)
@@ -488,7 +491,7 @@ class Router:
         # A half-open provider's trial decides whether it comes back; a policy that
         # scores by health would never pick it, and it would stay half-open forever.
         for provider in candidates:
-            if provider.breaker.core.state is _HALF_OPEN:
+            if provider.breaker.state is _HALF_OPEN:
                 return provider
         return self.policy.choose(candidates, pursuit.request, pursuit.session, now)
 

@@ -19,7 +19,7 @@ from actors.backends.http import (
     StreamBroken,
     UpstreamRejected,
 )
-from actors.backends.sink import Delta, StreamSink, streaming_into
+from actors.backends.sink import Delta, StreamSink
 from actors.errors import AuthFailed, MalformedReply, RateLimited, UpstreamError
 from actors.messages import ChatMessage, ChatRequest
 from engine.serve.asgi import lifespan, read_body, send_bytes
@@ -70,12 +70,12 @@ async def client():
 
 
 async def backend_for(
-    nursery, client, app, kind: str = "openai", key: str | None = KEY
+    nursery, client, app, kind: str = "openai", key: str | None = KEY, on_limits=None
 ) -> HttpBackend:
     url = await nursery.start(_serve_until_killed, app, trio.CancelScope())
     base = f"{url}/v1" if kind == "openai" else url
     endpoint = Endpoint("up", kind, base, "model-x", Secret(key) if key else None)
-    return HttpBackend(endpoint, client)
+    return HttpBackend(endpoint, client, on_limits=on_limits)
 
 
 def sse(*events: tuple[str | None, Any]) -> list[str]:
@@ -89,11 +89,10 @@ def sse(*events: tuple[str | None, Any]) -> list[str]:
 async def collect(backend: HttpBackend, *, restartable: bool = False):
     send, receive = trio.open_memory_channel(100)
     sink = StreamSink(send, restartable=restartable)
-    with streaming_into(sink):
-        try:
-            reply = await backend.complete(REQUEST, "r-1", Usage())
-        except Exception as exc:
-            reply = exc
+    try:
+        reply = await backend.complete(REQUEST, "r-1", Usage(), sink)
+    except Exception as exc:
+        reply = exc
     send.close()
     return reply, [e.text async for e in receive if isinstance(e, Delta)]
 
@@ -137,9 +136,8 @@ async def test_anthropic_messages_plain_and_streamed(nursery, client):
             },
         ]
     )
-    backend = await backend_for(nursery, client, app, "anthropic")
     seen_limits = []
-    backend.on_limits = seen_limits.append
+    backend = await backend_for(nursery, client, app, "anthropic", on_limits=seen_limits.append)
     reply = await backend.complete(REQUEST, "r-1", Usage())
     assert (reply.content, reply.completion_tokens) == ("Hello there", 3)
     call = app.seen[0]

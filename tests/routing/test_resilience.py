@@ -381,6 +381,7 @@ async def test_priority_is_validated_and_the_interview_marks_its_first_turn(virt
             await fleet.router.complete(ask(1, priority=-1))
         assert error.value.field == "priority"
 
+    from actors.backends.sink import StreamSink
     from actors.messages import Completion
     from actors.runtime.randomness import RandomStreams
     from actors.session import InterviewSession
@@ -390,7 +391,9 @@ async def test_priority_is_validated_and_the_interview_marks_its_first_turn(virt
     seen: list[int] = []
 
     class Router:
-        async def complete(self, request: ChatRequest, session: InterviewSession) -> Completion:
+        async def complete(
+            self, request: ChatRequest, session: InterviewSession, sink: StreamSink | None = None
+        ) -> Completion:
             seen.append(request.priority)
             return Completion("r", "ok", "m", "p", 1, 1, 0.1, 0.1)
 

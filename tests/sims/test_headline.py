@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 
+from actors.backends.sink import StreamSink
 from actors.messages import ChatRequest, Completion
 from actors.runtime.distributions import Constant
 from actors.runtime.errors import InvalidSetting
@@ -159,7 +160,9 @@ class AnswerAll:
     def __init__(self) -> None:
         self.requests: list[ChatRequest] = []
 
-    async def complete(self, request: ChatRequest, session: InterviewSession) -> Completion:
+    async def complete(
+        self, request: ChatRequest, session: InterviewSession, sink: StreamSink | None = None
+    ) -> Completion:
         self.requests.append(request)
         return Completion("r", "ok", "m", "p", 1, 1, 0.1, 0.1)
 
