@@ -1,4 +1,5 @@
-"""Priorities and load shedding for requests waiting for a provider.
+"""Priorities and load shedding: one discipline of the router's waiting line
+(:class:`engine.routing.waiting.WaitingLine`).
 
 When no provider can take a request now (every account rate-limited, full,
 quarantined), the request waits in line against its deadline. With shedding on,
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -35,6 +37,9 @@ from actors.runtime import clock
 from actors.runtime.errors import InvalidSetting
 from engine.routing.errors import LineFull, Shed
 from engine.routing.retry import SlidingCount
+
+if TYPE_CHECKING:
+    from engine.routing.pursuit import Pursuit
 
 Key = tuple[int, int]  # (priority, arrival sequence)
 
@@ -70,6 +75,8 @@ class _Waiter:
 
 
 class PriorityLine:
+    """The waiting line by priority, shedding what would not get its turn in time."""
+
     def __init__(self, config: SheddingConfig) -> None:
         self.config = config
         self._keys: list[Key] = []
@@ -98,7 +105,7 @@ class PriorityLine:
         span = min(self.config.rate_window, max(1.0, now - self._since))
         return self._sent.total / span
 
-    def dispatched(self, now: float) -> None:
+    def dispatched(self, pursuit: Pursuit, now: float) -> None:
         """An attempt is going out: count it, and let the best waiter look for capacity too."""
         if self._since is None:
             self._since = now
@@ -124,85 +131,88 @@ class PriorityLine:
         elif self._waiters:
             self._wake(0)
 
-    def leave(self) -> None:
+    def left(self, pursuit: Pursuit) -> None:
         """A request gave up (or was answered) without dispatching: if nobody keeps the
         time, let the best waiter look, so the line never stalls."""
         if self._waiters and not self._timer_taken:
             self._wake(0)
 
+    def others_first(self, pursuit: Pursuit) -> bool:
+        """Never: a newcomer looks for a provider at once, and when it must wait its
+        priority decides its place (:meth:`dispatched` lets the best waiter look too)."""
+        return False
+
     # --- waiting --------------------------------------------------------------
-    async def wait(
-        self,
-        request_id: str,
-        priority: int,
-        seq: int,
-        soonest: float,
-        deadline: float,
-        errors: list[AttemptError],
-    ) -> None:
+    async def wait(self, pursuit: Pursuit, soonest: float, busy: bool) -> None:
         """Wait for a chance at capacity; raise :class:`Shed` if it would come too late.
 
         ``soonest`` is when a timer frees a provider (inf when only a call's end will:
         :meth:`freed` wakes the line then). Returns when the caller should look for a
         provider again (or its deadline passed, which the caller checks).
         """
-        now = clock.now()
-        key = (priority, seq)
-        rate = self.rate(now)
-        # Estimates count from the timer, or from now when a call's end frees capacity
-        # (the drain rate then says how fast the line moves).
-        head_start = soonest if soonest < math.inf else 0.0
-        if len(self) >= self.config.max_waiting:
-            self._make_room(request_id, key, head_start, rate, errors)
-        if rate > 0:
-            estimate = head_start + self._ahead(key, bisect.bisect_left(self._keys, key)) / rate
-            if now + estimate + self.service >= deadline:
-                self.shed += 1
-                raise Shed(request_id, errors, estimate)
-        if not self._timer_taken:
-            self._timer_taken = True
-            self._timer_key = key
-            self._timer_until = now + soonest
-            self._timer_shed = None
-            try:
-                with trio.CancelScope() as self._timer_scope:
-                    await clock.sleep(min(soonest, deadline - now))
-            except BaseException:
-                self._timer_taken = False
-                if self._waiters:
-                    self._wake(0)  # someone else keeps the time
-                raise
-            self._timer_taken = False
-            if self._timer_shed is not None:  # a better request took its place in the full line
-                if self._waiters:
-                    self._wake(0)
-                raise Shed(request_id, errors, self._timer_shed)
-            if not self._waiters or key < self._keys[0]:
-                return  # the best in line looks first
-            self._wake(0)  # a better request looks first; this one waits its turn
-            # Better requests came while this one kept the time: it may be too late now.
-            now = clock.now()
+        # One frame, not a helper: each frame between the waiter and the clock is resumed
+        # on every wake-up.
+        began = now = clock.now()
+        try:
+            request_id, deadline, errors = pursuit.request_id, pursuit.deadline, pursuit.errors
+            key = (pursuit.request.priority, pursuit.seq)
             rate = self.rate(now)
+            # Estimates count from the timer, or from now when a call's end frees capacity
+            # (the drain rate then says how fast the line moves).
+            head_start = soonest if soonest < math.inf else 0.0
+            if len(self) >= self.config.max_waiting:
+                self._make_room(request_id, key, head_start, rate, errors)
             if rate > 0:
-                # Ahead: the parked ones before it, and the one just woken to look first.
-                estimate = (bisect.bisect_left(self._keys, key) + 1) / rate
+                estimate = head_start + self._ahead(key, bisect.bisect_left(self._keys, key)) / rate
                 if now + estimate + self.service >= deadline:
                     self.shed += 1
                     raise Shed(request_id, errors, estimate)
-        waiter = _Waiter(key, deadline)
-        index = bisect.bisect_left(self._keys, key)
-        self._keys.insert(index, key)
-        self._waiters.insert(index, waiter)
-        if rate > 0 and index < len(self._waiters) - 1:
-            self._shed_overtaken(index, now, rate)
-        try:
-            with trio.move_on_at(deadline):
-                await waiter.event.wait()
+            if not self._timer_taken:
+                self._timer_taken = True
+                self._timer_key = key
+                self._timer_until = now + soonest
+                self._timer_shed = None
+                try:
+                    with trio.CancelScope() as self._timer_scope:
+                        await clock.sleep(min(soonest, deadline - now))
+                except BaseException:
+                    self._timer_taken = False
+                    if self._waiters:
+                        self._wake(0)  # someone else keeps the time
+                    raise
+                self._timer_taken = False
+                if self._timer_shed is not None:  # a better request took its place in the full line
+                    if self._waiters:
+                        self._wake(0)
+                    raise Shed(request_id, errors, self._timer_shed)
+                if not self._waiters or key < self._keys[0]:
+                    return  # the best in line looks first
+                self._wake(0)  # a better request looks first; this one waits its turn
+                # Better requests came while this one kept the time: it may be too late now.
+                now = clock.now()
+                rate = self.rate(now)
+                if rate > 0:
+                    # Ahead: the parked ones before it, and the one just woken to look first.
+                    estimate = (bisect.bisect_left(self._keys, key) + 1) / rate
+                    if now + estimate + self.service >= deadline:
+                        self.shed += 1
+                        raise Shed(request_id, errors, estimate)
+            waiter = _Waiter(key, deadline)
+            index = bisect.bisect_left(self._keys, key)
+            self._keys.insert(index, key)
+            self._waiters.insert(index, waiter)
+            if rate > 0 and index < len(self._waiters) - 1:
+                self._shed_overtaken(index, now, rate)
+            try:
+                with trio.move_on_at(deadline):
+                    await waiter.event.wait()
+            finally:
+                if not waiter.event.is_set():
+                    self._remove(waiter)
+            if waiter.shed_after is not None:
+                raise Shed(request_id, errors, waiter.shed_after)
         finally:
-            if not waiter.event.is_set():
-                self._remove(waiter)
-        if waiter.shed_after is not None:
-            raise Shed(request_id, errors, waiter.shed_after)
+            pursuit.waited(clock.now() - began, busy)
 
     def _make_room(
         self, request_id: str, key: Key, soonest: float, rate: float, errors: list[AttemptError]
