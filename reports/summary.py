@@ -184,6 +184,7 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
                 [s.get("slot_wait_mean"), s.get("limit_wait_mean"), s.get("service_mean")]
             ),
         ),
+        ("Waiting line (when no account could take a request)", waiting_line(results.meta)),
         ("Throughput (answered / simulated time)", f"{count(s.get('throughput_rpm'))} per min"),
         ("Cache hit rate", percent(s.get("cache_hit_rate"))),
         ("Cache misses due to failures", cache_failure_misses(results)),
@@ -219,6 +220,22 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
         hedged = f"{count(s.get('hedges'))} ({count(s.get('hedge_wins'))} answered first)"
         rows.insert(at, ("Hedged attempts", hedged))
     return rows
+
+
+#: The router's waiting disciplines ([line] discipline), as a report names them.
+DISCIPLINES = {
+    "priority": "by priority, shedding what would miss its deadline",
+    "fifo": "first come first served, held to the deadline",
+}
+
+
+def waiting_line(meta: dict[str, Any]) -> str:
+    """Which discipline the router's waiting line ran, and its bound."""
+    line = (meta.get("config") or {}).get("line") or {}
+    if "discipline" not in line:
+        return "not recorded"
+    named = DISCIPLINES.get(line["discipline"], line["discipline"])
+    return f"{named}; at most {count(line.get('max_waiting'))} waiting"
 
 
 def wasted_spend(summary: dict[str, Any]) -> str:

@@ -52,9 +52,9 @@ from engine.routing.pursuit import Pursuit
 from engine.routing.recording import Attempt, Outcome, Recorder
 from engine.routing.retry import RetryBudget, RetryConfig
 from engine.routing.selection import Eligible, by_tier, eligible
-from engine.routing.shedding import PriorityLine, SheddingConfig
+from engine.routing.shedding import PriorityLine
 from engine.routing.validation import check_needs, validate
-from engine.routing.waiting import FirstComeFirstServed, WaitingLine
+from engine.routing.waiting import FirstComeFirstServed, LineConfig, WaitingLine
 
 # An enum member read off its class costs several global reads on CPython 3.11.
 _HALF_OPEN = State.HALF_OPEN
@@ -81,7 +81,7 @@ class Router:
         tiers: PolicyConfig | None = None,
         request_id_prefix: str = "r-",
         hedging: HedgingConfig | None = None,
-        shedding: SheddingConfig | None = None,
+        line: LineConfig | None = None,
         health: HealthMonitor | None = None,
     ) -> None:
         if not providers:
@@ -110,12 +110,12 @@ class Router:
             else None
         )
         self.budget = RetryBudget(retry.budget) if retry.budget.enabled else None
-        shedding = shedding or SheddingConfig()
+        line = line or LineConfig()
         #: Where requests wait for a provider; the router never asks which discipline.
         self.line: WaitingLine = (
-            PriorityLine(shedding)
-            if shedding.enabled
-            else FirstComeFirstServed(shedding.max_waiting, providers, tiers)
+            PriorityLine(line)
+            if line.discipline == "priority"
+            else FirstComeFirstServed(line.max_waiting, providers, tiers)
         )
         self._arrivals = 0
         self.context_windows: dict[str, int] = {}

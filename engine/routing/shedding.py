@@ -1,21 +1,20 @@
-"""Priorities and load shedding: one discipline of the router's waiting line
-(:class:`engine.routing.waiting.WaitingLine`).
+"""Priorities and load shedding: the ``"priority"`` discipline of the router's waiting
+line (:class:`engine.routing.waiting.WaitingLine`), the default in both worlds.
 
 When no provider can take a request now (every account rate-limited, full,
-quarantined), the request waits in line against its deadline. With shedding on,
-the line is ordered by the request's ``priority`` (0 first, then 1, ...; first
-come first served within a priority), and a request is shed at once, with a
-Retry-After, when the line ahead of it would not clear before its deadline with a typical
-service time (measured: dispatch to answer) to spare. How
-fast the line clears is measured: the attempts the router sent over the last
-``rate_window`` seconds. A higher-priority arrival pushes lower-priority waiters
-back; those that can no longer make their deadline are shed, lowest priority and
-newest first.
+quarantined), the request waits in line against its deadline. The line is ordered
+by the request's ``priority`` (0 first, then 1, ...; first come first served within
+a priority), and a request is shed at once, with a Retry-After, when the line ahead
+of it would not clear before its deadline with a typical service time (measured:
+dispatch to answer) to spare. How fast the line clears is measured: the attempts the
+router sent over the last ``rate_window`` seconds. A higher-priority arrival pushes
+lower-priority waiters back; those that can no longer make their deadline are shed,
+lowest priority and newest first.
 
-The line is bounded (``max_waiting``, with shedding on or off): when it is full, a
-newcomer that outranks the worst waiter takes its place (that one is shed), and
-any other is refused at once with :class:`~engine.routing.errors.LineFull` and a
-Retry-After, so overload costs bounded memory and never a hung client.
+The line is bounded (``max_waiting``): when it is full, a newcomer that outranks the
+worst waiter takes its place (that one is shed), and any other is refused at once
+with :class:`~engine.routing.errors.LineFull` and a Retry-After, so overload costs
+bounded memory and never a hung client.
 
 Only one waiter (the timer) sleeps until the soonest moment a provider could take
 a request; the others park until woken, so a long line costs no rescans. The router
@@ -29,39 +28,18 @@ import bisect
 import math
 from typing import TYPE_CHECKING
 
-import attrs
 import trio
 
 from actors.errors import AttemptError
 from actors.runtime import clock
-from actors.runtime.errors import InvalidSetting
 from engine.routing.errors import LineFull, Shed
 from engine.routing.retry import SlidingCount
 
 if TYPE_CHECKING:
     from engine.routing.pursuit import Pursuit
+    from engine.routing.waiting import LineConfig
 
 Key = tuple[int, int]  # (priority, arrival sequence)
-
-
-@attrs.frozen
-class SheddingConfig:
-    """Priority order and load shedding in the router's line (off unless ``enabled``).
-
-    ``max_waiting`` bounds the line whether or not shedding is enabled.
-    """
-
-    enabled: bool = False
-    rate_window: float = 60.0
-    max_waiting: int = 10_000
-
-    def __attrs_post_init__(self) -> None:
-        if not 0 < self.rate_window < math.inf:
-            raise InvalidSetting("shedding.rate_window", self.rate_window, "> 0 seconds")
-        if isinstance(self.max_waiting, bool) or not (
-            isinstance(self.max_waiting, int) and self.max_waiting >= 1
-        ):
-            raise InvalidSetting("shedding.max_waiting", self.max_waiting, "an integer >= 1")
 
 
 class _Waiter:
@@ -77,7 +55,7 @@ class _Waiter:
 class PriorityLine:
     """The waiting line by priority, shedding what would not get its turn in time."""
 
-    def __init__(self, config: SheddingConfig) -> None:
+    def __init__(self, config: LineConfig) -> None:
         self.config = config
         self._keys: list[Key] = []
         self._waiters: list[_Waiter] = []

@@ -1,13 +1,17 @@
 """The router's waiting line: where a request waits while no provider can take it.
 
-The router holds one :class:`WaitingLine` and never asks which discipline it is; two
-implement it:
+The router holds one :class:`WaitingLine` and never asks which discipline it is; the
+``[line]`` table's ``discipline`` (:class:`LineConfig`) picks one of two:
 
-- :class:`FirstComeFirstServed`: requests of one class (same model and tier need,
-  first try or retry: requests every provider treats alike) are served in arrival
-  order, each held to its deadline;
-- :class:`engine.routing.shedding.PriorityLine`: ordered by priority, and a request
-  that could not get its turn before its deadline is shed at once.
+- ``"priority"`` (:class:`engine.routing.shedding.PriorityLine`): ordered by priority,
+  and a request that could not get its turn before its deadline is shed at once, with
+  a Retry-After;
+- ``"fifo"`` (:class:`FirstComeFirstServed`): requests of one class (same model and
+  tier need, first try or retry: requests every provider treats alike) are served in
+  arrival order, each held to its deadline.
+
+The default is the same in both worlds, the deployed router's (priority with
+shedding), so a fleet is sized under the discipline it will be deployed with.
 
 Both are bounded (``max_waiting``: a newcomer past it is refused with
 :class:`~engine.routing.errors.LineFull` and a Retry-After) and both are woken by
@@ -19,11 +23,13 @@ ends (:meth:`WaitingLine.freed`).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
 import trio
 
 from actors.runtime import clock
+from actors.runtime.errors import InvalidSetting, require
 from engine.routing.errors import LineFull
 from engine.routing.selection import needs_strong
 
@@ -31,6 +37,58 @@ if TYPE_CHECKING:
     from actors.provider import Provider
     from engine.routing.policies import PolicyConfig
     from engine.routing.pursuit import Pursuit
+
+
+#: The line's disciplines, by the name a ``[line]`` table gives them.
+DISCIPLINES = ("priority", "fifo")
+
+
+@attrs.frozen
+class LineConfig:
+    """The router's waiting line, with one default for the live router and the simulator
+    (the deployed router's), so a fleet is sized under the discipline it is deployed with."""
+
+    #: "priority": by the request's priority, shedding at once (with a Retry-After) what
+    #: would not get its turn before its deadline; "fifo": first come first served per class
+    #: of request, each held to its deadline. The same default live and simulated.
+    discipline: str = "priority"
+    #: Requests that may wait at once; a newcomer past it is refused (503 overloaded, with
+    #: a Retry-After), unless under "priority" it outranks the worst waiter.
+    max_waiting: int = 10_000
+    #: Seconds of recent dispatches the "priority" line measures how fast it drains over.
+    rate_window: float = 60.0
+
+    def __attrs_post_init__(self) -> None:
+        require(
+            "line.discipline",
+            self.discipline in DISCIPLINES,
+            self.discipline,
+            " | ".join(DISCIPLINES),
+        )
+        require(
+            "line.rate_window", 0 < self.rate_window < math.inf, self.rate_window, "> 0 seconds"
+        )
+        require(
+            "line.max_waiting",
+            not isinstance(self.max_waiting, bool)
+            and isinstance(self.max_waiting, int)
+            and self.max_waiting >= 1,
+            self.max_waiting,
+            "an integer >= 1",
+        )
+
+
+def refuse_shedding_table(raw: dict[str, Any]) -> None:
+    """Refuse a ``[shedding]`` table (the line's settings before they became ``[line]``),
+    saying what to write instead."""
+    if "shedding" in raw:
+        raise InvalidSetting(
+            "shedding",
+            raw["shedding"],
+            'a [line] table instead: discipline = "priority" (was enabled = true, now '
+            'the default in both worlds) or "fifo" (was enabled = false), with '
+            "max_waiting and rate_window as before",
+        )
 
 
 class WaitingLine(Protocol):

@@ -25,14 +25,14 @@ def test_a_failed_attempt_is_booked_in_the_pursuit_a_429_avoided_until_its_retry
 
 
 @pytest.mark.parametrize(
-    ("shedding", "discipline"), [(False, FirstComeFirstServed), (True, PriorityLine)]
+    ("discipline", "line"), [("fifo", FirstComeFirstServed), ("priority", PriorityLine)]
 )
 async def test_either_discipline_refuses_past_its_bound_and_the_log_says_so(
-    virtual_clock, shedding, discipline
+    virtual_clock, discipline, line
 ):
     # 4 slots of 1 s and room for 2 in line: of 8 requests at once, 2 are refused.
-    async with open_fleet(saturated_fleet(), config(shedding, max_waiting=2)) as fleet:
-        assert isinstance(fleet.router.line, discipline)
+    async with open_fleet(saturated_fleet(), config(discipline, max_waiting=2)) as fleet:
+        assert isinstance(fleet.router.line, line)
         fleet.router.log = log = DecisionLog(keep=True)
         outcomes, _ = await flood(fleet, [(f"r{i}", 0) for i in range(8)], gap=0.0)
         assert fleet.router.waiting == 0
