@@ -52,9 +52,8 @@ from engine.routing.pursuit import Pursuit
 from engine.routing.recording import Attempt, Outcome, Recorder
 from engine.routing.retry import RetryBudget, RetryConfig
 from engine.routing.selection import Eligible, by_tier, eligible
-from engine.routing.shedding import PriorityLine
 from engine.routing.validation import check_needs, validate
-from engine.routing.waiting import FirstComeFirstServed, LineConfig, WaitingLine
+from engine.routing.waiting import LineConfig, WaitingLine, open_line
 
 # An enum member read off its class costs several global reads on CPython 3.11.
 _HALF_OPEN = State.HALF_OPEN
@@ -110,13 +109,8 @@ class Router:
             else None
         )
         self.budget = RetryBudget(retry.budget) if retry.budget.enabled else None
-        line = line or LineConfig()
         #: Where requests wait for a provider; the router never asks which discipline.
-        self.line: WaitingLine = (
-            PriorityLine(line)
-            if line.discipline == "priority"
-            else FirstComeFirstServed(line.max_waiting, providers, tiers)
-        )
+        self.line: WaitingLine = open_line(line or LineConfig(), providers, tiers)
         self._arrivals = 0
         self.context_windows: dict[str, int] = {}
         for p in providers:

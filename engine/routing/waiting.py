@@ -32,6 +32,7 @@ from actors.runtime import clock
 from actors.runtime.errors import InvalidSetting, require
 from engine.routing.errors import LineFull
 from engine.routing.selection import needs_strong
+from engine.routing.shedding import PriorityLine
 
 if TYPE_CHECKING:
     from actors.provider import Provider
@@ -160,9 +161,9 @@ class FirstComeFirstServed:
     """First come first served within each class of request, held to the deadline."""
 
     def __init__(
-        self, max_waiting: int, providers: list[Provider], tiers: PolicyConfig | None
+        self, config: LineConfig, providers: list[Provider], tiers: PolicyConfig | None
     ) -> None:
-        self.max_waiting = max_waiting
+        self.max_waiting = config.max_waiting
         self._providers = providers  # for the drain estimate of a refusal's Retry-After
         self._tiers = tiers
         self._lines: dict[tuple[str, bool, bool], ClassLine] = {}
@@ -247,3 +248,12 @@ class FirstComeFirstServed:
 
     def answered(self, seconds: float) -> None:
         """First come first served needs no service time: it sheds nothing."""
+
+
+def open_line(
+    config: LineConfig, providers: list[Provider], tiers: PolicyConfig | None
+) -> WaitingLine:
+    """The waiting line of ``config``'s discipline, for a router over ``providers``."""
+    if config.discipline == "priority":
+        return PriorityLine(config)
+    return FirstComeFirstServed(config, providers, tiers)
