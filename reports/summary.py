@@ -13,7 +13,7 @@ from typing import Any
 
 from sims.cache_use import CacheCounts
 from sims.result_views import as_float, family_of
-from sims.results import ProviderSummary, Results, RunSummary
+from sims.results import ProviderSummary, Results, RunMeta, RunSummary
 
 PROVIDER_HEADERS = (
     "account",
@@ -180,6 +180,7 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
             "Mean wait for a slot / for a limit / service (candidate-facing, not cached)",
             seconds_triple([s.slot_wait_mean, s.limit_wait_mean, s.service_mean]),
         ),
+        ("Waiting line (when no account could take a request)", waiting_line(results.meta)),
         ("Throughput (answered / simulated time)", f"{count(s.throughput_rpm)} per min"),
         ("Cache hit rate", percent(s.cache_hit_rate)),
         ("Cache misses due to failures", cache_failure_misses(results)),
@@ -215,6 +216,22 @@ def summary_rows(results: Results) -> list[tuple[str, str]]:
         hedged = f"{count(s.hedges)} ({count(s.hedge_wins)} answered first)"
         rows.insert(at, ("Hedged attempts", hedged))
     return rows
+
+
+#: The router's waiting disciplines ([line] discipline), as a report names them.
+DISCIPLINES = {
+    "priority": "by priority, shedding what would miss its deadline",
+    "fifo": "first come first served, held to the deadline",
+}
+
+
+def waiting_line(meta: RunMeta) -> str:
+    """Which discipline the router's waiting line ran, and its bound."""
+    line = meta.config.get("line") or {}
+    if "discipline" not in line:
+        return "not recorded"
+    named = DISCIPLINES.get(line["discipline"], line["discipline"])
+    return f"{named}; at most {count(line.get('max_waiting'))} waiting"
 
 
 def wasted_spend(summary: RunSummary) -> str:

@@ -77,9 +77,9 @@ _DURATIONS = {
     "cache": ("ttl", "sweep_every"),
     "health": ("ping_every", "ping_timeout"),
     "hedging": ("min_delay",),
-    "shedding": ("rate_window",),
+    "line": ("rate_window",),
 }
-_TABLES = ("routing", "retry", "breaker", "cache", "health", "hedging", "concurrency", "shedding")
+_TABLES = ("routing", "retry", "breaker", "cache", "health", "hedging", "concurrency", "line")
 
 HONESTY = (
     "The live column is real time, scaled: real sockets, HTTP and scheduling on trio's "

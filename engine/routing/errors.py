@@ -91,7 +91,7 @@ class Shed(NoProviderAvailable):
 
 
 class LineFull(NoProviderAvailable, Overloaded):
-    """The router's line for a provider holds ``shedding.max_waiting`` requests already.
+    """The router's line for a provider holds ``line.max_waiting`` requests already.
 
     The bound keeps memory flat under overload: past it a request is refused at
     once with a Retry-After (the line's estimated drain time) instead of waiting.
@@ -107,7 +107,7 @@ class LineFull(NoProviderAvailable, Overloaded):
         RequestFailed.__init__(
             self,
             request_id,
-            f"overloaded: {waiting} requests already wait for a provider (shedding.max_waiting)",
+            f"overloaded: {waiting} requests already wait for a provider (line.max_waiting)",
             attempts,
         )
         self.retry_after = retry_after

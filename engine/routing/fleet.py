@@ -36,7 +36,7 @@ from engine.routing.policies import PolicyConfig, build_policy
 from engine.routing.recording import Recorder
 from engine.routing.retry import RetryConfig
 from engine.routing.router import Router
-from engine.routing.shedding import SheddingConfig
+from engine.routing.waiting import LineConfig
 
 _PING = ChatRequest(messages=(ChatMessage("user", "ping"),), max_tokens=1, bypass_cache=True)
 
@@ -51,7 +51,7 @@ class RouterConfig:
     autoscaler: AutoscalerConfig | None = None
     hedging: HedgingConfig = HedgingConfig()
     concurrency: ConcurrencyConfig = ConcurrencyConfig()
-    shedding: SheddingConfig = SheddingConfig()
+    line: LineConfig = LineConfig()
 
     @classmethod
     def of(cls, tables: object) -> RouterConfig:
@@ -178,7 +178,7 @@ async def open_fleet(
             tiers=config.routing,
             request_id_prefix=request_id_prefix,
             hedging=config.hedging,
-            shedding=config.shedding,
+            line=config.line,
             health=health,
         )
         attempts.subscribe(router)

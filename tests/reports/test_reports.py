@@ -299,3 +299,15 @@ def test_wasted_spend_names_each_outcome_and_its_share(results: Results) -> None
     assert wasted_spend(summary) == "$1.50 (15.0% of the cost): timeout $1.00, deadline $0.5"
     nothing = attrs.evolve(summary, wasted_cost=0.0, cost_total=0.0, wasted_cost_by_outcome={})
     assert wasted_spend(nothing) == "$0.00"
+
+
+def test_the_report_says_which_waiting_discipline_ran(results: Results, report: ReportFiles):
+    label = "Waiting line (when no account could take a request)"
+    ran = "by priority, shedding what would miss its deadline; at most 10,000 waiting"
+    assert dict(summary_rows(results))[label] == ran
+    assert ran in report.markdown.read_text() and ran in report.html.read_text()
+    config = {**results.meta.config, "line": {"discipline": "fifo", "max_waiting": 12}}
+    fifo = attrs.evolve(results, meta=attrs.evolve(results.meta, config=config))
+    assert dict(summary_rows(fifo))[label] == (
+        "first come first served, held to the deadline; at most 12 waiting"
+    )
