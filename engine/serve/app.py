@@ -139,8 +139,8 @@ class RouterApp:
             route("/v1/models", self.models, "GET", "models"),
             route("/v1/messages", self.anthropic_messages, "POST", "anthropic_messages"),
             route("/sessions", self.create_session, "POST", "sessions"),
-            route("/sessions/{sid}", self.get_session, "GET", "session"),
-            route("/sessions/{sid}/messages", self.message, "POST", "messages"),
+            route("/sessions/{session_id}", self.get_session, "GET", "session"),
+            route("/sessions/{session_id}/messages", self.message, "POST", "messages"),
             route("/health", self.health, "GET", "health"),
             route("/api/models/health", self.models_health, "GET", "models_health"),
             route("/api/models/best", self.models_best, "GET", "models_best"),
@@ -354,12 +354,12 @@ class RouterApp:
         return JSONResponse(_session_body(session), 200 if existed else 201)
 
     async def get_session(self, http: Request) -> Response:
-        session = await self.live.sessions.fetch(http.path_params["sid"])
+        session = await self.live.sessions.fetch(http.path_params["session_id"])
         return JSONResponse(_session_body(session))
 
     async def message(self, http: Request) -> Response:
         exchange = exchange_of(http.scope)
-        sid = http.path_params["sid"]
+        sid = http.path_params["session_id"]
         body = await self._body(http)
         content = body.get("content") if isinstance(body, dict) else None
         if not isinstance(content, str) or not content:
