@@ -29,7 +29,6 @@ from typing import Any
 import attrs
 import trio
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -118,7 +117,7 @@ class RouterApp:
             middleware=[Middleware(RequestContext, metrics=metrics)],
             exception_handlers={
                 CallboardError: self._refusal,
-                HTTPException: self._method_not_allowed,
+                405: self._method_not_allowed,
             },
         )
         self.app.router.default = self._no_route
