@@ -45,7 +45,8 @@ the response collected in memory) against ``live.complete(messages)``, ``--inpro
 sequential calls each in interleaved chunks. The difference of the medians is what the
 HTTP surface adds per routed request on top of hypercorn (which parses HTTP/1.1 and is the
 same for any ASGI app): reading and parsing the body, validating it, routing, caller keys,
-the access log line, metrics and the JSON answer.
+the access log line, metrics and the JSON answer (no caller keys are configured: their
+middleware passes the request through).
 
 Workers refuse any connection outside loopback (they count the attempts), and
 LiteLLM reads its bundled model-cost map instead of fetching it.
