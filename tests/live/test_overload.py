@@ -14,6 +14,7 @@ import trio
 
 from actors.backends.virtual import LatencyModel
 from actors.runtime.distributions import Constant
+from engine.routing.config import ConfigError
 from engine.routing.waiting import LineConfig
 from engine.serve.live_config import structure_config
 from sims.mock_provider import MockProfile
@@ -93,7 +94,7 @@ def test_the_live_and_the_simulated_line_have_one_default_and_the_old_table_is_r
     assert fifo.discipline == "fifo"
     for structure in (structure_config, structure_scenario):
         raw = {"shedding": {"enabled": False}}
-        with pytest.raises(ValueError, match=r"shedding: .*a \[line\] table instead") as error:
+        with pytest.raises(ConfigError, match=r"shedding: .*a \[line\] table instead") as error:
             structure(raw, "t")
         assert 'discipline = "priority"' in str(error.value)
 
