@@ -10,6 +10,7 @@ seconds of lower demand. Replicas beyond ``min_replicas`` start powered off.
 
 from __future__ import annotations
 
+import collections
 import math
 from typing import Protocol
 
@@ -65,10 +66,17 @@ class AutoscalerConfig:
 
 @attrs.frozen
 class ScalingEvent:
+    """The autoscaler powered a replica on or off."""
+
+    #: When the autoscaler acted.
     time: float
     action: str  # "up" or "down"
+    #: The replica it powered on or off.
     replica: str
+    #: The demand it sized for: calls in flight and queued at the replicas, and requests
+    #: waiting for capacity.
     demand: int
+    #: The replicas it wanted powered.
     desired: int
 
 
@@ -78,8 +86,15 @@ class _Tick:
 
 
 class Autoscaler(Actor):
+    """Powers replicas of one account group on and off with the demand; ``events`` keeps
+    every decision, or the latest ``keep``."""
+
     def __init__(
-        self, config: AutoscalerConfig, replicas: list[Provider], line: WaitingLine
+        self,
+        config: AutoscalerConfig,
+        replicas: list[Provider],
+        line: WaitingLine,
+        keep: int | None = None,
     ) -> None:
         super().__init__("autoscaler")
         if not replicas:
@@ -93,7 +108,7 @@ class Autoscaler(Actor):
         self.config = config
         self.replicas = replicas
         self.line = line
-        self.events: list[ScalingEvent] = []
+        self.events: collections.deque[ScalingEvent] = collections.deque(maxlen=keep)
         self._low_since: float | None = None
         # The autoscaler's own record of what it powered; a replica applies a power
         # message a moment later, and the next decision must not count it twice.

@@ -1,10 +1,14 @@
 """Circuit breaker, one per provider: CLOSED -> OPEN -> HALF_OPEN -> CLOSED.
 
 :class:`BreakerCore` is the pure state machine (time passed in, tested with
-hypothesis); :class:`CircuitBreaker` is the actor around it: it wakes itself
-at the end of each quarantine so the state readers see flips on time, takes
-commands (force open, reset, outside failure reports) through its mailbox, and
-records every transition as an event with its time.
+hypothesis); :class:`CircuitBreaker` is that machine run as an actor: it wakes
+itself at the end of each quarantine so the state readers see flips on time and
+takes commands (force open, reset) through its mailbox. Its entry points are the
+machine's own (``allow(now)``, ``record(permit, now, code, latency)``), with no
+wrapper between the provider and the machine, and its published state is the
+machine's (``state``, ``open_until``, ``ejections``), read in place. Every
+transition goes to the subscribers given at construction, in their order; the
+breaker keeps none of them.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import collections
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -87,18 +91,18 @@ class BreakerConfig:
 
 @attrs.frozen
 class Transition:
+    """A breaker changed state."""
+
+    #: When the breaker changed state.
     time: float
+    #: The account whose breaker it is.
     provider: str
+    #: The state it left.
     source: State
+    #: The state it entered.
     target: State
+    #: Why, in words (``3 consecutive failures (upstream_error)``).
     reason: str
-
-
-@attrs.frozen
-class BreakerSnapshot:
-    state: State
-    open_until: float
-    ejections: int
 
 
 class BreakerCore:
@@ -106,22 +110,33 @@ class BreakerCore:
 
     ``allow`` returns a permit (the current epoch) or None; ``record`` ignores a
     result whose permit belongs to an earlier epoch, so a call admitted before a
-    transition cannot move the new state.
+    transition cannot move the new state. Each transition is handed to every one of
+    ``subscribers``, in order.
     """
 
-    def __init__(self, provider: str, config: BreakerConfig) -> None:
+    def __init__(
+        self,
+        provider: str,
+        config: BreakerConfig,
+        subscribers: Sequence[Callable[[Transition], None]] = (),
+    ) -> None:
         self.provider = provider
         self.config = config
+        self.subscribers = tuple(subscribers)
+        self._clear()
+
+    def _clear(self) -> None:
+        """The state of a breaker that has seen nothing (a new or restarted one)."""
         self.state = State.CLOSED
         self.epoch = 0
         self.open_until = -math.inf
         self.ejections = 0  # consecutive openings without a full recovery
         self.consecutive_failures = 0
-        self.calls: collections.deque[tuple[bool, bool]] = collections.deque(maxlen=config.window)
+        self.calls: collections.deque[tuple[bool, bool]] = collections.deque(
+            maxlen=self.config.window
+        )
         self.trials_in_flight = 0
         self.trial_successes = 0
-        self.transitions: list[Transition] = []
-        self.on_transition: Callable[[Transition], None] | None = None
 
     def _move(self, at: float, target: State, reason: str) -> None:
         transition = Transition(at, self.provider, self.state, target, reason)
@@ -131,9 +146,11 @@ class BreakerCore:
         self.calls.clear()
         self.trials_in_flight = 0
         self.trial_successes = 0
-        self.transitions.append(transition)
-        if self.on_transition is not None:
-            self.on_transition(transition)
+        self._moved(transition)
+
+    def _moved(self, transition: Transition) -> None:
+        for subscriber in self.subscribers:
+            subscriber(transition)
 
     def _open(self, at: float, reason: str) -> None:
         self.ejections += 1
@@ -239,68 +256,47 @@ class _QuarantineOver:
     epoch: int
 
 
-class CircuitBreaker(Actor):
-    """The breaker actor for one provider.
+class CircuitBreaker(BreakerCore, Actor):
+    """The breaker actor for one provider: its state machine, plus a mailbox and a timer.
 
-    ``allow``/``record`` are plain methods: they never wait, and trio runs them
-    without interleaving, so they keep the actor's one-at-a-time guarantee
-    without a mailbox round trip on every request.
+    ``allow`` and ``record`` are the machine's methods, called in the provider's task:
+    they never wait, and trio runs them without interleaving, so they keep the actor's
+    one-at-a-time guarantee without a mailbox round trip on every request.
     """
 
     def __init__(
         self,
         provider: str,
         config: BreakerConfig,
-        on_transition: Callable[[Transition], None] | None = None,
+        subscribers: Sequence[Callable[[Transition], None]] = (),
     ) -> None:
-        super().__init__(f"breaker:{provider}")
-        self.provider = provider
-        self.config = config
-        self._on_transition = on_transition
-        self.core = BreakerCore(provider, config)
+        Actor.__init__(self, f"breaker:{provider}")
+        BreakerCore.__init__(self, provider, config, subscribers)
 
     def on_start(self) -> None:
-        self.core = BreakerCore(self.provider, self.config)
-        self.core.on_transition = self._transitioned
-        self._publish()
+        self._clear()
 
-    def _publish(self) -> None:
-        core = self.core
-        self.publish(BreakerSnapshot(core.state, core.open_until, core.ejections))
-
-    def _transitioned(self, transition: Transition) -> None:
-        self._publish()
+    def _moved(self, transition: Transition) -> None:
         if transition.target is _OPEN and self._nursery is not None:
-            delay = max(0.0, self.core.open_until - clock.now())
-            self.after(delay, _QuarantineOver(self.core.epoch))
-        if self._on_transition is not None:
-            self._on_transition(transition)
-
-    @property
-    def state(self) -> State:
-        return self.core.state
-
-    def allow(self, now: float) -> int | None:
-        return self.core.allow(now)
-
-    def record(self, permit: int, code: str, latency: float, now: float) -> None:
-        self.core.record(permit, now, code, latency)
+            delay = max(0.0, self.open_until - clock.now())
+            self.after(delay, _QuarantineOver(self.epoch))
+        super()._moved(transition)
 
     def adopt_quarantine(self, seconds: float, ejections: int, reason: str) -> bool:
         """Open for ``seconds`` more: a quarantine another router shared (engine.serve.state)."""
         now = clock.now()
-        return self.core.adopt_open(now, now + seconds, ejections, reason)
+        return self.adopt_open(now, now + seconds, ejections, reason)
 
     async def receive(self, message: object) -> None:
         now = clock.now()
         match message:
-            case _QuarantineOver(epoch) if epoch == self.core.epoch:
-                self.core.tick(now)
+            case _QuarantineOver(epoch) if epoch == self.epoch:
+                self.tick(now)
             case _QuarantineOver():
                 pass
             case ForceOpen(reason):
-                self.core.force_open(now, reason)
+                self.force_open(now, reason)
             case Reset(reason):
-                self.core.reset(now, reason)
+                self.reset(now, reason)
             case _:
                 raise TypeError(f"breaker {self.provider!r} got an unknown message {message!r}")

@@ -163,12 +163,17 @@ class Sweep:
 class Cache(Actor):
     """The cache actor; one per router."""
 
-    def __init__(self, config: CacheConfig, name: str = "cache") -> None:
+    def __init__(
+        self,
+        config: CacheConfig,
+        name: str = "cache",
+        on_store: Callable[[str, Completion], None] | None = None,
+    ) -> None:
         super().__init__(name)
         self.config = config
         self.core = CacheCore(config.ttl, config.max_entries)
         #: Called after each write (shared state copies entries to other routers).
-        self.on_store: Callable[[str, Completion], None] | None = None
+        self.on_store = on_store
 
     def on_start(self) -> None:
         self.core = CacheCore(self.config.ttl, self.config.max_entries)
@@ -180,6 +185,11 @@ class Cache(Actor):
     def store(self, key: str, completion: Completion) -> None:
         """Queue a write; failures are never offered, only completions."""
         self.tell(Store(key, completion))
+
+    def adopt(self, key: str, completion: Completion, ttl: float) -> None:
+        """Keep an entry another router wrote, for its remaining ``ttl``: at once (lookups
+        find it from now on), and not offered to ``on_store`` again."""
+        self.core.put(clock.now(), key, completion, ttl)
 
     async def receive(self, message: object) -> None:
         match message:

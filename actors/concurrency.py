@@ -60,11 +60,6 @@ class AdaptiveLimit:
         self._sum = 0.0
         self._n = 0
 
-    def expected_free(self, capacity: int) -> float:
-        """Seconds until one of ``capacity`` busy slots is likely to free up."""
-        base = self.baseline if self.baseline == self.baseline else 1.0
-        return max(0.001, base / capacity)
-
     def observe(self, service_time: float, slots: Slots) -> None:
         """Count one call that held a slot (answered, or timed out holding it)."""
         self._sum += service_time

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from actors.failures import ErrorCode
 from actors.runtime.errors import CallboardError
 
 
 class AttemptError(CallboardError):
     """One attempt against one provider failed; the router may retry or fail over."""
 
-    code = "attempt_failed"
+    code = ErrorCode.ATTEMPT_FAILED
     #: Whether another attempt (on this or another provider) may succeed.
     retryable = True
 
@@ -20,19 +21,22 @@ class AttemptError(CallboardError):
 class RateLimited(AttemptError):
     """HTTP 429: a rate limit or quota refused the request."""
 
-    code = "rate_limited"
+    code = ErrorCode.RATE_LIMITED
     status = 429
+    #: Always known (the limit's or the provider's own wait): narrower than the base's
+    #: ``float | None``, and never set to None, which pyright's invariance rule guards.
+    retry_after: float
 
     def __init__(self, provider: str, limit: str, retry_after: float) -> None:
         super().__init__(provider, f"{limit} limit reached; retry after {retry_after:.3f} s")
         self.limit = limit
-        self.retry_after = retry_after
+        self.retry_after = retry_after  # pyright: ignore[reportIncompatibleVariableOverride]
 
 
 class UpstreamError(AttemptError):
     """HTTP 5xx (or another unexpected status) from the provider."""
 
-    code = "upstream_error"
+    code = ErrorCode.UPSTREAM_ERROR
     status = 502
 
     def __init__(self, provider: str, upstream_status: int, detail: str = "") -> None:
@@ -55,7 +59,7 @@ class BackendFailed(UpstreamError):
 class AttemptTimeout(AttemptError):
     """The provider did not answer within the per-attempt timeout."""
 
-    code = "timeout"
+    code = ErrorCode.TIMEOUT
     status = 504
 
     def __init__(self, provider: str, timeout: float) -> None:
@@ -70,7 +74,7 @@ class DeadlineReached(AttemptError):
     (its deadline has passed), so it is not retried.
     """
 
-    code = "deadline"
+    code = ErrorCode.DEADLINE
     status = 504
     retryable = False
 
@@ -82,26 +86,26 @@ class DeadlineReached(AttemptError):
 class MalformedReply(AttemptError):
     """The provider answered, but not with a usable completion."""
 
-    code = "malformed_reply"
+    code = ErrorCode.MALFORMED_REPLY
     status = 502
 
 
 class AuthFailed(AttemptError):
     """HTTP 401/403: the key is revoked or wrong; that account is disabled."""
 
-    code = "auth_failed"
+    code = ErrorCode.AUTH_FAILED
     status = 502
 
 
 class QueueFull(AttemptError):
     """The provider's concurrency queue is full; try another provider."""
 
-    code = "queue_full"
+    code = ErrorCode.QUEUE_FULL
     status = 503
 
 
 class CircuitOpen(AttemptError):
     """The provider's breaker refused the call (quarantined, or its trial is out)."""
 
-    code = "circuit_open"
+    code = ErrorCode.CIRCUIT_OPEN
     status = 503

@@ -11,18 +11,10 @@ import math
 
 import attrs
 
+from actors.failures import FaultKind
 from actors.runtime.errors import InvalidSetting
 
-FAULT_KINDS = (
-    "outage",
-    "latency",
-    "errors",
-    "rate_limit",
-    "hang",
-    "revoked",
-    "flapping",
-    "slow_recovery",
-)
+_KINDS = frozenset(FaultKind)
 
 
 def _check(index: int, field: str, ok: bool, value: object, allowed: str) -> None:
@@ -44,9 +36,12 @@ class Fault:
     seconds, then up for ``period`` seconds, and so on, starting down at ``start``.
     ``slow_recovery``: the share of calls failing with ``status`` falls linearly
     from ``share`` at ``start`` to 0 at ``end`` (a provider coming back slowly).
+    A call a fault fails ends with the error code of its kind: ``rate_limited`` for
+    ``rate_limit``, ``timeout`` for ``hang`` (the attempt timeout ends it), ``auth_failed``
+    for ``revoked``, ``upstream_error`` for those with a ``status``.
     """
 
-    kind: str
+    kind: FaultKind
     start: float
     end: float = math.inf
     share: float = 1.0
@@ -56,10 +51,10 @@ class Fault:
     period: float = 60.0
 
     def validate(self, index: int) -> None:
-        _check(index, "kind", self.kind in FAULT_KINDS, self.kind, " | ".join(FAULT_KINDS))
+        _check(index, "kind", self.kind in _KINDS, self.kind, " | ".join(FaultKind))
         _check(index, "start", self.start >= 0, self.start, ">= 0 seconds")
         _check(index, "end", self.end > self.start, self.end, f"> start ({self.start})")
-        if self.kind == "slow_recovery":
+        if self.kind == FaultKind.SLOW_RECOVERY:
             _check(
                 index,
                 "end",
@@ -83,20 +78,20 @@ class Fault:
         """Whether the fault acts on a call made at ``now`` (a flapping one only while down)."""
         if not self.start <= now < self.end:
             return False
-        if self.kind == "flapping":
+        if self.kind == FaultKind.FLAPPING:
             return int((now - self.start) // self.period) % 2 == 0
         return True
 
     def share_at(self, now: float) -> float:
         """The share of calls the fault hits at ``now`` (only slow_recovery varies)."""
-        if self.kind == "slow_recovery":
+        if self.kind == FaultKind.SLOW_RECOVERY:
             return self.share * (self.end - now) / (self.end - self.start)
         return self.share
 
     def down_phases(self, until: float) -> list[tuple[float, float]]:
         """The spans in which the fault acts, up to ``until`` (for figures and replays)."""
         end = min(self.end, until)
-        if self.kind != "flapping" or not math.isfinite(end):
+        if self.kind != FaultKind.FLAPPING or not math.isfinite(end):
             return [(self.start, end)] if end > self.start else []
         spans, t = [], self.start
         while t < end:

@@ -93,8 +93,11 @@ class ProviderHealth:
         self.last_error = ""
         self.percentiles = (math.nan, math.nan, math.nan)
 
-    def observe(self, code: str, latency: float, now: float = math.nan) -> None:
-        """Count one outcome; ``now`` stamps the latency sample (see :meth:`latency_at`)."""
+    def observe(self, code: str, latency: float, now: float) -> None:
+        """Count one outcome; ``now`` stamps the latency sample (see :meth:`latency_at`).
+
+        Owned by the monitor: outcomes arrive through :meth:`HealthMonitor.observe`.
+        """
         if code == "cancelled" or code == "rejected" or code == "deadline":
             return  # the caller's doing (gone, refused locally, out of time), not the provider's
         self.calls += 1
@@ -184,8 +187,9 @@ class HealthMonitor(Actor):
         if self.config.ping_every is not None and self._pingers:
             self.every(self.config.ping_every, _Ping)
 
-    def observe(self, provider: str, code: str, latency: float, now: float | None = None) -> None:
-        self.providers[provider].observe(code, latency, clock.now() if now is None else now)
+    def observe(self, provider: str, code: str, latency: float, now: float) -> None:
+        """Count one outcome of ``provider`` (an attempt's, a ping's, a report's) at ``now``."""
+        self.providers[provider].observe(code, latency, now)
 
     def report(self, provider: str, reason: str) -> None:
         """Queue a failure seen by another service; rejects an unknown provider."""
@@ -211,7 +215,8 @@ class HealthMonitor(Actor):
                 code = exc.code
         if scope.cancelled_caught:
             code = "timeout"
-        self.observe(provider, code, clock.now() - start)
+        end = clock.now()
+        self.observe(provider, code, end - start, end)
 
     async def receive(self, message: object) -> None:
         match message:
@@ -220,7 +225,7 @@ class HealthMonitor(Actor):
                 for provider, pinger in self._pingers.items():
                     self._nursery.start_soon(self._ping, provider, pinger)
             case ReportFailure(provider, reason):
-                self.observe(provider, "upstream_error", 0.0)
+                self.observe(provider, "upstream_error", 0.0, clock.now())
                 self.providers[provider].last_error = f"reported: {reason}"
             case _:
                 raise TypeError(f"health monitor got an unknown message {message!r}")

@@ -46,14 +46,15 @@ from actors.slots import QueueIsFull, Slots
 _OPEN, _HALF_OPEN = State.OPEN, State.HALF_OPEN
 
 if TYPE_CHECKING:
-    from actors.backends.ratelimit_headers import LimitObservation
+    from actors.backends.ratelimit_headers import LimitFeed, LimitObservation, RateLimitInfo
+    from actors.backends.sink import StreamSink
     from actors.health import HealthMonitor
     from actors.quota import QuotaTracker
 
 
 #: What :meth:`Provider.wait_before` says of an account that no timer frees: every slot
 #: busy with no queue room, or its half-open trial out. The end of a call frees it, and
-#: the provider tells its :class:`AttemptListener` then, so whoever waits is woken at
+#: the provider tells its :class:`AttemptFeed` then, so whoever waits is woken at
 #: that moment instead of guessing one.
 UNTIL_FREED = -1.0
 
@@ -66,6 +67,31 @@ class AttemptListener(Protocol):
 
     def capacity_freed(self) -> None:
         """Capacity came back without an attempt ending (an account enabled again)."""
+
+
+class AttemptFeed:
+    """Every provider of a fleet tells this one feed of its attempts' ends.
+
+    The fleet builder creates it first and hands it to each provider at construction;
+    whoever must hear (the router, built over the providers) subscribes to it. One
+    list of subscribers, told in the order they subscribed.
+    """
+
+    __slots__ = ("_listeners",)
+
+    def __init__(self) -> None:
+        self._listeners: list[AttemptListener] = []
+
+    def subscribe(self, listener: AttemptListener) -> None:
+        self._listeners.append(listener)
+
+    def attempt_ended(self, request_id: str, provider: str, code: str, cost: float) -> None:
+        for listener in self._listeners:
+            listener.attempt_ended(request_id, provider, code, cost)
+
+    def capacity_freed(self) -> None:
+        for listener in self._listeners:
+            listener.capacity_freed()
 
 
 def _at_least(minimum: float):
@@ -160,9 +186,11 @@ class Provider(Actor):
         spec: ProviderSpec,
         backend: Backend,
         breaker: CircuitBreaker,
+        attempts: AttemptFeed,
         health: HealthMonitor | None = None,
         quota: QuotaTracker | None = None,
         concurrency: ConcurrencyConfig | None = None,
+        limits: LimitFeed | None = None,
     ) -> None:
         super().__init__(f"provider:{spec.name}")
         self.spec = spec
@@ -171,8 +199,10 @@ class Provider(Actor):
         self.health = health
         self.quota = quota
         self.concurrency = concurrency if concurrency is not None and concurrency.adaptive else None
-        #: Who hears of every attempt's end (the router); kept across restarts.
-        self.listener: AttemptListener | None = None
+        if limits is not None:
+            limits.subscribe(self._limits_reported)
+        #: Where every attempt's end is told (the router hears it); kept across restarts.
+        self.attempts = attempts
         self.on_start()
 
     def on_start(self) -> None:
@@ -192,6 +222,10 @@ class Provider(Actor):
         self.powered_since: float | None = None  # None: since the run began
         # Set by the latest upstream 429's Retry-After (the latest wins, even if sooner).
         self.cooling_until = -math.inf
+        #: Seconds an answer from this account typically takes once it has a slot: the
+        #: moving average of its answered calls' service times (0 before the first). An
+        #: attempt with less time than this left before the request's deadline would more
+        #: likely be cut off than answered, so the router does not start it.
         self.typical_service = 0.0
 
     # --- what selection policies read (never waits) -------------------------
@@ -201,7 +235,7 @@ class Provider(Actor):
             return self.disabled_until - now
         if self.cooling_until > now:
             return self.cooling_until - now
-        breaker = self.breaker.core
+        breaker = self.breaker
         state = breaker.state
         if state is _OPEN:
             wait = breaker.open_until - now
@@ -236,15 +270,6 @@ class Provider(Actor):
             return UNTIL_FREED
         return 0.0
 
-    def plausible_service(self) -> float:
-        """Seconds an answer from this account typically takes once it has a slot: the
-        moving average of its answered calls' service times (0 before the first).
-
-        An attempt with less time than this left before the request's deadline would
-        more likely be cut off than answered, so the router does not start it.
-        """
-        return self.typical_service
-
     def powered_seconds(self, now: float) -> float:
         """Seconds this account has been powered on so far (runs start at time 0)."""
         current = now - (self.powered_since or 0.0) if self.powered else 0.0
@@ -278,6 +303,17 @@ class Provider(Actor):
             elif not limiters and seen.remaining < 1 and seen.reset_in is not None:
                 self.cooling_until = max(self.cooling_until, now + seen.reset_in)
 
+    def cool_down(self, until: float) -> bool:
+        """Keep off the account until ``until`` (a 429 another router was answered);
+        False if it was cooling down that long already."""
+        if until <= self.cooling_until:
+            return False
+        self.cooling_until = until
+        return True
+
+    def _limits_reported(self, info: RateLimitInfo) -> None:
+        self.observe_limits(info.limits, clock.now())
+
     def _check_quotas(self, now: float) -> None:
         """Report quota thresholds crossed; at 100% disable the account until the reset."""
         for alert in self.quota_watch.check(now):
@@ -292,18 +328,24 @@ class Provider(Actor):
 
     # --- the call -----------------------------------------------------------
     async def call(
-        self, request: ChatRequest, request_id: str, timeout: float, deadline: float = math.inf
+        self,
+        request: ChatRequest,
+        request_id: str,
+        timeout: float,
+        deadline: float = math.inf,
+        sink: StreamSink | None = None,
     ) -> Completion:
         """One attempt on this account; raises an AttemptError on failure.
 
         ``timeout`` is the attempt's own limit (from its start; a provider that runs past
         it timed out); ``deadline`` the request's, on the clock: an attempt it cuts off
-        ends in :class:`DeadlineReached`, which is not the provider's failure.
+        ends in :class:`DeadlineReached`, which is not the provider's failure. ``sink``
+        takes the answer's text as it arrives, from a backend that can stream.
         """
         name = self.spec.name
         start = clock.now()
         breaker = self.breaker
-        permit = breaker.core.allow(start)  # the core, not its actor's wrapper: a call less
+        permit = breaker.allow(start)
         if permit is None:
             raise CircuitOpen(name, "circuit breaker is open")
         if self.disabled_until > start:
@@ -340,7 +382,7 @@ class Provider(Actor):
                         await slots.acquire()
                         acquired = True
                         service_start = clock.now()
-                    reply = await self.backend.complete(request, request_id, usage)
+                    reply = await self.backend.complete(request, request_id, usage, sink)
                 else:
                     reply = None
                     with trio.move_on_at(stop_at):
@@ -348,7 +390,7 @@ class Provider(Actor):
                             await slots.acquire()
                             acquired = True
                             service_start = clock.now()
-                        reply = await self.backend.complete(request, request_id, usage)
+                        reply = await self.backend.complete(request, request_id, usage, sink)
                 if reply is None:
                     if stop_at == deadline and deadline < start + timeout:
                         raise DeadlineReached(name, deadline - start)
@@ -385,20 +427,17 @@ class Provider(Actor):
                     )
                 if self.adaptive is not None and (code == "ok" or code == "timeout"):
                     self.adaptive.observe(service, slots)
-            # The breaker's core and the provider's health record, called directly (their
-            # actors' wrappers add a call per attempt and nothing else).
-            breaker.core.record(permit, end, code, end - start)
+            breaker.record(permit, end, code, end - start)
             health = self.health
             if health is not None:
-                health.providers[name].observe(code, end - start, end)
+                health.observe(name, code, end - start, end)
             if self.admission.limiters:
                 # Limits that charged an output estimate take back what was not generated.
                 self.admission.settle(
                     start, end, self._output_estimate(request), usage.output_tokens
                 )
             cost = self._bill(usage)
-            if self.listener is not None:
-                self.listener.attempt_ended(request_id, name, code, cost)
+            self.attempts.attempt_ended(request_id, name, code, cost)
         answer = reply.answer
         return Completion(
             request_id=request_id,
@@ -420,9 +459,8 @@ class Provider(Actor):
     def _refused(self, permit: int, request_id: str, now: float) -> None:
         """The account refused the call before sending it: its breaker permit goes back
         (a half-open trial is free again), and whoever waits for it hears so."""
-        self.breaker.record(permit, "rejected", 0.0, now)
-        if self.listener is not None:
-            self.listener.attempt_ended(request_id, self.spec.name, "rejected", 0.0)
+        self.breaker.record(permit, now, "rejected", 0.0)
+        self.attempts.attempt_ended(request_id, self.spec.name, "rejected", 0.0)
 
     def _bill(self, usage: Usage) -> float:
         """What the provider charges for an attempt that processed ``usage``."""
@@ -462,8 +500,7 @@ class Provider(Actor):
                 self.disabled_until = -math.inf
                 self.disabled_reason = ""
                 self.disabled_limit = None
-                if self.listener is not None:
-                    self.listener.capacity_freed()
+                self.attempts.capacity_freed()
             case _:
                 raise TypeError(f"provider {self.spec.name!r} got an unknown message {message!r}")
 

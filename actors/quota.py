@@ -9,6 +9,7 @@ keeps the alerts with their times for logs, the HTTP surface and reports.
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Sequence
 from typing import TypeGuard
@@ -30,12 +31,21 @@ def is_quota(limiter: object) -> TypeGuard[FixedWindow]:
 
 @attrs.frozen
 class QuotaAlert:
+    """An account's use of a quota crossed an alert level."""
+
+    #: When the use crossed the level.
     time: float
+    #: The account.
     provider: str
+    #: The quota's name.
     limit: str
+    #: The share of the allowance crossed (0.8, 0.9, 1.0).
     level: float
+    #: What had been used of the allowance.
     used: float
+    #: What the quota allows per window.
     allowance: float
+    #: When the quota's window resets.
     resets_at: float
 
 
@@ -76,11 +86,11 @@ class QuotaWatch:
 
 
 class QuotaTracker(Actor):
-    """Collects quota alerts from every provider."""
+    """Collects quota alerts from every provider: all of them, or the latest ``keep``."""
 
-    def __init__(self, name: str = "quota") -> None:
+    def __init__(self, name: str = "quota", keep: int | None = None) -> None:
         super().__init__(name)
-        self.alerts: list[QuotaAlert] = []
+        self.alerts: collections.deque[QuotaAlert] = collections.deque(maxlen=keep)
 
     def on_start(self) -> None:
         # Alerts already seen stay: a restart must not forget that an account ran dry.

@@ -8,7 +8,7 @@ provider receives the whole conversation, unchanged.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
@@ -16,16 +16,23 @@ from actors.messages import ChatMessage, ChatRequest, Completion, SizedMessages,
 from actors.runtime.actor import Actor
 from actors.runtime.errors import CallboardError
 
+if TYPE_CHECKING:
+    from actors.backends.sink import StreamSink
+
 
 class Completer(Protocol):
-    """What a session needs from the router: an answer to a request, for this session.
+    """What a session needs from the router: an answer to a request, for this session,
+    its text streamed into ``sink`` as it arrives when there is one.
 
     The router may read ``session.provider`` (where this session was last served) to
     keep the session where it was; it never writes it.
     """
 
     async def complete(
-        self, request: ChatRequest, session: InterviewSession | None = None
+        self,
+        request: ChatRequest,
+        session: InterviewSession | None = None,
+        sink: StreamSink | None = None,
     ) -> Completion: ...
 
 
@@ -77,8 +84,9 @@ class InterviewSession(Actor):
         self._sized = (history, len(history), history[-1] if history else None, chars)
         return SizedMessages(history, chars)
 
-    async def turn(self, turn: Turn) -> Completion:
-        """One exchange; on failure the history is left as it was before the turn."""
+    async def turn(self, turn: Turn, sink: StreamSink | None = None) -> Completion:
+        """One exchange, its answer streamed into ``sink`` if given; on failure the history
+        is left as it was before the turn."""
         self.history.append(ChatMessage("user", turn.content))
         request = ChatRequest(
             messages=self._sized_history(),
@@ -88,7 +96,7 @@ class InterviewSession(Actor):
             priority=turn.priority,
         )
         try:
-            completion = await self.complete(request)
+            completion = await self.complete(request, sink)
         except BaseException:
             self.history.pop()
             raise
@@ -97,12 +105,12 @@ class InterviewSession(Actor):
             self.providers_used.append(completion.provider)
         return completion
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    async def complete(self, request: ChatRequest, sink: StreamSink | None = None) -> Completion:
         """Send ``request`` through the router for this session; note who answered.
 
         A cache hit was served by no provider, so it leaves ``provider`` as it was.
         """
-        completion = await self.router.complete(request, session=self)
+        completion = await self.router.complete(request, self, sink)
         if not completion.cached:
             self.provider = completion.provider
         return completion

@@ -36,6 +36,18 @@ clock) against the same backend's ``complete`` called directly, ``--inproc-n``
 sequential calls each, timed one by one with ``time.perf_counter_ns`` in
 interleaved chunks; the difference of the medians is the router's own overhead.
 
+Part 3, in process: the HTTP surface (``engine.serve.app.RouterApp``, the ASGI app that
+``callboard serve`` runs under hypercorn) against the same live router called from Python.
+One ``LiveRouter`` (``open_router`` on the config of part 1, its httpx client on an
+``httpx.MockTransport`` that answers at once with part 1's completion) serves both:
+``POST /v1/chat/completions`` handed to the app as an ASGI call (scope, one body message,
+the response collected in memory) against ``live.complete(messages)``, ``--inproc-n``
+sequential calls each in interleaved chunks. The difference of the medians is what the
+HTTP surface adds per routed request on top of hypercorn (which parses HTTP/1.1 and is the
+same for any ASGI app): reading and parsing the body, validating it, routing, caller keys,
+the access log line, metrics and the JSON answer (no caller keys are configured: their
+middleware passes the request through).
+
 Workers refuse any connection outside loopback (they count the attempts), and
 LiteLLM reads its bundled model-cost map instead of fetching it.
 """
@@ -516,6 +528,7 @@ def http_part(args: argparse.Namespace) -> None:
 
 
 async def _inproc(n: int, repeat: int, warmup: int) -> tuple[list[int], list[int], list[float]]:
+    from actors.backends import Usage
     from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
     from actors.cache import CacheConfig
     from actors.faults import FaultSchedule
@@ -548,53 +561,176 @@ async def _inproc(n: int, repeat: int, warmup: int) -> tuple[list[int], list[int
             clock = time.perf_counter_ns
             for i in range(count):
                 start = clock()
-                await backend.complete(request, f"r-{i:08d}")
+                await backend.complete(request, f"r-{i:08d}", Usage())
                 out.append(clock() - start)
 
-        await routed(warmup, [])
-        await direct(warmup, [])
-        floor: list[int] = []
-        ours: list[int] = []
-        chunk_overheads: list[float] = []
-        chunk = max(1, n // repeat)
-        for r in range(repeat):
-            a: list[int] = []
-            b: list[int] = []
-            first, second = (direct, routed) if r % 2 == 0 else (routed, direct)
-            await first(chunk, a if first is direct else b)
-            await second(chunk, a if second is direct else b)
-            floor += a
-            ours += b
-            chunk_overheads.append(statistics.median(b) - statistics.median(a))
-    return floor, ours, chunk_overheads
+        return await _interleaved(direct, routed, n, repeat, warmup)
 
 
 def inproc_part(args: argparse.Namespace) -> None:
     floor, ours, chunks = trio.run(_inproc, args.inproc_n, args.repeat, args.inproc_warmup)
 
-    def pct(values: list[int], q: float) -> float:
-        ordered = sorted(values)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * q))] / 1e3
-
     print(
         f"Part 2: the routing core in process, {len(ours)} sequential calls each, zero-latency\n"
         f"  VirtualBackend, no cache, trio's real clock, {len(chunks)} interleaved chunks\n"
     )
-    print(f"  {'µs per call':<34} {'p50':>7} {'p90':>7} {'p99':>7}")
-    for label, values in (
-        ("VirtualBackend.complete direct", floor),
-        ("router.complete (open_fleet)", ours),
-    ):
-        p50, p90, p99 = (pct(values, q) for q in (0.5, 0.9, 0.99))
-        print(f"  {label:<34} {p50:7.1f} {p90:7.1f} {p99:7.1f}")
-    overhead = pct(ours, 0.5) - pct(floor, 0.5)
-    ratio = pct(ours, 0.5) / pct(floor, 0.5)
+    _print_percentiles(
+        (("VirtualBackend.complete direct", floor), ("router.complete (open_fleet)", ours))
+    )
+    overhead = _pct(ours, 0.5) - _pct(floor, 0.5)
+    ratio = _pct(ours, 0.5) / _pct(floor, 0.5)
     print(
         f"\n  router's own overhead at the median: {overhead:.1f} µs per request "
         f"({ratio:.1f}x the direct call; per chunk {min(chunks) / 1e3:.1f} .. "
         f"{max(chunks) / 1e3:.1f} µs)"
     )
     print(f"  target: at most 100 µs at the median: {'MET' if overhead <= 100 else 'NOT MET'}")
+
+
+def _asgi_call(app: Any, body: bytes) -> Callable[[], Awaitable[int]]:
+    """One ``POST /v1/chat/completions`` through ``app`` in memory; returns the status."""
+    headers = [
+        (b"host", b"bench"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+
+    async def call() -> int:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/chat/completions",
+            "raw_path": b"/v1/chat/completions",
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            if pending:
+                return pending.pop()
+            await trio.sleep_forever()  # the client stays until the answer is sent
+            raise AssertionError
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        if sent[0]["status"] != 200:
+            raise AssertionError(sent)
+        return sent[0]["status"]
+
+    return call
+
+
+async def _app_inproc(n: int, repeat: int, warmup: int) -> tuple[list[int], list[int], list[float]]:
+    import httpx
+
+    from engine.serve.app import RouterApp
+    from engine.serve.live_router import open_router
+    from engine.serve.metrics import LiveMetrics
+
+    reply = _reply_bytes().split(b"\r\n\r\n", 1)[1]
+
+    class Body(httpx.AsyncByteStream):
+        async def __aiter__(self):  # a stream, as a socket's body is (bytes are read at once)
+            yield reply
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Body(), headers={"content-type": "application/json"})
+
+    config = _config(9, 1)  # port 9 is never dialled: the mock transport answers
+    metrics = LiveMetrics()
+    body = json.dumps({"model": MODEL, "messages": MESSAGES, "max_tokens": MAX_TOKENS}).encode()
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as client,
+        open_router(config, env={}, http_client=client, recorder=metrics) as live,
+    ):
+        metrics.attach(live)
+        app = RouterApp(live, metrics, max_body_bytes=1 << 20)
+        call = _asgi_call(app, body)
+
+        async def served(count: int, out: list[int]) -> None:
+            clock = time.perf_counter_ns
+            for _ in range(count):
+                start = clock()
+                status = await call()
+                out.append(clock() - start)
+                assert status == 200, status
+
+        async def direct(count: int, out: list[int]) -> None:
+            clock = time.perf_counter_ns
+            for _ in range(count):
+                start = clock()
+                await live.complete(MESSAGES, max_tokens=MAX_TOKENS)
+                out.append(clock() - start)
+
+        return await _interleaved(direct, served, n, repeat, warmup)
+
+
+Timed = Callable[[int, list[int]], Awaitable[None]]
+
+
+async def _interleaved(
+    floor_calls: Timed, our_calls: Timed, n: int, repeat: int, warmup: int
+) -> tuple[list[int], list[int], list[float]]:
+    """Per-call times of both, in ``repeat`` chunks that alternate which goes first."""
+    await our_calls(warmup, [])
+    await floor_calls(warmup, [])
+    floor: list[int] = []
+    ours: list[int] = []
+    chunk_overheads: list[float] = []
+    chunk = max(1, n // repeat)
+    for r in range(repeat):
+        a: list[int] = []
+        b: list[int] = []
+        if r % 2 == 0:
+            await floor_calls(chunk, a)
+            await our_calls(chunk, b)
+        else:
+            await our_calls(chunk, b)
+            await floor_calls(chunk, a)
+        floor += a
+        ours += b
+        chunk_overheads.append(statistics.median(b) - statistics.median(a))
+    return floor, ours, chunk_overheads
+
+
+def app_part(args: argparse.Namespace) -> None:
+    n = max(1, args.inproc_n // 4)  # a routed call costs ~10x part 2's
+    floor, ours, chunks = trio.run(_app_inproc, n, args.repeat, args.inproc_warmup)
+    print(
+        f"Part 3: the HTTP surface in process, {len(ours)} sequential calls each, the live\n"
+        f"  router on an instant mock upstream, {len(chunks)} interleaved chunks\n"
+    )
+    _print_percentiles(
+        (("live.complete (Python API)", floor), ("POST through RouterApp (ASGI)", ours))
+    )
+    overhead = _pct(ours, 0.5) - _pct(floor, 0.5)
+    print(
+        f"\n  the HTTP surface's own cost at the median: {overhead:.1f} µs per routed request "
+        f"({_pct(ours, 0.5) / _pct(floor, 0.5):.2f}x the Python call; per chunk "
+        f"{min(chunks) / 1e3:.1f} .. {max(chunks) / 1e3:.1f} µs)\n"
+    )
+
+
+def _pct(values: list[int], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] / 1e3
+
+
+def _print_percentiles(rows: tuple[tuple[str, list[int]], ...]) -> None:
+    print(f"  {'µs per call':<34} {'p50':>7} {'p90':>7} {'p99':>7}")
+    for label, values in rows:
+        p50, p90, p99 = (_pct(values, q) for q in (0.5, 0.9, 0.99))
+        print(f"  {label:<34} {p50:7.1f} {p90:7.1f} {p99:7.1f}")
 
 
 def main() -> None:
@@ -611,6 +747,7 @@ def main() -> None:
     parser.add_argument("--inproc-warmup", type=int, default=1000)
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-inproc", action="store_true")
+    parser.add_argument("--skip-app", action="store_true")
     parser.add_argument(
         "--role",
         choices=("main", "upstream", "trio-worker", "asyncio-worker"),
@@ -641,6 +778,8 @@ def main() -> None:
             http_part(args)
         if not args.skip_inproc:
             inproc_part(args)
+        if not args.skip_app:
+            app_part(args)
 
 
 if __name__ == "__main__":

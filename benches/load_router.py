@@ -92,7 +92,7 @@ def router_config(folder: Path, mocks: list[str], args: argparse.Namespace) -> P
     path.write_text(
         providers + f"[retry]\ndeadline = {args.deadline}\nattempt_timeout = {args.deadline}\n"
         "[cache]\nenabled = false\n"
-        f"[shedding]\nmax_waiting = {args.max_waiting}\nrate_window = 5\n"
+        f"[line]\nmax_waiting = {args.max_waiting}\nrate_window = 5\n"
         '[server]\nlog_file = ""\nlog_level = "WARNING"\n'
     )
     return path

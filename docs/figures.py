@@ -57,23 +57,21 @@ def text_block(out: str) -> str:
 
 def cache_by_kind(out: str, work: Path) -> str:
     """interview-day's cache use by turn kind, and its uncached burst, from results.json."""
-    results = json.loads(next(work.glob("runs/*/results.json")).read_text())
-    requests = results["requests"]
+    from sims.results import Results
+
+    results = Results.from_json(next(work.glob("runs/*/results.json")).read_text())
+    requests = results.requests
     rows = [
         "| turn kind | requests | served from the cache | misses: first | after a failure "
         "| in flight |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for row in results["cache"]["kinds"]:
+    for row in results.cache.kinds or []:
         rows.append(
-            f"| {row['kind']} | {row['requests']:,} | {row['hit_rate']:.1%} | "
-            f"{row['first']:,} | {row['after_failure']:,} | {row['in_flight']:,} |"
+            f"| {row.kind} | {row.requests:,} | {row.hit_rate:.1%} | "
+            f"{row.first:,} | {row.after_failure:,} | {row.in_flight:,} |"
         )
-    burst = sum(
-        1
-        for start, cached in zip(requests["start"], requests["cached"], strict=True)
-        if start < 900 and not cached
-    )
+    burst = int(((requests.start < 900) & ~requests.cached).sum())
     rows.append("")
     rows.append(f"Requests that had to reach an account in the first 15 minutes: {burst:,}.")
     return "\n".join(rows) + "\n"

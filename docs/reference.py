@@ -11,6 +11,7 @@ Nothing here is typed by hand, so the page cannot drift from the code.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import io
 import math
@@ -154,7 +155,13 @@ def tables(cls: type, path: str, instance: object | None, out: dict[str, list]) 
         default = default_of(field, instance)
         if inner is None:
             shown = "required" if default is attrs.NOTHING else show(default)
-            rows.append((field.name, field.type, shown, notes.get(field.name, "")))
+            hint = hints[field.name]
+            type_ = (
+                "one of " + ", ".join(f"`{v}`" for v in hint)
+                if isinstance(hint, type) and issubclass(hint, enum.StrEnum)
+                else field.type
+            )
+            rows.append((field.name, type_, shown, notes.get(field.name, "")))
             continue
         child = f"{path}.{field.name}" if path else field.name
         kept = default if attrs.has(type(default)) else None

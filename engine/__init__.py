@@ -6,10 +6,11 @@
 
 An asyncio app (FastAPI, Starlette) uses ``engine.open_asyncio_router`` the same way.
 
-The request and answer types and every error are imported here directly. The live
-router (``open_router``, ``LiveRouter``) and its config (``load_config``,
-``LiveConfig``) load on first use, so a simulation, which imports the routing core
-under this package, never loads the HTTP stack; type checkers see them all.
+The request and answer types and the errors (drawn as one tree in :mod:`engine.errors`)
+are imported here directly. The live router (``open_router``, ``LiveRouter``), its
+sessions' errors and its config (``load_config``, ``LiveConfig``) load on first use, so
+a simulation, which imports the routing core under this package, never loads the HTTP
+stack; type checkers see them all.
 """
 
 from __future__ import annotations
@@ -17,40 +18,15 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from actors.errors import (
-    AttemptError,
-    AttemptTimeout,
-    AuthFailed,
-    CircuitOpen,
-    MalformedReply,
-    QueueFull,
-    RateLimited,
-    UpstreamError,
-)
 from actors.messages import ChatMessage, ChatRequest, Completion
-from actors.runtime.errors import (
-    ActorCrashed,
-    CallboardError,
-    FieldError,
-    InvalidSetting,
-    Overloaded,
-    ShuttingDown,
-)
-from engine.routing.config import ConfigError
-from engine.routing.errors import (
-    DeadlineExceeded,
-    InvalidRequest,
-    LineFull,
-    NoProviderAvailable,
-    RequestFailed,
-    RetryBudgetExhausted,
-    Shed,
-)
+from engine import errors
+from engine.errors import *  # noqa: F403  (the error tree: its __all__ joins ours below)
 
 if TYPE_CHECKING:
     from engine.serve.asyncio_router import AsyncioRouter, open_asyncio_router
     from engine.serve.live_config import LiveConfig, load_config
     from engine.serve.live_router import LiveRouter, open_router
+    from engine.serve.sessions import SessionBusy, UnknownSession
 
 # Loaded on first use: name -> the module that defines it.
 _LIVE = {
@@ -60,41 +36,24 @@ _LIVE = {
     "LiveConfig": "engine.serve.live_config",
     "open_asyncio_router": "engine.serve.asyncio_router",
     "AsyncioRouter": "engine.serve.asyncio_router",
+    "SessionBusy": "engine.serve.sessions",
+    "UnknownSession": "engine.serve.sessions",
 }
 
 __all__ = [
-    "ActorCrashed",
     "AsyncioRouter",
-    "AttemptError",
-    "AttemptTimeout",
-    "AuthFailed",
-    "CallboardError",
     "ChatMessage",
     "ChatRequest",
-    "CircuitOpen",
     "Completion",
-    "ConfigError",
-    "DeadlineExceeded",
-    "FieldError",
-    "InvalidRequest",
-    "InvalidSetting",
-    "LineFull",
     "LiveConfig",
     "LiveRouter",
-    "MalformedReply",
-    "NoProviderAvailable",
-    "Overloaded",
-    "QueueFull",
-    "RateLimited",
-    "RequestFailed",
-    "RetryBudgetExhausted",
-    "Shed",
-    "ShuttingDown",
-    "UpstreamError",
+    "SessionBusy",
+    "UnknownSession",
     "load_config",
     "open_asyncio_router",
     "open_router",
 ]
+__all__ += errors.__all__
 
 
 def __getattr__(name: str) -> Any:

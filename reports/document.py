@@ -12,6 +12,7 @@ from pathlib import Path
 
 import attrs
 
+from actors.breaker import State
 from reports import summary
 from reports.figures import CAPTIONS
 from sims.results import Results
@@ -85,7 +86,7 @@ def _table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> Table:
 def _failures(results: Results) -> Section:
     blocks: list[Block] = []
     rows = summary.failure_rows(results)
-    requests = summary.count(results.summary.get("requests"))
+    requests = summary.count(results.summary.requests)
     if rows:
         blocks.append(f"Requests that ended in an error, of {requests} requests:")
         blocks.append(_table(summary.FAILURE_HEADERS, rows))
@@ -104,7 +105,7 @@ def _failures(results: Results) -> Section:
 
 
 def _cache(results: Results) -> Section:
-    if not (results.cache or {}).get("enabled"):
+    if not results.cache.enabled:
         return Section("Cache", ("The response cache was off.",))
     note = (
         "Per turn kind: the requests that looked the cache up (all but those rejected "
@@ -151,8 +152,8 @@ def _breakers(results: Results) -> Section:
     moves = results.transitions
     if not moves:
         return Section("Breaker transitions", ("No circuit breaker left the closed state.",))
-    openings = sum(1 for m in moves if m.get("target") == "open")
-    accounts = len({m.get("provider") for m in moves})
+    openings = sum(1 for m in moves if m.target is State.OPEN)
+    accounts = len({m.provider for m in moves})
     blocks: list[Block] = [
         f"{len(moves):,} transition(s) on {accounts:,} account(s), {openings:,} of them "
         "opening a breaker (quarantining the account). Times are simulated time since the "
@@ -179,28 +180,23 @@ def _days(seconds: float) -> str:
 
 def _quotas(results: Results) -> Section | None:
     """Daily and monthly allowances: alerts raised, and when each would run dry."""
-    quotas = results.quotas or {}
-    usage = quotas.get("usage") or []
+    usage = results.quotas.usage
     if not usage:
         return None
     alerts: dict[tuple[str, str], dict[float, float]] = {}
-    for alert in quotas.get("alerts") or []:
-        key = (alert["provider"], alert["limit"])
-        alerts.setdefault(key, {})[float(alert["level"])] = float(alert["time"])
+    for alert in results.quotas.alerts:
+        alerts.setdefault((alert.provider, alert.limit), {})[alert.level] = alert.time
     # Most used first; beyond MAX_ACCOUNT_ROWS the rest are in results.json.
-    usage = sorted(
-        usage,
-        key=lambda item: -summary.as_float(item["used"]) / summary.as_float(item["allowance"]),
-    )
-    shown = [u for u in usage if (u["provider"], u["limit"]) in alerts] or usage[:TOP_ACCOUNTS]
+    usage = sorted(usage, key=lambda item: -item.used / item.allowance)
+    shown = [u for u in usage if (u.provider, u.limit) in alerts] or usage[:TOP_ACCOUNTS]
     rows = []
     for item in shown[:MAX_ACCOUNT_ROWS]:
-        seen = alerts.get((item["provider"], item["limit"]), {})
+        seen = alerts.get((item.provider, item.limit), {})
         marks = " / ".join(
             summary.clock(seen[level]) if level in seen else "-" for level in (0.8, 0.9, 1.0)
         )
-        dry = summary.as_float(item["dry_after_s"])
-        window = summary.as_float(item["window_s"])
+        dry = item.dry_after_s
+        window = item.window_s
         pace = (
             "lasts its window"
             if not dry < window
@@ -208,9 +204,9 @@ def _quotas(results: Results) -> Section | None:
         )
         rows.append(
             (
-                str(item["provider"]),
-                f"{summary.count(item['allowance'])} per {_days(window)} ({item['limit']})",
-                summary.count(item["used"]),
+                item.provider,
+                f"{summary.count(item.allowance)} per {_days(window)} ({item.limit})",
+                summary.count(item.used),
                 marks,
                 pace,
             )
@@ -240,12 +236,11 @@ def _figures(figures: list[Path]) -> Section:
 def build_document(results: Results, figures: list[Path]) -> Document:
     """Everything the report says, in order."""
     meta = results.meta
-    name = str(meta.get("scenario") or results.summary.get("scenario") or "unnamed")
-    description = " ".join(str(meta.get("description") or "").split())
-    seed = meta.get("seed", results.summary.get("seed"))
+    name = meta.scenario or "unnamed"
+    description = " ".join(meta.description.split())
     footer = (
-        f"Scenario {name} · scenario hash {meta.get('scenario_hash', 'unknown')} · "
-        f"seed {seed} · callboard {meta.get('callboard_version', 'unknown')}. "
+        f"Scenario {name} · scenario hash {meta.scenario_hash} · "
+        f"seed {meta.seed} · callboard {meta.callboard_version}. "
         "All times are simulated; the same scenario and seed give the same report."
     )
     return Document(

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from actors.breaker import State
 from reports.summary import seconds
 from sims import result_views
 from sims.result_views import MIN_PER_WINDOW, Requests, Sampled, as_float
@@ -129,7 +130,7 @@ def _window_bars(ax, edges, values, has_data, colour, alpha: float, label: str) 
 
 
 def _run_end(results: Results, requests: Requests, series: Sampled) -> float:
-    ends = [as_float(results.summary.get("simulated_s"))]
+    ends = [as_float(results.summary.simulated_s)]
     if len(series.t):
         ends.append(float(series.t[-1]))
     if len(requests):
@@ -193,11 +194,11 @@ def latency_cdf(results: Results, requests: Requests, series: Sampled) -> Figure
     for q in (0.5, 0.95, 0.99):
         ax.axhline(q, color="#999999", linewidth=0.6, linestyle=":")
     lines = []
-    for prefix, colour, title in (
-        ("", COLOURS["all"], "all answered"),
-        ("upstream_", COLOURS["upstream"], "upstream"),
+    s = results.summary
+    for values, colour, title in (
+        ([s.p50, s.p95, s.p99], COLOURS["all"], "all answered"),
+        ([s.upstream_p50, s.upstream_p95, s.upstream_p99], COLOURS["upstream"], "upstream"),
     ):
-        values = [as_float(results.summary.get(f"{prefix}p{p}")) for p in (50, 95, 99)]
         if not any(math.isfinite(v) for v in values):
             continue
         for value, q in zip(values, (0.5, 0.95, 0.99), strict=True):
@@ -334,8 +335,8 @@ def traffic(results: Results, requests: Requests, series: Sampled) -> Figure:
     top.grid(True, alpha=0.3)
     minutes = _minutes(t)
     providers = series.providers.values()
-    in_use = sum((p["in_use"] for p in providers), np.zeros(len(t)))
-    queued = sum((p["queued"] for p in providers), np.zeros(len(t)))
+    in_use = sum((p.in_use for p in providers), np.zeros(len(t)))
+    queued = sum((p.queued for p in providers), np.zeros(len(t)))
     bottom.plot(
         minutes,
         series.in_flight,
@@ -378,16 +379,14 @@ def providers(results: Results, requests: Requests, series: Sampled) -> Figure:
     capacity = result_views.max_concurrency_of(results)
     minutes = _minutes(t)
     utilisation = {
-        n: series.providers[n]["in_use"] / capacity[n] * 100.0
-        if capacity[n] > 0
-        else np.zeros(len(t))
+        n: series.providers[n].in_use / capacity[n] * 100.0 if capacity[n] > 0 else np.zeros(len(t))
         for n in names
     }
     limited = {}
     for n in names:
-        edges, rates = result_views.rate_per_minute(t, series.providers[n]["rate_limited"], width)
+        edges, rates = result_views.rate_per_minute(t, series.providers[n].rate_limited, width)
         limited[n] = rates
-    total_limited = sum(float(series.providers[n]["rate_limited"][-1]) for n in names)
+    total_limited = sum(float(series.providers[n].rate_limited[-1]) for n in names)
     if len(names) <= MAX_LINES:
         top.set_title(f"Accounts: utilisation and rate limits ({len(names)} accounts)")
         for colour, n in zip(_palette(len(names)), names, strict=True):
@@ -419,7 +418,7 @@ def providers(results: Results, requests: Requests, series: Sampled) -> Figure:
     _legend_right(top)
     top.grid(True, alpha=0.3)
     if total_limited == 0:
-        held = sum(as_float(v) for v in (results.summary.get("held_back_by_limits") or {}).values())
+        held = sum(results.summary.held_back_by_limits.values())
         message = "no 429s and no calls refused by account limits"
         if held > 0:
             message += f"\n(the router's own limit checks found accounts full {held:,.0f} times)"
@@ -457,7 +456,7 @@ def breakers(results: Results, requests: Requests, series: Sampled) -> Figure:
     rows = max(1, len(shown))
     fig = Figure(figsize=(10, 1.9 + 0.32 * rows), layout="constrained")
     ax = fig.subplots()
-    openings = sum(1 for m in results.transitions if m.get("target") == "open")
+    openings = sum(1 for m in results.transitions if m.target is State.OPEN)
     ax.set_title(f"Circuit breakers: {openings:,} opening(s){note}", fontsize=10.5)
     ax.set_xlabel("simulated time (min)")
     ax.set_xlim(0, _minutes(end))
@@ -491,8 +490,7 @@ def cache(results: Results, requests: Requests, series: Sampled) -> Figure:
     ax = fig.subplots()
     end = _run_end(results, requests, series)
     width = result_views.window_width(end)
-    config = results.meta.get("config") or {}
-    enabled = (config.get("cache") or {}).get("enabled", True)
+    enabled = results.cache.enabled
     title = f"Cache hit rate ({width:g} s windows of request start time)"
     ax.set_title(title if enabled else title + ": cache disabled in this scenario")
     ax.set_xlabel("request start, simulated time (min)")
@@ -531,7 +529,7 @@ def replicas(results: Results, requests: Requests, series: Sampled) -> Figure:
     fig = Figure(figsize=(10, 4.8), layout="constrained")
     ax = fig.subplots()
     t = series.t / 60.0
-    power = [p["power"] for p in series.providers.values() if "power" in p and len(p["power"])]
+    power = [p.power for p in series.providers.values() if len(p.power)]
     ax.set_title("Self-hosted replicas: powered on, and serving (after their cold start)")
     ax.set_xlabel("simulated time (min)")
     ax.set_ylabel("replicas")

@@ -12,8 +12,9 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from sims.cache_use import CacheCounts
 from sims.result_views import as_float, family_of
-from sims.results import Results
+from sims.results import ProviderSummary, Results, RunMeta, RunSummary
 
 PROVIDER_HEADERS = (
     "account",
@@ -138,8 +139,8 @@ def clock(value_s: Any) -> str:
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
-def _total(mapping: Any) -> float:
-    return sum(as_float(v) for v in (mapping or {}).values()) if isinstance(mapping, dict) else 0.0
+def _total(mapping: dict[str, int]) -> float:
+    return sum(as_float(v) for v in mapping.values())
 
 
 # --- rows -------------------------------------------------------------------------
@@ -148,86 +149,97 @@ def _total(mapping: Any) -> float:
 def summary_rows(results: Results) -> list[tuple[str, str]]:
     """The headline figures, (label, value), in reading order."""
     s = results.summary
-    requests = as_float(s.get("requests"))
-    interviews = as_float(s.get("interviews"))
-    with_error = as_float(s.get("interviews_with_error"))
-    error_share = with_error / interviews if interviews > 0 else math.nan
-    slo = s.get("slo_metrics") or {}
+    error_share = s.interviews_with_error / s.interviews if s.interviews > 0 else math.nan
+    slo = s.slo_metrics
     rows = [
-        ("Requests", count(s.get("requests"))),
-        ("Answered", f"{count(s.get('answered'))} of {count(requests)}"),
-        ("Success rate (all requests)", percent(s.get("success_rate"))),
+        ("Requests", count(s.requests)),
+        ("Answered", f"{count(s.answered)} of {count(s.requests)}"),
+        ("Success rate (all requests)", percent(s.success_rate)),
         (
             "answer_p50 / p95 / p99: every candidate-facing turn, a cache hit at its ~0 s, "
             "a failed turn as ∞",
-            seconds_triple([slo.get(f"answer_p{q}") for q in (50, 95, 99)]),
+            seconds_triple([slo.answer_p50, slo.answer_p95, slo.answer_p99]),
         ),
         (
             "provider_p50 / p95 / p99: candidate-facing turns that needed a provider, "
             "a failed turn as ∞",
-            seconds_triple([slo.get(f"provider_p{q}") for q in (50, 95, 99)]),
+            seconds_triple([slo.provider_p50, slo.provider_p95, slo.provider_p99]),
         ),
         (
             "ttft_p50 / p95 / p99: time to first token of the same turns, a failed turn as ∞",
-            seconds_triple([slo.get(f"ttft_p{q}") for q in (50, 95, 99)]),
+            seconds_triple([slo.ttft_p50, slo.ttft_p95, slo.ttft_p99]),
         ),
         (
             "Provider latency of the answered turns only, p50 / p95 / p99",
-            seconds_triple([s.get("upstream_p50"), s.get("upstream_p95"), s.get("upstream_p99")]),
+            seconds_triple([s.upstream_p50, s.upstream_p95, s.upstream_p99]),
         ),
         (
             "Background turns (evaluation), answered, p50 / p95",
-            seconds_triple([s.get("background_p50"), s.get("background_p95")]),
+            seconds_triple([s.background_p50, s.background_p95]),
         ),
         (
             "Mean wait for a slot / for a limit / service (candidate-facing, not cached)",
-            seconds_triple(
-                [s.get("slot_wait_mean"), s.get("limit_wait_mean"), s.get("service_mean")]
-            ),
+            seconds_triple([s.slot_wait_mean, s.limit_wait_mean, s.service_mean]),
         ),
-        ("Throughput (answered / simulated time)", f"{count(s.get('throughput_rpm'))} per min"),
-        ("Cache hit rate", percent(s.get("cache_hit_rate"))),
+        ("Waiting line (when no account could take a request)", waiting_line(results.meta)),
+        ("Throughput (answered / simulated time)", f"{count(s.throughput_rpm)} per min"),
+        ("Cache hit rate", percent(s.cache_hit_rate)),
         ("Cache misses due to failures", cache_failure_misses(results)),
-        ("Upstream attempts", count(s.get("attempts"))),
-        ("Retries", count(s.get("retries"))),
-        ("429s (from providers, or refused by account limits)", count(s.get("rate_limited"))),
-        ("Binding account limit", binding_limit(s.get("held_back_by_limits"))),
-        ("Breaker openings", count(s.get("breaker_openings"))),
+        ("Upstream attempts", count(s.attempts)),
+        ("Retries", count(s.retries)),
+        ("429s (from providers, or refused by account limits)", count(s.rate_limited)),
+        ("Binding account limit", binding_limit(s.held_back_by_limits)),
+        ("Breaker openings", count(s.breaker_openings)),
         (
             "Interviews that reached their last turn (failed turns included)",
-            f"{count(s.get('interviews_completed'))} of {count(interviews)}",
+            f"{count(s.interviews_completed)} of {count(s.interviews)}",
         ),
         (
             "Interviews with at least one failed turn",
-            f"{count(with_error)} ({percent(error_share)})",
+            f"{count(s.interviews_with_error)} ({percent(error_share)})",
         ),
-        ("Interview length p50", minutes(as_float(s.get("interview_minutes_p50")) * 60)),
+        ("Interview length p50", minutes(s.interview_minutes_p50 * 60)),
         (
             "Cost (usage and powered hours; monthly fees are in the sizing report)",
-            money(s.get("cost_total")),
+            money(s.cost_total),
         ),
         ("Wasted spend (attempts that gave no answer)", wasted_spend(s)),
-        ("Cost per interview", money(s.get("cost_per_interview"))),
-        ("Simulated time", minutes(s.get("simulated_s"))),
+        ("Cost per interview", money(s.cost_per_interview)),
+        ("Simulated time", minutes(s.simulated_s)),
     ]
-    if not (results.cache or {}).get("enabled"):
+    if not results.cache.enabled:
         rows = [row for row in rows if row[0] != "Cache misses due to failures"]
     # The optional policies, only when they acted (they are off by default).
     at = [label for label, _ in rows].index("Retries") + 1
-    if as_float(s.get("retries_denied")) > 0:
-        rows.insert(at, ("Retries denied by the retry budget", count(s.get("retries_denied"))))
-    if as_float(s.get("hedges")) > 0:
-        hedged = f"{count(s.get('hedges'))} ({count(s.get('hedge_wins'))} answered first)"
+    if s.retries_denied > 0:
+        rows.insert(at, ("Retries denied by the retry budget", count(s.retries_denied)))
+    if s.hedges > 0:
+        hedged = f"{count(s.hedges)} ({count(s.hedge_wins)} answered first)"
         rows.insert(at, ("Hedged attempts", hedged))
     return rows
 
 
-def wasted_spend(summary: dict[str, Any]) -> str:
+#: The router's waiting disciplines ([line] discipline), as a report names them.
+DISCIPLINES = {
+    "priority": "by priority, shedding what would miss its deadline",
+    "fifo": "first come first served, held to the deadline",
+}
+
+
+def waiting_line(meta: RunMeta) -> str:
+    """Which discipline the router's waiting line ran, and its bound."""
+    line = meta.config.get("line") or {}
+    if "discipline" not in line:
+        return "not recorded"
+    named = DISCIPLINES.get(line["discipline"], line["discipline"])
+    return f"{named}; at most {count(line.get('max_waiting'))} waiting"
+
+
+def wasted_spend(summary: RunSummary) -> str:
     """ "$1.20 (3.1% of the cost): timeout $0.80, deadline $0.40": billed, never answered."""
-    wasted = as_float(summary.get("wasted_cost"))
-    total = as_float(summary.get("cost_total"))
-    by_code = summary.get("wasted_cost_by_outcome") or {}
-    ordered = sorted(by_code.items(), key=lambda item: (-as_float(item[1]), item[0]))
+    wasted, total = summary.wasted_cost, summary.cost_total
+    by_code = summary.wasted_cost_by_outcome
+    ordered = sorted(by_code.items(), key=lambda item: (-item[1], item[0]))
     parts = ", ".join(f"{code} {money(value)}" for code, value in ordered)
     head = money(wasted)
     if total > 0:
@@ -237,35 +249,37 @@ def wasted_spend(summary: dict[str, Any]) -> str:
 
 def cache_failure_misses(results: Results) -> str:
     """ "1,184 of 5,888 misses (20.1%)": misses after an identical request had failed."""
-    total = (results.cache or {}).get("all") or {}
-    misses = as_float(total.get("misses"))
-    after = as_float(total.get("after_failure"))
+    total = results.cache.all
+    misses = total.misses if total else math.nan
+    after = total.after_failure if total else math.nan
     share = after / misses if misses > 0 else math.nan
     return f"{count(after)} of {count(misses)} misses ({percent(share)})"
 
 
 def cache_rows(results: Results) -> list[tuple[str, ...]]:
     """Lookups, hits and misses by cause per turn kind, then over all; as CACHE_HEADERS."""
-    cache = results.cache or {}
-    rows = [*(cache.get("kinds") or []), {**(cache.get("all") or {}), "kind": "all"}]
+    cache = results.cache
+    rows: list[tuple[str, CacheCounts]] = [(row.kind, row) for row in cache.kinds or []]
+    if cache.all is not None:
+        rows.append(("all", cache.all))
     return [
         (
-            str(row.get("kind", "?")),
-            count(row.get("lookups")),
-            count(row.get("hits")),
-            percent(row.get("hit_rate")),
-            count(row.get("first")),
-            count(row.get("after_failure")),
-            count(row.get("in_flight")),
-            count(row.get("answered_earlier")),
+            kind,
+            count(row.lookups),
+            count(row.hits),
+            percent(row.hit_rate),
+            count(row.first),
+            count(row.after_failure),
+            count(row.in_flight),
+            count(row.answered_earlier),
         )
-        for row in rows
+        for kind, row in rows
     ]
 
 
-def binding_limit(held_back: Any) -> str:
+def binding_limit(held_back: dict[str, int]) -> str:
     """The limit requests most often found exhausted, and its share of such findings."""
-    if not isinstance(held_back, dict) or not held_back:
+    if not held_back:
         return "none"
     total = _total(held_back)
     name, hits = max(held_back.items(), key=lambda item: (as_float(item[1]), item[0]))
@@ -276,12 +290,12 @@ def headline_sentence(results: Results) -> str:
     """One sentence a reader can stop after, built from the summary rows' values."""
     values = dict(summary_rows(results))
     s = results.summary
-    p95 = seconds((s.get("slo_metrics") or {}).get("provider_p95"))
+    p95 = seconds(s.slo_metrics.provider_p95)
     return (
-        f"{values['Requests']} requests from {count(s.get('interviews'))} interviews over "
-        f"{values['Simulated time']} of simulated time: {percent(s.get('success_rate'))} "
+        f"{values['Requests']} requests from {count(s.interviews)} interviews over "
+        f"{values['Simulated time']} of simulated time: {percent(s.success_rate)} "
         f"answered, provider_p95 {p95} (a failed turn as ∞), {values['Breaker openings']} "
-        f"breaker opening(s), cost {money(s.get('cost_total'))}."
+        f"breaker opening(s), cost {money(s.cost_total)}."
     )
 
 
@@ -291,7 +305,7 @@ def held_back_note(results: Results) -> str | None:
     These are checks, not requests (a waiting request is checked again and again),
     so they are said in words rather than put in a table beside request counts.
     """
-    held = results.summary.get("held_back_by_limits") or {}
+    held = results.summary.held_back_by_limits
     total = _total(held)
     if total <= 0:
         return None
@@ -306,18 +320,17 @@ def held_back_note(results: Results) -> str | None:
 
 def failure_rows(results: Results) -> list[tuple[str, str, str, str]]:
     """Requests that ended in an error, by outcome, most frequent first."""
-    failures = results.summary.get("failures") or {}
-    requests = as_float(results.summary.get("requests"))
-    ordered = sorted(failures.items(), key=lambda item: (-as_float(item[1]), item[0]))
+    requests = results.summary.requests
+    ordered = sorted(results.summary.failures.items(), key=lambda item: (-item[1], item[0]))
     return [
         (
-            str(code),
+            code,
             count(n),
-            percent(as_float(n) / requests if requests > 0 else math.nan),
-            OUTCOME_MEANINGS.get(str(code), ""),
+            percent(n / requests if requests > 0 else math.nan),
+            OUTCOME_MEANINGS.get(code, ""),
         )
         for code, n in ordered
-        if as_float(n) > 0
+        if n > 0
     ]
 
 
@@ -325,23 +338,23 @@ def attempt_failure_rows(results: Results) -> list[tuple[str, str]]:
     """Failed upstream attempts by code, summed over accounts (a request may retry)."""
     codes: Counter[str] = Counter()
     for row in results.providers:
-        for code, n in (row.get("failures") or {}).items():
-            codes[str(code)] += int(as_float(n))
-        for limit, n in (row.get("rejections") or {}).items():
-            codes[f"refused by account limit {limit}"] += int(as_float(n))
+        for code, n in row.failures.items():
+            codes[code] += n
+        for limit, n in row.rejections.items():
+            codes[f"refused by account limit {limit}"] += n
     ordered = sorted(codes.items(), key=lambda item: (-item[1], item[0]))
     return [(code, count(n)) for code, n in ordered if n > 0]
 
 
-def _provider_row(row: dict[str, Any]) -> tuple[str, ...]:
+def _provider_row(row: ProviderSummary) -> tuple[str, ...]:
     return (
-        str(row.get("name", "?")),
-        count(row.get("calls")),
-        percent(row.get("load_share")),
-        percent(row.get("utilisation")),
-        count(row.get("rate_limited")),
-        count(_total(row.get("failures"))),
-        money(row.get("cost")),
+        row.name,
+        count(row.calls),
+        percent(row.load_share),
+        percent(row.utilisation),
+        count(row.rate_limited),
+        count(_total(row.failures)),
+        money(row.cost),
     )
 
 
@@ -352,31 +365,29 @@ def provider_rows(results: Results) -> list[tuple[str, ...]]:
 
 def top_provider_rows(results: Results, limit: int = 10) -> list[tuple[str, ...]]:
     """The ``limit`` accounts with the most calls (ties in fleet order)."""
-    ranked = sorted(
-        enumerate(results.providers), key=lambda item: (-as_float(item[1].get("calls")), item[0])
-    )
+    ranked = sorted(enumerate(results.providers), key=lambda item: (-item[1].calls, item[0]))
     return [_provider_row(row) for _, row in ranked[:limit]]
 
 
 def family_rows(results: Results) -> list[tuple[str, ...]]:
     """Accounts aggregated by profile family; columns as FAMILY_HEADERS."""
     families = family_of(results)
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    grouped: dict[str, list[ProviderSummary]] = defaultdict(list)
     for row in results.providers:
-        grouped[families.get(str(row.get("name")), "?")].append(row)
+        grouped[families[row.name]].append(row)
     out: list[tuple[str, ...]] = []
     for family, rows in sorted(grouped.items()):
-        utilisation = [as_float(r.get("utilisation")) for r in rows]
+        utilisation = [as_float(r.utilisation) for r in rows]
         out.append(
             (
                 family,
                 count(len(rows)),
-                count(sum(as_float(r.get("calls")) for r in rows)),
-                percent(sum(as_float(r.get("load_share")) for r in rows)),
+                count(sum(r.calls for r in rows)),
+                percent(sum(as_float(r.load_share) for r in rows)),
                 percent(sum(utilisation) / len(utilisation)),
-                count(sum(as_float(r.get("rate_limited")) for r in rows)),
-                count(sum(_total(r.get("failures")) for r in rows)),
-                money(sum(as_float(r.get("cost")) for r in rows)),
+                count(sum(r.rate_limited for r in rows)),
+                count(sum(_total(r.failures) for r in rows)),
+                money(sum(as_float(r.cost) for r in rows)),
             )
         )
     return out
@@ -384,15 +395,14 @@ def family_rows(results: Results) -> list[tuple[str, ...]]:
 
 def transition_rows(results: Results, limit: int = 20) -> list[tuple[str, str, str, str]]:
     """The first ``limit`` breaker transitions in time order."""
-    ordered = sorted(results.transitions, key=lambda m: as_float(m.get("time")))
+    ordered = sorted(results.transitions, key=lambda m: m.time)
     names = {"closed": "closed", "open": "open", "half_open": "half-open"}
     return [
         (
-            clock(m.get("time")),
-            str(m.get("provider", "?")),
-            f"{names.get(str(m.get('source')), m.get('source'))} → "
-            f"{names.get(str(m.get('target')), m.get('target'))}",
-            str(m.get("reason", "")),
+            clock(m.time),
+            m.provider,
+            f"{names[m.source.value]} → {names[m.target.value]}",
+            m.reason,
         )
         for m in ordered[:limit]
     ]

@@ -24,6 +24,7 @@ import hashlib
 from array import array
 from typing import Any
 
+import attrs
 import numpy as np
 
 #: How a request ended, as the ledger stores it.
@@ -126,22 +127,65 @@ def miss_causes(
     return causes
 
 
-def _row(kind: np.ndarray, ending: np.ndarray, causes: np.ndarray) -> dict[str, Any]:
+@attrs.frozen
+class CacheCounts:
+    """Lookups, hits and misses by cause, of some of a run's requests."""
+
+    #: Requests sent.
+    requests: int
+    #: Requests that looked the cache up (all but those validation rejected first).
+    lookups: int
+    #: Lookups the cache answered.
+    hits: int
+    #: ``hits`` over ``lookups``.
+    hit_rate: float
+    #: Lookups that missed; each has one cause below.
+    misses: int
+    #: Misses with no earlier lookup of the same key.
+    first: int
+    #: Misses after an identical request had been answered, its entry gone.
+    answered_earlier: int
+    #: Misses after an identical request had ended without an answer.
+    after_failure: int
+    #: Misses while every identical earlier request was still waiting for its answer.
+    in_flight: int
+
+
+@attrs.frozen
+class KindCacheCounts(CacheCounts):
+    """The cache counts of one turn kind."""
+
+    #: The turn kind.
+    kind: str
+
+
+@attrs.frozen
+class CacheUse:
+    """What the cache answered; ``kinds`` and ``all`` are absent when it was off."""
+
+    #: Whether the run had a cache.
+    enabled: bool
+    #: Per turn kind, in the order kinds first appeared.
+    kinds: list[KindCacheCounts] | None = None
+    #: Over all requests.
+    all: CacheCounts | None = None
+
+
+def _counts(kind: np.ndarray, ending: np.ndarray, causes: np.ndarray) -> dict[str, Any]:
     lookups = int(np.count_nonzero(ending != REJECTED))
     hits = int(np.count_nonzero(ending == HIT))
-    row: dict[str, Any] = {
+    by_cause = {cause: int(np.count_nonzero(causes == i)) for i, cause in enumerate(CAUSES)}
+    return {
         "requests": len(kind),
         "lookups": lookups,
         "hits": hits,
         "hit_rate": hits / lookups if lookups else 0.0,
         "misses": lookups - hits,
+        **by_cause,
     }
-    for index, cause in enumerate(CAUSES):
-        row[cause] = int(np.count_nonzero(causes == index))
-    return row
 
 
-def cache_use(ledger: CacheLedger) -> dict[str, Any]:
+def cache_use(ledger: CacheLedger) -> CacheUse:
     """Lookups, hits and misses by cause: per turn kind (in the order kinds first
     appeared) and over all requests."""
     columns = ledger.arrays()
@@ -150,5 +194,7 @@ def cache_use(ledger: CacheLedger) -> dict[str, Any]:
     by_kind = []
     for index, name in enumerate(ledger.kinds):
         mine = kind == index
-        by_kind.append({"kind": name, **_row(kind[mine], ending[mine], causes[mine])})
-    return {"enabled": True, "kinds": by_kind, "all": _row(kind, ending, causes)}
+        by_kind.append(
+            KindCacheCounts(kind=name, **_counts(kind[mine], ending[mine], causes[mine]))
+        )
+    return CacheUse(enabled=True, kinds=by_kind, all=CacheCounts(**_counts(kind, ending, causes)))

@@ -107,11 +107,7 @@ class ExperimentSpec:
 class ExperimentError(ScenarioError):
     """An experiment that cannot run; lists every problem with its key."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
-        listed = "\n".join(f"  - {p}" for p in problems)
-        ValueError.__init__(self, f"invalid experiment {source}:\n{listed}")
-        self.source = source
-        self.problems = problems
+    noun = "experiment"
 
 
 def builtin_experiments() -> list[str]:
@@ -235,20 +231,21 @@ def simulate_variant(raw: dict[str, Any], source: str, seed: int, window: float)
     import numpy as np
 
     from sims import result_views
-    from sims.results import summarise
+    from sims.results import summary_subset
     from sims.runner import simulate
+    from sims.summarise import summarise
 
     raw = copy.deepcopy(raw)
     raw["seed"] = seed
     results = summarise(simulate(structure(raw, source)))
-    summary = {k: results.summary[k] for k in _KEEP}
+    summary = summary_subset(results.summary, _KEEP)
     requests = result_views.requests(results)
-    end = float(results.summary["simulated_s"])
+    end = results.summary.simulated_s
     edges = result_views.window_edges(max(end, window), window)
     groups = result_views.binned(requests.start, edges)
     latency = np.where(requests.answered_facing, requests.latency, np.nan)
     p95 = result_views.windowed_percentiles(latency, groups, (95,))[:, 0]
-    names = list(results.meta["providers"])
+    names = results.meta.providers
     by_provider = requests.answered & ~requests.cached  # every turn kind, as failures
     served = {
         name: tuple(
@@ -258,7 +255,7 @@ def simulate_variant(raw: dict[str, Any], source: str, seed: int, window: float)
     }
     series = result_views.sampled(results)
     codes = (
-        np.vstack([own["breaker"] for own in series.providers.values()])
+        np.vstack([own.breaker for own in series.providers.values()])
         if series.providers
         else np.zeros((1, len(series.t)))
     )

@@ -72,8 +72,8 @@ def request_capacity(scenario: Scenario) -> float:
 def limit_share(scenario: Scenario, results: Results) -> float:
     """The share of the fleet's request limits the run used: calls the accounts took over
     what their limits admit in the run's simulated time."""
-    calls = sum(float(row.get("calls", 0)) for row in results.providers)
-    admitted = request_capacity(scenario) * float(results.summary["simulated_s"])
+    calls = sum(row.calls for row in results.providers)
+    admitted = request_capacity(scenario) * results.summary.simulated_s
     return calls / admitted if admitted > 0 else math.nan
 
 
@@ -118,13 +118,13 @@ def reading_figures(
     """What the headline says about one reading, as plain data (``needed``: what
     :func:`fleet_needed` found for it, if it ran)."""
     summary = results.summary
+    judged_on = {"slo_metrics": attrs.asdict(summary.slo_metrics)}  # as sims.slo reads it
     plan = scenario.workload.turn_plan
-    metrics = summary.get("slo_metrics") or {}
     judged = [
         {
             "slo": slo.text,
-            "value": slo.value(summary),
-            "met": slo.met(summary),
+            "value": slo.value(judged_on),
+            "met": slo.met(judged_on),
             "seconds": slo.is_latency,
         }
         for slo in slos
@@ -138,10 +138,10 @@ def reading_figures(
         "accounts": len(scenario.account_specs()),
         "start_spread_s": start_spread(scenario.workload),
         "question_share": plan.count("question") / len(plan),
-        "success": summary["success_rate"],
-        "provider_p95": metrics.get("provider_p95", math.nan),
-        "answer_p95": metrics.get("answer_p95", math.nan),
-        "cache_hit_rate": summary["cache_hit_rate"],
+        "success": summary.success_rate,
+        "provider_p95": summary.slo_metrics.provider_p95,
+        "answer_p95": summary.slo_metrics.answer_p95,
+        "cache_hit_rate": summary.cache_hit_rate,
         "limit_share": limit_share(scenario, results),
         "slos": judged,
         "meets_slos": all(item["met"] for item in judged),

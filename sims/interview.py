@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import trio
 
+from actors.backends.sink import StreamSink
 from actors.cache import request_key
 from actors.messages import ChatMessage, ChatRequest, Completion, filler_text
 from actors.runtime import clock
@@ -35,10 +36,15 @@ from sims.workload import WorkloadConfig, candidate_answer
 class InterviewTally:
     """What the candidates experienced, over all interviews of a run."""
 
+    #: Interviews started.
     started: int = 0
+    #: Interviews that reached their last turn.
     completed: int = 0
+    #: Interviews with at least one failed turn.
     with_error: int = 0
+    #: Failed turns over all interviews.
     errors: int = 0
+    #: Each interview's length in seconds (sorted in results.json).
     durations: list[float] = attrs.Factory(list)
 
 
@@ -155,14 +161,14 @@ class LedgeredInterview(ScriptedInterview):
         super().__init__(*args, **kwargs)
         self.ledger = ledger
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    async def complete(self, request: ChatRequest, sink: StreamSink | None = None) -> Completion:
         """The session's send, noted in the ledger with how it ended."""
         ledger = self.ledger
         key = request_key(request)
         row = ledger.begin(request.kind, key, clock.now())
         ending = FAILED  # an error, or cancelled
         try:
-            completion = await super().complete(attrs.evolve(request, cache_key=key))
+            completion = await super().complete(attrs.evolve(request, cache_key=key), sink)
         except InvalidRequest:
             ending = REJECTED  # refused before the cache was looked at
             raise

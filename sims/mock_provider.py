@@ -18,36 +18,33 @@ import collections
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import attrs
-import trio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from actors.backends import Usage
 from actors.backends.answers import answer_chars
 from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
 from actors.errors import AttemptError, AuthFailed, RateLimited, UpstreamError
+from actors.failures import MockProfileName
 from actors.faults import Fault, FaultSchedule
 from actors.limits import Admission, LimitSpec, TokenBucket
 from actors.messages import Answer, ChatRequest, Completion, filler_text
 from actors.runtime import clock
 from actors.runtime.distributions import Constant, LogNormal
-from actors.runtime.errors import InvalidSetting
+from actors.runtime.errors import CallboardError, InvalidSetting
 from actors.runtime.randomness import RandomStreams
 from engine.routing.errors import InvalidRequest
+from engine.serve import sse
 from engine.serve.anthropic_format import chat_body, messages_error, messages_reply
-from engine.serve.asgi import (
-    ClientGone,
-    end_body,
-    lifespan,
-    parse_json,
-    read_body,
-    send_json,
-    send_sse,
-    start_sse,
-    wait_for_disconnect,
-)
+from engine.serve.body import read_json
+from engine.serve.context import until_disconnect
 from engine.serve.messages_stream import MessagesStream
 from engine.serve.openai_format import error_body, parse_chat_body
 from sims.mock_answers import special_answer
@@ -82,25 +79,41 @@ def mock_profiles(speed: float = 1.0) -> dict[str, MockProfile]:
     rpm = (LimitSpec("requests", "requests", 600, 60.0),)
     profiles = [
         MockProfile(
-            "healthy", "answers everything; 600 requests/min with headers", normal, limits=rpm
+            MockProfileName.HEALTHY,
+            "answers everything; 600 requests/min with headers",
+            normal,
+            limits=rpm,
         ),
-        MockProfile("slow", "answers everything, ~10x slower", latency(4.0, 10.0, 15.0)),
         MockProfile(
-            "flaky", "30% of calls fail with HTTP 500", normal, ErrorRates(upstream_error=0.3)
+            MockProfileName.SLOW, "answers everything, ~10x slower", latency(4.0, 10.0, 15.0)
         ),
         MockProfile(
-            "rate-limited",
+            MockProfileName.FLAKY,
+            "30% of calls fail with HTTP 500",
+            normal,
+            ErrorRates(upstream_error=0.3),
+        ),
+        MockProfile(
+            MockProfileName.RATE_LIMITED,
             "every call gets 429 with Retry-After: 10",
             normal,
             ErrorRates(rate_limited=1.0, rate_limited_retry_after=10.0),
         ),
         MockProfile(
-            "down", "every call fails with HTTP 500", normal, ErrorRates(upstream_error=1.0)
+            MockProfileName.DOWN,
+            "every call fails with HTTP 500",
+            normal,
+            ErrorRates(upstream_error=1.0),
         ),
         MockProfile(
-            "hang", "accepts every call and never answers", normal, ErrorRates(timeout=1.0)
+            MockProfileName.HANG,
+            "accepts every call and never answers",
+            normal,
+            ErrorRates(timeout=1.0),
         ),
-        MockProfile("unlimited", "answers everything, no rate limit (load tests)", normal),
+        MockProfile(
+            MockProfileName.UNLIMITED, "answers everything, no rate limit (load tests)", normal
+        ),
     ]
     return {p.name: p for p in profiles}
 
@@ -149,6 +162,7 @@ class MockProvider:
         self.in_flight = 0
         self._served = 0
         self.set_profile(profile)
+        self.app = self._app()
 
     def __repr__(self) -> str:
         return f"MockProvider({self.name!r}, profile={self.profile.name!r})"
@@ -192,42 +206,53 @@ class MockProvider:
             "active": [f.kind for f in self.replay.active(now)],
         }
 
-    # --- ASGI ----------------------------------------------------------------
+    # --- HTTP (Starlette) ------------------------------------------------------------
+    def _app(self) -> Starlette:
+        def route(paths: tuple[str, ...], endpoint: Any, method: str) -> list[Route]:
+            return [Route(path, endpoint, methods=[method]) for path in paths]
+
+        return Starlette(
+            routes=[
+                *route(("/v1/chat/completions", "/chat/completions"), self._openai, "POST"),
+                *route(("/v1/messages", "/messages"), self._anthropic, "POST"),
+                *route(("/admin/profile",), self._put_profile, "POST"),
+                *route(("/admin/profile",), self._get_profile, "GET"),
+                *route(("/admin/replay",), self._put_replay, "POST"),
+                *route(("/admin/replay",), self._get_replay, "GET"),
+                *route(("/health", "/v1/models", "/models"), self._models, "GET"),
+            ],
+            exception_handlers={
+                InvalidSetting: _invalid_setting,
+                CallboardError: _callboard_error,
+                HTTPException: _http_error,
+                ClientDisconnect: _client_gone,
+            },
+        )
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        method, path = scope["method"], scope["path"].rstrip("/")
-        try:
-            if method == "POST" and path in ("/v1/chat/completions", "/chat/completions"):
-                await self._chat(scope, receive, send)
-            elif method == "POST" and path in ("/v1/messages", "/messages"):
-                await self._chat(scope, receive, send, anthropic=True)
-            elif path == "/admin/profile" and method == "POST":
-                body = parse_json(await read_body(receive, MAX_BODY))
-                profile = self.set_profile(body.get("profile") if isinstance(body, dict) else body)
-                await send_json(send, 200, {"profile": profile.name})
-            elif path == "/admin/profile" and method == "GET":
-                await send_json(send, 200, self._describe())
-            elif path == "/admin/replay" and method == "POST":
-                body = parse_json(await read_body(receive, MAX_BODY))
-                at = body.get("at", 0) if isinstance(body, dict) else 0
-                if isinstance(at, bool) or not isinstance(at, int | float) or at < 0:
-                    raise InvalidSetting("at", at, "scenario seconds >= 0")
-                self.restart_replay(float(at))
-                await send_json(send, 200, self._describe_replay())
-            elif path == "/admin/replay" and method == "GET":
-                await send_json(send, 200, self._describe_replay())
-            elif path in ("/health", "/v1/models", "/models") and method == "GET":
-                await send_json(send, 200, {"object": "list", "data": [{"id": self.name}]})
-            else:
-                await _error(send, 404, f"no route {method} {path}", "not_found")
-        except InvalidSetting as exc:
-            await _error(send, 400, str(exc), exc.code, exc.field)
-        except ClientGone:
-            pass
+        await self.app(scope, receive, send)
+
+    async def _put_profile(self, request: Request) -> Response:
+        body = await read_json(request, MAX_BODY)
+        profile = self.set_profile(body.get("profile") if isinstance(body, dict) else body)
+        return JSONResponse({"profile": profile.name})
+
+    async def _get_profile(self, request: Request) -> Response:
+        return JSONResponse(self._describe())
+
+    async def _put_replay(self, request: Request) -> Response:
+        body = await read_json(request, MAX_BODY)
+        at = body.get("at", 0) if isinstance(body, dict) else 0
+        if isinstance(at, bool) or not isinstance(at, int | float) or at < 0:
+            raise InvalidSetting("at", at, "scenario seconds >= 0")
+        self.restart_replay(float(at))
+        return JSONResponse(self._describe_replay())
+
+    async def _get_replay(self, request: Request) -> Response:
+        return JSONResponse(self._describe_replay())
+
+    async def _models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": self.name}]})
 
     def _describe(self) -> dict[str, Any]:
         return {
@@ -236,103 +261,84 @@ class MockProvider:
             "calls": dict(self.calls),
         }
 
-    def _authorised(self, scope: dict[str, Any], anthropic: bool) -> bool:
+    def _authorised(self, request: Request, anthropic: bool) -> bool:
         if self._api_key is None:
             return True
-        headers = dict(scope["headers"])
         if anthropic:
-            return headers.get(b"x-api-key", b"").decode("latin-1") == self._api_key
-        given = headers.get(b"authorization", b"").decode("latin-1")
-        return given == f"Bearer {self._api_key}"
+            return request.headers.get("x-api-key", "") == self._api_key
+        return request.headers.get("authorization", "") == f"Bearer {self._api_key}"
 
-    async def _chat(
-        self, scope: dict[str, Any], receive: Any, send: Any, anthropic: bool = False
-    ) -> None:
+    async def _openai(self, request: Request) -> Response:
+        return await self._chat(request, anthropic=False)
+
+    async def _anthropic(self, request: Request) -> Response:
+        return await self._chat(request, anthropic=True)
+
+    async def _chat(self, http: Request, anthropic: bool) -> Response:
         """A chat call in OpenAI's wire format, or in Anthropic's Messages API's."""
-        body = parse_json(await read_body(receive, MAX_BODY))
         try:
+            body = await read_json(http, MAX_BODY)
             request, stream = parse_chat_body(chat_body(body) if anthropic else body)
         except InvalidRequest as exc:  # as the real APIs do: 400 naming the field
             status, error, _ = (messages_error if anthropic else error_body)(exc)
-            await send_json(send, status, error)
-            return
-        headers = dict(scope["headers"])
-        expected = headers.get(b"x-callboard-expected-tokens", b"").decode("latin-1")
+            return JSONResponse(error, status)
+        expected = http.headers.get("x-callboard-expected-tokens", "")
         if expected.isdigit() and int(expected) >= 1:
             # A modelled workload says how long its answer is, as in the simulator.
             request = attrs.evolve(request, expected_output_tokens=int(expected))
         self._served += 1
-        request_id = headers.get(b"x-callboard-request-id", b"").decode() or f"m-{self._served}"
+        request_id = http.headers.get("x-callboard-request-id") or f"m-{self._served}"
         self.recent.append(request)
-        if not self._authorised(scope, anthropic):
+        if not self._authorised(http, anthropic):
             self.calls["401"] += 1
-            await _error(send, 401, "Incorrect API key provided.", "invalid_api_key")
-            return
+            return _error(401, "Incorrect API key provided.", "invalid_api_key")
         limit_headers, wait = self._admit(request)
         if wait > 0:
             self.calls["429"] += 1
             headers_429 = {**limit_headers, "retry-after": str(math.ceil(wait))}
-            await _error(
-                send,
-                429,
-                "Rate limit reached for requests",
-                "rate_limit_exceeded",
-                None,
-                headers_429,
+            return _error(
+                429, "Rate limit reached for requests", "rate_limit_exceeded", None, headers_429
             )
-            return
+        wire = _Wire(anthropic, request, request_id, self.name)
         self.in_flight += 1
+        streaming = False
         try:
-            wire = _Wire(anthropic, request, request_id, self.name)
-            await self._answer(request, request_id, stream, limit_headers, receive, send, wire)
+            # A client that hangs up stops the work, as a real server would.
+            if stream:
+                # The first token's fate and time come from the virtual model (a 1-token
+                # call); the rest is paced at the model's decode speed.
+                one = attrs.evolve(request, max_tokens=1)
+                first = await until_disconnect(
+                    http, lambda: self.backend.complete(one, request_id, Usage())
+                )
+                self.calls["200"] += 1
+                streaming = True
+                return sse.EventStream(self._stream(request, first.content, wire), limit_headers)
+            reply = await until_disconnect(
+                http, lambda: self.backend.complete(request, request_id, Usage())
+            )
+            self.calls["200"] += 1
+            answer = wire.special or _text_answer(reply.content)
+            tokens = reply.completion_tokens if wire.special is None else _count(answer)
+            return JSONResponse(wire.reply(answer, tokens), headers=limit_headers)
+        except AttemptError as exc:
+            return self._fail(exc, limit_headers)
+        finally:
+            if not streaming:  # (a stream is in flight until it ends)
+                self.in_flight -= 1
+
+    async def _stream(
+        self, request: ChatRequest, first: str, wire: _Wire
+    ) -> AsyncGenerator[bytes, None]:
+        try:
+            async for piece in self._events(request, first, wire):
+                yield piece
         finally:
             self.in_flight -= 1
 
-    async def _answer(
-        self,
-        request: ChatRequest,
-        request_id: str,
-        stream: bool,
-        limit_headers: dict[str, str],
-        receive: Any,
-        send: Any,
-        wire: _Wire,
-    ) -> None:
-        async with trio.open_nursery() as nursery:
-            # A client that hangs up stops the work, as a real server would.
-            async def watch() -> None:
-                await wait_for_disconnect(receive)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch)
-            try:
-                if stream:
-                    await self._stream(request, request_id, limit_headers, send, wire)
-                else:
-                    reply = await self.backend.complete(request, request_id, Usage())
-                    self.calls["200"] += 1
-                    answer = wire.special or _text_answer(reply.content)
-                    tokens = reply.completion_tokens if wire.special is None else _count(answer)
-                    await send_json(send, 200, wire.reply(answer, tokens), limit_headers)
-            except AttemptError as exc:
-                await self._fail(exc, limit_headers, send)
-            nursery.cancel_scope.cancel()
-
-    async def _stream(
-        self,
-        request: ChatRequest,
-        request_id: str,
-        headers: dict[str, str],
-        send: Any,
-        wire: _Wire,
-    ) -> None:
-        # The first token's fate and time come from the virtual model (a 1-token call);
-        # the rest is paced at the model's decode speed.
-        first = await self.backend.complete(
-            attrs.evolve(request, max_tokens=1), request_id, Usage()
-        )
-        self.calls["200"] += 1
-        await start_sse(send, headers)
+    async def _events(
+        self, request: ChatRequest, first: str, wire: _Wire
+    ) -> AsyncGenerator[bytes, None]:
         pace = self.profile.latency.tokens_per_s
         if wire.special is not None:
             pieces = _pieces(wire.special)
@@ -345,7 +351,7 @@ class MockProvider:
                 wanted = min(wanted, request.max_tokens)
             per_chunk = 4
             text = filler_text(4 * max(0, wanted - 1))
-            pieces = [{"content": first.content}] + [
+            pieces = [{"content": first}] + [
                 {"content": text[start : start + 4 * per_chunk]}
                 for start in range(0, len(text), 4 * per_chunk)
             ]
@@ -353,11 +359,10 @@ class MockProvider:
             if i:
                 await clock.sleep(4 / pace)
             for name, data in wire.delta(delta, first=i == 0):
-                await send_sse(send, data, event=name)
+                yield sse.event(data, name)
         finish = wire.special.finish_reason if wire.special is not None else "stop"
         for name, data in wire.end(finish or "stop", max(1, wanted)):
-            await send_sse(send, data, event=name)
-        await end_body(send)
+            yield sse.event(data, name)
 
     def _admit(self, request: ChatRequest) -> tuple[dict[str, str], float]:
         """(x-ratelimit-* headers, seconds to wait) under the profile's limits."""
@@ -381,7 +386,7 @@ class MockProvider:
             )
         return headers, wait
 
-    async def _fail(self, exc: AttemptError, headers: dict[str, str], send: Any) -> None:
+    def _fail(self, exc: AttemptError, headers: dict[str, str]) -> Response:
         if isinstance(exc, RateLimited):
             self.calls["429"] += 1
             extra = {
@@ -390,31 +395,53 @@ class MockProvider:
                 "x-ratelimit-remaining-requests": "0",
                 "x-ratelimit-reset-requests": go_duration(exc.retry_after),
             }
-            await _error(
-                send, 429, "Rate limit reached for requests", "rate_limit_exceeded", None, extra
+            return _error(
+                429, "Rate limit reached for requests", "rate_limit_exceeded", None, extra
             )
-        elif isinstance(exc, AuthFailed):
+        if isinstance(exc, AuthFailed):
             self.calls["401"] += 1
-            await _error(send, 401, "Incorrect API key provided.", "invalid_api_key")
-        elif isinstance(exc, UpstreamError):
+            return _error(401, "Incorrect API key provided.", "invalid_api_key")
+        if isinstance(exc, UpstreamError):
             self.calls[str(exc.upstream_status)] += 1
-            await _error(send, exc.upstream_status, "The server had an error.", "server_error")
-        else:  # a malformed reply: 200 with a body that is not a completion
-            self.calls["malformed"] += 1
-            await send_json(send, 200, {"object": "chat.completion", "choices": []})
+            return _error(exc.upstream_status, "The server had an error.", "server_error")
+        # A malformed reply: 200 with a body that is not a completion.
+        self.calls["malformed"] += 1
+        return JSONResponse({"object": "chat.completion", "choices": []})
 
 
-async def _error(
-    send: Any,
+def _error(
     status: int,
     message: str,
     code: str,
     param: str | None = None,
     headers: dict[str, str] | None = None,
-) -> None:
+) -> Response:
     kind = "invalid_request_error" if status < 500 else "server_error"
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    await send_json(send, status, body, headers)
+    return JSONResponse(body, status, headers)
+
+
+async def _invalid_setting(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidSetting)
+    return _error(400, str(exc), exc.code, exc.field)
+
+
+async def _callboard_error(request: Request, exc: Exception) -> Response:
+    """A bad body (not JSON, too large): the error in OpenAI's shape."""
+    assert isinstance(exc, CallboardError)
+    status, body, headers = error_body(exc)
+    return JSONResponse(body, status, headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    method, path = request.method, request.url.path
+    what = "not_found" if exc.status_code == 404 else "method_not_allowed"
+    return _error(exc.status_code, f"no route {method} {path}", what, None, exc.headers)
+
+
+async def _client_gone(request: Request, exc: Exception) -> None:
+    """The caller hung up: nothing to answer."""
 
 
 def _text_answer(content: str) -> Answer:

@@ -78,9 +78,9 @@ _DURATIONS = {
     "cache": ("ttl", "sweep_every"),
     "health": ("ping_every", "ping_timeout"),
     "hedging": ("min_delay",),
-    "shedding": ("rate_window",),
+    "line": ("rate_window",),
 }
-_TABLES = ("routing", "retry", "breaker", "cache", "health", "hedging", "concurrency", "shedding")
+_TABLES = ("routing", "retry", "breaker", "cache", "health", "hedging", "concurrency", "line")
 
 HONESTY = (
     "The live column is real time, scaled: real sockets, HTTP and scheduling on trio's "
@@ -395,18 +395,20 @@ def replay(
     overrides: Sequence[str] = (),
 ) -> Comparison:
     """Replay ``ref`` live at ``time_scale``, then simulate it; both summaries side by side."""
-    from sims.results import summarise
+    from sims.results import summary_subset
     from sims.runner import simulate
+    from sims.summarise import summarise
 
     if not (isinstance(time_scale, int | float) and 0 < time_scale < math.inf):
         raise InvalidSetting("--time-scale", time_scale, "a number > 0")
     scenario = load_replay(ref, interviews, seed, overrides)
     live_config(scenario, [f"http://{LOOPBACK}:1"] * len(scenario.account_specs()), time_scale)
     run = trio.run(play_live, scenario, float(time_scale))
-    live = summarise(run.data).summary
+    keys = [key for key, _, _ in FIGURES]
+    live = summary_subset(summarise(run.data).summary, keys)
     began = time.perf_counter()
     simulated = simulate(scenario)
-    simulation = summarise(simulated).summary
+    simulation = summary_subset(summarise(simulated).summary, keys)
     return Comparison(
         scenario,
         float(time_scale),

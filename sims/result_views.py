@@ -1,8 +1,7 @@
 """Numeric views of a :class:`Results`, shared by the figures and the tables.
 
-results.json stores non-finite floats as the strings "nan"/"inf" and, once reloaded,
-every array as a list; reading everything through here means each figure and table
-sees the same floats, and a report never disagrees with itself.
+The figures and tables read a run's columns and series through here as float arrays,
+so each figure and table sees the same floats, and a report never disagrees with itself.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from actors.breaker import Transition
 from sims.results import Results
 
 # Fewer answered requests than this in a time window and its percentiles are noise:
@@ -79,36 +79,29 @@ class Requests:
 
 def requests(results: Results) -> Requests:
     raw = results.requests
-    n = len(raw.get("start", []))
-
-    def column(key: str, dtype: type, fill: float) -> np.ndarray:
-        values = raw.get(key)
-        if values is None or len(values) != n:
-            return np.full(n, fill, dtype=dtype)
-        return np.asarray(values, dtype=dtype)
-
     return Requests(
-        start=column("start", float, math.nan),
-        latency=column("latency", float, math.nan),
-        ttft=column("ttft", float, math.nan),
-        attempts=column("attempts", int, 0),
-        provider=column("provider", int, -1),
-        outcome=column("outcome", int, 0),
-        cached=column("cached", bool, False),
-        cost=column("cost", float, 0.0),
-        facing=_facing(results, column("kind", int, -1)),
+        start=np.asarray(raw.start, dtype=float),
+        latency=np.asarray(raw.latency, dtype=float),
+        ttft=np.asarray(raw.ttft, dtype=float),
+        attempts=np.asarray(raw.attempts, dtype=int),
+        provider=np.asarray(raw.provider, dtype=int),
+        outcome=np.asarray(raw.outcome, dtype=int),
+        cached=np.asarray(raw.cached, dtype=bool),
+        cost=np.asarray(raw.cost, dtype=float),
+        facing=np.isin(raw.kind, results.meta.candidate_facing),
     )
 
 
-def _facing(results: Results, kind: np.ndarray) -> np.ndarray:
-    """Which requests are of a candidate-facing turn kind (all, if the run does not say)."""
-    kinds = results.meta.get("kinds") or []
-    workload = (results.meta.get("config") or {}).get("workload") or {}
-    facing_kinds = workload.get("candidate_facing")
-    if not kinds or facing_kinds is None:
-        return np.ones(len(kind), dtype=bool)
-    indices = [i for i, name in enumerate(kinds) if name in facing_kinds]
-    return np.isin(kind, indices)
+@attrs.frozen
+class ProviderSampled:
+    """One account's sampled series (:class:`sims.sampler.ProviderSeries`) as floats."""
+
+    in_use: np.ndarray
+    queued: np.ndarray
+    calls: np.ndarray
+    rate_limited: np.ndarray
+    breaker: np.ndarray
+    power: np.ndarray
 
 
 @attrs.frozen
@@ -121,27 +114,23 @@ class Sampled:
     answered: np.ndarray
     failed: np.ndarray
     cache_hits: np.ndarray
-    providers: dict[str, dict[str, np.ndarray]]
+    providers: dict[str, ProviderSampled]
 
 
 def sampled(results: Results) -> Sampled:
     raw = results.series
-    t = float_array(raw.get("t"))
-
-    def column(values: Any) -> np.ndarray:
-        array = float_array(values)
-        return array if len(array) == len(t) else np.zeros(len(t))
-
     return Sampled(
-        t=t,
-        in_flight=column(raw.get("in_flight")),
-        received=column(raw.get("received")),
-        answered=column(raw.get("answered")),
-        failed=column(raw.get("failed")),
-        cache_hits=column(raw.get("cache_hits")),
+        t=float_array(raw.t),
+        in_flight=float_array(raw.in_flight),
+        received=float_array(raw.received),
+        answered=float_array(raw.answered),
+        failed=float_array(raw.failed),
+        cache_hits=float_array(raw.cache_hits),
         providers={
-            name: {key: column(values) for key, values in own.items()}
-            for name, own in (raw.get("providers") or {}).items()
+            name: ProviderSampled(
+                **{key: float_array(values) for key, values in attrs.asdict(own).items()}
+            )
+            for name, own in raw.providers.items()
         },
     )
 
@@ -209,15 +198,11 @@ def windowed_percentiles(
 
 def family_of(results: Results) -> dict[str, str]:
     """Account name -> profile family (the account's name prefix if there is none)."""
-    out = {}
-    for row in results.providers:
-        name = str(row.get("name", "?"))
-        out[name] = str(row.get("family") or name.rsplit("-", 1)[0])
-    return out
+    return {row.name: row.family or row.name.rsplit("-", 1)[0] for row in results.providers}
 
 
 def max_concurrency_of(results: Results) -> dict[str, float]:
-    return {str(row["name"]): as_float(row.get("max_concurrency")) for row in results.providers}
+    return {row.name: float(row.max_concurrency) for row in results.providers}
 
 
 def breaker_spans(results: Results) -> dict[str, list[tuple[float, float, str]]]:
@@ -226,21 +211,21 @@ def breaker_spans(results: Results) -> dict[str, list[tuple[float, float, str]]]
     Built from the exact transition times rather than the 10-second samples, which
     would miss a short half-open trial.
     """
-    end = as_float(results.summary.get("simulated_s"))
-    moves: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for move in sorted(results.transitions, key=lambda m: as_float(m.get("time"))):
-        moves[str(move["provider"])].append(move)
+    end = as_float(results.summary.simulated_s)
+    moves: dict[str, list[Transition]] = defaultdict(list)
+    for move in sorted(results.transitions, key=lambda m: m.time):
+        moves[move.provider].append(move)
     spans: dict[str, list[tuple[float, float, str]]] = {}
     for name, own in moves.items():
-        last = max(as_float(m.get("time")) for m in own)
+        last = max(m.time for m in own)
         stop = end if math.isfinite(end) and end >= last else last
-        state, since = str(own[0].get("source", "closed")), 0.0
+        state, since = own[0].source.value, 0.0
         out = []
         for move in own:
-            at = as_float(move.get("time"))
+            at = move.time
             if at > since:
                 out.append((since, at, state))
-            state, since = str(move.get("target", state)), at
+            state, since = move.target.value, at
         if stop > since:
             out.append((since, stop, state))
         spans[name] = out

@@ -1,8 +1,15 @@
-"""The results of a run: one attrs object, serialised to a byte-stable results.json.
+"""The results of a run: typed records, written to a byte-stable results.json by cattrs.
 
-Everything here is a pure function of the run's data, which is a function of
-(scenario, seed): no wall time, date or path goes in, floats are rounded to the
-microsecond, keys are sorted, so the same inputs give the same bytes.
+A run's requests and attempts are stored as columns of the records the router hands
+its recorder (:class:`engine.routing.recording.RequestRecord` and ``AttemptRecord``),
+beside a :class:`RunSummary` of headline figures, per-account :class:`ProviderSummary`
+rows, the sampler's series, the breakers' transitions and the cache's use. The classes
+here are the one description of results.json: docs/results.schema.json is generated
+from them (docs/results_schema.py) and :data:`RESULTS` writes and reads them
+(:mod:`sims.summarise` builds them from a run).
+
+No wall time, date or path goes in, floats are rounded to the microsecond, keys are
+sorted, so the same run gives the same bytes.
 """
 
 from __future__ import annotations
@@ -10,17 +17,44 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, NewType
 
 import attrs
+import cattrs
 import numpy as np
+from cattrs.gen import make_dict_unstructure_fn
 
-from engine.routing.config import CONVERTER
-from engine.routing.recording import OUTCOMES
-from sims.cache_use import cache_use
-from sims.runner import RunData
-from sims.scenario import scenario_hash
-from sims.slo_metrics import slo_metrics
+from actors.autoscaler import ScalingEvent
+from actors.breaker import Transition
+from actors.quota import QuotaAlert
+from sims.cache_use import CacheUse
+from sims.interview import InterviewTally
+from sims.runner import QuotaUsage
+from sims.sampler import Series
+
+#: Columns of numbers, one value per request or attempt (numpy arrays in memory, lists
+#: in results.json, where a non-finite float is the string "nan", "inf" or "-inf").
+FloatColumn = NewType("FloatColumn", np.ndarray)
+IntColumn = NewType("IntColumn", np.ndarray)
+BoolColumn = NewType("BoolColumn", np.ndarray)
+
+
+def _same_column(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.all((a == b) | ((a != a) & (b != b))))
+
+
+def _column() -> Any:
+    return attrs.field(eq=attrs.cmp_using(eq=_same_column))
+
+
+def _nan_key(value: Any) -> Any:
+    return "nan" if value != value else value
+
+
+def _nan_equal(cls: type, fields: list[attrs.Attribute]) -> list[attrs.Attribute]:
+    """Compare float fields with nan equal to nan, so a run's results read back from
+    results.json are equal to themselves when a figure had no data."""
+    return [f.evolve(eq_key=_nan_key) if f.type in (float, "float") else f for f in fields]
 
 
 def callboard_version() -> str:
@@ -52,243 +86,357 @@ def round_floats(value: Any) -> Any:
     return value
 
 
-def _percentiles(values: np.ndarray, points: tuple[float, ...]) -> list[float]:
-    if len(values) == 0:
-        return [float("nan")] * len(points)
-    return [float(v) for v in np.percentile(values, points)]
+@attrs.frozen
+class RequestColumns:
+    """Every request that entered the router, whatever its fate, one row per
+    :class:`~engine.routing.recording.RequestRecord` in the order they ended."""
+
+    #: When it entered the router (seconds of simulated time).
+    start: FloatColumn = _column()
+    #: Seconds from ``start`` until it was answered or failed.
+    latency: FloatColumn = _column()
+    #: Seconds from ``start`` to the answer's first token.
+    ttft: FloatColumn = _column()
+    #: Seconds waiting for a concurrency slot.
+    slot_wait: FloatColumn = _column()
+    #: Seconds waiting for a limit (rate limits, cool-downs, quarantines).
+    limit_wait: FloatColumn = _column()
+    #: Attempts sent to providers for it.
+    attempts: IntColumn = _column()
+    #: The answering account, an index into ``meta.providers`` (-1: a cache hit or none).
+    provider: IntColumn = _column()
+    #: How it ended, an index into ``meta.outcomes`` (0: answered).
+    outcome: IntColumn = _column()
+    #: Answered from the cache.
+    cached: BoolColumn = _column()
+    #: What every attempt for it was billed.
+    cost: FloatColumn = _column()
+    #: The part of ``cost`` billed for attempts that gave no answer.
+    wasted: FloatColumn = _column()
+    #: Its turn kind, an index into ``meta.kinds``.
+    kind: IntColumn = _column()
 
 
-def _merge(counts: Iterable[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for count in counts:
-        for key, value in count.items():
-            total[key] = total.get(key, 0) + value
-    return dict(sorted(total.items()))
+@attrs.frozen
+class AttemptColumns:
+    """Every attempt sent to a provider, one row per
+    :class:`~engine.routing.recording.AttemptRecord` (attempts refused by an account's own
+    limits before they were sent are not attempts)."""
+
+    #: The codes attempts ended with, in the order they first occurred.
+    codes: list[str]
+    #: The account, an index into ``meta.providers``.
+    provider: IntColumn = _column()
+    #: How it ended, an index into ``codes``.
+    code: IntColumn = _column()
+    #: What the provider billed for it.
+    cost: FloatColumn = _column()
+
+
+@attrs.frozen(field_transformer=_nan_equal)
+class ProviderSummary:
+    """One account's totals over the run."""
+
+    #: The account's name.
+    name: str
+    #: Its profile family (``openai``, ``self-hosted`` ...).
+    family: str
+    #: The model it serves.
+    model: str
+    #: Its tier (``strong``, ``fast`` ...).
+    tier: str
+    #: Requests it serves at once.
+    max_concurrency: int
+    #: Attempts sent to it.
+    calls: int
+    #: Attempts it answered (a hedge's losing leg included).
+    answered: int
+    #: Requests whose answer it gave.
+    served_requests: int
+    #: Its share of all accounts' calls.
+    load_share: float
+    #: Its busy slot-seconds over its slot-seconds in the run.
+    utilisation: float
+    #: Failed attempts by error code.
+    failures: dict[str, int]
+    #: Attempts its own limits refused before they were sent, by limit.
+    rejections: dict[str, int]
+    #: Times the router found it at a limit and looked elsewhere or waited, by limit.
+    held_back: dict[str, int]
+    #: 429s: refused by its limits, or rate limited by the provider.
+    rate_limited: int
+    #: Input tokens billed.
+    tokens_in: int
+    #: Output tokens billed.
+    tokens_out: int
+    #: Billed per token.
+    usage_cost: float
+    #: Hours it was powered (a self-hosted replica), or the whole run.
+    powered_hours: float
+    #: ``powered_hours`` times its hourly cost.
+    hosting_cost: float
+    #: ``usage_cost`` plus ``hosting_cost``.
+    cost: float
+    #: The lowest in-flight limit adaptive concurrency set (``max_concurrency`` when off).
+    lowest_limit: int
+
+
+@attrs.frozen(field_transformer=_nan_equal)
+class SloMetrics:
+    """What service-level objectives are judged on (``sims.slo``): latencies in seconds
+    with a failed request as infinite (nan when a metric covers no request), and shares."""
+
+    #: Median latency of every candidate-facing turn, cache hits included.
+    answer_p50: float
+    #: 95th percentile latency of every candidate-facing turn, cache hits included.
+    answer_p95: float
+    #: 99th percentile latency of every candidate-facing turn, cache hits included.
+    answer_p99: float
+    #: Median latency of the candidate-facing turns that needed a provider.
+    provider_p50: float
+    #: 95th percentile latency of the candidate-facing turns that needed a provider.
+    provider_p95: float
+    #: 99th percentile latency of the candidate-facing turns that needed a provider.
+    provider_p99: float
+    #: Median time to first token of the candidate-facing turns that needed a provider.
+    ttft_p50: float
+    #: 95th percentile time to first token of the same turns.
+    ttft_p95: float
+    #: 99th percentile time to first token of the same turns.
+    ttft_p99: float
+    #: The share of requests answered.
+    success: float
+    #: The share of interviews that completed without a failed turn.
+    interviews_without_error: float
+
+
+@attrs.frozen(field_transformer=_nan_equal)
+class RunSummary:
+    """A run's headline figures.
+
+    ``p50``/``p95``/``p99`` are the latencies of the *answered* requests of the
+    candidate-facing turn kinds, cache hits included (they are answered at once);
+    ``upstream_*`` and ``ttft_*`` leave the cache hits out; ``background_*`` are the turns
+    nobody waits for (the evaluation). ``slo_metrics`` are what objectives are judged on.
+    """
+
+    #: The scenario's name.
+    scenario: str
+    #: The seed it ran with.
+    seed: int
+    #: Interviews the workload planned.
+    interviews: int
+    #: Requests that entered the router.
+    requests: int
+    #: Requests answered (by a provider or the cache).
+    answered: int
+    #: ``answered`` over ``requests``.
+    success_rate: float
+    #: Requests that ended in an error, by outcome (only those that occurred).
+    failures: dict[str, int]
+    #: Median latency of the answered candidate-facing requests.
+    p50: float
+    #: 95th percentile latency of the answered candidate-facing requests.
+    p95: float
+    #: 99th percentile latency of the answered candidate-facing requests.
+    p99: float
+    #: Median latency of the candidate-facing requests a provider answered.
+    upstream_p50: float
+    #: 95th percentile latency of the candidate-facing requests a provider answered.
+    upstream_p95: float
+    #: 99th percentile latency of the candidate-facing requests a provider answered.
+    upstream_p99: float
+    #: Median latency of the answered background requests.
+    background_p50: float
+    #: 95th percentile latency of the answered background requests.
+    background_p95: float
+    #: Mean wait for a slot of the candidate-facing requests a provider answered.
+    slot_wait_mean: float
+    #: Mean wait for a limit of the same requests.
+    limit_wait_mean: float
+    #: Mean latency of the same requests less both waits (attempts and backoff).
+    service_mean: float
+    #: Median time to first token of the candidate-facing requests a provider answered.
+    ttft_p50: float
+    #: 95th percentile time to first token of the same requests.
+    ttft_p95: float
+    #: 99th percentile time to first token of the same requests.
+    ttft_p99: float
+    #: Answered requests per minute of simulated time.
+    throughput_rpm: float
+    #: 429s over all accounts.
+    rate_limited: int
+    #: Times the router found an account at a limit, by limit, over all accounts.
+    held_back_by_limits: dict[str, int]
+    #: Attempts beyond each request's first.
+    retries: int
+    #: Attempts sent to providers.
+    attempts: int
+    #: Requests answered from the cache over ``requests``.
+    cache_hit_rate: float
+    #: Usage billed for every attempt plus hosting.
+    cost_total: float
+    #: Billed for attempts that gave no answer: failed, timed out, cut off, a hedge's
+    #: losing leg (the answering attempts of retried requests are not waste).
+    wasted_cost: float
+    #: ``wasted_cost`` by the code the attempts ended with (only those billed).
+    wasted_cost_by_outcome: dict[str, float]
+    #: The powered hours of self-hosted replicas times their hourly cost.
+    hosting_cost: float
+    #: Powered hours of the accounts that cost by the hour.
+    replica_hours: float
+    #: ``cost_total`` over the interviews started.
+    cost_per_interview: float
+    #: Interviews that reached their last turn (failed turns included).
+    interviews_completed: int
+    #: Interviews with at least one failed turn.
+    interviews_with_error: int
+    #: Share of the interviews started that completed without a failed turn.
+    interviews_without_error: float
+    #: Median interview length in minutes.
+    interview_minutes_p50: float
+    #: Seconds of simulated time the run took.
+    simulated_s: float
+    #: Times a breaker opened.
+    breaker_openings: int
+    #: Hedged attempts sent.
+    hedges: int
+    #: Hedged attempts that answered first.
+    hedge_wins: int
+    #: Retries the retry budget refused.
+    retries_denied: int
+    #: Requests shed.
+    shed: int
+    #: Times a request moved on to another account after a failed attempt.
+    failovers: int
+    #: Attempts sent to providers (as ``attempts``).
+    upstream_calls: int
+    #: What service-level objectives are judged on.
+    slo_metrics: SloMetrics
+
+
+@attrs.frozen
+class RunMeta:
+    """Which run this is: the scenario, seed and version, and the names the columns'
+    indexes point into."""
+
+    #: The callboard version that ran it.
+    callboard_version: str
+    #: The scenario's name.
+    scenario: str
+    #: The scenario's description.
+    description: str
+    #: A hash of the scenario as run, to tell apart runs of edited scenarios.
+    scenario_hash: str
+    #: The seed it ran with.
+    seed: int
+    #: The scenario as run, every key as in a scenario file (docs/reference.md).
+    config: dict[str, Any]
+    #: Outcome codes; ``requests.outcome`` indexes into them.
+    outcomes: list[str]
+    #: Turn kinds; ``requests.kind`` indexes into them.
+    kinds: list[str]
+    #: Account names; ``requests.provider`` and ``attempts.provider`` index into them.
+    providers: list[str]
+    #: Timed events the virtual clock processed.
+    timed_events: int
+
+    @property
+    def candidate_facing(self) -> tuple[int, ...]:
+        """Indexes into :attr:`kinds` of the turn kinds a candidate waits for."""
+        facing = self.config["workload"]["candidate_facing"]
+        return tuple(i for i, kind in enumerate(self.kinds) if kind in facing)
+
+
+@attrs.frozen
+class QuotaReport:
+    """Quotas (limits over a day or longer): alerts as they were crossed, and where each
+    stood at the end."""
+
+    #: Each time an account's use of a quota crossed an alert level.
+    alerts: list[QuotaAlert]
+    #: Where each account's quota stood when the run ended.
+    usage: list[QuotaUsage]
 
 
 @attrs.frozen
 class Results:
-    """What a run found; ``summary`` holds the headline figures.
+    """What a run found: results.json."""
 
-    ``p50``/``p95``/``p99`` are the latencies of the *answered* requests of the
-    candidate-facing turn kinds, cache hits included (they are answered at once);
-    ``upstream_*`` and ``ttft_*`` leave the cache hits out; ``background_*`` are the
-    turns nobody waits for (the evaluation). ``slo_metrics`` are what objectives are
-    judged on: the same latencies over every request they cover, a failed one counted
-    as missing the objective (:mod:`sims.slo_metrics`). ``cache`` has the cache's lookups, hits and
-    misses by cause, per turn kind (:mod:`sims.cache_use`).
-    """
-
-    meta: dict[str, Any]
-    summary: dict[str, Any]
-    providers: list[dict[str, Any]]
-    series: dict[str, Any]
-    transitions: list[dict[str, Any]]
-    interviews: dict[str, Any]
-    requests: dict[str, Any]
-    quotas: dict[str, Any] = attrs.Factory(dict)
-    scaling: list[dict[str, Any]] = attrs.Factory(list)
-    #: One row per attempt sent to a provider: ``provider`` and ``code`` (indexes into
-    #: ``meta.providers`` and ``codes``) and the ``cost`` it was billed.
-    attempts: dict[str, Any] = attrs.Factory(dict)
-    cache: dict[str, Any] = attrs.Factory(dict)
+    #: Which run this is.
+    meta: RunMeta
+    #: The headline figures.
+    summary: RunSummary
+    #: Each account's totals, in fleet order.
+    providers: list[ProviderSummary]
+    #: The sampler's series, router-wide and per account.
+    series: Series
+    #: Every breaker transition, in time order.
+    transitions: list[Transition]
+    #: What the candidates experienced.
+    interviews: InterviewTally
+    #: Every request.
+    requests: RequestColumns
+    #: Every attempt sent to a provider.
+    attempts: AttemptColumns
+    #: What the cache answered, per turn kind, and why it missed.
+    cache: CacheUse
+    #: Quota alerts and use.
+    quotas: QuotaReport
+    #: The autoscaler's actions.
+    scaling: list[ScalingEvent]
 
     def to_json(self) -> str:
-        return json.dumps(round_floats(attrs.asdict(self)), sort_keys=True, separators=(",", ":"))
+        return json.dumps(
+            round_floats(RESULTS.unstructure(self)), sort_keys=True, separators=(",", ":")
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Results:
-        return cls(**json.loads(text))
-
-    def request_arrays(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v) for k, v in self.requests.items() if isinstance(v, list)}
+        return RESULTS.structure(json.loads(text), cls)
 
 
-def summarise(data: RunData) -> Results:
-    """Turn a run's raw data into :class:`Results`."""
-    scenario = data.scenario
-    arrays = data.recorder.arrays()
-    outcome = arrays["outcome"]
-    answered = outcome == 0
-    cached = arrays["cached"]
-    latency = arrays["latency"]
-    ttft = arrays["ttft"]
-    n = len(outcome)
-    upstream = answered & ~cached
-    # Latency objectives are about the turns a candidate waits for; the evaluation
-    # turn runs after the candidate has left and is reported on its own.
-    facing_kinds = [
-        i
-        for i, kind in enumerate(data.recorder.kinds)
-        if kind in scenario.workload.candidate_facing
-    ]
-    facing = np.isin(arrays["kind"], facing_kinds)
-    p50, p95, p99 = _percentiles(latency[answered & facing], (50, 95, 99))
-    t50, t95, t99 = _percentiles(ttft[upstream & facing], (50, 95, 99))
-    u50, u95, u99 = _percentiles(latency[upstream & facing], (50, 95, 99))
-    # Where an answered upstream turn's time went: waiting for a slot, waiting for a
-    # limit, and the rest (attempts and backoff); the three add up to its latency.
-    served = upstream & facing
-    slot_wait, limit_wait, mean_latency = (
-        [float(arrays[key][served].mean()) for key in ("slot_wait", "limit_wait", "latency")]
-        if served.any()
-        else [float("nan")] * 3
-    )
-    background = answered & ~facing
-    b50, b95, _ = _percentiles(latency[background], (50, 95, 99))
-    busy_capacity = {p.name: p.max_concurrency * data.simulated_s for p in data.providers}
-    calls_total = sum(p.calls for p in data.providers) or 1
-    provider_rows = []
-    for index, p in enumerate(data.providers):
-        served = int(np.count_nonzero(arrays["provider"][upstream] == index))
-        provider_rows.append(
-            {
-                "name": p.name,
-                "family": p.family,
-                "model": p.model,
-                "tier": p.tier,
-                "max_concurrency": p.max_concurrency,
-                "calls": p.calls,
-                "answered": p.answered,
-                "served_requests": served,
-                "load_share": p.calls / calls_total,
-                "utilisation": p.busy_time / busy_capacity[p.name] if data.simulated_s else 0.0,
-                "failures": p.failures,
-                "rejections": p.rejections,
-                "held_back": p.held_back,
-                "rate_limited": sum(p.rejections.values()) + p.failures.get("rate_limited", 0),
-                "tokens_in": p.tokens_in,
-                "tokens_out": p.tokens_out,
-                "usage_cost": p.cost,
-                "powered_hours": p.powered_s / 3600,
-                "hosting_cost": p.powered_s / 3600 * p.hourly_cost,
-                "cost": p.cost + p.powered_s / 3600 * p.hourly_cost,
-                "lowest_limit": p.lowest_limit,
-            }
+def summary_subset(summary: RunSummary, keys: Iterable[str]) -> dict[str, Any]:
+    """Some of a summary's figures as plain data, for the compact runs sizing and
+    experiments keep (and pickle across processes)."""
+    plain = RESULTS.unstructure(summary)
+    return {key: plain[key] for key in keys}
+
+
+def _number(value: Any, _: type) -> float:
+    """A float as results.json holds it: a number (an int stays an int, so a file reads
+    back to the same bytes) or "nan", "inf", "-inf"."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value if isinstance(value, int) else float(value)
+
+
+#: What each column holds in memory, as :class:`engine.routing.recording.RequestRecorder`
+#: keeps it.
+_DTYPES = {FloatColumn: float, IntColumn: np.int32, BoolColumn: bool}
+
+
+def _structure_column(values: list[Any], column: Any) -> np.ndarray:
+    return np.asarray(values, dtype=_DTYPES[column])  # numpy reads "nan" and "inf" itself
+
+
+#: Classes whose fields at their default are left out of results.json (a run without a
+#: cache has no cache counts).
+SPARSE: tuple[type, ...] = (CacheUse,)
+
+
+def _results_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(float, _number)
+    for column in _DTYPES:
+        converter.register_unstructure_hook(column, lambda array: array)  # round_floats lists it
+        converter.register_structure_hook(column, _structure_column)
+    for cls in SPARSE:
+        converter.register_unstructure_hook(
+            cls, make_dict_unstructure_fn(cls, converter, _cattrs_omit_if_default=True)
         )
-    failures = {
-        code: int(np.count_nonzero(outcome == i)) for i, code in enumerate(OUTCOMES) if i != 0
-    }
-    hosting_cost = sum(row["hosting_cost"] for row in provider_rows)
-    cost_total = float(arrays["cost"].sum()) + hosting_cost
-    attempts = data.recorder.attempt_arrays()
-    codes = data.recorder.attempt_codes
-    wasted_by_code = {
-        code: float(attempts["cost"][attempts["code"] == i].sum())
-        for i, code in enumerate(codes)
-        if code != "ok"
-    }
-    tally = data.tally
-    durations = np.asarray(tally.durations)
-    summary = {
-        "scenario": scenario.name,
-        "seed": data.seed,
-        "interviews": scenario.workload.interviews,
-        "requests": n,
-        "answered": int(answered.sum()),
-        "success_rate": float(answered.mean()) if n else 0.0,
-        "failures": {k: v for k, v in failures.items() if v},
-        "p50": p50,
-        "p95": p95,
-        "p99": p99,
-        "upstream_p50": u50,
-        "upstream_p95": u95,
-        "upstream_p99": u99,
-        "background_p50": b50,
-        "background_p95": b95,
-        "slot_wait_mean": slot_wait,
-        "limit_wait_mean": limit_wait,
-        "service_mean": mean_latency - slot_wait - limit_wait,
-        "ttft_p50": t50,
-        "ttft_p95": t95,
-        "ttft_p99": t99,
-        "throughput_rpm": (
-            float(answered.sum()) / (data.simulated_s / 60.0) if data.simulated_s > 0 else 0.0
-        ),
-        "rate_limited": sum(row["rate_limited"] for row in provider_rows),
-        "held_back_by_limits": _merge(p.held_back for p in data.providers),
-        "retries": int(np.maximum(arrays["attempts"] - 1, 0).sum()),
-        "attempts": int(arrays["attempts"].sum()),
-        "cache_hit_rate": float(cached.mean()) if n else 0.0,
-        "cost_total": cost_total,
-        # Billed for attempts that gave no answer: failed, timed out, cut off, a hedge's
-        # losing leg (the answering attempts of retried requests are not waste).
-        "wasted_cost": float(arrays["wasted"].sum()),
-        "wasted_cost_by_outcome": {k: v for k, v in sorted(wasted_by_code.items()) if v},
-        "hosting_cost": hosting_cost,
-        "replica_hours": sum(
-            row["powered_hours"]
-            for row, p in zip(provider_rows, data.providers, strict=True)
-            if p.hourly_cost > 0
-        ),
-        "cost_per_interview": cost_total / max(1, tally.started),
-        "interviews_completed": tally.completed,
-        "interviews_with_error": tally.with_error,
-        "interviews_without_error": (
-            (tally.completed - tally.with_error) / tally.started if tally.started else 0.0
-        ),
-        "interview_minutes_p50": float(np.median(durations)) / 60 if len(durations) else 0.0,
-        "simulated_s": data.simulated_s,
-        "breaker_openings": sum(1 for t in data.transitions if t.target.value == "open"),
-        "hedges": data.router.get("hedges", 0),
-        "hedge_wins": data.router.get("hedge_wins", 0),
-        "retries_denied": data.router.get("retries_denied", 0),
-        "shed": failures.get("shed", 0),
-        "failovers": data.router.get("failovers", 0),
-        "upstream_calls": sum(p.calls for p in data.providers),
-    }
-    summary["slo_metrics"] = slo_metrics(
-        arrays, facing, summary["success_rate"], summary["interviews_without_error"]
-    )
-    series = data.series
-    meta = {
-        "callboard_version": callboard_version(),
-        "scenario": scenario.name,
-        "description": scenario.description.strip(),
-        "scenario_hash": scenario_hash(scenario),
-        "seed": data.seed,
-        "config": CONVERTER.unstructure(scenario),
-        "outcomes": list(OUTCOMES),
-        "kinds": list(data.recorder.kinds),
-        "providers": [p.name for p in data.providers],
-        "timed_events": data.timed_events,
-    }
-    return Results(
-        meta=meta,
-        summary=summary,
-        providers=provider_rows,
-        series={
-            "t": series.t,
-            "in_flight": series.in_flight,
-            "received": series.received,
-            "answered": series.answered,
-            "failed": series.failed,
-            "cache_hits": series.cache_hits,
-            "providers": {name: attrs.asdict(s) for name, s in series.providers.items()},
-        },
-        transitions=[
-            {
-                "time": t.time,
-                "provider": t.provider,
-                "source": t.source.value,
-                "target": t.target.value,
-                "reason": t.reason,
-            }
-            for t in data.transitions
-        ],
-        interviews={
-            "started": tally.started,
-            "completed": tally.completed,
-            "with_error": tally.with_error,
-            "errors": tally.errors,
-            "durations": sorted(tally.durations),
-        },
-        requests={key: value for key, value in arrays.items()},
-        attempts={"codes": list(codes), **attempts},
-        scaling=[attrs.asdict(event) for event in data.scaling],
-        cache=cache_use(data.cache) if data.cache is not None else {"enabled": False},
-        quotas={
-            "alerts": [attrs.asdict(alert) for alert in data.quota_alerts],
-            "usage": [attrs.asdict(usage) for usage in data.quotas],
-        },
-    )
+    return converter
+
+
+#: Writes :class:`Results` to results.json and reads it back.
+RESULTS = _results_converter()

@@ -82,11 +82,17 @@ class RunData:
 class QuotaUsage:
     """Where one account's quota stood when the run ended, and where it was heading."""
 
+    #: The account.
     provider: str
+    #: The quota's name.
     limit: str
+    #: What the quota allows per window.
     allowance: float
+    #: What had been used of it.
     used: float
+    #: The quota's window in seconds.
     window_s: float
+    #: When its window resets.
     resets_at: float
     #: Seconds from the window's start until the quota runs dry at the run's pace.
     dry_after_s: float

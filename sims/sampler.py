@@ -21,10 +21,17 @@ BREAKER_CODES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
 
 @attrs.define
 class ProviderSeries:
+    """One account's samples, one value per sample time."""
+
+    #: Slots in use.
     in_use: list[int] = attrs.Factory(list)
+    #: Requests waiting in the account's own queue.
     queued: list[int] = attrs.Factory(list)
+    #: Attempts sent to it so far.
     calls: list[int] = attrs.Factory(list)
+    #: 429s so far (from the provider, or refused by its limits).
     rate_limited: list[int] = attrs.Factory(list)
+    #: Its breaker: 0 closed, 1 half-open, 2 open.
     breaker: list[int] = attrs.Factory(list)
     #: 0 powered off, 1 starting (cold start), 2 serving.
     power: list[int] = attrs.Factory(list)
@@ -32,12 +39,21 @@ class ProviderSeries:
 
 @attrs.define
 class Series:
+    """The sampler's samples, taken every ``sample_every`` seconds of the run."""
+
+    #: When each sample was taken.
     t: list[float] = attrs.Factory(list)
+    #: Requests in the router.
     in_flight: list[int] = attrs.Factory(list)
+    #: Requests received so far.
     received: list[int] = attrs.Factory(list)
+    #: Requests answered so far.
     answered: list[int] = attrs.Factory(list)
+    #: Requests failed so far.
     failed: list[int] = attrs.Factory(list)
+    #: Requests answered from the cache so far.
     cache_hits: list[int] = attrs.Factory(list)
+    #: Each account's series, by name.
     providers: dict[str, ProviderSeries] = attrs.Factory(dict)
 
 

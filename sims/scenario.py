@@ -34,7 +34,7 @@ from engine.routing.fleet import RouterConfig
 from engine.routing.hedging import HedgingConfig
 from engine.routing.policies import PolicyConfig
 from engine.routing.retry import RetryConfig
-from engine.routing.shedding import SheddingConfig
+from engine.routing.waiting import LineConfig, refuse_shedding_table
 from sims.profiles import PROFILES
 from sims.workload import WorkloadConfig
 
@@ -146,7 +146,7 @@ class Scenario:
     autoscaler: AutoscalerConfig | None = None
     hedging: HedgingConfig = HedgingConfig()
     concurrency: ConcurrencyConfig = ConcurrencyConfig()
-    shedding: SheddingConfig = SheddingConfig()
+    line: LineConfig = LineConfig()
 
     def __attrs_post_init__(self) -> None:
         require("accounts", len(self.accounts) >= 1, self.accounts, "at least one account group")
@@ -195,6 +195,7 @@ class Scenario:
 def structure(raw: dict[str, Any], source: str) -> Scenario:
     """Build a :class:`Scenario` from parsed TOML, or raise :class:`ScenarioError`."""
     try:
+        refuse_shedding_table(raw)
         return CONVERTER.structure(raw, Scenario)
     except cattrs.BaseValidationError as exc:
         raise ScenarioError(source, describe_problems(exc, "scenario")) from None

@@ -148,8 +148,9 @@ def _overrides_for(scenario: Scenario, interviews: int, counts: dict[str, int]) 
 def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed: int) -> Run:
     """One seeded simulation, reduced to what sizing and its report need."""
     from engine.routing.config import apply_override
-    from sims.results import summarise
+    from sims.results import summary_subset
     from sims.runner import simulate
+    from sims.summarise import summarise
 
     raw = copy.deepcopy(raw)
     for assignment in overrides:
@@ -160,18 +161,18 @@ def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed:
     groups: dict[str, dict[str, Any]] = {}
     for group in scenario.accounts:
         names = {spec.name for spec in group.specs()}
-        rows = [row for row in results.providers if row["name"] in names]
+        rows = [row for row in results.providers if row.name in names]
         held: dict[str, int] = {}
         for row in rows:
-            for limit, count in row["held_back"].items():
+            for limit, count in row.held_back.items():
                 held[limit] = held.get(limit, 0) + count
         groups[group.prefix] = {
             "accounts": len(rows),
-            "utilisation": sum(r["utilisation"] for r in rows) / max(1, len(rows)),
-            "peak_utilisation": max((r["utilisation"] for r in rows), default=0.0),
+            "utilisation": sum(r.utilisation for r in rows) / max(1, len(rows)),
+            "peak_utilisation": max((r.utilisation for r in rows), default=0.0),
             "held_back": held,
-            "cost": sum(r["cost"] for r in rows),
-            "calls": sum(r["calls"] for r in rows),
+            "cost": sum(r.cost for r in rows),
+            "calls": sum(r.calls for r in rows),
         }
     keep = (
         "requests",
@@ -192,7 +193,7 @@ def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed:
         "held_back_by_limits",
         "simulated_s",
     )
-    return Run(seed, {k: results.summary[k] for k in keep}, groups)
+    return Run(seed, summary_subset(results.summary, keep), groups)
 
 
 #: Fleets probed at once in each round of the search: a fixed number, so that the fleets

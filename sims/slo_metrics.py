@@ -9,6 +9,8 @@ literally true), and infinite when more than the rest failed.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 #: Which requests each latency metric covers, as the reports say it.
@@ -29,21 +31,30 @@ def slo_percentile(latency: np.ndarray, failed: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q, method="inverted_cdf"))
 
 
+class RequestOutcomes(Protocol):
+    """The request columns the metrics read (``sims.results.RequestColumns``)."""
+
+    latency: np.ndarray
+    ttft: np.ndarray
+    outcome: np.ndarray
+    cached: np.ndarray
+
+
 def slo_metrics(
-    arrays: dict[str, np.ndarray], facing: np.ndarray, success: float, without_error: float
+    requests: RequestOutcomes, facing: np.ndarray, success: float, without_error: float
 ) -> dict[str, float]:
-    """``answer_p*``, ``provider_p*`` and ``ttft_p*`` of one run's request arrays, beside
-    the run's ``success`` and ``interviews_without_error`` shares."""
-    failed = arrays["outcome"] != 0
-    needed_provider = facing & ~arrays["cached"]
+    """``answer_p*``, ``provider_p*`` and ``ttft_p*`` of one run's requests, beside the
+    run's ``success`` and ``interviews_without_error`` shares."""
+    failed = requests.outcome != 0
+    needed_provider = facing & ~requests.cached
     metrics: dict[str, float] = {}
     for q in QUANTILES:
-        metrics[f"answer_p{q}"] = slo_percentile(arrays["latency"][facing], failed[facing], q)
+        metrics[f"answer_p{q}"] = slo_percentile(requests.latency[facing], failed[facing], q)
         metrics[f"provider_p{q}"] = slo_percentile(
-            arrays["latency"][needed_provider], failed[needed_provider], q
+            requests.latency[needed_provider], failed[needed_provider], q
         )
         metrics[f"ttft_p{q}"] = slo_percentile(
-            arrays["ttft"][needed_provider], failed[needed_provider], q
+            requests.ttft[needed_provider], failed[needed_provider], q
         )
     metrics["success"] = success
     metrics["interviews_without_error"] = without_error

@@ -94,8 +94,8 @@ class WorkloadConfig:
     repeat_questions: bool = True
     max_tokens: int | None = None
     candidate_facing: tuple[str, ...] = ("small_talk", "question", "follow_up")
-    #: The priority of an interview's first turn (0 like every other turn). With load
-    #: shedding on, 1 makes new interviews wait behind those already under way.
+    #: The priority of an interview's first turn (0 like every other turn). Under the line's
+    #: "priority" discipline (the default), 1 makes new interviews wait behind those under way.
     first_turn_priority: int = 0
 
     def __attrs_post_init__(self) -> None:

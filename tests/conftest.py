@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from actors.backends import BackendReply, Usage
+from actors.backends.sink import StreamSink
 from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
 from actors.faults import Fault, FaultSchedule
 from actors.messages import ChatRequest
@@ -30,9 +31,11 @@ class RecordingBackend:
         self.inner = inner
         self.requests: list[ChatRequest] = []
 
-    async def complete(self, request: ChatRequest, request_id: str, usage: Usage) -> BackendReply:
+    async def complete(
+        self, request: ChatRequest, request_id: str, usage: Usage, sink: StreamSink | None = None
+    ) -> BackendReply:
         self.requests.append(request)
-        return await self.inner.complete(request, request_id, usage)
+        return await self.inner.complete(request, request_id, usage, sink)
 
 
 def virtual_account(

@@ -35,8 +35,10 @@ PUBLIC = {
     "RateLimited",
     "RequestFailed",
     "RetryBudgetExhausted",
+    "SessionBusy",
     "Shed",
     "ShuttingDown",
+    "UnknownSession",
     "UpstreamError",
     "load_config",
     "open_asyncio_router",
@@ -59,9 +61,10 @@ def test_every_public_name_resolves_to_the_object_its_module_defines():
 
 
 def test_errors_share_one_base_and_settings_are_not_requests():
-    errors = [getattr(engine, n) for n in engine.__all__ if isinstance(getattr(engine, n), type)]
-    named = [e for e in errors if e.__name__.endswith(("Error", "Failed", "Exceeded"))]
-    assert all(issubclass(e, engine.CallboardError | ValueError) for e in named)
+    values = [getattr(engine, n) for n in engine.__all__]
+    errors = [v for v in values if isinstance(v, type) and issubclass(v, BaseException)]
+    assert len(errors) == 24
+    assert all(issubclass(e, engine.CallboardError) for e in errors)
     assert not issubclass(engine.InvalidSetting, engine.InvalidRequest)
     assert not issubclass(engine.InvalidRequest, engine.InvalidSetting)
     error = engine.InvalidSetting("cache.ttl", -1, "> 0 seconds")

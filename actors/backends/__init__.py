@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
 from actors.messages import Answer, ChatRequest
+
+if TYPE_CHECKING:
+    from actors.backends.sink import StreamSink
 
 
 @attrs.frozen(slots=True)
@@ -33,8 +36,13 @@ class Usage:
 
 class Backend(Protocol):
     """Answers one request or raises an :class:`actors.errors.AttemptError`, keeping
-    ``usage`` up to date as the provider works on it."""
+    ``usage`` up to date as the provider works on it.
+
+    With a ``sink`` the caller wants the text as it is generated: a backend that can
+    stream sends it there as it arrives (and still returns the whole reply); one that
+    cannot ignores it, and the caller gets the answer whole at the end.
+    """
 
     async def complete(
-        self, request: ChatRequest, request_id: str, usage: Usage
+        self, request: ChatRequest, request_id: str, usage: Usage, sink: StreamSink | None = None
     ) -> BackendReply: ...

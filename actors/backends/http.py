@@ -7,7 +7,7 @@ pool limits, timeouts, proxies, certificates, HTTP/2), maps every upstream
 outcome to a named :class:`~actors.errors.AttemptError`, and hands the
 rate-limit headers of every response to ``on_limits`` (every wait capped at
 ``retry.max_retry_after``) so the provider actor can slow down before a 429.
-When the calling task streams (:mod:`actors.backends.sink`), the call is made
+When the caller passes a sink (:mod:`actors.backends.sink`), the call is made
 with ``stream: true`` and each text delta goes to the sink as it arrives.
 
 httpx frames the responses and bounds time (connect, and each read if
@@ -44,8 +44,9 @@ from actors.backends.caps import (
 )
 from actors.backends.dialects import Dialect, StreamFault, dialect_for, error_message
 from actors.backends.ratelimit_headers import RateLimitInfo, parse_rate_limit_headers
-from actors.backends.sink import StreamSink, current_sink
+from actors.backends.sink import StreamSink
 from actors.errors import AttemptError, AuthFailed, MalformedReply, RateLimited, UpstreamError
+from actors.failures import ErrorCode
 from actors.messages import ChatRequest
 from actors.runtime import clock
 
@@ -114,7 +115,7 @@ class UpstreamRejected(AttemptError):
     breakers and health scores ignore it.
     """
 
-    code = "upstream_rejected"
+    code = ErrorCode.UPSTREAM_REJECTED
     status = 502
 
     def __init__(self, provider: str, upstream_status: int, detail: str = "") -> None:
@@ -150,6 +151,7 @@ class HttpBackend:
         caps: UpstreamCaps = DEFAULT_CAPS,
         max_retry_after: float = MAX_RETRY_AFTER,
         wall_clock: Callable[[], float] = time.time,
+        on_limits: Callable[[RateLimitInfo], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._secrets = endpoint.secrets()
@@ -159,8 +161,9 @@ class HttpBackend:
         self.dialect: Dialect = dialect_for(endpoint.kind, **endpoint.options)
         self._wall_clock = wall_clock
         self._url = self.dialect.url(endpoint.base_url)
-        #: Called with the rate-limit headers of every response that has any.
-        self.on_limits: Callable[[RateLimitInfo], None] | None = None
+        #: Called with the rate-limit headers of every response that has any (a
+        #: :meth:`~actors.backends.ratelimit_headers.LimitFeed.report`).
+        self.on_limits = on_limits
         self.last_limits = RateLimitInfo()
 
     def __repr__(self) -> str:
@@ -168,8 +171,9 @@ class HttpBackend:
         return f"HttpBackend({e.name!r}, kind={e.kind!r}, url={self._url!r}, model={e.model!r})"
 
     # --- the Backend protocol ------------------------------------------------
-    async def complete(self, request: ChatRequest, request_id: str, usage: Usage) -> BackendReply:
-        sink = current_sink()
+    async def complete(
+        self, request: ChatRequest, request_id: str, usage: Usage, sink: StreamSink | None = None
+    ) -> BackendReply:
         if sink is not None:
             return await self.stream(request, request_id, sink, usage)
         start = clock.now()

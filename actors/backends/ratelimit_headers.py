@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
@@ -65,6 +65,28 @@ class RateLimitInfo:
             for o in self.limits
         )
         return RateLimitInfo(retry_after, limits)
+
+
+class LimitFeed:
+    """Where a live account's backend reports the rate-limit headers of each response.
+
+    Made before both ends, since the backend is built before the provider over it:
+    the backend is given :meth:`report` at construction, the provider subscribes to
+    the feed at its own. Reports reach the subscribers at once, in the order they
+    subscribed, so an account slows down while a long answer still streams.
+    """
+
+    __slots__ = ("_readers",)
+
+    def __init__(self) -> None:
+        self._readers: list[Callable[[RateLimitInfo], None]] = []
+
+    def subscribe(self, reader: Callable[[RateLimitInfo], None]) -> None:
+        self._readers.append(reader)
+
+    def report(self, info: RateLimitInfo) -> None:
+        for reader in self._readers:
+            reader(info)
 
 
 _NOTHING = RateLimitInfo()

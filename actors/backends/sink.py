@@ -2,12 +2,12 @@
 
 The router, provider and session call ``backend.complete`` and get one
 :class:`BackendReply` back. A caller that wants the text as it is generated
-sets a :class:`StreamSink` in its context (:func:`streaming_into`) before it
-calls the router; the provider calls the backend in that same task, so an HTTP
-backend finds the sink with :func:`current_sink` and pushes every text delta
-into it while the router keeps doing retries, failover, breakers and metrics as
-for any request. Backends that cannot stream ignore the sink; the consumer then
-gets the whole answer at the end.
+passes a :class:`StreamSink` down the call: ``router.complete(request,
+sink=sink)`` hands it to every attempt (``provider.call(..., sink)``), which
+hands it to its backend; an HTTP backend pushes every text delta into it while
+the router keeps doing retries, failover, breakers and metrics as for any
+request. Backends that cannot stream ignore the sink; the consumer then gets
+the whole answer at the end.
 
 Failover after text was already sent is the hard case: a ``restartable`` sink
 (the interview WebSocket) tells its consumer to discard the partial answer and
@@ -18,21 +18,19 @@ another provider's answer to a half-sent one would corrupt it.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import trio
 
 from actors.errors import AttemptError
+from actors.failures import ErrorCode
 
 
 class StreamAlreadyStarted(AttemptError):
     """Another attempt would append a second answer to the half-sent first one."""
 
-    code = "stream_interrupted"
+    code = ErrorCode.STREAM_INTERRUPTED
     retryable = False
 
 
@@ -94,22 +92,3 @@ class StreamSink:
     def started(self) -> bool:
         """Whether the current attempt already sent text (a failure now is visible)."""
         return self.attempt_chars > 0
-
-
-_SINK: contextvars.ContextVar[StreamSink | None] = contextvars.ContextVar(
-    "callboard_stream_sink", default=None
-)
-
-
-def current_sink() -> StreamSink | None:
-    return _SINK.get()
-
-
-@contextlib.contextmanager
-def streaming_into(sink: StreamSink) -> Iterator[StreamSink]:
-    """Stream every backend call made by this task (and its children) into ``sink``."""
-    token = _SINK.set(sink)
-    try:
-        yield sink
-    finally:
-        _SINK.reset(token)

@@ -14,7 +14,9 @@ import attrs
 import trio
 
 from actors.backends import BackendReply, Usage
+from actors.backends.sink import StreamSink
 from actors.errors import AuthFailed, MalformedReply, RateLimited, UpstreamError
+from actors.failures import FAULT_CODES, ErrorCode, FaultKind
 from actors.faults import FaultSchedule
 from actors.messages import ChatRequest, filler_text
 from actors.runtime import clock
@@ -22,7 +24,14 @@ from actors.runtime.distributions import Constant, DistributionSpec, LogNormal
 from actors.runtime.errors import InvalidSetting
 from actors.runtime.randomness import RandomStreams
 
-ERROR_KINDS = ("rate_limited", "upstream_error", "timeout", "malformed_reply")
+#: The codes a call fails with at a configured share (:class:`ErrorRates`, by field);
+#: ``timeout`` is a call taken in and never answered.
+ERROR_RATE_CODES = (
+    ErrorCode.RATE_LIMITED,
+    ErrorCode.UPSTREAM_ERROR,
+    ErrorCode.TIMEOUT,
+    ErrorCode.MALFORMED_REPLY,
+)
 
 
 @attrs.frozen
@@ -47,7 +56,7 @@ class LatencyModel:
 
 @attrs.frozen
 class ErrorRates:
-    """Share of calls failing by kind, independent of faults."""
+    """Share of calls failing with each error code (a field per code), independent of faults."""
 
     rate_limited: float = 0.0
     upstream_error: float = 0.0
@@ -57,10 +66,10 @@ class ErrorRates:
 
     def __attrs_post_init__(self) -> None:
         total = 0.0
-        for kind in ERROR_KINDS:
-            rate = getattr(self, kind)
+        for code in ERROR_RATE_CODES:
+            rate = getattr(self, code)
             if not 0 <= rate <= 1:
-                raise InvalidSetting(f"errors.{kind}", rate, "a share in [0, 1]")
+                raise InvalidSetting(f"errors.{code}", rate, "a share in [0, 1]")
             total += rate
         if total > 1:
             raise InvalidSetting("errors", total, "error shares that add up to at most 1")
@@ -93,13 +102,13 @@ class VirtualBackend:
         self._cumulative = self._cumulative_rates(errors)
 
     @staticmethod
-    def _cumulative_rates(errors: ErrorRates) -> list[tuple[float, str]]:
+    def _cumulative_rates(errors: ErrorRates) -> list[tuple[float, ErrorCode]]:
         total, table = 0.0, []
-        for kind in ERROR_KINDS:
-            rate = getattr(errors, kind)
+        for code in ERROR_RATE_CODES:
+            rate = getattr(errors, code)
             if rate > 0:
                 total += rate
-                table.append((total, kind))
+                table.append((total, code))
         return table
 
     def _duration(self, request: ChatRequest) -> tuple[float, float, int]:
@@ -115,21 +124,24 @@ class VirtualBackend:
         ttft = model.ttft.sample(timing)
         return ttft, ttft + tokens / model.tokens_per_s, tokens
 
-    def _fault_fate(self, now: float) -> tuple[str | None, float, float, int]:
-        """(failure kind or None, latency multiplier, retry_after, status) from active faults."""
+    def _fault_fate(self, now: float) -> tuple[ErrorCode | None, float, float, int]:
+        """(error code or None, latency multiplier, retry_after, status) from active faults."""
         multiplier, fate, retry_after, status = 1.0, None, 0.0, 503
         for fault in self.faults.active(now):
-            if fault.kind == "latency":
+            if fault.kind == FaultKind.LATENCY:
                 multiplier *= fault.multiplier
                 continue
             # One draw per fault window, so adding a window never reshuffles the others.
             if fate is None and self._fate.uniform() < fault.share_at(now):
-                fate, retry_after, status = fault.kind, fault.retry_after, fault.status
+                fate, retry_after, status = FAULT_CODES[fault.kind], fault.retry_after, fault.status
         return fate, multiplier, retry_after, status
 
-    async def complete(self, request: ChatRequest, request_id: str, usage: Usage) -> BackendReply:
+    async def complete(
+        self, request: ChatRequest, request_id: str, usage: Usage, sink: StreamSink | None = None
+    ) -> BackendReply:
+        """One modelled answer; it cannot stream, so ``sink`` gets it whole from its caller."""
         ttft, duration, tokens = self._duration(request)
-        fate: str | None = None
+        fate: ErrorCode | None = None
         multiplier, retry_after, status = 1.0, self.errors.rate_limited_retry_after, 500
         if self.faults:
             now = clock.now() if self.fault_clock is None else self.fault_clock()
@@ -138,11 +150,11 @@ class VirtualBackend:
                 retry_after, status = fault_retry / self.fault_time_scale, fault_status
         if fate is None and self._cumulative:
             u = self._fate.uniform()
-            for threshold, kind in self._cumulative:
+            for threshold, code in self._cumulative:
                 if u < threshold:
-                    fate = kind
+                    fate = code
                     break
-        if fate is None or fate == "malformed_reply":
+        if fate is None or fate is ErrorCode.MALFORMED_REPLY:
             # The model reads the prompt and generates: billed even if cut short.
             usage.input_tokens = request.prompt_tokens
             # Generating: ``duration`` spent producing ``tokens`` after ``ttft``; ``usage``
@@ -168,14 +180,14 @@ class VirtualBackend:
             # As long as the tokens it stands for, so that histories grow as they would.
             content = head + filler_text(4 * tokens - len(head))
             return BackendReply(content, tokens, ttft)
-        if fate in ("hang", "timeout"):
+        if fate is ErrorCode.TIMEOUT:
             # Taken in, then stuck: the input is billed, nothing comes out.
             usage.input_tokens = request.prompt_tokens
             await trio.sleep_forever()
         # Refused before any work (429, 5xx, 401): providers bill nothing for these.
         await clock.sleep(self.latency.error_ttft.sample(self._timing) * multiplier)
-        if fate == "rate_limited" or fate == "rate_limit":
+        if fate is ErrorCode.RATE_LIMITED:
             raise RateLimited(self.account, "upstream", retry_after)
-        if fate == "revoked":
+        if fate is ErrorCode.AUTH_FAILED:
             raise AuthFailed(self.account, "HTTP 401 invalid API key")
         raise UpstreamError(self.account, status)

@@ -1,10 +1,13 @@
-"""The actor runtime: bounded mailboxes, tell/ask, supervision, snapshots.
+"""The actor runtime: bounded mailboxes, tell/ask, supervision.
 
 An actor is a trio task that owns private state and handles one message at a
 time. Mailboxes and reply slots are built on trio's lowest-level parking
 primitives rather than memory channels: a ``tell`` is a deque append, an
 ``ask`` parks the caller once, and a reply needs no channel pair (a channel
-round trip costs ~35 µs here; see ``benches/bench_actor.py``).
+round trip costs ~35 µs here; see ``benches/bench_actor.py``). State that
+hot-path readers need (a breaker's state, a provider's limits) is read in place
+from the owner's attributes: plain methods that never wait run without
+interleaving under trio, so a read needs no round trip and no copy.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 from actors.runtime import clock
-from actors.runtime.errors import ActorCrashed, CallboardError, Overloaded
+from actors.runtime.errors import ActorCrashed, CallboardError, Overloaded, leaves
 
 
 class Reply:
@@ -157,7 +160,6 @@ class Actor:
         self.name = name
         capacity = self.mailbox_capacity if mailbox_capacity is None else mailbox_capacity
         self.mailbox = Mailbox(name, capacity)
-        self.snapshot: Any = None
         self._nursery: trio.Nursery | None = None
 
     # --- to override -------------------------------------------------------
@@ -193,10 +195,6 @@ class Actor:
         return await reply.wait()
 
     # --- for subclasses ----------------------------------------------------
-    def publish(self, snapshot: Any) -> None:
-        """Publish an immutable snapshot that hot-path readers use without a round trip."""
-        self.snapshot = snapshot
-
     def after(self, delay: float, message: Any) -> None:
         """Deliver ``message`` to this actor after ``delay`` seconds on the run's clock."""
         assert self._nursery is not None, f"actor {self.name!r} is not running"
@@ -266,12 +264,6 @@ class Actor:
                     reply.set(result)
 
 
-def _first_leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
 class Supervisor:
     """Starts actors in its nursery and decides what a crash means.
 
@@ -328,7 +320,8 @@ class Supervisor:
                     await actor._run(signal)
                     return
                 except Exception as exc:
-                    error = _first_leaf(exc)
+                    found = leaves(exc)
+                    error = found[0] if len(found) == 1 else exc
                     now = clock.now()
                     while recent and recent[0] <= now - self.window:
                         recent.popleft()

@@ -1,7 +1,8 @@
 """The errors every layer shares: the base class, a bad setting, actors' own failures.
 
 Each layer names its own failures beside its code (attempts in :mod:`actors.errors`,
-requests in :mod:`engine.routing.errors`); :mod:`engine` exports them all.
+requests in :mod:`engine.routing.errors`); :mod:`engine.errors` draws the whole tree and
+:mod:`engine` exports it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ class CallboardError(Exception):
     code = "error"
     #: HTTP status the live surface answers with.
     status = 500
+    #: Seconds after which trying again may succeed (a ``Retry-After``); None unless known.
+    retry_after: float | None = None
 
 
 class FieldError(CallboardError):
@@ -53,7 +56,7 @@ class Overloaded(CallboardError):
     code = "overloaded"
     status = 503
 
-    def __init__(self, message: str, retry_after: float | None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
@@ -79,3 +82,13 @@ class ShuttingDown(CallboardError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    """The errors inside (nested) exception groups, in order; ``[error]`` if it is no group.
+
+    A nursery wraps what its tasks raise in groups; one leaf is the error that happened.
+    """
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]

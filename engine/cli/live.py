@@ -18,7 +18,10 @@ import sys
 
 import trio
 
-PROFILES = ("healthy", "slow", "flaky", "rate-limited", "down", "hang", "unlimited")
+from actors.failures import MockProfileName
+
+# Plain values: argparse lists refused choices by their repr.
+PROFILES = tuple(name.value for name in MockProfileName)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

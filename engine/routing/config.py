@@ -14,6 +14,7 @@ import math
 import re
 import tomllib
 import typing
+from enum import StrEnum
 from typing import Any
 
 import attrs
@@ -22,11 +23,17 @@ from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.v import format_exception, transform_error
 
 from actors.runtime.distributions import Constant, Empirical, Exponential, LogNormal
-from actors.runtime.errors import InvalidSetting
+from actors.runtime.errors import CallboardError, InvalidSetting
 
 
-class ConfigError(ValueError):
-    """A config file that cannot run; lists every problem with its key."""
+class ConfigError(CallboardError):
+    """A config file that cannot run; lists every problem with its key.
+
+    Raised while loading, before anything runs; each problem is an :class:`InvalidSetting`,
+    an unknown key or a wrong type, written out with its key.
+    """
+
+    code = "invalid_config"
 
     #: What the file is, in the message: a config of the live router here.
     noun = "config"
@@ -113,6 +120,13 @@ def _strict_str(value: Any, _: type) -> str:
     return value
 
 
+def _choice(value: Any, cls: type[StrEnum]) -> StrEnum:
+    """One of an enum's values (a fault's ``kind``), else the values allowed."""
+    if isinstance(value, str) and value in cls._value2member_map_:
+        return cls(value)
+    raise _BadValue(f"got {value!r}; allowed: {' | '.join(cls)}")
+
+
 def _strict_bool(value: Any, _: type) -> bool:
     if not isinstance(value, bool):
         raise _BadValue(f"expected true or false, got {value!r}")
@@ -125,6 +139,7 @@ def _converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _strict_float)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(bool, _strict_bool)
+    converter.register_structure_hook(StrEnum, _choice)  # before str: an enum is a str
     converter.register_structure_hook_func(_is_distribution_type, _structure_distribution)
     for cls in _DISTRIBUTION_TYPES:
         converter.register_structure_hook(cls, _structure_distribution)
@@ -132,6 +147,7 @@ def _converter() -> cattrs.Converter:
     for cls in _DISTRIBUTION_TYPES:
         converter.register_unstructure_hook(cls, _unstructure_distribution)
     converter.register_unstructure_hook(float, _unstructure_float)
+    converter.register_unstructure_hook(StrEnum, lambda member: member.value)
     return converter
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from actors.errors import AttemptError
-from actors.runtime.errors import CallboardError, FieldError
+from actors.runtime.errors import CallboardError, FieldError, Overloaded
 
 
 class InvalidRequest(FieldError):
@@ -90,11 +90,12 @@ class Shed(NoProviderAvailable):
         self.retry_after = retry_after
 
 
-class LineFull(NoProviderAvailable):
-    """The router's line for a provider holds ``shedding.max_waiting`` requests already.
+class LineFull(NoProviderAvailable, Overloaded):
+    """The router's line for a provider holds ``line.max_waiting`` requests already.
 
     The bound keeps memory flat under overload: past it a request is refused at
     once with a Retry-After (the line's estimated drain time) instead of waiting.
+    A request that found no provider, and capacity exhausted: either ``except`` catches it.
     """
 
     code = "overloaded"
@@ -106,7 +107,7 @@ class LineFull(NoProviderAvailable):
         RequestFailed.__init__(
             self,
             request_id,
-            f"overloaded: {waiting} requests already wait for a provider (shedding.max_waiting)",
+            f"overloaded: {waiting} requests already wait for a provider (line.max_waiting)",
             attempts,
         )
         self.retry_after = retry_after

@@ -2,11 +2,15 @@
 
 ``open_fleet`` is the single place where providers, breakers, the health
 monitor and the cache are created and started, so the simulator, the tests and
-the live router run exactly the same wiring; only the backends differ.
+the live router run exactly the same wiring; only the backends differ. Every
+link is made at construction: each breaker gets its transition subscribers,
+each provider the :class:`AttemptFeed` the router then subscribes to, and, for
+a live account, the limit feed its backend reports into.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -15,12 +19,13 @@ import trio
 
 from actors.autoscaler import Autoscaler, AutoscalerConfig
 from actors.backends import Backend, Usage
+from actors.backends.ratelimit_headers import LimitFeed
 from actors.breaker import BreakerConfig, CircuitBreaker, Transition
 from actors.cache import Cache, CacheConfig
 from actors.concurrency import ConcurrencyConfig
 from actors.health import HealthConfig, HealthMonitor, Pinger
-from actors.messages import ChatMessage, ChatRequest
-from actors.provider import Provider, ProviderSpec
+from actors.messages import ChatMessage, ChatRequest, Completion
+from actors.provider import AttemptFeed, Provider, ProviderSpec
 from actors.quota import QuotaTracker
 from actors.runtime.actor import Supervisor
 from actors.runtime.randomness import RandomStreams
@@ -31,7 +36,7 @@ from engine.routing.policies import PolicyConfig, build_policy
 from engine.routing.recording import Recorder
 from engine.routing.retry import RetryConfig
 from engine.routing.router import Router
-from engine.routing.shedding import SheddingConfig
+from engine.routing.waiting import LineConfig
 
 _PING = ChatRequest(messages=(ChatMessage("user", "ping"),), max_tokens=1, bypass_cache=True)
 
@@ -46,7 +51,7 @@ class RouterConfig:
     autoscaler: AutoscalerConfig | None = None
     hedging: HedgingConfig = HedgingConfig()
     concurrency: ConcurrencyConfig = ConcurrencyConfig()
-    shedding: SheddingConfig = SheddingConfig()
+    line: LineConfig = LineConfig()
 
     @classmethod
     def of(cls, tables: object) -> RouterConfig:
@@ -61,10 +66,13 @@ class RouterConfig:
 
 @attrs.frozen
 class Account:
-    """One provider account and the backend that serves it."""
+    """One provider account and the backend that serves it; ``limits`` is the feed that
+    backend reports the account's rate-limit headers into (live accounts), which the
+    provider reads them from."""
 
     spec: ProviderSpec
     backend: Backend
+    limits: LimitFeed | None = None
 
 
 @attrs.define
@@ -79,7 +87,9 @@ class Fleet:
     supervisor: Supervisor
     autoscaler: Autoscaler | None
     log: DecisionLog
-    transitions: list[Transition]
+    #: Every breaker transition of the run, oldest first (only the latest ones when
+    #: ``open_fleet`` was told to keep a bounded history: a long-running server).
+    transitions: collections.deque[Transition]
 
     def provider(self, name: str) -> Provider:
         return self.router.by_name[name]
@@ -107,17 +117,26 @@ async def open_fleet(
     *,
     seed: int = 0,
     log: DecisionLog | None = None,
-    on_transition: Callable[[Transition], None] | None = None,
+    on_transition: Sequence[Callable[[Transition], None]] = (),
     on_actor_event: Callable[[str, str, BaseException | None], None] | None = None,
     recorder: Recorder | None = None,
     request_id_prefix: str = "r-",
+    keep_history: int | None = None,
+    on_cache_store: Callable[[str, Completion], None] | None = None,
 ) -> AsyncIterator[Fleet]:
-    """Start every actor of the routing core; stop them all on exit."""
-    log = log or DecisionLog()
-    transitions: list[Transition] = []
+    """Start every actor of the routing core; stop them all on exit.
 
-    def transitioned(transition: Transition) -> None:
-        transitions.append(transition)
+    Every breaker transition goes to ``fleet.transitions``, then to the decision log,
+    then to each of ``on_transition`` in order. The fleet's event series (breaker
+    transitions, quota alerts, scaling decisions) keep the latest ``keep_history``
+    events each, or all of them: a simulated run's report needs the whole series, a
+    long-running server bounds them. ``on_cache_store`` hears of every answer the
+    cache stores (shared state copies it to the other routers).
+    """
+    log = log or DecisionLog()
+    transitions: collections.deque[Transition] = collections.deque(maxlen=keep_history)
+
+    def logged(transition: Transition) -> None:
         if log.active:
             log.emit(
                 transition.time,
@@ -125,20 +144,28 @@ async def open_fleet(
                 "breaker",
                 f"{transition.source.value}->{transition.target.value} ({transition.reason})",
             )
-        if on_transition is not None:
-            on_transition(transition)
+
+    subscribers = (transitions.append, logged, *on_transition)
 
     streams = RandomStreams(seed)
     async with trio.open_nursery() as nursery:
         supervisor = Supervisor(nursery, on_event=on_actor_event)
         health = HealthMonitor(config.health)
-        quota = QuotaTracker()
-        cache = Cache(config.cache) if config.cache.enabled else None
+        quota = QuotaTracker(keep=keep_history)
+        cache = Cache(config.cache, on_store=on_cache_store) if config.cache.enabled else None
+        attempts = AttemptFeed()
         providers: list[Provider] = []
         for account in accounts:
-            breaker = CircuitBreaker(account.spec.name, config.breaker, transitioned)
+            breaker = CircuitBreaker(account.spec.name, config.breaker, subscribers)
             provider = Provider(
-                account.spec, account.backend, breaker, health, quota, config.concurrency
+                account.spec,
+                account.backend,
+                breaker,
+                attempts,
+                health,
+                quota,
+                config.concurrency,
+                account.limits,
             )
             health.register(account.spec.name, _pinger(account.backend, account.spec.name))
             providers.append(provider)
@@ -154,9 +181,10 @@ async def open_fleet(
             tiers=config.routing,
             request_id_prefix=request_id_prefix,
             hedging=config.hedging,
-            shedding=config.shedding,
+            line=config.line,
             health=health,
         )
+        attempts.subscribe(router)
         await supervisor.start(health)
         await supervisor.start(quota)
         if cache is not None:
@@ -169,7 +197,7 @@ async def open_fleet(
             group = config.autoscaler.group
             replicas = [p for p in providers if p.spec.group == group]
             # The router's line is the demand no replica has seen yet.
-            autoscaler = Autoscaler(config.autoscaler, replicas, router)
+            autoscaler = Autoscaler(config.autoscaler, replicas, router, keep_history)
             await supervisor.start(autoscaler)
         yield Fleet(
             router, providers, health, quota, cache, supervisor, autoscaler, log, transitions

@@ -17,18 +17,19 @@ import attrs
 import numpy as np
 import trio
 
-from actors.errors import AttemptError, RateLimited
-from actors.messages import ChatRequest, Completion
+from actors.errors import AttemptError
+from actors.messages import Completion
 from actors.runtime import clock
 from actors.runtime.errors import require
 from engine.routing.selection import by_tier, eligible
 
 if TYPE_CHECKING:
+    from actors.backends.sink import StreamSink
     from actors.health import HealthMonitor
     from actors.provider import Provider
-    from actors.session import InterviewSession
     from engine.routing.decision_log import DecisionLog
     from engine.routing.policies import Policy, PolicyConfig
+    from engine.routing.pursuit import Pursuit
     from engine.routing.retry import RetryBudget, RetryConfig
 
 # How many more calls a provider must have seen before its percentile is recomputed.
@@ -127,28 +128,26 @@ class HedgingRouter(Protocol):
 async def hedged_attempt(
     router: HedgingRouter,
     provider: Provider,
-    request: ChatRequest,
-    request_id: str,
-    session: InterviewSession | None,
-    limits: tuple[float, float],
-    errors: list[AttemptError],
-    avoid: dict[str, float],
-    failed: set[str],
+    pursuit: Pursuit,
+    timeout: float,
+    sink: StreamSink | None = None,
 ) -> tuple[Completion, Provider]:
-    """One attempt on ``provider``, hedged on another if it runs past its hedge delay.
+    """The ``pursuit``'s attempt on ``provider`` (with ``timeout``), hedged on another if it
+    runs past its hedge delay.
 
-    ``limits`` is (this attempt's timeout, the request's deadline). Returns the first
-    answer and who gave it; the other leg is cancelled (its slot freed, billed for
-    what the provider processed until then). A leg that fails while the other still
-    runs is recorded in ``errors`` (and ``avoid``/``failed``, like any failed attempt);
-    if both fail, the first leg's error is raised for the router to handle as usual.
+    Returns the first answer and who gave it; the other leg is cancelled (its slot
+    freed, billed for what the provider processed until then). A leg that fails while
+    the other still runs is recorded in the pursuit like any failed attempt; if both
+    fail, the first leg's error is raised for the router to handle as usual.
+    Both legs stream into ``sink``, if any.
     """
     timer = router.hedge_timer
     assert timer is not None
-    timeout, deadline = limits
+    request, request_id, deadline = pursuit.request, pursuit.request_id, pursuit.deadline
+    errors = pursuit.errors
     delay = timer.delay(provider)
     if delay is None or delay >= min(timeout, deadline - clock.now()):
-        return await provider.call(request, request_id, timeout, deadline), provider
+        return await provider.call(request, request_id, timeout, deadline, sink), provider
     won: list[tuple[Completion, Provider]] = []
     first_error: list[AttemptError] = []
     first_done = trio.Event()
@@ -157,17 +156,13 @@ async def hedged_attempt(
 
     async def leg(target: Provider, leg_timeout: float, hedge: bool) -> None:
         try:
-            completion = await target.call(request, request_id, leg_timeout, deadline)
+            completion = await target.call(request, request_id, leg_timeout, deadline, sink)
         except AttemptError as exc:
             if not hedge:
                 first_error.append(exc)
                 return
-            errors.append(exc)
             end = clock.now()
-            if isinstance(exc, RateLimited):
-                avoid[target.spec.name] = end + exc.retry_after
-            else:
-                failed.add(target.spec.name)
+            pursuit.attempt_failed(exc, target.spec.name, end)
             if log.active:
                 log.emit(end, request_id, "failed", f"provider={target.spec.name} hedge=1")
             return
@@ -184,7 +179,7 @@ async def hedged_attempt(
             await first_done.wait()
         if not first_done.is_set():
             now = clock.now()
-            second = _hedge_target(router, request, provider, now, avoid, session, deadline)
+            second = _hedge_target(router, pursuit, provider, now)
             budget = router.budget
             if second is not None and (budget is None or budget.try_spend(now)):
                 stats.hedges += 1
@@ -205,18 +200,16 @@ async def hedged_attempt(
 
 
 def _hedge_target(
-    router: HedgingRouter,
-    request: ChatRequest,
-    slow: Provider,
-    now: float,
-    avoid: dict[str, float],
-    session: InterviewSession | None,
-    deadline: float,
+    router: HedgingRouter, pursuit: Pursuit, slow: Provider, now: float
 ) -> Provider | None:
-    """Another provider that can take ``request`` now (and answer before ``deadline``),
-    chosen by the router's policy."""
-    found = eligible(router.providers, request, now, avoid, router.tiers, deadline - now)
+    """Another provider than ``slow`` that can take the request now (and answer before its
+    deadline), chosen by the router's policy."""
+    request = pursuit.request
+    found = eligible(
+        router.providers, request, now, pursuit.avoid, router.tiers, pursuit.deadline - now
+    )
     others = [p for p in found.ready if p is not slow]
     if not others:
         return None
-    return router.policy.choose(by_tier(others, request, router.tiers), request, session, now)
+    chosen = by_tier(others, request, router.tiers)
+    return router.policy.choose(chosen, request, pursuit.session, now)

@@ -1,12 +1,18 @@
-"""Recording every request's outcome, cheaply, for results and reports.
+"""The records of a request and of its attempts, and recording them cheaply.
+
+:class:`RequestRecord` and :class:`AttemptRecord` are the format both worlds record
+traffic in: the live router's metrics count them, the simulator's results.json stores
+them as columns (``sims.results``), and later they are what spans are exported as and
+calibration reads.
 
 Each column is an ``array.array`` of machine numbers: an append costs what a list
 append does, but keeps 8 bytes instead of a 32-byte float object alive per value
 (tens of MB in a long run, and less for the allocator and the cache to chew on).
 The columns become numpy arrays once, when asked for.
 
-The router hands each request's end to a :class:`Recorder` as one :class:`Outcome`;
-:class:`RequestRecorder` keeps them for results, the live server's metrics count them.
+The router hands each request's end to a :class:`Recorder` as one :class:`RequestRecord`
+and each attempt's as one :class:`AttemptRecord`; :class:`RequestRecorder` keeps them for
+results, the live server's metrics count them.
 """
 
 from __future__ import annotations
@@ -36,40 +42,52 @@ OUTCOMES = (
 # building one 3.6x dearer (683 ns against 187 ns); one is built per request and read
 # once by the recorder, so nothing holds it long enough to need the guard.
 @attrs.define(slots=True)
-class Outcome:
+class RequestRecord:
     """How one request that entered the router ended: answered, or a named error.
 
-    ``code`` is ``"ok"``, ``"cancelled"`` or the error's code (see :data:`OUTCOMES`);
-    ``provider`` is the account that answered (None for a cache hit or a failure);
-    times are in seconds on the clock, ``latency`` from ``start`` to the end.
+    Times are in seconds on the router's clock (virtual in a simulation).
     """
 
+    #: The request's turn kind (the workload's ``question``, ``evaluation`` ...).
     kind: str
+    #: When it entered the router.
     start: float
+    #: Seconds from ``start`` until it was answered or failed.
     latency: float
+    #: Seconds from ``start`` to the answer's first token.
     ttft: float
+    #: Attempts sent to providers for it (0 for a cache hit or a request that never left).
     attempts: int
+    #: The account that answered (None for a cache hit or a failure).
     provider: str | None
+    #: ``"ok"``, ``"cancelled"`` or the error's code (see :data:`OUTCOMES`).
     code: str
+    #: Answered from the cache.
     cached: bool
     #: What every attempt for it was billed, the answering one and the ``wasted`` others
     #: (failed, timed out, cut off, a hedge's losing leg).
     cost: float
+    #: The part of ``cost`` billed for attempts that gave no answer.
     wasted: float = 0.0
     #: Seconds waiting for a concurrency slot (the router's line while every slot was
-    #: busy, and the account's own queue) and for a limit (rate limits, cool-downs,
-    #: quarantines); the rest of ``latency`` is service (attempts and backoff).
+    #: busy, and the account's own queue).
     slot_wait: float = 0.0
+    #: Seconds waiting for a limit (rate limits, cool-downs, quarantines); the rest of
+    #: ``latency`` after both waits is service (attempts and backoff).
     limit_wait: float = 0.0
 
 
 @attrs.define(slots=True)
-class Attempt:
+class AttemptRecord:
     """One attempt on one provider ended with ``code`` (``"ok"`` or an error's), billed
     ``cost``."""
 
+    #: The account the attempt was sent to.
     provider: str
+    #: ``"ok"``, or the error code the attempt ended with.
     code: str
+    #: What the provider billed for it (input tokens, and the output generated until it
+    #: stopped).
     cost: float
 
 
@@ -77,9 +95,9 @@ class Recorder(Protocol):
     """Whoever the router tells how each request ended (once per request), and what each
     attempt cost."""
 
-    def record(self, outcome: Outcome) -> None: ...
+    def record(self, outcome: RequestRecord) -> None: ...
 
-    def record_attempt(self, attempt: Attempt) -> None: ...
+    def record_attempt(self, attempt: AttemptRecord) -> None: ...
 
 
 class RequestRecorder:
@@ -138,7 +156,7 @@ class RequestRecorder:
     def __len__(self) -> int:
         return len(self.start)
 
-    def record(self, outcome: Outcome) -> None:
+    def record(self, outcome: RequestRecord) -> None:
         kind = outcome.kind
         kind_index = self._kind_index.get(kind)
         if kind_index is None:
@@ -158,7 +176,7 @@ class RequestRecorder:
         self.cost.append(outcome.cost)
         self.wasted.append(outcome.wasted)
 
-    def record_attempt(self, attempt: Attempt) -> None:
+    def record_attempt(self, attempt: AttemptRecord) -> None:
         code = attempt.code
         if code == "rejected":
             return  # refused by the account's own limits before it was sent: not an attempt

@@ -7,20 +7,20 @@ fail over to a provider not yet tried, or back off (exponential, jittered, never
 sooner than Retry-After) and retry -> when no provider can take it, wait in line for
 one if it could still answer before the deadline, else give up with a named error.
 
-The line is woken by events, never by polling: a timer for what a timer frees (a
-refill, a window, a cool-down, a quarantine ending) and the end of a call for what a
-call frees (a slot, a half-open trial), which every provider tells the router
-(:class:`actors.provider.AttemptListener`). Requests of one class (same model and
-tier need, first try or retry) are served first come first served; only the head of
-each class's line keeps the time, the others park.
+The router holds one waiting line (:class:`engine.routing.waiting.WaitingLine`: first
+come first served, or priority with shedding) and never asks which. The line is woken by
+events, never by polling: a timer for what a timer frees (a refill, a window, a
+cool-down, a quarantine ending) and the end of a call for what a call frees (a slot, a
+half-open trial), which every provider tells the router
+(:class:`actors.provider.AttemptListener`). A request's own state on the way (its
+errors, what it avoids, how long it waited) is its :class:`engine.routing.pursuit.Pursuit`.
 Every request ends in exactly one outcome, counted in :class:`RouterCounters` and told to
-the recorder as one :class:`engine.routing.recording.Outcome`. The router reads a
+the recorder as one :class:`engine.routing.recording.RequestRecord`. The router reads a
 session's last provider (for stickiness) but never writes it: the session notes it.
 
 Optional policies, each off unless configured: hedged attempts
-(:mod:`engine.routing.hedging`), a retry budget (:class:`engine.routing.retry.RetryBudget`), and a
-priority line with load shedding (:mod:`engine.routing.shedding`). With all of them off
-a request takes exactly the path described above.
+(:mod:`engine.routing.hedging`) and a retry budget (:class:`engine.routing.retry.RetryBudget`).
+With both off a request takes exactly the path described above.
 """
 
 from __future__ import annotations
@@ -29,37 +29,37 @@ import math
 from typing import TYPE_CHECKING
 
 import attrs
-import trio
 
 from actors.breaker import State
 from actors.cache import Cache, request_key
 from actors.errors import AttemptError, DeadlineReached, RateLimited
 from actors.messages import ChatRequest, Completion
 from actors.runtime import clock
-from actors.runtime.errors import CallboardError
+from actors.runtime.errors import CallboardError, InvalidSetting
 from actors.runtime.randomness import RandomStream
 from engine.routing.books import RouterCounters
 from engine.routing.decision_log import DecisionLog, log_value
 from engine.routing.errors import (
     DeadlineExceeded,
     InvalidRequest,
-    LineFull,
     NoProviderAvailable,
     RequestFailed,
     RetryBudgetExhausted,
 )
 from engine.routing.hedging import HedgeTimer, HedgingConfig, hedged_attempt
 from engine.routing.policies import Policy, PolicyConfig
-from engine.routing.recording import Attempt, Outcome, Recorder
+from engine.routing.pursuit import Pursuit
+from engine.routing.recording import AttemptRecord, Recorder, RequestRecord
 from engine.routing.retry import RetryBudget, RetryConfig
-from engine.routing.selection import Eligible, by_tier, eligible, needs_strong
-from engine.routing.shedding import PriorityLine, SheddingConfig
+from engine.routing.selection import Eligible, by_tier, eligible
 from engine.routing.validation import check_needs, validate
+from engine.routing.waiting import LineConfig, WaitingLine, open_line
 
 # An enum member read off its class costs several global reads on CPython 3.11.
 _HALF_OPEN = State.HALF_OPEN
 
 if TYPE_CHECKING:
+    from actors.backends.sink import StreamSink
     from actors.health import HealthMonitor
     from actors.provider import Provider
     from actors.session import InterviewSession
@@ -81,15 +81,15 @@ class Router:
         tiers: PolicyConfig | None = None,
         request_id_prefix: str = "r-",
         hedging: HedgingConfig | None = None,
-        shedding: SheddingConfig | None = None,
+        line: LineConfig | None = None,
         health: HealthMonitor | None = None,
     ) -> None:
         if not providers:
-            raise InvalidRequest("providers", [], "at least one provider")
+            raise InvalidSetting("providers", [], "at least one provider")
         names = [p.spec.name for p in providers]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise InvalidRequest("providers.name", duplicates, "unique account names")
+            raise InvalidSetting("providers.name", duplicates, "unique account names")
         self.providers = providers
         self.by_name = {p.spec.name: p for p in providers}
         self.policy = policy
@@ -102,7 +102,6 @@ class Router:
         self._jitter = jitter
         self._prefix = request_id_prefix
         self._next_id = 0
-        self._lines: dict[tuple[str, bool, bool], _Line] = {}
         # What the failed attempts of requests in flight cost, by request id.
         self._wasted: dict[str, float] = {}
         self.hedge_timer = (
@@ -111,10 +110,8 @@ class Router:
             else None
         )
         self.budget = RetryBudget(retry.budget) if retry.budget.enabled else None
-        self.priority_line = (
-            PriorityLine(shedding) if shedding is not None and shedding.enabled else None
-        )
-        self.max_waiting = shedding.max_waiting if shedding is not None else math.inf
+        #: Where requests wait for a provider; the router never asks which discipline.
+        self.line: WaitingLine = open_line(line or LineConfig(), providers, tiers)
         self._arrivals = 0
         self.context_windows: dict[str, int] = {}
         for p in providers:
@@ -127,15 +124,11 @@ class Router:
         self.capabilities: dict[str, set[frozenset[str]]] = {}
         for p in providers:
             self.capabilities.setdefault(p.spec.model, set()).add(p.spec.capabilities)
-        for p in providers:
-            p.listener = self
 
     @property
     def waiting(self) -> int:
         """Requests waiting in line for a provider to free up."""
-        if self.priority_line is not None:
-            return len(self.priority_line)
-        return sum(len(line) for line in self._lines.values())
+        return len(self.line)
 
     # --- what the providers tell (actors.provider.AttemptListener) -----------
     def attempt_ended(self, request_id: str, provider: str, code: str, cost: float) -> None:
@@ -145,24 +138,22 @@ class Router:
             wasted[request_id] = wasted.get(request_id, 0.0) + cost
         recorder = self.recorder
         if recorder is not None:
-            recorder.record_attempt(Attempt(provider, code, cost))
+            recorder.record_attempt(AttemptRecord(provider, code, cost))
         self.capacity_freed()
 
     def capacity_freed(self) -> None:
-        """Something a waiting request may need came free: the heads of the lines look."""
-        if self.priority_line is not None:
-            self.priority_line.freed()
-            return
-        for line in self._lines.values():
-            if line.head_taken:
-                line.head.unpark()
+        """Something a waiting request may need came free: the line looks."""
+        self.line.freed()
 
     def new_request_id(self) -> str:
         self._next_id += 1
         return f"{self._prefix}{self._next_id:08d}"
 
     async def complete(
-        self, request: ChatRequest, session: InterviewSession | None = None
+        self,
+        request: ChatRequest,
+        session: InterviewSession | None = None,
+        sink: StreamSink | None = None,
     ) -> Completion:
         """Answer ``request`` or raise a named :class:`CallboardError`.
 
@@ -194,23 +185,22 @@ class Router:
             # it; choose one; attempt it; after a failed attempt fail over, back off or
             # give up.
             deadline = pursuit.deadline
+            line = self.line
             while True:
                 now = clock.now()
                 if now >= deadline:
                     raise DeadlineExceeded(request_id, deadline - pursuit.start, pursuit.errors)
-                if self.priority_line is None and pursuit.line is None:
-                    line = self._line_of(pursuit)
-                    if line.head_taken or line.parked:  # others of its class wait: it goes behind
-                        await self._wait_in_line(pursuit, line, math.inf, line.busy)
-                        continue
+                if line.others_first(pursuit):  # it waits its turn before it looks
+                    await self._wait_in_line(pursuit, math.inf, False)
+                    continue
                 found = eligible(
                     self.providers, request, now, pursuit.avoid, self.tiers, deadline - now
                 )
                 if not found.ready:
-                    await self._wait_for_a_provider(pursuit, now, found)
+                    self._may_wait(pursuit, now, found)
+                    await self._wait_in_line(pursuit, found.soonest, found.busy)
                     continue
-                if self.priority_line is not None or pursuit.line is not None:
-                    self._dispatched(pursuit, now)
+                line.dispatched(pursuit, now)
                 provider = self._choose(pursuit, found.ready, now)
                 self.stats.attempts += 1
                 if self.log.active:
@@ -219,19 +209,11 @@ class Router:
                     if self.hedge_timer is None:
                         answered_by = provider
                         completion = await provider.call(
-                            request, request_id, self.retry.attempt_timeout, deadline
+                            request, request_id, self.retry.attempt_timeout, deadline, sink
                         )
                     else:
                         completion, answered_by = await hedged_attempt(
-                            self,
-                            provider,
-                            request,
-                            request_id,
-                            pursuit.session,
-                            (self.retry.attempt_timeout, deadline),
-                            pursuit.errors,
-                            pursuit.avoid,
-                            pursuit.failed,
+                            self, provider, pursuit, self.retry.attempt_timeout, sink
                         )
                 except AttemptError as exc:
                     delay = self._attempt_failed(pursuit, exc, provider.spec.name)
@@ -263,7 +245,7 @@ class Router:
                 self.log.emit(start, request_id, "rejected", f"field={exc.field}")
             if self.recorder is not None:
                 self.recorder.record(
-                    Outcome(request.kind, start, 0.0, 0.0, 0, None, exc.code, False, 0.0)
+                    RequestRecord(request.kind, start, 0.0, 0.0, 0, None, exc.code, False, 0.0)
                 )
             raise
 
@@ -277,7 +259,9 @@ class Router:
         if self.log.active:
             self.log.emit(start, request_id, "cache_hit", f"provider={hit.provider}")
         if self.recorder is not None:
-            self.recorder.record(Outcome(request.kind, start, 0.0, 0.0, 0, None, "ok", True, 0.0))
+            self.recorder.record(
+                RequestRecord(request.kind, start, 0.0, 0.0, 0, None, "ok", True, 0.0)
+            )
         return attrs.evolve(
             hit,
             request_id=request_id,
@@ -289,16 +273,13 @@ class Router:
             queue_wait=0.0,
         )
 
-    def _left(self, pursuit: _Pursuit) -> float:
+    def _left(self, pursuit: Pursuit) -> float:
         """A request in flight leaves without an answer: out of the line; the time it left."""
-        if self.priority_line is not None:
-            self.priority_line.leave()
-        elif pursuit.line is not None:
-            pursuit.line.pass_on()
+        self.line.left(pursuit)
         self.stats.in_flight -= 1
         return clock.now()
 
-    def _gave_up(self, pursuit: _Pursuit, exc: CallboardError) -> None:
+    def _gave_up(self, pursuit: Pursuit, exc: CallboardError) -> None:
         """Book a request that ended in the named error ``exc``."""
         end = self._left(pursuit)
         self.stats.failed[exc.code] += 1
@@ -306,7 +287,7 @@ class Router:
             self.log.emit(end, pursuit.request_id, "gave_up", f"error={exc.code}")
         self._ended(pursuit, end, exc.code, len(getattr(exc, "attempts", ())))
 
-    def _cancelled(self, pursuit: _Pursuit) -> None:
+    def _cancelled(self, pursuit: Pursuit) -> None:
         """Book a request whose caller went away (or whose scope was cancelled)."""
         end = self._left(pursuit)
         self.stats.cancelled += 1
@@ -314,12 +295,12 @@ class Router:
             self.log.emit(end, pursuit.request_id, "cancelled")
         self._ended(pursuit, end, "cancelled", len(pursuit.errors))
 
-    def _ended(self, pursuit: _Pursuit, end: float, code: str, attempts: int) -> None:
+    def _ended(self, pursuit: Pursuit, end: float, code: str, attempts: int) -> None:
         """Tell the recorder of a request that ended without an answer."""
         wasted = self._wasted.pop(pursuit.request_id, 0.0) if self._wasted else 0.0
         if self.recorder is not None:
             self.recorder.record(
-                Outcome(
+                RequestRecord(
                     pursuit.request.kind,
                     pursuit.start,
                     end - pursuit.start,
@@ -335,7 +316,7 @@ class Router:
                 )
             )
 
-    def _delivered(self, pursuit: _Pursuit, completion: Completion) -> None:
+    def _delivered(self, pursuit: Pursuit, completion: Completion) -> None:
         """Book a request a provider answered."""
         stats = self.stats
         stats.in_flight -= 1
@@ -343,7 +324,7 @@ class Router:
         wasted = self._wasted.pop(pursuit.request_id, 0.0) if self._wasted else 0.0
         if self.recorder is not None:
             self.recorder.record(
-                Outcome(
+                RequestRecord(
                     pursuit.request.kind,
                     pursuit.start,
                     completion.latency,
@@ -365,114 +346,35 @@ class Router:
         request_id: str,
         session: InterviewSession | None,
         start: float,
-    ) -> _Pursuit:
+    ) -> Pursuit:
         """A request starts its attempts: its deadline, a retry credit, its place in line."""
         deadline = start + (request.deadline or self.retry.deadline)
         if self.budget is not None:
             self.budget.deposit(start)
         self._arrivals += 1
-        return _Pursuit(request, request_id, session, start, deadline, self._arrivals)
+        return Pursuit(request, request_id, session, start, deadline, self._arrivals)
 
-    def _line_of(self, pursuit: _Pursuit) -> _Line:
-        """The line of the request's class: requests that every provider treats alike."""
-        request = pursuit.request
-        key = (
-            request.model,
-            needs_strong(request, self.tiers),
-            bool(pursuit.avoid or pursuit.failed),
-        )
-        line = self._lines.get(key)
-        if line is None:
-            line = self._lines[key] = _Line()
-        return line
+    def _may_wait(self, pursuit: Pursuit, now: float, found: Eligible) -> None:
+        """No provider can take the request now: raise if none could answer before the
+        deadline (none busy, and the soonest timer too late), else it waits in line."""
+        if not found.busy and now + found.soonest >= pursuit.deadline:
+            raise NoProviderAvailable(pursuit.request_id, pursuit.errors, found.retry_after)
+        if self.log.active:
+            detail = f"wait={found.soonest:.3f} busy={int(found.busy)}"
+            self.log.emit(now, pursuit.request_id, "queued", detail)
 
-    async def _wait_for_a_provider(self, pursuit: _Pursuit, now: float, found: Eligible) -> None:
-        """No provider can take the request now: wait in line for one, or give up.
-
-        It gives up when no provider could answer before the deadline (none busy, and
-        the soonest timer too late), when the line is full, or when the priority line
-        sheds it.
-        """
-        request_id = pursuit.request_id
-        soonest, busy = found.soonest, found.busy
-        if not busy and now + soonest >= pursuit.deadline:
-            raise NoProviderAvailable(request_id, pursuit.errors, found.retry_after)
-        log = self.log
-        if log.active:
-            log.emit(now, request_id, "queued", f"wait={soonest:.3f} busy={int(busy)}")
-        line = self.priority_line
-        if line is None:
-            await self._wait_in_line(pursuit, pursuit.line or self._line_of(pursuit), soonest, busy)
-            return
-        began = clock.now()
+    async def _wait_in_line(self, pursuit: Pursuit, soonest: float, busy: bool) -> None:
+        """Wait in line until the request should look for a provider again, unless the
+        line refuses it (full) or sheds it (:meth:`WaitingLine.wait`)."""
         try:
-            await line.wait(
-                request_id,
-                pursuit.request.priority,
-                pursuit.seq,
-                soonest,
-                pursuit.deadline,
-                pursuit.errors,
-            )
-        except NoProviderAvailable:
-            if log.active:
-                log.emit(clock.now(), request_id, "shed", f"priority={pursuit.request.priority}")
+            await self.line.wait(pursuit, soonest, busy)
+        except NoProviderAvailable as exc:
+            if self.log.active:
+                detail = f"priority={pursuit.request.priority}"
+                self.log.emit(clock.now(), pursuit.request_id, exc.code, detail)
             raise
-        finally:
-            pursuit.waited(clock.now() - began, busy)
 
-    async def _wait_in_line(
-        self, pursuit: _Pursuit, line: _Line, soonest: float, busy: bool
-    ) -> None:
-        """Wait in the request's line until it should look for a provider again.
-
-        The head sleeps until the soonest timer or until a call ends; the others park
-        in arrival order and are let go one at a time (:meth:`_Line.pass_on`).
-        """
-        began = clock.now()
-        if pursuit.line is None:
-            if self.waiting >= self.max_waiting:
-                retry_after = soonest if soonest < math.inf else self._drain_estimate()
-                raise LineFull(pursuit.request_id, pursuit.errors, self.waiting, retry_after)
-            pursuit.line = line
-        if line.head_taken or (line.parked and not pursuit.had_turn):
-            try:
-                await line.park(pursuit.deadline)
-            finally:
-                pursuit.had_turn = True
-                pursuit.waited(clock.now() - began, line.busy)
-            return
-        line.head_taken = True
-        line.busy = busy
-        try:
-            with trio.move_on_at(min(began + soonest, pursuit.deadline)):
-                await line.head.park()
-        finally:
-            line.head_taken = False
-            pursuit.had_turn = True
-            pursuit.waited(clock.now() - began, busy)
-
-    def _drain_estimate(self) -> float:
-        """Seconds until the line would clear if every account's slots turned over at its
-        typical service time (a Retry-After for a request refused by a full line)."""
-        rate = sum(
-            p.slots.capacity / p.typical_service for p in self.providers if p.typical_service > 0
-        )
-        return (self.waiting + 1) / rate if rate > 0 else 1.0
-
-    def _dispatched(self, pursuit: _Pursuit, now: float) -> None:
-        """A request leaves the line for a provider."""
-        line = self.priority_line
-        if line is not None:
-            line.dispatched(now)
-        elif pursuit.line is not None:
-            # Capacity is free: let the next waiting request look too, so a burst
-            # of capacity (a window reset) drains the line instead of one slot.
-            pursuit.line.pass_on()
-            pursuit.line = None
-            pursuit.had_turn = False
-
-    def _choose(self, pursuit: _Pursuit, ready: list[Provider], now: float) -> Provider:
+    def _choose(self, pursuit: Pursuit, ready: list[Provider], now: float) -> Provider:
         """The provider for the next attempt, among those ``ready`` for it.
 
         One that has not failed this request yet, of the request's tier, by the policy.
@@ -486,29 +388,27 @@ class Router:
         # A half-open provider's trial decides whether it comes back; a policy that
         # scores by health would never pick it, and it would stay half-open forever.
         for provider in candidates:
-            if provider.breaker.core.state is _HALF_OPEN:
+            if provider.breaker.state is _HALF_OPEN:
                 return provider
         return self.policy.choose(candidates, pursuit.request, pursuit.session, now)
 
-    def _attempt_starts(self, pursuit: _Pursuit, provider: Provider, now: float) -> None:
+    def _attempt_starts(self, pursuit: Pursuit, provider: Provider, now: float) -> None:
         """Log that an attempt on ``provider`` starts now (the caller counts it)."""
         detail = f"provider={provider.spec.name} attempt={len(pursuit.errors) + 1}"
         self.log.emit(now, pursuit.request_id, "attempt", detail)
 
-    def _attempt_failed(self, pursuit: _Pursuit, exc: AttemptError, name: str) -> float | None:
+    def _attempt_failed(self, pursuit: Pursuit, exc: AttemptError, name: str) -> float | None:
         """After provider ``name`` failed: raise if the request must give up, else how long
         to back off before the next attempt (None: fail over at once)."""
-        pursuit.errors.append(exc)
         end = clock.now()
+        pursuit.attempt_failed(exc, name, end)
         if self.log.active:
             self.log.emit(end, pursuit.request_id, "failed", f"provider={name} error={exc.code}")
         self._give_up_after(pursuit, exc, end)
         if isinstance(exc, RateLimited):
-            pursuit.avoid[name] = end + exc.retry_after
             self.stats.rate_limited += 1
             self._failover(pursuit, name, "429", end)
             return None
-        pursuit.failed.add(name)
         others = eligible(
             self.providers, pursuit.request, end, pursuit.avoid, self.tiers, pursuit.deadline - end
         )
@@ -517,7 +417,7 @@ class Router:
             return None
         return self._backoff(pursuit, name, end)
 
-    def _give_up_after(self, pursuit: _Pursuit, exc: AttemptError, end: float) -> None:
+    def _give_up_after(self, pursuit: Pursuit, exc: AttemptError, end: float) -> None:
         """Raise if the failed attempt ``exc`` ends the request: it cannot be retried, the
         attempts are used up, or the retry budget is empty."""
         errors = pursuit.errors
@@ -531,17 +431,15 @@ class Router:
             self.stats.retries_denied += 1
             if self.log.active:
                 self.log.emit(end, pursuit.request_id, "retry_denied", "budget=empty")
-            raise RetryBudgetExhausted(
-                pursuit.request_id, errors, getattr(exc, "retry_after", None)
-            ) from exc
+            raise RetryBudgetExhausted(pursuit.request_id, errors, exc.retry_after) from exc
 
-    def _failover(self, pursuit: _Pursuit, name: str, reason: str, end: float) -> None:
+    def _failover(self, pursuit: Pursuit, name: str, reason: str, end: float) -> None:
         """The next attempt goes to another provider than ``name``, at once."""
         self.stats.failovers += 1
         if self.log.active:
             self.log.emit(end, pursuit.request_id, "failover", f"from={name} reason={reason}")
 
-    def _backoff(self, pursuit: _Pursuit, name: str, end: float) -> float:
+    def _backoff(self, pursuit: Pursuit, name: str, end: float) -> float:
         """No other provider can take it: how long to wait before retrying (never sooner
         than a Retry-After, never past the deadline)."""
         pursuit.retries += 1
@@ -553,13 +451,11 @@ class Router:
         return delay
 
     def _answer(
-        self, pursuit: _Pursuit, completion: Completion, name: str, began: float
+        self, pursuit: Pursuit, completion: Completion, name: str, began: float
     ) -> Completion:
         """Provider ``name`` answered the attempt that ``began`` then: the request's answer."""
         end = clock.now()
-        line = self.priority_line
-        if line is not None:
-            line.answered(end - began)
+        self.line.answered(end - began)
         start = pursuit.start
         latency, ttft = end - start, completion.ttft + (began - start)
         attempts = len(pursuit.errors) + 1
@@ -589,86 +485,3 @@ class Router:
             detail = f"provider={name} attempts={completion.attempts}"
             self.log.emit(end, pursuit.request_id, "success", detail)
         return completion
-
-
-class _Pursuit:
-    """One request on its way through the attempts: what it tried, what it must avoid."""
-
-    __slots__ = (
-        "avoid",
-        "deadline",
-        "errors",
-        "failed",
-        "had_turn",
-        "limit_wait",
-        "line",
-        "request",
-        "request_id",
-        "retries",
-        "seq",
-        "session",
-        "slot_wait",
-        "start",
-    )
-
-    def __init__(
-        self,
-        request: ChatRequest,
-        request_id: str,
-        session: InterviewSession | None,
-        start: float,
-        deadline: float,
-        seq: int,
-    ) -> None:
-        self.request = request
-        self.request_id = request_id
-        self.session = session
-        self.start = start
-        self.deadline = deadline
-        self.seq = seq  # its arrival order, for the priority line's ties
-        self.errors: list[AttemptError] = []
-        self.avoid: dict[str, float] = {}  # provider -> until when (a 429's Retry-After)
-        self.failed: set[str] = set()  # providers that failed this request
-        self.retries = 0
-        self.line: _Line | None = None  # the line it waits in, until it is dispatched
-        self.had_turn = False  # it was let go to look, so it keeps its place if it waits on
-        self.slot_wait = 0.0  # seconds in line while a provider was only busy (every slot)
-        self.limit_wait = 0.0  # seconds in line for a rate limit, cool-down or quarantine
-
-    def waited(self, seconds: float, busy: bool) -> None:
-        """Book ``seconds`` in line: for a slot when a provider was merely busy, else for
-        a limit (the timers: rate limits, cool-downs, quarantines)."""
-        if busy:
-            self.slot_wait += seconds
-        else:
-            self.limit_wait += seconds
-
-
-class _Line:
-    """Requests of one class waiting for a provider, first come first served.
-
-    The head parks in ``head`` until its soonest timer or until a call ends (the router
-    unparks it); the others park in ``parked`` in arrival order. One is let go to
-    look (:meth:`pass_on`) when the head leaves, so someone always keeps the time.
-    """
-
-    __slots__ = ("busy", "head", "head_taken", "parked")
-
-    def __init__(self) -> None:
-        self.head = trio.lowlevel.ParkingLot()
-        self.parked = trio.lowlevel.ParkingLot()
-        self.head_taken = False
-        self.busy = False  # what the head waits for: a call's end (True) or a timer
-
-    def __len__(self) -> int:
-        return len(self.parked) + self.head_taken
-
-    async def park(self, deadline: float) -> None:
-        """Wait behind the head until let go, or until ``deadline``."""
-        with trio.move_on_at(deadline):
-            await self.parked.park()
-
-    def pass_on(self) -> None:
-        """Let the next waiter look, unless a head keeps the time already."""
-        if self.parked and not self.head_taken:
-            self.parked.unpark()

@@ -1,20 +1,20 @@
-"""Priorities and load shedding for requests waiting for a provider.
+"""Priorities and load shedding: the ``"priority"`` discipline of the router's waiting
+line (:class:`engine.routing.waiting.WaitingLine`), the default in both worlds.
 
 When no provider can take a request now (every account rate-limited, full,
-quarantined), the request waits in line against its deadline. With shedding on,
-the line is ordered by the request's ``priority`` (0 first, then 1, ...; first
-come first served within a priority), and a request is shed at once, with a
-Retry-After, when the line ahead of it would not clear before its deadline with a typical
-service time (measured: dispatch to answer) to spare. How
-fast the line clears is measured: the attempts the router sent over the last
-``rate_window`` seconds. A higher-priority arrival pushes lower-priority waiters
-back; those that can no longer make their deadline are shed, lowest priority and
-newest first.
+quarantined), the request waits in line against its deadline. The line is ordered
+by the request's ``priority`` (0 first, then 1, ...; first come first served within
+a priority), and a request is shed at once, with a Retry-After, when the line ahead
+of it would not clear before its deadline with a typical service time (measured:
+dispatch to answer) to spare. How fast the line clears is measured: the attempts the
+router sent over the last ``rate_window`` seconds. A higher-priority arrival pushes
+lower-priority waiters back; those that can no longer make their deadline are shed,
+lowest priority and newest first.
 
-The line is bounded (``max_waiting``, with shedding on or off): when it is full, a
-newcomer that outranks the worst waiter takes its place (that one is shed), and
-any other is refused at once with :class:`~engine.routing.errors.LineFull` and a
-Retry-After, so overload costs bounded memory and never a hung client.
+The line is bounded (``max_waiting``): when it is full, a newcomer that outranks the
+worst waiter takes its place (that one is shed), and any other is refused at once
+with :class:`~engine.routing.errors.LineFull` and a Retry-After, so overload costs
+bounded memory and never a hung client.
 
 Only one waiter (the timer) sleeps until the soonest moment a provider could take
 a request; the others park until woken, so a long line costs no rescans. The router
@@ -26,37 +26,20 @@ from __future__ import annotations
 
 import bisect
 import math
+from typing import TYPE_CHECKING
 
-import attrs
 import trio
 
 from actors.errors import AttemptError
 from actors.runtime import clock
-from actors.runtime.errors import InvalidSetting
 from engine.routing.errors import LineFull, Shed
 from engine.routing.retry import SlidingCount
 
+if TYPE_CHECKING:
+    from engine.routing.pursuit import Pursuit
+    from engine.routing.waiting import LineConfig
+
 Key = tuple[int, int]  # (priority, arrival sequence)
-
-
-@attrs.frozen
-class SheddingConfig:
-    """Priority order and load shedding in the router's line (off unless ``enabled``).
-
-    ``max_waiting`` bounds the line whether or not shedding is enabled.
-    """
-
-    enabled: bool = False
-    rate_window: float = 60.0
-    max_waiting: int = 10_000
-
-    def __attrs_post_init__(self) -> None:
-        if not 0 < self.rate_window < math.inf:
-            raise InvalidSetting("shedding.rate_window", self.rate_window, "> 0 seconds")
-        if isinstance(self.max_waiting, bool) or not (
-            isinstance(self.max_waiting, int) and self.max_waiting >= 1
-        ):
-            raise InvalidSetting("shedding.max_waiting", self.max_waiting, "an integer >= 1")
 
 
 class _Waiter:
@@ -70,7 +53,9 @@ class _Waiter:
 
 
 class PriorityLine:
-    def __init__(self, config: SheddingConfig) -> None:
+    """The waiting line by priority, shedding what would not get its turn in time."""
+
+    def __init__(self, config: LineConfig) -> None:
         self.config = config
         self._keys: list[Key] = []
         self._waiters: list[_Waiter] = []
@@ -98,7 +83,7 @@ class PriorityLine:
         span = min(self.config.rate_window, max(1.0, now - self._since))
         return self._sent.total / span
 
-    def dispatched(self, now: float) -> None:
+    def dispatched(self, pursuit: Pursuit, now: float) -> None:
         """An attempt is going out: count it, and let the best waiter look for capacity too."""
         if self._since is None:
             self._since = now
@@ -124,85 +109,88 @@ class PriorityLine:
         elif self._waiters:
             self._wake(0)
 
-    def leave(self) -> None:
+    def left(self, pursuit: Pursuit) -> None:
         """A request gave up (or was answered) without dispatching: if nobody keeps the
         time, let the best waiter look, so the line never stalls."""
         if self._waiters and not self._timer_taken:
             self._wake(0)
 
+    def others_first(self, pursuit: Pursuit) -> bool:
+        """Never: a newcomer looks for a provider at once, and when it must wait its
+        priority decides its place (:meth:`dispatched` lets the best waiter look too)."""
+        return False
+
     # --- waiting --------------------------------------------------------------
-    async def wait(
-        self,
-        request_id: str,
-        priority: int,
-        seq: int,
-        soonest: float,
-        deadline: float,
-        errors: list[AttemptError],
-    ) -> None:
+    async def wait(self, pursuit: Pursuit, soonest: float, busy: bool) -> None:
         """Wait for a chance at capacity; raise :class:`Shed` if it would come too late.
 
         ``soonest`` is when a timer frees a provider (inf when only a call's end will:
         :meth:`freed` wakes the line then). Returns when the caller should look for a
         provider again (or its deadline passed, which the caller checks).
         """
-        now = clock.now()
-        key = (priority, seq)
-        rate = self.rate(now)
-        # Estimates count from the timer, or from now when a call's end frees capacity
-        # (the drain rate then says how fast the line moves).
-        head_start = soonest if soonest < math.inf else 0.0
-        if len(self) >= self.config.max_waiting:
-            self._make_room(request_id, key, head_start, rate, errors)
-        if rate > 0:
-            estimate = head_start + self._ahead(key, bisect.bisect_left(self._keys, key)) / rate
-            if now + estimate + self.service >= deadline:
-                self.shed += 1
-                raise Shed(request_id, errors, estimate)
-        if not self._timer_taken:
-            self._timer_taken = True
-            self._timer_key = key
-            self._timer_until = now + soonest
-            self._timer_shed = None
-            try:
-                with trio.CancelScope() as self._timer_scope:
-                    await clock.sleep(min(soonest, deadline - now))
-            except BaseException:
-                self._timer_taken = False
-                if self._waiters:
-                    self._wake(0)  # someone else keeps the time
-                raise
-            self._timer_taken = False
-            if self._timer_shed is not None:  # a better request took its place in the full line
-                if self._waiters:
-                    self._wake(0)
-                raise Shed(request_id, errors, self._timer_shed)
-            if not self._waiters or key < self._keys[0]:
-                return  # the best in line looks first
-            self._wake(0)  # a better request looks first; this one waits its turn
-            # Better requests came while this one kept the time: it may be too late now.
-            now = clock.now()
+        # One frame, not a helper: each frame between the waiter and the clock is resumed
+        # on every wake-up.
+        began = now = clock.now()
+        try:
+            request_id, deadline, errors = pursuit.request_id, pursuit.deadline, pursuit.errors
+            key = (pursuit.request.priority, pursuit.seq)
             rate = self.rate(now)
+            # Estimates count from the timer, or from now when a call's end frees capacity
+            # (the drain rate then says how fast the line moves).
+            head_start = soonest if soonest < math.inf else 0.0
+            if len(self) >= self.config.max_waiting:
+                self._make_room(request_id, key, head_start, rate, errors)
             if rate > 0:
-                # Ahead: the parked ones before it, and the one just woken to look first.
-                estimate = (bisect.bisect_left(self._keys, key) + 1) / rate
+                estimate = head_start + self._ahead(key, bisect.bisect_left(self._keys, key)) / rate
                 if now + estimate + self.service >= deadline:
                     self.shed += 1
                     raise Shed(request_id, errors, estimate)
-        waiter = _Waiter(key, deadline)
-        index = bisect.bisect_left(self._keys, key)
-        self._keys.insert(index, key)
-        self._waiters.insert(index, waiter)
-        if rate > 0 and index < len(self._waiters) - 1:
-            self._shed_overtaken(index, now, rate)
-        try:
-            with trio.move_on_at(deadline):
-                await waiter.event.wait()
+            if not self._timer_taken:
+                self._timer_taken = True
+                self._timer_key = key
+                self._timer_until = now + soonest
+                self._timer_shed = None
+                try:
+                    with trio.CancelScope() as self._timer_scope:
+                        await clock.sleep(min(soonest, deadline - now))
+                except BaseException:
+                    self._timer_taken = False
+                    if self._waiters:
+                        self._wake(0)  # someone else keeps the time
+                    raise
+                self._timer_taken = False
+                if self._timer_shed is not None:  # a better request took its place in the full line
+                    if self._waiters:
+                        self._wake(0)
+                    raise Shed(request_id, errors, self._timer_shed)
+                if not self._waiters or key < self._keys[0]:
+                    return  # the best in line looks first
+                self._wake(0)  # a better request looks first; this one waits its turn
+                # Better requests came while this one kept the time: it may be too late now.
+                now = clock.now()
+                rate = self.rate(now)
+                if rate > 0:
+                    # Ahead: the parked ones before it, and the one just woken to look first.
+                    estimate = (bisect.bisect_left(self._keys, key) + 1) / rate
+                    if now + estimate + self.service >= deadline:
+                        self.shed += 1
+                        raise Shed(request_id, errors, estimate)
+            waiter = _Waiter(key, deadline)
+            index = bisect.bisect_left(self._keys, key)
+            self._keys.insert(index, key)
+            self._waiters.insert(index, waiter)
+            if rate > 0 and index < len(self._waiters) - 1:
+                self._shed_overtaken(index, now, rate)
+            try:
+                with trio.move_on_at(deadline):
+                    await waiter.event.wait()
+            finally:
+                if not waiter.event.is_set():
+                    self._remove(waiter)
+            if waiter.shed_after is not None:
+                raise Shed(request_id, errors, waiter.shed_after)
         finally:
-            if not waiter.event.is_set():
-                self._remove(waiter)
-        if waiter.shed_after is not None:
-            raise Shed(request_id, errors, waiter.shed_after)
+            pursuit.waited(clock.now() - began, busy)
 
     def _make_room(
         self, request_id: str, key: Key, soonest: float, rate: float, errors: list[AttemptError]

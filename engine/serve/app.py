@@ -1,9 +1,15 @@
-"""The live router's HTTP surface: an OpenAI-compatible API, sessions, health and metrics.
+"""The live router's HTTP surface on Starlette: an OpenAI-compatible API, sessions, health.
 
 It only parses, delegates to :class:`~engine.serve.live_router.LiveRouter` and formats;
 every behaviour behind it is reachable from Python. A bad request is refused
-with an OpenAI-style error body before any provider is called; a client that
-hangs up cancels its request (the router counts it as cancelled).
+with an OpenAI-style error body (Anthropic's on ``/v1/messages``) before any provider is
+called; a client that hangs up cancels its request (the router counts it as cancelled).
+
+The layers, outside in: :class:`~engine.serve.context.RequestContext` (the exchange, the
+access log line, 499 and 500); Starlette's routing (404, 405 with Allow) and exception
+handlers (a :class:`CallboardError` becomes its status and error body); then, per route,
+:class:`_Drain` (refuses new work while draining, tracks what is in flight) and
+:class:`~engine.serve.callers.middleware.CallerKeys`; then the handler.
 
 Shutdown (:meth:`RouterApp.drain`): new requests are refused with a 503
 ``shutting_down``, those in flight finish for up to the grace period, and the
@@ -14,40 +20,33 @@ request gets exactly one answer.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import attrs
 import trio
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from actors.backends.sink import Delta
-from actors.messages import ChatRequest, Completion
+from actors.messages import ChatRequest
 from actors.runtime.errors import CallboardError, ShuttingDown
 from engine.routing.books import Books
-from engine.routing.decision_log import log_value
 from engine.routing.errors import InvalidRequest
+from engine.serve import sse
 from engine.serve.anthropic_format import chat_body, messages_error, messages_reply
-from engine.serve.asgi import (
-    BODY_TIMEOUT,
-    ClientGone,
-    Receive,
-    Scope,
-    Send,
-    encode_json,
-    end_body,
-    lifespan,
-    parse_json,
-    read_body,
-    send_bytes,
-    send_json,
-    send_sse,
-    start_sse,
-    wait_for_disconnect,
-)
-from engine.serve.callers import CallerGate, Ticket
+from engine.serve.body import BODY_TIMEOUT, read_json
+from engine.serve.callers import CallerGate
+from engine.serve.callers.middleware import CallerKeys, meter_of
+from engine.serve.context import Exchange, RequestContext, exchange_of, until_disconnect
 from engine.serve.live_router import LiveRouter
 from engine.serve.messages_stream import MessagesStream
 from engine.serve.metrics import CONTENT_TYPE, LiveMetrics
@@ -61,13 +60,11 @@ from engine.serve.openai_format import (
     parse_chat_body,
 )
 from engine.serve.openapi import openapi_document
-from engine.serve.reply_stream import Done
+from engine.serve.reply_stream import Done, ReplyStream
 from engine.serve.sessions import check_session_id
 from engine.serve.websocket import interview_socket
 
 logger = logging.getLogger("callboard.http")
-
-Handler = Callable[..., Awaitable[None]]
 
 
 class _NotFound(CallboardError):
@@ -84,34 +81,12 @@ class _MethodNotAllowed(CallboardError):
         self.headers = {"allow": ", ".join(allowed)}
 
 
-@attrs.define
-class _Exchange:
-    """One HTTP request/response, for the access log line."""
-
-    method: str
-    path: str
-    route: str
-    start: float
-    request_id: str = "-"
-    status: int = 0
-    provider: str = "-"
-    attempts: int = 0
-    routed: bool = False  # the router has the request (and counts it from then on)
-    streaming: bool = False  # a server-sent event stream has started
-    done: bool = False  # the last byte of the response is on its way
-    logged: bool = False
-    key: str = "-"  # the caller key's id (never the key)
-    completion: Completion | None = None  # the answer, once the router gave one
-
-    def answered(self, completion: Completion) -> None:
-        self.completion = completion
-        self.provider, self.attempts = completion.provider, completion.attempts
-
-
 #: Routes that keep answering while the server drains: load balancers and scrapers poll them.
 _WHILE_DRAINING = frozenset({"health", "stats", "metrics", "openapi", "models"})
 #: Routes whose requests the router answers: admitted by the caller key's budget.
 _SPENDING = frozenset({"chat", "messages", "anthropic_messages"})
+#: Routes that answer in Anthropic's error shape (the rest answer in OpenAI's).
+_ANTHROPIC = frozenset({"anthropic_messages"})
 
 
 class RouterApp:
@@ -137,64 +112,85 @@ class RouterApp:
         # One cancel scope per request or socket in progress: what a drain waits for.
         self._active: set[trio.CancelScope] = set()
         self._quiet = trio.Event()
-        self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = [
-            ("POST", re.compile(r"/v1/chat/completions"), "chat", self.chat),
-            ("GET", re.compile(r"/v1/models"), "models", self.models),
-            ("POST", re.compile(r"/v1/messages"), "anthropic_messages", self.anthropic_messages),
-            ("POST", re.compile(r"/sessions"), "sessions", self.create_session),
-            ("GET", re.compile(r"/sessions/(?P<sid>[^/]+)"), "session", self.get_session),
-            ("POST", re.compile(r"/sessions/(?P<sid>[^/]+)/messages"), "messages", self.message),
-            ("GET", re.compile(r"/health"), "health", self.health),
-            ("GET", re.compile(r"/api/models/health"), "models_health", self.models_health),
-            ("GET", re.compile(r"/api/models/best"), "models_best", self.models_best),
-            (
-                "POST",
-                re.compile(r"/api/models/(?P<provider>[^/]+)/report-failure"),
-                "report_failure",
-                self.report_failure,
-            ),
-            ("GET", re.compile(r"/metrics"), "metrics", self.prometheus),
-            ("GET", re.compile(r"/stats"), "stats", self.stats),
-            ("GET", re.compile(r"/openapi\.json"), "openapi", self.openapi),
+        self.app = Starlette(
+            routes=self.routes(),
+            middleware=[Middleware(RequestContext, metrics=metrics)],
+            exception_handlers={
+                CallboardError: self._refusal,
+                405: self._method_not_allowed,
+            },
+        )
+        self.app.router.default = self._no_route
+
+    def routes(self) -> list[BaseRoute]:
+        """The routes, each behind the drain and the caller keys (named as ``callers.public``
+        and the metrics name them)."""
+        door = [
+            Middleware(_Drain, owner=self),
+            Middleware(CallerKeys, gate=self.gate, spending=_SPENDING),
         ]
-        self._ws_route = re.compile(r"/interview/stream/(?P<cid>[^/]+)")
+
+        def route(path: str, endpoint: Any, method: str, name: str) -> Route:
+            return Route(path, endpoint, methods=[method], name=name, middleware=door)
+
+        return [
+            route("/v1/chat/completions", self.chat, "POST", "chat"),
+            route("/v1/models", self.models, "GET", "models"),
+            route("/v1/messages", self.anthropic_messages, "POST", "anthropic_messages"),
+            route("/sessions", self.create_session, "POST", "sessions"),
+            route("/sessions/{session_id}", self.get_session, "GET", "session"),
+            route("/sessions/{session_id}/messages", self.message, "POST", "messages"),
+            route("/health", self.health, "GET", "health"),
+            route("/api/models/health", self.models_health, "GET", "models_health"),
+            route("/api/models/best", self.models_best, "GET", "models_best"),
+            route(
+                "/api/models/{provider}/report-failure",
+                self.report_failure,
+                "POST",
+                "report_failure",
+            ),
+            route("/metrics", self.prometheus, "GET", "metrics"),
+            route("/stats", self.stats, "GET", "stats"),
+            route("/openapi.json", self.openapi, "GET", "openapi"),
+            WebSocketRoute(
+                "/interview/stream/{cid}", self.interview, name="interview", middleware=door
+            ),
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-        elif scope["type"] == "websocket":
-            match = self._ws_route.fullmatch(scope["path"])
-            if match is None:
-                await receive()
-                await send({"type": "websocket.close", "code": 4404})
-                return
-            if self.draining:
-                await receive()
-                await send({"type": "websocket.close", "code": 1012})  # service restart
-                return
-            # --- caller keys: checked before the socket is accepted ---
-            gate = self.gate
-            try:
-                caller = None if gate is None else gate.check("interview", scope["headers"])
-            except CallboardError as exc:
-                await receive()
-                await send({"type": "websocket.close", "code": 1008, "reason": str(exc)[:120]})
-                return
-            meter = None if gate is None else gate.meter(caller)
-            # --- end caller keys ---
-            with self._tracked() as cancel:
-                await interview_socket(self.live, scope, receive, send, match["cid"], meter)
-            if cancel.cancelled_caught:
-                # Past the grace: say why (the turn's history is unchanged), then close as a
-                # restart so the client reconnects, to another replica or to this one later.
-                error = ShuttingDown(f"server shutting down after its {self.grace:g} s grace")
-                with contextlib.suppress(Exception):  # the socket may already be gone
-                    event = {"type": "error", **error_body(error)[1]}
-                    await send({"type": "websocket.send", "text": encode_json(event).decode()})
-                    await send({"type": "websocket.close", "code": 1012})
-        elif scope["type"] == "http":
-            await self._http(scope, receive, send)
+        await self.app(scope, receive, send)
 
+    # --- errors ----------------------------------------------------------------------
+    async def _no_route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            websocket = WebSocket(scope, receive, send)
+            await websocket.receive()
+            await websocket.close(4404)
+            return
+        raise _NotFound(f"no route {scope['method']} {scope['path']}")
+
+    async def _method_not_allowed(self, request: Request, exc: Exception) -> Response:
+        # Starlette raises this for a path routed with other methods only.
+        route, exchange = request.scope["route"], exchange_of(request.scope)
+        exchange.route = route.name
+        refusal = _MethodNotAllowed(request.method, exchange.path, sorted(route.methods))
+        return await self._refusal(request, refusal)
+
+    async def _refusal(self, request: Request, exc: Exception) -> Response:
+        """A :class:`CallboardError` as its status and error body, in the route's shape."""
+        assert isinstance(exc, CallboardError)
+        exchange = exchange_of(request.scope)
+        shape = messages_error if exchange.route in _ANTHROPIC else error_body
+        status, body, headers = shape(exc)
+        headers = {**headers, **getattr(exc, "headers", {})}
+        chat = exchange.route in ("chat", "anthropic_messages")
+        if isinstance(exc, InvalidRequest) and chat and not exchange.routed:
+            self.metrics.rejected_before_router()
+        if self.draining:
+            headers = {**headers, "connection": "close"}
+        return JSONResponse(body, status, headers)
+
+    # --- drain -----------------------------------------------------------------------
     @contextlib.contextmanager
     def _tracked(self) -> Iterator[trio.CancelScope]:
         """A cancel scope for one request in progress, which a drain past its grace cancels."""
@@ -228,138 +224,11 @@ class RouterApp:
             with trio.move_on_after(1.0):  # they only write their error answers now
                 await self._quiet.wait()
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method, path = scope["method"], scope["path"].rstrip("/") or "/"
-        handler, params, route = None, {}, "unknown"
-        allowed: list[str] = []
-        for verb, pattern, name, candidate in self.routes:
-            match = pattern.fullmatch(path)
-            if match is not None:
-                route = name
-                allowed.append(verb)
-                if verb == method:
-                    handler, params = candidate, match.groupdict()
-                    break
-        exchange = _Exchange(method, path, route, time.perf_counter())
-        header_id = dict(scope["headers"]).get(b"x-request-id")
-        if header_id:
-            exchange.request_id = header_id.decode("latin-1")[:128]
+    # --- bodies ----------------------------------------------------------------------
+    async def _body(self, request: Request) -> Any:
+        return await read_json(request, self.max_body_bytes, self.body_timeout)
 
-        async def respond(status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            exchange.status = status
-            exchange.done = True
-            self._finish(exchange)
-            extra = {"x-request-id": exchange.request_id} if exchange.request_id != "-" else {}
-            await send_json(send, status, payload, {**extra, **(headers or {})})
-
-        ticket: Ticket | None = None
-        try:
-            if handler is None:
-                if allowed:
-                    raise _MethodNotAllowed(method, path, allowed)
-                raise _NotFound(f"no route {method} {path}")
-            if self.draining and route not in _WHILE_DRAINING:
-                raise ShuttingDown("server shutting down: it takes no new requests")
-            # --- caller keys (engine/serve/callers): 401, then 429 by the key's budget ---
-            if self.gate is not None:
-                caller = self.gate.check(route, scope["headers"])
-                if caller is not None:
-                    exchange.key = caller.id
-                    if route in _SPENDING:
-                        ticket = await self.gate.admit(caller)
-            # --- end caller keys ---
-            with self._tracked() as cancel:
-                await handler(scope, receive, send, respond, exchange, **params)
-            if cancel.cancelled_caught:
-                raise ShuttingDown(
-                    f"server shutting down: the request was cancelled after the "
-                    f"{self.grace:g} s grace period"
-                )
-        except ClientGone:
-            exchange.status = 499
-        except CallboardError as exc:
-            # The Anthropic entrance answers errors in Anthropic's shape; the rest in OpenAI's.
-            anthropic = route == "anthropic_messages"
-            shape = messages_error if anthropic else error_body
-            if exchange.status == 0:
-                status, body, headers = shape(exc)
-                headers = {**headers, **getattr(exc, "headers", {})}
-                chat = route in ("chat", "anthropic_messages")
-                if isinstance(exc, InvalidRequest) and chat and not exchange.routed:
-                    self.metrics.rejected_before_router()
-                if self.draining:
-                    headers = {**headers, "connection": "close"}
-                await respond(status, body, headers)
-            elif exchange.streaming and not exchange.done:
-                # The stream had started: its last event says why it ends here.
-                exchange.done = True
-                self._finish(exchange)
-                await send_sse(send, shape(exc)[1], event="error" if anthropic else None)
-                await end_body(send)
-        except Exception:
-            logger.exception(
-                "request_id=%s path=%s internal error",
-                log_value(exchange.request_id),
-                log_value(path),
-            )
-            if exchange.status == 0:
-                status, body, headers = error_body(RuntimeError())
-                await respond(status, body, headers)
-        finally:
-            self._finish(exchange)
-            if ticket is not None and exchange.completion is not None and self.gate is not None:
-                self.gate.settle(ticket, exchange.completion)  # billed even if the client left
-
-    def _finish(self, exchange: _Exchange) -> None:
-        """Count and log the response once, as its last byte leaves (not after: a
-        server stopped right then would lose the line)."""
-        if exchange.logged:
-            return
-        exchange.logged = True
-        self.metrics.response(exchange.route, exchange.status)
-        logger.info(
-            "request_id=%s method=%s path=%s status=%s ms=%.1f provider=%s attempts=%s key=%s",
-            log_value(exchange.request_id),
-            log_value(exchange.method),
-            log_value(exchange.path),
-            exchange.status,
-            (time.perf_counter() - exchange.start) * 1000,
-            exchange.provider,
-            exchange.attempts,
-            exchange.key,
-        )
-
-    async def _body(self, receive: Receive) -> Any:
-        return parse_json(await read_body(receive, self.max_body_bytes, self.body_timeout))
-
-    async def _until_disconnect(
-        self, receive: Receive, exchange: _Exchange, work: Callable[[], Awaitable[None]]
-    ) -> None:
-        """Run ``work``; a client that hangs up before the response is complete cancels it."""
-        gone = False
-        failure: Exception | None = None
-        async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                nonlocal gone
-                await wait_for_disconnect(receive)
-                if not exchange.done:  # (after a complete response, a disconnect is normal)
-                    gone = True
-                    nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch)
-            try:
-                await work()
-            except Exception as exc:  # raised bare, not wrapped in the nursery's group
-                failure = exc
-            nursery.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
-        if gone:
-            raise ClientGone
-
-    # --- OpenAI-compatible chat ------------------------------------------------
-    def _routed(self, request: ChatRequest, exchange: _Exchange) -> ChatRequest:
+    def _routed(self, request: ChatRequest, exchange: Exchange) -> ChatRequest:
         """The request with its id (the body's, the x-request-id header's, or a new one)."""
         request_id = request.request_id
         if request_id is None:
@@ -369,112 +238,108 @@ class RouterApp:
         exchange.routed = True
         return request
 
-    async def chat(self, scope, receive, send, respond, exchange: _Exchange) -> None:
+    async def _first_event(
+        self, http: Request, request: ChatRequest, exchange: Exchange
+    ) -> tuple[ReplyStream, Any]:
+        """The stream and its first event: a request that fails before any text gets a
+        proper HTTP error status instead of a stream holding one error."""
+        reply = self.live.stream_request(request)
+        try:
+            event = await until_disconnect(http, reply.next_event)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await reply.aclose()
+            raise
+        exchange.streaming = True
+        return reply, event
+
+    # --- OpenAI-compatible chat ------------------------------------------------
+    async def chat(self, http: Request) -> Response:
+        exchange = exchange_of(http.scope)
         unknown = self.live.config.server.unknown_fields
-        request, stream = parse_chat_body(await self._body(receive), unknown_fields=unknown)
+        request, stream = parse_chat_body(await self._body(http), unknown_fields=unknown)
         request = self._routed(request, exchange)
         if stream:
-            await self._until_disconnect(
-                receive, exchange, lambda: self._stream_chat(request, send, respond, exchange)
-            )
-            return
+            reply, first = await self._first_event(http, request, exchange)
+            events = self._chat_events(request, reply, first, exchange)
+            return sse.EventStream(events, {"x-request-id": request.request_id or ""})
+        completion = await until_disconnect(http, lambda: self.live.complete_request(request))
+        exchange.answered(completion)
+        return JSONResponse(completion_body(completion))
 
-        async def answer() -> None:
-            completion = await self.live.complete_request(request)
-            exchange.answered(completion)
-            await respond(200, completion_body(completion))
-
-        await self._until_disconnect(receive, exchange, answer)
-
-    async def _stream_chat(self, request, send, respond, exchange: _Exchange) -> None:
+    async def _chat_events(
+        self, request: ChatRequest, reply: ReplyStream, event: Any, exchange: Exchange
+    ) -> AsyncGenerator[bytes, None]:
         created = int(time.time())
-        async with self.live.stream_request(request) as reply:
-            # Wait for the first event: a request that fails before any text gets a
-            # proper HTTP error status instead of a stream holding one error.
-            event = await reply.next_event()
-            exchange.status = 200
-            exchange.streaming = True
-            await start_sse(send, {"x-request-id": request.request_id or ""})
-            first = True
-            try:
-                while True:
-                    if isinstance(event, Done):
-                        completion = event.completion
-                        exchange.answered(completion)
-                        for chunk in final_chunks(completion, created, include_usage(request)):
-                            await send_sse(send, chunk)
-                        await send_sse(send, "[DONE]")
-                        break
-                    if isinstance(event, Delta) and (event.text or event.delta):
-                        delta = event.delta if event.delta is not None else {"content": event.text}
-                        # Every chunk names the model answering, never "auto".
-                        model = reply.sink.model or request.model
-                        body = chunk_body(
-                            request.request_id, model, created, delta, first, event.logprobs
-                        )
-                        await send_sse(send, body)
-                        first = False
-                    event = await reply.next_event()
-            except CallboardError as exc:
-                _, body, _ = error_body(exc)
-                await send_sse(send, body)
-            exchange.done = True
-            self._finish(exchange)
-            await end_body(send)
+        first = True
+        try:
+            while True:
+                if isinstance(event, Done):
+                    completion = event.completion
+                    exchange.answered(completion)
+                    for chunk in final_chunks(completion, created, include_usage(request)):
+                        yield sse.event(chunk)
+                    yield sse.event("[DONE]")
+                    return
+                if isinstance(event, Delta) and (event.text or event.delta):
+                    delta = event.delta if event.delta is not None else {"content": event.text}
+                    # Every chunk names the model answering, never "auto".
+                    model = reply.sink.model or request.model
+                    yield sse.event(
+                        chunk_body(request.request_id, model, created, delta, first, event.logprobs)
+                    )
+                    first = False
+                event = await reply.next_event()
+        except CallboardError as exc:
+            yield sse.event(error_body(exc)[1])
+        finally:
+            await reply.aclose()
 
     # --- Anthropic-compatible messages ---------------------------------------------
-    async def anthropic_messages(self, scope, receive, send, respond, exchange: _Exchange) -> None:
+    async def anthropic_messages(self, http: Request) -> Response:
         """``POST /v1/messages``: Anthropic's Messages API, on the same router and fleet."""
-        request, stream = parse_chat_body(chat_body(await self._body(receive)))
+        exchange = exchange_of(http.scope)
+        request, stream = parse_chat_body(chat_body(await self._body(http)))
         request = self._routed(request, exchange)
         if stream:
-            await self._until_disconnect(
-                receive, exchange, lambda: self._stream_messages(request, send, exchange)
-            )
-            return
+            reply, first = await self._first_event(http, request, exchange)
+            events = self._messages_events(request, reply, first, exchange)
+            return sse.EventStream(events, {"x-request-id": request.request_id or ""})
+        completion = await until_disconnect(http, lambda: self.live.complete_request(request))
+        exchange.answered(completion)
+        return JSONResponse(messages_reply(completion))
 
-        async def answer() -> None:
-            completion = await self.live.complete_request(request)
-            exchange.answered(completion)
-            await respond(200, messages_reply(completion))
-
-        await self._until_disconnect(receive, exchange, answer)
-
-    async def _stream_messages(self, request: ChatRequest, send, exchange: _Exchange) -> None:
-        async with self.live.stream_request(request) as reply:
-            event = await reply.next_event()  # a failure before any text: an HTTP status
-            exchange.status = 200
-            exchange.streaming = True
-            await start_sse(send, {"x-request-id": request.request_id or ""})
-            writer = MessagesStream(request.request_id or "")
-            try:
-                while True:
-                    if not writer.started:
-                        model = reply.sink.model or request.model
-                        if isinstance(event, Done):
-                            model = event.completion.model
-                        for name, data in writer.start(model, request.prompt_tokens):
-                            await send_sse(send, data, event=name)
+    async def _messages_events(
+        self, request: ChatRequest, reply: ReplyStream, event: Any, exchange: Exchange
+    ) -> AsyncGenerator[bytes, None]:
+        writer = MessagesStream(request.request_id or "")
+        try:
+            while True:
+                if not writer.started:
+                    model = reply.sink.model or request.model
                     if isinstance(event, Done):
-                        completion = event.completion
-                        exchange.answered(completion)
-                        for name, data in writer.finish(completion):
-                            await send_sse(send, data, event=name)
-                        break
-                    if isinstance(event, Delta):
-                        delta = event.delta if event.delta is not None else {"content": event.text}
-                        for name, data in writer.delta(delta):
-                            await send_sse(send, data, event=name)
-                    event = await reply.next_event()
-            except CallboardError as exc:
-                await send_sse(send, messages_error(exc)[1], event="error")
-            exchange.done = True
-            self._finish(exchange)
-            await end_body(send)
+                        model = event.completion.model
+                    for name, data in writer.start(model, request.prompt_tokens):
+                        yield sse.event(data, name)
+                if isinstance(event, Done):
+                    completion = event.completion
+                    exchange.answered(completion)
+                    for name, data in writer.finish(completion):
+                        yield sse.event(data, name)
+                    return
+                if isinstance(event, Delta):
+                    delta = event.delta if event.delta is not None else {"content": event.text}
+                    for name, data in writer.delta(delta):
+                        yield sse.event(data, name)
+                event = await reply.next_event()
+        except CallboardError as exc:
+            yield sse.event(messages_error(exc)[1], "error")
+        finally:
+            await reply.aclose()
 
     # --- sessions ----------------------------------------------------------------
-    async def create_session(self, scope, receive, send, respond, exchange: _Exchange) -> None:
-        body = await self._body(receive)
+    async def create_session(self, http: Request) -> Response:
+        body = await self._body(http)
         if not isinstance(body, dict):
             raise InvalidRequest("body", body, "a JSON object")
         session_id = body.get("session_id")
@@ -485,13 +350,16 @@ class RouterApp:
             raise InvalidRequest("system_prompt", system_prompt, "a string")
         existed = check_session_id(session_id) in self.live.sessions
         session = await self.live.session(session_id, system_prompt)
-        await respond(200 if existed else 201, _session_body(session))
+        return JSONResponse(_session_body(session), 200 if existed else 201)
 
-    async def get_session(self, scope, receive, send, respond, exchange, sid: str) -> None:
-        await respond(200, _session_body(await self.live.sessions.fetch(sid)))
+    async def get_session(self, http: Request) -> Response:
+        session = await self.live.sessions.fetch(http.path_params["session_id"])
+        return JSONResponse(_session_body(session))
 
-    async def message(self, scope, receive, send, respond, exchange: _Exchange, sid: str) -> None:
-        body = await self._body(receive)
+    async def message(self, http: Request) -> Response:
+        exchange = exchange_of(http.scope)
+        sid = http.path_params["session_id"]
+        body = await self._body(http)
         content = body.get("content") if isinstance(body, dict) else None
         if not isinstance(content, str) or not content:
             raise InvalidRequest("content", content, "the candidate's message, a non-empty string")
@@ -507,28 +375,29 @@ class RouterApp:
             priority = 0 if any(m.role == "user" for m in session.history) else 1
         elif isinstance(priority, bool) or not isinstance(priority, int) or priority < 0:
             raise InvalidRequest("priority", priority, "an integer >= 0 (0 first)")
+        completion = await until_disconnect(
+            http,
+            lambda: self.live.turn(sid, content, max_tokens=max_tokens, priority=priority),
+        )
+        exchange.request_id = completion.request_id
+        exchange.answered(completion)
+        return JSONResponse(
+            {
+                "session_id": sid,
+                "content": completion.content,
+                "turns": sum(1 for m in session.history if m.role == "user"),
+                "providers_used": list(session.providers_used),
+                **_answer_fields(completion),
+            }
+        )
 
-        async def answer() -> None:
-            completion = await self.live.turn(
-                sid, content, max_tokens=max_tokens, priority=priority
-            )
-            exchange.request_id = completion.request_id
-            exchange.answered(completion)
-            await respond(
-                200,
-                {
-                    "session_id": sid,
-                    "content": completion.content,
-                    "turns": sum(1 for m in session.history if m.role == "user"),
-                    "providers_used": list(session.providers_used),
-                    **_answer_fields(completion),
-                },
-            )
-
-        await self._until_disconnect(receive, exchange, answer)
+    async def interview(self, websocket: WebSocket) -> None:
+        """``WS /interview/stream/{cid}``: the interview socket (engine/serve/websocket.py)."""
+        cid = websocket.path_params["cid"]
+        await interview_socket(self.live, websocket, cid, meter_of(websocket.scope))
 
     # --- health, models, metrics -------------------------------------------------
-    async def health(self, scope, receive, send, respond, exchange) -> None:
+    async def health(self, http: Request) -> Response:
         statuses = self.live.status()
         available = sum(s.available for s in statuses)
         # Busy is not broken: an account at its rate limit or with every slot taken still
@@ -543,8 +412,7 @@ class RouterApp:
         else:
             state = "saturated" if up else "down"
         stats = self.live.router.stats
-        await respond(
-            200 if up else 503,
+        return JSONResponse(
             {
                 "status": state,
                 "providers": len(statuses),
@@ -554,19 +422,20 @@ class RouterApp:
                 "sessions": len(self.live.sessions),
                 "state": self.live.state_status(),
             },
+            200 if up else 503,
         )
 
-    async def models(self, scope, receive, send, respond, exchange) -> None:
+    async def models(self, http: Request) -> Response:
         """The models clients may ask for (OpenAI's list), with what each can do."""
-        await respond(200, models_body(self.live.providers))
+        return JSONResponse(models_body(self.live.providers))
 
-    async def models_health(self, scope, receive, send, respond, exchange) -> None:
+    async def models_health(self, http: Request) -> Response:
         body: dict[str, Any] = {"providers": [s.as_json() for s in self.live.status()]}
         if self.live.state is not None:  # every router's own figures, from the shared store
             body["routers"] = self.live.state.peer_health
-        await respond(200, body)
+        return JSONResponse(body)
 
-    async def models_best(self, scope, receive, send, respond, exchange) -> None:
+    async def models_best(self, http: Request) -> Response:
         best = self.live.best()
         if best is None:
             body = {
@@ -575,12 +444,14 @@ class RouterApp:
                 "param": None,
                 "code": "no_provider",
             }
-            await respond(503, {"error": body})
-            return
-        await respond(200, {"provider": best.as_json()})
+            return JSONResponse({"error": body}, 503)
+        return JSONResponse({"provider": best.as_json()})
 
-    async def report_failure(self, scope, receive, send, respond, exchange, provider: str) -> None:
-        body = await self._body(receive) if _has_body(scope) else {}
+    async def report_failure(self, http: Request) -> Response:
+        provider = http.path_params["provider"]
+        headers = http.headers
+        has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+        body = await self._body(http) if has_body else {}
         reason = body.get("reason", "reported") if isinstance(body, dict) else "reported"
         if not isinstance(reason, str):
             raise InvalidRequest("reason", reason, "a string")
@@ -588,31 +459,77 @@ class RouterApp:
             allowed = " | ".join(self.live.router.by_name)
             raise _NotFound(f"provider: no provider {provider!r}; known: {allowed}")
         self.live.report_failure(provider, reason[:200])
-        await respond(202, {"provider": provider, "reported": reason[:200]})
+        return JSONResponse({"provider": provider, "reported": reason[:200]}, 202)
 
-    async def stats(self, scope, receive, send, respond, exchange) -> None:
+    async def stats(self, http: Request) -> Response:
         """The books: where every request that entered the router is now."""
         books = Books.of(self.live.router).as_json()
-        await respond(200, {**books, "draining": self.draining})
+        return JSONResponse({**books, "draining": self.draining})
 
-    async def openapi(self, scope, receive, send, respond, exchange) -> None:
-        await respond(200, openapi_document())
+    async def openapi(self, http: Request) -> Response:
+        return JSONResponse(openapi_document())
 
-    async def prometheus(self, scope, receive, send, respond, exchange) -> None:
-        exchange.status = 200
-        exchange.done = True
-        self._finish(exchange)
-        await send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE)
+    async def prometheus(self, http: Request) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE.decode())
+
+
+class _Drain:
+    """Route middleware: refuses new work while the server drains, and tracks what is in
+    flight so that a drain past its grace cancels it with a clear answer."""
+
+    def __init__(self, app: ASGIApp, owner: RouterApp) -> None:
+        self.app = app
+        self.owner = owner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        owner = self.owner
+        route = scope["route"].name
+        if scope["type"] == "websocket":
+            await self._socket(scope, receive, send)
+            return
+        exchange = exchange_of(scope)
+        exchange.route = route
+        if owner.draining and route not in _WHILE_DRAINING:
+            raise ShuttingDown("server shutting down: it takes no new requests")
+        with owner._tracked() as cancel:
+            await self.app(scope, receive, send)
+        if not cancel.cancelled_caught:
+            return
+        error = ShuttingDown(
+            f"server shutting down: the request was cancelled after the "
+            f"{owner.grace:g} s grace period"
+        )
+        if exchange.status == 0:
+            raise error
+        if exchange.streaming and not exchange.done:
+            # The stream had started: its last event says why it ends here.
+            anthropic = route in _ANTHROPIC
+            data = (messages_error if anthropic else error_body)(error)[1]
+            body = sse.event(data, "error" if anthropic else None)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.owner.draining:
+            websocket = WebSocket(scope, receive, send)
+            await websocket.receive()
+            await websocket.close(1012)  # service restart
+            return
+        with self.owner._tracked() as cancel:
+            await self.app(scope, receive, send)
+        if cancel.cancelled_caught:
+            # Past the grace: say why (the turn's history is unchanged), then close as a
+            # restart so the client reconnects, to another replica or to this one later.
+            error = ShuttingDown(f"server shutting down after its {self.owner.grace:g} s grace")
+            event = json.dumps({"type": "error", **error_body(error)[1]})
+            with contextlib.suppress(Exception):  # the socket may already be gone
+                await send({"type": "websocket.send", "text": event})
+                await send({"type": "websocket.close", "code": 1012})
 
 
 def _integral(value: Any) -> Any:
     """JSON's 3.0 is the integer 3 (as JSON Schema counts it); anything else as given."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _has_body(scope: Scope) -> bool:
-    headers = dict(scope["headers"])
-    return headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
 
 
 def _answer_fields(completion) -> dict[str, Any]:

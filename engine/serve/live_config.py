@@ -35,7 +35,7 @@ from engine.routing.fleet import RouterConfig
 from engine.routing.hedging import HedgingConfig
 from engine.routing.policies import PolicyConfig
 from engine.routing.retry import RetryConfig
-from engine.routing.shedding import SheddingConfig
+from engine.routing.waiting import LineConfig, refuse_shedding_table
 from engine.serve.callers.config import CallersConfig
 from engine.serve.openai_format import UNKNOWN_FIELDS
 from engine.serve.state.config import StateConfig
@@ -250,8 +250,7 @@ class LiveConfig:
     server: ServerConfig = ServerConfig()
     hedging: HedgingConfig = HedgingConfig()
     concurrency: ConcurrencyConfig = ConcurrencyConfig()
-    # Live traffic is shed by priority with a Retry-After rather than held to its deadline.
-    shedding: SheddingConfig = SheddingConfig(enabled=True)
+    line: LineConfig = LineConfig()
     state: StateConfig = StateConfig()
     upstream: UpstreamCaps = UpstreamCaps()
     callers: CallersConfig = CallersConfig()
@@ -277,11 +276,8 @@ def provider_entry(assignment: str, model: str = "default") -> dict[str, Any]:
 
 
 def structure_config(raw: dict[str, Any], source: str) -> LiveConfig:
-    shedding = raw.get("shedding")
-    if isinstance(shedding, dict) and "enabled" not in shedding:
-        # A [shedding] table that only sets a bound keeps the live default (on).
-        raw = {**raw, "shedding": {**shedding, "enabled": True}}
     try:
+        refuse_shedding_table(raw)
         return CONVERTER.structure(raw, LiveConfig)
     except Exception as exc:  # cattrs groups, InvalidSetting, ValueError: all listed by key
         raise ConfigError(source, describe_problems(exc, "config")) from None

@@ -21,12 +21,14 @@ import trio
 
 from actors.backends.http import HttpBackend
 from actors.backends.proxies import ProxyURLError, proxy_mounts
-from actors.backends.ratelimit_headers import RateLimitInfo
+from actors.backends.ratelimit_headers import LimitFeed, RateLimitInfo
+from actors.backends.sink import StreamSink
 from actors.backends.trust import default_ssl_context
 from actors.breaker import Transition
 from actors.messages import ChatMessage, ChatRequest, Completion
 from actors.provider import Provider
 from actors.runtime import clock
+from actors.runtime.errors import leaves
 from actors.session import InterviewSession, Turn
 from engine.routing.decision_log import DecisionLog
 from engine.routing.fleet import Account, Fleet, open_fleet
@@ -40,6 +42,10 @@ from engine.serve.state.store import StateStore
 from engine.serve.status import ProviderStatus, best_provider, provider_status
 
 logger = logging.getLogger("callboard.live")
+
+#: Events a live router keeps of each series (breaker transitions, quota alerts, scaling
+#: decisions): the latest ones, so its memory does not grow with uptime.
+KEPT_EVENTS = 1000
 
 Messages = Sequence[Mapping[str, Any] | ChatMessage]
 
@@ -108,22 +114,25 @@ class LiveRouter:
         return self.stream_request(request)
 
     def stream_request(self, request: ChatRequest) -> ReplyStream:
-        return ReplyStream(self._nursery, lambda: self.router.complete(request))
+        return ReplyStream(self._nursery, lambda sink: self.router.complete(request, sink=sink))
 
     async def session(self, session_id: str, system_prompt: str = "") -> InterviewSession:
         """The interview session ``session_id`` (started if new); it owns the history."""
         return await self.sessions.open(session_id, system_prompt)
 
-    async def turn(self, session_id: str, content: str, **turn: Any) -> Completion:
-        """One candidate message in a session; refused while another turn is answering."""
+    async def turn(
+        self, session_id: str, content: str, *, sink: StreamSink | None = None, **turn: Any
+    ) -> Completion:
+        """One candidate message in a session; refused while another turn is answering.
+        ``sink`` takes the answer's text as it arrives (:meth:`stream_turn`)."""
         async with self.sessions.turn(session_id) as session:
-            return await session.turn(Turn(content, **turn))
+            return await session.turn(Turn(content, **turn), sink)
 
     def stream_turn(self, session_id: str, content: str, **turn: Any) -> ReplyStream:
         """One session turn, streamed; a provider swap mid-answer restarts the text."""
 
-        async def answer() -> Completion:
-            return await self.turn(session_id, content, **turn)
+        async def answer(sink: StreamSink) -> Completion:
+            return await self.turn(session_id, content, sink=sink, **turn)
 
         return ReplyStream(self._nursery, answer, restartable=True)
 
@@ -195,13 +204,6 @@ def client_for(config: LiveConfig, env: Mapping[str, str] | None = None) -> http
     )
 
 
-def _feed(provider: Provider) -> Callable[[RateLimitInfo], None]:
-    def observe(info: RateLimitInfo) -> None:
-        provider.observe_limits(info.limits, clock.now())
-
-    return observe
-
-
 @contextlib.asynccontextmanager
 async def open_router(
     config: LiveConfig | str | Path,
@@ -231,19 +233,10 @@ async def open_router(
             yield live
     except BaseExceptionGroup as group:
         # The app's own error reaches it bare, not wrapped in the nurseries' groups.
-        sole = sole_error(group)
-        if sole is None:
+        found = leaves(group)
+        if len(found) != 1:
             raise
-        raise sole from None
-
-
-def sole_error(error: BaseException) -> BaseException | None:
-    """The one error inside nested single-member exception groups, else None."""
-    while isinstance(error, BaseExceptionGroup):
-        if len(error.exceptions) != 1:
-            return None
-        error = error.exceptions[0]
-    return error
+        raise found[0] from None
 
 
 @contextlib.asynccontextmanager
@@ -263,48 +256,56 @@ async def _open_router(
     token = secrets.token_hex(3)
     async with contextlib.AsyncExitStack() as stack:
         shared = await stack.enter_async_context(open_shared_state(config.state, state, token))
+        # Who hears of every breaker transition, in this order: the shared store, the app.
+        subscribers: list[Callable[[Transition], None]] = []
         if shared is not None:
-            on_transition = shared.chain(on_transition)
+            subscribers.append(shared.on_transition)
+        if on_transition is not None:
+            subscribers.append(on_transition)
         if http_client is None:
             http_client = await stack.enter_async_context(client_for(config, env))
+        feeds = {e.name: LimitFeed() for e in endpoints}
         backends = {
             e.name: HttpBackend(
                 e,
                 http_client,
                 caps=config.upstream,
                 max_retry_after=config.retry.max_retry_after,
+                on_limits=feeds[e.name].report,
             )
             for e in endpoints
         }
         accounts = [
-            Account(p.spec(), limited(shared, p.name, p.limits, backends[p.name]))
+            Account(p.spec(), limited(shared, p.name, p.limits, backends[p.name]), feeds[p.name])
             for p in config.providers
         ]
-        async with open_fleet(
-            accounts,
-            config.router_config,
-            seed=config.seed,
-            log=log,
-            recorder=recorder,
-            on_transition=on_transition,
-            # Unique per router process, so ids never repeat across restarts or replicas.
-            request_id_prefix=f"r-{token}-",
-        ) as fleet:
-            for provider in fleet.providers:
-                backends[provider.spec.name].on_limits = _feed(provider)
-            async with trio.open_nursery() as nursery:
-                shared_sessions = None
-                if shared is not None:
-                    lock_ttl = config.retry.deadline + config.retry.attempt_timeout
-                    idle = config.server.session_idle_timeout
-                    shared_sessions = shared.start(fleet, nursery, idle=idle, lock_ttl=lock_ttl)
-                sessions = SessionRegistry(
-                    fleet.router,
-                    nursery,
-                    idle_timeout=config.server.session_idle_timeout,
-                    max_sessions=config.server.max_sessions,
-                    shared=shared_sessions,
-                )
-                nursery.start_soon(sessions.sweep_forever)
-                yield LiveRouter(config, fleet, backends, nursery, sessions, shared)
-                nursery.cancel_scope.cancel()
+        async with (
+            open_fleet(
+                accounts,
+                config.router_config,
+                seed=config.seed,
+                log=log,
+                recorder=recorder,
+                on_transition=subscribers,
+                # Unique per router process, so ids never repeat across restarts or replicas.
+                request_id_prefix=f"r-{token}-",
+                keep_history=KEPT_EVENTS,
+                on_cache_store=shared.cache_written if shared is not None else None,
+            ) as fleet,
+            trio.open_nursery() as nursery,
+        ):
+            shared_sessions = None
+            if shared is not None:
+                lock_ttl = config.retry.deadline + config.retry.attempt_timeout
+                idle = config.server.session_idle_timeout
+                shared_sessions = shared.start(fleet, nursery, idle=idle, lock_ttl=lock_ttl)
+            sessions = SessionRegistry(
+                fleet.router,
+                nursery,
+                idle_timeout=config.server.session_idle_timeout,
+                max_sessions=config.server.max_sessions,
+                shared=shared_sessions,
+            )
+            nursery.start_soon(sessions.sweep_forever)
+            yield LiveRouter(config, fleet, backends, nursery, sessions, shared)
+            nursery.cancel_scope.cancel()

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from actors.breaker import Transition
 from engine.routing.books import Books
-from engine.routing.recording import Attempt, Outcome
+from engine.routing.recording import AttemptRecord, RequestRecord
 
 if TYPE_CHECKING:
     from engine.serve.live_router import LiveRouter
@@ -78,7 +78,7 @@ class LiveMetrics:
         )
 
     # --- the Recorder protocol the router calls ---------------------------
-    def record(self, outcome: Outcome) -> None:
+    def record(self, outcome: RequestRecord) -> None:
         code = outcome.code
         label = "cache" if outcome.cached else (outcome.provider or "none")
         self.requests.labels(code, label).inc()
@@ -87,7 +87,7 @@ class LiveMetrics:
             self.ttft.observe(outcome.ttft)
         self.attempts.inc(outcome.attempts)
 
-    def record_attempt(self, attempt: Attempt) -> None:
+    def record_attempt(self, attempt: AttemptRecord) -> None:
         if attempt.cost:
             self.cost.labels(attempt.provider, attempt.code).inc(attempt.cost)
 

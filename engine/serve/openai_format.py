@@ -439,8 +439,8 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]
         "param": param,
         "code": code,
     }
-    retry_after = getattr(exc, "retry_after", None)
-    if isinstance(retry_after, int | float) and math.isfinite(retry_after) and retry_after >= 0:
+    retry_after = exc.retry_after if isinstance(exc, CallboardError) else None
+    if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
         headers["retry-after"] = str(max(1, math.ceil(retry_after)))
         error["retry_after"] = round(retry_after, 3)
     if isinstance(exc, RequestFailed):

@@ -1,10 +1,14 @@
 """The OpenAPI 3.1 description of ``callboard serve``'s HTTP API, served at ``GET /openapi.json``.
 
-Written by hand, next to the handlers in :mod:`engine.serve.app`, because the app
-has no framework to derive it from; the schemathesis test
-(``tests/live/test_fuzz_api.py``) fuzzes the server from this document and fails
-when a response leaves it (an undocumented status, body or content type), which
-keeps the two in step.
+Kept in this one place, beside the validators it describes (``parse_chat_body``,
+``chat_body`` and the handlers of :mod:`engine.serve.app`), which hand-written checks
+keep more precise than a schema could (a field's allowed values named in the error).
+Tests keep the two in step: ``tests/live/test_openapi.py`` checks that every route of
+the app is documented with its methods and every documented path is a route, and that
+each request body's required fields are exactly those the validators refuse a request
+without; the schemathesis test (``tests/live/test_fuzz_api.py``) fuzzes the server from
+this document and fails when a response leaves it (an undocumented status, body or
+content type).
 """
 
 from __future__ import annotations

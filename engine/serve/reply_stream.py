@@ -1,8 +1,8 @@
 """One streamed answer: the routed request runs in a task, its text comes out as it arrives.
 
 :class:`ReplyStream` runs the request (a plain routed completion, or an
-interview turn) in a task of the live router's nursery with a
-:class:`~actors.backends.sink.StreamSink` in its context, and hands the
+interview turn) in a task of the live router's nursery, handing it a
+:class:`~actors.backends.sink.StreamSink` to stream into, and hands the
 consumer the pieces through a bounded channel: a slow reader slows the
 upstream read (back-pressure), never drops text. Closing the stream early
 cancels the request, which the router then counts as cancelled.
@@ -17,7 +17,7 @@ import attrs
 import trio
 
 from actors.backends.answers import whole_delta
-from actors.backends.sink import Delta, Restart, StreamSink, streaming_into
+from actors.backends.sink import Delta, Restart, StreamSink
 from actors.messages import Completion
 
 #: Pieces of text buffered between the upstream reader and a slow consumer.
@@ -50,7 +50,7 @@ class ReplyStream:
     def __init__(
         self,
         nursery: trio.Nursery,
-        answer: Callable[[], Awaitable[Completion]],
+        answer: Callable[[StreamSink], Awaitable[Completion]],
         *,
         restartable: bool = False,
     ) -> None:
@@ -80,8 +80,7 @@ class ReplyStream:
         async with self._send:
             with self._scope:
                 try:
-                    with streaming_into(self.sink):
-                        completion = await self._answer()
+                    completion = await self._answer(self.sink)
                     sink = self.sink
                     answer = completion.answer
                     whole = whole_delta(answer) if answer is not None else None

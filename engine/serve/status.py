@@ -67,7 +67,7 @@ def provider_status(
 ) -> ProviderStatus:
     name = provider.spec.name
     snap = health.snapshot_of(name)
-    breaker = provider.breaker.core
+    breaker = provider.breaker
     wait = peek_wait(provider, now)
     reported = [
         {

@@ -23,12 +23,12 @@ import logging
 from typing import Any
 
 import trio
+from starlette.websockets import WebSocket
 
 from actors.backends.sink import Delta, Restart
 from actors.runtime.errors import CallboardError
 from engine.routing.decision_log import log_value
 from engine.routing.errors import InvalidRequest
-from engine.serve.asgi import Receive, Scope, Send
 from engine.serve.callers.gate import Meter
 from engine.serve.live_router import LiveRouter
 from engine.serve.openai_format import error_body
@@ -38,10 +38,6 @@ logger = logging.getLogger("callboard.ws")
 
 #: Messages a candidate may send ahead while an answer is streaming.
 PENDING_LIMIT = 16
-
-
-async def _send(send: Send, payload: dict[str, Any]) -> None:
-    await send({"type": "websocket.send", "text": json.dumps(payload)})
 
 
 def _parse(frame: dict[str, Any]) -> tuple[str, int | None]:
@@ -68,33 +64,21 @@ def _parse(frame: dict[str, Any]) -> tuple[str, int | None]:
     return content, max_tokens
 
 
-def _system_prompt(scope: Scope) -> str:
-    from urllib.parse import parse_qs
-
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    return query.get("system", [""])[0]
-
-
 async def interview_socket(
-    live: LiveRouter,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    candidate_id: str,
-    meter: Meter | None = None,
+    live: LiveRouter, websocket: WebSocket, candidate_id: str, meter: Meter | None = None
 ) -> None:
     """Serve one interview socket; ``meter`` admits and bills each turn to a caller key."""
-    first = await receive()
+    first = await websocket.receive()
     if first["type"] != "websocket.connect":
         return
     try:
-        session = await live.session(candidate_id, _system_prompt(scope))
+        session = await live.session(candidate_id, websocket.query_params.get("system", ""))
     except CallboardError as exc:
-        await send({"type": "websocket.close", "code": 1008, "reason": str(exc)[:120]})
+        await websocket.close(1008, str(exc)[:120])
         return
-    await send({"type": "websocket.accept"})
+    await websocket.accept()
     turns = sum(1 for m in session.history if m.role == "user")
-    await _send(send, {"type": "ready", "session_id": candidate_id, "turns": turns})
+    await websocket.send_json({"type": "ready", "session_id": candidate_id, "turns": turns})
     logger.info("session_id=%s event=connected turns=%d", log_value(candidate_id), turns)
     inbox_send, inbox = trio.open_memory_channel[dict[str, Any]](PENDING_LIMIT)
     async with trio.open_nursery() as nursery:
@@ -103,7 +87,7 @@ async def interview_socket(
             # Reads ahead while an answer streams, so a hang-up cancels the turn at once.
             async with inbox_send:
                 while True:
-                    frame = await receive()
+                    frame = await websocket.receive()
                     if frame["type"] == "websocket.disconnect":
                         nursery.cancel_scope.cancel()
                         return
@@ -112,13 +96,17 @@ async def interview_socket(
 
         nursery.start_soon(read)
         async for frame in inbox:
-            await _turn(live, send, candidate_id, frame, meter)
+            await _turn(live, websocket, candidate_id, frame, meter)
         nursery.cancel_scope.cancel()
     logger.info("session_id=%s event=disconnected", log_value(candidate_id))
 
 
 async def _turn(
-    live: LiveRouter, send: Send, candidate_id: str, frame: dict[str, Any], meter: Meter | None
+    live: LiveRouter,
+    websocket: WebSocket,
+    candidate_id: str,
+    frame: dict[str, Any],
+    meter: Meter | None,
 ) -> None:
     try:
         content, max_tokens = _parse(frame)
@@ -127,16 +115,15 @@ async def _turn(
             while True:
                 event = await reply.next_event()
                 if isinstance(event, Delta):
-                    await _send(send, {"type": "delta", "text": event.text})
+                    await websocket.send_json({"type": "delta", "text": event.text})
                 elif isinstance(event, Restart):
-                    await _send(send, {"type": "restart"})
+                    await websocket.send_json({"type": "restart"})
                 elif isinstance(event, Done):
                     c = event.completion
                     if meter is not None and ticket is not None:
                         meter.settle(ticket, c)
                     session = live.sessions.get(candidate_id)
-                    await _send(
-                        send,
+                    await websocket.send_json(
                         {
                             "type": "done",
                             "content": c.content,
@@ -157,4 +144,4 @@ async def _turn(
                     return
     except CallboardError as exc:
         _, body, _ = error_body(exc)
-        await _send(send, {"type": "error", **body})
+        await websocket.send_json({"type": "error", **body})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actors.faults import Fault
-from actors.health import HealthConfig, HealthMonitor, ProviderHealth
+from actors.health import HealthConfig, HealthMonitor
 from actors.runtime import clock
 from actors.runtime.errors import InvalidSetting
 from engine.routing.fleet import RouterConfig, open_fleet
@@ -13,14 +13,14 @@ from tests.conftest import virtual_account
 
 
 def test_ewma_score_and_percentiles():
-    health = ProviderHealth("p", alpha=0.5, window=4)
+    monitor = HealthMonitor(HealthConfig(alpha=0.5, window=4))
+    monitor.register("p")
     for latency in (1.0, 2.0, 3.0, 4.0, 5.0):  # the ring keeps the last 4
-        health.observe("ok", latency)
-    health.observe("upstream_error", 0.1)
-    health.observe("rate_limited", 0.1)  # busy, not broken: no effect on the score
-    health.observe("cancelled", 0.1)  # says nothing about the provider
-    health.refresh_percentiles()
-    snapshot = health.snapshot()
+        monitor.observe("p", "ok", latency, 0.0)
+    monitor.observe("p", "upstream_error", 0.1, 0.0)
+    monitor.observe("p", "rate_limited", 0.1, 0.0)  # busy, not broken: no effect on the score
+    monitor.observe("p", "cancelled", 0.1, 0.0)  # says nothing about the provider
+    snapshot = monitor.snapshot_of("p")
     assert snapshot.calls == 7 and snapshot.failures == 1
     assert snapshot.error_rate == pytest.approx(0.25)  # 0.5 after the error, halved by the 429
     assert snapshot.score == pytest.approx(0.75)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
+from actors.backends.sink import StreamSink
 from actors.messages import ChatMessage, ChatRequest, Completion
 from actors.runtime.errors import CallboardError
 from actors.session import Completer, InterviewSession, Turn
@@ -18,7 +19,10 @@ class Scripted:
         self.seen: list[tuple[ChatRequest, str | None]] = []
 
     async def complete(
-        self, request: ChatRequest, session: InterviewSession | None = None
+        self,
+        request: ChatRequest,
+        session: InterviewSession | None = None,
+        sink: StreamSink | None = None,
     ) -> Completion:
         assert session is not None
         self.seen.append((request, session.provider))
@@ -60,7 +64,10 @@ class Flaky(Scripted):
     """Fails every turn whose candidate message says so, after noting the request."""
 
     async def complete(
-        self, request: ChatRequest, session: InterviewSession | None = None
+        self,
+        request: ChatRequest,
+        session: InterviewSession | None = None,
+        sink: StreamSink | None = None,
     ) -> Completion:
         if request.messages[-1].content.startswith("fail"):
             self.seen.append((request, None))

@@ -30,7 +30,7 @@ async def test_the_books_balance_live_under_random_faults_and_impatient_clients(
         ],
         retry={"attempt_timeout": 0.3, "deadline": 3.0, "backoff_base": 0.05},
         breaker={"failure_threshold": 3, "open_for": 0.5},
-        shedding={"max_waiting": 10, "rate_window": 2.0},
+        line={"max_waiting": 10, "rate_window": 2.0},
     )
     url = await start_router(nursery, config)
     client_saw: collections.Counter[str] = collections.Counter()

@@ -8,6 +8,7 @@ import pytest
 import trio
 
 import engine
+from engine.serve.live_router import KEPT_EVENTS
 from tests.live.conftest import start_mock
 
 KEY = "sk-embed-3f9a1c77d2e04b5b"
@@ -92,6 +93,10 @@ async def test_complete_stream_and_session_from_a_config_file(nursery, tmp_path)
             statuses = {s.name: s for s in router.status()}
             assert statuses["a"].error_rate > 0  # pings to the down provider failed
             assert statuses["b"].calls > 2
+            # A server's event series are bounded: its memory does not grow with uptime.
+            fleet = router.fleet
+            kept = (fleet.transitions.maxlen, fleet.quota.alerts.maxlen)
+            assert kept == (KEPT_EVENTS, KEPT_EVENTS)
 
             with pytest.raises(engine.InvalidRequest) as bad:
                 await router.complete([{"role": "user"}])

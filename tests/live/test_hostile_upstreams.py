@@ -283,7 +283,7 @@ class Exploding:
         self.error = error
         self.calls = 0
 
-    async def complete(self, request: ChatRequest, request_id: str, usage: Usage):
+    async def complete(self, request: ChatRequest, request_id: str, usage: Usage, sink=None):
         self.calls += 1
         raise self.error
 

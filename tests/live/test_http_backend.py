@@ -9,6 +9,10 @@ import attrs
 import httpx
 import pytest
 import trio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from actors.backends import Usage
 from actors.backends.http import (
@@ -19,10 +23,9 @@ from actors.backends.http import (
     StreamBroken,
     UpstreamRejected,
 )
-from actors.backends.sink import Delta, StreamSink, streaming_into
+from actors.backends.sink import Delta, StreamSink
 from actors.errors import AuthFailed, MalformedReply, RateLimited, UpstreamError
 from actors.messages import ChatMessage, ChatRequest
-from engine.serve.asgi import lifespan, read_body, send_bytes
 from tests.live.conftest import _serve_until_killed
 
 KEY = "sk-test-0123456789abcdef-SECRET"
@@ -38,13 +41,18 @@ class Scripted:
     replies: list[dict[str, Any]]
     seen: list[dict[str, Any]] = attrs.Factory(list)
 
+    app: Starlette = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.app = Starlette(routes=[Route("/{path:path}", self.answer, methods=["POST"])])
+
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-        body = json.loads(await read_body(receive, 1 << 20))
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        self.seen.append({"path": scope["path"], "headers": headers, "body": body})
+        await self.app(scope, receive, send)
+
+    async def answer(self, request: Request) -> Response:
+        body = json.loads(await request.body())
+        headers = dict(request.headers)
+        self.seen.append({"path": request.url.path, "headers": headers, "body": body})
         reply = self.replies.pop(0)
         extra = reply.get("headers", {})
         if "events" not in reply:
@@ -52,15 +60,15 @@ class Scripted:
             if callable(payload):
                 payload = payload(headers)
             raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            await send_bytes(send, reply.get("status", 200), raw, b"application/json", extra)
-            return
-        start = [(b"content-type", b"text/event-stream")]
-        start += [(k.encode(), v.encode()) for k, v in extra.items()]
-        await send({"type": "http.response.start", "status": 200, "headers": start})
-        for event in reply["events"]:
-            await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
-            await trio.sleep(0.001)
-        await send({"type": "http.response.body", "body": b""})
+            status = reply.get("status", 200)
+            return Response(raw, status, extra, media_type="application/json")
+
+        async def events():
+            for event in reply["events"]:
+                yield event.encode()
+                await trio.sleep(0.001)
+
+        return StreamingResponse(events(), headers=extra, media_type="text/event-stream")
 
 
 @pytest.fixture
@@ -70,12 +78,12 @@ async def client():
 
 
 async def backend_for(
-    nursery, client, app, kind: str = "openai", key: str | None = KEY
+    nursery, client, app, kind: str = "openai", key: str | None = KEY, on_limits=None
 ) -> HttpBackend:
     url = await nursery.start(_serve_until_killed, app, trio.CancelScope())
     base = f"{url}/v1" if kind == "openai" else url
     endpoint = Endpoint("up", kind, base, "model-x", Secret(key) if key else None)
-    return HttpBackend(endpoint, client)
+    return HttpBackend(endpoint, client, on_limits=on_limits)
 
 
 def sse(*events: tuple[str | None, Any]) -> list[str]:
@@ -89,11 +97,10 @@ def sse(*events: tuple[str | None, Any]) -> list[str]:
 async def collect(backend: HttpBackend, *, restartable: bool = False):
     send, receive = trio.open_memory_channel(100)
     sink = StreamSink(send, restartable=restartable)
-    with streaming_into(sink):
-        try:
-            reply = await backend.complete(REQUEST, "r-1", Usage())
-        except Exception as exc:
-            reply = exc
+    try:
+        reply = await backend.complete(REQUEST, "r-1", Usage(), sink)
+    except Exception as exc:
+        reply = exc
     send.close()
     return reply, [e.text async for e in receive if isinstance(e, Delta)]
 
@@ -137,9 +144,8 @@ async def test_anthropic_messages_plain_and_streamed(nursery, client):
             },
         ]
     )
-    backend = await backend_for(nursery, client, app, "anthropic")
     seen_limits = []
-    backend.on_limits = seen_limits.append
+    backend = await backend_for(nursery, client, app, "anthropic", on_limits=seen_limits.append)
     reply = await backend.complete(REQUEST, "r-1", Usage())
     assert (reply.content, reply.completion_tokens) == ("Hello there", 3)
     call = app.seen[0]

@@ -8,9 +8,12 @@ import re
 
 import httpx
 import trio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from actors.backends.http import Secret
-from engine.serve.asgi import lifespan, read_body, send_json
 from engine.serve.live_config import structure_config
 from engine.serve.logs import ScrubSecrets, logging_to
 from tests.live.conftest import LOOPBACK, _serve_until_killed, start_mock, start_router
@@ -19,14 +22,18 @@ GOOD_KEY = "sk-live-GOOD-7c1e9b2f4a6d8e0f"
 ECHOED_KEY = "sk-live-ECHO-0a9b8c7d6e5f4a3b"
 
 
-async def key_echoing_upstream(scope, receive, send) -> None:
+def upstream(answer) -> Starlette:
+    """An upstream that answers every POST with ``answer(request)``."""
+    return Starlette(routes=[Route("/{path:path}", answer, methods=["POST"])])
+
+
+async def _echo_key(request: Request) -> JSONResponse:
     """Answers 500 quoting the Authorization header back, as careless servers do."""
-    if scope["type"] == "lifespan":
-        await lifespan(receive, send)
-        return
-    await read_body(receive, 1 << 20)
-    auth = dict(scope["headers"]).get(b"authorization", b"").decode()
-    await send_json(send, 500, {"error": {"message": f"upstream exploded handling {auth}"}})
+    auth = request.headers.get("authorization", "")
+    return JSONResponse({"error": {"message": f"upstream exploded handling {auth}"}}, 500)
+
+
+key_echoing_upstream = upstream(_echo_key)
 
 
 async def test_keys_are_never_logged_nor_returned(nursery, tmp_path):
@@ -112,14 +119,13 @@ def test_the_log_filter_scrubs_a_key_that_some_future_code_would_log(tmp_path):
 HEADER_KEY = "hdr-live-KEY-5e4d3c2b1a09"
 
 
-async def header_echoing_upstream(scope, receive, send) -> None:
+async def _echo_headers(request: Request) -> JSONResponse:
     """Answers 500 quoting every request header back."""
-    if scope["type"] == "lifespan":
-        await lifespan(receive, send)
-        return
-    await read_body(receive, 1 << 20)
-    seen = " ".join(f"{k.decode()}={v.decode()}" for k, v in scope["headers"])
-    await send_json(send, 500, {"error": {"message": f"cannot handle {seen}"}})
+    seen = " ".join(f"{k}={v}" for k, v in request.headers.items())
+    return JSONResponse({"error": {"message": f"cannot handle {seen}"}}, 500)
+
+
+header_echoing_upstream = upstream(_echo_headers)
 
 
 async def test_credentials_in_configured_headers_are_scrubbed_like_keys(nursery):

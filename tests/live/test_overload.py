@@ -7,14 +7,19 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
 
 from actors.backends.virtual import LatencyModel
 from actors.runtime.distributions import Constant
+from engine.routing.config import ConfigError
+from engine.routing.waiting import LineConfig
 from engine.serve.live_config import structure_config
 from sims.mock_provider import MockProfile
+from sims.scenario import Scenario
+from sims.scenario import structure as structure_scenario
 from tests.live.conftest import Upstream, live_config, start_mock, start_router
 
 HALF_SECOND = MockProfile(
@@ -34,7 +39,7 @@ async def test_overload_is_shed_by_priority_with_retry_after_and_nobody_hangs(nu
             {"name": "m", "base_url": f"{upstream.url}/v1", "max_concurrency": 2, "queue_limit": 0}
         ],
         retry={"deadline": DEADLINE, "attempt_timeout": 2.0},
-        shedding={"max_waiting": 8, "rate_window": 5.0},
+        line={"max_waiting": 8, "rate_window": 5.0},
     )
     url = await start_router(nursery, config)
     results: list[tuple[int, int, float, httpx.Response]] = []  # (priority, i, seconds, response)
@@ -78,12 +83,21 @@ async def test_overload_is_shed_by_priority_with_retry_after_and_nobody_hangs(nu
     assert health["in_flight"] == 0
 
 
-def test_live_shedding_is_on_unless_turned_off():
+def test_the_live_and_the_simulated_line_have_one_default_and_the_old_table_is_refused():
     base = {"providers": [{"name": "a", "base_url": "http://127.0.0.1:9/v1"}]}
-    assert structure_config(base, "t").shedding.enabled
-    bounded = structure_config({**base, "shedding": {"max_waiting": 5}}, "t").shedding
-    assert bounded.enabled and bounded.max_waiting == 5
-    assert not structure_config({**base, "shedding": {"enabled": False}}, "t").shedding.enabled
+    live = structure_config(base, "t").line
+    # A fleet is sized under the discipline the router is deployed with.
+    assert live == attrs.fields(Scenario).line.default == LineConfig()
+    assert live.discipline == "priority"
+    bounded = structure_config({**base, "line": {"max_waiting": 5}}, "t").line
+    assert bounded.discipline == "priority" and bounded.max_waiting == 5
+    fifo = structure_config({**base, "line": {"discipline": "fifo"}}, "t").line
+    assert fifo.discipline == "fifo"
+    for structure in (structure_config, structure_scenario):
+        raw = {"shedding": {"enabled": False}}
+        with pytest.raises(ConfigError, match=r"shedding: .*a \[line\] table instead") as error:
+            structure(raw, "t")
+        assert 'discipline = "priority"' in str(error.value)
 
 
 ONE_SECOND = MockProfile(
@@ -109,7 +123,7 @@ async def one_slot_router(nursery, profile: MockProfile, **tables: Any) -> tuple
 @pytest.mark.slow
 async def test_a_turn_of_an_interview_under_way_goes_before_a_new_interview(nursery):
     _, url = await one_slot_router(
-        nursery, ONE_SECOND, retry={"attempt_timeout": 5.0}, shedding={"max_waiting": 1}
+        nursery, ONE_SECOND, retry={"attempt_timeout": 5.0}, line={"max_waiting": 1}
     )
     answers: dict[str, httpx.Response] = {}
     async with httpx.AsyncClient(base_url=url, timeout=15) as http:

@@ -18,7 +18,7 @@ from actors.breaker import BreakerConfig, CircuitBreaker
 from actors.faults import FaultSchedule
 from actors.limits import LimitSpec
 from actors.messages import ChatMessage, ChatRequest
-from actors.provider import Provider, ProviderSpec
+from actors.provider import AttemptFeed, Provider, ProviderSpec
 from actors.runtime.randomness import RandomStreams
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -133,7 +133,7 @@ def test_garbage_values_are_ignored_not_fatal():
 def _provider(*limits: LimitSpec) -> Provider:
     spec = ProviderSpec(name="p", limits=limits)
     backend = VirtualBackend("p", LatencyModel(), ErrorRates(), FaultSchedule(), RandomStreams(0))
-    return Provider(spec, backend, CircuitBreaker("p", BreakerConfig()))
+    return Provider(spec, backend, CircuitBreaker("p", BreakerConfig()), AttemptFeed())
 
 
 REQUEST = ChatRequest(messages=(ChatMessage("user", "hi"),), max_tokens=1)

@@ -57,3 +57,10 @@ def test_importing_the_live_router_loads_httpx_and_nothing_of_the_simulator():
     loaded = done.stdout.split()
     assert "httpx" in loaded
     assert [m for m in loaded if not m.startswith("httpx")] == []
+
+
+def test_starlette_serves_the_http_surface_as_a_runtime_dependency():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert any(d.startswith("starlette") for d in project["dependencies"])
+    extras = project["optional-dependencies"]
+    assert not any(d.startswith("starlette") for extra in extras.values() for d in extra)

@@ -371,9 +371,9 @@ async def test_a_429s_mixed_case_headers_reach_the_limiter(nursery):
 
     up = await start_raw(nursery, limited)
     async with httpx.AsyncClient() as client:
-        backend = HttpBackend(Endpoint("bad", "openai", f"{up.url}/v1", "m"), client)
         seen = []
-        backend.on_limits = seen.append
+        endpoint = Endpoint("bad", "openai", f"{up.url}/v1", "m")
+        backend = HttpBackend(endpoint, client, on_limits=seen.append)
         with pytest.raises(RateLimited) as caught:
             await backend.complete(REQUEST, "r-1", Usage())
     assert caught.value.retry_after == 7.0

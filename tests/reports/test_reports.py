@@ -8,8 +8,10 @@ import re
 from pathlib import Path
 
 import attrs
+import numpy as np
 import pytest
 
+from actors.breaker import State, Transition
 from reports.figures import FIGURES
 from reports.html import render_html
 from reports.markdown import render_markdown
@@ -25,9 +27,10 @@ from reports.summary import (
     wasted_spend,
 )
 from sims import result_views
-from sims.results import Results, summarise
+from sims.results import Results, SloMetrics
 from sims.runner import simulate
 from sims.scenario import load
+from sims.summarise import summarise
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -45,46 +48,43 @@ def report(results: Results, tmp_path_factory: pytest.TempPathFactory) -> Report
 
 
 def _with_transitions(results: Results) -> Results:
-    name = results.providers[0]["name"]
+    name = results.providers[0].name
     moves = [
-        (100.0, "closed", "open", "3 consecutive failures (upstream_error)"),
-        (130.0, "open", "half_open", "quarantine over"),
-        (131.5, "half_open", "closed", "trial call succeeded"),
+        (100.0, State.CLOSED, State.OPEN, "3 consecutive failures (upstream_error)"),
+        (130.0, State.OPEN, State.HALF_OPEN, "quarantine over"),
+        (131.5, State.HALF_OPEN, State.CLOSED, "trial call succeeded"),
     ]
-    transitions = [
-        {"time": t, "provider": name, "source": s, "target": g, "reason": why}
-        for t, s, g, why in moves
-    ]
-    summary = {**results.summary, "breaker_openings": 1}
+    transitions = [Transition(t, name, s, g, why) for t, s, g, why in moves]
+    summary = attrs.evolve(results.summary, breaker_openings=1)
     return attrs.evolve(results, transitions=transitions, summary=summary)
 
 
 def _nothing_answered(results: Results) -> Results:
-    n = len(results.requests["start"])
-    requests = {
-        **results.requests,
-        "outcome": [3] * n,  # no_provider
-        "cached": [False] * n,
-        "provider": [-1] * n,
-        "cost": [0.0] * n,
-    }
-    nan = float("nan")
-    summary = {
-        **results.summary,
-        "answered": 0,
-        "success_rate": 0.0,
-        "failures": {"no_provider": n},
-        "cache_hit_rate": 0.0,
-        "throughput_rpm": 0.0,
+    n = len(results.requests.start)
+    requests = attrs.evolve(
+        results.requests,
+        outcome=np.full(n, 3),  # no_provider
+        cached=np.zeros(n, dtype=bool),
+        provider=np.full(n, -1),
+        cost=np.zeros(n),
+    )
+    nan, inf = float("nan"), float("inf")
+    summary = attrs.evolve(
+        results.summary,
+        answered=0,
+        success_rate=0.0,
+        failures={"no_provider": n},
+        cache_hit_rate=0.0,
+        throughput_rpm=0.0,
         **{f"{p}p{q}": nan for p in ("", "upstream_", "ttft_") for q in (50, 95, 99)},
-        "slo_metrics": {
-            **{f"{p}_p{q}": "inf" for p in ("answer", "provider", "ttft") for q in (50, 95, 99)},
-            "success": 0.0,
-            "interviews_without_error": 0.0,
-        },
-    }
-    zeros = [0] * len(results.series["t"])
-    series = {**results.series, "answered": zeros, "cache_hits": zeros}
+        slo_metrics=SloMetrics(
+            **{f"{p}_p{q}": inf for p in ("answer", "provider", "ttft") for q in (50, 95, 99)},
+            success=0.0,
+            interviews_without_error=0.0,
+        ),
+    )
+    zeros = [0] * len(results.series.t)
+    series = attrs.evolve(results.series, answered=zeros, cache_hits=zeros)
     evolved = attrs.evolve(
         results, requests=requests, summary=summary, series=series, transitions=[]
     )
@@ -93,18 +93,18 @@ def _nothing_answered(results: Results) -> Results:
 
 def _many_accounts(results: Results, count: int = 25) -> Results:
     template = results.providers[0]
-    own = results.series["providers"][template["name"]]
+    own = results.series.providers[template.name]
     rows, series = [], {}
     for i in range(count):
         family = "alpha" if i % 3 else "beta"
         name = f"{family}-{i + 1}"
-        rows.append({**template, "name": name, "family": family, "calls": 100 + i})
+        rows.append(attrs.evolve(template, name=name, family=family, calls=100 + i))
         series[name] = own
     return attrs.evolve(
         results,
         providers=rows,
-        series={**results.series, "providers": series},
-        meta={**results.meta, "providers": [r["name"] for r in rows]},
+        series=attrs.evolve(results.series, providers=series),
+        meta=attrs.evolve(results.meta, providers=[r.name for r in rows]),
     )
 
 
@@ -144,8 +144,8 @@ def test_markdown_has_the_headline_numbers(report: ReportFiles, results: Results
     for png in report.figures:
         assert f"](figures/{png.name})" in markdown
     meta = results.meta
-    assert meta["scenario_hash"] in markdown and meta["callboard_version"] in markdown
-    assert " ".join(meta["description"].split()) in markdown
+    assert meta.scenario_hash in markdown and meta.callboard_version in markdown
+    assert " ".join(meta.description.split()) in markdown
 
 
 def test_html_and_markdown_agree(report: ReportFiles, results: Results) -> None:
@@ -181,7 +181,7 @@ def test_breaker_transitions_are_listed(results: Results, tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_no_breaker_openings_still_renders(results: Results, tmp_path: Path) -> None:
     quiet = attrs.evolve(
-        results, transitions=[], summary={**results.summary, "breaker_openings": 0}
+        results, transitions=[], summary=attrs.evolve(results.summary, breaker_openings=0)
     )
     files = write_report(quiet, tmp_path)
     assert "No circuit breaker left the closed state." in files.markdown.read_text()
@@ -191,6 +191,7 @@ def test_no_breaker_openings_still_renders(results: Results, tmp_path: Path) -> 
 @pytest.mark.slow
 def test_nothing_answered_still_renders(results: Results, tmp_path: Path) -> None:
     failed = _nothing_answered(results)
+    assert Results.from_json(failed.to_json()) == failed  # nan figures read back equal
     files = write_report(failed, tmp_path)
     markdown = files.markdown.read_text()
     assert "| Success rate (all requests) | 0.0% |" in markdown
@@ -261,11 +262,11 @@ def test_failure_counts_agree_with_the_summary(results: Results) -> None:
     # candidate-facing answers would call them failures.
     requests = result_views.requests(results)
     assert ((requests.outcome == 0) & ~requests.facing).any()
-    failed = results.summary["requests"] - results.summary["answered"]
-    assert failed == sum(results.summary["failures"].values())
+    failed = results.summary.requests - results.summary.answered
+    assert failed == sum(results.summary.failures.values())
     figure = FIGURES["latency_over_time"](results, requests, result_views.sampled(results))
     texts = [t.get_text() for ax in figure.axes for t in ax.texts]
-    assert f"{failed:,} of {results.summary['requests']:,} requests failed" in texts
+    assert f"{failed:,} of {results.summary.requests:,} requests failed" in texts
     assert int(requests.failed.sum()) == failed
 
 
@@ -273,31 +274,46 @@ def test_waits_and_service_add_up_to_the_mean_latency_and_waste_is_its_own_line(
     results: Results,
 ) -> None:
     s = results.summary
-    arrays = results.request_arrays()
-    served = (arrays["outcome"] == 0) & ~arrays["cached"] & result_views.requests(results).facing
-    slot, limit, latency = (arrays[k][served] for k in ("slot_wait", "limit_wait", "latency"))
+    columns = results.requests
+    served = (columns.outcome == 0) & ~columns.cached & result_views.requests(results).facing
+    slot, limit, latency = (c[served] for c in (columns.slot_wait, columns.limit_wait,
+                                                 columns.latency))  # fmt: skip
     assert (slot >= 0).all() and (limit >= 0).all() and (slot + limit <= latency + 1e-9).all()
     # results.json keeps six decimals.
-    assert s["slot_wait_mean"] == pytest.approx(slot.mean(), abs=1e-6)
-    assert s["limit_wait_mean"] == pytest.approx(limit.mean(), abs=1e-6) and limit.mean() > 0
-    total = s["slot_wait_mean"] + s["limit_wait_mean"] + s["service_mean"]
+    assert s.slot_wait_mean == pytest.approx(slot.mean(), abs=1e-6)
+    assert s.limit_wait_mean == pytest.approx(limit.mean(), abs=1e-6) and limit.mean() > 0
+    total = s.slot_wait_mean + s.limit_wait_mean + s.service_mean
     assert total == pytest.approx(latency.mean(), abs=3e-6)
     rows = dict(summary_rows(results))
     label = "Mean wait for a slot / for a limit / service (candidate-facing, not cached)"
-    means = [s[k] for k in ("slot_wait_mean", "limit_wait_mean", "service_mean")]
+    means = [s.slot_wait_mean, s.limit_wait_mean, s.service_mean]
     assert rows[label] == " / ".join(seconds(v).removesuffix(" s") for v in means) + " s"
     wasted = rows["Wasted spend (attempts that gave no answer)"]
-    assert wasted.startswith(money(s["wasted_cost"]))
-    assert s["wasted_cost"] == pytest.approx(sum(s["wasted_cost_by_outcome"].values()))
-    for code, value in s["wasted_cost_by_outcome"].items():
+    assert wasted.startswith(money(s.wasted_cost))
+    assert s.wasted_cost == pytest.approx(sum(s.wasted_cost_by_outcome.values()))
+    for code, value in s.wasted_cost_by_outcome.items():
         assert f"{code} {money(value)}" in wasted
 
 
-def test_wasted_spend_names_each_outcome_and_its_share() -> None:
-    summary = {
-        "wasted_cost": 1.5,
-        "cost_total": 10.0,
-        "wasted_cost_by_outcome": {"deadline": 0.5, "timeout": 1.0},
-    }
+def test_wasted_spend_names_each_outcome_and_its_share(results: Results) -> None:
+    summary = attrs.evolve(
+        results.summary,
+        wasted_cost=1.5,
+        cost_total=10.0,
+        wasted_cost_by_outcome={"deadline": 0.5, "timeout": 1.0},
+    )
     assert wasted_spend(summary) == "$1.50 (15.0% of the cost): timeout $1.00, deadline $0.5"
-    assert wasted_spend({"wasted_cost": 0.0, "cost_total": 0.0}) == "$0.00"
+    nothing = attrs.evolve(summary, wasted_cost=0.0, cost_total=0.0, wasted_cost_by_outcome={})
+    assert wasted_spend(nothing) == "$0.00"
+
+
+def test_the_report_says_which_waiting_discipline_ran(results: Results, report: ReportFiles):
+    label = "Waiting line (when no account could take a request)"
+    ran = "by priority, shedding what would miss its deadline; at most 10,000 waiting"
+    assert dict(summary_rows(results))[label] == ran
+    assert ran in report.markdown.read_text() and ran in report.html.read_text()
+    config = {**results.meta.config, "line": {"discipline": "fifo", "max_waiting": 12}}
+    fifo = attrs.evolve(results, meta=attrs.evolve(results.meta, config=config))
+    assert dict(summary_rows(fifo))[label] == (
+        "first come first served, held to the deadline; at most 12 waiting"
+    )

@@ -20,7 +20,7 @@ from actors.runtime.errors import CallboardError
 from engine.routing.books import Books
 from engine.routing.fleet import RouterConfig, open_fleet
 from engine.routing.retry import RetryConfig
-from engine.routing.shedding import SheddingConfig
+from engine.routing.waiting import DISCIPLINES, LineConfig
 from tests.conftest import virtual_account
 
 pytestmark = pytest.mark.slow  # every test here takes seconds: out of `pytest -m "not slow"`
@@ -55,13 +55,13 @@ request = st.tuples(
 @given(
     accounts=st.lists(account, min_size=1, max_size=3),
     requests=st.lists(request, min_size=1, max_size=60),
-    shedding=st.booleans(),
+    discipline=st.sampled_from(DISCIPLINES),
     max_waiting=st.integers(1, 40),
     seed=st.integers(0, 2**16),
 )
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_the_books_balance_at_every_moment_under_random_faults(
-    accounts, requests, shedding, max_waiting, seed
+    accounts, requests, discipline, max_waiting, seed
 ):
     fleet_accounts = [
         virtual_account(f"p{i}", seed=seed, **spec)[0] for i, spec in enumerate(accounts)
@@ -70,7 +70,7 @@ def test_the_books_balance_at_every_moment_under_random_faults(
         retry=RetryConfig(attempt_timeout=5.0, deadline=15.0, backoff_base=0.5),
         breaker=BreakerConfig(failure_threshold=3, open_for=5.0),
         cache=CacheConfig(enabled=False),
-        shedding=SheddingConfig(enabled=shedding, rate_window=10.0, max_waiting=max_waiting),
+        line=LineConfig(discipline=discipline, rate_window=10.0, max_waiting=max_waiting),
     )
     seen: collections.Counter[str] = collections.Counter()
     samples: list[Books] = []

@@ -40,7 +40,7 @@ async def test_an_attempt_cut_off_by_the_request_deadline_is_billed_but_not_a_fa
             await fleet.router.complete(ask(max_tokens=100))
         provider = fleet.provider("a")
         assert provider.stats.failures == {"deadline": 1}
-        assert provider.breaker.core.state is State.CLOSED
+        assert provider.breaker.state is State.CLOSED
         assert fleet.health.health("a").failures == 0
     assert len(backend.requests) == 1
     attempts = recorder.attempt_arrays()
@@ -64,7 +64,7 @@ async def test_a_client_that_goes_away_cancels_the_attempt_without_blaming_the_p
         with trio.move_on_after(3.0):
             await fleet.router.complete(ask(max_tokens=100))
         provider = fleet.provider("a")
-        assert provider.breaker.core.state is State.CLOSED
+        assert provider.breaker.state is State.CLOSED
         assert fleet.health.health("a").failures == 0
         assert not provider.stats.failures
     attempts = recorder.attempt_arrays()
@@ -77,7 +77,7 @@ async def test_no_attempt_starts_that_could_not_answer_before_the_deadline(virtu
     account, backend = virtual_account("a", seconds=10.0)
     async with open_fleet([account], RouterConfig()) as fleet:
         await fleet.router.complete(ask())  # teaches the router a typical service of 10 s
-        assert fleet.provider("a").plausible_service() == pytest.approx(10.0)
+        assert fleet.provider("a").typical_service == pytest.approx(10.0)
         began = trio.current_time()
         with pytest.raises(NoProviderAvailable):
             await fleet.router.complete(ask(deadline=8.0))

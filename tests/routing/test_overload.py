@@ -3,6 +3,8 @@ with a Retry-After, from a bounded line; nobody waits past the deadline; the boo
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import trio
 
@@ -15,7 +17,7 @@ from engine.routing.books import Books
 from engine.routing.errors import LineFull, NoProviderAvailable
 from engine.routing.fleet import RouterConfig, open_fleet
 from engine.routing.retry import RetryConfig
-from engine.routing.shedding import SheddingConfig
+from engine.routing.waiting import LineConfig
 from tests.conftest import virtual_account
 
 DEADLINE = 10.0
@@ -33,11 +35,11 @@ def saturated_fleet() -> list:
     ]
 
 
-def config(shedding: bool, max_waiting: int) -> RouterConfig:
+def config(discipline: str, max_waiting: int) -> RouterConfig:
     return RouterConfig(
         retry=RetryConfig(jitter=0.0, deadline=DEADLINE),
         cache=CacheConfig(enabled=False),
-        shedding=SheddingConfig(enabled=shedding, rate_window=10.0, max_waiting=max_waiting),
+        line=LineConfig(discipline=discipline, rate_window=10.0, max_waiting=max_waiting),
     )
 
 
@@ -56,7 +58,7 @@ async def flood(fleet, requests: list[tuple[str, int]], gap: float) -> tuple[lis
             await fleet.router.complete(ask(label, priority=priority))
             outcomes.append((label, priority, start, clock.now(), "ok", None))
         except CallboardError as exc:
-            retry_after = getattr(exc, "retry_after", None)
+            retry_after = exc.retry_after
             outcomes.append((label, priority, start, clock.now(), exc.code, retry_after))
 
     async def watch() -> None:
@@ -85,7 +87,7 @@ async def warm_up(fleet) -> None:
 async def saturated_burst() -> tuple[list, list, Books, list]:
     """Warm up, then 120 requests in 1.2 s against 4/s of capacity: new interviews
     (priority 1) first, then turns of interviews under way (priority 0)."""
-    async with open_fleet(saturated_fleet(), config(shedding=True, max_waiting=30)) as fleet:
+    async with open_fleet(saturated_fleet(), config("priority", max_waiting=30)) as fleet:
         await warm_up(fleet)
         outcomes, samples = await flood(fleet, BURST, gap=0.01)
         books = Books.of(fleet.router)
@@ -167,9 +169,9 @@ async def test_an_overtaken_waiter_that_can_no_longer_make_it_is_shed_at_once(vi
             await fleet.router.complete(ask(label, priority=priority, deadline=deadline))
             results[label] = ("ok", clock.now() - start, None)
         except CallboardError as exc:
-            results[label] = (exc.code, clock.now() - start, getattr(exc, "retry_after", None))
+            results[label] = (exc.code, clock.now() - start, exc.retry_after)
 
-    fleet_config = config(shedding=True, max_waiting=30)
+    fleet_config = config("priority", max_waiting=30)
     async with open_fleet(saturated_fleet(), fleet_config) as fleet, trio.open_nursery() as nursery:
         await fill_slots(fleet, nursery)
         nursery.start_soon(one, "timer", 0, 30.0)  # keeps the time for the line
@@ -200,7 +202,7 @@ async def test_a_waiter_overtaken_while_it_kept_the_time_is_shed_when_it_wakes(v
         except CallboardError as exc:
             results[label] = (exc.code, clock.now() - start)
 
-    fleet_config = config(shedding=True, max_waiting=30)
+    fleet_config = config("priority", max_waiting=30)
     async with open_fleet(saturated_fleet(), fleet_config) as fleet, trio.open_nursery() as nursery:
         await fill_slots(fleet, nursery)
         nursery.start_soon(one, "new", 1, 3.0)  # first in line: it keeps the time
@@ -212,10 +214,10 @@ async def test_a_waiter_overtaken_while_it_kept_the_time_is_shed_when_it_wakes(v
     assert all(results[f"ongoing-{i}"][0] == "ok" for i in range(10))
 
 
-async def test_without_shedding_a_full_line_refuses_at_once_and_the_rest_wait_in_order(
+async def test_first_come_first_served_a_full_line_refuses_at_once_and_the_rest_wait_in_order(
     virtual_clock,
 ):
-    async with open_fleet(saturated_fleet(), config(shedding=False, max_waiting=12)) as fleet:
+    async with open_fleet(saturated_fleet(), config("fifo", max_waiting=12)) as fleet:
         outcomes, samples = await flood(fleet, [(f"r{i}", 0) for i in range(40)], gap=0.0)
         books = Books.of(fleet.router)
     full = [o for o in outcomes if o[4] == "overloaded"]
@@ -233,11 +235,15 @@ async def test_line_full_is_a_503_with_retry_after_that_names_the_setting():
     error = LineFull("r-1", [], 12, 0.25)
     assert isinstance(error, NoProviderAvailable)
     assert error.status == 503 and error.code == "overloaded" and error.retry_after == 0.25
-    assert "shedding.max_waiting" in str(error)
+    assert "line.max_waiting" in str(error)
 
 
-def test_max_waiting_is_validated():
+def test_the_line_s_settings_are_validated():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(InvalidSetting) as error:
-            SheddingConfig(max_waiting=bad)
-        assert error.value.field == "shedding.max_waiting"
+            LineConfig(max_waiting=bad)
+        assert error.value.field == "line.max_waiting"
+    for field, bad in (("discipline", "lifo"), ("rate_window", 0.0), ("rate_window", math.inf)):
+        with pytest.raises(InvalidSetting) as error:
+            LineConfig(**{field: bad})
+        assert error.value.field == f"line.{field}"

@@ -50,7 +50,7 @@ async def test_round_robin_rotates_over_accounts(virtual_clock):
 async def test_round_robin_skips_an_account_that_cannot_take_the_request(virtual_clock):
     accounts = [virtual_account(n)[0] for n in ("a", "b", "c")]
     async with open_fleet(accounts, config("round_robin")) as fleet:
-        fleet.provider("b").breaker.core.force_open(clock.now(), "test")
+        fleet.provider("b").breaker.force_open(clock.now(), "test")
         served = [(await fleet.router.complete(ask(i))).provider for i in range(4)]
     assert served == ["a", "c", "a", "c"]
 

@@ -1,4 +1,4 @@
-"""Recording: the router tells its recorder how every request ended, as one Outcome."""
+"""Recording: the router tells its recorder how every request ended, as one RequestRecord."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from actors.cache import CacheConfig
 from actors.messages import ChatMessage, ChatRequest
 from engine.routing.errors import InvalidRequest
 from engine.routing.fleet import RouterConfig, open_fleet
-from engine.routing.recording import OUTCOMES, Attempt, Outcome, Recorder, RequestRecorder
+from engine.routing.recording import (
+    OUTCOMES,
+    AttemptRecord,
+    Recorder,
+    RequestRecord,
+    RequestRecorder,
+)
 from engine.routing.retry import RetryConfig
 from tests.conftest import virtual_account
 
@@ -18,12 +24,12 @@ class Outcomes:
     """A recorder that keeps the records themselves."""
 
     def __init__(self) -> None:
-        self.seen: list[Outcome] = []
+        self.seen: list[RequestRecord] = []
 
-    def record(self, outcome: Outcome) -> None:
+    def record(self, outcome: RequestRecord) -> None:
         self.seen.append(outcome)
 
-    def record_attempt(self, attempt: Attempt) -> None:
+    def record_attempt(self, attempt: AttemptRecord) -> None:
         pass
 
 
@@ -44,7 +50,7 @@ async def test_one_outcome_per_request_whatever_its_fate(virtual_clock):
         with trio.move_on_after(0.5):
             await fleet.router.complete(ask("impatient"))
     ok, hit, invalid, cancelled = recorder.seen
-    assert ok == Outcome("chat", 0.0, 1.5, answer.ttft, 1, "a", "ok", False, 0.0, 0.0)
+    assert ok == RequestRecord("chat", 0.0, 1.5, answer.ttft, 1, "a", "ok", False, 0.0, 0.0)
     assert (hit.code, hit.cached, hit.provider, hit.attempts, hit.latency) == (
         "ok",
         True,
@@ -58,9 +64,9 @@ async def test_one_outcome_per_request_whatever_its_fate(virtual_clock):
 
 def test_request_recorder_keeps_one_row_per_outcome():
     recorder = RequestRecorder(["a", "b"])
-    recorder.record(Outcome("chat", 1.0, 2.0, 0.5, 1, "b", "ok", False, 0.25, 0.05, 0.1, 0.3))
-    recorder.record(Outcome("question", 3.0, 0.0, 0.0, 0, None, "no_provider", False, 0.0))
-    recorder.record(Outcome("chat", 4.0, 0.0, 0.0, 0, None, "some_new_code", False, 0.0))
+    recorder.record(RequestRecord("chat", 1.0, 2.0, 0.5, 1, "b", "ok", False, 0.25, 0.05, 0.1, 0.3))
+    recorder.record(RequestRecord("question", 3.0, 0.0, 0.0, 0, None, "no_provider", False, 0.0))
+    recorder.record(RequestRecord("chat", 4.0, 0.0, 0.0, 0, None, "some_new_code", False, 0.0))
     arrays = recorder.arrays()
     assert len(recorder) == 3
     assert recorder.kinds == ["chat", "question"]
@@ -71,9 +77,9 @@ def test_request_recorder_keeps_one_row_per_outcome():
     assert arrays["limit_wait"].tolist() == [0.3, 0.0, 0.0]
     assert arrays["cost"].tolist() == [0.25, 0.0, 0.0]
     assert arrays["wasted"].tolist() == [0.05, 0.0, 0.0]
-    recorder.record_attempt(Attempt("b", "timeout", 0.05))
-    recorder.record_attempt(Attempt("a", "rejected", 0.0))  # never sent: not an attempt
-    recorder.record_attempt(Attempt("b", "ok", 0.2))
+    recorder.record_attempt(AttemptRecord("b", "timeout", 0.05))
+    recorder.record_attempt(AttemptRecord("a", "rejected", 0.0))  # never sent: not an attempt
+    recorder.record_attempt(AttemptRecord("b", "ok", 0.2))
     attempts = recorder.attempt_arrays()
     assert recorder.attempt_codes == ["timeout", "ok"]
     assert attempts["provider"].tolist() == [1, 1] and attempts["code"].tolist() == [0, 1]

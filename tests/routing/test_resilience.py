@@ -22,7 +22,7 @@ from engine.routing.fleet import RouterConfig, open_fleet
 from engine.routing.hedging import HedgingConfig
 from engine.routing.policies import PolicyConfig
 from engine.routing.retry import RetryBudget, RetryBudgetConfig, RetryConfig
-from engine.routing.shedding import SheddingConfig
+from engine.routing.waiting import LineConfig
 from tests.conftest import virtual_account
 
 PRICED = {"input_cost_per_mtok": 1.0, "output_cost_per_mtok": 1.0}
@@ -312,7 +312,7 @@ def test_adaptive_concurrency_settings_are_validated():
 # --- priorities and load shedding --------------------------------------------------
 
 
-async def burst(shedding: bool) -> dict[str, list]:
+async def burst(discipline: str) -> dict[str, list]:
     """One account admitting one request every 10 s; 8 low-priority requests, then 2 urgent."""
     account, _ = virtual_account(
         "only", seconds=1.0, limits=(LimitSpec("rate", "requests", 1, 10),)
@@ -320,7 +320,7 @@ async def burst(shedding: bool) -> dict[str, list]:
     config = RouterConfig(
         retry=RetryConfig(jitter=0.0, deadline=60.0),
         cache=CacheConfig(enabled=False),
-        shedding=SheddingConfig(enabled=shedding, rate_window=60),
+        line=LineConfig(discipline=discipline, rate_window=60),
     )
     done: dict[str, list] = {"answered": [], "shed": [], "failed": []}
     async with open_fleet([account], config) as fleet:
@@ -351,7 +351,7 @@ async def burst(shedding: bool) -> dict[str, list]:
 async def test_urgent_requests_go_first_and_low_priority_is_shed_early_with_retry_after(
     virtual_clock,
 ):
-    done = await burst(shedding=True)
+    done = await burst("priority")
     order = [label for _, label in sorted(done["answered"])]
     assert order[:3] == ["low-0", "urgent-0", "urgent-1"]  # low-0 was already on its way
     shed = done["shed"]
@@ -362,8 +362,8 @@ async def test_urgent_requests_go_first_and_low_priority_is_shed_early_with_retr
     assert all(label.startswith("low") for _, label, _ in done["failed"])
 
 
-async def test_without_shedding_priority_is_ignored_and_nothing_is_shed(virtual_clock):
-    done = await burst(shedding=False)
+async def test_first_come_first_served_ignores_priority_and_sheds_nothing(virtual_clock):
+    done = await burst("fifo")
     order = [label for _, label in sorted(done["answered"])]
     assert order[1].startswith("low")  # the urgent requests waited behind earlier ones
     assert not done["shed"]
@@ -382,6 +382,7 @@ async def test_priority_is_validated_and_the_interview_marks_its_first_turn(virt
             await fleet.router.complete(ask(1, priority=-1))
         assert error.value.field == "priority"
 
+    from actors.backends.sink import StreamSink
     from actors.messages import Completion
     from actors.runtime.randomness import RandomStreams
     from actors.session import InterviewSession
@@ -391,7 +392,9 @@ async def test_priority_is_validated_and_the_interview_marks_its_first_turn(virt
     seen: list[int] = []
 
     class Router:
-        async def complete(self, request: ChatRequest, session: InterviewSession) -> Completion:
+        async def complete(
+            self, request: ChatRequest, session: InterviewSession, sink: StreamSink | None = None
+        ) -> Completion:
             seen.append(request.priority)
             return Completion("r", "ok", "m", "p", 1, 1, 0.1, 0.1)
 
@@ -425,12 +428,13 @@ def test_the_live_config_takes_the_same_tables_and_requests_carry_a_priority():
             "hedging.ewma_multiple=3",
             "retry.budget.enabled=true",
             "concurrency.adaptive=true",
-            "shedding.enabled=true",
+            'line.discipline="fifo"',
         ],
     )
     router = config.router_config
     assert router.hedging.enabled and router.hedging.ewma_multiple == 3
-    assert router.retry.budget.enabled and router.concurrency.adaptive and router.shedding.enabled
+    assert router.retry.budget.enabled and router.concurrency.adaptive
+    assert router.line.discipline == "fifo"
     assert not load_config(providers=["a=http://127.0.0.1:1/v1"]).router_config.hedging.enabled
     with pytest.raises(ConfigError, match=r"hedging\.min_delay"):
         load_config(providers=["a=http://127.0.0.1:1/v1"], overrides=["hedging.min_delay=-1"])

@@ -13,6 +13,7 @@ from actors.errors import AttemptError, RateLimited
 from actors.faults import Fault
 from actors.limits import LimitSpec
 from actors.messages import ChatMessage, ChatRequest
+from actors.quota import QuotaAlert
 from actors.runtime import clock
 from actors.session import Turn
 from engine.routing.books import Books
@@ -149,6 +150,28 @@ async def test_five_failures_open_the_breaker_and_a_half_open_trial_closes_it(vi
     assert fleet.transitions[1].time == opened_at + 30.0
 
 
+async def test_a_bounded_history_keeps_the_latest_events_of_each_series(virtual_clock):
+    """A long-running server keeps the latest breaker transitions and quota alerts only
+    (open_router passes keep_history); a simulated run keeps them all."""
+    account, _ = virtual_account("a")
+    async with open_fleet([account], keep_history=2) as fleet:
+        breaker = fleet.provider("a").breaker
+        for i in range(3):
+            breaker.force_open(clock.now(), f"opened {i}")
+            breaker.reset(clock.now(), f"closed {i}")
+            await clock.sleep(1.0)
+        for level in (0.8, 0.9, 1.0):
+            fleet.quota.tell(QuotaAlert(clock.now(), "a", "daily", level, level, 1.0, 86400.0))
+        await clock.sleep(1.0)
+    assert [t.reason for t in fleet.transitions] == ["opened 2", "closed 2"]
+    assert [a.level for a in fleet.quota.alerts] == [0.9, 1.0]
+    async with open_fleet([virtual_account("b")[0]]) as whole:
+        for i in range(3):
+            whole.provider("b").breaker.force_open(clock.now(), f"opened {i}")
+            whole.provider("b").breaker.reset(clock.now(), f"closed {i}")
+    assert len(whole.transitions) == 6
+
+
 BAD_REQUESTS = [
     (dict(messages=()), "messages"),
     (dict(messages=(ChatMessage("wizard", "hi"),)), "messages[0].role"),
@@ -206,7 +229,7 @@ async def test_provider_failing_mid_interview_is_quarantined_and_history_carries
         assert breaker.state is State.OPEN
         opening = next(t for t in fleet.transitions if t.target is State.OPEN)
         assert "3 consecutive failures" in opening.reason
-        assert breaker.core.open_until - opening.time == 300.0
+        assert breaker.open_until - opening.time == 300.0
         for session in sessions:
             # The candidate saw an answer on every turn: no error surfaced.
             assert len(answers[session.session_id]) == 8
@@ -229,7 +252,7 @@ async def test_all_providers_quarantined_queues_until_one_returns(virtual_clock)
     account, _ = virtual_account("only")
     config = RouterConfig(retry=RetryConfig(jitter=0.0, deadline=60.0))
     async with open_fleet([account], config) as fleet:
-        fleet.provider("only").breaker.core.force_open(clock.now(), "test")
+        fleet.provider("only").breaker.force_open(clock.now(), "test")
         answer = await fleet.router.complete(ask())
     # The breaker's 30 s quarantine fits inside the 60 s deadline: the request waits.
     assert answer.latency == pytest.approx(31.0)
@@ -239,7 +262,7 @@ async def test_no_provider_before_deadline_is_a_named_error_with_retry_after(vir
     account, _ = virtual_account("only")
     config = RouterConfig(retry=RetryConfig(jitter=0.0, deadline=10.0))
     async with open_fleet([account], config) as fleet:
-        fleet.provider("only").breaker.core.force_open(clock.now(), "test")
+        fleet.provider("only").breaker.force_open(clock.now(), "test")
         with pytest.raises(NoProviderAvailable) as error:
             await fleet.router.complete(ask())
     assert error.value.retry_after == pytest.approx(30.0)

@@ -83,7 +83,7 @@ def _interleaving(scheduling_seed: int) -> list[int]:
 
 
 def test_pinned_scheduling_makes_the_interleaving_a_function_of_the_seed():
-    assert missing_scheduling_hooks() == []  # else the runs below are not pinned
+    assert missing_scheduling_hooks() == []
     random.seed()  # whatever the global random state, the pinned run is the same
     assert _interleaving(7) == _interleaving(7)
     # If a trio upgrade stopped shuffling through the hook we pin, different seeds

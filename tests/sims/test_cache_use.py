@@ -15,10 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reports import summary
-from sims.cache_use import ANSWERED, CAUSES, FAILED, HIT, REJECTED, miss_causes
-from sims.results import summarise
+from sims.cache_use import ANSWERED, CAUSES, FAILED, HIT, REJECTED, CacheUse, miss_causes
 from sims.runner import simulate
 from sims.scenario import load
+from sims.summarise import summarise
 from sims.workload import candidate_answer
 
 answers = st.tuples(
@@ -90,15 +90,15 @@ def test_only_the_bank_repeats_and_as_often_as_theory_says(seed):
         ],
     )
     results = summarise(simulate(scenario))
-    assert results.summary["success_rate"] == 1.0
-    kinds = {row["kind"]: row for row in results.cache["kinds"]}
+    assert results.summary.success_rate == 1.0
+    kinds = {row.kind: row for row in results.cache.kinds}
     assert set(kinds) == {"small_talk", "question", "follow_up", "evaluation"}
     for kind in ("small_talk", "follow_up", "evaluation"):
-        assert kinds[kind]["hits"] == 0 and kinds[kind]["first"] == kinds[kind]["lookups"]
+        assert kinds[kind].hits == 0 and kinds[kind].first == kinds[kind].lookups
     question = kinds["question"]
-    draws = question["lookups"]
+    draws = question.lookups
     assert draws == interviews * scenario.workload.turn_plan.count("question")
-    assert question["first"] + question["hits"] == draws  # no other cause of a miss
+    assert question.first + question.hits == draws  # no other cause of a miss
     cdf = scenario.workload.question_weights()
     p = np.diff(cdf, prepend=0.0)
     seen = 1 - (1 - p) ** draws  # chance each question is drawn at least once
@@ -106,7 +106,7 @@ def test_only_the_bank_repeats_and_as_often_as_theory_says(seed):
     # Occupancy indicators are negatively correlated: the sum of their variances bounds
     # the variance of the number of distinct questions.
     tolerance = 4 * math.sqrt((seen * (1 - seen)).sum()) / draws
-    assert abs(question["hit_rate"] - expected) <= tolerance, (question, expected, tolerance)
+    assert abs(question.hit_rate - expected) <= tolerance, (question, expected, tolerance)
 
 
 def test_misses_after_failures_on_a_hand_checked_run():
@@ -130,7 +130,7 @@ def test_misses_after_failures_on_a_hand_checked_run():
         ],
     )
     results = summarise(simulate(scenario))
-    assert results.summary["answered"] == 6
+    assert results.summary.answered == 6
     assert summary.cache_rows(results) == [
         ("small_talk", "4", "0", "0.0%", "4", "0", "0", "0"),
         ("question", "4", "1", "25.0%", "1", "2", "0", "0"),
@@ -139,16 +139,15 @@ def test_misses_after_failures_on_a_hand_checked_run():
     ]
     assert summary.cache_failure_misses(results) == "2 of 11 misses (18.2%)"
     # The ledger's hits are the router's: one record of the truth.
-    kinds = results.meta["kinds"]
-    cached = np.asarray(results.requests["cached"])
-    kind = np.asarray(results.requests["kind"])
-    for row in results.cache["kinds"]:
-        assert row["hits"] == int(cached[kind == kinds.index(row["kind"])].sum())
+    kinds = results.meta.kinds
+    cached, kind = results.requests.cached, results.requests.kind
+    for row in results.cache.kinds:
+        assert row.hits == int(cached[kind == kinds.index(row.kind)].sum())
 
 
 def test_without_a_cache_the_report_says_so():
     scenario, _ = load("reference", ["workload.interviews=2", "workload.turns=3"])
     results = summarise(simulate(scenario))
-    assert results.cache == {"enabled": False}
+    assert results.cache == CacheUse(enabled=False)
     labels = [label for label, _ in summary.summary_rows(results)]
     assert "Cache misses due to failures" not in labels

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 
+from actors.backends.sink import StreamSink
 from actors.messages import ChatRequest, Completion
 from actors.runtime.distributions import Constant
 from actors.runtime.errors import InvalidSetting
@@ -23,9 +24,9 @@ from engine.cli.main import main
 from reports.headline import reading_sentence
 from sims.headline import READINGS, judge, limit_share, request_capacity
 from sims.interview import InterviewTally, ScriptedInterview
-from sims.results import summarise
 from sims.runner import simulate
 from sims.scenario import ScenarioError, load
+from sims.summarise import summarise
 from sims.workload import WorkloadConfig
 
 PREMISES = "interview-day-as-claimed"
@@ -48,7 +49,7 @@ def test_the_premises_spread_the_interviews_over_the_hour(premises):
     quarters = np.bincount((starts // 900).astype(int), minlength=4)
     assert len(quarters) == 4 and quarters.min() >= 0.2 * len(starts)
     # And the run's requests followed: each quarter of the first hour sent its share.
-    sent = np.asarray(results.requests["start"])
+    sent = results.requests.start
     sent_quarters = np.bincount((sent[sent < 3600] // 900).astype(int), minlength=4)
     assert sent_quarters.min() >= 0.15 * len(sent)
 
@@ -58,16 +59,16 @@ def test_the_premises_get_about_80_percent_through_the_routers_cache(premises):
     plan = scenario.workload.turn_plan
     assert plan.count("question") / len(plan) == pytest.approx(14 / 17)
     cache = results.cache
-    kinds = {row["kind"]: row for row in cache["kinds"]}
-    assert 0.78 <= cache["all"]["hit_rate"] <= 0.82
-    assert kinds["question"]["hit_rate"] > 0.95
-    assert all(kinds[k]["hits"] == 0 for k in ("small_talk", "follow_up", "evaluation"))
+    kinds = {row.kind: row for row in cache.kinds}
+    assert 0.78 <= cache.all.hit_rate <= 0.82
+    assert kinds["question"].hit_rate > 0.95
+    assert all(kinds[k].hits == 0 for k in ("small_talk", "follow_up", "evaluation"))
     # The hits are the router's: the requests it answered from its cache, none of which
     # reached an account.
-    cached = np.asarray(results.requests["cached"], dtype=bool)
-    assert cached.sum() == cache["all"]["hits"] == results.summary["cache_hit_rate"] * len(cached)
-    served = sum(row["served_requests"] for row in results.providers)
-    assert served + cached.sum() == results.summary["answered"]
+    cached = results.requests.cached
+    assert cached.sum() == cache.all.hits == results.summary.cache_hit_rate * len(cached)
+    served = sum(row.served_requests for row in results.providers)
+    assert served + cached.sum() == results.summary.answered
 
 
 @pytest.mark.slow
@@ -88,8 +89,8 @@ def test_the_premises_meet_the_slos_and_the_burst_misses_them(premises):
 def test_the_share_of_the_request_limit_is_calls_over_what_the_limits_admit(premises):
     scenario, results = premises
     assert request_capacity(scenario) == pytest.approx(2 * 83 / 300)
-    calls = sum(row["calls"] for row in results.providers)
-    admitted = 2 * 83 / 300 * results.summary["simulated_s"]
+    calls = sum(row.calls for row in results.providers)
+    admitted = 2 * 83 / 300 * results.summary.simulated_s
     assert limit_share(scenario, results) == pytest.approx(calls / admitted)
     unlimited, _ = load("autoscale-coldstart")  # self-hosted: no request limit
     assert math.isnan(request_capacity(unlimited))
@@ -163,7 +164,9 @@ class AnswerAll:
     def __init__(self) -> None:
         self.requests: list[ChatRequest] = []
 
-    async def complete(self, request: ChatRequest, session: InterviewSession) -> Completion:
+    async def complete(
+        self, request: ChatRequest, session: InterviewSession, sink: StreamSink | None = None
+    ) -> Completion:
         self.requests.append(request)
         return Completion("r", "ok", "m", "p", 1, 1, 0.1, 0.1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,15 +12,15 @@ from sims.slo import Slo
 from sims.slo_metrics import slo_metrics, slo_percentile
 
 
-def _arrays(rows: list[tuple[float, str, bool]]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _arrays(rows: list[tuple[float, str, bool]]) -> tuple[SimpleNamespace, np.ndarray]:
     """(latency, "ok" | "failed" | "background", cached) per request."""
     return (
-        {
-            "latency": np.array([r[0] for r in rows]),
-            "ttft": np.array([r[0] / 2 for r in rows]),
-            "outcome": np.array([1 if r[1] == "failed" else 0 for r in rows]),
-            "cached": np.array([r[2] for r in rows]),
-        },
+        SimpleNamespace(
+            latency=np.array([r[0] for r in rows]),
+            ttft=np.array([r[0] / 2 for r in rows]),
+            outcome=np.array([1 if r[1] == "failed" else 0 for r in rows]),
+            cached=np.array([r[2] for r in rows]),
+        ),
         np.array([r[1] != "background" for r in rows]),
     )
 

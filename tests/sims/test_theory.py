@@ -50,6 +50,9 @@ def mmc_run(accounts: int, slots: int, queue_limit: int, load_per_slot: float, r
         f"accounts.0.queue_limit={queue_limit}",
         f"accounts.0.latency={{ service = {{ kind = 'exponential', mean = {SERVICE_MEAN} }} }}",
         "routing.policy='round_robin'",
+        # M/M/c is first come first served without abandonment: the router's line must be
+        # too (the default sheds by priority, which theory's queue never does).
+        "line.discipline='fifo'",
         "sample_every=1.0",
         "seed=3",
     ]

@@ -37,6 +37,7 @@ import attrs
 import trio
 
 from actors.backends import Backend, BackendReply, Usage
+from actors.backends.sink import StreamSink
 from actors.breaker import State, Transition
 from actors.errors import RateLimited
 from actors.limits import LimitSpec
@@ -126,11 +127,13 @@ class SharedLimits:
             if spec.adjust_output
         ]
 
-    async def complete(self, request: ChatRequest, request_id: str, usage: Usage) -> BackendReply:
+    async def complete(
+        self, request: ChatRequest, request_id: str, usage: Usage, sink: StreamSink | None = None
+    ) -> BackendReply:
         charged = bool(self.limits) and await self._take(request)
         began = clock.now()
         try:
-            return await self.backend.complete(request, request_id, usage)
+            return await self.backend.complete(request, request_id, usage, sink)
         except RateLimited as exc:  # the provider's own 429: every router should keep off
             self.on_429(self.provider, exc)
             raise
@@ -256,17 +259,6 @@ class SharedState:
         guard.on_recovered = self._recovered
 
     # --- wiring --------------------------------------------------------------
-    def chain(self, then: Callable[[Transition], None] | None) -> Callable[[Transition], None]:
-        """A breaker-transition callback that publishes here, then calls ``then``."""
-        if then is None:
-            return self.on_transition
-
-        def both(transition: Transition) -> None:
-            self.on_transition(transition)
-            then(transition)
-
-        return both
-
     def start(
         self, fleet: Fleet, nursery: trio.Nursery, *, idle: float, lock_ttl: float
     ) -> SharedSessions:
@@ -281,7 +273,6 @@ class SharedState:
         if cache is not None:
             self._cache_ttl = cache.config.ttl
             self._cache_max = cache.config.max_entries
-            cache.on_store = self._cache_written
         nursery.start_soon(self.run)
         return self.sessions
 
@@ -316,12 +307,14 @@ class SharedState:
 
     def _publish_quarantine(self, provider: str, reason: str) -> None:
         assert self.fleet is not None
-        core = self.fleet.provider(provider).breaker.core
-        remaining = core.open_until - clock.now()
+        breaker = self.fleet.provider(provider).breaker
+        remaining = breaker.open_until - clock.now()
         if remaining <= 0:
             return
         stamp = f"{self.instance}-{next(self._stamps)}"
-        quarantine = Quarantine(provider, remaining, core.ejections, reason, self.instance, stamp)
+        quarantine = Quarantine(
+            provider, remaining, breaker.ejections, reason, self.instance, stamp
+        )
         self._send("put_quarantine", self.guard.store.put_quarantine, quarantine)
 
     def quota_alert(self, alert: QuotaAlert) -> None:
@@ -343,7 +336,8 @@ class SharedState:
         """A call ended: its output estimate is swapped for its output, for every router."""
         self._send("adjust", self.guard.store.adjust, corrections)
 
-    def _cache_written(self, key: str, completion: Completion) -> None:
+    def cache_written(self, key: str, completion: Completion) -> None:
+        """The local cache stored an answer: every other router copies it."""
         entry = CacheEntry(
             key, json.dumps(attrs.asdict(completion)), self._cache_ttl, self.instance
         )
@@ -387,7 +381,6 @@ class SharedState:
             return
         cache = fleet.cache
         if cache is not None:
-            now = clock.now()
             for entry in entries:
                 if entry.origin == self.instance:
                     continue
@@ -400,7 +393,7 @@ class SharedState:
                         "state cache entry %s from %s not copied: %s", entry.key, entry.origin, exc
                     )
                     continue
-                cache.core.put(now, entry.key, completion, entry.remaining)
+                cache.adopt(entry.key, completion, entry.remaining)
                 self.cache_copied += 1
 
     def _adopt(self, quarantine: Quarantine) -> None:
@@ -418,8 +411,7 @@ class SharedState:
             # As if it had answered this router's own request with 429 (provider.call), the
             # wait capped as there (a copy written by an older or foreign router included).
             until = clock.now() + min(quarantine.remaining, self.fleet.router.retry.max_retry_after)
-            if until > provider.cooling_until:
-                provider.cooling_until = until
+            if provider.cool_down(until):
                 self.coolings_adopted += 1
                 logger.info(
                     "state provider=%s cooling adopted from router=%s for %.3f s (%s)",

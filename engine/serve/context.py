@@ -1,0 +1,155 @@
+"""The request context of ``callboard serve``: one :class:`Exchange` per HTTP request.
+
+:class:`RequestContext` is the outermost middleware: it opens the exchange, watches the
+response go out (its status; the access log line and the metric once, as the last byte
+leaves, not after, so a server stopped right then loses no line), tags the response with
+the request's id, and answers what nothing inside answered: a client that left (logged as
+499) or an unexpected error (logged with its traceback, answered 500 in OpenAI's shape).
+Handlers and route middleware reach the exchange with :func:`exchange_of`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import attrs
+import trio
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from actors.messages import Completion
+from engine.routing.decision_log import log_value
+from engine.serve.metrics import LiveMetrics
+from engine.serve.openai_format import error_body
+
+logger = logging.getLogger("callboard.http")
+
+_KEY = "callboard.exchange"
+T = TypeVar("T")
+
+
+@attrs.define
+class Exchange:
+    """One HTTP request and its response, as the access log line tells it."""
+
+    method: str
+    path: str
+    start: float
+    route: str = "unknown"  # the route's name (set once routed)
+    request_id: str = "-"
+    status: int = 0  # 0 until the response starts
+    provider: str = "-"
+    attempts: int = 0
+    routed: bool = False  # the router has the request (and counts it from then on)
+    streaming: bool = False  # a server-sent event stream is the answer
+    done: bool = False  # the last byte of the response is on its way
+    logged: bool = False
+    key: str = "-"  # the caller key's id (never the key)
+    completion: Completion | None = None  # the answer, once the router gave one
+
+    def answered(self, completion: Completion) -> None:
+        self.completion = completion
+        self.provider, self.attempts = completion.provider, completion.attempts
+
+
+def exchange_of(scope: Scope) -> Exchange:
+    return scope[_KEY]
+
+
+class RequestContext:
+    """The outermost middleware: opens each HTTP request's :class:`Exchange` and logs it."""
+
+    def __init__(self, app: ASGIApp, metrics: LiveMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # A trailing slash names the same route (no redirect).
+        path = scope["path"] = scope["path"].rstrip("/") or "/"
+        exchange = scope[_KEY] = Exchange(scope["method"], path, time.perf_counter())
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and value:
+                exchange.request_id = value.decode("latin-1")[:128]
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                if exchange.request_id != "-" and not any(
+                    name == b"x-request-id" for name, _ in message["headers"]
+                ):
+                    tag = (b"x-request-id", exchange.request_id.encode("latin-1"))
+                    message["headers"] = [*message["headers"], tag]
+            elif not message.get("more_body", False):
+                exchange.done = True
+                self.finish(exchange)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+            if exchange.streaming and not exchange.done:
+                exchange.status = 499  # Starlette ended the stream: the client hung up
+        except ClientDisconnect:
+            exchange.status = 499
+        except Exception:
+            logger.exception(
+                "request_id=%s path=%s internal error",
+                log_value(exchange.request_id),
+                log_value(path),
+            )
+            if exchange.status == 0:
+                status, body, headers = error_body(RuntimeError())
+                await JSONResponse(body, status, headers)(scope, receive, watched)
+        finally:
+            self.finish(exchange)
+
+    def finish(self, exchange: Exchange) -> None:
+        """Count and log the response once."""
+        if exchange.logged:
+            return
+        exchange.logged = True
+        self.metrics.response(exchange.route, exchange.status)
+        logger.info(
+            "request_id=%s method=%s path=%s status=%s ms=%.1f provider=%s attempts=%s key=%s",
+            log_value(exchange.request_id),
+            log_value(exchange.method),
+            log_value(exchange.path),
+            exchange.status,
+            (time.perf_counter() - exchange.start) * 1000,
+            exchange.provider,
+            exchange.attempts,
+            exchange.key,
+        )
+
+
+async def until_disconnect(request: Request, work: Callable[[], Awaitable[T]]) -> T:
+    """``work``'s result; a client that hangs up first cancels it (``ClientDisconnect``).
+
+    Call it once the body is read: what the client sends next can only be its leaving.
+    """
+    result: list[T] = []
+    failure: Exception | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        try:
+            result.append(await work())
+        except Exception as exc:  # raised bare, not wrapped in the nursery's group
+            failure = exc
+        nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    if not result:
+        raise ClientDisconnect
+    return result[0]
