@@ -18,13 +18,13 @@ import collections
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 import attrs
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -414,7 +414,7 @@ def _error(
     message: str,
     code: str,
     param: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     kind = "invalid_request_error" if status < 500 else "server_error"
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
@@ -440,8 +440,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(exc.status_code, f"no route {method} {path}", what, None, exc.headers)
 
 
-async def _client_gone(request: Request, exc: Exception) -> None:
-    """The caller hung up: nothing to answer."""
+async def _client_gone(conn: HTTPConnection, exc: Exception) -> None:
+    """The caller hung up: nothing to answer (Starlette sends nothing for None)."""
 
 
 def _text_answer(content: str) -> Answer:
