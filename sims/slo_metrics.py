@@ -32,12 +32,17 @@ def slo_percentile(latency: np.ndarray, failed: np.ndarray, q: float) -> float:
 
 
 class RequestOutcomes(Protocol):
-    """The request columns the metrics read (``sims.results.RequestColumns``)."""
+    """The request columns the metrics read (``sims.results.RequestColumns``); read-only,
+    as the frozen record's fields are."""
 
-    latency: np.ndarray
-    ttft: np.ndarray
-    outcome: np.ndarray
-    cached: np.ndarray
+    @property
+    def latency(self) -> np.ndarray: ...
+    @property
+    def ttft(self) -> np.ndarray: ...
+    @property
+    def outcome(self) -> np.ndarray: ...
+    @property
+    def cached(self) -> np.ndarray: ...
 
 
 def slo_metrics(
