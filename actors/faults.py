@@ -8,6 +8,7 @@ schedule can drive a simulation or a live mock provider.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import attrs
 
@@ -100,9 +101,14 @@ class Fault:
         return spans
 
 
+def _faults(faults: Iterable[Fault]) -> tuple[Fault, ...]:
+    """attrs converter: typed, where ``converter=tuple`` gives mypy a generic it cannot solve."""
+    return tuple(faults)
+
+
 @attrs.frozen
 class FaultSchedule:
-    faults: tuple[Fault, ...] = attrs.field(default=(), converter=tuple)
+    faults: tuple[Fault, ...] = attrs.field(default=(), converter=_faults)
 
     def __attrs_post_init__(self) -> None:
         for index, fault in enumerate(self.faults):

@@ -102,6 +102,15 @@ def _at_least(minimum: float):
     return check
 
 
+def _limit_specs(specs: Iterable[LimitSpec]) -> tuple[LimitSpec, ...]:
+    """attrs converter: typed, where ``converter=tuple`` gives mypy a generic it cannot solve."""
+    return tuple(specs)
+
+
+def _names(names: Iterable[str]) -> frozenset[str]:
+    return frozenset(names)
+
+
 @attrs.frozen
 class ProviderSpec:
     """One account: its limits, capacity, model and prices.
@@ -116,7 +125,7 @@ class ProviderSpec:
     group: str = ""
     model: str = "default"
     tier: str = "strong"
-    limits: tuple[LimitSpec, ...] = attrs.field(default=(), converter=tuple)
+    limits: tuple[LimitSpec, ...] = attrs.field(default=(), converter=_limit_specs)
 
     @limits.validator
     def _account_units(self, attribute: attrs.Attribute, value: tuple[LimitSpec, ...]) -> None:
@@ -136,7 +145,7 @@ class ProviderSpec:
     #: What the model can do (:data:`actors.messages.CAPABILITIES`), plus ``openai_fields``
     #: for an account that speaks OpenAI's wire format: requests needing more go elsewhere.
     capabilities: frozenset[str] = attrs.field(
-        default=frozenset((*CAPABILITIES, OPENAI_FIELDS)), converter=frozenset
+        default=frozenset((*CAPABILITIES, OPENAI_FIELDS)), converter=_names
     )
 
 

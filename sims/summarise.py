@@ -239,8 +239,11 @@ def run_meta(data: RunData) -> RunMeta:
 def summarise(data: RunData) -> Results:
     """Turn a run's raw data into :class:`Results`."""
     meta = run_meta(data)
-    requests = RequestColumns(**data.recorder.arrays())
-    attempts = AttemptColumns(list(data.recorder.attempt_codes), **data.recorder.attempt_arrays())
+    # The recorder (a layer below) hands plain arrays; the columns' types name their dtype.
+    columns: dict[str, Any] = data.recorder.arrays()
+    attempt_columns: dict[str, Any] = data.recorder.attempt_arrays()
+    requests = RequestColumns(**columns)
+    attempts = AttemptColumns(list(data.recorder.attempt_codes), **attempt_columns)
     # Latency objectives are about the turns a candidate waits for; the evaluation
     # turn runs after the candidate has left and is reported on its own.
     facing = np.isin(requests.kind, meta.candidate_facing)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
 import attrs
 
@@ -152,7 +152,7 @@ async def decoded(
     encoding: str,
     caps: UpstreamCaps,
     wire_cap: type[AnswerTooLarge],
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The decoded pieces of a body read from ``raw``, within ``wire_cap`` and the inflation cap."""
     limit = getattr(caps, wire_cap.cap)
     inflater = Inflater(provider, encoding, caps)

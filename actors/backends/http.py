@@ -25,7 +25,7 @@ import json
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -291,7 +291,9 @@ class HttpBackend:
         pieces = decoded(name, response.aiter_raw(), encoding, caps, ReplyTooLarge)
         return b"".join([piece async for piece in pieces])
 
-    async def _events(self, response: httpx.Response) -> AsyncIterator[tuple[str | None, str]]:
+    async def _events(
+        self, response: httpx.Response
+    ) -> AsyncGenerator[tuple[str | None, str], None]:
         """(event name, data) per server-sent event, within the caps."""
         name = self.endpoint.name
         reader = EventReader(name, self.caps)

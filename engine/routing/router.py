@@ -229,7 +229,7 @@ class Router:
             self._cancelled(pursuit)
             raise
         self._delivered(pursuit, completion)
-        if key is not None:
+        if cache is not None and key is not None:
             cache.store(key, completion)
         return completion
 

@@ -286,7 +286,9 @@ class RouterApp:
                     # Every chunk names the model answering, never "auto".
                     model = reply.sink.model or request.model
                     yield sse.event(
-                        chunk_body(request.request_id, model, created, delta, first, event.logprobs)
+                        chunk_body(
+                            request.request_id or "", model, created, delta, first, event.logprobs
+                        )
                     )
                     first = False
                 event = await reply.next_event()

@@ -75,7 +75,7 @@ async def serve_app(
             task_status.started((binds or [""])[0])
 
     try:
-        await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=_Status())  # type: ignore[arg-type]
+        await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=_Status())
     except (OSError, BaseExceptionGroup) as error:
         if any(getattr(e, "errno", None) == errno.EADDRINUSE for e in leaves(error)):
             raise AddressInUse(host, port) from None

@@ -176,8 +176,8 @@ def client_for(config: LiveConfig, env: Mapping[str, str] | None = None) -> http
         raise ConfigError("environment", [str(exc)]) from None
     if proxies:
         https, http = (proxies.get(f"{s}://") for s in ("https", "http"))
-        https, http = (p.url if p is not None else "no proxy" for p in (https, http))
-        logger.info("provider proxies: https origins %s, http origins %s", https, http)
+        shown = [p.url if p is not None else "no proxy" for p in (https, http)]
+        logger.info("provider proxies: https origins %s, http origins %s", *shown)
     tls = default_ssl_context()
     limits = httpx.Limits(
         max_connections=server.max_connections,

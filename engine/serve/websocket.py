@@ -92,7 +92,7 @@ async def interview_socket(
                         nursery.cancel_scope.cancel()
                         return
                     if frame["type"] == "websocket.receive":
-                        await inbox_send.send(frame)
+                        await inbox_send.send(dict(frame))
 
         nursery.start_soon(read)
         async for frame in inbox:

@@ -209,9 +209,12 @@ async def open_shared_state(
         yield None
         return
     async with contextlib.AsyncExitStack() as stack:
-        if store is None:
-            store = await stack.enter_async_context(_redis_store(config).connected())
-        guard = GuardedStore(store, timeout=config.timeout, retry_every=config.retry_every)
+        opened = (
+            store
+            if store is not None
+            else await stack.enter_async_context(_redis_store(config).connected())
+        )
+        guard = GuardedStore(opened, timeout=config.timeout, retry_every=config.retry_every)
         yield SharedState(guard, config, f"{socket.gethostname()}:{os.getpid()}:{token}")
 
 
