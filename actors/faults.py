@@ -116,6 +116,3 @@ class FaultSchedule:
 
     def active(self, now: float) -> list[Fault]:
         return [f for f in self.faults if f.active(now)]
-
-    def __bool__(self) -> bool:
-        return bool(self.faults)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import attrs
+
 from actors.errors import AttemptError, RateLimited
 
 if TYPE_CHECKING:
@@ -19,50 +21,35 @@ if TYPE_CHECKING:
     from engine.routing.waiting import ClassLine
 
 
+@attrs.define(eq=False)
 class Pursuit:
-    """One request on its way through the attempts: what it tried, what it must avoid."""
+    """One request on its way through the attempts: what it tried, what it must avoid.
 
-    # Slots, not attrs: one is made per request, and its fields are read on every pass.
-    __slots__ = (
-        "avoid",
-        "deadline",
-        "errors",
-        "failed",
-        "had_turn",
-        "limit_wait",
-        "place",
-        "request",
-        "request_id",
-        "retries",
-        "seq",
-        "session",
-        "slot_wait",
-        "start",
-    )
+    An attrs class with slots (one is made per request, and its fields are read on every
+    pass); the router fills the first six, the rest start empty.
+    """
 
-    def __init__(
-        self,
-        request: ChatRequest,
-        request_id: str,
-        session: InterviewSession | None,
-        start: float,
-        deadline: float,
-        seq: int,
-    ) -> None:
-        self.request = request
-        self.request_id = request_id
-        self.session = session
-        self.start = start
-        self.deadline = deadline
-        self.seq = seq  # its arrival order, for the priority line's ties
-        self.errors: list[AttemptError] = []
-        self.avoid: dict[str, float] = {}  # provider -> until when (a 429's Retry-After)
-        self.failed: set[str] = set()  # providers that failed this request
-        self.retries = 0
-        self.place: ClassLine | None = None  # the first-come line it waits in, until dispatched
-        self.had_turn = False  # it was let go to look, so it keeps its place if it waits on
-        self.slot_wait = 0.0  # seconds in line while a provider was only busy (every slot)
-        self.limit_wait = 0.0  # seconds in line for a rate limit, cool-down or quarantine
+    request: ChatRequest
+    request_id: str
+    session: InterviewSession | None
+    start: float
+    deadline: float
+    #: Its arrival order, for the priority line's ties.
+    seq: int
+    errors: list[AttemptError] = attrs.Factory(list)
+    #: Provider -> until when to avoid it (a 429's Retry-After).
+    avoid: dict[str, float] = attrs.Factory(dict)
+    #: Providers that failed this request.
+    failed: set[str] = attrs.Factory(set)
+    retries: int = 0
+    #: The first-come line it waits in, until dispatched.
+    place: ClassLine | None = None
+    #: It was let go to look, so it keeps its place if it waits on.
+    had_turn: bool = False
+    #: Seconds in line while a provider was only busy (every slot).
+    slot_wait: float = 0.0
+    #: Seconds in line for a rate limit, cool-down or quarantine.
+    limit_wait: float = 0.0
 
     def attempt_failed(self, exc: AttemptError, provider: str, end: float) -> None:
         """Provider ``provider``'s attempt failed with ``exc`` at ``end``: a 429 is avoided
