@@ -48,8 +48,8 @@ Our error tree (name, code, status, module)::
       * SessionBusy             session_busy            409  engine.serve.sessions
       * Unauthorized            invalid_api_key         401  engine.serve.callers.keys
       * OverBudget              rate_limit_exceeded     429  engine.serve.callers.budget
-      * BodyTooLarge            body_too_large          413  engine.serve.body
-      * BodyTimeout             body_timeout            408  engine.serve.body
+      * BodyTooLarge            body_too_large          413  engine.serve.context
+      * BodyTimeout             body_timeout            408  engine.serve.context
       * AddressInUse            address_in_use          500  engine.serve.asgi
       * WorkerMismatch          worker_mismatch         500  sims.pool
 

@@ -43,8 +43,7 @@ from actors.runtime.randomness import RandomStreams
 from engine.routing.errors import InvalidRequest
 from engine.serve import sse
 from engine.serve.anthropic_format import chat_body, messages_error, messages_reply
-from engine.serve.body import read_json
-from engine.serve.context import until_disconnect
+from engine.serve.context import read_json, until_disconnect
 from engine.serve.messages_stream import MessagesStream
 from engine.serve.openai_format import error_body, parse_chat_body
 from sims.mock_answers import special_answer

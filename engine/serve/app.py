@@ -43,10 +43,16 @@ from engine.routing.books import Books
 from engine.routing.errors import InvalidRequest
 from engine.serve import sse
 from engine.serve.anthropic_format import chat_body, messages_error, messages_reply
-from engine.serve.body import BODY_TIMEOUT, read_json
 from engine.serve.callers import CallerGate
 from engine.serve.callers.middleware import CallerKeys, meter_of
-from engine.serve.context import Exchange, RequestContext, exchange_of, until_disconnect
+from engine.serve.context import (
+    BODY_TIMEOUT,
+    Exchange,
+    RequestContext,
+    exchange_of,
+    read_json,
+    until_disconnect,
+)
 from engine.serve.live_router import LiveRouter
 from engine.serve.messages_stream import MessagesStream
 from engine.serve.metrics import CONTENT_TYPE, LiveMetrics
@@ -123,12 +129,11 @@ class RouterApp:
         self.app.router.default = self._no_route
 
     def routes(self) -> list[BaseRoute]:
-        """The routes, each behind the drain and the caller keys (named as ``callers.public``
-        and the metrics name them)."""
-        door = [
-            Middleware(_Drain, owner=self),
-            Middleware(CallerKeys, gate=self.gate, spending=_SPENDING),
-        ]
+        """The routes, each behind the drain and, when keys are asked, the caller keys
+        (named as ``callers.public`` and the metrics name them)."""
+        door = [Middleware(_Drain, owner=self)]
+        if self.gate is not None:  # no pass-through layer when no key is asked of anyone
+            door.append(Middleware(CallerKeys, gate=self.gate, spending=_SPENDING))
 
         def route(path: str, endpoint: Any, method: str, name: str) -> Route:
             return Route(path, endpoint, methods=[method], name=name, middleware=door)

@@ -3,7 +3,7 @@
 hypercorn runs on trio inside the caller's nursery, so tests start a server on an
 ephemeral loopback port in milliseconds. hypercorn bounds a connection's headers and
 its idle time (:class:`Listening`); the bounds of a body are the app's
-(:mod:`engine.serve.body`).
+(:mod:`engine.serve.context`).
 """
 
 from __future__ import annotations

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import trio
+import trio.testing
 
 from actors.breaker import BreakerConfig, State
 from actors.cache import CacheConfig
@@ -187,13 +186,12 @@ BAD_REQUESTS = [
 async def test_invalid_request_fails_fast_and_no_provider_sees_it(fields, bad_field):
     account, backend = virtual_account("a", context_window=8192)
     async with open_fleet([account]) as fleet:
-        started = time.perf_counter()
-        with pytest.raises(InvalidRequest) as error:
+        # Fast, whatever the machine's load: refused before the request ever yields to
+        # the scheduler (no wait, no provider, no lock), so its cost is the checks alone.
+        with pytest.raises(InvalidRequest) as error, trio.testing.assert_no_checkpoints():
             await fleet.router.complete(ChatRequest(**fields))
-        elapsed = time.perf_counter() - started
     assert error.value.field == bad_field
     assert bad_field in str(error.value) and "allowed" in str(error.value)
-    assert elapsed < 0.010
     assert backend.requests == [] and fleet.provider("a").stats.calls == 0
     assert fleet.router.stats.failed["invalid_request"] == 1 and Books.of(fleet.router).balanced()
 

@@ -1,4 +1,5 @@
-"""Caller keys as Starlette route middleware: every route of ``callboard serve`` is behind it.
+"""Caller keys as Starlette route middleware: every route of ``callboard serve`` is behind it
+when keys are configured (with none, no key is asked and the layer is left out).
 
 It runs once the request is routed (it needs the route's name: ``callers.public`` routes
 need no key, and only the routes the router answers spend a budget). An HTTP request
@@ -24,18 +25,15 @@ _METER = "callboard.meter"
 class CallerKeys:
     """Checks the caller key of each request to a route, admits and bills it."""
 
-    def __init__(self, app: ASGIApp, gate: CallerGate | None, spending: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, gate: CallerGate, spending: frozenset[str]) -> None:
         self.app = app
-        #: None: no key is asked of anyone.
         self.gate = gate
         #: Routes whose requests the router answers: admitted by the key's budget.
         self.spending = spending
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gate = self.gate
-        if gate is None:
-            await self.app(scope, receive, send)
-        elif scope["type"] == "websocket":
+        if scope["type"] == "websocket":
             await self._socket(gate, scope, receive, send)
         else:
             await self._http(gate, scope, receive, send)
