@@ -707,7 +707,7 @@ def app_part(args: argparse.Namespace) -> None:
     n = max(1, args.inproc_n // 4)  # a routed call costs ~10x part 2's
     floor, ours, chunks = trio.run(_app_inproc, n, args.repeat, args.inproc_warmup)
     print(
-        f"Part 3: the HTTP surface in process, {len(ours)} sequential calls each, the live\n"
+        f"\nPart 3: the HTTP surface in process, {len(ours)} sequential calls each, the live\n"
         f"  router on an instant mock upstream, {len(chunks)} interleaved chunks\n"
     )
     _print_percentiles(
