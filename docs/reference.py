@@ -39,7 +39,17 @@ DISTRIBUTIONS = (Constant, Empirical, Exponential, LogNormal)
 
 
 def field_notes(cls: type) -> dict[str, str]:
-    """Each field's ``#:`` comments (above it) and trailing comment, from the source."""
+    """Each field's ``#:`` comments (above it) and trailing comment, from the source of
+    the class that declares it (a subclass's note wins over its base's)."""
+    notes: dict[str, str] = {}
+    for declaring in reversed(cls.__mro__):
+        if attrs.has(declaring):
+            notes.update(_declared_notes(declaring))
+    return notes
+
+
+def _declared_notes(cls: type) -> dict[str, str]:
+    """The notes of the fields written in ``cls``'s own source."""
     try:
         source = inspect.getsource(cls)
     except (OSError, TypeError):

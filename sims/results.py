@@ -29,7 +29,7 @@ from actors.breaker import Transition
 from actors.quota import QuotaAlert
 from sims.cache_use import CacheUse
 from sims.interview import InterviewTally
-from sims.runner import QuotaUsage
+from sims.runner import AccountCounts, QuotaUsage
 from sims.sampler import Series
 
 #: Columns of numbers, one value per request or attempt (numpy arrays in memory, lists
@@ -134,41 +134,17 @@ class AttemptColumns:
 
 
 @attrs.frozen(field_transformer=_nan_equal)
-class ProviderSummary:
+class ProviderSummary(AccountCounts):
     """One account's totals over the run."""
 
-    #: The account's name.
-    name: str
-    #: Its profile family (``openai``, ``self-hosted`` ...).
-    family: str
-    #: The model it serves.
-    model: str
-    #: Its tier (``strong``, ``fast`` ...).
-    tier: str
-    #: Requests it serves at once.
-    max_concurrency: int
-    #: Attempts sent to it.
-    calls: int
-    #: Attempts it answered (a hedge's losing leg included).
-    answered: int
     #: Requests whose answer it gave.
     served_requests: int
     #: Its share of all accounts' calls.
     load_share: float
     #: Its busy slot-seconds over its slot-seconds in the run.
     utilisation: float
-    #: Failed attempts by error code.
-    failures: dict[str, int]
-    #: Attempts its own limits refused before they were sent, by limit.
-    rejections: dict[str, int]
-    #: Times the router found it at a limit and looked elsewhere or waited, by limit.
-    held_back: dict[str, int]
     #: 429s: refused by its limits, or rate limited by the provider.
     rate_limited: int
-    #: Input tokens billed.
-    tokens_in: int
-    #: Output tokens billed.
-    tokens_out: int
     #: Billed per token.
     usage_cost: float
     #: Hours it was powered (a self-hosted replica), or the whole run.

@@ -34,22 +34,47 @@ Progress = Callable[[float, int], None]
 
 
 @attrs.define
-class ProviderTotals:
+class AccountCounts:
+    """Who an account is and what it counted over a run: the run's raw totals
+    (:class:`ProviderTotals`) and the results' summary of it share these."""
+
+    #: The account's name.
     name: str
+    #: Its profile family (``openai``, ``self-hosted`` ...).
     family: str
+    #: The model it serves.
     model: str
+    #: Its tier (``strong``, ``fast`` ...).
     tier: str
+    #: Requests it serves at once.
     max_concurrency: int
+    #: Attempts sent to it.
     calls: int
+    #: Attempts it answered (a hedge's losing leg included).
     answered: int
+    #: Failed attempts by error code.
     failures: dict[str, int]
+    #: Attempts its own limits refused before they were sent, by limit.
     rejections: dict[str, int]
+    #: Times the router found it at a limit and looked elsewhere or waited, by limit.
     held_back: dict[str, int]
-    busy_time: float
+    #: Input tokens billed.
     tokens_in: int
+    #: Output tokens billed.
     tokens_out: int
+
+
+@attrs.define
+class ProviderTotals(AccountCounts):
+    """An account's raw totals at the end of a run."""
+
+    #: Slot-seconds it was busy.
+    busy_time: float
+    #: Billed per token.
     cost: float
+    #: Seconds it was powered (a self-hosted replica), or the whole run.
     powered_s: float
+    #: What a powered hour costs (0 for a pay-per-token account).
     hourly_cost: float
     #: The lowest in-flight limit adaptive concurrency set (max_concurrency when off).
     lowest_limit: int = 0
