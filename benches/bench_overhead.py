@@ -570,15 +570,12 @@ async def _inproc(n: int, repeat: int, warmup: int) -> tuple[list[int], list[int
 def inproc_part(args: argparse.Namespace) -> None:
     floor, ours, chunks = trio.run(_inproc, args.inproc_n, args.repeat, args.inproc_warmup)
 
-    print(
+    overhead, ratio = _print_pair(
         f"Part 2: the routing core in process, {len(ours)} sequential calls each, zero-latency\n"
-        f"  VirtualBackend, no cache, trio's real clock, {len(chunks)} interleaved chunks\n"
+        f"  VirtualBackend, no cache, trio's real clock, {len(chunks)} interleaved chunks\n",
+        ("VirtualBackend.complete direct", floor),
+        ("router.complete (open_fleet)", ours),
     )
-    _print_percentiles(
-        (("VirtualBackend.complete direct", floor), ("router.complete (open_fleet)", ours))
-    )
-    overhead = _pct(ours, 0.5) - _pct(floor, 0.5)
-    ratio = _pct(ours, 0.5) / _pct(floor, 0.5)
     print(
         f"\n  router's own overhead at the median: {overhead:.1f} µs per request "
         f"({ratio:.1f}x the direct call; per chunk {min(chunks) / 1e3:.1f} .. "
@@ -706,17 +703,15 @@ async def _interleaved(
 def app_part(args: argparse.Namespace) -> None:
     n = max(1, args.inproc_n // 4)  # a routed call costs ~10x part 2's
     floor, ours, chunks = trio.run(_app_inproc, n, args.repeat, args.inproc_warmup)
-    print(
+    overhead, ratio = _print_pair(
         f"\nPart 3: the HTTP surface in process, {len(ours)} sequential calls each, the live\n"
-        f"  router on an instant mock upstream, {len(chunks)} interleaved chunks\n"
+        f"  router on an instant mock upstream, {len(chunks)} interleaved chunks\n",
+        ("live.complete (Python API)", floor),
+        ("POST through RouterApp (ASGI)", ours),
     )
-    _print_percentiles(
-        (("live.complete (Python API)", floor), ("POST through RouterApp (ASGI)", ours))
-    )
-    overhead = _pct(ours, 0.5) - _pct(floor, 0.5)
     print(
         f"\n  the HTTP surface's own cost at the median: {overhead:.1f} µs per routed request "
-        f"({_pct(ours, 0.5) / _pct(floor, 0.5):.2f}x the Python call; per chunk "
+        f"({ratio:.2f}x the Python call; per chunk "
         f"{min(chunks) / 1e3:.1f} .. {max(chunks) / 1e3:.1f} µs)\n"
     )
 
@@ -724,6 +719,16 @@ def app_part(args: argparse.Namespace) -> None:
 def _pct(values: list[int], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] / 1e3
+
+
+def _print_pair(
+    title: str, floor: tuple[str, list[int]], ours: tuple[str, list[int]]
+) -> tuple[float, float]:
+    """Print a part's title and both rows' percentiles; (ours - floor, ours / floor) at the
+    median, in µs."""
+    print(title)
+    _print_percentiles((floor, ours))
+    return _pct(ours[1], 0.5) - _pct(floor[1], 0.5), _pct(ours[1], 0.5) / _pct(floor[1], 0.5)
 
 
 def _print_percentiles(rows: tuple[tuple[str, list[int]], ...]) -> None:

@@ -23,7 +23,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
 import attrs
@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from actors.backends.sink import Delta
-from actors.messages import ChatRequest
+from actors.messages import ChatRequest, Completion
 from actors.runtime.errors import CallboardError, ShuttingDown
 from engine.routing.books import Books
 from engine.routing.errors import InvalidRequest
@@ -260,17 +260,29 @@ class RouterApp:
 
     # --- OpenAI-compatible chat ------------------------------------------------
     async def chat(self, http: Request) -> Response:
-        exchange = exchange_of(http.scope)
         unknown = self.live.config.server.unknown_fields
         request, stream = parse_chat_body(await self._body(http), unknown_fields=unknown)
+        return await self._served(http, request, stream, self._chat_events, completion_body)
+
+    async def _served(
+        self,
+        http: Request,
+        request: ChatRequest,
+        stream: bool,
+        events: Callable[[ChatRequest, ReplyStream, Any, Exchange], AsyncGenerator[bytes, None]],
+        body: Callable[[Completion], dict[str, Any]],
+    ) -> Response:
+        """Route ``request`` and answer it in its API's shape: whole (``body``), or as a
+        stream of ``events`` once the first one came."""
+        exchange = exchange_of(http.scope)
         request = self._routed(request, exchange)
         if stream:
             reply, first = await self._first_event(http, request, exchange)
-            events = self._chat_events(request, reply, first, exchange)
-            return sse.EventStream(events, {"x-request-id": request.request_id or ""})
+            replies = events(request, reply, first, exchange)
+            return sse.EventStream(replies, {"x-request-id": request.request_id or ""})
         completion = await until_disconnect(http, lambda: self.live.complete_request(request))
         exchange.answered(completion)
-        return JSONResponse(completion_body(completion))
+        return JSONResponse(body(completion))
 
     async def _chat_events(
         self, request: ChatRequest, reply: ReplyStream, event: Any, exchange: Exchange
@@ -305,16 +317,8 @@ class RouterApp:
     # --- Anthropic-compatible messages ---------------------------------------------
     async def anthropic_messages(self, http: Request) -> Response:
         """``POST /v1/messages``: Anthropic's Messages API, on the same router and fleet."""
-        exchange = exchange_of(http.scope)
         request, stream = parse_chat_body(chat_body(await self._body(http)))
-        request = self._routed(request, exchange)
-        if stream:
-            reply, first = await self._first_event(http, request, exchange)
-            events = self._messages_events(request, reply, first, exchange)
-            return sse.EventStream(events, {"x-request-id": request.request_id or ""})
-        completion = await until_disconnect(http, lambda: self.live.complete_request(request))
-        exchange.answered(completion)
-        return JSONResponse(messages_reply(completion))
+        return await self._served(http, request, stream, self._messages_events, messages_reply)
 
     async def _messages_events(
         self, request: ChatRequest, reply: ReplyStream, event: Any, exchange: Exchange
