@@ -21,9 +21,11 @@ from engine.serve.live_config import LiveConfig
 from tests.live.conftest import LOOPBACK, Upstream, live_config
 
 #: Quick settings for tests: pulls every 50 ms, probes a dead Redis every 200 ms. The
-#: timeout is generous: on a loaded machine a slower call would count as an outage,
-#: and the routers would rightly fall back to local state (tests of that set their own).
-FAST_STATE = {"sync_every": 0.05, "timeout": 1.0, "retry_every": 0.2}
+#: timeout is far past any call's time on a loaded machine (1 s was reached with two suites
+#: running at once): a slower call would count as an outage, and the routers would rightly
+#: fall back to local state. A killed Redis refuses at once; a test of a frozen one sets
+#: its own timeout.
+FAST_STATE = {"sync_every": 0.05, "timeout": 10.0, "retry_every": 0.2}
 
 
 def _free_port() -> int:
