@@ -285,7 +285,7 @@ class Router:
         self.stats.failed[exc.code] += 1
         if self.log.active:
             self.log.emit(end, pursuit.request_id, "gave_up", f"error={exc.code}")
-        self._ended(pursuit, end, exc.code, len(getattr(exc, "attempts", ())))
+        self._ended(pursuit, end, exc.code)
 
     def _cancelled(self, pursuit: Pursuit) -> None:
         """Book a request whose caller went away (or whose scope was cancelled)."""
@@ -293,10 +293,11 @@ class Router:
         self.stats.cancelled += 1
         if self.log.active:
             self.log.emit(end, pursuit.request_id, "cancelled")
-        self._ended(pursuit, end, "cancelled", len(pursuit.errors))
+        self._ended(pursuit, end, "cancelled")
 
-    def _ended(self, pursuit: Pursuit, end: float, code: str, attempts: int) -> None:
-        """Tell the recorder of a request that ended without an answer."""
+    def _ended(self, pursuit: Pursuit, end: float, code: str) -> None:
+        """Tell the recorder of a request that ended without an answer (its attempts: the
+        failed ones its pursuit holds, the same list a RequestFailed names)."""
         wasted = self._wasted.pop(pursuit.request_id, 0.0) if self._wasted else 0.0
         if self.recorder is not None:
             self.recorder.record(
@@ -305,7 +306,7 @@ class Router:
                     pursuit.start,
                     end - pursuit.start,
                     0.0,
-                    attempts,
+                    len(pursuit.errors),
                     None,
                     code,
                     False,
