@@ -57,14 +57,49 @@ class BackendFailed(UpstreamError):
 
 
 class AttemptTimeout(AttemptError):
-    """The provider did not answer within the per-attempt timeout."""
+    """The provider kept silent past a limit of :class:`~actors.timeouts.Timeouts`: no
+    first byte of its response in ``first_byte`` seconds, or no byte for ``idle``."""
 
     code = ErrorCode.TIMEOUT
     status = 504
 
-    def __init__(self, provider: str, timeout: float) -> None:
-        super().__init__(provider, f"no answer within {timeout:g} s")
+    def __init__(self, provider: str, timeout: float, what: str = "no answer") -> None:
+        super().__init__(provider, f"{what} within {timeout:g} s")
         self.timeout = timeout
+
+
+class AnswerCapReached(AttemptError):
+    """The router's own cap on an attempt's duration (``timeouts.total``) cut an answer
+    that was still coming. Not the provider's failure: breakers and health ignore it.
+
+    Not retried: another attempt at the same answer would take as long.
+    """
+
+    code = ErrorCode.ANSWER_CAP
+    status = 504
+    retryable = False
+
+    def __init__(self, provider: str, cap: float) -> None:
+        super().__init__(provider, f"answer cut at the router's cap of {cap:g} s (timeouts.total)")
+        self.cap = cap
+
+
+class ProviderOverloaded(AttemptError):
+    """The provider is short of capacity for everyone (Anthropic's 529 ``overloaded_error``,
+    OpenAI-style 503 "overloaded"): not this account's limit, not a fault of its own.
+
+    The account cools down for ``retry_after`` (the provider's Retry-After; None when it
+    gave none, and the account's ``retry.overload_cooldown`` applies) and the request
+    fails over at once.
+    """
+
+    code = ErrorCode.OVERLOADED
+    status = 503
+
+    def __init__(self, provider: str, retry_after: float | None, detail: str = "") -> None:
+        text = "overloaded" if retry_after is None else f"overloaded; Retry-After {retry_after:g} s"
+        super().__init__(provider, f"{text} ({detail})" if detail else text)
+        self.retry_after = retry_after
 
 
 class DeadlineReached(AttemptError):

@@ -24,6 +24,7 @@ class FaultKind(StrEnum):
     LATENCY = "latency"
     ERRORS = "errors"
     RATE_LIMIT = "rate_limit"
+    OVERLOAD = "overload"
     HANG = "hang"
     REVOKED = "revoked"
     FLAPPING = "flapping"
@@ -44,6 +45,8 @@ class ErrorCode(StrEnum):
     QUEUE_FULL = "queue_full"
     CIRCUIT_OPEN = "circuit_open"
     STREAM_INTERRUPTED = "stream_interrupted"
+    OVERLOADED = "overloaded"
+    ANSWER_CAP = "answer_cap"
 
 
 class MockProfileName(StrEnum):
@@ -53,6 +56,7 @@ class MockProfileName(StrEnum):
     SLOW = "slow"
     FLAKY = "flaky"
     RATE_LIMITED = "rate-limited"
+    OVERLOADED = "overloaded"
     DOWN = "down"
     HANG = "hang"
     UNLIMITED = "unlimited"
@@ -74,6 +78,7 @@ FAILURES: tuple[Failure, ...] = (
     Failure(FaultKind.LATENCY, None, MockProfileName.SLOW),
     Failure(FaultKind.ERRORS, ErrorCode.UPSTREAM_ERROR, MockProfileName.FLAKY),
     Failure(FaultKind.RATE_LIMIT, ErrorCode.RATE_LIMITED, MockProfileName.RATE_LIMITED),
+    Failure(FaultKind.OVERLOAD, ErrorCode.OVERLOADED, MockProfileName.OVERLOADED),
     Failure(FaultKind.HANG, ErrorCode.TIMEOUT, MockProfileName.HANG),
     Failure(FaultKind.REVOKED, ErrorCode.AUTH_FAILED, None),
     Failure(FaultKind.FLAPPING, ErrorCode.UPSTREAM_ERROR, None),

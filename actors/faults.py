@@ -31,6 +31,8 @@ class Fault:
     ``latency``: calls take ``multiplier`` times longer.
     ``errors``: a ``share`` of calls fail with HTTP ``status`` (a brownout or burst).
     ``rate_limit``: a ``share`` of calls get 429 with ``retry_after``.
+    ``overload``: a ``share`` of calls get 529 overloaded with ``retry_after`` (the
+    provider short of capacity for everyone; each account cools down, none is broken).
     ``hang``: a ``share`` of calls are accepted and never answered.
     ``revoked``: the key is rejected with 401 (the account is disabled).
     ``flapping``: down (a ``share`` of calls fail with ``status``) for ``period``
@@ -38,8 +40,9 @@ class Fault:
     ``slow_recovery``: the share of calls failing with ``status`` falls linearly
     from ``share`` at ``start`` to 0 at ``end`` (a provider coming back slowly).
     A call a fault fails ends with the error code of its kind: ``rate_limited`` for
-    ``rate_limit``, ``timeout`` for ``hang`` (the attempt timeout ends it), ``auth_failed``
-    for ``revoked``, ``upstream_error`` for those with a ``status``.
+    ``rate_limit``, ``overloaded`` for ``overload``, ``timeout`` for ``hang``
+    (``timeouts.first_byte`` ends it), ``auth_failed`` for ``revoked``, ``upstream_error``
+    for those with a ``status``.
     """
 
     kind: FaultKind

@@ -104,6 +104,9 @@ class ChatRequest:
     expected_output_tokens: int | None = None
     deadline: float | None = None
     priority: int = 0
+    #: Whether the answer is streamed to the caller: it then starts with its first token,
+    #: which ``timeouts.first_byte`` bounds, where a whole answer's first byte is its last.
+    stream: bool = False
     #: The client's own body in OpenAI's Chat Completions shape (every field as it sent
     #: it), passed to OpenAI-compatible upstreams untouched and translated for others;
     #: None for requests the router builds itself (simulations, interview turns).

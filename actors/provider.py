@@ -19,18 +19,16 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
-import trio
 
 from actors.backends import Backend, Usage
 from actors.breaker import CircuitBreaker, State
 from actors.concurrency import AdaptiveLimit, ConcurrencyConfig
 from actors.errors import (
     AttemptError,
-    AttemptTimeout,
     AuthFailed,
     BackendFailed,
     CircuitOpen,
-    DeadlineReached,
+    ProviderOverloaded,
     QueueFull,
     RateLimited,
 )
@@ -41,6 +39,7 @@ from actors.runtime import clock
 from actors.runtime.actor import Actor
 from actors.runtime.errors import InvalidSetting
 from actors.slots import QueueIsFull, Slots
+from actors.timeouts import DEFAULT_TIMEOUTS, AnswerWatch, Timeouts
 
 # An enum member read off its class costs several global reads on CPython 3.11.
 _OPEN, _HALF_OPEN = State.OPEN, State.HALF_OPEN
@@ -147,6 +146,9 @@ class ProviderSpec:
     capabilities: frozenset[str] = attrs.field(
         default=frozenset((*CAPABILITIES, OPENAI_FIELDS)), converter=_names
     )
+    #: This account's own timeouts (a reasoning model's longer first byte); None: the
+    #: router's ``[timeouts]``.
+    timeouts: Timeouts | None = None
 
 
 @attrs.frozen
@@ -200,9 +202,15 @@ class Provider(Actor):
         quota: QuotaTracker | None = None,
         concurrency: ConcurrencyConfig | None = None,
         limits: LimitFeed | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        overload_cooldown: float = 5.0,
     ) -> None:
         super().__init__(f"provider:{spec.name}")
         self.spec = spec
+        #: How long an attempt may take, phase by phase (the ``[timeouts]`` table).
+        self.timeouts = timeouts
+        #: Seconds an overloaded account rests when its provider gives no Retry-After.
+        self.overload_cooldown = overload_cooldown
         self.backend = backend
         self.breaker = breaker
         self.health = health
@@ -340,16 +348,16 @@ class Provider(Actor):
         self,
         request: ChatRequest,
         request_id: str,
-        timeout: float,
         deadline: float = math.inf,
         sink: StreamSink | None = None,
     ) -> Completion:
         """One attempt on this account; raises an AttemptError on failure.
 
-        ``timeout`` is the attempt's own limit (from its start; a provider that runs past
-        it timed out); ``deadline`` the request's, on the clock: an attempt it cuts off
-        ends in :class:`DeadlineReached`, which is not the provider's failure. ``sink``
-        takes the answer's text as it arrives, from a backend that can stream.
+        The account's :class:`~actors.timeouts.Timeouts` bound the attempt from the moment
+        it is sent (its wait for one of the account's slots is the router's own, bounded
+        by ``deadline`` alone); ``deadline`` is the request's, on the clock: an attempt it
+        cuts off ends in :class:`DeadlineReached`, which is not the provider's failure.
+        ``sink`` takes the answer's text as it arrives, from a backend that can stream.
         """
         name = self.spec.name
         start = clock.now()
@@ -382,28 +390,20 @@ class Provider(Actor):
         code = "cancelled"
         service_start = start
         usage = Usage()
-        stop_at = min(start + timeout, deadline)
+        watch = AnswerWatch(self.timeouts, deadline)
         acquired = slots.try_acquire()
         try:
             try:
-                if stop_at == math.inf:
+                reply = None
+                with watch.scope:
                     if not acquired:
                         await slots.acquire()
                         acquired = True
                         service_start = clock.now()
-                    reply = await self.backend.complete(request, request_id, usage, sink)
-                else:
-                    reply = None
-                    with trio.move_on_at(stop_at):
-                        if not acquired:
-                            await slots.acquire()
-                            acquired = True
-                            service_start = clock.now()
-                        reply = await self.backend.complete(request, request_id, usage, sink)
+                    watch.sent(service_start)
+                    reply = await self.backend.complete(request, request_id, usage, sink, watch)
                 if reply is None:
-                    if stop_at == deadline and deadline < start + timeout:
-                        raise DeadlineReached(name, deadline - start)
-                    raise AttemptTimeout(name, timeout)
+                    raise watch.failure(name, start)
             except QueueIsFull as exc:
                 raise QueueFull(name, f"queue full: {exc}") from None
             except AttemptError:
@@ -419,6 +419,11 @@ class Provider(Actor):
                 self.tell(Disable(str(exc)))
             elif isinstance(exc, RateLimited):
                 self.cooling_until = clock.now() + exc.retry_after
+            elif isinstance(exc, ProviderOverloaded):
+                rest = exc.retry_after
+                self.cooling_until = clock.now() + (
+                    self.overload_cooldown if rest is None else rest
+                )
             raise
         else:
             code = "ok"

@@ -45,6 +45,8 @@ class Turn:
     expected_output_tokens: int | None = None
     max_tokens: int | None = None
     priority: int = 0
+    #: Whether the answer is streamed (a sink streams it whatever this says).
+    stream: bool = False
 
 
 class InterviewSession(Actor):
@@ -94,6 +96,7 @@ class InterviewSession(Actor):
             expected_output_tokens=turn.expected_output_tokens,
             max_tokens=turn.max_tokens,
             priority=turn.priority,
+            stream=turn.stream or sink is not None,
         )
         try:
             completion = await self.complete(request, sink)

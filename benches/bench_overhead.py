@@ -313,6 +313,7 @@ def _config(port: int, concurrency: int) -> Any:
     """The router's config; its default HTTP client (``client_for``) is every floor's too."""
     from actors.cache import CacheConfig
     from actors.health import HealthConfig
+    from actors.timeouts import Timeouts
     from engine.routing.retry import RetryConfig
     from engine.serve.live_config import LiveConfig, ProviderConfig
 
@@ -328,7 +329,8 @@ def _config(port: int, concurrency: int) -> Any:
         ),
         cache=CacheConfig(enabled=False),
         health=HealthConfig(ping_every=None),  # no pings mixed into the measured traffic
-        retry=RetryConfig(attempt_timeout=60.0, deadline=300.0),
+        retry=RetryConfig(deadline=300.0),
+        timeouts=Timeouts(first_byte=60.0),
     )
 
 

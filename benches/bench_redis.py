@@ -115,7 +115,8 @@ def _config(upstream: str, redis: str | None):
         ],
         "cache": {"enabled": False},
         "health": {"ping_every": None},
-        "retry": {"attempt_timeout": 10, "deadline": 30},
+        "retry": {"deadline": 30},
+        "timeouts": {"first_byte": 10},
         # A generous timeout: a call slowed by this busy machine must not trip the store
         # into its local fallback, which would skip the very call being measured.
         "state": {"redis": redis, "timeout": 2.0} if redis else {},

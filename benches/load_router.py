@@ -90,7 +90,8 @@ def router_config(folder: Path, mocks: list[str], args: argparse.Namespace) -> P
     )
     path = folder / "router.toml"
     path.write_text(
-        providers + f"[retry]\ndeadline = {args.deadline}\nattempt_timeout = {args.deadline}\n"
+        providers
+        + f"[retry]\ndeadline = {args.deadline}\n[timeouts]\nfirst_byte = {args.deadline}\n"
         "[cache]\nenabled = false\n"
         f"[line]\nmax_waiting = {args.max_waiting}\nrate_window = 5\n"
         '[server]\nlog_file = ""\nlog_level = "WARNING"\n'

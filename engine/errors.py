@@ -27,6 +27,8 @@ Our error tree (name, code, status, module)::
         * UpstreamRejected      upstream_rejected       502  actors.backends.http
         * AttemptTimeout        timeout                 504  actors.errors
         * DeadlineReached       deadline                504  actors.errors
+        * AnswerCapReached      answer_cap              504  actors.errors
+        * ProviderOverloaded    overloaded              503  actors.errors
         * MalformedReply        malformed_reply         502  actors.errors
           * AnswerTooLarge      malformed_reply         502  actors.backends.caps
             * EventTooLarge     malformed_reply         502  actors.backends.caps
@@ -79,11 +81,13 @@ not a failure to handle. This module re-exports the tree's engine-level classes;
 from __future__ import annotations
 
 from actors.errors import (
+    AnswerCapReached,
     AttemptError,
     AttemptTimeout,
     AuthFailed,
     CircuitOpen,
     MalformedReply,
+    ProviderOverloaded,
     QueueFull,
     RateLimited,
     UpstreamError,
@@ -109,6 +113,7 @@ from engine.routing.errors import (
 
 __all__ = [
     "ActorCrashed",
+    "AnswerCapReached",
     "AttemptError",
     "AttemptTimeout",
     "AuthFailed",
@@ -123,6 +128,7 @@ __all__ = [
     "MalformedReply",
     "NoProviderAvailable",
     "Overloaded",
+    "ProviderOverloaded",
     "QueueFull",
     "RateLimited",
     "RequestFailed",

@@ -94,6 +94,7 @@ class ScriptedInterview(InterviewSession):
             expected_output_tokens=int(workload.question_tokens.sample(self.stream)),
             max_tokens=workload.max_tokens,
             priority=priority,
+            stream=workload.stream,
         )
 
     def _draw_rank(self) -> int:
@@ -138,7 +139,9 @@ class ScriptedInterview(InterviewSession):
                     chars = int(workload.answer_chars.sample(stream))
                     answer = candidate_answer(self.index, turn, chars)
                     tokens = int(workload.output_tokens(kind).sample(stream))
-                    await self.turn(Turn(answer, kind, tokens, workload.max_tokens, priority))
+                    await self.turn(
+                        Turn(answer, kind, tokens, workload.max_tokens, priority, workload.stream)
+                    )
             except CallboardError:
                 errors += 1
             priority = 0

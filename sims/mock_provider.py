@@ -30,8 +30,9 @@ from starlette.routing import Route
 
 from actors.backends import Usage
 from actors.backends.answers import answer_chars
+from actors.backends.dialects import OVERLOADED_STATUS
 from actors.backends.virtual import ErrorRates, LatencyModel, VirtualBackend
-from actors.errors import AttemptError, AuthFailed, RateLimited, UpstreamError
+from actors.errors import AttemptError, AuthFailed, ProviderOverloaded, RateLimited, UpstreamError
 from actors.failures import MockProfileName
 from actors.faults import Fault, FaultSchedule
 from actors.limits import Admission, LimitSpec, TokenBucket
@@ -97,6 +98,12 @@ def mock_profiles(speed: float = 1.0) -> dict[str, MockProfile]:
             "every call gets 429 with Retry-After: 10",
             normal,
             ErrorRates(rate_limited=1.0, rate_limited_retry_after=10.0),
+        ),
+        MockProfile(
+            MockProfileName.OVERLOADED,
+            "every call gets 529 overloaded (Anthropic's overloaded_error), no Retry-After",
+            normal,
+            ErrorRates(overloaded=1.0),
         ),
         MockProfile(
             MockProfileName.DOWN,
@@ -321,7 +328,7 @@ class MockProvider:
             tokens = reply.completion_tokens if wire.special is None else _count(answer)
             return JSONResponse(wire.reply(answer, tokens), headers=limit_headers)
         except AttemptError as exc:
-            return self._fail(exc, limit_headers)
+            return self._fail(exc, limit_headers, anthropic)
         finally:
             if not streaming:  # (a stream is in flight until it ends)
                 self.in_flight -= 1
@@ -385,7 +392,7 @@ class MockProvider:
             )
         return headers, wait
 
-    def _fail(self, exc: AttemptError, headers: dict[str, str]) -> Response:
+    def _fail(self, exc: AttemptError, headers: dict[str, str], anthropic: bool) -> Response:
         if isinstance(exc, RateLimited):
             self.calls["429"] += 1
             extra = {
@@ -397,6 +404,18 @@ class MockProvider:
             return _error(
                 429, "Rate limit reached for requests", "rate_limit_exceeded", None, extra
             )
+        if isinstance(exc, ProviderOverloaded):
+            extra = {} if exc.retry_after is None else {"retry-after": str(exc.retry_after)}
+            if anthropic:  # Anthropic's own status and body for it
+                self.calls["529"] += 1
+                body = {
+                    "type": "error",
+                    "error": {"type": "overloaded_error", "message": "Overloaded"},
+                }
+                return JSONResponse(body, OVERLOADED_STATUS, extra)
+            self.calls["503"] += 1
+            message = "That model is currently overloaded with other requests."
+            return _error(503, message, "server_error", None, extra)
         if isinstance(exc, AuthFailed):
             self.calls["401"] += 1
             return _error(401, "Incorrect API key provided.", "invalid_api_key")

@@ -73,20 +73,31 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
 #: Scenario keys that are durations (divided by the time scale) or rates per second
 #: (multiplied by it), per router table.
 _DURATIONS = {
-    "retry": ("backoff_base", "backoff_max", "attempt_timeout", "deadline"),
+    "retry": ("backoff_base", "backoff_max", "deadline", "max_retry_after", "overload_cooldown"),
+    "timeouts": ("connect", "first_byte", "idle", "total"),
     "breaker": ("slow_call_s", "open_for", "max_open_for"),
     "cache": ("ttl", "sweep_every"),
     "health": ("ping_every", "ping_timeout"),
     "hedging": ("min_delay",),
     "line": ("rate_window",),
 }
-_TABLES = ("routing", "retry", "breaker", "cache", "health", "hedging", "concurrency", "line")
+_TABLES = (
+    "routing",
+    "retry",
+    "timeouts",
+    "breaker",
+    "cache",
+    "health",
+    "hedging",
+    "concurrency",
+    "line",
+)
 
 HONESTY = (
     "The live column is real time, scaled: real sockets, HTTP and scheduling on trio's "
     "real clock, with every scenario duration divided by the time scale and every "
     "measured latency multiplied back. Loopback and router overheads are multiplied "
-    "too, timeouts shrink with the scale (a 30 s attempt timeout is 0.1 s at 300x, so "
+    "too, timeouts shrink with the scale (a 30 s first-byte timeout is 0.1 s at 300x, so "
     "a busy machine can turn slowness into timeouts), and the order in which requests "
     "reach a provider is the OS's, not the seed's. The two columns agree in shape, not "
     "byte for byte."

@@ -29,12 +29,14 @@ from actors.health import HealthConfig
 from actors.limits import LimitSpec
 from actors.provider import ProviderSpec
 from actors.runtime.errors import InvalidSetting, require
+from actors.timeouts import Timeouts
 from engine.routing.config import CONVERTER, ConfigError, apply_override, describe_problems
 from engine.routing.fleet import RouterConfig
 from engine.routing.hedging import HedgingConfig
+from engine.routing.moved import refuse_moved_settings
 from engine.routing.policies import PolicyConfig
 from engine.routing.retry import RetryConfig
-from engine.routing.waiting import LineConfig, refuse_shedding_table
+from engine.routing.waiting import LineConfig
 from sims.profiles import PROFILES
 from sims.workload import WorkloadConfig
 
@@ -70,6 +72,8 @@ class AccountGroup:
     priority: int = 0
     latency: LatencyModel | None = None
     errors: ErrorRates | None = None
+    #: These accounts' own timeouts, in place of the scenario's ``[timeouts]``.
+    timeouts: Timeouts | None = None
 
     def __attrs_post_init__(self) -> None:
         require("accounts.profile", self.profile in PROFILES, self.profile, " | ".join(PROFILES))
@@ -96,6 +100,7 @@ class AccountGroup:
                 "model",
                 "tier",
                 "context_window",
+                "timeouts",
                 "input_cost_per_mtok",
                 "output_cost_per_mtok",
                 "monthly_fee",
@@ -139,6 +144,7 @@ class Scenario:
     workload: WorkloadConfig = WorkloadConfig()
     routing: PolicyConfig = PolicyConfig()
     retry: RetryConfig = RetryConfig()
+    timeouts: Timeouts = Timeouts()
     breaker: BreakerConfig = BreakerConfig()
     cache: CacheConfig = CacheConfig()
     health: HealthConfig = HealthConfig()
@@ -195,7 +201,7 @@ class Scenario:
 def structure(raw: dict[str, Any], source: str) -> Scenario:
     """Build a :class:`Scenario` from parsed TOML, or raise :class:`ScenarioError`."""
     try:
-        refuse_shedding_table(raw)
+        refuse_moved_settings(raw)
         return CONVERTER.structure(raw, Scenario)
     except cattrs.BaseValidationError as exc:
         raise ScenarioError(source, describe_problems(exc, "scenario")) from None

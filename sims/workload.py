@@ -92,6 +92,9 @@ class WorkloadConfig:
     #: whole bank). ``false`` models a script: an interview asks each question at most
     #: once, so its repeats are only across candidates.
     repeat_questions: bool = True
+    #: Whether answers are streamed (an interview's voice or chat shows text as it comes):
+    #: a streamed answer must start within ``timeouts.first_byte``, a whole one be done.
+    stream: bool = True
     max_tokens: int | None = None
     candidate_facing: tuple[str, ...] = ("small_talk", "question", "follow_up")
     #: The priority of an interview's first turn (0 like every other turn). Under the line's

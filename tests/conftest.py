@@ -15,6 +15,7 @@ from actors.provider import ProviderSpec
 from actors.runtime.clock import VirtualClock
 from actors.runtime.distributions import Constant
 from actors.runtime.randomness import RandomStreams
+from actors.timeouts import AnswerWatch
 from engine.routing.fleet import Account
 
 
@@ -32,10 +33,15 @@ class RecordingBackend:
         self.requests: list[ChatRequest] = []
 
     async def complete(
-        self, request: ChatRequest, request_id: str, usage: Usage, sink: StreamSink | None = None
+        self,
+        request: ChatRequest,
+        request_id: str,
+        usage: Usage,
+        sink: StreamSink | None = None,
+        watch: AnswerWatch | None = None,
     ) -> BackendReply:
         self.requests.append(request)
-        return await self.inner.complete(request, request_id, usage, sink)
+        return await self.inner.complete(request, request_id, usage, sink, watch)
 
 
 def virtual_account(

@@ -44,7 +44,7 @@ def test_every_public_name_resolves_to_the_object_its_module_defines():
 def test_errors_share_one_base_and_settings_are_not_requests():
     values = [getattr(engine, n) for n in engine.__all__]
     errors = [v for v in values if isinstance(v, type) and issubclass(v, BaseException)]
-    assert len(errors) == 24
+    assert len(errors) == 26
     assert all(issubclass(e, engine.CallboardError) for e in errors)
     assert not issubclass(engine.InvalidSetting, engine.InvalidRequest)
     assert not issubclass(engine.InvalidRequest, engine.InvalidSetting)

@@ -41,6 +41,8 @@ TREE: dict[str, tuple[tuple[str, ...], str, int]] = {
     "UpstreamRejected": (("AttemptError",), "upstream_rejected", 502),
     "AttemptTimeout": (("AttemptError",), "timeout", 504),
     "DeadlineReached": (("AttemptError",), "deadline", 504),
+    "AnswerCapReached": (("AttemptError",), "answer_cap", 504),
+    "ProviderOverloaded": (("AttemptError",), "overloaded", 503),
     "MalformedReply": (("AttemptError",), "malformed_reply", 502),
     "AnswerTooLarge": (("MalformedReply",), "malformed_reply", 502),
     "EventTooLarge": (("AnswerTooLarge",), "malformed_reply", 502),

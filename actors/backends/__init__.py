@@ -10,6 +10,7 @@ from actors.messages import Answer, ChatRequest
 
 if TYPE_CHECKING:
     from actors.backends.sink import StreamSink
+    from actors.timeouts import AnswerWatch
 
 
 @attrs.frozen(slots=True)
@@ -41,8 +42,17 @@ class Backend(Protocol):
     With a ``sink`` the caller wants the text as it is generated: a backend that can
     stream sends it there as it arrives (and still returns the whole reply); one that
     cannot ignores it, and the caller gets the answer whole at the end.
+
+    With a ``watch`` (the provider's, always), the backend tells it when the response's
+    bytes arrive, so that the attempt's timeouts cut silence and never a working answer;
+    without one (a mock provider's own model, a benchmark) no timeout applies.
     """
 
     async def complete(
-        self, request: ChatRequest, request_id: str, usage: Usage, sink: StreamSink | None = None
+        self,
+        request: ChatRequest,
+        request_id: str,
+        usage: Usage,
+        sink: StreamSink | None = None,
+        watch: AnswerWatch | None = None,
     ) -> BackendReply: ...

@@ -24,6 +24,11 @@ KINDS = ("openai", "anthropic")
 class StreamFault(Exception):
     """The upstream reported an error inside its stream (an ``error`` event)."""
 
+    def __init__(self, message: str, overloaded: bool = False) -> None:
+        super().__init__(message)
+        #: Whether the event says the provider is overloaded (:func:`is_overload`).
+        self.overloaded = overloaded
+
 
 @attrs.frozen
 class StreamStep:
@@ -63,6 +68,27 @@ def error_message(data: Any) -> str:
         if isinstance(data.get("message"), str):
             return data["message"]
     return ""
+
+
+#: Anthropic's status for an API short of capacity for everyone (not a 5xx of HTTP's own).
+OVERLOADED_STATUS = 529
+
+
+def is_overload(status: int, data: Any) -> bool:
+    """Whether an error says the provider is short of capacity for everyone, which is no
+    fault of the account: HTTP 529 (Anthropic), an error whose type or code names an
+    overload (Anthropic's ``overloaded_error``, Moonshot's ``engine_overloaded_error``),
+    or a 503 saying so (OpenAI's "That model is currently overloaded ...")."""
+    if status == OVERLOADED_STATUS:
+        return True
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return False
+    for field in ("type", "code"):
+        value = error.get(field)
+        if isinstance(value, str) and "overloaded" in value.lower():
+            return True
+    return status == 503 and "overloaded" in error_message(data).lower()
 
 
 def _json(data: str) -> Any:
@@ -124,7 +150,7 @@ class OpenAIChat:
         if not isinstance(chunk, dict):
             raise ValueError("event is not a JSON object")
         if "error" in chunk:
-            raise StreamFault(error_message(chunk) or "error event")
+            raise StreamFault(error_message(chunk) or "error event", is_overload(0, chunk))
         return StreamStep(chunk)
 
 
@@ -172,7 +198,8 @@ class AnthropicMessages:
             if kind == "message_stop":
                 return DONE
             if kind == "error":
-                raise StreamFault(error_message(payload) or "error event")
+                message = error_message(payload) or "error event"
+                raise StreamFault(message, is_overload(0, payload))
             chunk = events.chunk(kind, payload)
             return NOTHING if chunk is None else StreamStep(chunk)
 

@@ -10,10 +10,10 @@ rate-limit headers of every response to ``on_limits`` (every wait capped at
 When the caller passes a sink (:mod:`actors.backends.sink`), the call is made
 with ``stream: true`` and each text delta goes to the sink as it arrives.
 
-httpx frames the responses and bounds time (connect, and each read if
-configured); every body is read through the size caps of
-:mod:`actors.backends.caps`, which httpx does not have. The per-attempt timeout
-is the provider actor's job (a trio cancel scope). API keys live in
+httpx frames the responses and bounds the time to connect; every body is read
+through the size caps of :mod:`actors.backends.caps`, which httpx does not have.
+The attempt's other timeouts (first byte, silence, total) are the provider actor's
+watch (:mod:`actors.timeouts`), told here of every byte that arrives. API keys live in
 :class:`Secret`, which never shows its value, and are scrubbed from any upstream
 text quoted in an error.
 """
@@ -42,13 +42,21 @@ from actors.backends.caps import (
     UpstreamCaps,
     decoded,
 )
-from actors.backends.dialects import Dialect, StreamFault, dialect_for, error_message
+from actors.backends.dialects import Dialect, StreamFault, dialect_for, error_message, is_overload
 from actors.backends.ratelimit_headers import RateLimitInfo, parse_rate_limit_headers
 from actors.backends.sink import StreamSink
-from actors.errors import AttemptError, AuthFailed, MalformedReply, RateLimited, UpstreamError
+from actors.errors import (
+    AttemptError,
+    AuthFailed,
+    MalformedReply,
+    ProviderOverloaded,
+    RateLimited,
+    UpstreamError,
+)
 from actors.failures import ErrorCode
 from actors.messages import ChatRequest
 from actors.runtime import clock
+from actors.timeouts import AnswerWatch
 
 #: Retry-After assumed for a 429 that does not say how long to wait.
 DEFAULT_RETRY_AFTER = 1.0
@@ -172,10 +180,15 @@ class HttpBackend:
 
     # --- the Backend protocol ------------------------------------------------
     async def complete(
-        self, request: ChatRequest, request_id: str, usage: Usage, sink: StreamSink | None = None
+        self,
+        request: ChatRequest,
+        request_id: str,
+        usage: Usage,
+        sink: StreamSink | None = None,
+        watch: AnswerWatch | None = None,
     ) -> BackendReply:
         if sink is not None:
-            return await self.stream(request, request_id, sink, usage)
+            return await self.stream(request, request_id, sink, usage, watch)
         start = clock.now()
         name = self.endpoint.name
         body = json.dumps(self.dialect.body(request, self.endpoint.model, stream=False))
@@ -183,11 +196,13 @@ class HttpBackend:
             async with self.client.stream(
                 "POST", self._url, headers=self._headers(request_id, request), content=body.encode()
             ) as response:
+                if watch is not None:
+                    watch.arrived(clock.now())
                 self._observe(response.headers)
                 if response.status_code == 200:
                     # Accepted: the provider bills the input now, answered or cut short.
                     usage.input_tokens = request.prompt_tokens
-                content = await self._read(response)
+                content = await self._read(response, watch)
         except httpx.HTTPError as exc:
             raise ConnectionFailed(name, self._describe(exc)) from None
         if response.status_code != 200:
@@ -209,7 +224,12 @@ class HttpBackend:
         return BackendReply(answer.text, usage.output_tokens, clock.now() - start, answer)
 
     async def stream(
-        self, request: ChatRequest, request_id: str, sink: StreamSink, usage: Usage
+        self,
+        request: ChatRequest,
+        request_id: str,
+        sink: StreamSink,
+        usage: Usage,
+        watch: AnswerWatch | None = None,
     ) -> BackendReply:
         """Stream the answer into ``sink`` as it arrives; return it whole at the end."""
         name = self.endpoint.name
@@ -223,16 +243,18 @@ class HttpBackend:
             async with self.client.stream(
                 "POST", self._url, headers=self._headers(request_id, request), content=body.encode()
             ) as response:
+                if watch is not None:
+                    watch.arrived(clock.now())
                 self._observe(response.headers)
                 if response.status_code != 200:
-                    text = (await self._read(response)).decode("utf-8", "replace")
+                    text = (await self._read(response, watch)).decode("utf-8", "replace")
                     raise self._status_error(response.status_code, response.headers, text)
                 usage.input_tokens = request.prompt_tokens
                 kind = response.headers.get("content-type", "")
                 if not kind.lower().startswith("text/event-stream"):
-                    raise self._not_an_event_stream(response, await self._read(response))
+                    raise self._not_an_event_stream(response, await self._read(response, watch))
                 done = False
-                async with contextlib.aclosing(self._events(response)) as events:
+                async with contextlib.aclosing(self._events(response, watch)) as events:
                     async for event, data in events:
                         step = read(event, data)
                         piece = None if step.chunk is None else builder.feed(step.chunk)
@@ -260,7 +282,10 @@ class HttpBackend:
         except httpx.HTTPError as exc:
             raise self._broken(sink, self._describe(exc)) from None
         except StreamFault as exc:
-            raise self._broken(sink, f"error event: {self._quote(str(exc))}") from None
+            detail = f"error event: {self._quote(str(exc))}"
+            if exc.overloaded and not (sink.started and not sink.restartable):
+                raise ProviderOverloaded(name, None, detail) from None
+            raise self._broken(sink, detail) from None
         except MalformedReply as exc:  # a cap, a bad encoding: named, maybe past text
             if sink.started and not sink.restartable:
                 raise StreamBroken(name, 200, str(exc).removeprefix(f"{name}: ")) from None
@@ -281,24 +306,26 @@ class HttpBackend:
         )
 
     # --- reading bodies within the caps -------------------------------------
-    async def _read(self, response: httpx.Response) -> bytes:
+    async def _read(self, response: httpx.Response, watch: AnswerWatch | None) -> bytes:
         """A whole body (a completion or an error page), decoded, within the caps."""
         name, caps = self.endpoint.name, self.caps
         declared = response.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > caps.max_reply_bytes:
             raise ReplyTooLarge(name, caps.max_reply_bytes)
         encoding = response.headers.get("content-encoding", "")
-        pieces = decoded(name, response.aiter_raw(), encoding, caps, ReplyTooLarge)
-        return b"".join([piece async for piece in pieces])
+        raw = _watched(response, watch)
+        async with contextlib.aclosing(raw):
+            pieces = decoded(name, raw, encoding, caps, ReplyTooLarge)
+            return b"".join([piece async for piece in pieces])
 
     async def _events(
-        self, response: httpx.Response
+        self, response: httpx.Response, watch: AnswerWatch | None
     ) -> AsyncGenerator[tuple[str | None, str], None]:
         """(event name, data) per server-sent event, within the caps."""
         name = self.endpoint.name
         reader = EventReader(name, self.caps)
         encoding = response.headers.get("content-encoding", "")
-        pieces = decoded(name, response.aiter_raw(), encoding, self.caps, StreamTooLarge)
+        pieces = decoded(name, _watched(response, watch), encoding, self.caps, StreamTooLarge)
         async with contextlib.aclosing(pieces):
             async for piece in pieces:
                 for event in reader.feed(piece):
@@ -382,10 +409,18 @@ class HttpBackend:
     def _status_error(self, status: int, headers: Mapping[str, str], text: str) -> AttemptError:
         name = self.endpoint.name
         try:
-            detail = error_message(json.loads(text)) or text
+            data = json.loads(text)
         except ValueError:
-            detail = text
+            data = None
+        detail = error_message(data) or text
         detail = self._quote(detail)
+        if is_overload(status, data):
+            wait = (
+                parse_rate_limit_headers(headers, self._wall_clock())
+                .capped(self.max_retry_after)
+                .retry_after
+            )
+            return ProviderOverloaded(name, wait, f"HTTP {status} {detail}")
         if status in (401, 403):
             return AuthFailed(name, f"HTTP {status} {detail}".rstrip())
         if status == 429:
@@ -402,6 +437,17 @@ class HttpBackend:
         if sink.started and not sink.restartable:
             return StreamBroken(name, 200, detail)
         return UpstreamError(name, 200, detail)
+
+
+async def _watched(
+    response: httpx.Response, watch: AnswerWatch | None
+) -> AsyncGenerator[bytes, None]:
+    """The body's raw chunks, each told to the attempt's watch as it arrives (the
+    silence between two is what ``timeouts.idle`` bounds)."""
+    async for chunk in response.aiter_raw():
+        if watch is not None:
+            watch.arrived(clock.now())
+        yield chunk
 
 
 def _reason(exc: BaseException) -> str:

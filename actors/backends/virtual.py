@@ -15,7 +15,13 @@ import trio
 
 from actors.backends import BackendReply, Usage
 from actors.backends.sink import StreamSink
-from actors.errors import AuthFailed, MalformedReply, RateLimited, UpstreamError
+from actors.errors import (
+    AuthFailed,
+    MalformedReply,
+    ProviderOverloaded,
+    RateLimited,
+    UpstreamError,
+)
 from actors.failures import FAULT_CODES, ErrorCode, FaultKind
 from actors.faults import FaultSchedule
 from actors.messages import ChatRequest, filler_text
@@ -23,11 +29,13 @@ from actors.runtime import clock
 from actors.runtime.distributions import Constant, DistributionSpec, LogNormal
 from actors.runtime.errors import InvalidSetting
 from actors.runtime.randomness import RandomStreams
+from actors.timeouts import AnswerWatch
 
 #: The codes a call fails with at a configured share (:class:`ErrorRates`, by field);
 #: ``timeout`` is a call taken in and never answered.
 ERROR_RATE_CODES = (
     ErrorCode.RATE_LIMITED,
+    ErrorCode.OVERLOADED,
     ErrorCode.UPSTREAM_ERROR,
     ErrorCode.TIMEOUT,
     ErrorCode.MALFORMED_REPLY,
@@ -59,6 +67,8 @@ class ErrorRates:
     """Share of calls failing with each error code (a field per code), independent of faults."""
 
     rate_limited: float = 0.0
+    #: Overloaded (529) without a Retry-After: the router's overload cool-down applies.
+    overloaded: float = 0.0
     upstream_error: float = 0.0
     timeout: float = 0.0
     malformed_reply: float = 0.0
@@ -137,17 +147,27 @@ class VirtualBackend:
         return fate, multiplier, retry_after, status
 
     async def complete(
-        self, request: ChatRequest, request_id: str, usage: Usage, sink: StreamSink | None = None
+        self,
+        request: ChatRequest,
+        request_id: str,
+        usage: Usage,
+        sink: StreamSink | None = None,
+        watch: AnswerWatch | None = None,
     ) -> BackendReply:
-        """One modelled answer; it cannot stream, so ``sink`` gets it whole from its caller."""
+        """One modelled answer; it sends no text to ``sink`` (its caller gets the answer
+        whole), but a request that streams (``request.stream``, or a sink) is timed as a
+        stream: its first byte comes with its first token, then a token at a time."""
         ttft, duration, tokens = self._duration(request)
         fate: ErrorCode | None = None
         multiplier, retry_after, status = 1.0, self.errors.rate_limited_retry_after, 500
+        # A fault's Retry-After; a 529 drawn from the error rates sends none.
+        overload_hint: float | None = None
         if self.faults.faults:  # an empty schedule, the common case, costs no call
             now = clock.now() if self.fault_clock is None else self.fault_clock()
             fate, multiplier, fault_retry, fault_status = self._fault_fate(now)
             if fate is not None:
                 retry_after, status = fault_retry / self.fault_time_scale, fault_status
+                overload_hint = retry_after
         if fate is None and self._cumulative:
             u = self._fate.uniform()
             for threshold, code in self._cumulative:
@@ -165,6 +185,12 @@ class VirtualBackend:
             ttft, duration = ttft * multiplier, duration * multiplier
             began = clock.now()
             first = 0.0 if ttft >= duration else ttft
+            if watch is not None:
+                if request.stream or sink is not None:
+                    gap = multiplier / self.latency.tokens_per_s
+                    watch.expect(began + ttft, gap, began + duration)
+                else:  # a whole answer is sent when it is done: its first byte is its last
+                    watch.expect(began + duration, 0.0, began + duration)
             try:
                 await clock.sleep(duration)
             finally:
@@ -188,6 +214,8 @@ class VirtualBackend:
         await clock.sleep(self.latency.error_ttft.sample(self._timing) * multiplier)
         if fate is ErrorCode.RATE_LIMITED:
             raise RateLimited(self.account, "upstream", retry_after)
+        if fate is ErrorCode.OVERLOADED:
+            raise ProviderOverloaded(self.account, overload_hint, "HTTP 529 Overloaded")
         if fate is ErrorCode.AUTH_FAILED:
             raise AuthFailed(self.account, "HTTP 401 invalid API key")
         raise UpstreamError(self.account, status)

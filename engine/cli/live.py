@@ -196,7 +196,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="override any config key, e.g. --set retry.attempt_timeout=5 (repeatable)",
+        help="override any config key, e.g. --set timeouts.first_byte=5 (repeatable)",
     )
     serve.add_argument(
         "--redis",

@@ -30,6 +30,7 @@ from actors.quota import QuotaTracker
 from actors.runtime.actor import Supervisor
 from actors.runtime.randomness import RandomStreams
 from actors.session import InterviewSession
+from actors.timeouts import Timeouts
 from engine.routing.decision_log import DecisionLog
 from engine.routing.hedging import HedgingConfig
 from engine.routing.policies import PolicyConfig, build_policy
@@ -45,6 +46,7 @@ _PING = ChatRequest(messages=(ChatMessage("user", "ping"),), max_tokens=1, bypas
 class RouterConfig:
     routing: PolicyConfig = PolicyConfig()
     retry: RetryConfig = RetryConfig()
+    timeouts: Timeouts = Timeouts()
     breaker: BreakerConfig = BreakerConfig()
     cache: CacheConfig = CacheConfig()
     health: HealthConfig = HealthConfig()
@@ -166,6 +168,8 @@ async def open_fleet(
                 quota,
                 config.concurrency,
                 account.limits,
+                account.spec.timeouts or config.timeouts,
+                config.retry.overload_cooldown,
             )
             health.register(account.spec.name, _pinger(account.backend, account.spec.name))
             providers.append(provider)

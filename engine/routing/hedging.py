@@ -129,11 +129,10 @@ async def hedged_attempt(
     router: HedgingRouter,
     provider: Provider,
     pursuit: Pursuit,
-    timeout: float,
     sink: StreamSink | None = None,
 ) -> tuple[Completion, Provider]:
-    """The ``pursuit``'s attempt on ``provider`` (with ``timeout``), hedged on another if it
-    runs past its hedge delay.
+    """The ``pursuit``'s attempt on ``provider``, hedged on another if it runs past its
+    hedge delay.
 
     Returns the first answer and who gave it; the other leg is cancelled (its slot
     freed, billed for what the provider processed until then). A leg that fails while
@@ -146,17 +145,17 @@ async def hedged_attempt(
     request, request_id, deadline = pursuit.request, pursuit.request_id, pursuit.deadline
     errors = pursuit.errors
     delay = timer.delay(provider)
-    if delay is None or delay >= min(timeout, deadline - clock.now()):
-        return await provider.call(request, request_id, timeout, deadline, sink), provider
+    if delay is None or delay >= min(provider.timeouts.total, deadline - clock.now()):
+        return await provider.call(request, request_id, deadline, sink), provider
     won: list[tuple[Completion, Provider]] = []
     first_error: list[AttemptError] = []
     first_done = trio.Event()
     stats = router.stats
     log = router.log
 
-    async def leg(target: Provider, leg_timeout: float, hedge: bool) -> None:
+    async def leg(target: Provider, hedge: bool) -> None:
         try:
-            completion = await target.call(request, request_id, leg_timeout, deadline, sink)
+            completion = await target.call(request, request_id, deadline, sink)
         except AttemptError as exc:
             if not hedge:
                 first_error.append(exc)
@@ -174,10 +173,12 @@ async def hedged_attempt(
             nursery.cancel_scope.cancel()  # the other leg: cancelled, freed, billed what it used
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(leg, provider, timeout, False)
+        nursery.start_soon(leg, provider, False)
         with trio.move_on_after(delay):
             await first_done.wait()
-        if not first_done.is_set():
+        # A leg that already streamed part of its answer is not hedged: the other leg's
+        # answer could not be appended to it, so it would be charged for nothing.
+        if not first_done.is_set() and not pursuit.answer_begun:
             now = clock.now()
             second = _hedge_target(router, pursuit, provider, now)
             budget = router.budget
@@ -189,7 +190,7 @@ async def hedged_attempt(
                         f"provider={second.spec.name} after={delay:.3f} slow={provider.spec.name}"
                     )
                     log.emit(now, request_id, "hedge", detail)
-                nursery.start_soon(leg, second, router.retry.attempt_timeout, True)
+                nursery.start_soon(leg, second, True)
     if won:
         completion, winner = won[0]
         if winner is not provider:

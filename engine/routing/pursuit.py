@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from actors.errors import AttemptError, RateLimited
+from actors.errors import AttemptError, ProviderOverloaded, RateLimited
 
 if TYPE_CHECKING:
+    from actors.backends.sink import StreamSink
     from actors.messages import ChatRequest
     from actors.session import InterviewSession
     from engine.routing.waiting import ClassLine
@@ -50,16 +51,25 @@ class Pursuit:
     slot_wait: float = 0.0
     #: Seconds in line for a rate limit, cool-down or quarantine.
     limit_wait: float = 0.0
+    #: Where the answer streams to, if the caller streams it.
+    sink: StreamSink | None = None
 
     def attempt_failed(self, exc: AttemptError, provider: str, end: float) -> None:
         """Provider ``provider``'s attempt failed with ``exc`` at ``end``: a 429 is avoided
-        until its Retry-After, any other failure marks the provider as failed for this
-        request."""
+        until its Retry-After, an overloaded account rests on its own (its cool-down), any
+        other failure marks the provider as failed for this request."""
         self.errors.append(exc)
         if isinstance(exc, RateLimited):
             self.avoid[provider] = end + exc.retry_after
-        else:
+        elif not isinstance(exc, ProviderOverloaded):
             self.failed.add(provider)
+
+    @property
+    def answer_begun(self) -> bool:
+        """Whether part of an answer already reached a caller who cannot take another
+        from the start (a plain stream): no other attempt may follow."""
+        sink = self.sink
+        return sink is not None and sink.started and not sink.restartable
 
     def waited(self, seconds: float, busy: bool) -> None:
         """Book ``seconds`` in line: for a slot when a provider was merely busy, else for

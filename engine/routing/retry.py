@@ -62,11 +62,13 @@ class RetryConfig:
     backoff_factor: float = 2.0
     backoff_max: float = 30.0
     jitter: float = 0.2
-    attempt_timeout: float = 30.0
     deadline: float = 120.0
     #: The longest a provider's hint may keep it benched: Retry-After, retry-after-ms and
     #: rate-limit resets are cut to it (a hostile or broken ``Retry-After: 1e9``).
     max_retry_after: float = 300.0
+    #: Seconds an overloaded account (529, "overloaded") rests when its provider sends no
+    #: Retry-After; the request fails over at once meanwhile.
+    overload_cooldown: float = 5.0
     budget: RetryBudgetConfig = RetryBudgetConfig()
 
     def __attrs_post_init__(self) -> None:
@@ -75,15 +77,18 @@ class RetryConfig:
         _check("backoff_factor", self.backoff_factor >= 1, self.backoff_factor, ">= 1")
         _check("backoff_max", self.backoff_max >= 0, self.backoff_max, ">= 0 seconds")
         _check("jitter", 0 <= self.jitter <= 1, self.jitter, "a share in [0, 1]")
-        _check(
-            "attempt_timeout", self.attempt_timeout > 0, self.attempt_timeout, "> 0 seconds or inf"
-        )
         _check("deadline", self.deadline > 0, self.deadline, "> 0 seconds or inf")
         _check(
             "max_retry_after",
             0 < self.max_retry_after < math.inf,
             self.max_retry_after,
             "> 0 seconds, finite",
+        )
+        _check(
+            "overload_cooldown",
+            0 <= self.overload_cooldown < math.inf,
+            self.overload_cooldown,
+            ">= 0 seconds, finite",
         )
 
     def backoff(self, retry_number: int, retry_after: float, stream: RandomStream) -> float:

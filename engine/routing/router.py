@@ -32,7 +32,7 @@ import attrs
 
 from actors.breaker import State
 from actors.cache import Cache, request_key
-from actors.errors import AttemptError, DeadlineReached, RateLimited
+from actors.errors import AttemptError, DeadlineReached, ProviderOverloaded, RateLimited
 from actors.messages import ChatRequest, Completion
 from actors.runtime import clock
 from actors.runtime.errors import CallboardError, InvalidSetting
@@ -176,7 +176,7 @@ class Router:
             if hit is not None:
                 return self._from_cache(hit, request, request_id, start)
         self.stats.in_flight += 1
-        pursuit = self._pursuit(request, request_id, session, start)
+        pursuit = self._pursuit(request, request_id, session, start, sink)
         try:
             # The attempts, written out here rather than in a helper: the attempt is where
             # the request spends its time, and each coroutine frame between the caller
@@ -208,12 +208,10 @@ class Router:
                 try:
                     if self.hedge_timer is None:
                         answered_by = provider
-                        completion = await provider.call(
-                            request, request_id, self.retry.attempt_timeout, deadline, sink
-                        )
+                        completion = await provider.call(request, request_id, deadline, sink)
                     else:
                         completion, answered_by = await hedged_attempt(
-                            self, provider, pursuit, self.retry.attempt_timeout, sink
+                            self, provider, pursuit, sink
                         )
                 except AttemptError as exc:
                     delay = self._attempt_failed(pursuit, exc, provider.spec.name)
@@ -347,13 +345,14 @@ class Router:
         request_id: str,
         session: InterviewSession | None,
         start: float,
+        sink: StreamSink | None,
     ) -> Pursuit:
         """A request starts its attempts: its deadline, a retry credit, its place in line."""
         deadline = start + (request.deadline or self.retry.deadline)
         if self.budget is not None:
             self.budget.deposit(start)
         self._arrivals += 1
-        return Pursuit(request, request_id, session, start, deadline, self._arrivals)
+        return Pursuit(request, request_id, session, start, deadline, self._arrivals, sink=sink)
 
     def _may_wait(self, pursuit: Pursuit, now: float, found: Eligible) -> None:
         """No provider can take the request now: raise if none could answer before the
@@ -410,6 +409,9 @@ class Router:
             self.stats.rate_limited += 1
             self._failover(pursuit, name, "429", end)
             return None
+        if isinstance(exc, ProviderOverloaded):  # the account cools down; others may not
+            self._failover(pursuit, name, exc.code, end)
+            return None
         others = eligible(
             self.providers, pursuit.request, end, pursuit.avoid, self.tiers, pursuit.deadline - end
         )
@@ -424,7 +426,14 @@ class Router:
         errors = pursuit.errors
         if isinstance(exc, DeadlineReached):
             raise DeadlineExceeded(pursuit.request_id, pursuit.deadline - pursuit.start, errors)
+        if pursuit.answer_begun:
+            # Part of the answer reached the caller: another provider's answer cannot be
+            # appended to it, so none is asked (nor charged).
+            reason = "the answer broke off after it had begun"
+            raise RequestFailed(pursuit.request_id, reason, errors) from exc
         if not exc.retryable or len(errors) >= self.retry.max_attempts:
+            if isinstance(exc, RateLimited | ProviderOverloaded):
+                self._all_cooling(pursuit, end)
             reason = f"{len(errors)} attempts failed"
             raise RequestFailed(pursuit.request_id, reason, errors) from exc
         budget = self.budget
@@ -433,6 +442,13 @@ class Router:
             if self.log.active:
                 self.log.emit(end, pursuit.request_id, "retry_denied", "budget=empty")
             raise RetryBudgetExhausted(pursuit.request_id, errors, exc.retry_after) from exc
+
+    def _all_cooling(self, pursuit: Pursuit, now: float) -> None:
+        """The attempts ran out on a 429 or an overload: if no account can take the request
+        now, it gets a 503 with the soonest moment one could (no provider is broken)."""
+        found = eligible(self.providers, pursuit.request, now, pursuit.avoid, self.tiers)
+        if not found.ready:
+            raise NoProviderAvailable(pursuit.request_id, pursuit.errors, found.retry_after)
 
     def _failover(self, pursuit: Pursuit, name: str, reason: str, end: float) -> None:
         """The next attempt goes to another provider than ``name``, at once."""

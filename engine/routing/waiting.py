@@ -23,13 +23,13 @@ ends (:meth:`WaitingLine.freed`).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
 
 from actors.runtime import clock
-from actors.runtime.errors import InvalidSetting, require
+from actors.runtime.errors import require
 from engine.routing.errors import LineFull
 from engine.routing.selection import needs_strong
 from engine.routing.shedding import PriorityLine
@@ -76,19 +76,6 @@ class LineConfig:
             and self.max_waiting >= 1,
             self.max_waiting,
             "an integer >= 1",
-        )
-
-
-def refuse_shedding_table(raw: dict[str, Any]) -> None:
-    """Refuse a ``[shedding]`` table (the line's settings before they became ``[line]``),
-    saying what to write instead."""
-    if "shedding" in raw:
-        raise InvalidSetting(
-            "shedding",
-            raw["shedding"],
-            'a [line] table instead: discipline = "priority" (was enabled = true, now '
-            'the default in both worlds) or "fifo" (was enabled = false), with '
-            "max_waiting and rate_window as before",
         )
 
 

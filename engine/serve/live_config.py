@@ -30,12 +30,14 @@ from actors.limits import LimitSpec
 from actors.messages import CAPABILITIES, OPENAI_FIELDS
 from actors.provider import ProviderSpec
 from actors.runtime.errors import InvalidSetting, require
+from actors.timeouts import Timeouts
 from engine.routing.config import CONVERTER, ConfigError, apply_override, describe_problems
 from engine.routing.fleet import RouterConfig
 from engine.routing.hedging import HedgingConfig
+from engine.routing.moved import refuse_moved_settings
 from engine.routing.policies import PolicyConfig
 from engine.routing.retry import RetryConfig
-from engine.routing.waiting import LineConfig, refuse_shedding_table
+from engine.routing.waiting import LineConfig
 from engine.serve.callers.config import CallersConfig
 from engine.serve.openai_format import UNKNOWN_FIELDS
 from engine.serve.state.config import StateConfig
@@ -64,6 +66,9 @@ class ProviderConfig:
     input_cost_per_mtok: float = 0.0
     output_cost_per_mtok: float = 0.0
     priority: int = 0
+    #: This account's own timeouts (e.g. a reasoning model's longer first_byte), in place
+    #: of ``[timeouts]``: a table, ``timeouts = {first_byte = 120}``.
+    timeouts: Timeouts | None = None
     headers: dict[str, str] = attrs.field(factory=dict, repr=False)  # may hold credentials
     #: Ask this (OpenAI-compatible) account for the usage chunk of every stream, even when
     #: the client did not (stream_options.include_usage).
@@ -119,6 +124,7 @@ class ProviderConfig:
             input_cost_per_mtok=self.input_cost_per_mtok,
             output_cost_per_mtok=self.output_cost_per_mtok,
             priority=self.priority,
+            timeouts=self.timeouts,
             # An OpenAI-compatible account takes every field of OpenAI's API as sent.
             capabilities={*self.capabilities, *([OPENAI_FIELDS] if self.kind == "openai" else [])},
         )
@@ -179,11 +185,6 @@ class ServerConfig:
     #: Clients: a chat request field OpenAI's API does not have: "pass" it upstream
     #: untouched (servers with extensions take them), or "refuse" it with a 400 naming it.
     unknown_fields: str = "pass"
-    #: Providers: seconds to connect (DNS, TCP, TLS, a proxy's tunnel).
-    connect_timeout: float = 10.0
-    #: Providers: seconds without a byte from a provider before its answer counts as lost;
-    #: unset: only retry.attempt_timeout and the deadline bound a slow answer.
-    read_timeout: float | None = None
     #: Providers: open connections to every provider together (httpx's pool limit);
     #: each interview's streamed answer holds one while it is generated.
     max_connections: int = 4096
@@ -222,14 +223,11 @@ class ServerConfig:
         for name in (
             "session_idle_timeout",
             "graceful_timeout",
-            "connect_timeout",
             "keep_alive_timeout",
             "body_timeout",
             "keepalive_expiry",
         ):
             require(f"server.{name}", getattr(self, name) > 0, getattr(self, name), "> 0 seconds")
-        timeout = self.read_timeout
-        require("server.read_timeout", timeout is None or timeout > 0, timeout, "> 0 s, or unset")
         if self.proxy:
             try:
                 parse_proxy(self.proxy, "server.proxy")
@@ -244,6 +242,7 @@ class LiveConfig:
     seed: int = 0
     routing: PolicyConfig = PolicyConfig()
     retry: RetryConfig = RetryConfig()
+    timeouts: Timeouts = Timeouts()
     breaker: BreakerConfig = BreakerConfig()
     cache: CacheConfig = CacheConfig()
     health: HealthConfig = HealthConfig(ping_every=30.0)
@@ -277,7 +276,7 @@ def provider_entry(assignment: str, model: str = "default") -> dict[str, Any]:
 
 def structure_config(raw: dict[str, Any], source: str) -> LiveConfig:
     try:
-        refuse_shedding_table(raw)
+        refuse_moved_settings(raw)
         return CONVERTER.structure(raw, LiveConfig)
     except Exception as exc:  # cattrs groups, InvalidSetting, ValueError: all listed by key
         raise ConfigError(source, describe_problems(exc, "config")) from None

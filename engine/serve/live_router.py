@@ -166,9 +166,10 @@ class LiveRouter:
 
 def client_for(config: LiveConfig, env: Mapping[str, str] | None = None) -> httpx.AsyncClient:
     """The httpx client the router opens for ``config`` when the app gives none: pool
-    limits, timeouts and HTTP/2 from ``[server]``, the machine's CAs (else certifi's), and
-    proxies from ``server.proxy`` / ``server.no_proxy`` over ``env``'s (default: the
-    process environment's) HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY."""
+    limits and HTTP/2 from ``[server]``, the connect timeout from ``[timeouts]`` (the
+    attempt's watch bounds the rest: :mod:`actors.timeouts`), the machine's CAs (else
+    certifi's), and proxies from ``server.proxy`` / ``server.no_proxy`` over ``env``'s
+    (default: the process environment's) HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY."""
     server = config.server
     try:
         proxies = proxy_mounts(env, proxy=server.proxy, no_proxy=server.no_proxy)
@@ -193,12 +194,9 @@ def client_for(config: LiveConfig, env: Mapping[str, str] | None = None) -> http
     return httpx.AsyncClient(
         transport=transport(None),
         mounts={pattern: None if p is None else transport(p) for pattern, p in proxies.items()},
-        timeout=httpx.Timeout(
-            connect=server.connect_timeout,
-            read=server.read_timeout,
-            write=server.read_timeout,
-            pool=None,  # waiting for a free connection: bounded by the attempt's timeout
-        ),
+        # Reads and writes are the attempt's watch's (first byte, silence, total), and
+        # waiting for a free connection counts toward the first byte.
+        timeout=httpx.Timeout(connect=config.timeouts.connect, read=None, write=None, pool=None),
         trust_env=False,  # the environment's proxies are read above, from ``env``
         follow_redirects=False,
     )
@@ -296,7 +294,8 @@ async def _open_router(
         ):
             shared_sessions = None
             if shared is not None:
-                lock_ttl = config.retry.deadline + config.retry.attempt_timeout
+                # A turn ends by its deadline; the margin covers writing its answer back.
+                lock_ttl = config.retry.deadline + config.timeouts.first_byte
                 idle = config.server.session_idle_timeout
                 shared_sessions = shared.start(fleet, nursery, idle=idle, lock_ttl=lock_ttl)
             sessions = SessionRegistry(

@@ -278,6 +278,7 @@ def parse_chat_body(body: Any, *, unknown_fields: str = "pass") -> tuple[ChatReq
         priority=priority or 0,
         body=wire,
         needs=_needs(wire, needs),
+        stream=bool(stream),
     )
     return request, bool(stream)
 

@@ -15,6 +15,7 @@ from actors.provider import ProviderSpec
 from actors.runtime import clock
 from actors.runtime.errors import InvalidSetting
 from actors.slots import Slots
+from actors.timeouts import Timeouts
 from engine.routing.fleet import RouterConfig, open_fleet
 from engine.routing.retry import RetryConfig
 from tests.conftest import virtual_account
@@ -37,7 +38,8 @@ def replicas(count: int, cold_start: float = 60.0):
 def config(**scaler: object) -> RouterConfig:
     settings = {"group": "r", "min_replicas": 1, "max_replicas": 4, "interval": 5.0, **scaler}
     return RouterConfig(
-        retry=RetryConfig(jitter=0.0, attempt_timeout=600.0, deadline=600.0),
+        retry=RetryConfig(jitter=0.0, deadline=600.0),
+        timeouts=Timeouts(first_byte=600.0),
         cache=CacheConfig(enabled=False),
         autoscaler=AutoscalerConfig(**settings),
     )

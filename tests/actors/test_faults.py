@@ -15,6 +15,7 @@ from actors.runtime import clock
 from actors.runtime.distributions import Constant
 from actors.runtime.errors import InvalidSetting
 from actors.runtime.randomness import RandomStreams
+from actors.timeouts import Timeouts
 from engine.routing.fleet import RouterConfig, open_fleet
 from engine.routing.policies import PolicyConfig
 from engine.routing.retry import RetryConfig
@@ -92,13 +93,13 @@ async def test_revoked_key_is_a_401(virtual_clock):
 
 
 async def test_hang_accepts_the_call_and_never_answers(virtual_clock):
-    # The provider takes the call (a slot is held) and says nothing; only the
-    # per-attempt timeout ends it, and the slot is given back.
+    # The provider takes the call (a slot is held) and says nothing; only the first-byte
+    # timeout ends it, and the slot is given back.
     account, _ = virtual_account("a", faults=[Fault("hang", start=0)], max_concurrency=1)
-    async with open_fleet([account]) as fleet:
+    async with open_fleet([account], RouterConfig(timeouts=Timeouts(first_byte=7.0))) as fleet:
         provider = fleet.provider("a")
         with pytest.raises(AttemptTimeout):
-            await provider.call(REQUEST, "r1", 7.0)
+            await provider.call(REQUEST, "r1")
         assert clock.now() == pytest.approx(7.0)
         assert provider.slots.in_use == 0 and provider.stats.failures["timeout"] == 1
 

@@ -190,14 +190,14 @@ async def test_a_provider_settles_its_output_estimate_when_the_call_ends(virtual
     )
     async with open_fleet([account]) as fleet:
         provider = fleet.provider("a")
-        await provider.call(request, "r1", 10.0)
+        await provider.call(request, "r1")
         if adjust:  # 900 charged at the start, 850 given back at the end: another 900 fits
-            await provider.call(request, "r2", 10.0)
+            await provider.call(request, "r2")
             (otpm,) = provider.admission.limiters
             assert otpm.level(1.2) == pytest.approx(1000 - 900 + 1000 / 60 * 1.2 - 900 + 850 * 2)
         else:  # the estimate stays charged
             with pytest.raises(RateLimited, match="otpm"):
-                await provider.call(request, "r2", 10.0)
+                await provider.call(request, "r2")
 
 
 @pytest.mark.parametrize(

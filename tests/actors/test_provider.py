@@ -27,9 +27,9 @@ async def test_tokens_per_minute_refill_continuously(virtual_clock):
     async with open_fleet([account]) as fleet:
         provider = fleet.provider("a")
         for i in range(5):
-            await provider.call(ask(100, expected_output_tokens=171), f"r{i}", 10.0)
+            await provider.call(ask(100, expected_output_tokens=171), f"r{i}")
         with pytest.raises(RateLimited) as refused:
-            await provider.call(ask(100, expected_output_tokens=171), "r5", 10.0)
+            await provider.call(ask(100, expected_output_tokens=171), "r5")
     assert refused.value.limit == "tpm"
     # 200 tokens needed, refilling at 1000/60 per second, 0.5 s already refilled.
     assert refused.value.retry_after == pytest.approx(200 / (1000 / 60) - 0.5)
@@ -42,12 +42,12 @@ async def test_requests_per_day_is_a_fixed_window_reset_at_the_boundary(virtual_
         provider = fleet.provider("a")
         await clock.sleep(80000.0)
         for i in range(3):
-            await provider.call(ask(), f"r{i}", 10.0)
+            await provider.call(ask(), f"r{i}")
         with pytest.raises(RateLimited) as refused:
-            await provider.call(ask(), "r3", 10.0)
+            await provider.call(ask(), "r3")
         assert refused.value.retry_after == pytest.approx(86400.0 - 80003.0)
         await clock.sleep_until(86400.0)
-        await provider.call(ask(), "r4", 10.0)  # a new day
+        await provider.call(ask(), "r4")  # a new day
 
 
 async def test_characters_per_month_count_prompt_characters(virtual_clock):
@@ -55,12 +55,12 @@ async def test_characters_per_month_count_prompt_characters(virtual_clock):
     account, _ = virtual_account("a", seconds=1.0, limits=limits)
     async with open_fleet([account]) as fleet:
         provider = fleet.provider("a")
-        await provider.call(ask(600), "r1", 10.0)
+        await provider.call(ask(600), "r1")
         with pytest.raises(RateLimited, match="chars_month"):
-            await provider.call(ask(600), "r2", 10.0)
-        await provider.call(ask(400), "r3", 10.0)  # exactly fills the month
+            await provider.call(ask(600), "r2")
+        await provider.call(ask(400), "r3")  # exactly fills the month
         with pytest.raises(RateLimited):
-            await provider.call(ask(1), "r4", 10.0)
+            await provider.call(ask(1), "r4")
 
 
 async def test_a_request_bigger_than_a_limit_can_never_pass(virtual_clock):
@@ -68,7 +68,7 @@ async def test_a_request_bigger_than_a_limit_can_never_pass(virtual_clock):
     account, _ = virtual_account("a", limits=limits)
     async with open_fleet([account]) as fleet:
         with pytest.raises(RateLimited) as refused:
-            await fleet.provider("a").call(ask(4000), "big", 10.0)
+            await fleet.provider("a").call(ask(4000), "big")
     assert refused.value.retry_after == float("inf")
 
 
@@ -79,7 +79,7 @@ async def test_concurrency_slots_queue_in_fifo_order_and_bound_the_queue(virtual
         provider = fleet.provider("a")
 
         async def one(name: str) -> None:
-            await provider.call(ask(), name, 100.0)
+            await provider.call(ask(), name)
             finished.append((name, clock.now()))
 
         async with trio.open_nursery() as nursery:
@@ -88,7 +88,7 @@ async def test_concurrency_slots_queue_in_fifo_order_and_bound_the_queue(virtual
                 await clock.sleep(0.1)  # arrive in order
             assert provider.slots.in_use == 2 and provider.slots.queued == 2
             with pytest.raises(QueueFull):
-                await provider.call(ask(), "r4", 100.0)
+                await provider.call(ask(), "r4")
     assert [name for name, _ in finished] == ["r0", "r1", "r2", "r3"]
     assert [round(t, 1) for _, t in finished] == [10.0, 10.1, 20.0, 20.1]
     assert provider.stats.busy_time == pytest.approx(40.0)
@@ -99,11 +99,11 @@ async def test_revoked_key_disables_the_account(virtual_clock):
     async with open_fleet([account]) as fleet:
         provider = fleet.provider("a")
         with pytest.raises(AuthFailed):
-            await provider.call(ask(), "r1", 10.0)
+            await provider.call(ask(), "r1")
         await clock.sleep(1.0)  # the provider actor handles its Disable message
         assert provider.wait_before(ask(), clock.now()) == float("inf")
         with pytest.raises(AuthFailed, match="disabled"):
-            await provider.call(ask(), "r2", 10.0)
+            await provider.call(ask(), "r2")
 
 
 async def test_cost_is_priced_per_million_tokens(virtual_clock):
@@ -148,7 +148,7 @@ async def test_quota_alerts_at_80_and_90_percent_and_disabling_until_the_reset(v
     async with open_fleet([account]) as fleet:
         provider = fleet.provider("a")
         for i in range(10):
-            await provider.call(ask(), f"r{i}", 10.0)
+            await provider.call(ask(), f"r{i}")
         await clock.sleep(1.0)  # the tracker and the provider handle their messages
         alerts = [(a.level, a.time, a.used) for a in fleet.quota.alerts]
         assert alerts == [(0.8, 7.0, 8), (0.9, 8.0, 9), (1.0, 9.0, 10)]
@@ -156,10 +156,10 @@ async def test_quota_alerts_at_80_and_90_percent_and_disabling_until_the_reset(v
         assert provider.disabled_until == 86400.0
         assert provider.wait_before(ask(), clock.now()) == pytest.approx(86400.0 - 11.0)
         with pytest.raises(RateLimited) as refused:
-            await provider.call(ask(), "late", 10.0)
+            await provider.call(ask(), "late")
         assert refused.value.limit == "rpd"
         # A new day: usable again, and the alerts start over.
         await clock.sleep_until(86400.0)
-        await provider.call(ask(), "tomorrow", 10.0)
+        await provider.call(ask(), "tomorrow")
         await clock.sleep(1.0)
         assert len(fleet.quota.alerts) == 3

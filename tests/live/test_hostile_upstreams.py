@@ -283,7 +283,9 @@ class Exploding:
         self.error = error
         self.calls = 0
 
-    async def complete(self, request: ChatRequest, request_id: str, usage: Usage, sink=None):
+    async def complete(
+        self, request: ChatRequest, request_id: str, usage: Usage, sink=None, watch=None
+    ):
         self.calls += 1
         raise self.error
 

@@ -29,7 +29,12 @@ class Streamer:
         self.cancelled = False
 
     async def complete(
-        self, request: ChatRequest, request_id: str, usage: Usage, sink: StreamSink | None = None
+        self,
+        request: ChatRequest,
+        request_id: str,
+        usage: Usage,
+        sink: StreamSink | None = None,
+        watch: object = None,
     ) -> BackendReply:
         if sink is not None:
             await sink.start_attempt(self.name)
@@ -95,7 +100,7 @@ async def test_a_plain_stream_refuses_a_second_answer_after_partial_text(nursery
 
 async def test_an_answer_that_was_not_streamed_arrives_whole(nursery):
     class Plain:
-        async def complete(self, request, request_id, usage, sink=None):
+        async def complete(self, request, request_id, usage, sink=None, watch=None):
             return BackendReply("all at once", 3, 0.0)
 
     async with open_fleet([Account(ProviderSpec(name="p"), Plain())], CONFIG) as fleet:

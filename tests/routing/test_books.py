@@ -17,6 +17,7 @@ from actors.messages import ChatMessage, ChatRequest
 from actors.runtime import clock
 from actors.runtime.clock import run_virtual
 from actors.runtime.errors import CallboardError
+from actors.timeouts import Timeouts
 from engine.routing.books import Books
 from engine.routing.fleet import RouterConfig, open_fleet
 from engine.routing.retry import RetryConfig
@@ -67,7 +68,8 @@ def test_the_books_balance_at_every_moment_under_random_faults(
         virtual_account(f"p{i}", seed=seed, **spec)[0] for i, spec in enumerate(accounts)
     ]
     config = RouterConfig(
-        retry=RetryConfig(attempt_timeout=5.0, deadline=15.0, backoff_base=0.5),
+        retry=RetryConfig(deadline=15.0, backoff_base=0.5),
+        timeouts=Timeouts(first_byte=5.0),
         breaker=BreakerConfig(failure_threshold=3, open_for=5.0),
         cache=CacheConfig(enabled=False),
         line=LineConfig(discipline=discipline, rate_window=10.0, max_waiting=max_waiting),

@@ -34,7 +34,7 @@ async def test_an_attempt_cut_off_by_the_request_deadline_is_billed_but_not_a_fa
 ):
     account, backend = virtual_account("a", seconds=10.0, **PRICED)
     recorder = RequestRecorder(["a"])
-    config = RouterConfig(retry=RetryConfig(attempt_timeout=30.0, deadline=4.0), breaker=TOUCHY)
+    config = RouterConfig(retry=RetryConfig(deadline=4.0), breaker=TOUCHY)
     async with open_fleet([account], config, recorder=recorder) as fleet:
         with pytest.raises(DeadlineExceeded):
             await fleet.router.complete(ask(max_tokens=100))

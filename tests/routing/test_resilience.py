@@ -35,7 +35,7 @@ def ask(i: int | str, **fields: object) -> ChatRequest:
 def hedged(**hedging: object) -> RouterConfig:
     return RouterConfig(
         routing=PolicyConfig(policy="priority"),
-        retry=RetryConfig(jitter=0.0, attempt_timeout=30.0),
+        retry=RetryConfig(jitter=0.0),
         cache=CacheConfig(enabled=False),
         hedging=HedgingConfig(enabled=True, min_samples=5, **hedging),
     )
@@ -43,7 +43,7 @@ def hedged(**hedging: object) -> RouterConfig:
 
 async def warm_up(fleet, name: str, calls: int = 5) -> None:
     for i in range(calls):
-        await fleet.provider(name).call(ask(f"warm {i}"), f"warm-{name}-{i}", 30.0)
+        await fleet.provider(name).call(ask(f"warm {i}"), f"warm-{name}-{i}")
 
 
 # --- hedging ----------------------------------------------------------------------
@@ -265,7 +265,7 @@ async def test_a_provider_whose_latency_rises_gets_fewer_calls_then_recovers(vir
     b, _ = virtual_account("b", max_concurrency=16, queue_limit=0)
     config = RouterConfig(
         routing=PolicyConfig(policy="round_robin"),
-        retry=RetryConfig(jitter=0.0, attempt_timeout=30.0),
+        retry=RetryConfig(jitter=0.0),
         cache=CacheConfig(enabled=False),
         concurrency=ConcurrencyConfig(adaptive=True, window=10),
     )

@@ -15,6 +15,7 @@ from actors.messages import ChatMessage, ChatRequest
 from actors.quota import QuotaAlert
 from actors.runtime import clock
 from actors.session import Turn
+from actors.timeouts import Timeouts
 from engine.routing.books import Books
 from engine.routing.decision_log import DecisionLog
 from engine.routing.errors import (
@@ -28,7 +29,8 @@ from engine.routing.policies import PolicyConfig
 from engine.routing.retry import RetryConfig
 from tests.conftest import virtual_account
 
-NO_JITTER = RetryConfig(jitter=0.0, attempt_timeout=5.0, deadline=120.0)
+NO_JITTER = RetryConfig(jitter=0.0, deadline=120.0)
+FIVE_S = Timeouts(first_byte=5.0)
 
 
 def ask(text: str = "hello", **fields: object) -> ChatRequest:
@@ -42,7 +44,9 @@ def actions(log: DecisionLog, request_id: str) -> list[tuple[float, str, str]]:
 async def test_happy_path_first_attempt_succeeds(virtual_clock):
     account, backend = virtual_account("a", seconds=1.5)
     log = DecisionLog(keep=True)
-    async with open_fleet([account], RouterConfig(retry=NO_JITTER), log=log) as fleet:
+    async with open_fleet(
+        [account], RouterConfig(retry=NO_JITTER, timeouts=FIVE_S), log=log
+    ) as fleet:
         answer = await fleet.router.complete(ask())
     assert answer.attempts == 1
     assert answer.provider == "a"
@@ -56,7 +60,9 @@ async def test_timeouts_retry_with_backoff_2s_then_4s_then_succeed(virtual_clock
     # The provider hangs for its first 15 s: attempts at 0 s and 7 s time out after 5 s.
     account, _ = virtual_account("a", faults=[Fault("hang", start=0, end=15)])
     log = DecisionLog(keep=True)
-    async with open_fleet([account], RouterConfig(retry=NO_JITTER), log=log) as fleet:
+    async with open_fleet(
+        [account], RouterConfig(retry=NO_JITTER, timeouts=FIVE_S), log=log
+    ) as fleet:
         answer = await fleet.router.complete(ask())
     steps = actions(log, answer.request_id)
     backoffs = [(t, detail) for t, action, detail in steps if action == "backoff"]
@@ -74,7 +80,7 @@ async def test_timeouts_retry_with_backoff_2s_then_4s_then_succeed(virtual_clock
 async def test_429_fails_over_at_once_without_backoff(virtual_clock):
     limited, _ = virtual_account("limited", faults=[Fault("rate_limit", start=0, retry_after=30)])
     healthy, backend = virtual_account("healthy")
-    config = RouterConfig(retry=NO_JITTER, routing=PolicyConfig(policy="priority"))
+    config = RouterConfig(retry=NO_JITTER, timeouts=FIVE_S, routing=PolicyConfig(policy="priority"))
     log = DecisionLog(keep=True)
     async with open_fleet([limited, healthy], config, log=log) as fleet:
         answer = await fleet.router.complete(ask())
@@ -91,12 +97,12 @@ async def test_429_fails_over_at_once_without_backoff(virtual_clock):
 
 async def test_own_rate_limit_is_a_429_with_retry_after(virtual_clock):
     account, _ = virtual_account("a", limits=(LimitSpec("rpm", "requests", 2, 60.0),))
-    async with open_fleet([account], RouterConfig(retry=NO_JITTER)) as fleet:
+    async with open_fleet([account], RouterConfig(retry=NO_JITTER, timeouts=FIVE_S)) as fleet:
         provider = fleet.provider("a")
-        await provider.call(ask("1"), "x1", 10.0)
-        await provider.call(ask("2"), "x2", 10.0)
+        await provider.call(ask("1"), "x1")
+        await provider.call(ask("2"), "x2")
         with pytest.raises(RateLimited) as refused:
-            await provider.call(ask("3"), "x3", 10.0)
+            await provider.call(ask("3"), "x3")
         # 2 per minute refills one request every 30 s; 2 s have passed.
         assert refused.value.limit == "rpm"
         assert refused.value.retry_after == pytest.approx(28.0)
@@ -213,7 +219,7 @@ async def test_provider_failing_mid_interview_is_quarantined_and_history_carries
         # Warm up the health statistics so the policy knows who is fastest.
         for i in range(3):
             for name in ("best", "second", "third"):
-                await fleet.provider(name).call(ask(f"warm {i}"), f"warm-{name}-{i}", 10.0)
+                await fleet.provider(name).call(ask(f"warm {i}"), f"warm-{name}-{i}")
         sessions = [
             await fleet.session(f"candidate-{i}", "You are an interviewer.") for i in (1, 2, 3)
         ]
@@ -273,7 +279,9 @@ async def test_retry_after_from_a_429_is_honoured_on_the_next_attempt(virtual_cl
         "only", faults=[Fault("rate_limit", start=0, end=1, retry_after=7)]
     )
     log = DecisionLog(keep=True)
-    async with open_fleet([account], RouterConfig(retry=NO_JITTER), log=log) as fleet:
+    async with open_fleet(
+        [account], RouterConfig(retry=NO_JITTER, timeouts=FIVE_S), log=log
+    ) as fleet:
         answer = await fleet.router.complete(ask())
     attempts = [t for t, a, _ in actions(log, answer.request_id) if a == "attempt"]
     assert attempts[1] - attempts[0] >= 7.0
@@ -281,17 +289,21 @@ async def test_retry_after_from_a_429_is_honoured_on_the_next_attempt(virtual_cl
 
 async def test_deadline_bounds_the_whole_request(virtual_clock):
     account, _ = virtual_account("only", faults=[Fault("hang", start=0)])
-    config = RouterConfig(retry=RetryConfig(jitter=0.0, attempt_timeout=5.0, deadline=12.0))
+    config = RouterConfig(
+        retry=RetryConfig(jitter=0.0, deadline=12.0), timeouts=Timeouts(first_byte=5.0)
+    )
     async with open_fleet([account], config) as fleet:
         with pytest.raises((DeadlineExceeded, RequestFailed)) as error:
             await fleet.router.complete(ask())
     assert clock.now() <= 12.0 + 1e-9
-    assert error.value.attempts and all(e.code == "timeout" for e in error.value.attempts)
+    # Each attempt waits its 5 s for a first byte; the one the deadline cuts says so.
+    codes = [e.code for e in error.value.attempts]
+    assert codes[0] == "timeout" and set(codes) <= {"timeout", "deadline"}
 
 
 async def test_cancelled_request_is_counted_as_cancelled_and_frees_its_slot(virtual_clock):
     account, _ = virtual_account("only", seconds=10.0, max_concurrency=1)
-    config = RouterConfig(retry=RetryConfig(jitter=0.0, attempt_timeout=30.0))
+    config = RouterConfig(retry=RetryConfig(jitter=0.0))
     async with open_fleet([account], config) as fleet:
         with trio.move_on_after(2.0):
             await fleet.router.complete(ask())
@@ -304,7 +316,7 @@ async def test_cancelled_request_is_counted_as_cancelled_and_frees_its_slot(virt
 
 async def test_cache_serves_repeats_and_never_stores_failures(virtual_clock):
     good, backend = virtual_account("good")
-    async with open_fleet([good], RouterConfig(retry=NO_JITTER)) as fleet:
+    async with open_fleet([good], RouterConfig(retry=NO_JITTER, timeouts=FIVE_S)) as fleet:
         first = await fleet.router.complete(ask("same  question"))
         await clock.sleep(1.0)  # the cache actor stores the answer
         again = await fleet.router.complete(ask("same question"))
@@ -359,7 +371,7 @@ async def test_a_half_open_provider_gets_its_trial_even_when_the_policy_scores_i
     async with open_fleet([flaky, steady], config) as fleet:
         for i in range(2):
             with pytest.raises(AttemptError):
-                await fleet.provider("flaky").call(ask(f"q{i}"), f"direct-{i}", 10.0)
+                await fleet.provider("flaky").call(ask(f"q{i}"), f"direct-{i}")
         breaker = fleet.provider("flaky").breaker
         assert breaker.state is State.OPEN
         assert fleet.health.health("flaky").error_ewma > 0.1  # it scores low now
@@ -374,7 +386,7 @@ async def test_a_half_open_provider_gets_its_trial_even_when_the_policy_scores_i
 
 async def test_a_session_answered_from_the_cache_keeps_its_provider(virtual_clock):
     account, backend = virtual_account("a")
-    config = RouterConfig(retry=NO_JITTER, cache=CacheConfig(enabled=True))
+    config = RouterConfig(retry=NO_JITTER, timeouts=FIVE_S, cache=CacheConfig(enabled=True))
     async with open_fleet([account], config) as fleet:
         first = await fleet.session("first", "You are an interviewer.")
         second = await fleet.session("second", "You are an interviewer.")

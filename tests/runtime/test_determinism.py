@@ -22,6 +22,7 @@ from actors.runtime.distributions import Constant, LogNormal
 from actors.runtime.errors import CallboardError
 from actors.runtime.randomness import RandomStreams
 from actors.session import Turn
+from actors.timeouts import Timeouts
 from engine.routing.decision_log import DecisionLog
 from engine.routing.fleet import Account, RouterConfig, open_fleet
 from engine.routing.retry import RetryConfig
@@ -55,7 +56,8 @@ def interview_run(seed: int) -> list[tuple[float, str, str, str]]:
             for i in range(3)
         ]
         config = RouterConfig(
-            retry=RetryConfig(attempt_timeout=10.0, deadline=60.0),
+            retry=RetryConfig(deadline=60.0),
+            timeouts=Timeouts(first_byte=10.0),
             breaker=BreakerConfig(failure_threshold=3, open_for=60.0),
         )
         async with open_fleet(accounts, config, seed=seed, log=log) as fleet:

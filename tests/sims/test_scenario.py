@@ -46,7 +46,7 @@ def test_reference_matches_the_simpy_model():
     specs = scenario.account_specs()
     assert len(specs) == 4 and all(s.max_concurrency == 64 and not s.limits for s in specs)
     assert scenario.routing.policy == "round_robin" and not scenario.cache.enabled
-    assert scenario.retry.attempt_timeout == math.inf
+    assert scenario.timeouts.first_byte == scenario.timeouts.total == math.inf
 
 
 def test_overrides_are_validated_like_the_file():

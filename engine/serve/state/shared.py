@@ -44,6 +44,7 @@ from actors.limits import LimitSpec
 from actors.messages import ChatRequest, Completion
 from actors.quota import ALERT_LEVELS, QUOTA_MIN_WINDOW_S, QuotaAlert
 from actors.runtime import clock
+from actors.timeouts import AnswerWatch
 from engine.serve.state.config import StateConfig
 from engine.serve.state.guard import GuardedStore
 from engine.serve.state.sessions import SharedSessions
@@ -128,12 +129,17 @@ class SharedLimits:
         ]
 
     async def complete(
-        self, request: ChatRequest, request_id: str, usage: Usage, sink: StreamSink | None = None
+        self,
+        request: ChatRequest,
+        request_id: str,
+        usage: Usage,
+        sink: StreamSink | None = None,
+        watch: AnswerWatch | None = None,
     ) -> BackendReply:
         charged = bool(self.limits) and await self._take(request)
         began = clock.now()
         try:
-            return await self.backend.complete(request, request_id, usage, sink)
+            return await self.backend.complete(request, request_id, usage, sink, watch)
         except RateLimited as exc:  # the provider's own 429: every router should keep off
             self.on_429(self.provider, exc)
             raise
