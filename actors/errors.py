@@ -63,9 +63,15 @@ class AttemptTimeout(AttemptError):
     code = ErrorCode.TIMEOUT
     status = 504
 
-    def __init__(self, provider: str, timeout: float, what: str = "no answer") -> None:
-        super().__init__(provider, f"{what} within {timeout:g} s")
+    def __init__(self, provider: str, timeout: float, phase: str = "first_byte") -> None:
+        if phase == "idle":
+            text = f"no byte for {timeout:g} s within the response (timeouts.idle)"
+        else:
+            text = f"no first byte within {timeout:g} s (timeouts.first_byte)"
+        super().__init__(provider, text)
         self.timeout = timeout
+        #: Which limit it was: ``first_byte`` or ``idle``.
+        self.phase = phase
 
 
 class AnswerCapReached(AttemptError):

@@ -98,5 +98,5 @@ class AnswerWatch:
         if cut >= self._cap:
             return AnswerCapReached(provider, self.timeouts.total)
         if self.phase == FIRST_BYTE:
-            return AttemptTimeout(provider, self.timeouts.first_byte, "no first byte")
-        return AttemptTimeout(provider, self.timeouts.idle, "the response went silent")
+            return AttemptTimeout(provider, self.timeouts.first_byte, "first_byte")
+        return AttemptTimeout(provider, self.timeouts.idle, "idle")

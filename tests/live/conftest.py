@@ -13,7 +13,7 @@ import json
 import socket
 import ssl
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -62,11 +62,25 @@ async def start_mock(
     return Upstream(mock, url, scope)
 
 
-def live_config(upstreams: list[Upstream], **tables: Any) -> LiveConfig:
-    """A config over ``upstreams`` with quick test settings; ``tables`` override them."""
+#: The timeouts of an upstream a test expects to fall silent: short, so the test is quick.
+#: Every other upstream keeps the default timeouts (30 s), which no answer of a loopback
+#: mock comes near however loaded the machine, so load never turns into a failover.
+QUICK_TIMEOUTS = {"first_byte": 0.5, "idle": 0.5}
+
+
+def live_config(
+    upstreams: list[Upstream], *, silent: Sequence[Upstream] = (), **tables: Any
+) -> LiveConfig:
+    """A config over ``upstreams`` with quick test settings; ``tables`` override them.
+    The ``silent`` ones (a hanging upstream) get :data:`QUICK_TIMEOUTS`."""
+    quick = {u.name for u in silent}
     raw: dict[str, Any] = {
-        "providers": [{"name": u.name, "base_url": f"{u.url}/v1"} for u in upstreams],
-        "retry": {"attempt_timeout": 1.0, "backoff_base": 0.05, "deadline": 10.0},
+        "providers": [
+            {"name": u.name, "base_url": f"{u.url}/v1"}
+            | ({"timeouts": QUICK_TIMEOUTS} if u.name in quick else {})
+            for u in upstreams
+        ],
+        "retry": {"backoff_base": 0.05, "deadline": 10.0},
         "health": {"ping_every": None},
         "cache": {"enabled": False},
         "server": {"graceful_timeout": 0.1},

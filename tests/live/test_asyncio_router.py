@@ -42,7 +42,8 @@ def config(*urls: str, **provider):
             "providers": providers,
             "health": {"ping_every": None},
             "cache": {"enabled": False},
-            "retry": {"attempt_timeout": 60, "deadline": 120, "backoff_base": 0.01},
+            "retry": {"deadline": 120, "backoff_base": 0.01},
+            "timeouts": {"first_byte": 60},
         },
         "test",
     )

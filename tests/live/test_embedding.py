@@ -40,7 +40,6 @@ def write_config(tmp_path, a_url: str, b_url: str) -> str:
             policy = "priority"
 
             [retry]
-            attempt_timeout = 1.0
             backoff_base = 0.05
 
             [health]

@@ -52,7 +52,7 @@ def server_url() -> Iterator[str]:
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             upstream = await start_mock(nursery, "m", "unlimited", speed=200.0)
-            config = live_config([upstream], retry={"deadline": 5.0, "attempt_timeout": 2.0})
+            config = live_config([upstream], retry={"deadline": 5.0})
             url = await nursery.start(
                 functools.partial(serve_router, config, env={}, host=LOOPBACK, port=0)
             )

@@ -163,7 +163,7 @@ HOSTILE = [
         ReplyTooLarge,
         "upstream.max_reply_bytes",
     ),
-    ("continue_forever", continues_forever, False, AttemptTimeout, "no answer within"),
+    ("continue_forever", continues_forever, False, AttemptTimeout, "no first byte within 2 s"),
     (
         "data_lines_without_end",
         endless(SSE_HEAD + CHUNKED, chunk(b"data: " + b"x" * 1000 + b"\n")),
@@ -199,11 +199,13 @@ def two_providers(bad_url: str, good_url: str, **tables: object):
     """The hostile provider first (priority policy), a healthy one behind it."""
     raw = {
         "providers": [
-            {"name": "bad", "base_url": f"{bad_url}/v1"},
+            # Its first byte is due within 2 s (one upstream never sends one); its silences
+            # and total keep the defaults, which a loaded machine never reaches.
+            {"name": "bad", "base_url": f"{bad_url}/v1", "timeouts": {"first_byte": 2.0}},
             {"name": "good", "base_url": f"{good_url}/v1", "priority": 1},
         ],
         "routing": {"policy": "priority"},
-        "retry": {"attempt_timeout": 1.0, "backoff_base": 0.01, "deadline": 5.0},
+        "retry": {"backoff_base": 0.01, "deadline": 10.0},
         "health": {"ping_every": None},
         "cache": {"enabled": False},
         "upstream": CAPS,
@@ -391,9 +393,10 @@ async def test_a_providers_wait_hints_are_capped_at_max_retry_after(nursery, hea
         chat = {"model": "auto", "messages": USER, "max_tokens": 5}
         first = await client.post("/v1/chat/completions", json=chat)
         refused = await client.post("/v1/chat/completions", json=chat)
-    # The 429 itself is the request's named failure (one attempt allowed); the next
-    # request is refused at once, for the capped wait, not for 31.7 years.
-    assert first.status_code == (200 if status == 200 else 502)
+    # After the 429 (one attempt allowed) the only account cools down: that request and
+    # the next are refused with a 503 for the capped wait, not for 31.7 years.
+    assert first.status_code == 200 or first.headers["retry-after"] == "30"
+    assert first.status_code == (200 if status == 200 else 503)
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "no_provider"
     assert refused.headers["retry-after"] == "30"
 

@@ -24,7 +24,13 @@ from actors.backends.http import (
     UpstreamRejected,
 )
 from actors.backends.sink import Delta, StreamSink
-from actors.errors import AuthFailed, MalformedReply, RateLimited, UpstreamError
+from actors.errors import (
+    AuthFailed,
+    MalformedReply,
+    ProviderOverloaded,
+    RateLimited,
+    UpstreamError,
+)
 from actors.messages import ChatMessage, ChatRequest
 from tests.live.conftest import _serve_until_killed
 
@@ -190,7 +196,32 @@ async def test_openai_streaming_without_usage_estimates_tokens(nursery, client):
         ({"status": 429, "json": {}}, RateLimited, lambda e: e.retry_after == 1.0),
         ({"status": 404, "json": {"error": {"message": "no such model"}}}, UpstreamRejected, None),
         ({"status": 503, "json": {}}, UpstreamError, lambda e: e.upstream_status == 503),
-        ({"status": 529, "json": {}}, UpstreamError, None),
+        # Overload, in each provider's words: no fault of the account (it cools down).
+        ({"status": 529, "json": {}}, ProviderOverloaded, lambda e: e.retry_after is None),
+        (
+            {
+                "status": 529,
+                "json": {"type": "error", "error": {"type": "overloaded_error"}},
+                "headers": {"retry-after": "7"},
+            },
+            ProviderOverloaded,
+            lambda e: e.retry_after == 7.0 and "HTTP 529" in str(e),
+        ),
+        (
+            {"status": 503, "json": {"error": {"message": "That model is currently overloaded"}}},
+            ProviderOverloaded,
+            None,
+        ),
+        (
+            {"status": 429, "json": {"error": {"type": "engine_overloaded_error"}}},
+            ProviderOverloaded,
+            None,
+        ),
+        (
+            {"status": 503, "json": {"error": {"message": "upstream connect error"}}},
+            UpstreamError,
+            None,
+        ),
         ({"status": 200, "json": {"choices": []}}, MalformedReply, None),
         ({"status": 200, "json": b"<html>oops</html>"}, MalformedReply, None),
     ],

@@ -62,7 +62,7 @@ async def test_keys_are_never_logged_nor_returned(nursery, tmp_path):
                         },
                     ],
                     "routing": {"policy": "priority"},
-                    "retry": {"attempt_timeout": 1.0, "backoff_base": 0.01, "max_attempts": 2},
+                    "retry": {"backoff_base": 0.01, "max_attempts": 2},
                     "health": {"ping_every": 0.05},
                     "cache": {"enabled": False},
                     "server": {"graceful_timeout": 0.1},
@@ -141,7 +141,7 @@ async def test_credentials_in_configured_headers_are_scrubbed_like_keys(nursery)
                     "headers": {"x-api-key": HEADER_KEY, "x-team": "interviews-eu"},
                 }
             ],
-            "retry": {"attempt_timeout": 1.0, "max_attempts": 1},
+            "retry": {"max_attempts": 1},
             "cache": {"enabled": False},
         },
         "test",

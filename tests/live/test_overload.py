@@ -38,7 +38,7 @@ async def test_overload_is_shed_by_priority_with_retry_after_and_nobody_hangs(nu
         providers=[
             {"name": "m", "base_url": f"{upstream.url}/v1", "max_concurrency": 2, "queue_limit": 0}
         ],
-        retry={"deadline": DEADLINE, "attempt_timeout": 2.0},
+        retry={"deadline": DEADLINE},
         line={"max_waiting": 8, "rate_window": 5.0},
     )
     url = await start_router(nursery, config)
@@ -122,9 +122,7 @@ async def one_slot_router(nursery, profile: MockProfile, **tables: Any) -> tuple
 
 @pytest.mark.slow
 async def test_a_turn_of_an_interview_under_way_goes_before_a_new_interview(nursery):
-    _, url = await one_slot_router(
-        nursery, ONE_SECOND, retry={"attempt_timeout": 5.0}, line={"max_waiting": 1}
-    )
+    _, url = await one_slot_router(nursery, ONE_SECOND, line={"max_waiting": 1})
     answers: dict[str, httpx.Response] = {}
     async with httpx.AsyncClient(base_url=url, timeout=15) as http:
         for sid in ("under-way", "new"):

@@ -30,7 +30,7 @@ def config(providers: list[dict[str, Any]], **server: Any):
     raw = {
         "providers": providers,
         "routing": {"policy": "priority"},
-        "retry": {"attempt_timeout": 2.0, "backoff_base": 0.01, "max_attempts": 2},
+        "retry": {"backoff_base": 0.01, "max_attempts": 2},
         "health": {"ping_every": None},
         "cache": {"enabled": False},
         "server": server,

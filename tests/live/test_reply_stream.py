@@ -84,18 +84,21 @@ async def test_a_restartable_stream_restarts_on_the_next_provider(nursery):
     assert isinstance(events[3], Done) and events[3].completion.content == "Hi"
 
 
-async def test_a_plain_stream_refuses_a_second_answer_after_partial_text(nursery):
+async def test_a_plain_stream_that_broke_after_text_asks_no_other_provider(nursery):
     fleet_accounts = accounts(Streamer("a", ["Hel", "lo"], fail_at=1), Streamer("b", ["Hi"]))
     async with open_fleet(fleet_accounts, CONFIG) as fleet:
         stream = ReplyStream(nursery, lambda sink: fleet.router.complete(REQUEST, sink=sink))
         assert await stream.__anext__() == "Hel"
         with pytest.raises(RequestFailed) as failed:
             await stream.__anext__()
-    codes = [a.code for a in failed.value.attempts]
-    assert codes == ["upstream_error", "stream_interrupted"]
-    # Refusing is not b's fault: its breaker and health do not count it.
-    assert fleet.provider("b").breaker.consecutive_failures == 0
-    assert fleet.health.health("b").failures == 0
+        stats = fleet.router.stats
+    # One attempt, a's: b's answer could not be appended to "Hel", so b is not asked,
+    # neither charged nor counted, and the books say one attempt.
+    assert [a.code for a in failed.value.attempts] == ["upstream_error"]
+    assert "the answer broke off after it had begun" in str(failed.value)
+    b = fleet.provider("b")
+    assert (b.stats.calls, b.stats.cost, stats.attempts) == (0, 0.0, 1)
+    assert b.breaker.consecutive_failures == 0 and fleet.health.health("b").calls == 0
 
 
 async def test_an_answer_that_was_not_streamed_arrives_whole(nursery):

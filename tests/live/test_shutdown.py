@@ -90,7 +90,7 @@ async def test_sigterm_drains_in_flight_requests_and_cancels_the_rest_clearly(nu
     config.write_text(
         f'[[providers]]\nname = "quick"\nbase_url = "{quick.url}/v1"\nmodel = "quick"\n'
         f'[[providers]]\nname = "slow"\nbase_url = "{slow.url}/v1"\nmodel = "slow"\n'
-        "[retry]\nattempt_timeout = 60\ndeadline = 120\n[cache]\nenabled = false\n"
+        "[retry]\ndeadline = 120\n[timeouts]\nfirst_byte = 60\n[cache]\nenabled = false\n"
     )
     log_file = tmp_path / "serve.log"
     process, url = await start_serve(str(config), str(log_file), nursery)
@@ -157,7 +157,7 @@ async def test_sigterm_drains_in_flight_requests_and_cancels_the_rest_clearly(nu
 async def test_an_interview_socket_past_the_grace_is_told_why_and_closed_as_a_restart(nursery):
     slow = await start_mock(nursery, "slow", SLOW.name, profiles=[SLOW], speed=1.0)
     stop = trio.Event()
-    config = live_config([slow], retry={"attempt_timeout": 60, "deadline": 120})
+    config = live_config([slow], retry={"deadline": 120}, timeouts={"first_byte": 60})
     url = await nursery.start(
         functools.partial(
             serve_router,

@@ -153,7 +153,8 @@ FAULTS = [
     ("error_body_200", UpstreamError, "upstream_error", "error body: model overloaded"),
     ("closed_mid_body", ConnectionFailed, "upstream_error", "closed connection without sending"),
     ("reset_mid_body", ConnectionFailed, "upstream_error", "Connection reset by peer"),
-    ("trickle", ConnectionFailed, "upstream_error", "no byte for 0.3 s (read timeout)"),
+    # An app's own client with a read timeout names it; the router's watch names its idle.
+    ("trickle", ConnectionFailed, "timeout", "no byte for 0.3 s (read timeout)"),
     ("untrusted_tls", ConnectionFailed, "upstream_error", "certificate verify failed"),
     ("http_on_https", ConnectionFailed, "upstream_error", "TLS: WRONG_VERSION_NUMBER"),
     ("dns", ConnectionFailed, "upstream_error", "ConnectError (nonexistent.invalid:443)"),
@@ -161,19 +162,22 @@ FAULTS = [
 ]
 
 
-def two_providers(bad_url: str, good_url: str, attempt_timeout: float = 2.0, **server: object):
-    """The faulty provider first (priority policy), a healthy one behind it."""
+def two_providers(bad_url: str, good_url: str, **server: object):
+    """The faulty provider first (priority policy), a healthy one behind it. Only the
+    faulty one has short timeouts: the healthy one's are the defaults, which no loopback
+    answer comes near however loaded the machine."""
+    bad_timeouts = {"connect": 2.0, "first_byte": 2.0, "idle": READ_TIMEOUT}
     return structure_config(
         {
             "providers": [
-                {"name": "bad", "base_url": f"{bad_url}/v1"},
+                {"name": "bad", "base_url": f"{bad_url}/v1", "timeouts": bad_timeouts},
                 {"name": "good", "base_url": f"{good_url}/v1", "priority": 1},
             ],
             "routing": {"policy": "priority"},
-            "retry": {"attempt_timeout": attempt_timeout, "backoff_base": 0.01, "deadline": 5.0},
+            "retry": {"backoff_base": 0.01, "deadline": 10.0},
             "health": {"ping_every": None},
             "cache": {"enabled": False},
-            "server": {"read_timeout": READ_TIMEOUT, "connect_timeout": 2.0, **server},
+            "server": dict(server),
         },
         "test",
     )
@@ -201,21 +205,21 @@ async def test_each_fault_is_a_named_error_and_the_router_fails_over(
 
 
 @pytest.mark.slow
-async def test_a_trickle_without_a_read_timeout_ends_at_the_attempt_timeout(nursery):
+async def test_a_trickle_is_cut_by_the_idle_timeout_and_named(nursery):
     bad = await start_raw(nursery, trickle)
     good = await start_mock(nursery, "good")
-    config = two_providers(bad.url, good.url, attempt_timeout=0.5, read_timeout=None)
-    assert config.server.read_timeout is None
+    config = two_providers(bad.url, good.url)
     async with engine.open_router(config, env={}) as router:
         with trio.fail_after(3):
             answer = await router.complete(USER, max_tokens=5)
         assert (answer.provider, answer.attempts) == ("good", 2)
         assert next(s for s in router.status() if s.name == "bad").last_error == "timeout"
-    # Alone, the trickle ends as the attempt's timeout, named.
+    # Alone, the trickle ends at its idle timeout (a byte a second; 0.3 s allowed), named.
     config = structure_config(
         {
             "providers": [{"name": "bad", "base_url": f"{bad.url}/v1"}],
-            "retry": {"attempt_timeout": 0.3, "max_attempts": 1, "deadline": 5.0},
+            "timeouts": {"idle": 0.3},
+            "retry": {"max_attempts": 1, "deadline": 5.0},
             "health": {"ping_every": None},
             "cache": {"enabled": False},
         },
@@ -225,6 +229,7 @@ async def test_a_trickle_without_a_read_timeout_ends_at_the_attempt_timeout(nurs
         with trio.fail_after(3), pytest.raises(RequestFailed) as caught:
             await router.complete(USER, max_tokens=5)
     assert [type(a) for a in caught.value.attempts] == [AttemptTimeout]
+    assert "no byte for 0.3 s within the response (timeouts.idle)" in str(caught.value)
 
 
 # --- streams ---------------------------------------------------------------------------------
@@ -433,13 +438,35 @@ async def test_through_callboard_serve_a_stream_broken_after_text_ends_with_an_e
 
 @pytest.mark.parametrize(
     ("key", "value", "allowed"),
-    [("read_timeout", 0.0, "> 0 s, or unset"), ("max_connections", 0, ">= 1")],
+    [
+        ("timeouts.connect", "inf", "> 0 seconds"),
+        ("timeouts.idle", 0.0, "> 0 seconds or inf"),
+        ("server.max_connections", 0, ">= 1"),
+    ],
 )
 def test_the_clients_settings_are_validated(key, value, allowed):
     raw = {"providers": [{"name": "a", "base_url": "http://127.0.0.1:1/v1"}]}
+    table, field = key.split(".")
     with pytest.raises(ConfigError) as caught:
-        structure_config({**raw, "server": {key: value}}, "test")
-    assert f"server.{key} = {value} is not allowed; allowed: {allowed}" in str(caught.value)
-    config = structure_config({**raw, "server": {"read_timeout": 2.5, "max_connections": 8}}, "t")
+        structure_config({**raw, table: {field: value}}, "test")
+    shown = "inf" if value == "inf" else value
+    assert f"{key} = {shown} is not allowed; allowed: {allowed}" in str(caught.value)
+    config = structure_config({**raw, "timeouts": {"connect": 2.5}}, "t")
     client = client_for(config)
-    assert (client.timeout.read, client.timeout.connect) == (2.5, config.server.connect_timeout)
+    # httpx bounds the connect alone; the attempt's watch bounds the rest.
+    assert (client.timeout.connect, client.timeout.read, client.timeout.pool) == (2.5, None, None)
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "instead"),
+    [
+        ("retry", "attempt_timeout", "[timeouts] instead: first_byte"),
+        ("server", "read_timeout", "[timeouts] idle instead"),
+        ("server", "connect_timeout", "[timeouts] connect instead"),
+    ],
+)
+def test_a_moved_timeout_is_refused_with_what_to_write_instead(table, key, instead):
+    raw = {"providers": [{"name": "a", "base_url": "http://127.0.0.1:1/v1"}], table: {key: 3}}
+    with pytest.raises(ConfigError) as caught:
+        structure_config(raw, "router.toml")
+    assert f"{table}.{key}: got 3; allowed: {instead}" in str(caught.value)

@@ -141,8 +141,10 @@ async def test_a_session_started_on_one_router_continues_on_the_other_with_its_h
 async def test_a_second_router_refuses_a_turn_while_the_first_is_answering_it(
     nursery, redis_server
 ):
-    a = await start_mock(nursery, "a", "hang")  # the first turn waits for its attempt timeout
-    config = shared_config([a], redis_server.url, retry={"max_attempts": 1})
+    a = await start_mock(nursery, "a", "hang")  # the first turn waits for its first byte
+    config = shared_config(
+        [a], redis_server.url, retry={"max_attempts": 1}, timeouts={"first_byte": 5.0}
+    )
     one, two = await _two_routers(nursery, config)
     async with one, two:
         await one.post("/sessions", json={"session_id": "cand-2"})
@@ -153,7 +155,8 @@ async def test_a_second_router_refuses_a_turn_while_the_first_is_answering_it(
 
         async with trio.open_nursery() as turns:
             turns.start_soon(first_turn)
-            await trio.sleep(0.3)
+            while not a.mock.in_flight:  # the first turn's attempt has reached a
+                await trio.sleep(0.01)
             busy = await two.post("/sessions/cand-2/messages", json={"content": "Hello?"})
         a.mock.set_profile("healthy")
         after = await two.post("/sessions/cand-2/messages", json={"content": "Hello again"})
