@@ -36,7 +36,9 @@ async def _chat(http: httpx.AsyncClient, body=CHAT) -> httpx.Response:
 async def _two_routers(nursery, config):
     first = await start_router(nursery, config)
     second = await start_router(nursery, config)
-    return httpx.AsyncClient(base_url=first), httpx.AsyncClient(base_url=second)
+    return httpx.AsyncClient(base_url=first, timeout=30), httpx.AsyncClient(
+        base_url=second, timeout=30
+    )
 
 
 def _breaker(health: dict, name: str) -> str:
