@@ -51,13 +51,15 @@ def virtual_account(
     faults: Sequence[Fault] = (),
     errors: ErrorRates | None = None,
     seed: int = 0,
+    latency: LatencyModel | None = None,
     **spec: object,
 ) -> tuple[Account, RecordingBackend]:
-    """An account whose calls take ``seconds`` (constant) and obey ``faults``."""
+    """An account whose calls take ``seconds`` (constant; or as ``latency`` models them)
+    and obey ``faults``."""
     backend = RecordingBackend(
         VirtualBackend(
             name,
-            LatencyModel(service=Constant(seconds), error_ttft=Constant(0.1)),
+            latency or LatencyModel(service=Constant(seconds), error_ttft=Constant(0.1)),
             errors or ErrorRates(),
             FaultSchedule(faults),
             RandomStreams(seed),
