@@ -133,6 +133,7 @@ FIGURES: dict[str, Figure] = {
             "bench_memory",
             "bench_overhead",
             "bench_redis",
+            "bench_decompress",
             "load_router",
         )
     },

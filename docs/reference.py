@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from actors.limits import OUTPUT_UNITS  # noqa: E402
 from actors.runtime.distributions import Constant, Empirical, Exponential, LogNormal  # noqa: E402
+from engine.serve.error_codes import ANSWERS, ATTEMPT_CODES  # noqa: E402
 from engine.serve.live_config import LiveConfig  # noqa: E402
 from sims.profiles import PROFILES  # noqa: E402
 from sims.scenario import Scenario  # noqa: E402
@@ -302,6 +303,31 @@ def profiles() -> list[str]:
     return [*lines, "", *limit_rows()]
 
 
+def error_codes() -> list[str]:
+    """The table of :mod:`engine.serve.error_codes`: every error answer of the server."""
+    lines = [
+        "## HTTP error codes",
+        "",
+        'Every error `callboard serve` answers with, as `{"error": {"message", "type",',
+        '"param", "code"}}` (on `/v1/messages`, in Anthropic\'s shape with the same fields),',
+        "a WebSocket `error` event or a stream's last event. A code is the error's own (the",
+        "tree of `engine/errors.py`) unless the surface sets it (`error` says which).",
+        "",
+        "| status | `code` | error | when |",
+        "|---|---|---|---|",
+    ]
+    for answer in ANSWERS:
+        error = f"`{answer.error}`" if answer.error.isidentifier() else answer.error
+        lines.append(f"| {answer.status} | `{answer.code}` | {error} | {markdown(answer.when)} |")
+    codes = ", ".join(f"`{code}`" for code in ATTEMPT_CODES)
+    lines += [
+        "",
+        f"Each of a `request_failed` body's `attempts` has the code of that attempt: {codes}.",
+        "",
+    ]
+    return lines
+
+
 def render() -> str:
     scenario = collect(Scenario)
     live = collect(LiveConfig)
@@ -316,7 +342,8 @@ def render() -> str:
         "unknown key is refused with the list of allowed ones; a value out of range is refused",
         "with what is allowed (an `InvalidSetting`, collected into one `ScenarioError` or",
         "`ConfigError` that lists every problem). `--set KEY=VALUE` takes the same keys",
-        "(`--set accounts.0.count=4`, `--set retry.max_attempts=2`).",
+        "(`--set accounts.0.count=4`, `--set retry.max_attempts=2`). Last, every",
+        "[error code](#http-error-codes) `callboard serve` answers with.",
         "",
         "A duration is in seconds. A *distribution* is a number (a constant) or a table:",
         '`{ kind = "lognormal", median = M, p95 = P }` (or `mu`, `sigma`),',
@@ -352,6 +379,7 @@ def render() -> str:
                 (key, type_, default if other == default else f"{default} / {other}", note)
             )
         lines += render_table(path, cls, merged, [])
+    lines += error_codes()
     return "\n".join(lines).rstrip() + "\n"
 
 

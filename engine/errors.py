@@ -52,6 +52,8 @@ Our error tree (name, code, status, module)::
       * OverBudget              rate_limit_exceeded     429  engine.serve.callers.budget
       * BodyTooLarge            body_too_large          413  engine.serve.context
       * BodyTimeout             body_timeout            408  engine.serve.context
+      * NotFound                not_found               404  engine.serve.app
+      * MethodNotAllowed        method_not_allowed      405  engine.serve.app
       * AddressInUse            address_in_use          500  engine.serve.asgi
       * WorkerMismatch          worker_mismatch         500  sims.pool
 
@@ -68,9 +70,11 @@ Read it by what a caller does next:
   ``RequestFailed`` that lists them in ``attempts``.
 - ``RequestFailed``: the router gave up on a valid request; ``attempts`` lists what it
   tried, ``code`` says why.
-- The live surface's own (sessions, caller keys, request bodies, its address) are
-  imported with the live router: ``engine`` exports the session errors an embedding app
-  meets (``UnknownSession``, ``SessionBusy``); the rest become HTTP answers.
+- The live surface's own (sessions, caller keys, request bodies, routes, its address)
+  are imported with the live router: ``engine`` exports the session errors an embedding
+  app meets (``UnknownSession``, ``SessionBusy``); the rest become HTTP answers.
+  Which errors reach a client, with each status and code, is
+  :data:`engine.serve.error_codes.ANSWERS` (printed in docs/reference.md).
 
 Using the API wrongly (a router used after it closed, a negative seed passed to the
 random streams) raises Python's own ``RuntimeError`` or ``ValueError``: a bug to fix,

@@ -66,6 +66,8 @@ TREE: dict[str, tuple[tuple[str, ...], str, int]] = {
     "OverBudget": (("CallboardError",), "rate_limit_exceeded", 429),
     "BodyTooLarge": (("CallboardError",), "body_too_large", 413),
     "BodyTimeout": (("CallboardError",), "body_timeout", 408),
+    "NotFound": (("CallboardError",), "not_found", 404),
+    "MethodNotAllowed": (("CallboardError",), "method_not_allowed", 405),
     "AddressInUse": (("CallboardError",), "address_in_use", 500),
     "WorkerMismatch": (("CallboardError",), "worker_mismatch", 500),
 }

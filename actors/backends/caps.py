@@ -11,7 +11,10 @@ Two pieces are written here rather than taken from httpx, each for a reason:
 
 - :class:`Inflater`: httpx inflates each received chunk whole, so 64 KiB of
   gzip can become 64 MiB in one step; zlib's own ``max_length`` inflates it
-  in bounded steps instead, each counted against the cap.
+  in bounded steps instead, each counted against the cap, and :func:`decoded`
+  gives trio's loop a turn after each (a bomb would otherwise hold the loop, and
+  every other request and ``/health`` with it, while it inflates the whole cap:
+  ``/health`` was seen to wait 0.5 s at the default 64 MiB).
 - :class:`EventReader`: ``Response.aiter_lines`` keeps no limit on a line. The
   lines of a server-sent event stream are split here with a checkpoint (each
   byte is scanned once, however the line is chunked) and a cap on the line and
@@ -25,13 +28,17 @@ import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
 import attrs
+import trio
 
 from actors.errors import MalformedReply
 from actors.runtime.errors import require
 
 MiB = 1024 * 1024
-#: The most one inflation step produces before it is counted.
-_INFLATE_STEP = 64 * 1024
+#: The most one inflation step produces; it is counted against the cap, and the loop gets
+#: a turn before the next. zlib inflates a bomb at ~0.5 GB/s on a busy 2-core machine, so a
+#: step holds the loop ~0.1-0.2 ms, while the checkpoint after it (~4 us) adds ~3%; it is
+#: also what httpx reads from a socket at once, so a step is no larger than a plain chunk.
+INFLATE_STEP = 64 * 1024
 _NEWLINE = re.compile(rb"[\r\n]")
 
 
@@ -56,7 +63,8 @@ class UpstreamCaps:
     max_line_bytes: int = attrs.field(default=1 * MiB, validator=_positive)
     #: One server-sent event (its data lines together).
     max_event_bytes: int = attrs.field(default=4 * MiB, validator=_positive)
-    #: A body once inflated (gzip, deflate), streamed or not; inflated in 64 KiB steps.
+    #: A body once inflated (gzip, deflate), streamed or not; inflated in 64 KiB steps,
+    #: the event loop free between them.
     max_inflated_bytes: int = attrs.field(default=64 * MiB, validator=_positive)
 
 
@@ -100,6 +108,8 @@ class Inflater:
 
     ``identity`` (or none) passes through; gzip and deflate inflate in bounded steps
     with zlib; any other encoding (the router asks for gzip only) is a malformed reply.
+    Input a step leaves unread (zlib's ``unconsumed_tail``) is kept for the next, so the
+    pieces are byte for byte what one ``zlib.decompress`` of the whole body gives.
     """
 
     def __init__(self, provider: str, encoding: str, caps: UpstreamCaps) -> None:
@@ -117,7 +127,8 @@ class Inflater:
             raise MalformedReply(provider, f"content-encoding {encoding[:40]!r} was not asked for")
 
     def feed(self, data: bytes) -> Iterator[bytes]:
-        """The decoded pieces of ``data``, none longer than one step."""
+        """The decoded pieces of ``data``, one step each: a piece is inflated only when the
+        one before it has been taken (so the caller may give the loop a turn in between)."""
         inflater = self._zlib
         if inflater is None:
             self._count(len(data))
@@ -125,15 +136,20 @@ class Inflater:
             return
         while True:
             try:
-                piece = inflater.decompress(data, _INFLATE_STEP)
+                piece = inflater.decompress(data, INFLATE_STEP)
             except zlib.error as exc:
                 raise MalformedReply(self.provider, f"body does not inflate: {exc}") from None
             data = inflater.unconsumed_tail
             if piece:
                 self._count(len(piece))
                 yield piece
-            if not data and len(piece) < _INFLATE_STEP:
+            if not data and len(piece) < INFLATE_STEP:
                 return
+
+    @property
+    def inflating(self) -> bool:
+        """Whether the body is compressed (its pieces cost inflating, not just reading)."""
+        return self._zlib is not None
 
     def finish(self) -> None:
         """The body ended: a compressed one must have ended too."""
@@ -153,7 +169,12 @@ async def decoded(
     caps: UpstreamCaps,
     wire_cap: type[AnswerTooLarge],
 ) -> AsyncGenerator[bytes, None]:
-    """The decoded pieces of a body read from ``raw``, within ``wire_cap`` and the inflation cap."""
+    """The decoded pieces of a body read from ``raw``, within ``wire_cap`` and the inflation cap.
+
+    An inflated piece is followed by a checkpoint, so no stretch of the task between two
+    turns of the loop inflates more than one step (a received chunk is one step's worth
+    of reading already; it passes through as it came).
+    """
     limit = getattr(caps, wire_cap.cap)
     inflater = Inflater(provider, encoding, caps)
     received = 0
@@ -163,6 +184,8 @@ async def decoded(
             raise wire_cap(provider, limit)
         for piece in inflater.feed(data):
             yield piece
+            if inflater.inflating:
+                await trio.lowlevel.checkpoint()
     inflater.finish()
 
 

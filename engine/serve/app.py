@@ -73,12 +73,16 @@ from engine.serve.websocket import interview_socket
 logger = logging.getLogger("callboard.http")
 
 
-class _NotFound(CallboardError):
+class NotFound(CallboardError):
+    """No route at a path, or no provider of that name."""
+
     code = "not_found"
     status = 404
 
 
-class _MethodNotAllowed(CallboardError):
+class MethodNotAllowed(CallboardError):
+    """A method the path's route does not take; ``Allow`` lists those it does."""
+
     code = "method_not_allowed"
     status = 405
 
@@ -172,13 +176,13 @@ class RouterApp:
             await websocket.receive()
             await websocket.close(4404)
             return
-        raise _NotFound(f"no route {scope['method']} {scope['path']}")
+        raise NotFound(f"no route {scope['method']} {scope['path']}")
 
     async def _method_not_allowed(self, request: Request, exc: Exception) -> Response:
         # Starlette raises this for a path routed with other methods only.
         route, exchange = request.scope["route"], exchange_of(request.scope)
         exchange.route = route.name
-        refusal = _MethodNotAllowed(request.method, exchange.path, sorted(route.methods))
+        refusal = MethodNotAllowed(request.method, exchange.path, sorted(route.methods))
         return await self._refusal(request, refusal)
 
     async def _refusal(self, request: Request, exc: Exception) -> Response:
@@ -468,7 +472,7 @@ class RouterApp:
             raise InvalidRequest("reason", reason, "a string")
         if provider not in self.live.router.by_name:
             allowed = " | ".join(self.live.router.by_name)
-            raise _NotFound(f"provider: no provider {provider!r}; known: {allowed}")
+            raise NotFound(f"provider: no provider {provider!r}; known: {allowed}")
         self.live.report_failure(provider, reason[:200])
         return JSONResponse({"provider": provider, "reported": reason[:200]}, 202)
 

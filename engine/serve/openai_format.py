@@ -423,17 +423,23 @@ def shown_field(field: str) -> str:
     return field if field and field.isprintable() and field.strip() == field else repr(field)
 
 
+#: The code of a request for a model no account serves (OpenAI's, with its 404).
+MODEL_NOT_FOUND = "model_not_found"
+#: The code of an exception that is no :class:`CallboardError` (a bug; its text is not sent).
+INTERNAL_ERROR = "internal_error"
+
+
 def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
     """(status, ``{"error": {message, type, param, code}}``, headers) for any failure."""
     headers: dict[str, str] = {}
     if isinstance(exc, InvalidRequest):
         status, param, code = 400, exc.field, exc.code
         if exc.field == "model":
-            status, code = 404, "model_not_found"
+            status, code = 404, MODEL_NOT_FOUND
     elif isinstance(exc, CallboardError):
         status, param, code = exc.status, None, exc.code
     else:
-        status, param, code = 500, None, "internal_error"
+        status, param, code = 500, None, INTERNAL_ERROR
     error: dict[str, Any] = {
         "message": str(exc) if isinstance(exc, CallboardError) else "internal error",
         "type": "invalid_request_error" if isinstance(exc, InvalidRequest) else _error_type(status),

@@ -96,7 +96,9 @@ async def test_json_nested_too_deep_is_a_400(nursery):
     async with httpx.AsyncClient(base_url=url) as client:
         reply = await client.post("/v1/chat/completions", content=deep)
     assert reply.status_code == 400
-    assert reply.json()["error"]["message"] == "body: JSON nested too deeply"
+    error = reply.json()["error"]
+    assert error["message"] == "body: JSON nested too deeply"
+    assert (error["code"], error["param"]) == ("invalid_request", "body")  # as docs/serve.md says
 
 
 async def test_client_values_in_log_lines_are_quoted_and_cannot_plant_a_line(nursery, caplog):

@@ -49,6 +49,10 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+#: The code of a request that sent no key at all (an unknown or revoked one is the class's).
+MISSING_API_KEY = "missing_api_key"
+
+
 class Unauthorized(CallboardError):
     """No key, an unknown key or a revoked one: 401, in OpenAI's shape."""
 
@@ -60,7 +64,7 @@ class Unauthorized(CallboardError):
         #: missing | unknown | revoked: what the metrics count (never the key).
         self.reason = reason
         if reason == "missing":
-            self.code = "missing_api_key"
+            self.code = MISSING_API_KEY
         self.headers = {"www-authenticate": 'Bearer realm="callboard"'}
 
 
