@@ -34,11 +34,17 @@ def _positive(instance: Timeouts, attribute: attrs.Attribute, value: float) -> N
 
 @attrs.frozen
 class Timeouts:
-    """The four limits of one attempt (see the module's docstring)."""
+    """An attempt's four limits, in seconds, each meaning one thing. A stream that keeps
+    producing is cut by none but ``total``; a cut by ``total`` is not the provider's fault."""
 
+    #: Reaching the provider: DNS, TCP, TLS, a proxy's tunnel (live only).
     connect: float = attrs.field(default=10.0, validator=_positive)
+    #: From sending the request to the first byte of the response (a whole answer is sent
+    #: when done: for it, this bounds the generation).
     first_byte: float = attrs.field(default=30.0, validator=_positive)
+    #: The longest silence within a response once it began (between stream chunks).
     idle: float = attrs.field(default=30.0, validator=_positive)
+    #: The router's own cap on one attempt, from sending to the last byte.
     total: float = attrs.field(default=600.0, validator=_positive)
 
 

@@ -75,7 +75,8 @@ ANSWERS: tuple[ErrorAnswer, ...] = (
     ),
     _answer(
         NoProviderAvailable,
-        "no provider can take the request before its deadline; `Retry-After` when known",
+        "no provider can take the request before its deadline, or every account is cooling "
+        "down (rate-limited or overloaded) when its attempts ran out; `Retry-After` when known",
     ),
     _answer(Shed, "shed: waiting would not end before the deadline; `Retry-After` when known"),
     _answer(LineFull, "the provider's line is full (`line.max_waiting`); `Retry-After`"),
