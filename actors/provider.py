@@ -209,6 +209,7 @@ class Provider(Actor):
         self.spec = spec
         #: How long an attempt may take, phase by phase (the ``[timeouts]`` table).
         self.timeouts = timeouts
+        self._unbounded = timeouts.unbounded
         #: Seconds an overloaded account rests when its provider gives no Retry-After.
         self.overload_cooldown = overload_cooldown
         self.backend = backend
@@ -390,20 +391,32 @@ class Provider(Actor):
         code = "cancelled"
         service_start = start
         usage = Usage()
-        watch = AnswerWatch(self.timeouts, deadline)
         acquired = slots.try_acquire()
         try:
             try:
-                reply = None
-                with watch.scope:
+                if deadline == math.inf and self._unbounded:
+                    # Nothing can cut it (a queueing model): no watch, no cancel scope.
                     if not acquired:
                         await slots.acquire()
                         acquired = True
                         service_start = clock.now()
-                    watch.sent(service_start)
-                    reply = await self.backend.complete(request, request_id, usage, sink, watch)
-                if reply is None:
-                    raise watch.failure(name, start)
+                    reply = await self.backend.complete(request, request_id, usage, sink)
+                else:
+                    watch = AnswerWatch(self.timeouts, deadline)
+                    if acquired:
+                        # Sent at once: the deadline is set before the scope is entered,
+                        # where setting it costs no registration with trio.
+                        watch.sent(start)
+                    reply = None
+                    with watch.scope:
+                        if not acquired:
+                            await slots.acquire()
+                            acquired = True
+                            service_start = clock.now()
+                            watch.sent(service_start)
+                        reply = await self.backend.complete(request, request_id, usage, sink, watch)
+                    if reply is None:
+                        raise watch.failure(name, start)
             except QueueIsFull as exc:
                 raise QueueFull(name, f"queue full: {exc}") from None
             except AttemptError:

@@ -47,6 +47,11 @@ class Timeouts:
     #: The router's own cap on one attempt, from sending to the last byte.
     total: float = attrs.field(default=600.0, validator=_positive)
 
+    @property
+    def unbounded(self) -> bool:
+        """Whether no limit but the request's deadline can cut an attempt."""
+        return self.first_byte == self.idle == self.total == math.inf
+
 
 DEFAULT_TIMEOUTS = Timeouts()
 
@@ -94,7 +99,12 @@ class AnswerWatch:
             return  # cut while waiting for the first byte: sent() set that deadline
         self.phase = FLOWING
         quiet_until = first_at + timeouts.idle if gap > timeouts.idle else end + timeouts.idle
-        self.scope.deadline = min(quiet_until, self._cap)
+        cut = min(quiet_until, self._cap)
+        scope = self.scope
+        # Moving an entered scope's deadline costs a registration with trio: skip it when
+        # the answer ends before the deadline set and no limit cuts it sooner.
+        if cut < scope.deadline or end >= scope.deadline:
+            scope.deadline = cut
 
     def failure(self, provider: str, began: float) -> AttemptError:
         """The error that names which limit cut the attempt (its scope was cancelled)."""
