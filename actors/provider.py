@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from actors.backends import Backend, Usage
+from actors.backends import Backend, BackendReply, Usage
 from actors.breaker import CircuitBreaker, State
 from actors.concurrency import AdaptiveLimit, ConcurrencyConfig
 from actors.errors import (
@@ -39,7 +39,7 @@ from actors.runtime import clock
 from actors.runtime.actor import Actor
 from actors.runtime.errors import InvalidSetting
 from actors.slots import QueueIsFull, Slots
-from actors.timeouts import DEFAULT_TIMEOUTS, AnswerWatch, Timeouts
+from actors.timeouts import DEFAULT_TIMEOUTS, AnswerWatch, TimeoutOverrides, Timeouts
 
 # An enum member read off its class costs several global reads on CPython 3.11.
 _OPEN, _HALF_OPEN = State.OPEN, State.HALF_OPEN
@@ -146,9 +146,9 @@ class ProviderSpec:
     capabilities: frozenset[str] = attrs.field(
         default=frozenset((*CAPABILITIES, OPENAI_FIELDS)), converter=_names
     )
-    #: This account's own timeouts (a reasoning model's longer first byte); None: the
+    #: This account's own timeouts (a reasoning model's longer first byte), over the
     #: router's ``[timeouts]``.
-    timeouts: Timeouts | None = None
+    timeouts: TimeoutOverrides | None = None
 
 
 @attrs.frozen
@@ -407,16 +407,19 @@ class Provider(Actor):
                         # Sent at once: the deadline is set before the scope is entered,
                         # where setting it costs no registration with trio.
                         watch.sent(start)
-                    reply = None
+                    watched: BackendReply | None = None
                     with watch.scope:
                         if not acquired:
                             await slots.acquire()
                             acquired = True
                             service_start = clock.now()
                             watch.sent(service_start)
-                        reply = await self.backend.complete(request, request_id, usage, sink, watch)
-                    if reply is None:
+                        watched = await self.backend.complete(
+                            request, request_id, usage, sink, watch
+                        )
+                    if watched is None:
                         raise watch.failure(name, start)
+                    reply = watched
             except QueueIsFull as exc:
                 raise QueueFull(name, f"queue full: {exc}") from None
             except AttemptError:

@@ -26,7 +26,7 @@ from actors.errors import AnswerCapReached, AttemptError, AttemptTimeout, Deadli
 from actors.runtime.errors import require
 
 
-def _positive(instance: Timeouts, attribute: attrs.Attribute, value: float) -> None:
+def _positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
     finite = attribute.name == "connect"
     ok = isinstance(value, int | float) and value > 0 and (math.isfinite(value) or not finite)
     require(f"timeouts.{attribute.name}", ok, value, "> 0 seconds" + ("" if finite else " or inf"))
@@ -54,6 +54,28 @@ class Timeouts:
 
 
 DEFAULT_TIMEOUTS = Timeouts()
+
+
+def _unset_or_positive(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None:
+        _positive(instance, attribute, value)
+
+
+@attrs.frozen
+class TimeoutOverrides:
+    """One account's own limits (a reasoning model's longer ``first_byte``), each in place
+    of the router's ``[timeouts]`` one; a limit left unset is the router's."""
+
+    connect: float | None = attrs.field(default=None, validator=_unset_or_positive)
+    first_byte: float | None = attrs.field(default=None, validator=_unset_or_positive)
+    idle: float | None = attrs.field(default=None, validator=_unset_or_positive)
+    total: float | None = attrs.field(default=None, validator=_unset_or_positive)
+
+    def over(self, base: Timeouts) -> Timeouts:
+        """``base`` with this account's own limits in place of its."""
+        own = {name: value for name, value in attrs.asdict(self).items() if value is not None}
+        return attrs.evolve(base, **own) if own else base
+
 
 #: The phases an attempt's watch is in: waiting for a slot, for the response, within it.
 QUEUED, FIRST_BYTE, FLOWING = "queued", "first_byte", "flowing"

@@ -29,7 +29,7 @@ from actors.health import HealthConfig
 from actors.limits import LimitSpec
 from actors.provider import ProviderSpec
 from actors.runtime.errors import InvalidSetting, require
-from actors.timeouts import Timeouts
+from actors.timeouts import TimeoutOverrides, Timeouts
 from engine.routing.config import CONVERTER, ConfigError, apply_override, describe_problems
 from engine.routing.fleet import RouterConfig
 from engine.routing.hedging import HedgingConfig
@@ -72,8 +72,8 @@ class AccountGroup:
     priority: int = 0
     latency: LatencyModel | None = None
     errors: ErrorRates | None = None
-    #: These accounts' own timeouts, in place of the scenario's ``[timeouts]``.
-    timeouts: Timeouts | None = None
+    #: These accounts' own timeouts, each in place of the scenario's ``[timeouts]`` one.
+    timeouts: TimeoutOverrides | None = None
 
     def __attrs_post_init__(self) -> None:
         require("accounts.profile", self.profile in PROFILES, self.profile, " | ".join(PROFILES))

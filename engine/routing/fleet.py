@@ -168,7 +168,9 @@ async def open_fleet(
                 quota,
                 config.concurrency,
                 account.limits,
-                account.spec.timeouts or config.timeouts,
+                account.spec.timeouts.over(config.timeouts)
+                if account.spec.timeouts is not None
+                else config.timeouts,
                 config.retry.overload_cooldown,
             )
             health.register(account.spec.name, _pinger(account.backend, account.spec.name))

@@ -30,7 +30,7 @@ from actors.limits import LimitSpec
 from actors.messages import CAPABILITIES, OPENAI_FIELDS
 from actors.provider import ProviderSpec
 from actors.runtime.errors import InvalidSetting, require
-from actors.timeouts import Timeouts
+from actors.timeouts import TimeoutOverrides, Timeouts
 from engine.routing.config import CONVERTER, ConfigError, apply_override, describe_problems
 from engine.routing.fleet import RouterConfig
 from engine.routing.hedging import HedgingConfig
@@ -66,9 +66,9 @@ class ProviderConfig:
     input_cost_per_mtok: float = 0.0
     output_cost_per_mtok: float = 0.0
     priority: int = 0
-    #: This account's own timeouts (e.g. a reasoning model's longer first_byte), in place
-    #: of ``[timeouts]``: a table, ``timeouts = {first_byte = 120}``.
-    timeouts: Timeouts | None = None
+    #: This account's own timeouts (e.g. a reasoning model's longer first_byte), each in
+    #: place of ``[timeouts]``'s: a table, ``timeouts = {first_byte = 120}``.
+    timeouts: TimeoutOverrides | None = None
     headers: dict[str, str] = attrs.field(factory=dict, repr=False)  # may hold credentials
     #: Ask this (OpenAI-compatible) account for the usage chunk of every stream, even when
     #: the client did not (stream_options.include_usage).

@@ -12,7 +12,8 @@ from actors.faults import Fault
 from actors.messages import ChatMessage, ChatRequest
 from actors.runtime import clock
 from actors.runtime.distributions import Constant
-from actors.timeouts import Timeouts
+from actors.runtime.errors import InvalidSetting
+from actors.timeouts import TimeoutOverrides, Timeouts
 from engine.routing.errors import RequestFailed
 from engine.routing.fleet import RouterConfig, open_fleet
 from engine.routing.policies import PolicyConfig
@@ -93,3 +94,17 @@ async def test_an_overloaded_account_cools_down_and_its_breaker_stays_closed(vir
         assert answers[0].attempts == 2 and answers[0].latency == pytest.approx(
             answers[1].latency, abs=1.0
         )  # failed over at once, no backoff
+
+
+async def test_an_accounts_own_timeouts_replace_only_the_limits_it_names(virtual_clock):
+    own = TimeoutOverrides(first_byte=120.0)
+    reasoner, _ = virtual_account("reasoner", timeouts=own)
+    plain, _ = virtual_account("plain")
+    router = RouterConfig(timeouts=Timeouts(first_byte=20.0, idle=15.0, total=300.0))
+    async with open_fleet([reasoner, plain], router) as fleet:
+        assert fleet.provider("reasoner").timeouts == Timeouts(
+            connect=10.0, first_byte=120.0, idle=15.0, total=300.0
+        )
+        assert fleet.provider("plain").timeouts == router.timeouts
+    with pytest.raises(InvalidSetting, match="timeouts.idle"):
+        TimeoutOverrides(idle=0.0)
