@@ -106,5 +106,5 @@ async def test_an_accounts_own_timeouts_replace_only_the_limits_it_names(virtual
             connect=10.0, first_byte=120.0, idle=15.0, total=300.0
         )
         assert fleet.provider("plain").timeouts == router.timeouts
-    with pytest.raises(InvalidSetting, match="timeouts.idle"):
+    with pytest.raises(InvalidSetting, match=r"timeouts\.idle"):
         TimeoutOverrides(idle=0.0)
