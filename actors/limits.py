@@ -1,4 +1,5 @@
-"""Rate limits as providers enforce them: continuous token buckets and fixed windows.
+"""Rate limits as providers enforce them: continuous token buckets and fixed windows,
+and the windows a live provider reports in its rate-limit headers.
 
 These are plain state machines with the time passed in, so the provider actor
 calls them synchronously on the hot path and tests drive them without a clock.
@@ -158,6 +159,10 @@ class TokenBucket:
     def remaining_fraction(self, now: float) -> float:
         return max(0.0, self.level(now)) / self.capacity
 
+    def room(self, now: float) -> float:
+        """Units it would admit at once now (what a status page shows as remaining)."""
+        return max(0.0, self.level(now))
+
     def set_remaining(self, now: float, remaining: float) -> None:
         """Align with what the provider reports (live rate-limit headers)."""
         self.level(now)
@@ -211,6 +216,11 @@ class FixedWindow:
         self._roll(now)
         return max(0.0, self.limit - self._used) / self.limit
 
+    def room(self, now: float) -> float:
+        """Units it would admit in the current window."""
+        self._roll(now)
+        return max(0.0, self.limit - self._used)
+
     def resets_at(self, now: float) -> float:
         self._roll(now)
         return (self._window + 1) * self.per
@@ -227,6 +237,59 @@ class FixedWindow:
 Limiter = TokenBucket | FixedWindow
 
 
+class ReportedWindow:
+    """What the provider last said of one unit: ``remaining`` left until ``resets_at``.
+
+    A live provider's headers carry its own count, which a configured limiter cannot
+    know (other clients of the key, a tier the config does not match, a limit it does
+    not declare). Until the reset this admits no more than the reported remaining
+    less what the router has sent since the report, whatever a configured limiter of
+    the unit would allow; from the reset on it admits everything and the configured
+    limiters alone decide, until the next report replaces it. A reset is read as the
+    moment the count is whole again (OpenAI's and Anthropic's meaning), so the window is
+    never looser than the provider; on a continuously refilling provider it may be
+    stricter between reports, and each response's report lifts it.
+    """
+
+    __slots__ = ("limit", "name", "remaining", "resets_at", "sent", "unit")
+
+    def __init__(
+        self, unit: str, remaining: float, resets_at: float, limit: float | None = None
+    ) -> None:
+        self.unit = unit
+        #: The name a refusal and a hold-back count give it.
+        self.name = f"{unit} (reported)"
+        self.remaining = max(0.0, remaining)
+        self.resets_at = resets_at
+        #: The size the provider reported, if it did (shown, not enforced).
+        self.limit = limit
+        #: What was admitted since the report.
+        self.sent = 0.0
+
+    def wait_for(self, now: float, amount: float) -> float:
+        """Seconds until ``amount`` may pass: 0 if it fits or the window is over, else
+        until the reset (rounded up so that waiting it is always enough)."""
+        resets_at = self.resets_at
+        if now >= resets_at or self.sent + amount <= self.remaining:
+            return 0.0
+        wait = resets_at - now
+        return wait if now + wait >= resets_at else math.nextafter(wait, math.inf)
+
+    def take(self, now: float, amount: float) -> None:
+        if now < self.resets_at:
+            self.sent += amount
+
+    def room(self, now: float) -> float:
+        """Units it still admits before the reset (inf once the reset has passed)."""
+        if now >= self.resets_at:
+            return math.inf
+        return max(0.0, self.remaining - self.sent)
+
+
+#: Whatever a request must pass: a configured limiter or a reported window.
+Gate = TokenBucket | FixedWindow | ReportedWindow
+
+
 def check_account_unit(spec: LimitSpec) -> LimitSpec:
     """``spec`` if an account can enforce it: its unit is one a provider counts."""
     if spec.unit not in UNITS:
@@ -240,19 +303,27 @@ class Admission:
     A request is admitted only if every limit has room; then each is charged
     by its unit, so a rejected request costs nothing. The wait reported is the
     longest of the binding limits: retrying sooner could only be refused again.
+    The limits are the configured ones (:attr:`limiters`) and the windows the
+    provider last reported (:attr:`reported`, one per unit): each must admit, so the
+    stricter always wins.
     """
 
-    __slots__ = ("_adjusting", "_checks", "_units", "limiters")
+    __slots__ = ("_adjusting", "_configured", "checks", "limiters", "reported")
 
     def __init__(self, specs: tuple[LimitSpec, ...] | list[LimitSpec]) -> None:
         for spec in specs:
             check_account_unit(spec)
         self.limiters: list[Limiter] = [spec.build() for spec in specs]
-        # Index into the amounts tuple (ordered as UNITS), resolved once.
-        self._units = [UNITS.index(limiter.unit) for limiter in self.limiters]
-        #: (limiter, unit index) pairs, zipped once: wait_for runs for every account on
-        #: every look for a provider.
-        self._checks = list(zip(self.limiters, self._units, strict=True))
+        #: The provider's latest report of each unit that has not reset yet.
+        self.reported: dict[str, ReportedWindow] = {}
+        # (limiter, index into the amounts tuple, ordered as UNITS), resolved once.
+        self._configured: list[tuple[Gate, int]] = [
+            (limiter, UNITS.index(limiter.unit)) for limiter in self.limiters
+        ]
+        #: Every limit a request must pass with its unit index: the configured ones, then
+        #: the reported windows. Empty when the account has neither, which the provider
+        #: tests first: wait_for runs for every account on every look for a provider.
+        self.checks: list[tuple[Gate, int]] = list(self._configured)
         self._adjusting = [
             limiter
             for spec, limiter in zip(specs, self.limiters, strict=True)
@@ -270,7 +341,7 @@ class Admission:
         if worst > 0:
             return worst, binding
         amounts = (requests, input_tokens + output_tokens, input_tokens, output_tokens, chars)
-        for limiter, unit in zip(self.limiters, self._units, strict=True):
+        for limiter, unit in self.checks:
             limiter.take(now, amounts[unit])
         return 0.0, ""
 
@@ -280,11 +351,32 @@ class Admission:
         """(seconds until a request of this size fits, the binding limit), without charging."""
         amounts = (requests, input_tokens + output_tokens, input_tokens, output_tokens, chars)
         worst, binding = 0.0, ""
-        for limiter, unit in self._checks:
+        for limiter, unit in self.checks:
             wait = limiter.wait_for(now, amounts[unit])
             if wait > worst:
                 worst, binding = wait, limiter.name
         return worst, binding
+
+    def report(
+        self, now: float, unit: str, remaining: float, resets_at: float, limit: float | None = None
+    ) -> bool:
+        """The provider reports ``remaining`` of ``unit`` left until ``resets_at``: this
+        replaces its last report of the unit (windows past their reset are dropped too).
+
+        True if it gives back room the last report was holding (waiters should look).
+        """
+        if unit not in UNITS:
+            raise InvalidSetting("reported unit", unit, " | ".join(UNITS))
+        old = self.reported.pop(unit, None)
+        kept = {u: w for u, w in self.reported.items() if w.resets_at > now}
+        window = None
+        if resets_at > now:
+            window = kept[unit] = ReportedWindow(unit, remaining, resets_at, limit)
+        self.reported = kept
+        self.checks = self._configured + [(w, UNITS.index(w.unit)) for w in kept.values()]
+        if old is None or old.resets_at <= now:
+            return False
+        return window is None or window.room(now) > old.room(now)
 
     def settle(self, admitted: float, now: float, estimated: float, actual: float) -> None:
         """A call admitted at ``admitted`` ended: limits with ``adjust_output`` swap the

@@ -268,7 +268,7 @@ class Provider(Actor):
             self.stats.held_back["concurrency"] += 1
             return UNTIL_FREED
         admission = self.admission
-        if admission.limiters:
+        if admission.checks:
             # The output estimate (_output_estimate) written out: this runs for every
             # account on every look for a provider.
             wait, binding = admission.wait_for(
@@ -301,25 +301,37 @@ class Provider(Actor):
         return (self.slots.in_use + self.slots.queued) / self.slots.capacity
 
     def observe_limits(self, observations: Iterable[LimitObservation], now: float) -> None:
-        """Align admission with the limits the provider just reported (live headers).
+        """Hold admission to the limits the provider just reported (live headers).
 
-        This is how a live account slows down *before* its 429: a reported
-        ``remaining`` lowers the configured limiter of the same unit (and the same
+        This is how a live account slows down *before* its 429. A report with a reset
+        replaces the unit's reported window (:meth:`Admission.report`): until the reset
+        the account takes no more than the reported remaining less what it was sent
+        since, whatever a configured limiter of that unit would allow, and a stricter
+        configured limiter still binds; with no limiter of that unit configured, a
+        reported 0 rests the account until the reset. A report without a reset cannot
+        say until when: it only lowers the configured limiter of the same unit (and
         size, when several share a unit, like Groq's per-day requests beside a
-        per-minute one). When no limiter of that unit is configured and the
-        provider says none is left, the account cools down until the reported
-        reset, since sending sooner could only earn a 429.
+        per-minute one), which then refills at its configured rate.
         """
+        freed = False
+        admission = self.admission
         for seen in observations:
             if seen.dimension not in UNITS:
                 continue
-            limiters = [lim for lim in self.admission.limiters if lim.unit == seen.dimension]
+            if seen.reset_in is not None:
+                resets_at = now + seen.reset_in
+                freed |= admission.report(
+                    now, seen.dimension, seen.remaining, resets_at, seen.limit
+                )
+                continue
+            limiters = [lim for lim in admission.limiters if lim.unit == seen.dimension]
             if seen.limit is not None and len(limiters) > 1:
                 limiters = [lim for lim in limiters if _size(lim) == seen.limit]
             if len(limiters) == 1:
                 limiters[0].set_remaining(now, seen.remaining)
-            elif not limiters and seen.remaining < 1 and seen.reset_in is not None:
-                self.cooling_until = max(self.cooling_until, now + seen.reset_in)
+        if freed:
+            # A request waiting for the window the last report closed may go now.
+            self.attempts.capacity_freed()
 
     def cool_down(self, until: float) -> bool:
         """Keep off the account until ``until`` (a 429 another router was answered);
@@ -371,7 +383,7 @@ class Provider(Actor):
             if self.disabled_limit is not None:
                 raise RateLimited(name, self.disabled_limit, self.disabled_until - start)
             raise AuthFailed(name, f"account disabled: {self.disabled_reason}")
-        if self.admission.limiters:
+        if self.admission.checks:
             wait, limit = self.admission.try_admit(
                 start,
                 1,

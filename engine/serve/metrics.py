@@ -3,8 +3,8 @@
 Request outcomes come from the router itself: :class:`LiveMetrics` is a
 :class:`engine.routing.recording.Recorder`, so every request
 that enters the router is counted exactly once, whatever its fate. Provider
-gauges (health, breaker, quota, slots) are read from the actors' published
-state when Prometheus scrapes, not kept up to date on the hot path.
+gauges (health, breaker, quota, slots, limits configured and reported) are read from
+the actors' published state when Prometheus scrapes, not kept up to date on the hot path.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from actors.breaker import Transition
 from engine.routing.books import Books
 from engine.routing.recording import AttemptRecord, RequestRecord
+from engine.serve.limit_view import SOURCES
 
 if TYPE_CHECKING:
     from engine.serve.live_router import LiveRouter
@@ -174,6 +175,22 @@ class _FleetCollector(Collector):
             "1 for the breaker's current state",
             labels=["provider", "state"],
         )
+        limit_remaining = GaugeMetricFamily(
+            "callboard_provider_limit_remaining",
+            "What a unit's limit admits now: the tightest configured limiter, or the "
+            "provider's last report less what was sent since",
+            labels=["provider", "unit", "source"],
+        )
+        limit_reset = GaugeMetricFamily(
+            "callboard_provider_limit_reset_seconds",
+            "Seconds until the provider's reported limit of a unit resets",
+            labels=["provider", "unit"],
+        )
+        limit_binding = GaugeMetricFamily(
+            "callboard_provider_limit_binding",
+            "1 for the source of a unit's limit that binds now",
+            labels=["provider", "unit", "source"],
+        )
         for status in self.live.status():
             name = status.name
             gauges["health_score"].add_metric([name], status.health_score)
@@ -187,9 +204,24 @@ class _FleetCollector(Collector):
                     latency.add_metric([name, quantile[1:]], ms / 1000)
             for state in _BREAKER_STATES:
                 breaker.add_metric([name, state], 1.0 if status.breaker == state else 0.0)
+            for unit in status.limits:
+                if unit.configured:
+                    room = min(limit.remaining for limit in unit.configured)
+                    limit_remaining.add_metric([name, unit.unit, "configured"], room)
+                if unit.reported is not None:
+                    limit_remaining.add_metric(
+                        [name, unit.unit, "reported"], unit.reported.remaining
+                    )
+                    limit_reset.add_metric([name, unit.unit], unit.reported.reset_in_s)
+                for source in SOURCES:
+                    held = 1.0 if unit.binding == source else 0.0
+                    limit_binding.add_metric([name, unit.unit, source], held)
         yield from gauges.values()
         yield latency
         yield breaker
+        yield limit_remaining
+        yield limit_reset
+        yield limit_binding
         if self.live.state is not None:
             yield from _state_metrics(self.live.state)
 

@@ -17,6 +17,7 @@ from actors.health import HealthMonitor
 from actors.messages import ChatMessage, ChatRequest
 from actors.provider import UNTIL_FREED, Provider
 from engine.routing.policies import PolicyConfig, Weighted
+from engine.serve.limit_view import UnitLimits, unit_limits
 
 _PROBE = ChatRequest(messages=(ChatMessage("user", "probe"),), max_tokens=1)
 
@@ -53,7 +54,11 @@ class ProviderStatus:
     breaker: str
     breaker_open_for_s: float | None
     quota_left: float
+    #: What the last response's rate-limit headers said, as parsed.
     reported_limits: list[dict[str, Any]]
+    #: What the router holds the account to, per unit: configured and reported, and
+    #: which binds (:mod:`engine.serve.limit_view`).
+    limits: list[UnitLimits]
     in_flight: int
     queued: int
     disabled: str
@@ -100,6 +105,7 @@ def provider_status(
         else None,
         quota_left=round(provider.quota_left(now), 4),
         reported_limits=reported,
+        limits=unit_limits(provider.admission, now),
         in_flight=provider.slots.in_use,
         queued=provider.slots.queued,
         disabled=provider.disabled_reason if provider.disabled_until > now else "",

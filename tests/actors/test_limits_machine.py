@@ -3,8 +3,9 @@
 Providers refuse (or ban) accounts that overrun their limits, and the simulator's
 results are only as good as its limiters. The models here recompute each limit
 from the full history of granted requests (a closed formula for the token
-bucket, a per-window sum for fixed windows) instead of updating a running level,
-so they share no code path with the implementation.
+bucket, a per-window sum for fixed windows, the grants since the report for a window
+a provider reported) instead of updating a running level, so they share no code path
+with the implementation.
 """
 
 from __future__ import annotations
@@ -136,9 +137,24 @@ class LimiterMachine(RuleBasedStateMachine):
             self.model.grants.append((self.now, delta))
 
 
+class ReportedModel:
+    """A provider's report of one unit: ``remaining`` until ``resets_at``, less the grants
+    made since (``since``: how many grants came before it)."""
+
+    def __init__(self, remaining: float, resets_at: float, since: int) -> None:
+        self.remaining, self.resets_at, self.since = remaining, resets_at, since
+
+    def wait(self, now: float, amount: float, grants: list[tuple[float, float]]) -> float:
+        if now >= self.resets_at:
+            return 0.0
+        sent = sum(a for t, a in grants[self.since :] if t < self.resets_at)
+        return 0.0 if sent + amount <= self.remaining else self.resets_at - now
+
+
 class AdmissionMachine(RuleBasedStateMachine):
     """Several limits at once: all charged or none, each by its unit, the binding one named;
-    limits with ``adjust_output`` swap the output estimate for the actual output at the end."""
+    limits with ``adjust_output`` swap the output estimate for the actual output at the end;
+    the provider's reports, one per unit, bind beside them until their reset."""
 
     now = 0.0
 
@@ -180,10 +196,25 @@ class AdmissionMachine(RuleBasedStateMachine):
             for s in built
         }
         self.calls: list[tuple[float, float]] = []  # (admitted at, output estimate)
+        #: Every grant, per unit, in order; and the latest report of each unit.
+        self.grants: dict[str, list[tuple[float, float]]] = {unit: [] for unit in UNITS}
+        self.reports: dict[str, ReportedModel] = {}
 
     @rule(dt=STEPS)
     def advance(self, dt: float) -> None:
         self.now += dt
+
+    @rule(unit=st.sampled_from(UNITS), remaining=st.integers(0, 20), reset_in=STEPS)
+    def report(self, unit: str, remaining: int, reset_in: float) -> None:
+        """The provider reports ``remaining`` of ``unit`` until ``reset_in`` from now."""
+        resets_at = self.now + reset_in
+        self.admission.report(self.now, unit, float(remaining), resets_at)
+        self.reports[unit] = ReportedModel(float(remaining), resets_at, len(self.grants[unit]))
+        # What has reset is gone; what has not is checked, once per unit.
+        assert all(w.resets_at > self.now for w in self.admission.reported.values())
+        gates = [gate for gate, _ in self.admission.checks]
+        assert gates[: len(self.admission.limiters)] == self.admission.limiters
+        assert gates[len(self.admission.limiters) :] == list(self.admission.reported.values())
 
     @rule(
         requests=st.integers(0, 2),
@@ -200,6 +231,16 @@ class AdmissionMachine(RuleBasedStateMachine):
             "chars": float(chars),
         }
         judged = {n: m.wait(self.now, amounts[s.unit]) for n, (s, m) in self.models.items()}
+        for unit, reported in self.reports.items():
+            judged[f"{unit} (reported)"] = (
+                reported.wait(self.now, amounts[unit], self.grants[unit]),
+                False,
+            )
+        for window in self.admission.reported.values():
+            wait = window.wait_for(self.now, amounts[window.unit])
+            if 0 < wait < math.inf:
+                later = window.wait_for(self.now + wait, amounts[window.unit])
+                assert later == 0, "waiting the wait is not enough"
         wait, name = self.admission.try_admit(self.now, requests, inputs, outputs, chars)
         if not any(unsure for _, unsure in judged.values()):
             worst = max(w for w, _ in judged.values())
@@ -212,6 +253,8 @@ class AdmissionMachine(RuleBasedStateMachine):
             assert name == ""
             for spec, model in self.models.values():
                 model.grants.append((self.now, amounts[spec.unit]))
+            for unit, grants in self.grants.items():
+                grants.append((self.now, amounts[unit]))
             self.calls.append((self.now, float(outputs)))
 
     @rule(which=st.integers(0, 1000), actual=st.integers(0, 20))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from actors.backends.ratelimit_headers import (
@@ -139,25 +137,37 @@ def _provider(*limits: LimitSpec) -> Provider:
 REQUEST = ChatRequest(messages=(ChatMessage("user", "hi"),), max_tokens=1)
 
 
-def test_reported_remaining_lowers_the_matching_limiter():
+def test_a_report_without_a_reset_lowers_the_matching_limiter():
     provider = _provider(
         LimitSpec("rpm", "requests", 30, 60.0),
         LimitSpec("rpd", "requests", 14_400, 86400.0, "window"),
     )
     assert provider.wait_before(REQUEST, 10.0) == 0.0
-    # Groq's request headers describe the daily limit: the size picks that limiter.
-    provider.observe_limits([LimitObservation("requests", 0, 14_400, 5000.0)], 10.0)
+    # No reset: nothing says until when, so the size picks the configured limiter to lower
+    # (Groq's request headers describe the daily limit) and its own window decides.
+    provider.observe_limits([LimitObservation("requests", 0, 14_400, None)], 10.0)
     assert provider.wait_before(REQUEST, 10.0) == pytest.approx(86400.0 - 10.0)
+    assert not provider.admission.reported
 
 
-def test_reported_exhaustion_without_a_configured_limit_cools_until_the_reset():
+def test_groqs_daily_requests_rest_until_the_reported_reset_not_the_configured_day():
+    provider = _provider(
+        LimitSpec("rpm", "requests", 30, 60.0),
+        LimitSpec("rpd", "requests", 14_400, 86400.0, "window"),
+    )
+    # The provider's day ends in 5,000 s, whatever the configured window's boundary says.
+    provider.observe_limits([LimitObservation("requests", 0, 14_400, 5000.0)], 10.0)
+    assert provider.wait_before(REQUEST, 10.0) == pytest.approx(5000.0)
+    assert provider.wait_before(REQUEST, 5010.0) == 0.0
+
+
+def test_reported_exhaustion_without_a_configured_limit_rests_until_the_reset():
     provider = _provider()
     provider.observe_limits([LimitObservation("requests", 3, None, 20.0)], 5.0)
     assert provider.wait_before(REQUEST, 5.0) == 0.0
     provider.observe_limits([LimitObservation("tokens", 0, 6000, 20.0)], 5.0)
     assert provider.wait_before(REQUEST, 5.0) == pytest.approx(20.0)
     assert provider.wait_before(REQUEST, 25.0) == 0.0
-    assert math.isinf(provider.cooling_until) is False
 
 
 def test_anthropic_input_and_output_token_headers_land_on_itpm_and_otpm():
@@ -169,15 +179,17 @@ def test_anthropic_input_and_output_token_headers_land_on_itpm_and_otpm():
     headers = {
         "anthropic-ratelimit-input-tokens-limit": "30000",
         "anthropic-ratelimit-input-tokens-remaining": "29000",
+        "anthropic-ratelimit-input-tokens-reset": "2024-05-01T12:00:01Z",
         "anthropic-ratelimit-output-tokens-limit": "8000",
         "anthropic-ratelimit-output-tokens-remaining": "0",
         "anthropic-ratelimit-output-tokens-reset": "2024-05-01T12:00:30Z",
         "date": "Wed, 01 May 2024 12:00:00 GMT",
     }
     provider.observe_limits(parse_rate_limit_headers(headers, NOW).limits, 10.0)
-    itpm, otpm = provider.admission.limiters[1:]
-    assert itpm.level(10.0) == 500  # 29,000 left of the minute: the slice is still full
-    assert otpm.level(10.0) == 0
-    wait = provider.wait_before(REQUEST, 10.0)  # one output token at 8,000 per minute
-    assert wait == pytest.approx(60 / 8000)
-    assert provider.stats.held_back["otpm"] == 1
+    # 0 output tokens left until 12:00:30, the configured OTPM bucket's refill notwithstanding.
+    assert provider.wait_before(REQUEST, 10.0) == pytest.approx(30.0)
+    assert provider.stats.held_back["output_tokens (reported)"] == 1
+    assert provider.wait_before(REQUEST, 40.0) == 0.0
+    reported = provider.admission.reported
+    assert (reported["input_tokens"].remaining, reported["input_tokens"].resets_at) == (29000, 11)
+    assert (reported["output_tokens"].remaining, reported["output_tokens"].limit) == (0, 8000)
