@@ -44,13 +44,13 @@ async def test_a_reported_reset_holds_whatever_the_configured_bucket_allows(virt
         provider.observe_limits(requests_left(0, 30.0, 1000), clock.now())
         assert provider.wait_before(REQUEST, clock.now()) == pytest.approx(30.0)
         with pytest.raises(RateLimited) as refused:
-            await provider.call(REQUEST, "r1", 10.0)
+            await provider.call(REQUEST, "r1")
         assert refused.value.limit == "requests (reported)"
         await clock.sleep(29.5)
         assert provider.wait_before(REQUEST, clock.now()) == pytest.approx(0.5)
         await clock.sleep_until(40.0)  # the reset: the report is over
         assert provider.wait_before(REQUEST, clock.now()) == 0.0
-        await provider.call(REQUEST, "r2", 10.0)
+        await provider.call(REQUEST, "r2")
     assert len(backend.requests) == 1
 
 
@@ -60,14 +60,14 @@ async def test_what_was_sent_since_the_report_counts_against_it(virtual_clock, l
     async with open_fleet([account]) as fleet:
         provider = fleet.provider("a")
         provider.observe_limits(requests_left(2, 30.0), clock.now())
-        await provider.call(REQUEST, "r1", 10.0)
-        await provider.call(REQUEST, "r2", 10.0)
+        await provider.call(REQUEST, "r1")
+        await provider.call(REQUEST, "r2")
         with pytest.raises(RateLimited) as refused:
-            await provider.call(REQUEST, "r3", 10.0)
+            await provider.call(REQUEST, "r3")
         assert refused.value.retry_after == pytest.approx(28.0)
         assert provider.admission.reported["requests"].sent == 2
         await clock.sleep_until(30.0)
-        await provider.call(REQUEST, "r4", 10.0)
+        await provider.call(REQUEST, "r4")
     assert len(backend.requests) == 3
 
 
@@ -139,8 +139,8 @@ class ReportingBackend:
         self.info = info
         self.feed = LimitFeed()
 
-    async def complete(self, request, request_id, usage: Usage, sink=None):
-        reply = await self.inner.complete(request, request_id, usage, sink)
+    async def complete(self, request, request_id, usage: Usage, sink=None, watch=None):
+        reply = await self.inner.complete(request, request_id, usage, sink, watch)
         self.feed.report(self.info)
         return reply
 

@@ -99,7 +99,7 @@ async def _router(nursery, family: str, up: RawUpstream, limits, *, with_b: bool
         {
             "providers": providers,
             "routing": {"policy": "priority"},
-            "retry": {"attempt_timeout": 2.0, "backoff_base": 0.05, "deadline": 10.0},
+            "retry": {"backoff_base": 0.05, "deadline": 10.0},
             "health": {"ping_every": None},
             "cache": {"enabled": False},
             "server": {"graceful_timeout": 0.1},
