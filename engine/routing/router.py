@@ -273,6 +273,7 @@ class Router:
             cached=True,
             cost=0.0,
             queue_wait=0.0,
+            failed_attempts=(),
         )
 
     def _left(self, pursuit: Pursuit) -> float:
@@ -486,6 +487,7 @@ class Router:
                 cost=completion.cost,
                 queue_wait=completion.queue_wait,
                 answer=completion.answer,
+                failed_attempts=tuple((e.provider, e.code) for e in pursuit.errors),
             )
         if self.log.active:
             detail = f"provider={name} attempts={completion.attempts}"

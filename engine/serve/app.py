@@ -192,6 +192,7 @@ class RouterApp:
         """A :class:`CallboardError` as its status and error body, in the route's shape."""
         assert isinstance(exc, CallboardError)
         exchange = exchange_of(request.scope)
+        exchange.failed(exc)
         shape = messages_error if exchange.route in _ANTHROPIC else error_body
         status, body, headers = shape(exc)
         headers = {**headers, **getattr(exc, "headers", {})}
@@ -316,7 +317,8 @@ class RouterApp:
                     )
                     first = False
                 event = await reply.next_event()
-        except CallboardError as exc:
+        except CallboardError as exc:  # failed mid-answer: its last event says why
+            exchange.failed(exc)
             yield sse.event(error_body(exc)[1])
         finally:
             await reply.aclose()
@@ -351,6 +353,7 @@ class RouterApp:
                         yield sse.event(data, name)
                 event = await reply.next_event()
         except CallboardError as exc:
+            exchange.failed(exc)
             yield sse.event(messages_error(exc)[1], "error")
         finally:
             await reply.aclose()
@@ -545,6 +548,7 @@ class _Drain:
             raise error
         if exchange.streaming and not exchange.done:
             # The stream had started: its last event says why it ends here.
+            exchange.failed(error)
             anthropic = route in _ANTHROPIC
             data = (messages_error if anthropic else error_body)(error)[1]
             body = sse.event(data, "error" if anthropic else None)
