@@ -36,7 +36,14 @@ class State(enum.Enum):
 _CLOSED, _OPEN, _HALF_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN
 
 # Outcome codes a breaker can count; "ok" is a success.
-COUNTABLE_CODES = ("rate_limited", "upstream_error", "timeout", "malformed_reply", "auth_failed")
+COUNTABLE_CODES = (
+    "rate_limited",
+    "upstream_error",
+    "unreachable",
+    "timeout",
+    "malformed_reply",
+    "auth_failed",
+)
 
 
 def _check(field: str, ok: bool, value: object, allowed: str) -> None:
@@ -61,7 +68,7 @@ class BreakerConfig:
     max_open_for: float = 300.0
     half_open_trials: int = 1
     close_after: int = 1
-    failure_codes: tuple[str, ...] = ("upstream_error", "timeout", "malformed_reply")
+    failure_codes: tuple[str, ...] = ("upstream_error", "unreachable", "timeout", "malformed_reply")
 
     def __attrs_post_init__(self) -> None:
         _check("failure_threshold", self.failure_threshold >= 1, self.failure_threshold, ">= 1")

@@ -37,6 +37,9 @@ class ErrorCode(StrEnum):
     ATTEMPT_FAILED = "attempt_failed"
     RATE_LIMITED = "rate_limited"
     UPSTREAM_ERROR = "upstream_error"
+    #: No connection at all (refused, DNS, TLS, connect timeout): the account is marked
+    #: unreachable until an exchange with it gets an HTTP answer.
+    UNREACHABLE = "unreachable"
     UPSTREAM_REJECTED = "upstream_rejected"
     TIMEOUT = "timeout"
     DEADLINE = "deadline"

@@ -1,4 +1,4 @@
-"""The health monitor: passive outcomes, outside reports and active pings.
+"""The health monitor: passive outcomes, outside reports, active pings, reachability.
 
 Per provider it keeps a latency EWMA, a ring of recent latencies for
 percentiles, an error-rate EWMA and a health score in [0, 1]. Outcomes from
@@ -7,6 +7,11 @@ ping ticks arrive through the mailbox. Selection policies read each provider's
 EWMAs in place (read-only, no round trip); percentiles, which no policy needs,
 are computed only when :meth:`HealthMonitor.snapshot_of` hands out an immutable
 :class:`HealthSnapshot` for reports and the HTTP surface.
+
+It also keeps which accounts cannot be reached (:attr:`HealthMonitor.unreachable`): a
+live backend reports each connection it could not make, and the next HTTP answer
+(:mod:`actors.backends.reach`); the router passes over such an account while another can
+take the request, and the HTTP surface counts it unavailable.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from actors.runtime.errors import InvalidSetting
 
 # Outcome codes that say a provider is unhealthy. A 429 or a full queue says it
 # is busy, not broken, and a cancelled call says nothing about it.
-UNHEALTHY_CODES = frozenset({"upstream_error", "timeout", "malformed_reply", "auth_failed"})
+UNHEALTHY_CODES = frozenset(
+    {"upstream_error", "unreachable", "timeout", "malformed_reply", "auth_failed"}
+)
 
 
 @attrs.frozen
@@ -34,6 +41,10 @@ class HealthConfig:
     window: int = 256
     ping_every: float | None = None
     ping_timeout: float = 5.0
+    #: Live only: seconds between reachability checks, a GET of each base URL (one per
+    #: URL, without credentials; any HTTP answer: reachable, no connection: unreachable),
+    #: which mark and clear accounts without costing a completion; unset: none.
+    reach_every: float | None = None
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.alpha <= 1:
@@ -44,6 +55,8 @@ class HealthConfig:
             raise InvalidSetting("health.ping_every", self.ping_every, "> 0 seconds, or unset")
         if not self.ping_timeout > 0:
             raise InvalidSetting("health.ping_timeout", self.ping_timeout, "> 0 seconds")
+        if self.reach_every is not None and not self.reach_every > 0:
+            raise InvalidSetting("health.reach_every", self.reach_every, "> 0 seconds, or unset")
 
 
 @attrs.frozen
@@ -153,6 +166,16 @@ class ProviderHealth:
 
 
 @attrs.frozen
+class ReachMark:
+    """An account that could not be reached: why (the latest failed connection), since
+    when, and when that latest one failed."""
+
+    reason: str
+    since: float
+    latest: float
+
+
+@attrs.frozen
 class ReportFailure:
     """A failure seen by another service (passive report from outside)."""
 
@@ -174,6 +197,9 @@ class HealthMonitor(Actor):
         self.config = config
         self._pingers: dict[str, Pinger] = {}
         self.providers: dict[str, ProviderHealth] = {}
+        #: Accounts that could not be reached, by name: read in place by the router (the
+        #: same dict for the monitor's whole life, so a reader may keep it).
+        self.unreachable: dict[str, ReachMark] = {}
 
     def register(self, provider: str, pinger: Pinger | None = None) -> None:
         """Track ``provider``; ``pinger`` makes one small real call for active checks."""
@@ -184,12 +210,22 @@ class HealthMonitor(Actor):
     def on_start(self) -> None:
         for name in list(self.providers):
             self.providers[name] = ProviderHealth(name, self.config.alpha, self.config.window)
+        self.unreachable.clear()
         if self.config.ping_every is not None and self._pingers:
             self.every(self.config.ping_every, _Ping)
 
     def observe(self, provider: str, code: str, latency: float, now: float) -> None:
         """Count one outcome of ``provider`` (an attempt's, a ping's, a report's) at ``now``."""
         self.providers[provider].observe(code, latency, now)
+
+    def reach(self, provider: str, reason: str, now: float) -> None:
+        """What an exchange with ``provider`` said at ``now``: ``reason`` it could not be
+        reached, or ``""`` (reached: any HTTP answer), which clears the mark."""
+        if not reason:
+            self.unreachable.pop(provider, None)
+            return
+        mark = self.unreachable.get(provider)
+        self.unreachable[provider] = ReachMark(reason, now if mark is None else mark.since, now)
 
     def report(self, provider: str, reason: str) -> None:
         """Queue a failure seen by another service; rejects an unknown provider."""

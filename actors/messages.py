@@ -193,3 +193,7 @@ class Completion:
     #: The provider's whole answer (tool calls, refusal, logprobs, its usage); None for
     #: modelled providers, whose answer is its text.
     answer: Answer | None = attrs.field(default=None, converter=_answer)
+    #: (provider, error code) of each attempt that failed before this answer, in order
+    #: (the access log names them): this request's story, not the answer's, so a cache
+    #: hit and other routers' copies of a cached answer have none.
+    failed_attempts: tuple[tuple[str, str], ...] = ()

@@ -23,6 +23,7 @@ Our error tree (name, code, status, module)::
         * UpstreamError         upstream_error          502  actors.errors
           * BackendFailed       upstream_error          502  actors.errors
           * ConnectionFailed    upstream_error          502  actors.backends.http
+            * Unreachable       unreachable             502  actors.backends.http
           * StreamBroken        upstream_error          502  actors.backends.http
         * UpstreamRejected      upstream_rejected       502  actors.backends.http
         * AttemptTimeout        timeout                 504  actors.errors

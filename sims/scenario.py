@@ -159,6 +159,12 @@ class Scenario:
         require("seed", self.seed >= 0, self.seed, "an integer >= 0")
         require("duration", self.duration > 0, self.duration, "> 0 seconds")
         require("sample_every", self.sample_every > 0, self.sample_every, "> 0 seconds")
+        require(
+            "health.reach_every",
+            self.health.reach_every is None,
+            self.health.reach_every,
+            "unset: a simulated account has no connection to check (live configs only)",
+        )
         names = [spec.name for spec in self.account_specs()]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         require("accounts.name", not duplicates, duplicates, "distinct names per group")

@@ -37,6 +37,7 @@ TREE: dict[str, tuple[tuple[str, ...], str, int]] = {
     "UpstreamError": (("AttemptError",), "upstream_error", 502),
     "BackendFailed": (("UpstreamError",), "upstream_error", 502),
     "ConnectionFailed": (("UpstreamError",), "upstream_error", 502),
+    "Unreachable": (("ConnectionFailed",), "unreachable", 502),
     "StreamBroken": (("UpstreamError",), "upstream_error", 502),
     "UpstreamRejected": (("AttemptError",), "upstream_rejected", 502),
     "AttemptTimeout": (("AttemptError",), "timeout", 504),

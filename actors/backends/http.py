@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import ssl
 import time
@@ -44,6 +45,7 @@ from actors.backends.caps import (
 )
 from actors.backends.dialects import Dialect, StreamFault, dialect_for, error_message, is_overload
 from actors.backends.ratelimit_headers import RateLimitInfo, parse_rate_limit_headers
+from actors.backends.reach import REACHED, connect_failed
 from actors.backends.sink import StreamSink
 from actors.errors import (
     AttemptError,
@@ -132,11 +134,23 @@ class UpstreamRejected(AttemptError):
 
 
 class ConnectionFailed(UpstreamError):
-    """No HTTP answer at all: refused, reset, DNS, TLS or a dropped connection."""
+    """No HTTP answer at all: a connection reset or dropped, a read timeout, a proxy's
+    refusal; :class:`Unreachable` when no connection was made."""
 
     def __init__(self, provider: str, detail: str) -> None:
         AttemptError.__init__(self, provider, f"connection failed: {detail}")
         self.upstream_status = 0
+
+
+class Unreachable(ConnectionFailed):
+    """No connection could be made at all: refused, DNS, TLS handshake, connect timeout.
+
+    Its own code, so that the account is marked unreachable (:mod:`actors.backends.reach`)
+    and logs and metrics tell a provider nobody can reach from one that answers badly;
+    breakers and health count it as they count an ``upstream_error``.
+    """
+
+    code = ErrorCode.UNREACHABLE
 
 
 class StreamBroken(UpstreamError):
@@ -160,6 +174,7 @@ class HttpBackend:
         max_retry_after: float = MAX_RETRY_AFTER,
         wall_clock: Callable[[], float] = time.time,
         on_limits: Callable[[RateLimitInfo], None] | None = None,
+        on_reach: Callable[[str], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._secrets = endpoint.secrets()
@@ -173,6 +188,10 @@ class HttpBackend:
         #: :meth:`~actors.backends.ratelimit_headers.LimitFeed.report`).
         self.on_limits = on_limits
         self.last_limits = RateLimitInfo()
+        #: Told whether each exchange reached the provider (a
+        #: :meth:`~actors.backends.reach.ReachFeed.report`): see :meth:`note_reach`.
+        self.on_reach = on_reach
+        self._unreachable = False
 
     def __repr__(self) -> str:
         e = self.endpoint
@@ -199,12 +218,13 @@ class HttpBackend:
                 if watch is not None:
                     watch.arrived(clock.now())
                 self._observe(response.headers)
+                self.note_reach(REACHED)
                 if response.status_code == 200:
                     # Accepted: the provider bills the input now, answered or cut short.
                     usage.input_tokens = request.prompt_tokens
                 content = await self._read(response, watch)
         except httpx.HTTPError as exc:
-            raise ConnectionFailed(name, self._describe(exc)) from None
+            raise self._connection_failed(exc) from None
         if response.status_code != 200:
             text = content.decode("utf-8", "replace")
             raise self._status_error(response.status_code, response.headers, text)
@@ -246,6 +266,7 @@ class HttpBackend:
                 if watch is not None:
                     watch.arrived(clock.now())
                 self._observe(response.headers)
+                self.note_reach(REACHED)
                 if response.status_code != 200:
                     text = (await self._read(response, watch)).decode("utf-8", "replace")
                     raise self._status_error(response.status_code, response.headers, text)
@@ -280,6 +301,8 @@ class HttpBackend:
                 if not (done or builder.finish_reason is not None):
                     raise self._broken(sink, "the stream ended before the answer did")
         except httpx.HTTPError as exc:
+            if connect_failed(exc):
+                raise self._connection_failed(exc) from None
             raise self._broken(sink, self._describe(exc)) from None
         except StreamFault as exc:
             detail = f"error event: {self._quote(str(exc))}"
@@ -304,6 +327,43 @@ class HttpBackend:
             clock.now() - start if ttft is None else ttft,
             answer,
         )
+
+    # --- reaching the provider ----------------------------------------------
+    async def reach(self) -> str | None:
+        """One cheap exchange: a GET of the account's base URL, without its credentials
+        (any status will do). :data:`~actors.backends.reach.REACHED` if an HTTP answer
+        came, the reason if no connection could be made (both told to ``on_reach``), None
+        if it learnt neither (a connection that broke once made). The caller bounds its
+        time; the client's connect timeout bounds the connect."""
+        try:
+            async with self.client.stream("GET", self.endpoint.base_url):
+                pass
+        except httpx.HTTPError as exc:
+            if not connect_failed(exc):
+                return None
+            reason = self._describe(exc)
+            self.note_reach(reason)
+            return reason
+        self.note_reach(REACHED)
+        return REACHED
+
+    def note_reach(self, reason: str) -> None:
+        """Tell ``on_reach`` what an exchange said: ``reason`` (unreachable), or
+        :data:`~actors.backends.reach.REACHED`, which is told only when the account was
+        unreachable: an answer costs nothing more while all is well."""
+        if not reason and not self._unreachable:
+            return
+        self._unreachable = bool(reason)
+        if self.on_reach is not None:
+            self.on_reach(reason)
+
+    def _connection_failed(self, exc: httpx.HTTPError) -> ConnectionFailed:
+        """No HTTP answer: :class:`Unreachable` (and so reported) if no connection was made."""
+        detail = self._describe(exc)
+        if connect_failed(exc):
+            self.note_reach(detail)
+            return Unreachable(self.endpoint.name, detail)
+        return ConnectionFailed(self.endpoint.name, detail)
 
     # --- reading bodies within the caps -------------------------------------
     async def _read(self, response: httpx.Response, watch: AnswerWatch | None) -> bytes:
@@ -451,17 +511,28 @@ async def _watched(
 
 
 def _reason(exc: BaseException) -> str:
-    """The most telling text in an exception's chain: a TLS or OS reason, else its own."""
+    """The most telling text in an exception's chain: a TLS reason, else the deepest OS
+    reason (trio wraps each address's "Connection refused" in "all attempts to connect
+    ... failed"), else its own."""
     seen: BaseException | None = exc
-    while seen is not None:
+    reason = ""
+    for _ in range(32):  # a chain is short; this bounds a pathological one
+        if seen is None:
+            break
         if isinstance(seen, ssl.SSLCertVerificationError):
             return f"certificate verify failed: {seen.verify_message}"
         if isinstance(seen, ssl.SSLError):
             return f"TLS: {seen.reason or seen}"
         if isinstance(seen, OSError) and seen.strerror:
-            return seen.strerror
-        seen = seen.__cause__ or seen.__context__
-    return str(exc)
+            # The errno's own words: trio's "Error connecting to (...): " prefix repeats
+            # the address (DNS errors have negative numbers and their words as strerror).
+            errno = seen.errno
+            reason = os.strerror(errno) if isinstance(errno, int) and errno > 0 else seen.strerror
+        if isinstance(seen, BaseExceptionGroup):
+            seen = seen.exceptions[0]  # one per address tried: the first one's reason
+        else:
+            seen = seen.__cause__ or seen.__context__
+    return reason or str(exc)
 
 
 def _tokens(reported: Any, chars: int) -> int:

@@ -5,7 +5,8 @@ monitor and the cache are created and started, so the simulator, the tests and
 the live router run exactly the same wiring; only the backends differ. Every
 link is made at construction: each breaker gets its transition subscribers,
 each provider the :class:`AttemptFeed` the router then subscribes to, and, for
-a live account, the limit feed its backend reports into.
+a live account, the limit feed its backend reports into (read by its provider) and the
+reach feed (read by the health monitor).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import trio
 from actors.autoscaler import Autoscaler, AutoscalerConfig
 from actors.backends import Backend, Usage
 from actors.backends.ratelimit_headers import LimitFeed
+from actors.backends.reach import ReachFeed
 from actors.breaker import BreakerConfig, CircuitBreaker, Transition
 from actors.cache import Cache, CacheConfig
 from actors.concurrency import ConcurrencyConfig
@@ -27,6 +29,7 @@ from actors.health import HealthConfig, HealthMonitor, Pinger
 from actors.messages import ChatMessage, ChatRequest, Completion
 from actors.provider import AttemptFeed, Provider, ProviderSpec
 from actors.quota import QuotaTracker
+from actors.runtime import clock
 from actors.runtime.actor import Supervisor
 from actors.runtime.randomness import RandomStreams
 from actors.session import InterviewSession
@@ -70,11 +73,13 @@ class RouterConfig:
 class Account:
     """One provider account and the backend that serves it; ``limits`` is the feed that
     backend reports the account's rate-limit headers into (live accounts), which the
-    provider reads them from."""
+    provider reads them from; ``reach`` the feed it reports whether it reached its
+    provider into, which the health monitor reads."""
 
     spec: ProviderSpec
     backend: Backend
     limits: LimitFeed | None = None
+    reach: ReachFeed | None = None
 
 
 @attrs.define
@@ -110,6 +115,15 @@ def _pinger(backend: Backend, name: str) -> Pinger:
         await backend.complete(_PING, f"ping-{name}", Usage())
 
     return ping
+
+
+def _reach_reader(health: HealthMonitor, name: str) -> Callable[[str], None]:
+    """What ``name``'s reach feed tells, stamped with the clock, for the health monitor."""
+
+    def read(reason: str) -> None:
+        health.reach(name, reason, clock.now())
+
+    return read
 
 
 @asynccontextmanager
@@ -174,6 +188,8 @@ async def open_fleet(
                 config.retry.overload_cooldown,
             )
             health.register(account.spec.name, _pinger(account.backend, account.spec.name))
+            if account.reach is not None:
+                account.reach.subscribe(_reach_reader(health, account.spec.name))
             providers.append(provider)
         # The router validates the fleet (no accounts, duplicate names) before any actor starts.
         router = Router(

@@ -51,7 +51,7 @@ from engine.routing.policies import Policy, PolicyConfig
 from engine.routing.pursuit import Pursuit
 from engine.routing.recording import AttemptRecord, Recorder, RequestRecord
 from engine.routing.retry import RetryBudget, RetryConfig
-from engine.routing.selection import Eligible, by_tier, eligible
+from engine.routing.selection import Eligible, by_tier, eligible, reachable_first
 from engine.routing.validation import check_needs, validate
 from engine.routing.waiting import LineConfig, WaitingLine, open_line
 
@@ -110,6 +110,8 @@ class Router:
             else None
         )
         self.budget = RetryBudget(retry.budget) if retry.budget.enabled else None
+        #: Accounts no connection reached, read in place (the health monitor keeps them).
+        self.unreachable = health.unreachable if health is not None else {}
         #: Where requests wait for a provider; the router never asks which discipline.
         self.line: WaitingLine = open_line(line or LineConfig(), providers, tiers)
         self._arrivals = 0
@@ -269,6 +271,7 @@ class Router:
             cached=True,
             cost=0.0,
             queue_wait=0.0,
+            failed_attempts=(),
         )
 
     def _left(self, pursuit: Pursuit) -> float:
@@ -377,7 +380,8 @@ class Router:
     def _choose(self, pursuit: Pursuit, ready: list[Provider], now: float) -> Provider:
         """The provider for the next attempt, among those ``ready`` for it.
 
-        One that has not failed this request yet, of the request's tier, by the policy.
+        One that has not failed this request yet, of the request's tier, by the policy;
+        a half-open one first (its trial), and one that could not be reached last.
         """
         failed = pursuit.failed
         fresh = [p for p in ready if p.spec.name not in failed] if failed else ready
@@ -390,6 +394,8 @@ class Router:
         for provider in candidates:
             if provider.breaker.state is _HALF_OPEN:
                 return provider
+        if self.unreachable:
+            candidates = reachable_first(candidates, self.unreachable)
         return self.policy.choose(candidates, pursuit.request, pursuit.session, now)
 
     def _attempt_starts(self, pursuit: Pursuit, provider: Provider, now: float) -> None:
@@ -497,6 +503,7 @@ class Router:
                 cost=completion.cost,
                 queue_wait=completion.queue_wait,
                 answer=completion.answer,
+                failed_attempts=tuple((e.provider, e.code) for e in pursuit.errors),
             )
         if self.log.active:
             detail = f"provider={name} attempts={completion.attempts}"

@@ -7,7 +7,7 @@ The router and hedging both choose from what these functions return; a policy
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -37,6 +37,14 @@ def by_tier(
         return candidates
     light = [p for p in candidates if p.spec.tier == "light"]
     return light or candidates
+
+
+def reachable_first(candidates: list[Provider], unreachable: Container[str]) -> list[Provider]:
+    """The candidates no failed connection marked ``unreachable``, or all of them when each
+    is marked: such an account is not chosen ahead of one that answers, yet still gets
+    requests that nothing else can take, and a ping that reaches it clears the mark."""
+    reachable = [p for p in candidates if p.spec.name not in unreachable]
+    return reachable or candidates
 
 
 @attrs.define(slots=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
@@ -68,6 +69,7 @@ from engine.serve.openai_format import (
 from engine.serve.openapi import openapi_document
 from engine.serve.reply_stream import Done, ReplyStream
 from engine.serve.sessions import check_session_id
+from engine.serve.status import OK, UNAVAILABLE, fleet_status
 from engine.serve.websocket import interview_socket
 
 logger = logging.getLogger("callboard.http")
@@ -91,8 +93,11 @@ class MethodNotAllowed(CallboardError):
         self.headers = {"allow": ", ".join(allowed)}
 
 
-#: Routes that keep answering while the server drains: load balancers and scrapers poll them.
-_WHILE_DRAINING = frozenset({"health", "stats", "metrics", "openapi", "models"})
+#: Routes that keep answering while the server drains: load balancers and scrapers poll them
+#: (readiness says 503 then, liveness 200: the process still finishes what it holds).
+_WHILE_DRAINING = frozenset(
+    {"health", "health_live", "health_ready", "stats", "metrics", "openapi", "models"}
+)
 #: Routes whose requests the router answers: admitted by the caller key's budget.
 _SPENDING = frozenset({"chat", "messages", "anthropic_messages"})
 #: Routes that answer in Anthropic's error shape (the rest answer in OpenAI's).
@@ -150,6 +155,8 @@ class RouterApp:
             route("/sessions/{session_id}", self.get_session, "GET", "session"),
             route("/sessions/{session_id}/messages", self.message, "POST", "messages"),
             route("/health", self.health, "GET", "health"),
+            route("/health/live", self.health_live, "GET", "health_live"),
+            route("/health/ready", self.health_ready, "GET", "health_ready"),
             route("/api/models/health", self.models_health, "GET", "models_health"),
             route("/api/models/best", self.models_best, "GET", "models_best"),
             route(
@@ -189,6 +196,7 @@ class RouterApp:
         """A :class:`CallboardError` as its status and error body, in the route's shape."""
         assert isinstance(exc, CallboardError)
         exchange = exchange_of(request.scope)
+        exchange.failed(exc)
         shape = messages_error if exchange.route in _ANTHROPIC else error_body
         status, body, headers = shape(exc)
         headers = {**headers, **getattr(exc, "headers", {})}
@@ -313,7 +321,8 @@ class RouterApp:
                     )
                     first = False
                 event = await reply.next_event()
-        except CallboardError as exc:
+        except CallboardError as exc:  # failed mid-answer: its last event says why
+            exchange.failed(exc)
             yield sse.event(error_body(exc)[1])
         finally:
             await reply.aclose()
@@ -348,6 +357,7 @@ class RouterApp:
                         yield sse.event(data, name)
                 event = await reply.next_event()
         except CallboardError as exc:
+            exchange.failed(exc)
             yield sse.event(messages_error(exc)[1], "error")
         finally:
             await reply.aclose()
@@ -413,32 +423,56 @@ class RouterApp:
 
     # --- health, models, metrics -------------------------------------------------
     async def health(self, http: Request) -> Response:
-        statuses = self.live.status()
-        available = sum(s.available for s in statuses)
-        # Busy is not broken: an account at its rate limit or with every slot taken still
-        # answers in turn, and the router queues or sheds with a Retry-After. Only when no
-        # account can answer at all (quarantined or disabled) is this instance down, so a
-        # load balancer never pulls a router for being busy.
-        up = sum(s.breaker != "open" and not s.disabled for s in statuses)
-        if available == len(statuses):
-            state = "ok"
-        elif available:
-            state = "degraded"
-        else:
-            state = "saturated" if up else "down"
+        """The fleet at a glance: ``ok``, ``degraded``, ``saturated`` or ``down``, each
+        provider's state and why (engine/serve/status.py). 200 unless no provider is
+        available: busy is not broken (a rate limit or every slot taken still answers in
+        turn), so a load balancer never pulls a router for being busy."""
+        states = self.live.states()
+        up = sum(s.state != UNAVAILABLE for s in states.values())
         stats = self.live.router.stats
         return JSONResponse(
             {
-                "status": state,
-                "providers": len(statuses),
+                "status": fleet_status(list(states.values())),
+                "providers": {
+                    name: {"state": s.state, "reasons": list(s.reasons)}
+                    for name, s in states.items()
+                },
                 "providers_up": up,
-                "providers_available": available,
+                "providers_available": sum(s.state == OK for s in states.values()),
                 "in_flight": stats.in_flight,
                 "sessions": len(self.live.sessions),
                 "state": self.live.state_status(),
+                "draining": self.draining,
             },
             200 if up else 503,
         )
+
+    async def health_live(self, http: Request) -> Response:
+        """Liveness: 200 while the process serves, draining included (a restart would only
+        cut what it is finishing); no answer means a hung process."""
+        return JSONResponse({"status": "live", "draining": self.draining})
+
+    async def health_ready(self, http: Request) -> Response:
+        """Readiness: 200 while some provider is available (ok, or busy: it answers in
+        turn); 503 while none is, or while the server drains, with why and, when a
+        quarantine's or a disabling's end says so, a Retry-After."""
+        if self.draining:
+            return JSONResponse({"ready": False, "reason": "shutting down"}, 503)
+        states = self.live.states()
+        up = sum(s.state != UNAVAILABLE for s in states.values())
+        if up:
+            return JSONResponse({"ready": True, "providers_up": up})
+        body: dict[str, Any] = {
+            "ready": False,
+            "reason": "no provider is available",
+            "providers": {name: list(s.reasons) for name, s in states.items()},
+        }
+        headers = {}
+        ends = [s.back_in for s in states.values() if s.back_in is not None]
+        if ends:
+            body["retry_after"] = round(min(ends), 3)
+            headers["retry-after"] = str(max(1, math.ceil(min(ends))))
+        return JSONResponse(body, 503, headers)
 
     async def models(self, http: Request) -> Response:
         """The models clients may ask for (OpenAI's list), with what each can do."""
@@ -518,6 +552,7 @@ class _Drain:
             raise error
         if exchange.streaming and not exchange.done:
             # The stream had started: its last event says why it ends here.
+            exchange.failed(error)
             anthropic = route in _ANTHROPIC
             data = (messages_error if anthropic else error_body)(error)[1]
             body = sse.event(data, "error" if anthropic else None)

@@ -29,12 +29,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from actors.errors import AttemptError
 from actors.messages import Completion
 from actors.runtime.errors import CallboardError
 from engine.routing.decision_log import log_value
-from engine.routing.errors import InvalidRequest
+from engine.routing.errors import InvalidRequest, RequestFailed
 from engine.serve.metrics import LiveMetrics
-from engine.serve.openai_format import error_body
+from engine.serve.openai_format import error_body, error_code
 
 logger = logging.getLogger("callboard.http")
 
@@ -99,7 +100,14 @@ T = TypeVar("T")
 
 @attrs.define
 class Exchange:
-    """One HTTP request and its response, as the access log line tells it."""
+    """One HTTP request and its response, as the access log line tells it.
+
+    Answered or not, the line says how many attempts were made, at which providers in
+    order (``providers=a,b``), and ``error``: the code of the last failed attempt (an
+    answer after a failover says why it failed over), else the request's own error code
+    when it ended in one without any attempt failing (``no_provider``,
+    ``invalid_request`` ...), else ``-``.
+    """
 
     method: str
     path: str
@@ -107,8 +115,10 @@ class Exchange:
     route: str = "unknown"  # the route's name (set once routed)
     request_id: str = "-"
     status: int = 0  # 0 until the response starts
-    provider: str = "-"
+    provider: str = "-"  # who answered
     attempts: int = 0
+    providers: tuple[str, ...] = ()  # the providers tried, in order
+    error: str = "-"
     routed: bool = False  # the router has the request (and counts it from then on)
     streaming: bool = False  # a server-sent event stream is the answer
     done: bool = False  # the last byte of the response is on its way
@@ -119,6 +129,22 @@ class Exchange:
     def answered(self, completion: Completion) -> None:
         self.completion = completion
         self.provider, self.attempts = completion.provider, completion.attempts
+        failed = completion.failed_attempts
+        if not completion.cached:  # a cache hit tried no provider
+            self.providers = (*(provider for provider, _ in failed), completion.provider)
+        self.error = failed[-1][1] if failed else "-"
+
+    def failed(self, error: CallboardError) -> None:
+        """The request ended in ``error``: the attempts it lists, and its code."""
+        if isinstance(error, RequestFailed):
+            attempts = error.attempts
+        elif isinstance(error, AttemptError):
+            attempts = [error]
+        else:
+            attempts = []
+        self.attempts = len(attempts)
+        self.providers = tuple(a.provider for a in attempts)
+        self.error = attempts[-1].code if attempts else error_code(error)
 
 
 def exchange_of(scope: Scope) -> Exchange:
@@ -163,6 +189,7 @@ class RequestContext:
         except ClientDisconnect:
             exchange.status = 499
         except Exception:
+            exchange.error = "internal_error"
             logger.exception(
                 "request_id=%s path=%s internal error",
                 log_value(exchange.request_id),
@@ -181,14 +208,17 @@ class RequestContext:
         exchange.logged = True
         self.metrics.response(exchange.route, exchange.status)
         logger.info(
-            "request_id=%s method=%s path=%s status=%s ms=%.1f provider=%s attempts=%s key=%s",
+            "request_id=%s method=%s path=%s status=%s ms=%.1f provider=%s attempts=%s "
+            "providers=%s error=%s key=%s",
             log_value(exchange.request_id),
             log_value(exchange.method),
             log_value(exchange.path),
             exchange.status,
             (time.perf_counter() - exchange.start) * 1000,
-            exchange.provider,
+            log_value(exchange.provider),
             exchange.attempts,
+            ",".join(log_value(p) for p in exchange.providers) or "-",
+            log_value(exchange.error),
             exchange.key,
         )
 

@@ -3,7 +3,8 @@
 It is the simulator's routing core (``engine.routing.fleet.open_fleet``) with HTTP
 backends instead of virtual ones: the same router, breakers, cache, health
 monitor and sessions, on trio's real clock. Every provider's rate-limit
-headers are fed to its provider actor as they arrive.
+headers are fed to its provider actor as they arrive, and whether each exchange reached
+the provider to the health monitor (with ``[health] reach_every``, checked on a timer too).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import trio
 from actors.backends.http import HttpBackend
 from actors.backends.proxies import ProxyURLError, proxy_mounts
 from actors.backends.ratelimit_headers import LimitFeed, RateLimitInfo
+from actors.backends.reach import ReachFeed
 from actors.backends.sink import StreamSink
 from actors.backends.trust import default_ssl_context
 from actors.breaker import Transition
@@ -35,11 +37,18 @@ from engine.routing.fleet import Account, Fleet, open_fleet
 from engine.routing.recording import Recorder
 from engine.serve.live_config import ConfigError, LiveConfig, load_config
 from engine.serve.openai_format import chat_messages
+from engine.serve.reach_checks import check_reach_forever
 from engine.serve.reply_stream import ReplyStream
 from engine.serve.sessions import SessionRegistry
 from engine.serve.state.shared import SharedState, limited, open_shared_state
 from engine.serve.state.store import StateStore
-from engine.serve.status import ProviderStatus, best_provider, provider_status
+from engine.serve.status import (
+    ProviderState,
+    ProviderStatus,
+    best_provider,
+    provider_state,
+    provider_status,
+)
 
 logger = logging.getLogger("callboard.live")
 
@@ -141,6 +150,12 @@ class LiveRouter:
         now = clock.now()
         health = self.fleet.health
         return [provider_status(p, health, self._limits(p.spec.name), now) for p in self.providers]
+
+    def states(self) -> dict[str, ProviderState]:
+        """Each provider's state (ok, busy, unavailable) and why: what probes read."""
+        now = clock.now()
+        marks = self.fleet.health.unreachable
+        return {p.spec.name: provider_state(p, marks.get(p.spec.name), now) for p in self.providers}
 
     def best(self) -> ProviderStatus | None:
         now = clock.now()
@@ -263,6 +278,7 @@ async def _open_router(
         if http_client is None:
             http_client = await stack.enter_async_context(client_for(config, env))
         feeds = {e.name: LimitFeed() for e in endpoints}
+        reach = {e.name: ReachFeed() for e in endpoints}
         backends = {
             e.name: HttpBackend(
                 e,
@@ -270,11 +286,17 @@ async def _open_router(
                 caps=config.upstream,
                 max_retry_after=config.retry.max_retry_after,
                 on_limits=feeds[e.name].report,
+                on_reach=reach[e.name].report,
             )
             for e in endpoints
         }
         accounts = [
-            Account(p.spec(), limited(shared, p.name, p.limits, backends[p.name]), feeds[p.name])
+            Account(
+                p.spec(),
+                limited(shared, p.name, p.limits, backends[p.name]),
+                feeds[p.name],
+                reach[p.name],
+            )
             for p in config.providers
         ]
         async with (
@@ -306,5 +328,12 @@ async def _open_router(
                 shared=shared_sessions,
             )
             nursery.start_soon(sessions.sweep_forever)
+            every = config.health.reach_every
+            if every is not None:
+                # The client's connect timeout ends a check's connect (with a verdict);
+                # then an answer has health.ping_timeout to come.
+                connect = http_client.timeout.connect or config.timeouts.connect
+                timeout = connect + config.health.ping_timeout
+                nursery.start_soon(check_reach_forever, list(backends.values()), every, timeout)
             yield LiveRouter(config, fleet, backends, nursery, sessions, shared)
             nursery.cancel_scope.cancel()

@@ -429,17 +429,25 @@ MODEL_NOT_FOUND = "model_not_found"
 INTERNAL_ERROR = "internal_error"
 
 
+def _status_param_code(exc: BaseException) -> tuple[int, str | None, str]:
+    if isinstance(exc, InvalidRequest):
+        if exc.field == "model":
+            return 404, exc.field, MODEL_NOT_FOUND
+        return 400, exc.field, exc.code
+    if isinstance(exc, CallboardError):
+        return exc.status, None, exc.code
+    return 500, None, INTERNAL_ERROR
+
+
+def error_code(exc: BaseException) -> str:
+    """The ``code`` an error body names for ``exc`` (what the access line logs too)."""
+    return _status_param_code(exc)[2]
+
+
 def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
     """(status, ``{"error": {message, type, param, code}}``, headers) for any failure."""
     headers: dict[str, str] = {}
-    if isinstance(exc, InvalidRequest):
-        status, param, code = 400, exc.field, exc.code
-        if exc.field == "model":
-            status, code = 404, MODEL_NOT_FOUND
-    elif isinstance(exc, CallboardError):
-        status, param, code = exc.status, None, exc.code
-    else:
-        status, param, code = 500, None, INTERNAL_ERROR
+    status, param, code = _status_param_code(exc)
     error: dict[str, Any] = {
         "message": str(exc) if isinstance(exc, CallboardError) else "internal error",
         "type": "invalid_request_error" if isinstance(exc, InvalidRequest) else _error_type(status),

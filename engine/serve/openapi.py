@@ -453,10 +453,36 @@ def openapi_document() -> dict[str, Any]:
         },
         "/health": {
             "get": {
-                "summary": "200 while a provider can take a request",
+                "summary": "ok, degraded, saturated or down, with each provider's state and why",
                 "responses": {
                     "200": anything,
-                    "503": _json({"type": "object"}, "no provider can take a request"),
+                    "503": _json({"type": "object"}, "down: no provider is available"),
+                },
+            }
+        },
+        "/health/live": {
+            "get": {
+                "summary": "Liveness: 200 while the process serves, draining included",
+                "responses": {"200": _json({"type": "object"}, "the process serves")},
+            }
+        },
+        "/health/ready": {
+            "get": {
+                "summary": "Readiness: 200 while a provider is available (ok or busy)",
+                "responses": {
+                    "200": _json({"type": "object"}, "ready"),
+                    "503": {
+                        **_json(
+                            {"type": "object"},
+                            "no provider is available, or the server is shutting down",
+                        ),
+                        "headers": {
+                            "Retry-After": {
+                                "schema": {"type": "string"},
+                                "description": "seconds, when a quarantine's end is known",
+                            }
+                        },
+                    },
                 },
             }
         },

@@ -1,8 +1,19 @@
-"""What the live router can say about each provider, for people and dashboards.
+"""What the live router can say about each provider, for people, dashboards and probes.
 
 Built from the snapshots the actors publish (health statistics, breaker
-state, admission) without a round trip to any actor, so a health endpoint
+state, admission, reachability) without a round trip to any actor, so a health endpoint
 polled every second costs the routing core nothing.
+
+Each provider is in one of three states (:func:`provider_state`), which ``/health`` and
+``/health/ready`` read:
+
+- ``unavailable``: no answer is to be expected from it: its breaker is open (quarantined),
+  it is disabled (a rejected key, a used-up quota, powered off), or no connection to it
+  could be made (unreachable, until an exchange with it gets an HTTP answer).
+- ``busy``: it answers, in turn: a rate limit or a 429's cool-down holds it back, every
+  slot is taken, or its half-open trial call is out. Requests queue for it or are shed
+  with a Retry-After, so a busy router is not pulled from a load balancer.
+- ``ok``: it can take a request now.
 """
 
 from __future__ import annotations
@@ -13,10 +24,12 @@ from typing import Any
 import attrs
 
 from actors.backends.ratelimit_headers import RateLimitInfo
-from actors.health import HealthMonitor
+from actors.breaker import State
+from actors.health import HealthMonitor, ReachMark
 from actors.messages import ChatMessage, ChatRequest
 from actors.provider import UNTIL_FREED, Provider
 from engine.routing.policies import PolicyConfig, Weighted
+from engine.routing.selection import reachable_first
 from engine.serve.limit_view import UnitLimits, unit_limits
 
 _PROBE = ChatRequest(messages=(ChatMessage("user", "probe"),), max_tokens=1)
@@ -35,6 +48,76 @@ def peek_wait(provider: Provider, now: float) -> float:
     return math.inf if wait == UNTIL_FREED else wait
 
 
+OK, BUSY, UNAVAILABLE = "ok", "busy", "unavailable"
+
+
+@attrs.frozen
+class ProviderState:
+    """Whether a provider can answer, and why not."""
+
+    #: ``ok``, ``busy`` or ``unavailable`` (see the module's docstring).
+    state: str
+    reasons: tuple[str, ...] = ()
+    #: Seconds until an unavailable provider is back by a timer (its quarantine's end,
+    #: its disabling's); None when unknown (unreachable: only an exchange tells) or busy.
+    back_in: float | None = None
+
+
+def provider_state(provider: Provider, mark: ReachMark | None, now: float) -> ProviderState:
+    """The state of ``provider`` at ``now``; ``mark`` says it could not be reached."""
+    reasons: list[str] = []
+    ends: list[float] = []
+    known = True
+    if provider.disabled_until > now:
+        left = provider.disabled_until - now
+        reason = f"disabled: {provider.disabled_reason}"
+        if math.isfinite(left):
+            ends.append(left)
+            reason += f" ({left:.1f} s left)"
+        else:
+            known = False
+        reasons.append(reason)
+    breaker = provider.breaker
+    if breaker.state is State.OPEN and breaker.open_until > now:
+        left = breaker.open_until - now
+        ends.append(left)
+        reasons.append(f"breaker open: quarantined for {left:.1f} s more")
+    if mark is not None:
+        known = False
+        reasons.append(f"unreachable: {mark.reason}")
+    if reasons:
+        return ProviderState(UNAVAILABLE, tuple(reasons), max(ends) if known else None)
+    wait = peek_wait(provider, now)
+    if wait == 0:
+        return ProviderState(OK)
+    return ProviderState(BUSY, (_busy_reason(provider, wait, now),))
+
+
+def _busy_reason(provider: Provider, wait: float, now: float) -> str:
+    """Why an available provider cannot take a request at once (``wait``: peek_wait's)."""
+    if provider.cooling_until > now:
+        return f"cooling down after a 429: {wait:.1f} s"
+    if provider.breaker.state is State.HALF_OPEN and math.isinf(wait):
+        return "half-open: its trial call is out"
+    if math.isinf(wait):
+        slots = provider.slots
+        return f"every slot taken: {slots.in_use} in use, {slots.queued} queued"
+    return f"rate limit: admits a request in {wait:.1f} s"
+
+
+def fleet_status(states: list[ProviderState]) -> str:
+    """``ok`` (every provider can take a request now), ``degraded`` (some can, not all),
+    ``saturated`` (none can now, but some answer in turn: requests queue or are shed with
+    a Retry-After) or ``down`` (no provider is available)."""
+    if all(s.state == OK for s in states):
+        return "ok"
+    if all(s.state == UNAVAILABLE for s in states):
+        return "down"
+    if not any(s.state == OK for s in states):
+        return "saturated"
+    return "degraded"
+
+
 def _finite(value: float, digits: int = 4) -> float | None:
     return round(value, digits) if math.isfinite(value) else None
 
@@ -43,7 +126,11 @@ def _finite(value: float, digits: int = 4) -> float | None:
 class ProviderStatus:
     name: str
     model: str
+    #: It can take a request now (state ``ok``).
     available: bool
+    #: ``ok``, ``busy`` or ``unavailable``, and why not ok.
+    state: str
+    reasons: list[str]
     wait_s: float | None
     health_score: float
     error_rate: float
@@ -72,6 +159,7 @@ def provider_status(
 ) -> ProviderStatus:
     name = provider.spec.name
     snap = health.snapshot_of(name)
+    state = provider_state(provider, health.unreachable.get(name), now)
     breaker = provider.breaker
     wait = peek_wait(provider, now)
     reported = [
@@ -86,7 +174,9 @@ def provider_status(
     return ProviderStatus(
         name=name,
         model=provider.spec.model,
-        available=wait == 0,
+        available=state.state == OK,
+        state=state.state,
+        reasons=list(state.reasons),
         wait_s=_finite(wait, 3) if wait > 0 else 0.0,
         health_score=round(snap.score, 4),
         error_rate=round(snap.error_rate, 4),
@@ -115,7 +205,8 @@ def provider_status(
 def best_provider(
     providers: list[Provider], health: HealthMonitor, config: PolicyConfig, now: float
 ) -> Provider | None:
-    """The provider the weighted policy would pick now among those available, if any.
+    """The provider the weighted policy would pick now among those available, if any
+    (one no connection reached only when every one is so marked, as the router does).
 
     Always the weighted score (health, quota, speed), whatever policy routes:
     it is side-effect free, where asking round-robin would move its cursor.
@@ -123,4 +214,5 @@ def best_provider(
     available = [p for p in providers if peek_wait(p, now) == 0]
     if not available:
         return None
+    available = reachable_first(available, health.unreachable)
     return Weighted(config, health).choose(available, _PROBE, None, now)

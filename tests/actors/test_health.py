@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
+from actors.backends.reach import REACHED, ReachFeed
 from actors.faults import Fault
-from actors.health import HealthConfig, HealthMonitor
+from actors.health import HealthConfig, HealthMonitor, ReachMark
 from actors.runtime import clock
 from actors.runtime.errors import InvalidSetting
 from engine.routing.fleet import RouterConfig, open_fleet
@@ -68,4 +70,33 @@ def test_bad_health_settings_are_named():
         HealthConfig(alpha=0)
     with pytest.raises(InvalidSetting, match=r"health\.ping_every"):
         HealthConfig(ping_every=-1)
+    with pytest.raises(InvalidSetting, match=r"health\.reach_every"):
+        HealthConfig(reach_every=0)
     HealthMonitor(HealthConfig())  # defaults are valid
+
+
+async def test_a_failed_connection_marks_the_account_until_an_answer_clears_it(virtual_clock):
+    """What a backend tells its reach feed reaches the monitor, stamped with the clock:
+    the first failure starts the mark, the next ones keep its start, an answer clears it."""
+    account, _ = virtual_account("a")
+    feed = ReachFeed()
+    async with open_fleet([attrs.evolve(account, reach=feed)]) as fleet:
+        marks = fleet.health.unreachable
+        assert marks == {}
+        await clock.sleep(5.0)
+        refused = "ConnectError (10.0.0.1:443): Connection refused"
+        feed.report(refused)
+        await clock.sleep(3.0)
+        feed.report(refused)
+        assert marks == {"a": ReachMark(refused, since=5.0, latest=8.0)}
+        assert fleet.health.snapshot_of("a").failures == 0  # the attempt's code counts those
+        feed.report(REACHED)
+        assert marks == {} and fleet.health.unreachable is marks  # one dict, read in place
+
+
+def test_an_unreachable_attempt_is_a_failure_for_the_health_score():
+    monitor = HealthMonitor(HealthConfig(alpha=0.5))
+    monitor.register("p")
+    monitor.observe("p", "unreachable", 0.01, 0.0)
+    snapshot = monitor.snapshot_of("p")
+    assert (snapshot.failures, snapshot.last_error, snapshot.score) == (1, "unreachable", 0.5)

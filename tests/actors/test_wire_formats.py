@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 
 from actors.backends.answers import AnswerBuilder, openai_answer, whole_delta
@@ -342,10 +343,10 @@ def test_tool_calls_with_null_content_are_an_answer():
 
 
 def test_a_completion_keeps_its_answer_through_the_shared_caches_encoding():
-    """Routers sharing a cache copy entries as JSON (``attrs.asdict``): the answer survives."""
-    import attrs
-
+    """Routers sharing a cache copy entries as JSON (``attrs.asdict``): the answer survives,
+    and the failed attempts of the request that got it are left out."""
     from actors.messages import Completion
+    from engine.serve.state.shared import decode_answer, encode_answer
 
     answer = openai_answer(
         {
@@ -354,5 +355,8 @@ def test_a_completion_keeps_its_answer_through_the_shared_caches_encoding():
         }
     )
     completion = Completion("r-1", "", "m", "a", 3, 1, 0.1, 0.1, answer=answer)
-    copied = Completion(**json.loads(json.dumps(attrs.asdict(completion))))
+    copied = decode_answer(encode_answer(completion))
     assert copied == completion and copied.answer == answer
+    failed_over = attrs.evolve(completion, attempts=2, failed_attempts=(("b", "unreachable"),))
+    assert "unreachable" not in encode_answer(failed_over)
+    assert decode_answer(encode_answer(failed_over)).failed_attempts == ()

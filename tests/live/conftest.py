@@ -46,20 +46,33 @@ class Upstream:
 
 
 async def _serve_until_killed(
-    app: Any, scope: trio.CancelScope, task_status: trio.TaskStatus
+    app: Any,
+    scope: trio.CancelScope,
+    port: int = 0,
+    *,
+    task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
 ) -> None:
     with scope:
-        await serve_app(app, LOOPBACK, 0, graceful_timeout=0.1, task_status=task_status)
+        await serve_app(app, LOOPBACK, port, graceful_timeout=0.1, task_status=task_status)
 
 
 async def start_mock(
-    nursery: trio.Nursery, name: str, profile: str = "healthy", **options: Any
+    nursery: trio.Nursery, name: str, profile: str = "healthy", *, port: int = 0, **options: Any
 ) -> Upstream:
+    """A mock provider on ``port`` (0: any free one)."""
     options.setdefault("speed", SPEED)
     mock = MockProvider(name, profile, **options)
     scope = trio.CancelScope()
-    url = await nursery.start(_serve_until_killed, mock, scope)
+    url = await nursery.start(_serve_until_killed, mock, scope, port)
     return Upstream(mock, url, scope)
+
+
+def closed_port() -> socket.socket:
+    """A loopback socket bound but not listening: connections to its port are refused, and
+    no other server takes the port until it is closed (then :func:`start_mock` may)."""
+    sock = socket.socket()
+    sock.bind((LOOPBACK, 0))
+    return sock
 
 
 #: The timeouts of an upstream a test expects to fall silent: short, so the test is quick.

@@ -21,6 +21,7 @@ from actors.backends.http import (
     HttpBackend,
     Secret,
     StreamBroken,
+    Unreachable,
     UpstreamRejected,
 )
 from actors.backends.sink import Delta, StreamSink
@@ -233,15 +234,20 @@ async def test_each_upstream_outcome_is_a_named_attempt_error(nursery, client, r
     assert check is None or check(caught.value)
 
 
-async def test_refused_connection_is_an_upstream_error(nursery, client):
+async def test_refused_connection_is_unreachable_and_reported(nursery, client):
     scope = trio.CancelScope()
     url = await nursery.start(_serve_until_killed, Scripted([]), scope)
     scope.cancel()
     await trio.sleep(0.05)
-    backend = HttpBackend(Endpoint("gone", "openai", f"{url}/v1", "m"), client)
+    reports: list[str] = []
+    endpoint = Endpoint("gone", "openai", f"{url}/v1", "m")
+    backend = HttpBackend(endpoint, client, on_reach=reports.append)
     with pytest.raises(ConnectionFailed) as caught:
         await backend.complete(REQUEST, "r-1", Usage())
-    assert caught.value.code == "upstream_error" and caught.value.retryable
+    assert type(caught.value) is Unreachable and caught.value.retryable
+    assert (caught.value.code, caught.value.status) == ("unreachable", 502)
+    (reason,) = reports
+    assert reason.startswith("ConnectError (127.0.0.1:") and reason in str(caught.value)
 
 
 async def test_a_key_echoed_by_the_upstream_never_reaches_an_error_or_repr(nursery, client):

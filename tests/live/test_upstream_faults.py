@@ -27,7 +27,7 @@ import trustme
 
 import engine
 from actors.backends import Usage
-from actors.backends.http import ConnectionFailed, Endpoint, HttpBackend, StreamBroken
+from actors.backends.http import ConnectionFailed, Endpoint, HttpBackend, StreamBroken, Unreachable
 from actors.backends.sink import Delta, Restart
 from actors.errors import AttemptError, AttemptTimeout, MalformedReply, RateLimited, UpstreamError
 from actors.messages import ChatMessage, ChatRequest
@@ -155,10 +155,11 @@ FAULTS = [
     ("reset_mid_body", ConnectionFailed, "upstream_error", "Connection reset by peer"),
     # An app's own client with a read timeout names it; the router's watch names its idle.
     ("trickle", ConnectionFailed, "timeout", "no byte for 0.3 s (read timeout)"),
-    ("untrusted_tls", ConnectionFailed, "upstream_error", "certificate verify failed"),
-    ("http_on_https", ConnectionFailed, "upstream_error", "TLS: WRONG_VERSION_NUMBER"),
-    ("dns", ConnectionFailed, "upstream_error", "ConnectError (nonexistent.invalid:443)"),
-    ("refused", ConnectionFailed, "upstream_error", "ConnectError (127.0.0.1:"),
+    # No connection made at all: the account is unreachable (its own code).
+    ("untrusted_tls", Unreachable, "unreachable", "certificate verify failed"),
+    ("http_on_https", Unreachable, "unreachable", "TLS: WRONG_VERSION_NUMBER"),
+    ("dns", Unreachable, "unreachable", "ConnectError (nonexistent.invalid:443)"),
+    ("refused", Unreachable, "unreachable", "ConnectError (127.0.0.1:"),
 ]
 
 

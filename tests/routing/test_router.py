@@ -12,6 +12,7 @@ from actors.errors import AttemptError, RateLimited
 from actors.faults import Fault
 from actors.limits import LimitSpec
 from actors.messages import ChatMessage, ChatRequest
+from actors.provider import Disable, Enable
 from actors.quota import QuotaAlert
 from actors.runtime import clock
 from actors.session import Turn
@@ -396,3 +397,28 @@ async def test_a_session_answered_from_the_cache_keeps_its_provider(virtual_cloc
     assert answer.cached and len(backend.requests) == 1
     assert first.provider == "a"
     assert second.provider is None  # no provider served it
+
+
+async def test_an_unreachable_account_is_passed_over_until_none_else_can_answer(virtual_clock):
+    """An account no connection reached goes after every account that answers, even the
+    one its policy prefers; it still takes what nothing else can, and once reached again
+    it is chosen as before."""
+    preferred, preferred_backend = virtual_account("preferred", priority=0)
+    spare, _ = virtual_account("spare", priority=1)
+    config = RouterConfig(
+        retry=NO_JITTER, routing=PolicyConfig(policy="priority"), cache=CacheConfig(enabled=False)
+    )
+    async with open_fleet([preferred, spare], config) as fleet:
+        fleet.health.reach("preferred", "ConnectError (10.0.0.2:443): Connection refused", 0.0)
+        for i in range(3):
+            assert (await fleet.router.complete(ask(f"q{i}"))).provider == "spare"
+        assert not preferred_backend.requests
+        fleet.provider("spare").tell(Disable("key revoked"))
+        await clock.sleep(0.1)
+        # Nothing else can answer: the unreachable account gets the request (and with it
+        # the chance to show it is back).
+        assert (await fleet.router.complete(ask("only one left"))).provider == "preferred"
+        fleet.provider("spare").tell(Enable("key replaced"))
+        await clock.sleep(0.1)
+        fleet.health.reach("preferred", "", clock.now())  # an HTTP answer: reachable again
+        assert (await fleet.router.complete(ask("both again"))).provider == "preferred"

@@ -75,6 +75,7 @@ def test_overrides_are_validated_like_the_file():
         ("workload.think_time={kind='gamma', mean=3}", "unknown distribution kind 'gamma'"),
         ("workload.think_time={kind='exponential', mean=-3}", "Exponential.mean"),
         ("cache.ttl=0", "cache.ttl = 0"),
+        ("health.reach_every=10", "health.reach_every = 10"),  # live only
     ],
 )
 def test_bad_values_name_the_key_the_value_and_what_is_allowed(override, expected):

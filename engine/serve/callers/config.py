@@ -29,7 +29,16 @@ BUDGET_FIELDS: dict[str, tuple[str, float, str]] = {
     "cost_per_day": ("dollars", DAY, "window"),
 }
 #: Routes a caller may reach without a key when listed in ``callers.public``.
-PUBLIC_ROUTES = ("health", "metrics", "openapi", "stats", "models_health", "models_best")
+PUBLIC_ROUTES = (
+    "health",
+    "health_live",
+    "health_ready",
+    "metrics",
+    "openapi",
+    "stats",
+    "models_health",
+    "models_best",
+)
 KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -83,8 +92,9 @@ class CallersConfig:
     #: reach the port spends the accounts' quota). Off: such a server refuses to start.
     allow_no_keys: bool = False
     #: Routes open without a key (load balancers' and scrapers' own): a subset of
-    #: health | metrics | openapi | stats | models_health | models_best.
-    public: tuple[str, ...] = ("health",)
+    #: health | health_live | health_ready | metrics | openapi | stats | models_health |
+    #: models_best.
+    public: tuple[str, ...] = ("health", "health_live", "health_ready")
     #: Seconds between looks at whether the keys file changed.
     reload_every: float = 1.0
 

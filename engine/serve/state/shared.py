@@ -238,6 +238,17 @@ def _redis_store(config: StateConfig) -> Any:
     return RedisStore(config.redis, prefix=config.prefix, timeout=config.timeout)
 
 
+def encode_answer(completion: Completion) -> str:
+    """A cached answer as the routers share it: JSON of its fields, without how the request
+    that got it went (its failed attempts), which is that request's, not the answer's."""
+    return json.dumps(attrs.asdict(completion, filter=lambda a, _: a.name != "failed_attempts"))
+
+
+def decode_answer(text: str) -> Completion:
+    """What :func:`encode_answer` wrote (ValueError or TypeError if it is not that)."""
+    return Completion(**json.loads(text))
+
+
 class SharedState:
     """Everything one router shares through the store; run :meth:`run` in a nursery."""
 
@@ -347,9 +358,7 @@ class SharedState:
 
     def cache_written(self, key: str, completion: Completion) -> None:
         """The local cache stored an answer: every other router copies it."""
-        entry = CacheEntry(
-            key, json.dumps(attrs.asdict(completion)), self._cache_ttl, self.instance
-        )
+        entry = CacheEntry(key, encode_answer(completion), self._cache_ttl, self.instance)
         self._send("put_cache", self.guard.store.put_cache, entry, self._cache_max)
 
     def _recovered(self) -> None:
@@ -394,7 +403,7 @@ class SharedState:
                 if entry.origin == self.instance:
                     continue
                 try:
-                    completion = Completion(**json.loads(entry.value))
+                    completion = decode_answer(entry.value)
                 except (ValueError, TypeError) as exc:
                     # E.g. written by another version of callboard during a rolling upgrade.
                     self.cache_rejected += 1
