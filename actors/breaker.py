@@ -35,9 +35,12 @@ class State(enum.Enum):
 # costs several times a global read, and the call path compares states on every attempt.
 _CLOSED, _OPEN, _HALF_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN
 
-# Outcome codes a breaker can count; "ok" is a success.
+# Outcome codes a breaker can count; "ok" is a success. "overloaded" (a provider short of
+# capacity for everyone) and "answer_cap" (the router's own cap) are not counted by
+# default; the first may be chosen, the second never is the provider's failure.
 COUNTABLE_CODES = (
     "rate_limited",
+    "overloaded",
     "upstream_error",
     "unreachable",
     "timeout",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from actors.backends.virtual import LatencyModel
+from actors.breaker import BreakerConfig, State
 from actors.errors import AnswerCapReached, AttemptTimeout
 from actors.faults import Fault
 from actors.messages import ChatMessage, ChatRequest
@@ -108,3 +109,17 @@ async def test_an_accounts_own_timeouts_replace_only_the_limits_it_names(virtual
         assert fleet.provider("plain").timeouts == router.timeouts
     with pytest.raises(InvalidSetting, match=r"timeouts\.idle"):
         TimeoutOverrides(idle=0.0)
+
+
+async def test_overload_counts_toward_the_breaker_only_when_chosen(virtual_clock):
+    overload = Fault("overload", start=0, retry_after=0.0)
+    a, _ = virtual_account("a", faults=[overload])
+    b, _ = virtual_account("b")
+    counted = BreakerConfig(failure_threshold=3, failure_codes=("upstream_error", "overloaded"))
+    routing = RouterConfig(routing=PolicyConfig(policy="priority"), breaker=counted)
+    async with open_fleet([a, b], routing) as fleet:
+        for _ in range(3):
+            await fleet.router.complete(ask(stream=True))
+        assert fleet.provider("a").breaker.state is State.OPEN
+    with pytest.raises(InvalidSetting, match=r"breaker\.failure_codes"):
+        BreakerConfig(failure_codes=("answer_cap",))
