@@ -215,3 +215,34 @@ async def test_when_every_account_is_overloaded_the_client_gets_a_503_with_retry
     # a rests 30 s (its Retry-After), b 12 s (the cool-down): the client may retry in 12 s.
     assert len(hits) == 2 and [a.code for a in caught.value.attempts] == ["overloaded"] * 2
     assert caught.value.status == 503 and caught.value.retry_after == pytest.approx(12.0)
+
+
+def overloaded_stream(calls: list[float]) -> Callable[[httpx.Request], Any]:
+    """A stream that starts, then says overloaded before any text (Anthropic does so in its
+    event stream, where a whole answer would get a 529)."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(clock.now())
+
+        async def body() -> AsyncIterator[bytes]:
+            error = {
+                "type": "error",
+                "error": {"type": "overloaded_error", "message": "Overloaded"},
+            }
+            yield f"data: {json.dumps(error)}\n\n".encode()
+
+        return httpx.Response(200, headers=SSE, content=body())
+
+    return handler
+
+
+async def test_an_overload_event_before_any_text_cools_the_account_and_fails_over(
+    virtual_clock,
+):
+    hits: list[float] = []
+    upstreams = {"a": overloaded_stream(hits), "b": streaming(1.0)}
+    async with router_over(upstreams) as router:
+        text = await _stream(router)
+        assert text.count("word") == 100 and len(hits) == 1
+        assert router.fleet.provider("a").stats.failures["overloaded"] == 1
+        assert router.fleet.provider("a").breaker.consecutive_failures == 0
