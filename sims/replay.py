@@ -196,6 +196,12 @@ def live_config(scenario: Scenario, urls: Sequence[str], scale: float) -> LiveCo
                 "input_cost_per_mtok": spec.input_cost_per_mtok,
                 "output_cost_per_mtok": spec.output_cost_per_mtok,
                 "priority": spec.priority,
+                "timeouts": None
+                if spec.timeouts is None
+                else {
+                    name: _slower(value, scale)
+                    for name, value in CONVERTER.unstructure(spec.timeouts).items()
+                },
             }
         )
     raw: dict[str, Any] = {"providers": providers, "seed": scenario.seed}

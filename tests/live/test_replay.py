@@ -91,3 +91,24 @@ def test_callboard_replay_sets_the_live_router_beside_the_simulation(monkeypatch
     report = (tmp_path / "replay.md").read_text()
     assert "| breaker openings |" in report and "agree in shape, not byte for byte" in report
     assert json.loads((tmp_path / "replay.json").read_text())["live"] == live
+
+
+def test_a_replay_runs_every_timeout_scaled_an_accounts_own_too():
+    from sims.replay import live_config as replayed
+    from sims.scenario import structure
+
+    scenario = structure(
+        {
+            "name": "timed",
+            "accounts": [
+                {"profile": "openai-paid", "name": "r", "timeouts": {"first_byte": 120}},
+                {"profile": "openai-paid", "name": "p"},
+            ],
+            "timeouts": {"first_byte": 30, "idle": 20},
+        },
+        "test",
+    )
+    config = replayed(scenario, ["http://127.0.0.1:1", "http://127.0.0.1:2"], 10.0)
+    assert (config.timeouts.first_byte, config.timeouts.idle, config.timeouts.total) == (3, 2, 60)
+    own = {p.name: p.timeouts for p in config.providers}
+    assert own["r-1"] is not None and own["r-1"].first_byte == 12.0 and own["p-1"] is None
