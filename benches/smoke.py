@@ -22,6 +22,7 @@ SMOKE: dict[str, str] = {
     "bench_actor.py": "--messages 2000 --repeat 1",
     "bench_clock.py": "--tasks 100 --sleeps 10 --repeat 1",
     "bench_decompress.py": "--smoke",
+    "bench_fleet_size.py": "--accounts 5,20 --per-account 2 --live 5,50 --requests 1000 --repeat 1",
     "bench_memory.py": "--interviews 200",
     "bench_overhead.py": "--n 40 --repeat 1 --warmup 10 --inproc-n 200 --inproc-warmup 20 "
     "--budget 20",
