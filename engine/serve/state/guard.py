@@ -107,4 +107,7 @@ class GuardedStore:
             body["last_error"] = self.last_error
         body["outages"] = self.outages
         body["fallbacks"] = sum(self.skipped.values()) + sum(self.failures.values())
+        # The calls that waited for the store (failed, or no answer within state.timeout);
+        # the other fallbacks did not wait at all: the circuit was open.
+        body["waited"] = sum(self.failures.values())
         return body
