@@ -230,6 +230,11 @@ def _read(name_or_path: str) -> tuple[str, str]:
         return name_or_path, (SCENARIO_DIR / f"{name_or_path}.toml").read_text()
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
+        if path.is_dir():
+            raise ScenarioError(
+                str(path),
+                ["is a folder, not a scenario file; give a built-in scenario name or a .toml file"],
+            )
         if not path.is_file():
             raise ScenarioError(str(path), ["no such file"])
         return str(path), path.read_text()

@@ -42,7 +42,10 @@ class Slo:
         match = _FORM.match(text)
         allowed = f"METRIC<=VALUE or METRIC>=VALUE; metrics: {', '.join(METRICS)}"
         if not match:
-            example = ", e.g. provider_p95<=3s or success>=99.9%"
+            example = (
+                "; a latency in s or ms, a share in % or 0..1"
+                ", e.g. provider_p95<=3s, provider_p95<=500ms or success>=99.9%"
+            )
             raise InvalidSetting("slo", text, allowed + example)
         metric, op, number, unit = match.groups()
         if metric in RENAMED:

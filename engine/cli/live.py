@@ -207,7 +207,11 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     serve.add_argument(
         "--log-file", help="rotating log file ('' for none; default: server.log_file)"
     )
-    serve.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    serve.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="least severe log line written (default: server.log_level)",
+    )
     serve.add_argument(
         "--grace",
         type=_seconds,
@@ -267,8 +271,10 @@ def add_mock_provider_parser(subparsers: argparse._SubParsersAction) -> argparse
         "mock-provider",
         help="serve a virtual provider over OpenAI or Anthropic HTTP; failure modes switchable",
     )
-    mock.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
-    mock.add_argument("--port", type=int, required=True)
+    mock.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    mock.add_argument("--port", type=int, required=True, help="port to listen on")
     mock.add_argument(
         "--profile",
         default="healthy",

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from actors.runtime.errors import CallboardError, InvalidSetting
 
@@ -36,6 +37,29 @@ def _share(option: str, text: str) -> float:
         return float(text[:-1]) / 100 if text.strip().endswith("%") else float(text)
     except ValueError:
         raise InvalidSetting(option, text, "a share like 95% or 0.95") from None
+
+
+def check_out(option: str, text: str) -> Path:
+    """``--out`` as a folder the report can go in, refused before any simulation runs.
+
+    Checked first so that a long run (``size`` runs hundreds of simulations) is not
+    lost to a path that was unusable from the start.
+    """
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise InvalidSetting(option, text, "a folder; this is an existing file")
+    existing = path
+    while not existing.exists():  # the nearest folder that is there: where it would be made
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidSetting(
+            option, text, f"a folder that can be created; {str(existing)!r} is a file"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidSetting(
+            option, text, f"a folder that can be written; {str(existing)!r} is not"
+        )
+    return path
 
 
 def _new_run_dir(root: Path, label: str) -> Path:
@@ -408,12 +432,42 @@ def _add_cluster_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    """The installed package's version: what a bug report should quote."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("callboard")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless its help already says it (or it has none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        unset = action.default is None or action.default is False  # `is`: 0 is a default
+        if "default" in text or unset or action.default == argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every subcommand's parser: its ``--help`` shows each option's default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callboard",
         description="Route LLM traffic across provider accounts, and simulate it in virtual time.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"callboard {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     simulate = commands.add_parser(
         "simulate", help="run one seeded simulation and write its report"
@@ -445,7 +499,12 @@ def build_parser() -> argparse.ArgumentParser:
     size = commands.add_parser(
         "size", help="smallest fleet per concurrency level that meets the SLOs"
     )
-    size.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO)
+    size.add_argument(
+        "scenario",
+        nargs="?",
+        default=DEFAULT_SCENARIO,
+        help="a built-in scenario name or a TOML file",
+    )
     size.add_argument(
         "--interviews", default="500,1000,2000", help="comma-separated concurrency levels"
     )
@@ -459,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--accounts",
         action="append",
         metavar="GROUP=MIN..MAX",
-        help="account group to size and its range (repeatable; groups grow together)",
+        help="account group to size and its range (repeatable; groups grow together; "
+        "default: the scenario's first group, from 1 to max(64, 4 x its count))",
     )
     size.add_argument(
         "--baseline",
@@ -495,11 +555,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     size.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
     _add_cluster_option(size)
-    size.add_argument("--seed", type=int)
-    size.add_argument("--set", action="append", metavar="KEY=VALUE")
+    size.add_argument("--seed", type=int, help="override the scenario's seed")
+    size.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any scenario key, e.g. --set retry.max_attempts=2 (repeatable)",
+    )
     size.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
-    size.add_argument("--json", action="store_true")
-    size.add_argument("--quiet", action="store_true")
+    size.add_argument(
+        "--json", action="store_true", help="print the recommendation as one JSON line"
+    )
+    size.add_argument("--quiet", action="store_true", help="no progress display")
     size.set_defaults(handler=cmd_size)
 
     experiment = commands.add_parser(
@@ -526,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print each variant's headline figures and the paired differences as one JSON line",
     )
-    experiment.add_argument("--quiet", action="store_true")
+    experiment.add_argument("--quiet", action="store_true", help="no progress display")
     experiment.set_defaults(handler=cmd_experiment)
 
     replay = commands.add_parser(
@@ -573,10 +640,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(command: str) -> int:
+    """Ctrl-C is the user's choice, not a failure: one line, and the shell's 128 + SIGINT."""
+    lost = " (nothing judged so far was saved)" if command == "size" else ""
+    print(f"\ncallboard {command}: interrupted{lost}", file=sys.stderr)
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "out", None):
+            check_out("--out", args.out)
         return args.handler(args)
+    except KeyboardInterrupt:
+        return _interrupted(args.command)
+    except BaseExceptionGroup as group:  # Ctrl-C inside a trio nursery (replay's live run)
+        if group.split(KeyboardInterrupt)[1] is not None:
+            raise  # something else failed too: that must not be hidden
+        return _interrupted(args.command)
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): nothing left to say, and no traceback
         # when Python flushes stdout on the way out.

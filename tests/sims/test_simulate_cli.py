@@ -89,3 +89,127 @@ def test_bad_arguments_exit_with_usage(args):
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 2
+
+
+REPORTING = ("simulate", "size", "experiment", "replay")
+
+
+@pytest.fixture
+def handlers_must_not_run(monkeypatch):
+    """Every reporting command's handler fails the test if reached: ``--out`` is checked first."""
+    import engine.cli.main as cli
+
+    def ran(args):
+        raise AssertionError(f"{args.command} ran before --out was checked")
+
+    for command in REPORTING:
+        monkeypatch.setattr(cli, f"cmd_{command}", ran)
+
+
+def _target(command: str) -> list[str]:
+    return [command, "mixed-fleet"] if command in ("experiment", "replay") else [command]
+
+
+@pytest.mark.parametrize("command", REPORTING)
+def test_out_naming_a_file_is_refused_before_any_work(
+    command, tmp_path, capsys, handlers_must_not_run
+):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me")
+    for out, why in ((existing, "existing file"), (existing / "run", "is a file")):
+        assert main([*_target(command), "--out", str(out)]) == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("callboard: --out: ") and str(out) in line and why in line
+    assert existing.read_text() == "keep me"
+
+
+def test_out_in_a_folder_that_cannot_be_written_is_refused(
+    tmp_path, capsys, monkeypatch, handlers_must_not_run
+):
+    # Run as root, chmod cannot make a folder unwritable: stand in for the check.
+    import engine.cli.main as cli
+
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: Path(path) != tmp_path)
+    assert main(["size", "--out", str(tmp_path / "new" / "run")]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "--out" in line and f"{str(tmp_path)!r} is not" in line and "written" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "target", "said"),
+    [
+        (["simulate", "chaos-quarantine", "--quiet"], "sims.runner.simulate", ""),
+        # Replay's live run is a trio nursery: Ctrl-C arrives wrapped in an exception group.
+        (["replay", "chaos-quarantine"], "sims.replay.replay", ""),
+        (
+            ["size", "--quiet"],
+            "sims.sizing.size",
+            " (nothing judged so far was saved)",
+        ),
+    ],
+)
+def test_ctrl_c_ends_with_one_line_and_status_130(
+    argv, target, said, tmp_path, capsys, monkeypatch
+):
+    def interrupted(*args, **kwargs):
+        if argv[0] == "replay":
+            raise BaseExceptionGroup("Exceptions from Trio nursery", [KeyboardInterrupt()])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, interrupted)
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 130
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"callboard {argv[0]}: interrupted{said}"
+    assert captured.out == "" and not (tmp_path / "run").exists()
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from engine.cli.main import build_parser
+
+    parser = build_parser()
+    [subparsers] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    # Each command's own line in `callboard --help`, then every argument of every command.
+    missing = [
+        choice.dest for choice in subparsers._choices_actions if not (choice.help or "").strip()
+    ]
+    missing += [
+        f"{name} {action.option_strings[0] if action.option_strings else action.dest}"
+        for name, command in [("callboard", parser), *subparsers.choices.items()]
+        for action in command._actions
+        if action is not subparsers and not (action.help or "").strip()
+    ]
+    assert missing == []
+
+
+def test_size_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["size", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps at the terminal width
+    assert "(default: 500,1000,2000)" in text
+    assert "(default: interview-day)" in text
+    assert "default: the scenario's first group" in text
+
+
+def test_version_is_the_installed_package(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"callboard {metadata.version('callboard')}\n"
+
+
+def test_slo_with_a_unit_not_allowed_lists_the_units(tmp_path, capsys):
+    assert main(["size", "--slo", "provider_p95<=5min", "--out", str(tmp_path / "r")]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "'provider_p95<=5min'" in line and "s or ms" in line and "% or 0..1" in line
+
+
+def test_a_folder_given_as_scenario_says_it_is_a_folder(tmp_path, capsys):
+    assert main(["simulate", str(tmp_path), "--quiet", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder, not a scenario file" in err and "no such file" not in err
+    assert "built-in scenario name or a .toml file" in err
