@@ -258,11 +258,18 @@ class Actor:
                 if self.mailbox:
                     nursery.start_soon(self._serve)
                 else:
-                    self.mailbox.on_first_message = lambda: nursery.start_soon(self._serve)
+                    # A bound method, not a closure: ~64 bytes against ~370 per actor.
+                    self.mailbox.on_first_message = self._start_serving
                 await self.script()
                 self.mailbox.on_first_message = None
                 if nursery.child_tasks:  # cancelling costs trio a repr() of the task
                     nursery.cancel_scope.cancel()
+
+    def _start_serving(self) -> None:
+        """Serve the mailbox in a task of this actor's nursery (a scripted actor's first
+        message)."""
+        assert self._nursery is not None, f"actor {self.name!r} is not running"
+        self._nursery.start_soon(self._serve)
 
     async def _serve(self) -> None:
         receive = self.receive
