@@ -8,6 +8,7 @@ draws, and a run is a function of (scenario, seed) alone.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections.abc import Iterator
 
 # Imported by name: ``np.random`` goes through numpy's module __getattr__ on every use.
@@ -34,8 +35,11 @@ def _next_block(previous: int) -> int:
 class RandomStream:
     """One entity's random stream, with cheap scalar draws.
 
-    Each kind of draw keeps an iterator over its current block: ``next()`` on a list
+    Each kind of draw keeps an iterator over its current block: ``next()`` on an
     iterator is the cheapest scalar draw Python offers (a few per simulated request).
+    A block is an ``array.array`` of machine doubles, not a list of floats: the float
+    object is made when drawn, so a block held by each of thousands of live interviews
+    keeps 8 bytes a draw instead of 32 (numpy's ``tolist`` made them all up front).
     """
 
     __slots__ = ("_exp", "_exp_n", "_gen", "_norm", "_norm_n", "_uni", "_uni_n", "name")
@@ -61,7 +65,7 @@ class RandomStream:
         value = next(self._uni, None)
         if value is None:
             self._uni_n = _next_block(self._uni_n)
-            self._uni = iter(self._gen.random(self._uni_n).tolist())
+            self._uni = iter(array("d", self._gen.random(self._uni_n).tobytes()))
             value = next(self._uni)
         return value
 
@@ -70,7 +74,7 @@ class RandomStream:
         value = next(self._exp, None)
         if value is None:
             self._exp_n = _next_block(self._exp_n)
-            self._exp = iter(self._gen.standard_exponential(self._exp_n).tolist())
+            self._exp = iter(array("d", self._gen.standard_exponential(self._exp_n).tobytes()))
             value = next(self._exp)
         return value
 
@@ -79,7 +83,7 @@ class RandomStream:
         value = next(self._norm, None)
         if value is None:
             self._norm_n = _next_block(self._norm_n)
-            self._norm = iter(self._gen.standard_normal(self._norm_n).tolist())
+            self._norm = iter(array("d", self._gen.standard_normal(self._norm_n).tobytes()))
             value = next(self._norm)
         return value
 
