@@ -423,6 +423,10 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What ``--set`` does for a command that runs one scenario.
+OVERRIDE_HELP = "override any scenario key, e.g. --set retry.max_attempts=2 (repeatable)"
+
+
 def _add_cluster_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cluster",
@@ -430,6 +434,14 @@ def _add_cluster_option(parser: argparse.ArgumentParser) -> None:
         help="run the simulations on this Dask scheduler's workers instead of local processes "
         "(same results; needs pip install 'callboard[cluster]')",
     )
+
+
+def _add_run_options(parser: argparse.ArgumentParser, set_help: str) -> None:
+    """The options every command that runs a scenario takes alike: its seed, its keys
+    (``set_help`` says for what), and where the report goes."""
+    parser.add_argument("--seed", type=int, help="override the scenario's seed")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    parser.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
 
 
 def _version() -> str:
@@ -478,15 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a built-in scenario name or a TOML file (default: the headline, the "
         "interview-day claim read two ways: two scenarios side by side)",
     )
-    simulate.add_argument("--seed", type=int, help="override the scenario's seed")
     simulate.add_argument("--interviews", type=int, help="override workload.interviews")
-    simulate.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override any scenario key, e.g. --set retry.max_attempts=2 (repeatable)",
-    )
-    simulate.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
+    _add_run_options(simulate, OVERRIDE_HELP)
     simulate.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
     simulate.add_argument(
@@ -555,14 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     size.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
     _add_cluster_option(size)
-    size.add_argument("--seed", type=int, help="override the scenario's seed")
-    size.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override any scenario key, e.g. --set retry.max_attempts=2 (repeatable)",
-    )
-    size.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
+    _add_run_options(size, OVERRIDE_HELP)
     size.add_argument(
         "--json", action="store_true", help="print the recommendation as one JSON line"
     )
@@ -615,14 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=20,
         help="override workload.interviews, for both runs (default: 20)",
     )
-    replay.add_argument("--seed", type=int, help="override the scenario's seed")
-    replay.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override any scenario key, for both runs (repeatable)",
-    )
-    replay.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
+    _add_run_options(replay, "override any scenario key, for both runs (repeatable)")
     replay.add_argument("--json", action="store_true", help="print both columns as one JSON line")
     replay.set_defaults(handler=cmd_replay)
 
