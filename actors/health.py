@@ -17,6 +17,7 @@ take the request, and the HTTP surface counts it unavailable.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -27,6 +28,9 @@ from actors.errors import AttemptError
 from actors.runtime import clock
 from actors.runtime.actor import Actor
 from actors.runtime.errors import InvalidSetting
+
+#: How many of a provider's latest failed outcomes it keeps, for the status page.
+RECENT_ERRORS = 8
 
 # Outcome codes that say a provider is unhealthy. A 429 or a full queue says it
 # is busy, not broken, and a cancelled call says nothing about it.
@@ -71,6 +75,9 @@ class HealthSnapshot:
     calls: int
     failures: int
     last_error: str
+    #: Its latest outcomes other than an answer, oldest first: (time on the engine's
+    #: clock, code); a 429 or an overload among them, which move no health figure.
+    recent_errors: tuple[tuple[float, str], ...] = ()
 
 
 class ProviderHealth:
@@ -89,6 +96,7 @@ class ProviderHealth:
         "measured_at",
         "name",
         "percentiles",
+        "recent_errors",
     )
 
     def __init__(self, name: str, alpha: float, window: int) -> None:
@@ -105,6 +113,7 @@ class ProviderHealth:
         self._filled = 0
         self.last_error = ""
         self.percentiles = (math.nan, math.nan, math.nan)
+        self.recent_errors: deque[tuple[float, str]] = deque(maxlen=RECENT_ERRORS)
 
     def observe(self, code: str, latency: float, now: float) -> None:
         """Count one outcome; ``now`` stamps the latency sample (see :meth:`latency_at`).
@@ -114,6 +123,8 @@ class ProviderHealth:
         if code == "cancelled" or code == "rejected" or code == "deadline":
             return  # the caller's doing (gone, refused locally, out of time), not the provider's
         self.calls += 1
+        if code != "ok":
+            self.recent_errors.append((now, code))
         failed = code in UNHEALTHY_CODES
         a = self.alpha
         self.error_ewma += a * ((1.0 if failed else 0.0) - self.error_ewma)
@@ -162,6 +173,7 @@ class ProviderHealth:
             calls=self.calls,
             failures=self.failures,
             last_error=self.last_error,
+            recent_errors=tuple(self.recent_errors),
         )
 
 

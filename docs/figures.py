@@ -5,6 +5,7 @@
     .venv/bin/python docs/figures.py --full     # also the long runs (sizing: ~5 min)
     .venv/bin/python docs/figures.py --benches  # also the benchmarks (~5 min, noisy)
     .venv/bin/python docs/figures.py --benches --only bench-bench_reference  # just these
+    .venv/bin/python docs/figures.py --screenshots  # also the screenshots (headless Chromium)
 
 A figure sits in a page between ``<!-- figures:NAME -->`` and ``<!-- /figures -->``; this
 script runs the command registered under NAME below (in a fresh folder, with the venv's
@@ -15,7 +16,8 @@ Simulations are seeded and byte-reproducible, so ``--check`` compares exactly. R
 marked ``full`` are too long for CI: ``--check`` leaves them alone, ``--full`` rewrites
 them; each says in its page which command prints it. Benchmarks (``bench``) run from the
 repository's root, are noisy and machine-dependent, and are only ever written (by
-``--benches``), never compared.
+``--benches``), never compared; screenshots (``screenshot``: their pixels depend on
+Chromium's version and fonts) likewise, by ``--screenshots``.
 """
 
 from __future__ import annotations
@@ -49,10 +51,22 @@ class Figure:
     full: bool = False
     #: A benchmark (noisy, machine-dependent): written by --benches only, never compared.
     bench: bool = False
+    #: Screenshots (pixels vary with Chromium): written by --screenshots only, never compared.
+    screenshot: bool = False
 
 
 def text_block(out: str) -> str:
     return f"```text\n{out.rstrip()}\n```\n"
+
+
+def image(name: str) -> Callable[[str, Path], str]:
+    """The Markdown image line of ``name`` among those docs/screenshots.py printed."""
+
+    def render(out: str, work: Path) -> str:
+        (line,) = [line for line in out.splitlines() if f"(images/{name})" in line]
+        return line + "\n"
+
+    return render
 
 
 def cache_by_kind(out: str, work: Path) -> str:
@@ -137,6 +151,12 @@ FIGURES: dict[str, Figure] = {
             "load_router",
         )
     },
+    **{
+        f"screenshot-{name}": Figure(
+            ".venv/bin/python docs/screenshots.py", screenshot=True, render=image(f"{name}.png")
+        )
+        for name in ("status-page", "report-html")
+    },
     "size-full": Figure(
         'callboard size interview-day --interviews 500,1000,2000 --slo "provider_p95<=5s" '
         '--slo "success>=99.5%" --accounts huggingface=1..192 --quiet --out size-full',
@@ -155,7 +175,7 @@ class Runs:
         if figure.command not in self.done:
             print(f"  figure {name}: {figure.command}", flush=True)
             work = Path(tempfile.mkdtemp(prefix=f"docs-figures-{name}-"))
-            cwd = ROOT if figure.bench else work
+            cwd = ROOT if figure.bench or figure.screenshot else work
             path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
             done = subprocess.run(
                 ["bash", "-c", figure.command],
@@ -194,6 +214,7 @@ def main(argv: list[str]) -> int:
     check = "--check" in argv
     full = "--full" in argv
     benches = "--benches" in argv
+    screenshots = "--screenshots" in argv
     # --only NAME[,NAME...]: run and write just these figures, leaving the others as they are.
     only = set(argv[argv.index("--only") + 1].split(",")) if "--only" in argv else None
     unknown = sorted((only or set()) - set(FIGURES))
@@ -203,7 +224,7 @@ def main(argv: list[str]) -> int:
     stale: list[str] = []
     try:
         for page in pages():
-            stale += fill_page(page, runs, check, full, benches, only)
+            stale += fill_page(page, runs, check, full, benches, screenshots, only)
     finally:
         runs.close()
     if check and stale:
@@ -219,7 +240,13 @@ def main(argv: list[str]) -> int:
 
 
 def fill_page(
-    page: Path, runs: Runs, check: bool, full: bool, benches: bool, only: set[str] | None = None
+    page: Path,
+    runs: Runs,
+    check: bool,
+    full: bool,
+    benches: bool,
+    screenshots: bool = False,
+    only: set[str] | None = None,
 ) -> list[str]:
     """Rewrite (or, with check, compare) one page's figures; returns what was stale."""
     text = page.read_text()
@@ -235,6 +262,8 @@ def fill_page(
                 f"{page.name}: figure {name!r}: its command is not in the page: {figure.command}"
             )
         if (figure.full and not full) or (figure.bench and (check or not benches)):
+            return match.group(0)
+        if figure.screenshot and (check or not screenshots):
             return match.group(0)
         if only is not None and name not in only:
             return match.group(0)

@@ -70,6 +70,8 @@ from engine.serve.openapi import openapi_document
 from engine.serve.reply_stream import Done, ReplyStream
 from engine.serve.sessions import check_session_id
 from engine.serve.status import OK, UNAVAILABLE, fleet_status
+from engine.serve.status_feed import status_events, status_snapshot, stream_every
+from engine.serve.status_page import FILES, page_file
 from engine.serve.websocket import interview_socket
 
 logger = logging.getLogger("callboard.http")
@@ -96,8 +98,27 @@ class MethodNotAllowed(CallboardError):
 #: Routes that keep answering while the server drains: load balancers and scrapers poll them
 #: (readiness says 503 then, liveness 200: the process still finishes what it holds).
 _WHILE_DRAINING = frozenset(
-    {"health", "health_live", "health_ready", "stats", "metrics", "openapi", "models"}
+    {
+        "health",
+        "health_live",
+        "health_ready",
+        "stats",
+        "metrics",
+        "openapi",
+        "models",
+        "status_page",
+        "status",
+    }
 )
+#: The page's files load nothing from elsewhere; a browser is told so, so that an
+#: injected script or style could not run.
+_PAGE_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-cache",
+}
 #: Routes whose requests the router answers: admitted by the caller key's budget.
 _SPENDING = frozenset({"chat", "messages", "anthropic_messages"})
 #: Routes that answer in Anthropic's error shape (the rest answer in OpenAI's).
@@ -147,7 +168,22 @@ class RouterApp:
         def route(path: str, endpoint: Any, method: str, name: str) -> Route:
             return Route(path, endpoint, methods=[method], name=name, middleware=door)
 
+        # The page's own files hold no figure: open to anyone, so a browser can load the
+        # page and then send the key it is given with its requests for the figures.
+        page = [Middleware(_Drain, owner=self)]
         return [
+            route("/status.json", self.status, "GET", "status"),
+            route("/status/events", self.status_events, "GET", "status_events"),
+            Route(
+                "/status", self.status_page, methods=["GET"], name="status_page", middleware=page
+            ),
+            Route(
+                "/status/{name}",
+                self.status_file,
+                methods=["GET"],
+                name="status_page",
+                middleware=page,
+            ),
             route("/v1/chat/completions", self.chat, "POST", "chat"),
             route("/v1/models", self.models, "GET", "models"),
             route("/v1/messages", self.anthropic_messages, "POST", "anthropic_messages"),
@@ -509,6 +545,33 @@ class RouterApp:
             raise NotFound(f"provider: no provider {provider!r}; known: {allowed}")
         self.live.report_failure(provider, reason[:200])
         return JSONResponse({"provider": provider, "reported": reason[:200]}, 202)
+
+    # --- the status page (engine/serve/status_page, engine/serve/status_feed.py) ----------
+    async def status_page(self, http: Request) -> Response:
+        return self._page_file("status.html")
+
+    async def status_file(self, http: Request) -> Response:
+        name = http.path_params["name"]
+        if name not in FILES or name == "status.html":
+            raise NotFound(f"no route GET /status/{name}")
+        return self._page_file(name)
+
+    def _page_file(self, name: str) -> Response:
+        return Response(page_file(name), media_type=FILES[name], headers=_PAGE_HEADERS)
+
+    async def status(self, http: Request) -> Response:
+        """Every account's state, the waiting line and the callers' budget use."""
+        return JSONResponse(status_snapshot(self.live, self.gate, self.draining))
+
+    async def status_events(self, http: Request) -> Response:
+        """The same, as server-sent events every ``every`` seconds (default 1)."""
+        every = stream_every(http.query_params.get("every"))
+        events = status_events(
+            lambda: status_snapshot(self.live, self.gate, self.draining),
+            every,
+            lambda: self.draining,
+        )
+        return sse.EventStream(events)
 
     async def stats(self, http: Request) -> Response:
         """The books: where every request that entered the router is now."""

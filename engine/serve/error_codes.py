@@ -26,6 +26,7 @@ from engine.routing.errors import (
 )
 from engine.serve.app import MethodNotAllowed, NotFound
 from engine.serve.callers.budget import OverBudget
+from engine.serve.callers.gate import NotAdmin
 from engine.serve.callers.keys import MISSING_API_KEY, Unauthorized
 from engine.serve.context import BodyTimeout, BodyTooLarge
 from engine.serve.openai_format import INTERNAL_ERROR, MODEL_NOT_FOUND
@@ -58,6 +59,7 @@ ANSWERS: tuple[ErrorAnswer, ...] = (
         "caller keys are configured, none was sent",
     ),
     _answer(Unauthorized, "a caller key that is not configured, or is revoked"),
+    _answer(NotAdmin, "a caller key not in `callers.admins`, asking for the status figures"),
     _answer(OverBudget, "the caller key's budget is spent for now; `Retry-After` unless never"),
     _answer(BodyTooLarge, "a body past `server.max_body_bytes`"),
     _answer(BodyTimeout, "a body not received whole within `server.body_timeout`"),

@@ -25,10 +25,15 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {_JSON: {"schema": schema}}}
 
 
+def _text(media_type: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
     meaning = {
         400: "a bad field, named in error.param",
         404: "unknown model, session, provider or route",
+        403: "a caller key not in callers.admins",
         409: "the session is still answering its previous message",
         413: "the body is larger than server.max_body_bytes",
         502: "every attempt failed; error.attempts lists them",
@@ -531,6 +536,58 @@ def openapi_document() -> dict[str, Any]:
             }
         },
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": anything}}},
+        "/status": {
+            "get": {
+                "summary": "The status page, for a browser (it reads /status/events)",
+                "responses": {"200": _text("text/html", "the page")},
+            }
+        },
+        "/status/{name}": {
+            "get": {
+                "summary": "The status page's script and style",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "status.js or status.css",
+                        "content": {
+                            "text/javascript": {"schema": {"type": "string"}},
+                            "text/css": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(404),
+                },
+            }
+        },
+        "/status.json": {
+            "get": {
+                "summary": "Each account's state, breaker, limits and recent errors; the "
+                "waiting line; the caller keys' budget use",
+                "responses": {
+                    "200": _json({"type": "object"}, "the snapshot"),
+                    **_errors(403),
+                },
+            }
+        },
+        "/status/events": {
+            "get": {
+                "summary": "The same snapshot as server-sent events (`event: status`), one "
+                "at once and one every `every` seconds",
+                "parameters": [
+                    {
+                        "name": "every",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "number", "minimum": 0.2, "maximum": 60},
+                    }
+                ],
+                "responses": {
+                    "200": _text("text/event-stream", "snapshots until the client leaves"),
+                    **_errors(400, 403),
+                },
+            }
+        },
     }
     return {
         "openapi": "3.1.0",

@@ -149,6 +149,8 @@ class ProviderStatus:
     in_flight: int
     queued: int
     disabled: str
+    #: Its latest outcomes other than an answer, newest first: code and seconds ago.
+    recent_errors: list[dict[str, Any]]
 
     def as_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -199,6 +201,9 @@ def provider_status(
         in_flight=provider.slots.in_use,
         queued=provider.slots.queued,
         disabled=provider.disabled_reason if provider.disabled_until > now else "",
+        recent_errors=[
+            {"code": code, "ago_s": round(now - at, 3)} for at, code in reversed(snap.recent_errors)
+        ],
     )
 
 

@@ -74,6 +74,17 @@ class Ticket:
     at: float
 
 
+@attrs.frozen
+class BudgetUse:
+    """One limit of a key's budget as the status page shows it: how much of it is spent."""
+
+    name: str
+    unit: str
+    limit: float
+    #: What it has counted in its window, or the bucket's level below full.
+    used: float
+
+
 @attrs.define
 class _Local:
     specs: tuple[LimitSpec, ...]
@@ -94,6 +105,14 @@ class CallerBudgets:
         if local is None or local.specs != specs:  # new, or its budget changed in the file
             local = self._local[key.id] = _Local(specs, [spec.build() for spec in specs])
         return local.limiters
+
+    def use(self, key: CallerKey, now: float) -> list[BudgetUse]:
+        """What ``key`` has spent of each limit of its budget, as this router counts it."""
+        specs = budget_limits(key.budget)
+        return [
+            BudgetUse(spec.name, spec.unit, spec.limit, round(spec.limit - limiter.room(now), 6))
+            for spec, limiter in zip(specs, self._limiters(key, specs), strict=True)
+        ]
 
     def _charges(self, key: CallerKey, specs: tuple[LimitSpec, ...], amounts: dict[str, float]):
         return [Charge(f"caller:{key.id}/{s.name}", s, amounts[s.unit]) for s in specs]

@@ -38,7 +38,12 @@ PUBLIC_ROUTES = (
     "stats",
     "models_health",
     "models_best",
+    "status",
+    "status_events",
 )
+#: Routes that show every account and every caller's spending: a key needs to be listed
+#: in ``callers.admins`` (or the route in ``callers.public``).
+ADMIN_ROUTES = frozenset({"status", "status_events"})
 KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -93,8 +98,11 @@ class CallersConfig:
     allow_no_keys: bool = False
     #: Routes open without a key (load balancers' and scrapers' own): a subset of
     #: health | health_live | health_ready | metrics | openapi | stats | models_health |
-    #: models_best.
+    #: models_best | status | status_events.
     public: tuple[str, ...] = ("health", "health_live", "health_ready")
+    #: Key ids that may read the status page's figures (``/status.json``,
+    #: ``/status/events``): every account's state and every caller's spending.
+    admins: tuple[str, ...] = ()
     #: Seconds between looks at whether the keys file changed.
     reload_every: float = 1.0
 
@@ -109,6 +117,8 @@ class CallersConfig:
             require("callers.public", route in PUBLIC_ROUTES, route, " | ".join(PUBLIC_ROUTES))
         for key_id in self.budgets:
             require("callers.budgets", bool(KEY_ID.fullmatch(key_id)), key_id, "a key id")
+        for key_id in self.admins:
+            require("callers.admins", bool(KEY_ID.fullmatch(key_id)), key_id, "a key id")
         require(
             "callers.allow_no_keys",
             self.allow_no_keys in (True, False),

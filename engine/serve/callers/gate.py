@@ -10,15 +10,18 @@ says otherwise (``callers.allow_no_keys``, ``callboard serve --allow-no-keys``).
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from collections.abc import Iterable, Mapping
 
 import attrs
 from prometheus_client import CollectorRegistry
 
 from actors.messages import Completion
+from actors.runtime import clock
+from actors.runtime.errors import CallboardError
 from engine.routing.config import ConfigError
-from engine.serve.callers.budget import CallerBudgets, OverBudget, Ticket
-from engine.serve.callers.config import CallersConfig
+from engine.serve.callers.budget import BudgetUse, CallerBudgets, OverBudget, Ticket
+from engine.serve.callers.config import ADMIN_ROUTES, CallersConfig
 from engine.serve.callers.keys import CallerKey, KeyRing, Unauthorized
 from engine.serve.callers.metrics import CallerMetrics
 from engine.serve.state.guard import GuardedStore
@@ -49,6 +52,30 @@ def check_exposure(host: str, keys_configured: bool, config: CallersConfig) -> N
     )
 
 
+@attrs.frozen
+class CallerUse:
+    """One caller key on the status page: its requests and what it spent of its budget."""
+
+    id: str
+    revoked: bool
+    admitted: int
+    over_budget: int
+    budget: list[BudgetUse]
+
+
+class NotAdmin(CallboardError):
+    """A valid caller key that may not read the router's status: 403."""
+
+    code = "not_admin"
+    status = 403
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(
+            f"API key {key_id!r} may not read the router's status: list its id in "
+            "callers.admins (or the route in callers.public)"
+        )
+
+
 @attrs.define
 class CallerGate:
     """Authenticates, admits and bills callers; open to all when no key is configured."""
@@ -57,6 +84,9 @@ class CallerGate:
     keyring: KeyRing
     budgets: CallerBudgets
     metrics: CallerMetrics
+    #: Requests admitted and refused over budget, by key id (the status page's counts).
+    admitted: Counter[str] = attrs.field(factory=Counter)
+    over_budget: Counter[str] = attrs.field(factory=Counter)
 
     @classmethod
     def open(
@@ -78,10 +108,13 @@ class CallerGate:
         if not self.enforcing or route in self.config.public:
             return None
         try:
-            return self.keyring.authenticate(headers)
+            caller = self.keyring.authenticate(headers)
         except Unauthorized as exc:
             self.metrics.unauthorized.labels(exc.reason).inc()
             raise
+        if route in ADMIN_ROUTES and caller.id not in self.config.admins:
+            raise NotAdmin(caller.id)
+        return caller
 
     async def admit(self, key: CallerKey) -> Ticket:
         """One request of ``key``, charged to its budget, or :class:`OverBudget`."""
@@ -89,9 +122,25 @@ class CallerGate:
             ticket = await self.budgets.admit(key)
         except OverBudget:
             self.metrics.requests.labels(key.id, "over_budget").inc()
+            self.over_budget[key.id] += 1
             raise
         self.metrics.requests.labels(key.id, "admitted").inc()
+        self.admitted[key.id] += 1
         return ticket
+
+    def usage(self) -> list[CallerUse]:
+        """Every key in force with its requests and budget use, by id."""
+        now = clock.now()
+        return [
+            CallerUse(
+                key.id,
+                key.revoked,
+                self.admitted[key.id],
+                self.over_budget[key.id],
+                self.budgets.use(key, now),
+            )
+            for key in sorted(self.keyring.keys(), key=lambda k: k.id)
+        ]
 
     def settle(self, ticket: Ticket, completion: Completion) -> None:
         """Charge the ticket's key what its answer used."""
