@@ -342,7 +342,7 @@ def render() -> str:
         "unknown key is refused with the list of allowed ones; a value out of range is refused",
         "with what is allowed (an `InvalidSetting`, collected into one `ScenarioError` or",
         "`ConfigError` that lists every problem). `--set KEY=VALUE` takes the same keys",
-        "(`--set accounts.0.count=4`, `--set retry.max_attempts=2`). Last, every",
+        "(`--set accounts[0].count=4`, `--set retry.max_attempts=2`). Last, every",
         "[error code](#http-error-codes) `callboard serve` answers with.",
         "",
         "A duration is in seconds. A *distribution* is a number (a constant) or a table:",

@@ -210,35 +210,52 @@ def _parse_value(text: str) -> Any:
 
 
 def _no_item(parts: list[str], items: list[Any], error: type[ConfigError]) -> ConfigError:
-    """``accounts.5: no such [[accounts]] table; there is 1 (accounts.0)``."""
-    where, part = ".".join(parts[:-1]), parts[-1]
+    """``accounts[5]: no such [[accounts]] table; there is 1 (accounts[0])``."""
+    where, part = dotted(parts[:-1]), parts[-1]
     tables = bool(items) and all(isinstance(item, dict) for item in items)
     what = f"[[{where}]] table" if tables else f"item of {where}"
     count = len(items)
     if count == 0:
         there = f"{where} is empty"
     elif count == 1:
-        there = f"there is 1 ({where}.0)"
+        there = f"there is 1 ({where}[0])"
     else:
-        there = f"there are {count} ({where}.0 .. {where}.{count - 1})"
+        there = f"there are {count} ({where}[0] .. {where}[{count - 1}])"
     index = "" if part.isdigit() else f" ({part!r} is not an index)"
-    return error("--set", [f"{'.'.join(parts)}: no such {what}{index}; {there}"])
+    return error("--set", [f"{dotted(parts)}: no such {what}{index}; {there}"])
+
+
+#: ``[3]`` in a key: an index, as errors write it (``accounts[0].count``).
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def key_parts(key: str) -> list[str]:
+    """``accounts[0].count`` (as errors name it) or ``accounts.0.count``: the same parts."""
+    return _INDEX.sub(r".\1", key.strip()).split(".")
+
+
+def dotted(parts: list[str]) -> str:
+    """Parts as errors name a key: ``accounts[0].count``."""
+    return "".join(
+        f"[{p}]" if p.isdigit() and i else f"{'.' if i else ''}{p}" for i, p in enumerate(parts)
+    )
 
 
 def apply_override(
     raw: dict[str, Any], assignment: str, error: type[ConfigError] = ConfigError
 ) -> None:
-    """Apply ``key.sub=value`` (``accounts.0.count=3`` indexes a list) to raw TOML.
+    """Apply ``key.sub=value`` to raw TOML; ``accounts[0].count=3`` (or
+    ``accounts.0.count=3``) indexes a list.
 
     A bad assignment raises ``error``: the file kind it was meant for names itself.
     """
     if "=" not in assignment:
         raise error("--set", [f"{assignment!r} is not key=value"])
     key, text = assignment.split("=", 1)
-    parts = key.strip().split(".")
+    parts = key_parts(key)
     node: Any = raw
     for depth, part in enumerate(parts[:-1]):
-        where = ".".join(parts[: depth + 1])
+        where = dotted(parts[: depth + 1])
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise _no_item(parts[: depth + 1], node, error)

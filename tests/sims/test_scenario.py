@@ -124,16 +124,19 @@ def test_override_syntax_errors():
     raw = {"accounts": [{"profile": "huggingface"}]}
     with pytest.raises(ConfigError, match="not key=value"):
         apply_override(raw, "workload.interviews")
-    with pytest.raises(ConfigError) as error:
-        apply_override(raw, "accounts.3.count=2")
-    assert error.value.problems == [
-        "accounts.3: no such [[accounts]] table; there is 1 (accounts.0)"
-    ]
-    with pytest.raises(ConfigError, match=r"'x' is not an index\); there is 1 \(accounts.0\)"):
+    for key in ("accounts.3.count", "accounts[3].count"):  # as errors write it, too
+        with pytest.raises(ConfigError) as error:
+            apply_override(raw, f"{key}=2")
+        assert error.value.problems == [
+            "accounts[3]: no such [[accounts]] table; there is 1 (accounts[0])"
+        ]
+    with pytest.raises(ConfigError, match=r"'x' is not an index\); there is 1 \(accounts\[0\]\)"):
         apply_override(raw, "accounts.x.count=2")
     raw["accounts"].append({"profile": "groq-free"})
-    with pytest.raises(ConfigError, match=re.escape("there are 2 (accounts.0 .. accounts.1)")):
+    with pytest.raises(ConfigError, match=re.escape("there are 2 (accounts[0] .. accounts[1])")):
         apply_override(raw, "accounts.2=1")
+    apply_override(raw, "accounts[1].count=7")
+    assert raw["accounts"][1]["count"] == 7
 
 
 @pytest.mark.parametrize(
@@ -143,6 +146,7 @@ def test_override_syntax_errors():
         ("retry.bogus=1", "retry: unknown key(s) ['bogus']; allowed keys: max_attempts,"),
         ("breaker.failure_threshold=0", "breaker.failure_threshold = 0 is not allowed;"),
         ("accounts.0.profile='azure'", "accounts[0].profile = 'azure' is not allowed;"),
+        ("accounts[0].profile='azure'", "accounts[0].profile = 'azure' is not allowed;"),
     ],
 )
 def test_every_problem_starts_with_its_key(override, problem):
