@@ -24,13 +24,16 @@ from reports.document import Document, FigureRef, Section, Table, write_file
 from reports.html import document_html
 from reports.markdown import document_markdown
 from sims.confidence import holdout_interval
+from sims.fleet_cost import DAYS_PER_MONTH, fee_table, monthly_cost
+from sims.mix import passing
 from sims.results import callboard_version, round_floats
 from sims.scenario import scenario_hash
 from sims.sizing import Point, Sizing
 from sims.slo import Slo
 from sims.slo_metrics import COVERS
 
-DAYS_PER_MONTH = 30
+#: Runners-up the report's table lists per level (capacity.json has every one).
+RUNNERS_UP_SHOWN = 8
 
 
 def _requests_per_hour(spec: Any) -> float:
@@ -92,6 +95,8 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
         "monotone": level.monotone,
         "curve": curve,
     }
+    if sizing.mix:
+        entry["mix"] = _mix_data(sizing, level)
     point = level.recommended
     if point is None:
         best = max(level.points, key=lambda p: p.accounts)
@@ -105,7 +110,7 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
     runs = point.runs
     cost_per_interview = sum(r.summary["cost_per_interview"] for r in runs) / len(runs)
     cache_hit = sum(r.summary["cache_hit_rate"] for r in runs) / len(runs)
-    fees = sum(count * specs[prefix].monthly_fee for prefix, count in point.counts.items())
+    month = monthly_cost(fee_table(sizing.scenario), point)
     turns = len(sizing.scenario.workload.turn_plan)
     # The back-of-envelope: requests per hour over each account's hourly allowance,
     # as if the interviews spread evenly over an hour (the simulated cache rate given).
@@ -119,7 +124,8 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
             "mean": sum(r.groups[prefix]["utilisation"] for r in runs) / len(runs),
             "peak": max(r.groups[prefix]["peak_utilisation"] for r in runs),
         }
-        for prefix in point.counts
+        for prefix, count in point.counts.items()
+        if count > 0  # a kind the mix leaves out ran no accounts
     }
     held_met = level.holdout_met(sizing.slos)
     entry.update(
@@ -149,11 +155,46 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
         naive_accounts=naive,
         cache_hit_rate=cache_hit,
         cost_per_interview=cost_per_interview,
-        monthly_usage_cost=cost_per_interview * level.interviews * DAYS_PER_MONTH,
-        monthly_fees=fees,
-        monthly_cost=cost_per_interview * level.interviews * DAYS_PER_MONTH + fees,
+        monthly_usage_cost=month.usage,
+        monthly_fees=month.fees,
+        monthly_cost=month.total,
     )
     return entry
+
+
+def _priced(fees: dict[str, float], point: Point) -> dict[str, Any]:
+    month = monthly_cost(fees, point)
+    return {
+        "counts": point.counts,
+        "accounts": point.accounts,
+        "verdict": point.verdict,
+        "seeds_run": len(point.runs),
+        "monthly_usage_cost": month.usage,
+        "monthly_fees": month.fees,
+        "monthly_cost": month.total,
+    }
+
+
+def _mix_data(sizing: Sizing, level: Any) -> dict[str, Any]:
+    """The cheapest-mix search's view of a level: every passing fleet it visited, by cost
+    (the chosen one first when there is one), and each kind's fleet alone."""
+    fees = fee_table(sizing.scenario)
+    kinds = [r.group for r in sizing.ranges]
+    candidates = [_priced(fees, p) for p in level.points if passing(p)]
+    chosen = level.recommended
+
+    def rank(entry: dict[str, Any]) -> tuple[Any, ...]:
+        first = chosen is not None and entry["counts"] == chosen.counts
+        mix = tuple(entry["counts"][k] for k in kinds)
+        return (not first, entry["monthly_cost"], entry["accounts"], mix)
+
+    return {
+        "candidates": sorted(candidates, key=rank),
+        "single_kind": {
+            kind: None if point is None else _priced(fees, point)
+            for kind, point in level.singles.items()
+        },
+    }
 
 
 def capacity_data(
@@ -177,6 +218,7 @@ def capacity_data(
                 "slos": [slo.text for slo in sizing.slos],
                 "plotted_latency": _plotted(sizing).metric,
                 "ranges": [attrs.asdict(r) for r in sizing.ranges],
+                "mix": sizing.mix,
                 "confidence": sizing.rule.confidence,
                 "min_seeds": sizing.rule.min_seeds,
                 "max_seeds": sizing.rule.max_seeds,
@@ -307,7 +349,8 @@ def _held_out(holdout: dict[str, Any]) -> str:
 
 
 def _fleet(counts: dict[str, int]) -> str:
-    return " + ".join(f"{n} x {group}" for group, n in counts.items())
+    """``2 x fast + 3 x cheap``: a kind the mix leaves out (0) is not named."""
+    return " + ".join(f"{n} x {group}" for group, n in counts.items() if n > 0)
 
 
 def _slo_text(values: dict[str, list[float]]) -> str:
@@ -362,8 +405,9 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
     levels = data["levels"]
     feasible = [lv for lv in levels if lv["feasible"]]
     confidence = summary.percent(meta["confidence"])
+    what = "Cheapest mix" if meta.get("mix") else "Smallest fleet"
     lead = (
-        f"Smallest fleet shown to meet {' and '.join(meta['slos'])} on {confidence} of seeds"
+        f"{what} shown to meet {' and '.join(meta['slos'])} on {confidence} of seeds"
         ": "
         + "; ".join(
             f"{summary.count(lv['interviews'])} interviews -> "
@@ -418,6 +462,7 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
             "Recommendation",
             (Table(HEADERS, tuple(level_row(lv) for lv in levels)), *notes),
         ),
+        *mix_sections(data),
         *comparison_sections(data),
         Section(
             "Every fleet the search tried",
@@ -456,6 +501,67 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
         sections=tuple(sections),
         footer=footer,
     )
+
+
+MIX_HEADERS = ("interviews", "mix", "cost / month: usage + fees", "verdict", "seeds run")
+SINGLE_HEADERS = ("interviews", "kind alone", "smallest fleet", "cost / month: usage + fees")
+
+
+def _month(entry: dict[str, Any]) -> str:
+    return (
+        f"{summary.money(entry['monthly_cost'])}: {summary.money(entry['monthly_usage_cost'])}"
+        f" + {summary.money(entry['monthly_fees'])}"
+    )
+
+
+def mix_sections(data: dict[str, Any]) -> list[Section]:
+    """The cheapest mix per level, its runners-up by cost, and each kind's fleet alone."""
+    if not data["meta"].get("mix"):
+        return []
+    mixes, singles = [], []
+    for level in data["levels"]:
+        interviews = summary.count(level["interviews"])
+        candidates = level["mix"]["candidates"]
+        for i, entry in enumerate(candidates[:RUNNERS_UP_SHOWN]):
+            chosen = i == 0 and level["feasible"]
+            verdict = "cheapest: " + VERDICTS["met"] if chosen else VERDICTS[entry["verdict"]]
+            seeds = str(entry["seeds_run"])
+            mixes.append((interviews, _fleet(entry["counts"]), _month(entry), verdict, seeds))
+        if len(candidates) > RUNNERS_UP_SHOWN:
+            more = len(candidates) - RUNNERS_UP_SHOWN
+            mixes.append((interviews, f"(and {more} more in capacity.json)", "", "", ""))
+        if not candidates:
+            mixes.append((interviews, "none within the ranges", "", "", ""))
+        for kind, entry in level["mix"]["single_kind"].items():
+            if entry is None:
+                singles.append((interviews, kind, "none within range", ""))
+            else:
+                singles.append((interviews, kind, _fleet(entry["counts"]), _month(entry)))
+    ranges = ", ".join(f"{r['group']} {r['low']}..{r['high']}" for r in data["meta"]["ranges"])
+    return [
+        Section(
+            "The cheapest mix",
+            (
+                Table(MIX_HEADERS, tuple(mixes)),
+                f"Each kind is sized on its own range ({ranges}); per level, the passing "
+                "fleets the search visited, cheapest first: the first was shown to meet "
+                "every objective and checked on fresh seeds; a runner-up marked 'probe' met "
+                "them on its one seed and was not run further, as it cost more. The search "
+                "walks the frontier of smallest fleets (for each count of the other kinds, "
+                "the fewest of the last kind that passes) and skips fleets whose fees alone "
+                "cost more than the cheapest found (docs/size.md).",
+            ),
+        ),
+        Section(
+            "Each kind alone",
+            (
+                Table(SINGLE_HEADERS, tuple(singles)),
+                "The smallest fleet of each kind with the other kinds left out, shown to "
+                "meet every objective by the same rule: what the mix saves against buying "
+                "one kind.",
+            ),
+        ),
+    ]
 
 
 COMPARISON_HEADERS = (
