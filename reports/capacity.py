@@ -163,7 +163,8 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
 
 
 def _priced(fees: dict[str, float], point: Point) -> dict[str, Any]:
-    month = monthly_cost(fees, point)
+    """A fleet's month as the mix search ranked it: on the level's first seed."""
+    month = monthly_cost(fees, point, seeds=1)
     return {
         "counts": point.counts,
         "accounts": point.accounts,
@@ -503,8 +504,19 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
     )
 
 
-MIX_HEADERS = ("interviews", "mix", "cost / month: usage + fees", "verdict", "seeds run")
-SINGLE_HEADERS = ("interviews", "kind alone", "smallest fleet", "cost / month: usage + fees")
+MIX_HEADERS = (
+    "interviews",
+    "mix",
+    "cost / month, first seed: usage + fees",
+    "verdict",
+    "seeds run",
+)
+SINGLE_HEADERS = (
+    "interviews",
+    "kind alone",
+    "smallest fleet",
+    "cost / month, first seed: usage + fees",
+)
 
 
 def _month(entry: dict[str, Any]) -> str:
@@ -546,7 +558,10 @@ def mix_sections(data: dict[str, Any]) -> list[Section]:
                 f"Each kind is sized on its own range ({ranges}); per level, the passing "
                 "fleets the search visited, cheapest first: the first was shown to meet "
                 "every objective and checked on fresh seeds; a runner-up marked 'probe' met "
-                "them on its one seed and was not run further, as it cost more. The search "
+                "them on its one seed and was not run further, as it cost more. Each is priced "
+                "on the level's first seed, which every fleet ran (the same day, so they "
+                "compare like with like; the recommendation's cost above is its mean over "
+                "all its seeds). The search "
                 "walks the frontier of smallest fleets (for each count of the other kinds, "
                 "the fewest of the last kind that passes) and skips fleets whose fees alone "
                 "cost more than the cheapest found (docs/size.md).",

@@ -44,9 +44,10 @@ def monthly_fees(fees: Mapping[str, float], counts: Mapping[str, int]) -> float:
     return sum(fees[group] * count for group, count in counts.items())
 
 
-def monthly_cost(fees: Mapping[str, float], point: Point) -> MonthlyCost:
-    """The fleet's fees, plus its mean usage cost per interview over the seeds it ran, for
-    the level's interviews every day of a month."""
-    per_interview = sum(run.summary["cost_per_interview"] for run in point.runs) / len(point.runs)
+def monthly_cost(fees: Mapping[str, float], point: Point, seeds: int | None = None) -> MonthlyCost:
+    """The fleet's fees, plus its mean usage cost per interview over its first ``seeds``
+    seeds (default: all it ran), for the level's interviews every day of a month."""
+    runs = point.runs[:seeds]
+    per_interview = sum(run.summary["cost_per_interview"] for run in runs) / len(runs)
     usage = per_interview * point.interviews * DAYS_PER_MONTH
     return MonthlyCost(usage, monthly_fees(fees, point.counts))

@@ -10,7 +10,8 @@ exceed the cheapest passing fleet found is skipped (fees only grow with counts, 
 is never negative).
 
 Probes run on one seed, as in :class:`sims.sizing._Search`; the cheapest fleet found (fees
-plus the usage its seeds billed, :mod:`sims.fleet_cost`) then runs more seeds until the
+plus the usage billed on that first seed, the same day for every fleet:
+:mod:`sims.fleet_cost`) then runs more seeds until the
 confidence rule's verdict is clear. If it fails, the walk runs again knowing so (visited
 fleets are memoised: only new ones simulate), until the cheapest fleet standing is shown
 to meet the SLOs, or none is left. The search trusts that a larger fleet never costs less
@@ -58,7 +59,9 @@ class MixSearch:
         return dict(zip(self.kinds, mix, strict=True))
 
     def cost(self, point: Point) -> float:
-        return monthly_cost(self.fees, point).total
+        """The month's cost on the level's first seed: every fleet visited ran that same day,
+        so fleets compare like with like, whatever more seeds some ran."""
+        return monthly_cost(self.fees, point, seeds=1).total
 
     def probe(self, mixes: list[Mix]) -> None:
         """Probe these mixes on their first seed, at once (those not probed before)."""
