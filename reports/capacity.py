@@ -242,7 +242,8 @@ def capacity_data(
 def _curve_figure(data: dict[str, Any], key: str, metric: str, label: str, title: str) -> Figure:
     """Median seed (line), all seeds (band) and the pick (star) per interview level, with
     the objectives on ``metric`` drawn as dashed lines. An infinite latency (more turns
-    failed than the percentile allows) leaves a gap."""
+    failed than the percentile allows) leaves a gap. A mix's fleets of one size differ
+    in kind, so they are dots, not a line."""
     fig = Figure(figsize=(9, 4.6), layout="constrained")
     ax = fig.subplots()
     latency = key == "latency"
@@ -252,19 +253,22 @@ def _curve_figure(data: dict[str, Any], key: str, metric: str, label: str, title
         values = [sorted(float(v) for v in p[key]) for p in points]
         shown = [[v if math.isfinite(v) else math.nan for v in seeds] for seeds in values]
         mid = [seeds[len(seeds) // 2] for seeds in shown]
-        line = ax.plot(x, mid, "-o", markersize=4, label=f"{level['interviews']:,} interviews")[0]
-        ax.fill_between(
-            x,
-            [seeds[0] for seeds in shown],
-            [seeds[-1] for seeds in shown],
-            color=line.get_color(),
-            alpha=0.15,
-            linewidth=0,
-        )
+        mix = bool(data["meta"].get("mix"))
+        style = "o" if mix else "-o"
+        line = ax.plot(x, mid, style, markersize=4, label=f"{level['interviews']:,} interviews")[0]
+        if not mix:
+            ax.fill_between(
+                x,
+                [seeds[0] for seeds in shown],
+                [seeds[-1] for seeds in shown],
+                color=line.get_color(),
+                alpha=0.15,
+                linewidth=0,
+            )
         if level["feasible"]:
-            chosen = level["recommended"]["accounts"]
-            at = mid[x.index(chosen)]
-            ax.plot([chosen], [at], "*", markersize=15, color=line.get_color())
+            counts = level["recommended"]["counts"]
+            pick = next(i for i, p in enumerate(points) if p["counts"] == counts)
+            ax.plot([x[pick]], [mid[pick]], "*", markersize=15, color=line.get_color())
     for text in data["meta"]["slos"]:
         slo = Slo.parse(text)
         if slo.metric == metric:
@@ -287,6 +291,11 @@ def capacity_figures(data: dict[str, Any], out_dir: Path) -> list[FigureRef]:
     out_dir.mkdir(parents=True, exist_ok=True)
     metric = data["meta"]["plotted_latency"]
     family, _, quantile = metric.rpartition("_")
+    legend = (
+        "(dot: a fleet's median seed; star: pick)"
+        if data["meta"].get("mix")
+        else "(line: median seed; band: all seeds; star: pick)"
+    )
     made = []
     for name, key, slo_metric, label, title, caption in (
         (
@@ -294,8 +303,7 @@ def capacity_figures(data: dict[str, Any], out_dir: Path) -> list[FigureRef]:
             "latency",
             metric,
             f"{metric} (s, log scale)",
-            f"{quantile} {family} latency against fleet size "
-            "(line: median seed; band: all seeds; star: pick)",
+            f"{quantile} {family} latency against fleet size {legend}",
             f"Each point is one fleet size the search simulated, over every seed; {metric} "
             f"covers {COVERS[family]}, a failed turn counted as missing the objective (a gap: "
             f"more turns failed than the {quantile} allows).",
@@ -305,7 +313,7 @@ def capacity_figures(data: dict[str, Any], out_dir: Path) -> list[FigureRef]:
             "success_rate",
             "success",
             "requests answered (% of all requests)",
-            "Success rate against fleet size (line: median seed; band: all seeds; star: pick)",
+            f"Success rate against fleet size {legend}",
             "Below the dashed line the fleet fails the success objective.",
         ),
     ):
