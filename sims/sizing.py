@@ -5,7 +5,9 @@ sized grow together along their ranges), which assumes that more accounts never
 make things worse. One seed that misses an SLO rules a fleet out, so the bisection
 probes fleets on one seed, and only the fleet it would recommend runs more, until
 :class:`sims.confidence.Rule` calls its verdict clear (:class:`_Search`); the answer
-is then checked on fresh seeds. Simulations run in
+is then checked on fresh seeds. With ``mix``, the groups are independent kinds and
+each level's answer is the cheapest mix of them (:mod:`sims.mix`), judged and checked
+alike. Simulations run in
 separate processes over the machine's cores, or on a Dask cluster
 (:class:`sims.pool.Pool`). Each point depends only on (scenario, level, fleet,
 seed), so the same inputs give the same answer however and wherever the work is
@@ -348,10 +350,28 @@ def check_inputs(
             raise InvalidSetting(
                 "accounts", account_range.text, "MIN >= 1 (0 only with --mix, to leave it out)"
             )
+        if account_range.low == 0 and (needing := _needs_group(scenario, account_range.group)):
+            raise InvalidSetting(
+                "accounts", account_range.text, f"MIN >= 1: {' and '.join(needing)} need the group"
+            )
     if mix and len(ranges) < 2:
         raise InvalidSetting(
             "mix", named, "two or more kinds given with --accounts GROUP=MIN..MAX to mix"
         )
+
+
+def _needs_group(scenario: Scenario, prefix: str) -> list[str]:
+    """What in the scenario would be left without a target if the group were left out."""
+    group = next(g for g in scenario.accounts if g.prefix == prefix)
+    names = {spec.name for spec in group.specs()}
+    needing = [
+        f"faults[{i}]"
+        for i, fault in enumerate(scenario.faults)
+        if fault.target != "*" and set(scenario.fault_targets(fault)) <= names
+    ]
+    if scenario.autoscaler is not None and scenario.autoscaler.group == prefix:
+        needing.append("autoscaler")
+    return needing
 
 
 class Sizer:
@@ -489,6 +509,8 @@ def size(
         raise InvalidSetting("interviews", list(levels), "one or more counts >= 1")
     if holdout_seeds < 0:
         raise InvalidSetting("holdout", holdout_seeds, ">= 0 fresh seeds")
+    from sims.mix import MixSearch  # here: sims.mix builds on this module
+
     pool = Pool(workers=workers, cluster=cluster)
     scenario, raw = load(scenario_ref, overrides, seed=seed)
     ranges = tuple(ranges) or (default_range(scenario),)
@@ -522,13 +544,10 @@ def size(
         with ThreadPoolExecutor(max_workers=1) as checker:
             below: Point | None = None
             for level in sorted(set(levels)):
-                if mix:
-                    from sims.mix import MixSearch
-
-                    answer = MixSearch(sizer, level).run()
-                    checks.append(checker.submit(check, answer))
-                    continue
-                if below is None:
+                search: _Search | MixSearch
+                if mix:  # each level on its own: a mix has no single size to scale
+                    search = MixSearch(sizer, level)
+                elif below is None:
                     search = _Search(sizer, level)
                 else:
                     floor = _step_of(below.counts, sizer.ranges, sizer.steps)

@@ -274,6 +274,14 @@ def test_bad_mixes_are_named_before_any_simulation(three, accounts, named, capsy
     assert named in capsys.readouterr().err
 
 
+def test_a_kind_a_fault_aims_at_cannot_be_left_out(three, tmp_path):
+    path = tmp_path / "faulty.toml"
+    path.write_text(THREE + '[[faults]]\ntarget = "big-1"\nkind = "outage"\nstart = 0\nend = 60\n')
+    ranges = [AccountRange.parse("fast=0..3"), AccountRange.parse("big=0..2")]
+    with pytest.raises(InvalidSetting, match=r"got 'big=0\.\.2'; allowed: MIN >= 1: faults\[0\]"):
+        size(str(path), [10], SLOS, ranges, mix=True)
+
+
 def test_a_kind_left_out_needs_mix(three):
     with pytest.raises(InvalidSetting, match="0 only with --mix"):
         size(three, [10], SLOS, [AccountRange.parse("fast=0..3")])
