@@ -359,7 +359,8 @@ def _held_out(holdout: dict[str, Any]) -> str:
 
 def _fleet(counts: dict[str, int]) -> str:
     """``2 x fast + 3 x cheap``: a kind the mix leaves out (0) is not named."""
-    return " + ".join(f"{n} x {group}" for group, n in counts.items() if n > 0)
+    named = " + ".join(f"{n} x {group}" for group, n in counts.items() if n > 0)
+    return named or "none of these kinds (the fixed groups alone)"
 
 
 def _slo_text(values: dict[str, list[float]]) -> str:

@@ -105,7 +105,8 @@ def open_progress(command: str, total: int, quiet: bool, stream: TextIO | None =
 
 def _fleet(counts: dict[str, int]) -> str:
     """A kind a mix leaves out (0 accounts) is not named."""
-    return " + ".join(f"{count} x {group}" for group, count in counts.items() if count > 0)
+    named = " + ".join(f"{count} x {group}" for group, count in counts.items() if count > 0)
+    return named or "none of these kinds (the fixed groups alone)"
 
 
 def point_step(point: Point, slos: Sequence[Slo]) -> str:
