@@ -88,7 +88,7 @@ class _Capacity:
         self.calls: list[tuple[tuple[int, ...], int]] = []
 
     def counts(self, overrides):
-        found = {}
+        found = dict.fromkeys(KINDS, 1)  # a group not being mixed keeps the scenario's 1
         for o in overrides:
             if o.startswith("accounts."):
                 key, value = o.split("=")
@@ -272,6 +272,24 @@ def test_bad_mixes_are_named_before_any_simulation(three, accounts, named, capsy
     flags = [arg for text in accounts for arg in ("--accounts", text)]
     assert main(["size", three, "--mix", *flags, "--interviews", "10", "--quiet"]) == 2
     assert named in capsys.readouterr().err
+
+
+def test_a_group_held_fixed_lets_the_mix_buy_nothing(three, monkeypatch):
+    # big (not mixed) stays at 1 and serves 6: enough alone, so the cheapest mix of fast
+    # and cheap is none of them, which the search may try because big is still there.
+    scenario, raw = load(three)
+    capacity = _Capacity(
+        scenario.seed, {"fast": 3, "cheap": 1, "big": 6}, [5, 6], dict.fromkeys(KINDS, 0)
+    )
+    monkeypatch.setattr("sims.sizing.simulate_point", capacity)
+    ranges = [AccountRange("fast", 0, 3), AccountRange("cheap", 0, 3)]
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        sizer = Sizer(
+            scenario, raw, three, SLOS, ranges, Rule(min_seeds=2, max_seeds=2), threads, 2, mix=True
+        )
+        answer = MixSearch(sizer, 10).run()
+    assert answer.recommended.counts == {"fast": 0, "cheap": 0}
+    assert answer.recommended.passed
 
 
 def test_a_kind_a_fault_aims_at_cannot_be_left_out(three, tmp_path):
