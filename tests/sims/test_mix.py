@@ -168,6 +168,7 @@ def test_the_search_finds_the_cheapest_mix(three, monkeypatch, weights, needs, u
     assert answer.monotone
 
 
+@pytest.mark.slow
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -227,6 +228,7 @@ def test_a_cheapest_fleet_failing_a_later_seed_leaves_the_next_cheapest(three, m
     assert fast.verdict == "missed" and len(fast.runs) == 2
 
 
+@pytest.mark.slow
 def test_the_report_shows_the_mix_its_runners_up_and_each_kind_alone(three, monkeypatch, tmp_path):
     from reports.capacity import write_capacity_report
 
