@@ -134,6 +134,10 @@ FIGURES: dict[str, Figure] = {
         "callboard size interview-day --interviews 50,100 --accounts huggingface=1..16 "
         "--replications 2 --quiet --out size-small"
     ),
+    "size-mix": Figure(
+        "callboard size fleet-mix --mix --interviews 40,80 --accounts free=0..6 "
+        "--accounts hf=0..6 --accounts haiku=0..6 --replications 2 --quiet --out size-mix"
+    ),
     "size-tiers": Figure(
         "callboard size mixed-fleet --interviews 200 --accounts openai-strong=1..16 "
         "--replications 2 --baseline \"routing.tiers='strong_only'\" --quiet --out size-tiers"

@@ -24,13 +24,16 @@ from reports.document import Document, FigureRef, Section, Table, write_file
 from reports.html import document_html
 from reports.markdown import document_markdown
 from sims.confidence import holdout_interval
+from sims.fleet_cost import DAYS_PER_MONTH, fee_table, monthly_cost
+from sims.mix import passing
 from sims.results import callboard_version, round_floats
 from sims.scenario import scenario_hash
 from sims.sizing import Point, Sizing
 from sims.slo import Slo
 from sims.slo_metrics import COVERS
 
-DAYS_PER_MONTH = 30
+#: Runners-up the report's table lists per level (capacity.json has every one).
+RUNNERS_UP_SHOWN = 8
 
 
 def _requests_per_hour(spec: Any) -> float:
@@ -92,6 +95,8 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
         "monotone": level.monotone,
         "curve": curve,
     }
+    if sizing.mix:
+        entry["mix"] = _mix_data(sizing, level)
     point = level.recommended
     if point is None:
         best = max(level.points, key=lambda p: p.accounts)
@@ -105,7 +110,7 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
     runs = point.runs
     cost_per_interview = sum(r.summary["cost_per_interview"] for r in runs) / len(runs)
     cache_hit = sum(r.summary["cache_hit_rate"] for r in runs) / len(runs)
-    fees = sum(count * specs[prefix].monthly_fee for prefix, count in point.counts.items())
+    month = monthly_cost(fee_table(sizing.scenario), point)
     turns = len(sizing.scenario.workload.turn_plan)
     # The back-of-envelope: requests per hour over each account's hourly allowance,
     # as if the interviews spread evenly over an hour (the simulated cache rate given).
@@ -119,7 +124,8 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
             "mean": sum(r.groups[prefix]["utilisation"] for r in runs) / len(runs),
             "peak": max(r.groups[prefix]["peak_utilisation"] for r in runs),
         }
-        for prefix in point.counts
+        for prefix, count in point.counts.items()
+        if count > 0  # a kind the mix leaves out ran no accounts
     }
     held_met = level.holdout_met(sizing.slos)
     entry.update(
@@ -149,11 +155,47 @@ def _level_data(sizing: Sizing, level: Any) -> dict[str, Any]:
         naive_accounts=naive,
         cache_hit_rate=cache_hit,
         cost_per_interview=cost_per_interview,
-        monthly_usage_cost=cost_per_interview * level.interviews * DAYS_PER_MONTH,
-        monthly_fees=fees,
-        monthly_cost=cost_per_interview * level.interviews * DAYS_PER_MONTH + fees,
+        monthly_usage_cost=month.usage,
+        monthly_fees=month.fees,
+        monthly_cost=month.total,
     )
     return entry
+
+
+def _priced(fees: dict[str, float], point: Point) -> dict[str, Any]:
+    """A fleet's month as the mix search ranked it: on the level's first seed."""
+    month = monthly_cost(fees, point, seeds=1)
+    return {
+        "counts": point.counts,
+        "accounts": point.accounts,
+        "verdict": point.verdict,
+        "seeds_run": len(point.runs),
+        "monthly_usage_cost": month.usage,
+        "monthly_fees": month.fees,
+        "monthly_cost": month.total,
+    }
+
+
+def _mix_data(sizing: Sizing, level: Any) -> dict[str, Any]:
+    """The cheapest-mix search's view of a level: every passing fleet it visited, by cost
+    (the chosen one first when there is one), and each kind's fleet alone."""
+    fees = fee_table(sizing.scenario)
+    kinds = [r.group for r in sizing.ranges]
+    candidates = [_priced(fees, p) for p in level.points if passing(p)]
+    chosen = level.recommended
+
+    def rank(entry: dict[str, Any]) -> tuple[Any, ...]:
+        first = chosen is not None and entry["counts"] == chosen.counts
+        mix = tuple(entry["counts"][k] for k in kinds)
+        return (not first, entry["monthly_cost"], entry["accounts"], mix)
+
+    return {
+        "candidates": sorted(candidates, key=rank),
+        "single_kind": {
+            kind: None if point is None else _priced(fees, point)
+            for kind, point in level.singles.items()
+        },
+    }
 
 
 def capacity_data(
@@ -177,6 +219,7 @@ def capacity_data(
                 "slos": [slo.text for slo in sizing.slos],
                 "plotted_latency": _plotted(sizing).metric,
                 "ranges": [attrs.asdict(r) for r in sizing.ranges],
+                "mix": sizing.mix,
                 "confidence": sizing.rule.confidence,
                 "min_seeds": sizing.rule.min_seeds,
                 "max_seeds": sizing.rule.max_seeds,
@@ -199,7 +242,8 @@ def capacity_data(
 def _curve_figure(data: dict[str, Any], key: str, metric: str, label: str, title: str) -> Figure:
     """Median seed (line), all seeds (band) and the pick (star) per interview level, with
     the objectives on ``metric`` drawn as dashed lines. An infinite latency (more turns
-    failed than the percentile allows) leaves a gap."""
+    failed than the percentile allows) leaves a gap. A mix's fleets of one size differ
+    in kind, so they are dots, not a line."""
     fig = Figure(figsize=(9, 4.6), layout="constrained")
     ax = fig.subplots()
     latency = key == "latency"
@@ -209,19 +253,22 @@ def _curve_figure(data: dict[str, Any], key: str, metric: str, label: str, title
         values = [sorted(float(v) for v in p[key]) for p in points]
         shown = [[v if math.isfinite(v) else math.nan for v in seeds] for seeds in values]
         mid = [seeds[len(seeds) // 2] for seeds in shown]
-        line = ax.plot(x, mid, "-o", markersize=4, label=f"{level['interviews']:,} interviews")[0]
-        ax.fill_between(
-            x,
-            [seeds[0] for seeds in shown],
-            [seeds[-1] for seeds in shown],
-            color=line.get_color(),
-            alpha=0.15,
-            linewidth=0,
-        )
+        mix = bool(data["meta"].get("mix"))
+        style = "o" if mix else "-o"
+        line = ax.plot(x, mid, style, markersize=4, label=f"{level['interviews']:,} interviews")[0]
+        if not mix:
+            ax.fill_between(
+                x,
+                [seeds[0] for seeds in shown],
+                [seeds[-1] for seeds in shown],
+                color=line.get_color(),
+                alpha=0.15,
+                linewidth=0,
+            )
         if level["feasible"]:
-            chosen = level["recommended"]["accounts"]
-            at = mid[x.index(chosen)]
-            ax.plot([chosen], [at], "*", markersize=15, color=line.get_color())
+            counts = level["recommended"]["counts"]
+            pick = next(i for i, p in enumerate(points) if p["counts"] == counts)
+            ax.plot([x[pick]], [mid[pick]], "*", markersize=15, color=line.get_color())
     for text in data["meta"]["slos"]:
         slo = Slo.parse(text)
         if slo.metric == metric:
@@ -244,6 +291,11 @@ def capacity_figures(data: dict[str, Any], out_dir: Path) -> list[FigureRef]:
     out_dir.mkdir(parents=True, exist_ok=True)
     metric = data["meta"]["plotted_latency"]
     family, _, quantile = metric.rpartition("_")
+    legend = (
+        "(dot: a fleet's median seed; star: pick)"
+        if data["meta"].get("mix")
+        else "(line: median seed; band: all seeds; star: pick)"
+    )
     made = []
     for name, key, slo_metric, label, title, caption in (
         (
@@ -251,8 +303,7 @@ def capacity_figures(data: dict[str, Any], out_dir: Path) -> list[FigureRef]:
             "latency",
             metric,
             f"{metric} (s, log scale)",
-            f"{quantile} {family} latency against fleet size "
-            "(line: median seed; band: all seeds; star: pick)",
+            f"{quantile} {family} latency against fleet size {legend}",
             f"Each point is one fleet size the search simulated, over every seed; {metric} "
             f"covers {COVERS[family]}, a failed turn counted as missing the objective (a gap: "
             f"more turns failed than the {quantile} allows).",
@@ -262,7 +313,7 @@ def capacity_figures(data: dict[str, Any], out_dir: Path) -> list[FigureRef]:
             "success_rate",
             "success",
             "requests answered (% of all requests)",
-            "Success rate against fleet size (line: median seed; band: all seeds; star: pick)",
+            f"Success rate against fleet size {legend}",
             "Below the dashed line the fleet fails the success objective.",
         ),
     ):
@@ -307,7 +358,9 @@ def _held_out(holdout: dict[str, Any]) -> str:
 
 
 def _fleet(counts: dict[str, int]) -> str:
-    return " + ".join(f"{n} x {group}" for group, n in counts.items())
+    """``2 x fast + 3 x cheap``: a kind the mix leaves out (0) is not named."""
+    named = " + ".join(f"{n} x {group}" for group, n in counts.items() if n > 0)
+    return named or "none of these kinds (the fixed groups alone)"
 
 
 def _slo_text(values: dict[str, list[float]]) -> str:
@@ -362,8 +415,9 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
     levels = data["levels"]
     feasible = [lv for lv in levels if lv["feasible"]]
     confidence = summary.percent(meta["confidence"])
+    what = "Cheapest mix" if meta.get("mix") else "Smallest fleet"
     lead = (
-        f"Smallest fleet shown to meet {' and '.join(meta['slos'])} on {confidence} of seeds"
+        f"{what} shown to meet {' and '.join(meta['slos'])} on {confidence} of seeds"
         ": "
         + "; ".join(
             f"{summary.count(lv['interviews'])} interviews -> "
@@ -418,6 +472,7 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
             "Recommendation",
             (Table(HEADERS, tuple(level_row(lv) for lv in levels)), *notes),
         ),
+        *mix_sections(data),
         *comparison_sections(data),
         Section(
             "Every fleet the search tried",
@@ -456,6 +511,81 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
         sections=tuple(sections),
         footer=footer,
     )
+
+
+MIX_HEADERS = (
+    "interviews",
+    "mix",
+    "cost / month, first seed: usage + fees",
+    "verdict",
+    "seeds run",
+)
+SINGLE_HEADERS = (
+    "interviews",
+    "kind alone",
+    "smallest fleet",
+    "cost / month, first seed: usage + fees",
+)
+
+
+def _month(entry: dict[str, Any]) -> str:
+    return (
+        f"{summary.money(entry['monthly_cost'])}: {summary.money(entry['monthly_usage_cost'])}"
+        f" + {summary.money(entry['monthly_fees'])}"
+    )
+
+
+def mix_sections(data: dict[str, Any]) -> list[Section]:
+    """The cheapest mix per level, its runners-up by cost, and each kind's fleet alone."""
+    if not data["meta"].get("mix"):
+        return []
+    mixes, singles = [], []
+    for level in data["levels"]:
+        interviews = summary.count(level["interviews"])
+        candidates = level["mix"]["candidates"]
+        for i, entry in enumerate(candidates[:RUNNERS_UP_SHOWN]):
+            chosen = i == 0 and level["feasible"]
+            verdict = "cheapest: " + VERDICTS["met"] if chosen else VERDICTS[entry["verdict"]]
+            seeds = str(entry["seeds_run"])
+            mixes.append((interviews, _fleet(entry["counts"]), _month(entry), verdict, seeds))
+        if len(candidates) > RUNNERS_UP_SHOWN:
+            more = len(candidates) - RUNNERS_UP_SHOWN
+            mixes.append((interviews, f"(and {more} more in capacity.json)", "", "", ""))
+        if not candidates:
+            mixes.append((interviews, "none within the ranges", "", "", ""))
+        for kind, entry in level["mix"]["single_kind"].items():
+            if entry is None:
+                singles.append((interviews, kind, "none within range", ""))
+            else:
+                singles.append((interviews, kind, _fleet(entry["counts"]), _month(entry)))
+    ranges = ", ".join(f"{r['group']} {r['low']}..{r['high']}" for r in data["meta"]["ranges"])
+    return [
+        Section(
+            "The cheapest mix",
+            (
+                Table(MIX_HEADERS, tuple(mixes)),
+                f"Each kind is sized on its own range ({ranges}); per level, the passing "
+                "fleets the search visited, cheapest first: the first was shown to meet "
+                "every objective and checked on fresh seeds; a runner-up marked 'probe' met "
+                "them on its one seed and was not run further, as it cost more. Each is priced "
+                "on the level's first seed, which every fleet ran (the same day, so they "
+                "compare like with like; the recommendation's cost above is its mean over "
+                "all its seeds). The search "
+                "walks the frontier of smallest fleets (for each count of the other kinds, "
+                "the fewest of the last kind that passes) and skips fleets whose fees alone "
+                "cost more than the cheapest found (docs/size.md).",
+            ),
+        ),
+        Section(
+            "Each kind alone",
+            (
+                Table(SINGLE_HEADERS, tuple(singles)),
+                "The smallest fleet of each kind with the other kinds left out, shown to "
+                "meet every objective by the same rule: what the mix saves against buying "
+                "one kind.",
+            ),
+        ),
+    ]
 
 
 COMPARISON_HEADERS = (

@@ -5,7 +5,9 @@ sized grow together along their ranges), which assumes that more accounts never
 make things worse. One seed that misses an SLO rules a fleet out, so the bisection
 probes fleets on one seed, and only the fleet it would recommend runs more, until
 :class:`sims.confidence.Rule` calls its verdict clear (:class:`_Search`); the answer
-is then checked on fresh seeds. Simulations run in
+is then checked on fresh seeds. With ``mix``, the groups are independent kinds and
+each level's answer is the cheapest mix of them (:mod:`sims.mix`), judged and checked
+alike. Simulations run in
 separate processes over the machine's cores, or on a Dask cluster
 (:class:`sims.pool.Pool`). Each point depends only on (scenario, level, fleet,
 seed), so the same inputs give the same answer however and wherever the work is
@@ -36,7 +38,11 @@ _RANGE = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*(\d+)\s*\.\.\s*(\d+)\s*$")
 
 @attrs.frozen
 class AccountRange:
-    """How many accounts of one group of the scenario to consider: ``group=LOW..HIGH``."""
+    """How many accounts of one group of the scenario to consider: ``group=LOW..HIGH``.
+
+    ``LOW`` may be 0 only when searching the cheapest mix (a mix may leave a kind out);
+    :func:`check_inputs` says so.
+    """
 
     group: str
     low: int
@@ -48,9 +54,13 @@ class AccountRange:
         if not match:
             raise InvalidSetting("accounts", text, "GROUP=MIN..MAX, e.g. huggingface=1..64")
         group, low, high = match.group(1), int(match.group(2)), int(match.group(3))
-        if not 1 <= low <= high:
-            raise InvalidSetting("accounts", text, "1 <= MIN <= MAX")
+        if not low <= high:
+            raise InvalidSetting("accounts", text, "MIN <= MAX")
         return cls(group, low, high)
+
+    @property
+    def text(self) -> str:
+        return f"{self.group}={self.low}..{self.high}"
 
 
 @attrs.frozen
@@ -109,6 +119,9 @@ class LevelAnswer:
     monotone: bool
     #: The recommended fleet on fresh seeds the search never ran (empty without one).
     holdout: tuple[Run, ...] = ()
+    #: The cheapest-mix search only: each kind's smallest fleet of that kind alone (others
+    #: at 0) shown to meet the SLOs, or None within its range.
+    singles: dict[str, Point | None] = attrs.field(factory=dict)
 
     def holdout_met(self, slos: Sequence[Slo]) -> int:
         """How many of the fresh seeds met every SLO."""
@@ -123,6 +136,8 @@ class Sizing:
     rule: Rule
     holdout_seeds: int
     levels: tuple[LevelAnswer, ...]
+    #: The groups were independent kinds, and each level's answer the cheapest mix.
+    mix: bool = False
 
 
 def _counts_at(step: int, ranges: Sequence[AccountRange], steps: int) -> dict[str, int]:
@@ -156,6 +171,8 @@ def simulate_point(raw: dict[str, Any], source: str, overrides: list[str], seed:
     for assignment in overrides:
         apply_override(raw, assignment, ScenarioError)
     raw["seed"] = seed
+    # A mix may leave a kind out: a count of 0 is no group at all.
+    raw["accounts"] = [group for group in raw["accounts"] if group.get("count") != 0]
     scenario = structure(raw, source)
     results = summarise(simulate(scenario))
     groups: dict[str, dict[str, Any]] = {}
@@ -312,14 +329,49 @@ class _Search:
         return LevelAnswer(self.interviews, recommended, tuple(ordered), monotone)
 
 
-def check_inputs(scenario: Scenario, slos: Sequence[Slo], ranges: Sequence[AccountRange]) -> None:
+def check_inputs(
+    scenario: Scenario, slos: Sequence[Slo], ranges: Sequence[AccountRange], mix: bool = False
+) -> None:
     """Refuse what cannot be sized, naming the setting, before any simulation starts."""
     if not slos:
         raise InvalidSetting("slo", [], "at least one SLO")
     prefixes = [group.prefix for group in scenario.accounts]
+    named = [r.group for r in ranges]
     for account_range in ranges:
         if account_range.group not in prefixes:
             raise InvalidSetting("accounts", account_range.group, " | ".join(prefixes))
+        if named.count(account_range.group) > 1:
+            raise InvalidSetting("accounts", account_range.group, "each group named once")
+        if mix and account_range.high < 1:
+            raise InvalidSetting(
+                "accounts", account_range.text, "a range that holds an account: MAX >= 1"
+            )
+        if not mix and account_range.low < 1:
+            raise InvalidSetting(
+                "accounts", account_range.text, "MIN >= 1 (0 only with --mix, to leave it out)"
+            )
+        if account_range.low == 0 and (needing := _needs_group(scenario, account_range.group)):
+            raise InvalidSetting(
+                "accounts", account_range.text, f"MIN >= 1: {' and '.join(needing)} need the group"
+            )
+    if mix and len(ranges) < 2:
+        raise InvalidSetting(
+            "mix", named, "two or more kinds given with --accounts GROUP=MIN..MAX to mix"
+        )
+
+
+def _needs_group(scenario: Scenario, prefix: str) -> list[str]:
+    """What in the scenario would be left without a target if the group were left out."""
+    group = next(g for g in scenario.accounts if g.prefix == prefix)
+    names = {spec.name for spec in group.specs()}
+    needing = [
+        f"faults[{i}]"
+        for i, fault in enumerate(scenario.faults)
+        if fault.target != "*" and set(scenario.fault_targets(fault)) <= names
+    ]
+    if scenario.autoscaler is not None and scenario.autoscaler.group == prefix:
+        needing.append("autoscaler")
+    return needing
 
 
 class Sizer:
@@ -336,8 +388,9 @@ class Sizer:
         holdout_seeds: int = 0,
         on_simulation: Callable[[], None] | None = None,
         on_point: Callable[[Point], None] | None = None,
+        mix: bool = False,
     ) -> None:
-        check_inputs(scenario, slos, ranges)
+        check_inputs(scenario, slos, ranges, mix)
         self.scenario = scenario
         self.raw = raw
         self.source = source
@@ -363,6 +416,17 @@ class Sizer:
     def evaluate(
         self, interviews: int, step: int, confirm: bool = True, earlier: Point | None = None
     ) -> Point:
+        """The fleet at ``step`` of the walk along the ranges (:meth:`evaluate_counts`)."""
+        counts = _counts_at(step, self.ranges, self.steps)
+        return self.evaluate_counts(interviews, counts, confirm, earlier)
+
+    def evaluate_counts(
+        self,
+        interviews: int,
+        counts: dict[str, int],
+        confirm: bool = True,
+        earlier: Point | None = None,
+    ) -> Point:
         """Simulate a fleet on its next seeds until the rule's verdict is clear (a probe,
         ``confirm=False``: its first seed only).
 
@@ -371,7 +435,6 @@ class Sizer:
         dropped), so what a point holds never depends on which simulation finished first
         nor on how many ran at once.
         """
-        counts = _counts_at(step, self.ranges, self.steps)
         overrides = _overrides_for(self.scenario, interviews, counts)
         runs = list(earlier.runs) if earlier is not None else []
         judgement = self.rule.judge([run.summary for run in runs], self.slos)
@@ -431,9 +494,11 @@ def size(
     cluster: str | None = None,
     on_point: Callable[[Point], None] | None = None,
     on_level: Callable[[LevelAnswer], None] | None = None,
+    mix: bool = False,
 ) -> Sizing:
     """Find, for each number of interviews, the smallest fleet shown to meet every SLO by
-    ``rule``, and check each answer on ``holdout_seeds`` fresh seeds.
+    ``rule`` (with ``mix``, the cheapest mix of the ranges' kinds: :mod:`sims.mix`), and
+    check each answer on ``holdout_seeds`` fresh seeds.
 
     The simulations run on ``workers`` local processes (default: every core), or on
     the Dask scheduler at ``cluster`` (``tcp://HOST:PORT``): the same answer either way.
@@ -444,10 +509,12 @@ def size(
         raise InvalidSetting("interviews", list(levels), "one or more counts >= 1")
     if holdout_seeds < 0:
         raise InvalidSetting("holdout", holdout_seeds, ">= 0 fresh seeds")
+    from sims.mix import MixSearch  # here: sims.mix builds on this module
+
     pool = Pool(workers=workers, cluster=cluster)
     scenario, raw = load(scenario_ref, overrides, seed=seed)
     ranges = tuple(ranges) or (default_range(scenario),)
-    check_inputs(scenario, slos, ranges)
+    check_inputs(scenario, slos, ranges, mix)
     with pool.open() as executor:
         sizer = Sizer(
             scenario,
@@ -461,6 +528,7 @@ def size(
             holdout_seeds,
             on_simulation,
             on_point,
+            mix,
         )
 
         def check(answer: LevelAnswer) -> LevelAnswer:
@@ -476,7 +544,10 @@ def size(
         with ThreadPoolExecutor(max_workers=1) as checker:
             below: Point | None = None
             for level in sorted(set(levels)):
-                if below is None:
+                search: _Search | MixSearch
+                if mix:  # each level on its own: a mix has no single size to scale
+                    search = MixSearch(sizer, level)
+                elif below is None:
                     search = _Search(sizer, level)
                 else:
                     floor = _step_of(below.counts, sizer.ranges, sizer.steps)
@@ -486,14 +557,18 @@ def size(
                 checks.append(checker.submit(check, answer))
                 below = answer.recommended or below
             answers = [future.result() for future in checks]
-    return Sizing(scenario, tuple(slos), ranges, rule, holdout_seeds, tuple(answers))
+    return Sizing(scenario, tuple(slos), ranges, rule, holdout_seeds, tuple(answers), mix)
 
 
 def expected_simulations(
-    levels: int, ranges: Sequence[AccountRange], rule: Rule, holdout_seeds: int
+    levels: int, ranges: Sequence[AccountRange], rule: Rule, holdout_seeds: int, mix: bool = False
 ) -> int:
     """An estimate for a progress bar, per level: one seed on the top fleet and on each
-    fleet the bisection visits, a few more than the minimum on the answer, the held-out."""
+    fleet the bisection visits, a few more than the minimum on the answer, the held-out.
+    A mix: about a probe per cell of the staircase, and a bisection per kind alone."""
     steps = max(r.high - r.low for r in ranges)
     bisection = 1 + math.ceil(math.log2(max(1, steps)))
+    if mix:
+        cells = math.prod(r.high - r.low + 1 for r in ranges[:-1])
+        bisection = cells + len(ranges) * (bisection + rule.min_seeds)
     return levels * (bisection + rule.min_seeds + 2 + holdout_seeds)

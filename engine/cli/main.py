@@ -244,7 +244,7 @@ def cmd_size(args: argparse.Namespace) -> int:
 
     rule = Rule(_share("--confidence", args.confidence), args.replications, args.max_replications)
     total = expected_simulations(
-        len(levels), ranges or [default_range(scenario)], rule, args.holdout
+        len(levels), ranges or [default_range(scenario)], rule, args.holdout, args.mix
     )
     progress = open_progress("size", total * (2 if args.baseline else 1), args.quiet)
 
@@ -263,6 +263,7 @@ def cmd_size(args: argparse.Namespace) -> int:
             cluster=args.cluster,
             on_point=lambda point: progress.step(label + point_step(point, slos)),
             on_level=lambda answer: progress.step(label + level_step(answer, slos)),
+            mix=args.mix,
         )
 
     try:
@@ -291,16 +292,19 @@ def cmd_size(args: argparse.Namespace) -> int:
             )
             for level in data["levels"]
         }
-        print(_json_line({"recommendation": line, "report": str(files.html)}))
+        found: dict[str, Any] = {"recommendation": line, "report": str(files.html)}
+        if args.mix:
+            found["mix"] = {str(level["interviews"]): level["mix"] for level in data["levels"]}
+        print(_json_line(found))
         return 0
-    from reports.capacity import HEADERS, comparison_sections, level_row
+    from reports.capacity import HEADERS, comparison_sections, level_row, mix_sections
     from reports.document import Table
 
     print(format_table([level_row(level) for level in data["levels"]], HEADERS))
     if data["meta"].get("fixed"):
         held = " + ".join(f"{n} x {group}" for group, n in data["meta"]["fixed"].items())
         print(f"(held fixed, on top of each fleet: {held})")
-    for section in comparison_sections(data):
+    for section in [*mix_sections(data), *comparison_sections(data)]:
         print(f"\n{section.title}:")
         table = next(block for block in section.blocks if isinstance(block, Table))
         print(format_table(table.rows, table.headers))
@@ -523,8 +527,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--accounts",
         action="append",
         metavar="GROUP=MIN..MAX",
-        help="account group to size and its range (repeatable; groups grow together; "
-        "default: the scenario's first group, from 1 to max(64, 4 x its count))",
+        help="account group to size and its range (repeatable; groups grow together, "
+        "or with --mix each on its own; default: the scenario's first group, from 1 to "
+        "max(64, 4 x its count))",
+    )
+    size.add_argument(
+        "--mix",
+        action="store_true",
+        help="find the cheapest mix of the --accounts kinds per level (each kind sized on "
+        "its own range, MIN may be 0), beside each kind alone",
     )
     size.add_argument(
         "--baseline",

@@ -104,7 +104,9 @@ def open_progress(command: str, total: int, quiet: bool, stream: TextIO | None =
 
 
 def _fleet(counts: dict[str, int]) -> str:
-    return " + ".join(f"{count} x {group}" for group, count in counts.items())
+    """A kind a mix leaves out (0 accounts) is not named."""
+    named = " + ".join(f"{count} x {group}" for group, count in counts.items() if count > 0)
+    return named or "none of these kinds (the fixed groups alone)"
 
 
 def point_step(point: Point, slos: Sequence[Slo]) -> str:
@@ -122,8 +124,9 @@ def level_step(answer: LevelAnswer, slos: Sequence[Slo]) -> str:
     tried = f"{len(answer.points)} fleets tried"
     if answer.recommended is None:
         return f"{answer.interviews:,} interviews: no fleet in the range meets the SLOs ({tried})"
+    what = "cheapest mix" if answer.singles else "smallest fleet"
     return (
-        f"{answer.interviews:,} interviews: smallest fleet meeting the SLOs is "
+        f"{answer.interviews:,} interviews: {what} meeting the SLOs is "
         f"{_fleet(answer.recommended.counts)} ({tried}); met them on "
         f"{answer.holdout_met(slos)} of {len(answer.holdout)} fresh seeds"
     )

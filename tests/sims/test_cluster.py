@@ -72,6 +72,22 @@ def test_size_on_a_cluster_gives_the_bytes_of_a_local_run(cluster, tmp_path, cap
 
 
 @pytest.mark.slow
+def test_the_cheapest_mix_on_a_cluster_gives_the_bytes_of_a_local_run(cluster, tmp_path, capsys):
+    args = [
+        "size", "fleet-mix", "--mix", "--interviews", "20",
+        "--accounts", "free=0..2", "--accounts", "hf=0..2", "--accounts", "haiku=0..3",
+        "--replications", "2", "--holdout", "2", "--quiet", "--json",
+    ]  # fmt: skip
+    assert main([*args, "--cluster", cluster.scheduler_address, "--out", str(tmp_path / "c")]) == 0
+    on_cluster = json.loads(capsys.readouterr().out)
+    assert main([*args, "--workers", "1", "--out", str(tmp_path / "l")]) == 0
+    assert on_cluster == {**json.loads(capsys.readouterr().out), "report": on_cluster["report"]}
+    text = (tmp_path / "c" / "capacity.json").read_text()
+    assert text == (tmp_path / "l" / "capacity.json").read_text()
+    assert json.loads(text)["levels"][0]["mix"]["candidates"][0]["verdict"] == "met"
+
+
+@pytest.mark.slow
 def test_an_experiment_on_a_cluster_gives_the_bytes_of_a_local_run(cluster, tmp_path, capsys):
     (tmp_path / "tiny.toml").write_text(SCENARIO)
     path = tmp_path / "tiny-experiment.toml"

@@ -13,6 +13,7 @@ from sims.scenario import ScenarioError, builtin_names, load, scenario_hash
 BUILTINS = [
     "autoscale-coldstart",
     "chaos-quarantine",
+    "fleet-mix",
     "interview-day",
     "interview-day-2000",
     "interview-day-as-claimed",
