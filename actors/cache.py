@@ -65,6 +65,8 @@ def request_key(request: ChatRequest) -> str:
     for message in request.messages:
         digest.update(f"\x1e{message.role}\x1f".encode())
         digest.update(_collapse_whitespace(message.content).encode())
+        if message.padding:  # filler follows: its length says all of it
+            digest.update(b"\x1d%d" % message.padding)
     return digest.hexdigest()
 
 

@@ -38,6 +38,11 @@ _SHARED_UP_TO = 4096
 _FILLERS: dict[int, str] = {}
 
 
+def filler_length(chars: int) -> int:
+    """How many characters :func:`filler_text` gives for ``chars``: a padding's length."""
+    return max(0, min(chars, len(_FILLER)))
+
+
 def filler_text(chars: int) -> str:
     """Text of about ``chars`` characters, for modelled answers and prompts of a known size."""
     text = _FILLERS.get(chars)
@@ -50,8 +55,18 @@ def filler_text(chars: int) -> str:
 
 @attrs.frozen(slots=True)
 class ChatMessage:
+    """One message. ``padding``: characters of :func:`filler_text` that follow ``content``,
+    which a modelled conversation counts without holding them (its texts are a distinct
+    head and shared filler, so 10,000 interviews' histories need not be kept in full);
+    ``text`` is the whole. Messages from clients and real providers have none."""
+
     role: str
     content: str
+    padding: int = 0
+
+    @property
+    def text(self) -> str:
+        return self.content + filler_text(self.padding) if self.padding else self.content
 
 
 class SizedMessages(tuple[ChatMessage, ...]):
@@ -138,7 +153,7 @@ def count_chars(messages: Iterable[ChatMessage], chars: int = 0) -> int:
             content = message.content
             if type(content) is not str:
                 return -1  # not text; validation then names the bad message
-            chars += len(content)
+            chars += len(content) + message.padding
     except AttributeError:
         return -1
     return chars
@@ -197,3 +212,11 @@ class Completion:
     #: (the access log names them): this request's story, not the answer's, so a cache
     #: hit and other routers' copies of a cached answer have none.
     failed_attempts: tuple[tuple[str, str], ...] = ()
+    #: Filler characters that follow ``content`` in a modelled answer (see
+    #: :class:`ChatMessage`); 0 from real providers.
+    padding: int = 0
+
+    @property
+    def text(self) -> str:
+        """The whole answer's text: ``content`` and its padding."""
+        return self.content + filler_text(self.padding) if self.padding else self.content

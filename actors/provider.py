@@ -484,6 +484,7 @@ class Provider(Actor):
         return Completion(
             request_id=request_id,
             content=reply.content,
+            padding=reply.padding,
             model=self.spec.model,
             provider=name,
             # The provider's count of the prompt when it gave one, else the router's estimate.

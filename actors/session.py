@@ -47,6 +47,9 @@ class Turn:
     priority: int = 0
     #: Whether the answer is streamed (a sink streams it whatever this says).
     stream: bool = False
+    #: Filler characters after ``content`` in a modelled candidate's message
+    #: (:class:`ChatMessage`).
+    padding: int = 0
 
 
 class InterviewSession(Actor):
@@ -89,7 +92,7 @@ class InterviewSession(Actor):
     async def turn(self, turn: Turn, sink: StreamSink | None = None) -> Completion:
         """One exchange, its answer streamed into ``sink`` if given; on failure the history
         is left as it was before the turn."""
-        self.history.append(ChatMessage("user", turn.content))
+        self.history.append(ChatMessage("user", turn.content, turn.padding))
         request = ChatRequest(
             messages=self._sized_history(),
             kind=turn.kind,
@@ -103,7 +106,7 @@ class InterviewSession(Actor):
         except BaseException:
             self.history.pop()
             raise
-        self.history.append(ChatMessage("assistant", completion.content))
+        self.history.append(ChatMessage("assistant", completion.content, completion.padding))
         if not self.providers_used or self.providers_used[-1] != completion.provider:
             self.providers_used.append(completion.provider)
         return completion

@@ -134,13 +134,23 @@ class ScriptedInterview(InterviewSession):
                 if kind == "question":
                     request = self._question(priority)
                     completion = await self.complete(request)
-                    self.history.append(ChatMessage("assistant", completion.content))
+                    self.history.append(
+                        ChatMessage("assistant", completion.content, completion.padding)
+                    )
                 else:
                     chars = int(workload.answer_chars.sample(stream))
-                    answer = candidate_answer(self.index, turn, chars)
+                    head, padding = candidate_answer(self.index, turn, chars)
                     tokens = int(workload.output_tokens(kind).sample(stream))
                     await self.turn(
-                        Turn(answer, kind, tokens, workload.max_tokens, priority, workload.stream)
+                        Turn(
+                            head,
+                            kind,
+                            tokens,
+                            workload.max_tokens,
+                            priority,
+                            workload.stream,
+                            padding,
+                        )
                     )
             except CallboardError:
                 errors += 1

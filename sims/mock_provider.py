@@ -319,12 +319,12 @@ class MockProvider:
                 )
                 self.calls["200"] += 1
                 streaming = True
-                return sse.EventStream(self._stream(request, first.content, wire), limit_headers)
+                return sse.EventStream(self._stream(request, first.text, wire), limit_headers)
             reply = await until_disconnect(
                 http, lambda: self.backend.complete(request, request_id, Usage())
             )
             self.calls["200"] += 1
-            answer = wire.special or _text_answer(reply.content)
+            answer = wire.special or _text_answer(reply.text)
             tokens = reply.completion_tokens if wire.special is None else _count(answer)
             return JSONResponse(wire.reply(answer, tokens), headers=limit_headers)
         except AttemptError as exc:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from actors.messages import filler_text
+from actors.messages import filler_length
 from actors.runtime.distributions import Constant, DistributionSpec, LogNormal
 from actors.runtime.errors import require
 from actors.runtime.randomness import RandomStream
@@ -36,16 +36,17 @@ OFFICE_DAY = (
 )  # fmt: skip
 
 
-def candidate_answer(interview: int, turn: int, chars: int) -> str:
-    """What candidate ``interview`` says on turn ``turn``: ``chars`` characters, theirs alone.
+def candidate_answer(interview: int, turn: int, chars: int) -> tuple[str, int]:
+    """What candidate ``interview`` says on turn ``turn``: ``chars`` characters, theirs alone,
+    as (its head, the filler characters that follow it: a :class:`ChatMessage`'s padding).
 
     The ``[interview:turn]`` tag at its head makes each answer distinct text, as real
     answers are, so a request that carries one never hits the cache by accident; the
-    rest is shared filler, so an answer costs one slice and one copy. An answer is never
-    shorter than its tag (a few characters longer, once in about a million answers).
+    rest is shared filler, counted and never held. An answer is never shorter than its
+    tag (a few characters longer, once in about a million answers).
     """
     head = f"[{interview}:{turn}] "
-    return head + filler_text(max(0, chars - len(head)))
+    return head, filler_length(chars - len(head))
 
 
 def _check(field: str, ok: bool, value: object, allowed: str) -> None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from actors.messages import Answer, ChatRequest
+from actors.messages import Answer, ChatRequest, filler_text
 
 if TYPE_CHECKING:
     from actors.backends.sink import StreamSink
@@ -20,6 +20,13 @@ class BackendReply:
     ttft: float
     #: The whole answer as the provider gave it (HTTP backends); None: its text is all.
     answer: Answer | None = None
+    #: Filler characters after ``content`` in a modelled answer (:class:`ChatMessage`).
+    padding: int = 0
+
+    @property
+    def text(self) -> str:
+        """The whole answer's text: ``content`` and its padding."""
+        return self.content + filler_text(self.padding) if self.padding else self.content
 
 
 @attrs.define(slots=True)

@@ -24,7 +24,7 @@ from actors.errors import (
 )
 from actors.failures import FAULT_CODES, ErrorCode, FaultKind
 from actors.faults import FaultSchedule
-from actors.messages import ChatRequest, filler_text
+from actors.messages import ChatRequest, filler_length
 from actors.runtime import clock
 from actors.runtime.distributions import Constant, DistributionSpec, LogNormal
 from actors.runtime.errors import InvalidSetting
@@ -203,9 +203,9 @@ class VirtualBackend:
             if fate is not None:
                 raise MalformedReply(self.account, "reply body is not a valid completion")
             head = f"[{self.account}] answer to {request_id}: "
-            # As long as the tokens it stands for, so that histories grow as they would.
-            content = head + filler_text(4 * tokens - len(head))
-            return BackendReply(content, tokens, ttft)
+            # As long as the tokens it stands for, so that histories grow as they would:
+            # the distinct head, then filler counted but not held.
+            return BackendReply(head, tokens, ttft, padding=filler_length(4 * tokens - len(head)))
         if fate is ErrorCode.TIMEOUT:
             # Taken in, then stuck: the input is billed, nothing comes out.
             usage.input_tokens = request.prompt_tokens

@@ -493,6 +493,7 @@ class Router:
             completion = Completion(
                 request_id=pursuit.request_id,
                 content=completion.content,
+                padding=completion.padding,
                 model=completion.model,
                 provider=name,
                 prompt_tokens=completion.prompt_tokens,

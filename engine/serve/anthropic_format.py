@@ -234,7 +234,7 @@ def extras(completion: Completion) -> dict[str, Any]:
 def messages_reply(completion: Completion) -> dict[str, Any]:
     """A Messages API reply for the router's answer, plus who answered and how."""
     answer = completion.answer
-    message = answer.message if answer is not None else {"content": completion.content}
+    message = answer.message if answer is not None else {"content": completion.text}
     return {
         "id": f"msg_{completion.request_id}",
         "type": "message",

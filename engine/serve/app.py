@@ -445,7 +445,7 @@ class RouterApp:
         return JSONResponse(
             {
                 "session_id": sid,
-                "content": completion.content,
+                "content": completion.text,
                 "turns": sum(1 for m in session.history if m.role == "user"),
                 "providers_used": list(session.providers_used),
                 **_answer_fields(completion),

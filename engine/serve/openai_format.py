@@ -326,7 +326,7 @@ def usage_body(completion: Completion) -> dict[str, Any]:
 
 def _message(completion: Completion) -> dict[str, Any]:
     if completion.answer is None:
-        return {"role": "assistant", "content": completion.content}
+        return {"role": "assistant", "content": completion.text}
     return {"role": "assistant", **completion.answer.message}
 
 

@@ -84,15 +84,15 @@ class ReplyStream:
                     sink = self.sink
                     answer = completion.answer
                     whole = whole_delta(answer) if answer is not None else None
-                    if sink.attempt_chars == 0 and (completion.content or whole):
+                    if sink.attempt_chars == 0 and (completion.text or whole):
                         # Not streamed (a cache hit, a backend that cannot stream): whole.
                         if sink.total_chars:
                             await self._send.send(Restart(completion.provider))
                         sink.model = completion.model
                         if answer is not None and whole:
-                            await sink.piece(completion.content, whole, answer.logprobs)
+                            await sink.piece(completion.text, whole, answer.logprobs)
                         else:
-                            await sink.text(completion.content)
+                            await sink.text(completion.text)
                     await self._send.send(Done(completion))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass  # the consumer went away; the request is over either way

@@ -126,7 +126,7 @@ async def _turn(
                     await websocket.send_json(
                         {
                             "type": "done",
-                            "content": c.content,
+                            "content": c.text,
                             "provider": c.provider,
                             "request_id": c.request_id,
                             "attempts": c.attempts,

@@ -169,3 +169,18 @@ def test_equal_requests_share_a_key() -> None:
     as_int, as_float = _request(("user", "hi"), temperature=0), _request(("user", "hi"))
     assert as_int == as_float
     assert request_key(as_int) == request_key(as_float)
+
+
+@given(head=st.text(alphabet="[]:0123456789 ab", max_size=10), padding=st.integers(0, 5000))
+def test_a_padded_message_is_the_text_it_stands_for(head: str, padding: int) -> None:
+    """A modelled message holds its head and counts its filler: its size is the whole
+    text's, its key tells it apart from any other head or length."""
+    padded = ChatMessage("user", head, padding)
+    whole = ChatMessage("user", padded.text)
+    assert len(padded.text) == len(head) + padding
+    assert ChatRequest(messages=(padded,)).prompt_chars == len(head) + padding
+    assert ChatRequest(messages=(whole,)).prompt_chars == len(head) + padding
+    key = request_key(ChatRequest(messages=(padded,)))
+    assert request_key(ChatRequest(messages=(ChatMessage("user", head, padding),))) == key
+    assert request_key(ChatRequest(messages=(ChatMessage("user", head, padding + 1),))) != key
+    assert request_key(ChatRequest(messages=(ChatMessage("user", head + "x", padding),))) != key

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from actors.messages import ChatMessage
 from reports import summary
 from sims.cache_use import ANSWERED, CAUSES, FAILED, HIT, REJECTED, CacheUse, miss_causes
 from sims.runner import simulate
@@ -35,9 +36,10 @@ def test_two_candidates_answers_never_collide(one, other):
 @given(answers)
 def test_an_answer_keeps_its_drawn_length(answer):
     interview, turn, chars = answer
-    text = candidate_answer(interview, turn, chars)
+    head, padding = candidate_answer(interview, turn, chars)
     tag = f"[{interview}:{turn}] "
-    assert text.startswith(tag) and len(text) == max(chars, len(tag))
+    text = ChatMessage("user", head, padding).text
+    assert head == tag and len(text) == max(chars, len(tag))
 
 
 def test_each_miss_gets_its_cause():
