@@ -324,6 +324,26 @@ def _slo_text(values: dict[str, list[float]]) -> str:
     return ", ".join(parts)
 
 
+def level_sentence(level: dict[str, Any], meta: dict[str, Any]) -> str:
+    """One level's answer in a sentence: the fleet, what 'shown' means, the fresh check."""
+    slos = " and ".join(meta["slos"])
+    head = summary.plural(level["interviews"], "interview")
+    if not level["feasible"]:
+        best = _fleet(level["best_tried"]["counts"])
+        return f"{head}: no fleet in the range met {slos} (the largest tried: {best})."
+    fleet = _fleet(level["recommended"]["counts"])
+    fresh = level["holdout"]
+    checked = (
+        f"; it met them on {fresh['met']} of {len(fresh['seeds'])} fresh days the search never saw"
+        if fresh["seeds"]
+        else ""
+    )
+    return (
+        f"{head}: {fleet} is the smallest fleet shown to meet {slos} on at least "
+        f"{summary.percent(meta['confidence'])} of days{checked}."
+    )
+
+
 def level_row(level: dict[str, Any]) -> tuple[str, ...]:
     if not level["feasible"]:
         best = level["best_tried"]
@@ -346,7 +366,7 @@ def level_row(level: dict[str, Any]) -> tuple[str, ...]:
     return (
         summary.count(level["interviews"]),
         _fleet(level["recommended"]["counts"]),
-        "n/a" if naive is None else f"{naive} accounts",
+        "n/a" if naive is None else summary.plural(naive, "account"),
         f"{_slo_text(level['slo_values'])} ({level['seeds_run']} seeds)",
         _held_out(level["holdout"]),
         utilisation,
@@ -362,16 +382,7 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
     levels = data["levels"]
     feasible = [lv for lv in levels if lv["feasible"]]
     confidence = summary.percent(meta["confidence"])
-    lead = (
-        f"Smallest fleet shown to meet {' and '.join(meta['slos'])} on {confidence} of seeds"
-        ": "
-        + "; ".join(
-            f"{summary.count(lv['interviews'])} interviews -> "
-            + (_fleet(lv["recommended"]["counts"]) if lv["feasible"] else "not within the range")
-            for lv in levels
-        )
-        + "."
-    )
+    lead = " ".join(level_sentence(level, meta) for level in levels)
     notes = [
         f"Confidence: a fleet is recommended once {meta['min_seeds']} to {meta['max_seeds']} "
         "seeds all met every objective and, for each objective, the one-sided normal "
