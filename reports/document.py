@@ -237,14 +237,19 @@ def build_document(results: Results, figures: list[Path]) -> Document:
     """Everything the report says, in order."""
     meta = results.meta
     name = meta.scenario or "unnamed"
-    description = " ".join(meta.description.split())
+    # The run's own settings first: the scenario's description speaks of its file's
+    # settings, which --set or --interviews may have changed.
+    written = " ".join(meta.description.split())
+    description = f"Run: {summary.run_settings(meta.config)}." + (
+        f" The scenario's description: {written}" if written else ""
+    )
     footer = (
         f"Scenario {name} · scenario hash {meta.scenario_hash} · "
         f"seed {meta.seed} · callboard {meta.callboard_version}. "
         "All times are simulated; the same scenario and seed give the same report."
     )
     return Document(
-        title=f"callboard simulation: {name}",
+        title=f"callboard simulation: {name} (seed {meta.seed})",
         lead=summary.headline_sentence(results),
         description=description,
         sections=(
