@@ -17,7 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from reports import summary
 from reports.document import Document, FigureRef, Section, Table, write_file
@@ -196,13 +196,37 @@ def capacity_data(
 # --- figures ---------------------------------------------------------------------
 
 
-def _curve_figure(data: dict[str, Any], key: str, metric: str, label: str, title: str) -> Figure:
+def plain_number(value: float, _position: object = None) -> str:
+    """A tick label as a reader writes the number: "60", "4", "0.5", never "6x10^1"."""
+    return f"{value:g}"
+
+
+def _off_scale(ax: Any, x: list[int], colour: str) -> None:
+    """Points whose value is infinite, as triangles at the top edge of the axes."""
+    ax.plot(
+        x,
+        [0.97] * len(x),
+        "^",
+        markersize=9,
+        color=colour,
+        markeredgecolor="black",
+        markeredgewidth=0.5,
+        transform=ax.get_xaxis_transform(),  # x in data, y in axes: always at the top
+        clip_on=False,
+        linestyle="none",
+        gid="off-scale",
+    )
+
+
+def curve_figure(data: dict[str, Any], key: str, metric: str, label: str, title: str) -> Figure:
     """Median seed (line), all seeds (band) and the pick (star) per interview level, with
-    the objectives on ``metric`` drawn as dashed lines. An infinite latency (more turns
-    failed than the percentile allows) leaves a gap."""
-    fig = Figure(figsize=(9, 4.6), layout="constrained")
+    the objectives on ``metric`` drawn as dashed lines. A fleet with an infinite latency on
+    a seed (more turns failed than the percentile allows) is a triangle at the top edge."""
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
     ax = fig.subplots()
     latency = key == "latency"
+    quantile = metric.rpartition("_")[2]
+    off_scale = False
     for level in data["levels"]:
         points = sorted(level["curve"], key=lambda p: p["accounts"])
         x = [p["accounts"] for p in points]
@@ -218,6 +242,10 @@ def _curve_figure(data: dict[str, Any], key: str, metric: str, label: str, title
             alpha=0.15,
             linewidth=0,
         )
+        infinite = [n for n, seeds in zip(x, values, strict=True) if math.inf in seeds]
+        if infinite:
+            _off_scale(ax, infinite, line.get_color())
+            off_scale = True
         if level["feasible"]:
             chosen = level["recommended"]["accounts"]
             at = mid[x.index(chosen)]
@@ -228,16 +256,30 @@ def _curve_figure(data: dict[str, Any], key: str, metric: str, label: str, title
             ax.axhline(
                 slo.target, color="#c0392b", linestyle="--", linewidth=1, label=f"SLO {text}"
             )
+    if off_scale:  # one legend entry for the triangles of every level, in no level's colour
+        label = f"∞ on a seed: more turns failed than the {quantile} allows"
+        ax.plot([], [], "^", color="#999999", markeredgecolor="black", label=label)
     if latency:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(plain_number))
+        ax.yaxis.set_minor_formatter(FuncFormatter(_minor_label))
     else:
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     ax.set_xlabel("accounts in the fleet")
     ax.set_ylabel(label)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10.5)
+    meta = data["meta"]
+    fig.suptitle(f"{meta['scenario']} (seed {meta['seed']})", fontsize=11.5)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def _minor_label(value: float, position: object = None) -> str:
+    """Label the 2s and 5s between decades, so a latency axis spanning less than a decade
+    still has numbers on it."""
+    leading = round(value / 10 ** math.floor(math.log10(value)), 6) if value > 0 else 0
+    return plain_number(value) if leading in (2, 5) else ""
 
 
 def capacity_figures(data: dict[str, Any], out_dir: Path) -> list[FigureRef]:
@@ -254,8 +296,9 @@ def capacity_figures(data: dict[str, Any], out_dir: Path) -> list[FigureRef]:
             f"{quantile} {family} latency against fleet size "
             "(line: median seed; band: all seeds; star: pick)",
             f"Each point is one fleet size the search simulated, over every seed; {metric} "
-            f"covers {COVERS[family]}, a failed turn counted as missing the objective (a gap: "
-            f"more turns failed than the {quantile} allows).",
+            f"covers {COVERS[family]}, a failed turn counted as missing the objective. A "
+            f"triangle at the top edge marks a fleet where more turns failed than the "
+            f"{quantile} allows on some seed (an infinite {metric}, off the scale).",
         ),
         (
             "sizing_success",
@@ -266,7 +309,7 @@ def capacity_figures(data: dict[str, Any], out_dir: Path) -> list[FigureRef]:
             "Below the dashed line the fleet fails the success objective.",
         ),
     ):
-        fig = _curve_figure(data, key, slo_metric, label, title)
+        fig = curve_figure(data, key, slo_metric, label, title)
         path = out_dir / f"{name}.png"
         fig.savefig(path, dpi=110, metadata={"Software": None})
         made.append(FigureRef(f"figures/{path.name}", path, title.split(" (")[0], caption))

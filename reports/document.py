@@ -155,7 +155,8 @@ def _breakers(results: Results) -> Section:
     openings = sum(1 for m in moves if m.target is State.OPEN)
     accounts = len({m.provider for m in moves})
     blocks: list[Block] = [
-        f"{len(moves):,} transition(s) on {accounts:,} account(s), {openings:,} of them "
+        f"{summary.plural(len(moves), 'transition')} on {summary.plural(accounts, 'account')}, "
+        f"{openings:,} of them "
         "opening a breaker (quarantining the account). Times are simulated time since the "
         "start of the run."
     ]

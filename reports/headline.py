@@ -122,8 +122,8 @@ def _what_it_takes(reading: dict[str, Any]) -> str:
         return f"no fleet of up to {needed['range'][1]} x {needed['group']} meets them"
     fleet = plural(needed["accounts"], f"{needed['group']} account")
     return (
-        f"the smallest fleet `callboard size` shows to meet them on at least "
-        f"{percent(needed['confidence'])} of days is {fleet}, which met them on "
+        f"the smallest fleet `callboard size` finds is {fleet}: shown to meet them on at "
+        f"least {percent(needed['confidence'])} of days, it met them on "
         f"{needed['fresh_met']} of {needed['fresh_seeds']} fresh days it never searched"
     )
 

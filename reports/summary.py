@@ -328,8 +328,8 @@ def headline_sentence(results: Results) -> str:
     return (
         f"{values['Requests']} requests from {count(s.interviews)} interviews over "
         f"{values['Simulated time']} of simulated time: {percent(s.success_rate)} "
-        f"answered, provider_p95 {p95} (a failed turn as ∞), {values['Breaker openings']} "
-        f"breaker opening(s), cost {money(s.cost_total)}."
+        f"answered, provider_p95 {p95} (a failed turn as ∞), "
+        f"{plural(s.breaker_openings, 'breaker opening')}, cost {money(s.cost_total)}."
     )
 
 
