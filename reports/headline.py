@@ -86,28 +86,28 @@ def _fleet(needed: dict[str, Any] | None) -> tuple[str, str]:
 
 
 def answer_sentence(reading: dict[str, Any]) -> str:
-    """The reading's answer, short enough to read first: how many accounts it takes."""
-    head = (
-        f"{str(reading['label']).capitalize()} "
-        f"({plural(reading['interviews'], 'interview')} {_starting(reading)})"
-    )
-    ran = reading["accounts"]
-    verb = (
-        ("meets" if ran == 1 else "meet")
-        if reading["meets_slos"]
-        else ("misses" if ran == 1 else "miss")
-    )
-    as_run = f"the {ran} run here {verb} them"
+    """The reading's answer, short enough to read first (and to fit a terminal line):
+    whether the accounts run meet the SLOs, and how many it takes."""
+    spread = float(reading["start_spread_s"])
+    when = f"over {minutes(spread)}" if spread > 0 else "all at once"
+    interviews = plural(reading["interviews"], "interview")
+    head = f"{str(reading['label']).capitalize()} ({interviews} {when})"
+    ran, met = reading["accounts"], reading["meets_slos"]
+    verb = ("meet" if met else "miss") + ("s" if ran == 1 else "")
+    found = f"{head}: {plural(ran, 'account')} {verb} the SLOs"
     needed = reading["needed"]
     if needed is None:
-        return f"{head}: {plural(ran, 'account')} {verb} the SLOs (not sized: --no-size)."
-    if needed["accounts"] is None:
-        return (
-            f"{head}: no fleet of up to {needed['range'][1]} {needed['group']} accounts "
-            f"meets the SLOs; {as_run}."
-        )
-    fleet = plural(needed["accounts"], f"{needed['group']} account")
-    return f"{head}: it takes {fleet} to meet the SLOs; {as_run}."
+        return f"{found} (not sized: --no-size)."
+    takes = needed["accounts"]
+    if takes is None:
+        return f"{found}; no fleet of up to {needed['range'][1]} does."
+    if not met:
+        return f"{found}; it takes {takes}."
+    if takes == ran:
+        return f"{found}, and no fewer would."
+    if takes < ran:
+        return f"{found}; {takes} would."
+    return f"{found} on seed {reading['seed']}; it takes {takes} to meet them reliably."
 
 
 def _what_it_takes(reading: dict[str, Any]) -> str:

@@ -216,11 +216,11 @@ def _simulate_headline(args: argparse.Namespace) -> int:
     print(format_table(headline_rows(headline), headline_headers(headline)))
     for found in headline.readings:
         _say(f"\n{reading_sentence(found)}")
-    ran = f"simulated {' + '.join(simulated)} min in {_duration(wall)}"
+    total = _duration(time.perf_counter() - started)
+    ran = f"wall time {total}: simulating {' + '.join(simulated)} min took {_duration(wall)}"
     if not args.no_size:
-        took = _duration(sizing.wall_s)
-        ran += f", sized the readings ({sizing.simulations:,} simulations) in {took}"
-    _say(f"\n{ran}: {_duration(time.perf_counter() - started)} of wall time in all")
+        ran += f", sizing ({sizing.simulations:,} simulations) {_duration(sizing.wall_s)}"
+    _say(f"\n{ran}")
     print(f"report: {files.markdown}\n        {files.html}")
     for report in reports:
         print(f"        {report.html}")

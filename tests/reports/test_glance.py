@@ -87,15 +87,24 @@ def test_a_table_that_fits_is_printed_as_before() -> None:
 
 
 def test_the_answer_sentence_says_how_many_accounts_it_takes() -> None:
-    sentence = answer_sentence(_reading())
-    assert sentence == (
-        "All at once (500 interviews starting over 1.0 min): it takes 34 huggingface "
-        "accounts to meet the SLOs; the 2 run here miss them."
+    needed = _reading()["needed"]
+    assert answer_sentence(_reading()) == (
+        "All at once (500 interviews over 1.0 min): 2 accounts miss the SLOs; it takes 34."
     )
-    one = answer_sentence(
-        _reading(accounts=1, meets_slos=True, needed={**_reading()["needed"], "accounts": 1})
+    met = {"meets_slos": True, "start_spread_s": 3600.0, "label": "as claimed"}
+    assert answer_sentence(_reading(**met, needed={**needed, "accounts": 2})) == (
+        "As claimed (500 interviews over 60.0 min): 2 accounts meet the SLOs, and no fewer would."
     )
-    assert "it takes 1 huggingface account to" in one and "the 1 run here meets them" in one
+    one = _reading(accounts=1, **met, needed={**needed, "accounts": 3})
+    assert answer_sentence(one).endswith(
+        ": 1 account meets the SLOs on seed 1; it takes 3 to meet them reliably."
+    )
+    assert answer_sentence(_reading(needed=None)).endswith("(not sized: --no-size).")
+    none = _reading(start_spread_s=0.0, needed={**needed, "accounts": None})
+    assert answer_sentence(none) == (
+        "All at once (500 interviews all at once): 2 accounts miss the SLOs; "
+        "no fleet of up to 64 does."
+    )
 
 
 def test_the_confidence_says_what_95_and_9_of_10_each_mean() -> None:
