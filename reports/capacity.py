@@ -201,7 +201,7 @@ def plain_number(value: float, _position: object = None) -> str:
     return f"{value:g}"
 
 
-def _off_scale(ax: Any, x: list[int], colour: str) -> None:
+def _off_scale(ax: Any, x: list[int], colour: Any) -> None:
     """Points whose value is infinite, as triangles at the top edge of the axes."""
     ax.plot(
         x,

@@ -37,9 +37,10 @@ table { border-collapse: collapse; font-size: 0.93em; }
 th, td { padding: 0.25em 0.8em; border-bottom: 1px solid #e4e4e4; text-align: left;
          vertical-align: top; }
 th { background: #f5f5f5; font-weight: 600; vertical-align: bottom; }
-td { max-width: 40em; overflow-wrap: anywhere; }
+td { max-width: 40em; overflow-wrap: break-word; }
 tr:nth-child(even) td { background: #fafafa; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { white-space: nowrap; }
 figure { margin: 1em 0 2em; max-width: 100%; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 0.92em; margin-top: 0.3em; }

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from actors.runtime.errors import CallboardError, InvalidSetting
 
 DEFAULT_SCENARIO = "interview-day"
@@ -245,12 +247,12 @@ def _duration(seconds: float) -> str:
     return f"{whole // 60} min {whole % 60} s"
 
 
+@attrs.define
 class _Sizing:
     """Sizes each reading of the headline, counting its simulations and wall time."""
 
-    def __init__(self) -> None:
-        self.simulations = 0
-        self.wall_s = 0.0
+    simulations: int = 0
+    wall_s: float = 0.0
 
     def run(self, readings, scenarios, args: argparse.Namespace) -> list[dict]:
         """What each reading takes to meet the SLOs, with progress on stderr."""
@@ -423,9 +425,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         for i, v in enumerate(data["variants"])
     ]
     print(format_table(rows, ("variant", *(m.label for m in METRICS.values()))))
-    print(f"\n{data['verdict']['sentence']}")
+    _say(f"\n{data['verdict']['sentence']}")
     if data["verdict"]["tradeoffs"]:
-        print("Also changed significantly: " + "; ".join(data["verdict"]["tradeoffs"]) + ".")
+        _say("Also changed significantly: " + "; ".join(data["verdict"]["tradeoffs"]) + ".")
     print(f"\nreport: {files.markdown}\n        {files.html}")
     return 0
 
@@ -447,7 +449,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.json:
         print(_json_line({**comparison.as_json(), "report": str(report)}))
         return 0
-    print(
+    _say(
         f"{scenario.name} (seed {scenario.seed}): {scenario.workload.interviews} interviews "
         f"replayed {comparison.time_scale:g}x faster than real time through the live router, "
         "beside the simulation\n"
@@ -458,7 +460,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"{len(comparison.urls)} loopback mock providers; "
         f"simulation: {comparison.simulation_wall_s:.2f} s"
     )
-    print(f"\n{overhead_note(comparison)}\n{HONESTY}")
+    _say(f"\n{overhead_note(comparison)}")
+    _say(HONESTY)
     print(f"\nreport: {report}")
     return 0
 

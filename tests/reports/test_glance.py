@@ -160,6 +160,7 @@ def test_the_html_renders_markdown_and_lets_tables_scroll_in_their_own_box() -> 
     assert re.search(r"\.table \{[^}]*overflow-x: auto", css)
     assert "max-width: 1120px" not in css  # fluid up to a wide screen
     assert re.search(r"img \{[^}]*max-width: 100%", css)
+    assert not re.search(r"th[^{}]*\{[^}]*nowrap", css)  # long headers wrap, never widen it
 
 
 # --- figures ----------------------------------------------------------------------
