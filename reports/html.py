@@ -34,7 +34,7 @@ a { color: #1f5f99; }
 nav a { margin-right: 0.9em; text-decoration: none; }
 .table { max-width: 100%; overflow-x: auto; margin: 0.6em 0 1em; }
 table { border-collapse: collapse; font-size: 0.93em; }
-th, td { padding: 0.25em 0.8em; border-bottom: 1px solid #e4e4e4; text-align: left;
+th, td { padding: 0.25em 0.55em; border-bottom: 1px solid #e4e4e4; text-align: left;
          vertical-align: top; }
 th { background: #f5f5f5; font-weight: 600; vertical-align: bottom; }
 td { max-width: 40em; overflow-wrap: break-word; }
