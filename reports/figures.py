@@ -399,7 +399,7 @@ def providers(results: Results, requests: Requests, series: Sampled) -> Figure:
             families[family.get(n, n)].append(n)
         top.set_title(
             f"Accounts: utilisation and rate limits ({plural(len(names), 'account')} in "
-            f"{len(families)} families: mean line, min-max band)"
+            f"{plural(len(families), 'family', 'families')}: mean line, min-max band)"
         )
         for colour, (fam, members) in zip(
             _palette(len(families)), sorted(families.items()), strict=True

@@ -140,9 +140,10 @@ def clock(value_s: Any) -> str:
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
-def plural(n: Any, word: str) -> str:
-    """ "1 account", "2 accounts", "1,000 interviews": a count with its noun agreeing."""
-    return f"{count(n)} {word}" + ("" if as_float(n) == 1 else "s")
+def plural(n: Any, word: str, many: str | None = None) -> str:
+    """ "1 account", "2 accounts", "3 families": a count with its noun agreeing (``many``:
+    the plural, when it is not ``word`` + "s")."""
+    return f"{count(n)} {word if as_float(n) == 1 else many or word + 's'}"
 
 
 def _total(mapping: dict[str, int]) -> float:

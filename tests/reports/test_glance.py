@@ -133,6 +133,9 @@ def test_the_run_is_described_by_its_own_settings_with_plurals_right(results: Re
         "30 interviews starting over 1.0 min, on 1 account (1 x huggingface)"
     )
     assert plural(1, "account") == "1 account" and plural(2_000, "interview") == "2,000 interviews"
+    assert plural(1, "family", "families") == "1 family" and plural(0, "family", "families") == (
+        "0 families"
+    )
     assert "0 breaker openings" in headline_sentence(results)
     html = render_html(results, [])
     assert "30 interviews starting over 1.0 min, on 1 account" in html
