@@ -109,7 +109,7 @@ def autoscale(out: str, work: Path) -> str:
 FIGURES: dict[str, Figure] = {
     "default-run": Figure(
         "callboard simulate --quiet",
-        drop=r"^simulated .* of wall time$|^report: |^\s+runs/",
+        drop=r"^wall time .*|^report: |^\s+runs/",
     ),
     "burst-run": Figure(
         "callboard simulate interview-day --quiet",

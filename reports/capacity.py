@@ -17,7 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from reports import summary
 from reports.document import Document, FigureRef, Section, Table, write_file
@@ -239,14 +239,38 @@ def capacity_data(
 # --- figures ---------------------------------------------------------------------
 
 
-def _curve_figure(data: dict[str, Any], key: str, metric: str, label: str, title: str) -> Figure:
+def plain_number(value: float, _position: object = None) -> str:
+    """A tick label as a reader writes the number: "60", "4", "0.5", never "6x10^1"."""
+    return f"{value:g}"
+
+
+def _off_scale(ax: Any, x: list[int], colour: Any) -> None:
+    """Points whose value is infinite, as triangles at the top edge of the axes."""
+    ax.plot(
+        x,
+        [0.97] * len(x),
+        "^",
+        markersize=9,
+        color=colour,
+        markeredgecolor="black",
+        markeredgewidth=0.5,
+        transform=ax.get_xaxis_transform(),  # x in data, y in axes: always at the top
+        clip_on=False,
+        linestyle="none",
+        gid="off-scale",
+    )
+
+
+def curve_figure(data: dict[str, Any], key: str, metric: str, label: str, title: str) -> Figure:
     """Median seed (line), all seeds (band) and the pick (star) per interview level, with
-    the objectives on ``metric`` drawn as dashed lines. An infinite latency (more turns
-    failed than the percentile allows) leaves a gap. A mix's fleets of one size differ
-    in kind, so they are dots, not a line."""
-    fig = Figure(figsize=(9, 4.6), layout="constrained")
+    the objectives on ``metric`` drawn as dashed lines. A fleet with an infinite latency on
+    a seed (more turns failed than the percentile allows) is a triangle at the top edge. A
+    mix's fleets of one size differ in kind, so they are dots, not a line."""
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
     ax = fig.subplots()
     latency = key == "latency"
+    quantile = metric.rpartition("_")[2]
+    off_scale = False
     for level in data["levels"]:
         points = sorted(level["curve"], key=lambda p: p["accounts"])
         x = [p["accounts"] for p in points]
@@ -265,6 +289,10 @@ def _curve_figure(data: dict[str, Any], key: str, metric: str, label: str, title
                 alpha=0.15,
                 linewidth=0,
             )
+        infinite = [n for n, seeds in zip(x, values, strict=True) if math.inf in seeds]
+        if infinite:
+            _off_scale(ax, infinite, line.get_color())
+            off_scale = True
         if level["feasible"]:
             counts = level["recommended"]["counts"]
             pick = next(i for i, p in enumerate(points) if p["counts"] == counts)
@@ -275,16 +303,30 @@ def _curve_figure(data: dict[str, Any], key: str, metric: str, label: str, title
             ax.axhline(
                 slo.target, color="#c0392b", linestyle="--", linewidth=1, label=f"SLO {text}"
             )
+    if off_scale:  # one legend entry for the triangles of every level, in no level's colour
+        label = f"∞ on a seed: more turns failed than the {quantile} allows"
+        ax.plot([], [], "^", color="#999999", markeredgecolor="black", label=label)
     if latency:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(plain_number))
+        ax.yaxis.set_minor_formatter(FuncFormatter(_minor_label))
     else:
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     ax.set_xlabel("accounts in the fleet")
     ax.set_ylabel(label)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10.5)
+    meta = data["meta"]
+    fig.suptitle(f"{meta['scenario']} (seed {meta['seed']})", fontsize=11.5)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def _minor_label(value: float, position: object = None) -> str:
+    """Label the 2s and 5s between decades, so a latency axis spanning less than a decade
+    still has numbers on it."""
+    leading = round(value / 10 ** math.floor(math.log10(value)), 6) if value > 0 else 0
+    return plain_number(value) if leading in (2, 5) else ""
 
 
 def capacity_figures(data: dict[str, Any], out_dir: Path) -> list[FigureRef]:
@@ -305,8 +347,9 @@ def capacity_figures(data: dict[str, Any], out_dir: Path) -> list[FigureRef]:
             f"{metric} (s, log scale)",
             f"{quantile} {family} latency against fleet size {legend}",
             f"Each point is one fleet size the search simulated, over every seed; {metric} "
-            f"covers {COVERS[family]}, a failed turn counted as missing the objective (a gap: "
-            f"more turns failed than the {quantile} allows).",
+            f"covers {COVERS[family]}, a failed turn counted as missing the objective. A "
+            f"triangle at the top edge marks a fleet where more turns failed than the "
+            f"{quantile} allows on some seed (an infinite {metric}, off the scale).",
         ),
         (
             "sizing_success",
@@ -317,7 +360,7 @@ def capacity_figures(data: dict[str, Any], out_dir: Path) -> list[FigureRef]:
             "Below the dashed line the fleet fails the success objective.",
         ),
     ):
-        fig = _curve_figure(data, key, slo_metric, label, title)
+        fig = curve_figure(data, key, slo_metric, label, title)
         path = out_dir / f"{name}.png"
         fig.savefig(path, dpi=110, metadata={"Software": None})
         made.append(FigureRef(f"figures/{path.name}", path, title.split(" (")[0], caption))
@@ -377,6 +420,27 @@ def _slo_text(values: dict[str, list[float]]) -> str:
     return ", ".join(parts)
 
 
+def level_sentence(level: dict[str, Any], meta: dict[str, Any]) -> str:
+    """One level's answer in a sentence: the fleet, what 'shown' means, the fresh check."""
+    slos = " and ".join(meta["slos"])
+    head = summary.plural(level["interviews"], "interview")
+    if not level["feasible"]:
+        best = _fleet(level["best_tried"]["counts"])
+        return f"{head}: no fleet in the range met {slos} (the largest tried: {best})."
+    fleet = _fleet(level["recommended"]["counts"])
+    fresh = level["holdout"]
+    checked = (
+        f"; it met them on {fresh['met']} of {len(fresh['seeds'])} fresh days the search never saw"
+        if fresh["seeds"]
+        else ""
+    )
+    what = "the cheapest mix" if meta.get("mix") else "the smallest fleet"
+    return (
+        f"{head}: {fleet} is {what} shown to meet {slos} on at least "
+        f"{summary.percent(meta['confidence'])} of days{checked}."
+    )
+
+
 def level_row(level: dict[str, Any]) -> tuple[str, ...]:
     if not level["feasible"]:
         best = level["best_tried"]
@@ -399,7 +463,7 @@ def level_row(level: dict[str, Any]) -> tuple[str, ...]:
     return (
         summary.count(level["interviews"]),
         _fleet(level["recommended"]["counts"]),
-        "n/a" if naive is None else f"{naive} accounts",
+        "n/a" if naive is None else summary.plural(naive, "account"),
         f"{_slo_text(level['slo_values'])} ({level['seeds_run']} seeds)",
         _held_out(level["holdout"]),
         utilisation,
@@ -415,17 +479,7 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
     levels = data["levels"]
     feasible = [lv for lv in levels if lv["feasible"]]
     confidence = summary.percent(meta["confidence"])
-    what = "Cheapest mix" if meta.get("mix") else "Smallest fleet"
-    lead = (
-        f"{what} shown to meet {' and '.join(meta['slos'])} on {confidence} of seeds"
-        ": "
-        + "; ".join(
-            f"{summary.count(lv['interviews'])} interviews -> "
-            + (_fleet(lv["recommended"]["counts"]) if lv["feasible"] else "not within the range")
-            for lv in levels
-        )
-        + "."
-    )
+    lead = " ".join(level_sentence(level, meta) for level in levels)
     notes = [
         f"Confidence: a fleet is recommended once {meta['min_seeds']} to {meta['max_seeds']} "
         "seeds all met every objective and, for each objective, the one-sided normal "

@@ -155,7 +155,8 @@ def _breakers(results: Results) -> Section:
     openings = sum(1 for m in moves if m.target is State.OPEN)
     accounts = len({m.provider for m in moves})
     blocks: list[Block] = [
-        f"{len(moves):,} transition(s) on {accounts:,} account(s), {openings:,} of them "
+        f"{summary.plural(len(moves), 'transition')} on {summary.plural(accounts, 'account')}, "
+        f"{openings:,} of them "
         "opening a breaker (quarantining the account). Times are simulated time since the "
         "start of the run."
     ]
@@ -237,14 +238,19 @@ def build_document(results: Results, figures: list[Path]) -> Document:
     """Everything the report says, in order."""
     meta = results.meta
     name = meta.scenario or "unnamed"
-    description = " ".join(meta.description.split())
+    # The run's own settings first: the scenario's description speaks of its file's
+    # settings, which --set or --interviews may have changed.
+    written = " ".join(meta.description.split())
+    description = f"Run: {summary.run_settings(meta.config)}." + (
+        f" The scenario's description: {written}" if written else ""
+    )
     footer = (
         f"Scenario {name} · scenario hash {meta.scenario_hash} · "
         f"seed {meta.seed} · callboard {meta.callboard_version}. "
         "All times are simulated; the same scenario and seed give the same report."
     )
     return Document(
-        title=f"callboard simulation: {name}",
+        title=f"callboard simulation: {name} (seed {meta.seed})",
         lead=summary.headline_sentence(results),
         description=description,
         sections=(

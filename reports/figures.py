@@ -24,7 +24,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from actors.breaker import State
-from reports.summary import seconds
+from reports.summary import plural, seconds
 from sims import result_views
 from sims.result_views import MIN_PER_WINDOW, Requests, Sampled, as_float
 from sims.results import Results
@@ -388,7 +388,7 @@ def providers(results: Results, requests: Requests, series: Sampled) -> Figure:
         limited[n] = rates
     total_limited = sum(float(series.providers[n].rate_limited[-1]) for n in names)
     if len(names) <= MAX_LINES:
-        top.set_title(f"Accounts: utilisation and rate limits ({len(names)} accounts)")
+        top.set_title(f"Accounts: utilisation and rate limits ({plural(len(names), 'account')})")
         for colour, n in zip(_palette(len(names)), names, strict=True):
             top.plot(minutes, utilisation[n], color=colour, linewidth=1.2, label=n)
             bottom.stairs(limited[n], _minutes(edges), color=colour, linewidth=1.2, label=n)
@@ -398,14 +398,14 @@ def providers(results: Results, requests: Requests, series: Sampled) -> Figure:
         for n in names:
             families[family.get(n, n)].append(n)
         top.set_title(
-            f"Accounts: utilisation and rate limits ({len(names)} accounts in "
-            f"{len(families)} families: mean line, min-max band)"
+            f"Accounts: utilisation and rate limits ({plural(len(names), 'account')} in "
+            f"{plural(len(families), 'family', 'families')}: mean line, min-max band)"
         )
         for colour, (fam, members) in zip(
             _palette(len(families)), sorted(families.items()), strict=True
         ):
             stack = np.vstack([utilisation[n] for n in members])
-            label = f"{fam} ({len(members)} accounts)"
+            label = f"{fam} ({plural(len(members), 'account')})"
             top.fill_between(
                 minutes, stack.min(axis=0), stack.max(axis=0), color=colour, alpha=0.2, linewidth=0
             )
@@ -457,7 +457,7 @@ def breakers(results: Results, requests: Requests, series: Sampled) -> Figure:
     fig = Figure(figsize=(10, 1.9 + 0.32 * rows), layout="constrained")
     ax = fig.subplots()
     openings = sum(1 for m in results.transitions if m.target is State.OPEN)
-    ax.set_title(f"Circuit breakers: {openings:,} opening(s){note}", fontsize=10.5)
+    ax.set_title(f"Circuit breakers: {plural(openings, 'opening')}{note}", fontsize=10.5)
     ax.set_xlabel("simulated time (min)")
     ax.set_xlim(0, _minutes(end))
     if not shown:
@@ -560,6 +560,15 @@ FIGURES: dict[str, Callable[[Results, Requests, Sampled], Figure]] = {
 }
 
 
+def draw(name: str, results: Results, requests: Requests, series: Sampled) -> Figure:
+    """Figure ``name`` of FIGURES, headed with the run's scenario and seed: a figure
+    is often seen alone (pasted in a chat, a slide), away from the report that names them."""
+    fig = FIGURES[name](results, requests, series)
+    meta = results.meta
+    fig.suptitle(f"{meta.scenario or 'unnamed'} (seed {meta.seed})", fontsize=11.5)
+    return fig
+
+
 def render_figures(results: Results, out_dir: Path) -> list[Path]:
     """Write every figure as ``out_dir/<name>.png``; returns the paths in report order."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -568,10 +577,10 @@ def render_figures(results: Results, out_dir: Path) -> list[Path]:
     paths = []
     # The default style, whatever the user's matplotlibrc says: same Results, same bytes.
     with style.context("default"):
-        for name, draw in FIGURES.items():
+        for name in FIGURES:
             if name == "replicas" and not results.scaling:
                 continue  # only runs with an autoscaler have replicas to show
-            fig = draw(results, requests, series)
+            fig = draw(name, results, requests, series)
             path = out_dir / f"{name}.png"
             fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
             fig.clear()  # not registered with pyplot, so nothing else holds it

@@ -19,11 +19,11 @@ import attrs
 from reports.document import Document, Section, Table, write_file
 from reports.html import document_html
 from reports.markdown import document_markdown
-from reports.summary import minutes, percent, seconds
+from reports.summary import minutes, percent, plural, seconds
 from sims.headline import Headline
 
-HEADLINE_HEADERS = (
-    "reading",
+#: What the table says about each reading, one row each (a column per reading).
+HEADLINE_FIGURES = (
     "scenario",
     "interviews start over",
     "bank questions",
@@ -34,6 +34,7 @@ HEADLINE_HEADERS = (
     "request limit used",
     "SLOs",
     "smallest fleet meeting them",
+    "fresh days meeting them",
 )
 
 
@@ -42,11 +43,20 @@ def _spread(reading: dict[str, Any]) -> str:
     return minutes(spread) if spread > 0 else "0 s (all at once)"
 
 
+def _starting(reading: dict[str, Any]) -> str:
+    spread = float(reading["start_spread_s"])
+    return f"starting over {minutes(spread)}" if spread > 0 else "all starting at once"
+
+
+def headline_headers(headline: Headline) -> tuple[str, ...]:
+    """The table's columns: one per reading, so it stays narrow however long each figure."""
+    return ("reading", *(str(r["label"]) for r in headline.readings))
+
+
 def headline_rows(headline: Headline) -> list[tuple[str, ...]]:
-    """One row per reading; columns as HEADLINE_HEADERS."""
-    return [
+    """One row per figure of HEADLINE_FIGURES; a column per reading."""
+    columns = [
         (
-            str(r["label"]),
             str(r["scenario"]),
             _spread(r),
             percent(r["question_share"]),
@@ -56,22 +66,48 @@ def headline_rows(headline: Headline) -> list[tuple[str, ...]]:
             percent(r["cache_hit_rate"]),
             percent(r["limit_share"]),
             "met" if r["meets_slos"] else "missed",
-            _fleet(r["needed"]),
+            *_fleet(r["needed"]),
         )
         for r in headline.readings
     ]
+    return [(name, *cells) for name, *cells in zip(HEADLINE_FIGURES, *columns, strict=True)]
 
 
-def _fleet(needed: dict[str, Any] | None) -> str:
-    """The fleet sizing found for a reading, with its held-out check, for the table."""
+def _fleet(needed: dict[str, Any] | None) -> tuple[str, str]:
+    """The fleet sizing found for a reading, and its held-out check, for the table."""
     if needed is None:
-        return "not sized"
+        return "not sized", ""
     if needed["accounts"] is None:
-        return f"none up to {needed['range'][1]} x {needed['group']}"
+        return f"none up to {needed['range'][1]} x {needed['group']}", ""
     return (
-        f"{needed['accounts']} x {needed['group']} "
-        f"({needed['fresh_met']} of {needed['fresh_seeds']} fresh seeds)"
+        f"{needed['accounts']} x {needed['group']}",
+        f"{needed['fresh_met']} of {needed['fresh_seeds']}",
     )
+
+
+def answer_sentence(reading: dict[str, Any]) -> str:
+    """The reading's answer, short enough to read first (and to fit a terminal line):
+    whether the accounts run meet the SLOs, and how many it takes."""
+    spread = float(reading["start_spread_s"])
+    when = f"over {minutes(spread)}" if spread > 0 else "all at once"
+    interviews = plural(reading["interviews"], "interview")
+    head = f"{str(reading['label']).capitalize()} ({interviews} {when})"
+    ran, met = reading["accounts"], reading["meets_slos"]
+    verb = ("meet" if met else "miss") + ("s" if ran == 1 else "")
+    found = f"{head}: {plural(ran, 'account')} {verb} the SLOs"
+    needed = reading["needed"]
+    if needed is None:
+        return f"{found} (not sized: --no-size)."
+    takes = needed["accounts"]
+    if takes is None:
+        return f"{found}; no fleet of up to {needed['range'][1]} does."
+    if not met:
+        return f"{found}; it takes {takes}."
+    if takes == ran:
+        return f"{found}, and no fewer would."
+    if takes < ran:
+        return f"{found}; {takes} would."
+    return f"{found} on seed {reading['seed']}; it takes {takes} to meet them reliably."
 
 
 def _what_it_takes(reading: dict[str, Any]) -> str:
@@ -84,12 +120,11 @@ def _what_it_takes(reading: dict[str, Any]) -> str:
         )
     if needed["accounts"] is None:
         return f"no fleet of up to {needed['range'][1]} x {needed['group']} meets them"
-    plural = "s" if needed["accounts"] != 1 else ""
+    fleet = plural(needed["accounts"], f"{needed['group']} account")
     return (
-        f"the smallest fleet `callboard size` shows to meet them on "
-        f"{percent(needed['confidence'])} of days is {needed['accounts']} "
-        f"{needed['group']} account{plural} (met on {needed['fresh_met']} of "
-        f"{needed['fresh_seeds']} fresh seeds)"
+        f"the smallest fleet `callboard size` finds is {fleet}: shown to meet them on at "
+        f"least {percent(needed['confidence'])} of days, it met them on "
+        f"{needed['fresh_met']} of {needed['fresh_seeds']} fresh days it never searched"
     )
 
 
@@ -100,9 +135,9 @@ def _judged(item: dict[str, Any]) -> str:
 
 def reading_sentence(reading: dict[str, Any]) -> str:
     """What one reading found and what it takes to meet the SLOs, in one sentence."""
-    accounts = f"{reading['accounts']} account{'s' if reading['accounts'] != 1 else ''}"
+    accounts = plural(reading["accounts"], "account")
     premise = (
-        f"{reading['interviews']:,} interviews starting over {_spread(reading)}, "
+        f"{plural(reading['interviews'], 'interview')} {_starting(reading)}, "
         f"{percent(reading['question_share'])} of requests questions from the bank"
     )
     found = (
@@ -112,27 +147,29 @@ def reading_sentence(reading: dict[str, Any]) -> str:
     head = f"{str(reading['label']).capitalize()} ({reading['scenario']}: {premise})"
     if reading["meets_slos"]:
         judged = " and ".join(_judged(item) for item in reading["slos"])
-        return f"{head}: {accounts} meet {judged}, with {found}; {_what_it_takes(reading)}."
+        verb = "meets" if reading["accounts"] == 1 else "meet"
+        return f"{head}: {accounts} {verb} {judged}, with {found}; {_what_it_takes(reading)}."
     missed = " and ".join(_judged(item) for item in reading["slos"] if not item["met"])
-    return f"{head}: {accounts} miss {missed}, with {found}; {_what_it_takes(reading)}."
+    verb = "misses" if reading["accounts"] == 1 else "miss"
+    return f"{head}: {accounts} {verb} {missed}, with {found}; {_what_it_takes(reading)}."
 
 
 def headline_document(headline: Headline) -> Document:
     sentences = [reading_sentence(r) for r in headline.readings]
     reports = [
-        f"{r['label'].capitalize()}: {r['scenario']}/report.md, {r['scenario']}/report.html "
-        f"(seed {r['seed']}). {r['description']}"
+        f"{r['label'].capitalize()}: [{r['scenario']}/report.html]({r['scenario']}/report.html)"
+        f" ([Markdown]({r['scenario']}/report.md); seed {r['seed']}). {r['description']}"
         for r in headline.readings
     ]
     return Document(
         title="The claim, read two ways",
-        lead=f'"{headline.claim}"',
-        description="Each reading is one seeded run of a built-in scenario, judged on "
-        f"{' and '.join(headline.slos)} (the sizing defaults).",
+        lead=" ".join(answer_sentence(r) for r in headline.readings),
+        description=f'The claim: "{headline.claim}". Each reading is one seeded run of a '
+        f"built-in scenario, judged on {' and '.join(headline.slos)} (the sizing defaults).",
         sections=(
             Section(
                 "Headline",
-                (Table(HEADLINE_HEADERS, tuple(headline_rows(headline))), *sentences),
+                (Table(headline_headers(headline), tuple(headline_rows(headline))), *sentences),
             ),
             Section("Each reading's full report", tuple(reports)),
         ),

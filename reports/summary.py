@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -137,6 +138,12 @@ def clock(value_s: Any) -> str:
         return "n/a"
     whole = int(number)
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def plural(n: Any, word: str, many: str | None = None) -> str:
+    """ "1 account", "2 accounts", "3 families": a count with its noun agreeing (``many``:
+    the plural, when it is not ``word`` + "s")."""
+    return f"{count(n)} {word if as_float(n) == 1 else many or word + 's'}"
 
 
 def _total(mapping: dict[str, int]) -> float:
@@ -286,6 +293,34 @@ def binding_limit(held_back: dict[str, int]) -> str:
     return f"{name} ({percent(as_float(hits) / total)} of the times one held a request back)"
 
 
+def _arrival(workload: dict[str, Any]) -> str:
+    """How the interviews start, in words, from a scenario's ``[workload]`` as run."""
+    match workload.get("arrival"):
+        case "all_at_once":
+            return "all starting at once"
+        case "uniform" | "ramp":
+            return f"starting over {minutes(workload.get('window'))}"
+        case "poisson":
+            return f"arriving at {count(workload.get('rate_per_minute'))} per minute"
+        case "daily":
+            return "arriving over the day"
+        case other:
+            return f"arriving {other}"
+
+
+def run_settings(config: dict[str, Any]) -> str:
+    """ "4,000 interviews starting over 1.0 min, on 250 accounts (250 x huggingface)":
+    the run's own settings, after every override, never the scenario's description."""
+    workload = config.get("workload") or {}
+    groups = config.get("accounts") or []
+    fleet = " + ".join(f"{g['count']} x {g.get('name') or g['profile']}" for g in groups)
+    accounts = plural(sum(g["count"] for g in groups), "account")
+    return (
+        f"{plural(workload.get('interviews'), 'interview')} {_arrival(workload)}, "
+        f"on {accounts} ({fleet})"
+    )
+
+
 def headline_sentence(results: Results) -> str:
     """One sentence a reader can stop after, built from the summary rows' values."""
     values = dict(summary_rows(results))
@@ -294,8 +329,8 @@ def headline_sentence(results: Results) -> str:
     return (
         f"{values['Requests']} requests from {count(s.interviews)} interviews over "
         f"{values['Simulated time']} of simulated time: {percent(s.success_rate)} "
-        f"answered, provider_p95 {p95} (a failed turn as ∞), {values['Breaker openings']} "
-        f"breaker opening(s), cost {money(s.cost_total)}."
+        f"answered, provider_p95 {p95} (a failed turn as ∞), "
+        f"{plural(s.breaker_openings, 'breaker opening')}, cost {money(s.cost_total)}."
     )
 
 
@@ -410,6 +445,11 @@ def transition_rows(results: Results, limit: int = 20) -> list[tuple[str, str, s
 
 # --- plain text -------------------------------------------------------------------
 
+#: The terminal width every table and sentence the CLI prints fits in.
+TERMINAL_WIDTH = 100
+#: Narrowest a wrapped text column gets (unless one word is wider).
+MIN_WRAPPED = 12
+
 _NUMERIC = re.compile(r"^[<>]?\$?-?[\d,.]+(%| s| min)?$|^n/a$")
 
 
@@ -421,24 +461,136 @@ def numeric_columns(rows: Sequence[tuple[str, ...]], width: int) -> list[bool]:
     ]
 
 
-def format_table(rows: Sequence[tuple[str, ...]], headers: tuple[str, ...] | list[str]) -> str:
-    """A plain-text table for the terminal, numbers right-aligned.
+def format_table(
+    rows: Sequence[tuple[str, ...]],
+    headers: tuple[str, ...] | list[str],
+    width: int = TERMINAL_WIDTH,
+) -> str:
+    """A plain-text table for the terminal, numbers right-aligned, within ``width`` columns.
 
-    Hand-written rather than a library (tabulate, rich): a dozen lines, and the
-    reports stay on the project's own dependencies (numpy, matplotlib, attrs).
+    A table that fits is printed as is. One that does not first wraps its headers at
+    spaces, then its widest text columns (a wrapped cell goes on indented); one still
+    too wide is split into several tables, each repeating the first column.
+    Hand-written rather than a library (tabulate, rich): the reports stay on the
+    project's own dependencies (numpy, matplotlib, attrs).
     """
     headers = list(headers)
+    right = numeric_columns(rows, len(headers))
+    widths = _fit(rows, headers, right, width)
+    if widths is not None:
+        return _render(rows, headers, right, widths)
+    # Split so that no cell wraps, if that can be done; else as few columns as possible.
+    tables, columns = [], list(range(1, len(headers)))
+    while columns:
+        take = len(columns)
+        while take > 1 and _fit(*_pick(rows, headers, right, columns[:take]), width, 0) is None:
+            take -= 1
+        picked = _pick(rows, headers, right, columns[:take])
+        widths = _fit(*picked, width) or _natural(*picked[:2])
+        tables.append(_render(*picked, widths))
+        columns = columns[take:]
+    return "\n\n".join(tables)
+
+
+def _pick(
+    rows: Sequence[tuple[str, ...]], headers: list[str], right: list[bool], columns: list[int]
+) -> tuple[list[tuple[str, ...]], list[str], list[bool]]:
+    """The first column and ``columns`` of a table."""
+    keep = [0, *columns]
+    return (
+        [tuple(row[i] for i in keep) for row in rows],
+        [headers[i] for i in keep],
+        [right[i] for i in keep],
+    )
+
+
+def _natural(rows: Sequence[tuple[str, ...]], headers: list[str]) -> list[int]:
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    right = numeric_columns(rows, len(headers))
+    return widths
 
-    def line(cells: list[str] | tuple[str, ...]) -> str:
-        parts = [
-            cell.rjust(w) if r else cell.ljust(w)
-            for cell, w, r in zip(cells, widths, right, strict=True)
+
+def _longest_word(texts: Sequence[str]) -> int:
+    return max((len(word) for text in texts for word in text.split()), default=0)
+
+
+def _fit(
+    rows: Sequence[tuple[str, ...]],
+    headers: list[str],
+    right: list[bool],
+    width: int,
+    min_wrapped: int = MIN_WRAPPED,
+) -> list[int] | None:
+    """Column widths that fit ``width`` with headers and text cells wrapped (no narrower
+    than ``min_wrapped``; 0: no cell wraps); None if none do."""
+    widths = _natural(rows, headers)
+    room = width - 2 * (len(widths) - 1)
+    if sum(widths) <= room:
+        return widths
+    # Headers wrap down to their column's widest cell (and their own longest word).
+    cells = [[row[i] for row in rows] for i in range(len(headers))]
+    widths = [
+        max(max((len(c) for c in column), default=0), _longest_word([h]))
+        for column, h in zip(cells, headers, strict=True)
+    ]
+    floors = [
+        w if numeric or not min_wrapped else max(min(w, min_wrapped), _longest_word(column) + 2)
+        for w, numeric, column in zip(widths, right, cells, strict=True)
+    ]
+
+    def height(i: int, w: int) -> int:
+        return sum(len(_wrap(cell, w)) for cell in cells[i])
+
+    # Narrow, one column at a time, whichever costs the fewest extra lines.
+    while sum(widths) > room:
+        shrinkable = [i for i, w in enumerate(widths) if w > floors[i]]
+        if not shrinkable:
+            return None
+        cheapest = min(
+            shrinkable,
+            key=lambda i: (height(i, widths[i] - 1) - height(i, widths[i]), -widths[i], i),
+        )
+        widths[cheapest] -= 1
+    return widths
+
+
+def _wrap(cell: str, width: int) -> list[str]:
+    if len(cell) <= width:
+        return [cell]
+    return textwrap.wrap(cell, width, subsequent_indent="  ", break_long_words=False) or [""]
+
+
+def _render(
+    rows: Sequence[tuple[str, ...]], headers: list[str], right: list[bool], widths: list[int]
+) -> str:
+    def lines(cells: Sequence[str]) -> list[str]:
+        parts = [_wrap(cell, w) for cell, w in zip(cells, widths, strict=True)]
+        height = max(len(p) for p in parts)
+        return [
+            "  ".join(
+                (p[n] if n < len(p) else "").rjust(w)
+                if r
+                else (p[n] if n < len(p) else "").ljust(w)
+                for p, w, r in zip(parts, widths, right, strict=True)
+            ).rstrip()
+            for n in range(height)
         ]
-        return "  ".join(parts).rstrip()
 
+    head = [
+        textwrap.wrap(h, w, break_long_words=False) or [""]
+        for h, w in zip(headers, widths, strict=True)
+    ]
+    # Headers line up at the bottom, above the rule.
+    tall = max(len(h) for h in head)
+    head = [[""] * (tall - len(h)) + h for h in head]
+    header_lines = [
+        "  ".join(
+            h[n].rjust(w) if r else h[n].ljust(w)
+            for h, w, r in zip(head, widths, right, strict=True)
+        ).rstrip()
+        for n in range(tall)
+    ]
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+    body = [line for row in rows for line in lines(row)]
+    return "\n".join([*header_lines, rule, *body])

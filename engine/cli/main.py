@@ -7,9 +7,14 @@ import json
 import math
 import os
 import sys
+import textwrap
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from actors.runtime.errors import CallboardError, InvalidSetting
 
@@ -126,6 +131,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         family_rows,
         format_table,
         provider_rows,
+        run_settings,
         summary_rows,
     )
     from sims.results import RESULTS
@@ -146,7 +152,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         }
         print(_json_line(line))
         return 0
-    print(f"{scenario.name} (seed {scenario.seed}): {scenario.description.strip()}\n")
+    _say(f"{scenario.name} (seed {scenario.seed}): {run_settings(results.meta.config)}.")
+    _say(_described(scenario.description, args) + "\n")
     print(format_table(summary_rows(results), ("figure", "value")))
     print()
     if len(results.providers) > 20:
@@ -158,10 +165,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _described(description: str, args: argparse.Namespace) -> str:
+    """The scenario's own description, said to be about its file's settings when the
+    command changed them (the header above gives the run's)."""
+    text = " ".join(description.split())
+    changed = [*(args.set or []), *([] if args.interviews is None else ["--interviews"])]
+    if not text:
+        return "The scenario has no description."
+    if changed:
+        changes = ", ".join(changed)
+        return f"The scenario file says, of its own settings (changed here: {changes}): {text}"
+    return text
+
+
 def _simulate_headline(args: argparse.Namespace) -> int:
     """The default run: the claim's readings, each a full run, and their comparison."""
     from reports.headline import (
-        HEADLINE_HEADERS,
+        answer_sentence,
+        headline_headers,
         headline_rows,
         reading_sentence,
         write_headline_report,
@@ -170,6 +191,7 @@ def _simulate_headline(args: argparse.Namespace) -> int:
     from reports.summary import format_table
     from sims.headline import READINGS, judge
 
+    started = time.perf_counter()
     scenarios = [_load(reading.scenario, args) for reading in READINGS]  # all valid first
     runs, reports, simulated, wall = [], [], [], 0.0
     for reading, scenario in zip(READINGS, scenarios, strict=True):
@@ -177,7 +199,8 @@ def _simulate_headline(args: argparse.Namespace) -> int:
         runs.append((reading, scenario, results))
         simulated.append(f"{data.simulated_s / 60:.1f}")
         wall += data.wall_s
-    needed = [None] * len(READINGS) if args.no_size else _size_readings(READINGS, scenarios, args)
+    sizing = _Sizing()
+    needed = [None] * len(READINGS) if args.no_size else sizing.run(READINGS, scenarios, args)
     headline = judge(runs, needed=needed)
     seed = runs[0][1].seed
     out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"headline-seed{seed}")
@@ -188,39 +211,80 @@ def _simulate_headline(args: argparse.Namespace) -> int:
         line = {"readings": list(headline.readings), "wall_s": round(wall, 4)}
         print(_json_line({**line, "report": str(files.html)}))
         return 0
-    print(f'The claim: "{headline.claim}".')
-    print(f"Judged on {' and '.join(headline.slos)} (the sizing defaults), seed {seed}.\n")
-    print(format_table(headline_rows(headline), HEADLINE_HEADERS))
     for found in headline.readings:
-        print(f"\n{reading_sentence(found)}")
-    print(f"\nsimulated {' + '.join(simulated)} min in {wall:.2f} s of wall time")
+        _say(answer_sentence(found))
+    _say(f'\nThe claim: "{headline.claim}".')
+    _say(f"Judged on {' and '.join(headline.slos)} (the sizing defaults), seed {seed}.\n")
+    print(format_table(headline_rows(headline), headline_headers(headline)))
+    for found in headline.readings:
+        _say(f"\n{reading_sentence(found)}")
+    total = _duration(time.perf_counter() - started)
+    ran = f"wall time {total}: simulating {' + '.join(simulated)} min took {_duration(wall)}"
+    if not args.no_size:
+        ran += f", sizing ({sizing.simulations:,} simulations) {_duration(sizing.wall_s)}"
+    _say(f"\n{ran}")
     print(f"report: {files.markdown}\n        {files.html}")
     for report in reports:
         print(f"        {report.html}")
     return 0
 
 
-def _size_readings(readings, scenarios, args: argparse.Namespace) -> list[dict]:
-    """What each reading of the headline takes to meet the SLOs, with progress on stderr."""
-    from engine.cli.progress import open_progress
-    from sims.headline import fleet_needed
+def _say(text: str) -> None:
+    """Print prose wrapped to the terminal width the tables fit in (blank lines kept)."""
+    from reports.summary import TERMINAL_WIDTH
 
-    needed = []
-    progress = open_progress("simulate: sizing", 0, args.quiet)
-    try:
-        for reading, scenario in zip(readings, scenarios, strict=True):
-            fleet = fleet_needed(
-                reading.scenario,
-                scenario.workload.interviews,
-                args.set or [],
-                args.seed,
-                on_simulation=progress.simulation,
-            )
-            progress.step(f"{reading.label}: {fleet['accounts']} x {fleet['group']}")
-            needed.append(fleet)
-    finally:
-        progress.close()
-    return needed
+    lead = text[: len(text) - len(text.lstrip("\n"))]
+    tail = text[len(text.rstrip("\n")) :]
+    body = textwrap.fill(text.strip("\n"), TERMINAL_WIDTH, break_on_hyphens=False)
+    print(f"{lead}{body}{tail}")
+
+
+def _duration(seconds: float) -> str:
+    """Wall time as "2.98 s", or "1 min 45 s" once it is over a minute."""
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60} s"
+
+
+@attrs.define
+class _Sizing:
+    """Sizes each reading of the headline, counting its simulations and wall time."""
+
+    simulations: int = 0
+    wall_s: float = 0.0
+
+    def run(self, readings, scenarios, args: argparse.Namespace) -> list[dict]:
+        """What each reading takes to meet the SLOs, with progress on stderr."""
+        from engine.cli.progress import open_progress
+        from sims.headline import fleet_needed
+
+        started = time.perf_counter()
+        needed = []
+        progress = open_progress("simulate: sizing", 0, args.quiet)
+
+        lock = threading.Lock()
+
+        def counted() -> None:
+            with lock:
+                self.simulations += 1
+            progress.simulation()
+
+        try:
+            for reading, scenario in zip(readings, scenarios, strict=True):
+                fleet = fleet_needed(
+                    reading.scenario,
+                    scenario.workload.interviews,
+                    args.set or [],
+                    args.seed,
+                    on_simulation=counted,
+                )
+                progress.step(f"{reading.label}: {fleet['accounts']} x {fleet['group']}")
+                needed.append(fleet)
+        finally:
+            progress.close()
+            self.wall_s = time.perf_counter() - started
+        return needed
 
 
 def cmd_size(args: argparse.Namespace) -> int:
@@ -297,9 +361,18 @@ def cmd_size(args: argparse.Namespace) -> int:
             found["mix"] = {str(level["interviews"]): level["mix"] for level in data["levels"]}
         print(_json_line(found))
         return 0
-    from reports.capacity import HEADERS, comparison_sections, level_row, mix_sections
+    from reports.capacity import (
+        HEADERS,
+        comparison_sections,
+        level_row,
+        level_sentence,
+        mix_sections,
+    )
     from reports.document import Table
 
+    for level in data["levels"]:
+        _say(level_sentence(level, data["meta"]))
+    print()
     print(format_table([level_row(level) for level in data["levels"]], HEADERS))
     if data["meta"].get("fixed"):
         held = " + ".join(f"{n} x {group}" for group, n in data["meta"]["fixed"].items())
@@ -362,9 +435,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         for i, v in enumerate(data["variants"])
     ]
     print(format_table(rows, ("variant", *(m.label for m in METRICS.values()))))
-    print(f"\n{data['verdict']['sentence']}")
+    _say(f"\n{data['verdict']['sentence']}")
     if data["verdict"]["tradeoffs"]:
-        print("Also changed significantly: " + "; ".join(data["verdict"]["tradeoffs"]) + ".")
+        _say("Also changed significantly: " + "; ".join(data["verdict"]["tradeoffs"]) + ".")
     print(f"\nreport: {files.markdown}\n        {files.html}")
     return 0
 
@@ -386,7 +459,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.json:
         print(_json_line({**comparison.as_json(), "report": str(report)}))
         return 0
-    print(
+    _say(
         f"{scenario.name} (seed {scenario.seed}): {scenario.workload.interviews} interviews "
         f"replayed {comparison.time_scale:g}x faster than real time through the live router, "
         "beside the simulation\n"
@@ -397,7 +470,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"{len(comparison.urls)} loopback mock providers; "
         f"simulation: {comparison.simulation_wall_s:.2f} s"
     )
-    print(f"\n{overhead_note(comparison)}\n{HONESTY}")
+    _say(f"\n{overhead_note(comparison)}")
+    _say(HONESTY)
     print(f"\nreport: {report}")
     return 0
 

@@ -149,7 +149,8 @@ def test_the_sentence_says_what_sizing_found(capsys):
         },
     }  # fmt: skip
     assert reading_sentence(reading).endswith(
-        "is 34 huggingface accounts (met on 10 of 10 fresh seeds)."
+        "is 34 huggingface accounts: shown to meet them on at least 95.0% of days, it met "
+        "them on 10 of 10 fresh days it never searched."
     )
     reading["needed"] = {**reading["needed"], "accounts": None}
     assert reading_sentence(reading).endswith("no fleet of up to 64 x huggingface meets them.")

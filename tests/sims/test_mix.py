@@ -252,7 +252,7 @@ def test_the_report_shows_the_mix_its_runners_up_and_each_kind_alone(three, monk
     )
     assert "| 10 | cheap | none within range |" in markdown
     assert "| 10 | big | 2 x big | $22.00: $0.00 + $22.00 |" in markdown
-    assert "Cheapest mix shown to meet" in markdown
+    assert "is the cheapest mix shown to meet" in markdown
     assert json.loads(files.json.read_text())["meta"]["mix"] is True
 
 
