@@ -51,6 +51,7 @@ Our error tree (name, code, status, module)::
       * SessionBusy             session_busy            409  engine.serve.sessions
       * Unauthorized            invalid_api_key         401  engine.serve.callers.keys
       * OverBudget              rate_limit_exceeded     429  engine.serve.callers.budget
+      * NotAdmin                not_admin               403  engine.serve.callers.gate
       * BodyTooLarge            body_too_large          413  engine.serve.context
       * BodyTimeout             body_timeout            408  engine.serve.context
       * NotFound                not_found               404  engine.serve.app

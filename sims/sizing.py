@@ -540,24 +540,42 @@ def size(
 
         # Levels in increasing order, each searched from the one below's answer; a level's
         # held-out seeds run beside the next level's search.
-        checks = []
-        with ThreadPoolExecutor(max_workers=1) as checker:
-            below: Point | None = None
-            for level in sorted(set(levels)):
-                search: _Search | MixSearch
-                if mix:  # each level on its own: a mix has no single size to scale
-                    search = MixSearch(sizer, level)
-                elif below is None:
-                    search = _Search(sizer, level)
-                else:
-                    floor = _step_of(below.counts, sizer.ranges, sizer.steps)
-                    guess = math.ceil(floor * level / below.interviews)
-                    search = _Search(sizer, level, guess, floor)
-                answer = search.run()
-                checks.append(checker.submit(check, answer))
-                below = answer.recommended or below
-            answers = [future.result() for future in checks]
+        checks: list[Future[LevelAnswer]] = []
+        try:
+            with ThreadPoolExecutor(max_workers=1) as checker:
+                below: Point | None = None
+                for level in sorted(set(levels)):
+                    search: _Search | MixSearch
+                    if mix:  # each level on its own: a mix has no single size to scale
+                        search = MixSearch(sizer, level)
+                    elif below is None:
+                        search = _Search(sizer, level)
+                    else:
+                        floor = _step_of(below.counts, sizer.ranges, sizer.steps)
+                        guess = math.ceil(floor * level / below.interviews)
+                        search = _Search(sizer, level, guess, floor)
+                    answer = search.run()
+                    checks.append(checker.submit(check, answer))
+                    below = answer.recommended or below
+                answers = [future.result() for future in checks]
+        except KeyboardInterrupt:
+            decided = tuple(
+                future.result()
+                for future in checks
+                if future.done() and not future.cancelled() and future.exception() is None
+            )
+            partial = Sizing(scenario, tuple(slos), ranges, rule, holdout_seeds, decided, mix)
+            raise SizingInterrupted(partial) from None
     return Sizing(scenario, tuple(slos), ranges, rule, holdout_seeds, tuple(answers), mix)
+
+
+class SizingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sizing: ``decided`` holds the levels searched and checked on their
+    fresh seeds before it, so that what they cost is not lost."""
+
+    def __init__(self, decided: Sizing) -> None:
+        super().__init__()
+        self.decided = decided
 
 
 def expected_simulations(

@@ -65,6 +65,7 @@ TREE: dict[str, tuple[tuple[str, ...], str, int]] = {
     "SessionBusy": (("CallboardError",), "session_busy", 409),
     "Unauthorized": (("CallboardError",), "invalid_api_key", 401),
     "OverBudget": (("CallboardError",), "rate_limit_exceeded", 429),
+    "NotAdmin": (("CallboardError",), "not_admin", 403),
     "BodyTooLarge": (("CallboardError",), "body_too_large", 413),
     "BodyTimeout": (("CallboardError",), "body_timeout", 408),
     "NotFound": (("CallboardError",), "not_found", 404),

@@ -292,7 +292,7 @@ def cmd_size(args: argparse.Namespace) -> int:
     from reports.capacity import write_capacity_report
     from reports.summary import format_table
     from sims.confidence import Rule
-    from sims.sizing import AccountRange, Sizing, expected_simulations, size
+    from sims.sizing import AccountRange, Sizing, SizingInterrupted, expected_simulations, size
     from sims.slo import DEFAULT_SLOS, Slo
 
     try:
@@ -330,9 +330,13 @@ def cmd_size(args: argparse.Namespace) -> int:
             mix=args.mix,
         )
 
+    sizing: Sizing | None = None
     try:
         sizing = run([], "")
         baseline = run(args.baseline, "baseline: ") if args.baseline else None
+    except SizingInterrupted as stop:
+        progress.close()
+        return _keep_decided(sizing or stop.decided, args, scenario.name)
     finally:
         progress.close()
     out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"size-{scenario.name}")
@@ -716,11 +720,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupted(command: str) -> int:
+def _interrupted(command: str, kept: str = "") -> int:
     """Ctrl-C is the user's choice, not a failure: one line, and the shell's 128 + SIGINT."""
-    lost = " (nothing judged so far was saved)" if command == "size" else ""
-    print(f"\ncallboard {command}: interrupted{lost}", file=sys.stderr)
+    print(f"\ncallboard {command}: interrupted{kept}", file=sys.stderr)
     return 130
+
+
+def _keep_decided(decided: Any, args: argparse.Namespace, name: str) -> int:
+    """``size`` stopped by Ctrl-C: the levels it had decided, written as a report."""
+    from reports.capacity import write_capacity_report
+    from reports.summary import count
+
+    if not decided.levels:
+        return _interrupted("size", " before any level was decided: nothing to keep")
+    out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"size-{name}")
+    _, files = write_capacity_report(decided, out)
+    shown = ", ".join(count(level.interviews) for level in decided.levels)
+    return _interrupted("size", f"; the levels decided before it ({shown}) are in {files.markdown}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

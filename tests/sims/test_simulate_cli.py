@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -141,11 +142,7 @@ def test_out_in_a_folder_that_cannot_be_written_is_refused(
         (["simulate", "chaos-quarantine", "--quiet"], "sims.runner.simulate", ""),
         # Replay's live run is a trio nursery: Ctrl-C arrives wrapped in an exception group.
         (["replay", "chaos-quarantine"], "sims.replay.replay", ""),
-        (
-            ["size", "--quiet"],
-            "sims.sizing.size",
-            " (nothing judged so far was saved)",
-        ),
+        (["size", "--quiet"], "sims.sizing.size", ""),
     ],
 )
 def test_ctrl_c_ends_with_one_line_and_status_130(
@@ -161,6 +158,35 @@ def test_ctrl_c_ends_with_one_line_and_status_130(
     captured = capsys.readouterr()
     assert captured.err.strip() == f"callboard {argv[0]}: interrupted{said}"
     assert captured.out == "" and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_size_keeps_the_levels_it_had_decided(tmp_path):
+    """A real Ctrl-C (SIGINT to the process group, as a terminal sends it) during the
+    second level: the first level's answer is written, and said so in one line."""
+    out = tmp_path / "run"
+    argv = [str(Path(sys.executable).parent / "callboard"), "size", "interview-day"]
+    argv += ["--interviews", "20,2000", "--accounts", "huggingface=1..200"]
+    argv += ["--replications", "2", "--holdout", "2", "--workers", "1", "--out", str(out)]
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:  # one line per fleet and per level: not a terminal
+        seen.append(line)
+        if line.startswith("size: 20 interviews: smallest fleet"):
+            break
+    os.killpg(process.pid, signal.SIGINT)
+    rest, code = process.stderr.read(), process.wait()
+    assert code == 130, "".join(seen) + rest
+    last = rest.strip().splitlines()[-1]
+    said = "callboard size: interrupted; the levels decided before it (20) are in"
+    assert last == f"{said} {out}/capacity.md"
+    data = json.loads((out / "capacity.json").read_text())
+    assert [level["interviews"] for level in data["levels"]] == [20]
+    assert data["levels"][0]["recommended"]["counts"] == {"huggingface": 2}
+    assert "Traceback" not in rest
 
 
 def test_every_option_of_every_command_has_help():
