@@ -108,8 +108,9 @@ def _simulate(scenario, args: argparse.Namespace):
 
     show_progress = not args.quiet and sys.stderr.isatty()
     bar, update = _progress_bar(scenario.workload.expected_requests, show_progress)
+    traces = getattr(args, "traces_file", None)
     try:
-        data = simulate(scenario, progress=update)
+        data = simulate(scenario, progress=update, traces=None if traces is None else Path(traces))
     finally:
         if bar is not None:
             bar.close()
@@ -118,6 +119,11 @@ def _simulate(scenario, args: argparse.Namespace):
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     if args.scenario is None:
+        if args.traces_file is not None:
+            from actors.runtime.errors import InvalidSetting
+
+            allowed = "with a scenario named (the default run is two scenarios and a sizing)"
+            raise InvalidSetting("--traces-file", args.traces_file, allowed)
         return _simulate_headline(args)
     from reports.render import write_report
     from reports.summary import (
@@ -498,6 +504,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(simulate, OVERRIDE_HELP)
     simulate.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+    simulate.add_argument(
+        "--traces-file",
+        metavar="PATH",
+        help="also write every request and attempt as OpenTelemetry spans on virtual time "
+        "(OTLP JSON, one export request a line; docs/simulate.md#traces)",
+    )
     simulate.add_argument(
         "--no-size",
         action="store_true",
