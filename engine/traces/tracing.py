@@ -57,9 +57,13 @@ def live_tracing(
 ) -> Tracing:
     """Tracing for the live router; ``clock_now`` is the router's clock read now, which
     maps its seconds to wall time."""
+    # The environment's OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME apply, and name
+    # the service "callboard" when they do not.
+    resource = Resource.create({"callboard.world": "live"})
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": "callboard"}))
     provider = TracerProvider(
-        sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
-        resource=Resource.create({"service.name": "callboard", "callboard.world": "live"}),
+        sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)), resource=resource
     )
     url = config.traces_url
     if url is not None:
