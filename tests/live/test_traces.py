@@ -92,7 +92,6 @@ async def test_spans_reach_a_collector_and_the_last_leave_as_the_server_stops(nu
             headers = {"authorization": f"Bearer {WEB}"}
             reply = await http.post("/v1/chat/completions", json=CHAT, headers=headers)
         assert reply.json()["provider"] == "b"
-        assert not collector.spans  # batched: nothing is sent before a flush or the stop
         stop.set()
     # serve_router returned: the server stopped and flushed its spans (no timer waited).
     assert collector.content_types == {"application/x-protobuf"}
@@ -164,3 +163,20 @@ async def test_content_is_recorded_only_when_turned_on_and_the_file_is_otlp_json
     assert len(span["traceId"]) == 32 and int(span["traceId"], 16)
     assert len(span["spanId"]) == 16 and isinstance(span["kind"], int)
     assert "startTimeUnixNano" in span
+
+
+async def test_a_sample_ratio_of_zero_records_nothing(nursery, tmp_path):
+    path = tmp_path / "traces.jsonl"
+    config = await _down_then_up(nursery, traces={"file": str(path), "sample_ratio": 0.0})
+    async with open_router(config, env={}) as live:
+        await live.complete([{"role": "user", "content": "Hello?"}], max_tokens=8)
+        assert live.tracing is not None
+        await trio.to_thread.run_sync(live.tracing.flush)
+        assert path.read_text() == ""
+
+
+async def test_traces_off_by_default(nursery):
+    config = await _down_then_up(nursery)
+    async with open_router(config, env={}) as live:
+        assert live.tracing is None
+        assert not live.router.providers[0].attempts.detailed  # no details built per attempt

@@ -78,3 +78,11 @@ def test_untraced_runs_do_not_even_import_the_sdk():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_a_traces_file_that_cannot_be_written_is_named():
+    from actors.runtime.errors import InvalidSetting
+    from engine.traces.otlp_json import OtlpJsonFile
+
+    with pytest.raises(InvalidSetting, match=r"traces\.file.*/no/such/folder/t\.jsonl"):
+        OtlpJsonFile("/no/such/folder/t.jsonl")
