@@ -98,7 +98,16 @@ def _load(name: str, args: argparse.Namespace):
     overrides = list(args.set or [])
     if args.interviews is not None:
         overrides.append(f"workload.interviews={args.interviews}")
-    return load(name, overrides, seed=args.seed)[0]
+    return load(name, overrides, seed=args.seed, tables=_router(args))[0]
+
+
+def _router(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The router tables of ``--router``'s live config, if given."""
+    if args.router is None:
+        return None
+    from sims.router_file import router_tables
+
+    return router_tables(args.router)
 
 
 def _simulate(scenario, args: argparse.Namespace):
@@ -245,7 +254,8 @@ def cmd_size(args: argparse.Namespace) -> int:
     ranges = [AccountRange.parse(text) for text in args.accounts or []]
     from sims.scenario import load
 
-    scenario, _ = load(args.scenario, args.set or [], seed=args.seed)
+    router = _router(args)
+    scenario, _ = load(args.scenario, args.set or [], seed=args.seed, tables=router)
     from sims.sizing import default_range
 
     rule = Rule(_share("--confidence", args.confidence), args.replications, args.max_replications)
@@ -270,6 +280,7 @@ def cmd_size(args: argparse.Namespace) -> int:
             on_point=lambda point: progress.step(label + point_step(point, slos)),
             on_level=lambda answer: progress.step(label + level_step(answer, slos)),
             mix=args.mix,
+            router=router,
         )
 
     try:
@@ -454,6 +465,17 @@ def _add_run_options(parser: argparse.ArgumentParser, set_help: str) -> None:
     parser.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
 
 
+def _add_router_option(parser: argparse.ArgumentParser) -> None:
+    """``--router``: simulate with a live config's routing (sims/router_file.py)."""
+    parser.add_argument(
+        "--router",
+        metavar="ROUTER.toml",
+        help="route as this live config (callboard serve's) does: its [routing], [retry], "
+        "[timeouts], [breaker], [cache], [health], [hedging], [concurrency] and [line] "
+        "replace the scenario's, --set still applies after",
+    )
+
+
 def _version() -> str:
     """The installed package's version: what a bug report should quote."""
     from importlib import metadata
@@ -502,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--interviews", type=int, help="override workload.interviews")
     _add_run_options(simulate, OVERRIDE_HELP)
+    _add_router_option(simulate)
     simulate.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
     simulate.add_argument(
@@ -584,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
     _add_cluster_option(size)
     _add_run_options(size, OVERRIDE_HELP)
+    _add_router_option(size)
     size.add_argument(
         "--json", action="store_true", help="print the recommendation as one JSON line"
     )
