@@ -58,9 +58,9 @@ async def start_collector(nursery: trio.Nursery) -> tuple[Collector, str]:
     return collector, url
 
 
-async def _down_then_up(nursery, **tables):
-    """Mock a (down: 500s, tried first) and b (healthy), and a config over them."""
-    a = await start_mock(nursery, "a", "down")
+async def _down_then_up(nursery, profile: str = "down", **tables):
+    """Mock a (``profile``: 500s by default, tried first) and b (healthy), and a config."""
+    a = await start_mock(nursery, "a", profile)
     b = await start_mock(nursery, "b")
     config = live_config([a, b], routing={"policy": "priority"}, **tables)
     return attrs.evolve(
@@ -137,6 +137,8 @@ async def test_spans_reach_a_collector_and_the_last_leave_as_the_server_stops(nu
     )
     assert a["callboard.outcome"] == "ok" and "error.type" not in a
     assert a["gen_ai.usage.input_tokens"] > 0 and a["callboard.ttft"] > 0
+    assert a["callboard.ratelimit.requests.limit"] > 0  # the mock's x-ratelimit-* headers
+    assert "callboard.ratelimit.requests.remaining" in a
     # No message content unless asked, and never the caller's key.
     everything = json.dumps([attrs.asdict(s) for s in collector.spans])
     assert "Why this job?" not in everything and "gen_ai.input.messages" not in everything
@@ -180,3 +182,16 @@ async def test_traces_off_by_default(nursery):
     async with open_router(config, env={}) as live:
         assert live.tracing is None
         assert not live.router.providers[0].attempts.detailed  # no details built per attempt
+
+
+async def test_a_429_attempt_carries_its_retry_after(nursery, tmp_path):
+    path = tmp_path / "traces.jsonl"
+    config = await _down_then_up(nursery, "rate-limited", traces={"file": str(path)})
+    async with open_router(config, env={}) as live:
+        await live.complete([{"role": "user", "content": "Hello?"}], max_tokens=8)
+        assert live.tracing is not None
+        await trio.to_thread.run_sync(live.tracing.flush)
+    [limited] = [s for s in read_json_file(path) if s.attributes.get("callboard.account") == "a"]
+    assert limited.attributes["error.type"] == "rate_limited"
+    assert limited.attributes["callboard.retry_after"] == 10.0
+    assert limited.attributes["callboard.ratelimit.retry_after"] == 10.0

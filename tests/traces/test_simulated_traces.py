@@ -86,3 +86,26 @@ def test_a_traces_file_that_cannot_be_written_is_named():
 
     with pytest.raises(InvalidSetting, match=r"traces\.file.*/no/such/folder/t\.jsonl"):
         OtlpJsonFile("/no/such/folder/t.jsonl")
+
+
+@pytest.mark.slow
+def test_the_same_bytes_in_new_processes_whatever_the_hash_seed(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    files = []
+    for hash_seed in ("0", "4242"):
+        path = tmp_path / f"traces-{hash_seed}.jsonl"
+        command = [sys.executable, "-m", "engine.cli.main", "simulate", "chaos-quarantine"]
+        options = ["--interviews", "5", "--quiet", "--json", "--out", str(tmp_path / hash_seed)]
+        subprocess.run(
+            [*command, *options, "--traces-file", str(path)],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        files.append(path.read_bytes())
+    assert files[0] == files[1] and files[0]
