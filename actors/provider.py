@@ -58,11 +58,41 @@ if TYPE_CHECKING:
 UNTIL_FREED = -1.0
 
 
+@attrs.define(slots=True)
+class AttemptSeen:
+    """What one attempt saw besides its outcome: what a trace of it shows.
+
+    Built only when the :class:`AttemptFeed` is ``detailed`` (someone traces), so an
+    untraced run pays one attribute check per attempt. Times are on the clock.
+    """
+
+    #: When the provider was asked, and when the attempt ended.
+    start: float
+    end: float
+    #: Seconds it waited for one of the account's concurrency slots.
+    slot_wait: float
+    #: Seconds from ``start`` to the first token; NaN when none came.
+    ttft: float
+    #: What the provider processed (its bill): input, and output until it stopped.
+    input_tokens: int
+    output_tokens: int
+    #: The account's breaker state as the attempt went out (``closed``, ``half_open``).
+    breaker: str
+    #: The wait the provider asked for (429 / overload), capped as the router honours it.
+    retry_after: float | None
+    #: Why the answer ended (``stop``, ``length``, ``tool_calls`` ...); None if none came.
+    finish_reason: str | None
+    #: The rate-limit headers of its response, if any.
+    limits: RateLimitInfo | None
+
+
 class AttemptListener(Protocol):
     """Who hears of every attempt's end (the router): to wake requests waiting for the
     capacity it held, and to book what it cost."""
 
-    def attempt_ended(self, request_id: str, provider: str, code: str, cost: float) -> None: ...
+    def attempt_ended(
+        self, request_id: str, provider: str, code: str, cost: float, seen: AttemptSeen | None
+    ) -> None: ...
 
     def capacity_freed(self) -> None:
         """Capacity came back without an attempt ending (an account enabled again)."""
@@ -76,17 +106,26 @@ class AttemptFeed:
     list of subscribers, told in the order they subscribed.
     """
 
-    __slots__ = ("_listeners",)
+    __slots__ = ("_listeners", "detailed")
 
-    def __init__(self) -> None:
+    def __init__(self, detailed: bool = False) -> None:
         self._listeners: list[AttemptListener] = []
+        #: Whether providers tell each attempt's :class:`AttemptSeen` (tracing needs it).
+        self.detailed = detailed
 
     def subscribe(self, listener: AttemptListener) -> None:
         self._listeners.append(listener)
 
-    def attempt_ended(self, request_id: str, provider: str, code: str, cost: float) -> None:
+    def attempt_ended(
+        self,
+        request_id: str,
+        provider: str,
+        code: str,
+        cost: float,
+        seen: AttemptSeen | None = None,
+    ) -> None:
         for listener in self._listeners:
-            listener.attempt_ended(request_id, provider, code, cost)
+            listener.attempt_ended(request_id, provider, code, cost, seen)
 
     def capacity_freed(self) -> None:
         for listener in self._listeners:
@@ -378,6 +417,7 @@ class Provider(Actor):
         permit = breaker.allow(start)
         if permit is None:
             raise CircuitOpen(name, "circuit breaker is open")
+        breaker_state = breaker.state
         if self.disabled_until > start:
             self._refused(permit, request_id, start)
             if self.disabled_limit is not None:
@@ -401,6 +441,7 @@ class Provider(Actor):
         stats.calls += 1
         slots = self.slots
         code = "cancelled"
+        retry_after: float | None = None
         service_start = start
         usage = Usage()
         acquired = slots.try_acquire()
@@ -442,6 +483,7 @@ class Provider(Actor):
                 raise BackendFailed(name, exc) from exc
         except AttemptError as exc:
             code = exc.code
+            retry_after = exc.retry_after
             stats.failures[code] += 1
             if isinstance(exc, AuthFailed):
                 self.tell(Disable(str(exc)))
@@ -479,7 +521,28 @@ class Provider(Actor):
                     start, end, self._output_estimate(request), usage.output_tokens
                 )
             cost = self._bill(usage)
-            self.attempts.attempt_ended(request_id, name, code, cost)
+            feed = self.attempts
+            if feed.detailed:
+                seen = AttemptSeen(
+                    start,
+                    end,
+                    service_start - start,
+                    math.nan,
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    breaker_state.value,
+                    retry_after,
+                    None,
+                    usage.limits,
+                )
+                if code == "ok":
+                    seen.ttft = (service_start - start) + reply.ttft
+                    seen.finish_reason = (
+                        "stop" if reply.answer is None else reply.answer.finish_reason
+                    )
+                feed.attempt_ended(request_id, name, code, cost, seen)
+            else:
+                feed.attempt_ended(request_id, name, code, cost)
         answer = reply.answer
         return Completion(
             request_id=request_id,

@@ -48,6 +48,16 @@ same for any ASGI app): reading and parsing the body, validating it, routing, ca
 the access log line, metrics and the JSON answer (no caller keys are configured: their
 middleware passes the request through).
 
+Part 4, in process: what tracing costs. Three live routers as in part 3 (the mock
+transport): ``[traces]`` off; spans to an OTLP JSON file (``traces.file``, a temporary
+one); spans to an OTLP/HTTP collector (``traces.otlp_endpoint``: part 1's upstream
+process, which answers every POST 200). Both traced ones go through the SDK's batch
+processor, whose thread encodes and writes. ``--inproc-n`` / 4 sequential
+``live.complete`` calls each per chunk, each router first in turn. Each chunk is timed in
+process CPU (every thread; the collector's own work is in its process, not counted), the
+traced ones through a flush of their spans, so the exporter's work is counted; the
+medians over the chunks are printed, and their ratios to tracing off.
+
 Workers refuse any connection outside loopback (they count the attempts), and
 LiteLLM reads its bundled model-cost map instead of fetching it.
 """
@@ -629,12 +639,9 @@ def _asgi_call(app: Any, body: bytes) -> Callable[[], Awaitable[int]]:
     return call
 
 
-async def _app_inproc(n: int, repeat: int, warmup: int) -> tuple[list[int], list[int], list[float]]:
+def _instant_upstream() -> Any:
+    """An ``httpx.MockTransport`` answering every call at once with part 1's completion."""
     import httpx
-
-    from engine.serve.app import RouterApp
-    from engine.serve.live_router import open_router
-    from engine.serve.metrics import LiveMetrics
 
     reply = _reply_bytes().split(b"\r\n\r\n", 1)[1]
 
@@ -645,11 +652,21 @@ async def _app_inproc(n: int, repeat: int, warmup: int) -> tuple[list[int], list
     def upstream(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, stream=Body(), headers={"content-type": "application/json"})
 
+    return httpx.MockTransport(upstream)
+
+
+async def _app_inproc(n: int, repeat: int, warmup: int) -> tuple[list[int], list[int], list[float]]:
+    import httpx
+
+    from engine.serve.app import RouterApp
+    from engine.serve.live_router import open_router
+    from engine.serve.metrics import LiveMetrics
+
     config = _config(9, 1)  # port 9 is never dialled: the mock transport answers
     metrics = LiveMetrics()
     body = json.dumps({"model": MODEL, "messages": MESSAGES, "max_tokens": MAX_TOKENS}).encode()
     async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as client,
+        httpx.AsyncClient(transport=_instant_upstream()) as client,
         open_router(config, env={}, http_client=client, recorder=metrics) as live,
     ):
         metrics.attach(live)
@@ -718,6 +735,91 @@ def app_part(args: argparse.Namespace) -> None:
     )
 
 
+#: Part 4's routers: traces off, to a file, to a collector.
+TRACED = ("off", "file", "otlp")
+
+
+async def _traces_inproc(
+    n: int, repeat: int, warmup: int, folder: str, sink_port: int
+) -> dict[str, list[float]]:
+    """CPU µs per request of a router with traces off, to a file and to a collector."""
+    import contextlib
+
+    import attrs
+    import httpx
+
+    from engine.serve.live_router import open_router
+    from engine.traces.config import TracesConfig
+
+    off = _config(9, 1)  # port 9 is never dialled: the mock transport answers
+    configs = {
+        "off": off,
+        "file": attrs.evolve(off, traces=TracesConfig(file=os.path.join(folder, "t.jsonl"))),
+        "otlp": attrs.evolve(
+            off, traces=TracesConfig(otlp_endpoint=f"http://127.0.0.1:{sink_port}")
+        ),
+    }
+    cpu: dict[str, list[float]] = {name: [] for name in TRACED}
+    async with contextlib.AsyncExitStack() as stack:
+        routers = {}
+        for name, config in configs.items():
+            client = httpx.AsyncClient(transport=_instant_upstream())
+            await stack.enter_async_context(client)
+            routers[name] = await stack.enter_async_context(
+                open_router(config, env={}, http_client=client)
+            )
+
+        async def chunk(name: str, count: int) -> float:
+            live = routers[name]
+            start = time.process_time()
+            for _ in range(count):
+                await live.complete(MESSAGES, max_tokens=MAX_TOKENS)
+            if live.tracing is not None:
+                await trio.to_thread.run_sync(live.tracing.flush)
+            return (time.process_time() - start) / count * 1e6
+
+        for name in TRACED:
+            await chunk(name, warmup)
+        for r in range(repeat):
+            for name in TRACED[r % 3 :] + TRACED[: r % 3]:  # each goes first in turn
+                cpu[name].append(await chunk(name, n))
+    return cpu
+
+
+def traces_part(args: argparse.Namespace) -> None:
+    import tempfile
+
+    n = max(1, args.inproc_n // 4)
+    sink = _spawn(["--role", "upstream"])  # answers every POST 200: a collector that takes all
+    try:
+        assert sink.stdout is not None
+        port = int(sink.stdout.readline())
+        with tempfile.TemporaryDirectory() as folder:
+            cpu = trio.run(_traces_inproc, n, args.repeat, args.inproc_warmup, folder, port)
+    finally:
+        sink.communicate(timeout=10)  # closing its stdin stops it
+    median = {name: statistics.median(values) for name, values in cpu.items()}
+    print(
+        f"\nPart 4: tracing, in process, {len(cpu['off'])} chunks of {n} sequential calls each,\n"
+        "  the live router on an instant mock upstream, CPU per request (all threads)\n"
+    )
+    labels = {
+        "off": "traces off",
+        "file": "traces to an OTLP JSON file",
+        "otlp": "traces to OTLP/HTTP",
+    }
+    for name in TRACED:
+        values = cpu[name]
+        print(
+            f"  {labels[name]:<30} {median[name]:7.1f} µs  "
+            f"(per chunk {min(values):.1f} .. {max(values):.1f})"
+        )
+    for name in ("otlp", "file"):
+        ratio, added = median[name] / median["off"], median[name] - median["off"]
+        print(f"  tracing on / off, {name:<4}: {ratio:.2f}x CPU per request (+{added:.1f} µs)")
+    print()
+
+
 def _pct(values: list[int], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] / 1e3
@@ -755,6 +857,7 @@ def main() -> None:
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-inproc", action="store_true")
     parser.add_argument("--skip-app", action="store_true")
+    parser.add_argument("--skip-traces", action="store_true")
     parser.add_argument(
         "--role",
         choices=("main", "upstream", "trio-worker", "asyncio-worker"),
@@ -787,6 +890,8 @@ def main() -> None:
             inproc_part(args)
         if not args.skip_app:
             app_part(args)
+        if not args.skip_traces:
+            traces_part(args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -24,11 +26,14 @@ from actors.runtime import clock
 from actors.runtime.clock import VirtualClock, run_virtual
 from actors.runtime.randomness import RandomStreams
 from engine.routing.fleet import Account, Fleet, open_fleet
-from engine.routing.recording import RequestRecorder
+from engine.routing.recording import Recorder, Recorders, RequestRecorder
 from sims.cache_use import CacheLedger
 from sims.interview import InterviewTally, play_interviews
 from sims.sampler import Sampler, Series
 from sims.scenario import Scenario
+
+if TYPE_CHECKING:
+    from engine.traces.tracing import Tracing
 
 Progress = Callable[[float, int], None]
 
@@ -193,18 +198,31 @@ def router_counts(fleet: Fleet) -> dict[str, int]:
     }
 
 
-def simulate(scenario: Scenario, progress: Progress | None = None) -> RunData:
-    """Run ``scenario`` with its seed; ``progress(now, requests)`` is called as it goes."""
+def simulate(
+    scenario: Scenario, progress: Progress | None = None, traces: Path | None = None
+) -> RunData:
+    """Run ``scenario`` with its seed; ``progress(now, requests)`` is called as it goes.
+
+    With ``traces``, every request and attempt is also written there as OpenTelemetry
+    spans on virtual time (:func:`engine.traces.tracing.simulated_tracing`); the run
+    itself is the same either way.
+    """
     seed = scenario.seed
     streams = RandomStreams(seed)
     accounts = build_accounts(scenario, streams)
     recorder = RequestRecorder([a.spec.name for a in accounts])
+    tracing = None if traces is None else _tracing(scenario, accounts, traces)
+    told: Recorder = recorder if tracing is None else Recorders(recorder, tracing.recorder)
     workload = scenario.workload
     tally = InterviewTally()
 
     async def main() -> RunData:
         async with open_fleet(
-            accounts, scenario.router_config, seed=seed, recorder=recorder
+            accounts,
+            scenario.router_config,
+            seed=seed,
+            recorder=told,
+            attempt_details=tracing is not None,
         ) as fleet:
             sampler = Sampler(fleet, scenario.sample_every, progress)
             await fleet.supervisor.start(sampler)
@@ -234,10 +252,25 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> RunData:
             )
 
     wall_start = time.perf_counter()
-    with _fewer_collections():
-        data = run_virtual(main, scheduling_seed=seed)
+    try:
+        with _fewer_collections():
+            data = run_virtual(main, scheduling_seed=seed)
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
     data.wall_s = time.perf_counter() - wall_start
     return data
+
+
+def _tracing(scenario: Scenario, accounts: list[Account], path: Path) -> Tracing:
+    """Spans of the run to ``path``: each account named by its family and model."""
+    # Imported here: the SDK costs an untraced run nothing, not even its import.
+    from engine.traces.spans import Upstream
+    from engine.traces.tracing import simulated_tracing
+
+    upstreams = {a.spec.name: Upstream(a.spec.family, a.spec.model) for a in accounts}
+    resource = {"callboard.scenario": scenario.name, "callboard.seed": scenario.seed}
+    return simulated_tracing(path, upstreams, scenario.seed, resource=resource)
 
 
 @contextmanager

@@ -8,10 +8,11 @@ they are validated exactly like the file.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -250,14 +251,23 @@ def read_source(name_or_path: str) -> tuple[str, str]:
 
 
 def load(
-    name_or_path: str, overrides: Iterable[str] = (), seed: int | None = None
+    name_or_path: str,
+    overrides: Iterable[str] = (),
+    seed: int | None = None,
+    tables: Mapping[str, Any] | None = None,
 ) -> tuple[Scenario, dict[str, Any]]:
-    """Load a scenario; returns it and the raw TOML it was built from (after overrides)."""
+    """Load a scenario; returns it and the raw TOML it was built from (after overrides).
+
+    ``tables`` replace the scenario's own, whole, before the overrides apply (a live
+    router's tables: :func:`sims.router_file.router_tables`).
+    """
     source, text = _read(name_or_path)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(source, [f"not valid TOML: {exc}"]) from None
+    if tables:
+        raw.update(copy.deepcopy(dict(tables)))
     for assignment in overrides:
         apply_override(raw, assignment, ScenarioError)
     if seed is not None:

@@ -21,7 +21,7 @@ import itertools
 import math
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
@@ -495,6 +495,7 @@ def size(
     on_point: Callable[[Point], None] | None = None,
     on_level: Callable[[LevelAnswer], None] | None = None,
     mix: bool = False,
+    router: Mapping[str, Any] | None = None,
 ) -> Sizing:
     """Find, for each number of interviews, the smallest fleet shown to meet every SLO by
     ``rule`` (with ``mix``, the cheapest mix of the ranges' kinds: :mod:`sims.mix`), and
@@ -503,7 +504,8 @@ def size(
     The simulations run on ``workers`` local processes (default: every core), or on
     the Dask scheduler at ``cluster`` (``tcp://HOST:PORT``): the same answer either way.
     ``on_simulation``, ``on_point`` and ``on_level`` are told of each simulation, fleet
-    and level as it finishes (from several threads), for progress displays.
+    and level as it finishes (from several threads), for progress displays. ``router``
+    replaces the scenario's router tables (a live config's: ``--router``).
     """
     if not levels or any(level < 1 for level in levels):
         raise InvalidSetting("interviews", list(levels), "one or more counts >= 1")
@@ -512,7 +514,7 @@ def size(
     from sims.mix import MixSearch  # here: sims.mix builds on this module
 
     pool = Pool(workers=workers, cluster=cluster)
-    scenario, raw = load(scenario_ref, overrides, seed=seed)
+    scenario, raw = load(scenario_ref, overrides, seed=seed, tables=router)
     ranges = tuple(ranges) or (default_range(scenario),)
     check_inputs(scenario, slos, ranges, mix)
     with pool.open() as executor:

@@ -9,6 +9,7 @@ import attrs
 from actors.messages import Answer, ChatRequest, filler_text
 
 if TYPE_CHECKING:
+    from actors.backends.ratelimit_headers import RateLimitInfo
     from actors.backends.sink import StreamSink
     from actors.timeouts import AnswerWatch
 
@@ -40,6 +41,9 @@ class Usage:
 
     input_tokens: int = 0
     output_tokens: int = 0
+    #: The rate-limit headers of the attempt's response (live backends; None: none came),
+    #: which a trace of the attempt shows.
+    limits: RateLimitInfo | None = None
 
 
 class Backend(Protocol):

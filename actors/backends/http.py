@@ -217,7 +217,7 @@ class HttpBackend:
             ) as response:
                 if watch is not None:
                     watch.arrived(clock.now())
-                self._observe(response.headers)
+                usage.limits = self._observe(response.headers)
                 self.note_reach(REACHED)
                 if response.status_code == 200:
                     # Accepted: the provider bills the input now, answered or cut short.
@@ -265,7 +265,7 @@ class HttpBackend:
             ) as response:
                 if watch is not None:
                     watch.arrived(clock.now())
-                self._observe(response.headers)
+                usage.limits = self._observe(response.headers)
                 self.note_reach(REACHED)
                 if response.status_code != 200:
                     text = (await self._read(response, watch)).decode("utf-8", "replace")

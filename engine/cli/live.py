@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import math
 import os
 import resource
@@ -31,6 +32,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from engine.serve.server import serve_router
 
     overrides = [*(args.set or ()), *(["callers.allow_no_keys=true"] if args.allow_no_keys else [])]
+    if args.otlp is not None:
+        overrides.append(f"traces.otlp_endpoint={json.dumps(args.otlp)}")
+    if args.traces_file is not None:
+        overrides.append(f"traces.file={json.dumps(args.traces_file)}")
     config = load_config(
         args.config,
         providers=args.provider or (),
@@ -217,6 +222,18 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         type=_seconds,
         help="on SIGTERM, seconds requests in flight may take to finish before they are "
         "cancelled with a 503 (default: server.grace, 10)",
+    )
+    serve.add_argument(
+        "--otlp",
+        metavar="URL",
+        help="send every request and attempt as OpenTelemetry spans to this OTLP/HTTP "
+        "collector, e.g. http://localhost:4318 (default: traces.otlp_endpoint)",
+    )
+    serve.add_argument(
+        "--traces-file",
+        metavar="PATH",
+        help="write the spans to this file as OTLP JSON, one export request a line "
+        "(default: traces.file)",
     )
     serve.add_argument(
         "--allow-no-keys",

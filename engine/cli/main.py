@@ -103,7 +103,16 @@ def _load(name: str, args: argparse.Namespace):
     overrides = list(args.set or [])
     if args.interviews is not None:
         overrides.append(f"workload.interviews={args.interviews}")
-    return load(name, overrides, seed=args.seed)[0]
+    return load(name, overrides, seed=args.seed, tables=_router(args))[0]
+
+
+def _router(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The router tables of ``--router``'s live config, if given."""
+    if args.router is None:
+        return None
+    from sims.router_file import router_tables
+
+    return router_tables(args.router)
 
 
 def _simulate(scenario, args: argparse.Namespace):
@@ -113,8 +122,9 @@ def _simulate(scenario, args: argparse.Namespace):
 
     show_progress = not args.quiet and sys.stderr.isatty()
     bar, update = _progress_bar(scenario.workload.expected_requests, show_progress)
+    traces = getattr(args, "traces_file", None)
     try:
-        data = simulate(scenario, progress=update)
+        data = simulate(scenario, progress=update, traces=None if traces is None else Path(traces))
     finally:
         if bar is not None:
             bar.close()
@@ -123,6 +133,11 @@ def _simulate(scenario, args: argparse.Namespace):
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     if args.scenario is None:
+        if args.traces_file is not None:
+            from actors.runtime.errors import InvalidSetting
+
+            allowed = "with a scenario named (the default run is two scenarios and a sizing)"
+            raise InvalidSetting("--traces-file", args.traces_file, allowed)
         return _simulate_headline(args)
     from reports.render import write_report
     from reports.summary import (
@@ -303,7 +318,8 @@ def cmd_size(args: argparse.Namespace) -> int:
     ranges = [AccountRange.parse(text) for text in args.accounts or []]
     from sims.scenario import load
 
-    scenario, _ = load(args.scenario, args.set or [], seed=args.seed)
+    router = _router(args)
+    scenario, _ = load(args.scenario, args.set or [], seed=args.seed, tables=router)
     from sims.sizing import default_range
 
     rule = Rule(_share("--confidence", args.confidence), args.replications, args.max_replications)
@@ -328,6 +344,7 @@ def cmd_size(args: argparse.Namespace) -> int:
             on_point=lambda point: progress.step(label + point_step(point, slos)),
             on_level=lambda answer: progress.step(label + level_step(answer, slos)),
             mix=args.mix,
+            router=router,
         )
 
     sizing: Sizing | None = None
@@ -526,6 +543,17 @@ def _add_run_options(parser: argparse.ArgumentParser, set_help: str) -> None:
     parser.add_argument("--out", help="report folder (default: a new folder under ./runs/)")
 
 
+def _add_router_option(parser: argparse.ArgumentParser) -> None:
+    """``--router``: simulate with a live config's routing (sims/router_file.py)."""
+    parser.add_argument(
+        "--router",
+        metavar="ROUTER.toml",
+        help="route as this live config (callboard serve's) does: its [routing], [retry], "
+        "[timeouts], [breaker], [cache], [health], [hedging], [concurrency] and [line] "
+        "replace the scenario's, --set still applies after",
+    )
+
+
 def _version() -> str:
     """The installed package's version: what a bug report should quote."""
     from importlib import metadata
@@ -574,8 +602,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--interviews", type=int, help="override workload.interviews")
     _add_run_options(simulate, OVERRIDE_HELP)
+    _add_router_option(simulate)
     simulate.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+    simulate.add_argument(
+        "--traces-file",
+        metavar="PATH",
+        help="also write every request and attempt as OpenTelemetry spans on virtual time "
+        "(OTLP JSON, one export request a line; docs/simulate.md#traces)",
+    )
     simulate.add_argument(
         "--no-size",
         action="store_true",
@@ -650,6 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
     _add_cluster_option(size)
     _add_run_options(size, OVERRIDE_HELP)
+    _add_router_option(size)
     size.add_argument(
         "--json", action="store_true", help="print the recommendation as one JSON line"
     )

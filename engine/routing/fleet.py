@@ -139,6 +139,7 @@ async def open_fleet(
     request_id_prefix: str = "r-",
     keep_history: int | None = None,
     on_cache_store: Callable[[str, Completion], None] | None = None,
+    attempt_details: bool = False,
 ) -> AsyncIterator[Fleet]:
     """Start every actor of the routing core; stop them all on exit.
 
@@ -147,7 +148,9 @@ async def open_fleet(
     transitions, quota alerts, scaling decisions) keep the latest ``keep_history``
     events each, or all of them: a simulated run's report needs the whole series, a
     long-running server bounds them. ``on_cache_store`` hears of every answer the
-    cache stores (shared state copies it to the other routers).
+    cache stores (shared state copies it to the other routers). With
+    ``attempt_details`` every attempt's record carries what it saw (its
+    :class:`~actors.provider.AttemptSeen`), as traces need.
     """
     log = log or DecisionLog()
     transitions: collections.deque[Transition] = collections.deque(maxlen=keep_history)
@@ -169,7 +172,7 @@ async def open_fleet(
         health = HealthMonitor(config.health)
         quota = QuotaTracker(keep=keep_history)
         cache = Cache(config.cache, on_store=on_cache_store) if config.cache.enabled else None
-        attempts = AttemptFeed()
+        attempts = AttemptFeed(attempt_details)
         providers: list[Provider] = []
         for account in accounts:
             breaker = CircuitBreaker(account.spec.name, config.breaker, subscribers)

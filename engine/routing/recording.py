@@ -18,10 +18,14 @@ results, the live server's metrics count them.
 from __future__ import annotations
 
 from array import array
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import numpy as np
+
+if TYPE_CHECKING:
+    from actors.messages import ChatRequest, Completion
+    from actors.provider import AttemptSeen
 
 #: Outcome codes in the order of their index in the ``outcome`` array.
 OUTCOMES = (
@@ -75,6 +79,17 @@ class RequestRecord:
     #: Seconds waiting for a limit (rate limits, cool-downs, quarantines); the rest of
     #: ``latency`` after both waits is service (attempts and backoff).
     limit_wait: float = 0.0
+    # What a trace of the request shows beyond the figures above: references to what the
+    # router holds anyway, so recording them copies nothing. Not compared: two records
+    # of the same figures are the same outcome.
+    #: The router's id of the request (its attempts' records carry the same).
+    request_id: str = attrs.field(default="", eq=False)
+    #: The request as it entered the router (model, max_tokens, messages ...).
+    request: ChatRequest | None = attrs.field(default=None, eq=False)
+    #: The answer (None for a request that ended without one).
+    completion: Completion | None = attrs.field(default=None, eq=False)
+    #: The interview session the request was a turn of, if any.
+    session: str | None = attrs.field(default=None, eq=False)
 
 
 @attrs.define(slots=True)
@@ -89,6 +104,11 @@ class AttemptRecord:
     #: What the provider billed for it (input tokens, and the output generated until it
     #: stopped).
     cost: float
+    #: The id of the request it was an attempt for.
+    request_id: str = attrs.field(default="", eq=False)
+    #: Its times, tokens, breaker state, headers ... (None unless the fleet was opened
+    #: with ``attempt_details``, as tracing opens it).
+    seen: AttemptSeen | None = attrs.field(default=None, eq=False)
 
 
 class Recorder(Protocol):
@@ -98,6 +118,23 @@ class Recorder(Protocol):
     def record(self, outcome: RequestRecord) -> None: ...
 
     def record_attempt(self, attempt: AttemptRecord) -> None: ...
+
+
+class Recorders:
+    """Several recorders told of every record, in order (metrics, then traces)."""
+
+    __slots__ = ("recorders",)
+
+    def __init__(self, *recorders: Recorder) -> None:
+        self.recorders = recorders
+
+    def record(self, outcome: RequestRecord) -> None:
+        for recorder in self.recorders:
+            recorder.record(outcome)
+
+    def record_attempt(self, attempt: AttemptRecord) -> None:
+        for recorder in self.recorders:
+            recorder.record_attempt(attempt)
 
 
 class RequestRecorder:

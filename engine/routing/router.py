@@ -61,7 +61,7 @@ _HALF_OPEN = State.HALF_OPEN
 if TYPE_CHECKING:
     from actors.backends.sink import StreamSink
     from actors.health import HealthMonitor
-    from actors.provider import Provider
+    from actors.provider import AttemptSeen, Provider
     from actors.session import InterviewSession
 
 
@@ -133,14 +133,16 @@ class Router:
         return len(self.line)
 
     # --- what the providers tell (actors.provider.AttemptListener) -----------
-    def attempt_ended(self, request_id: str, provider: str, code: str, cost: float) -> None:
+    def attempt_ended(
+        self, request_id: str, provider: str, code: str, cost: float, seen: AttemptSeen | None
+    ) -> None:
         """An attempt ended: book what it cost, and wake the line to what it freed."""
         if code != "ok" and cost:
             wasted = self._wasted
             wasted[request_id] = wasted.get(request_id, 0.0) + cost
         recorder = self.recorder
         if recorder is not None:
-            recorder.record_attempt(AttemptRecord(provider, code, cost))
+            recorder.record_attempt(AttemptRecord(provider, code, cost, request_id, seen))
         self.capacity_freed()
 
     def capacity_freed(self) -> None:
@@ -169,14 +171,14 @@ class Router:
         if self.log.active:
             detail = f"model={log_value(request.model)} kind={log_value(request.kind)}"
             self.log.emit(start, request_id, "received", detail)
-        self._validate(request, request_id, start)
+        self._validate(request, request_id, start, session)
         cache = self.cache
         key = None
         if cache is not None and not request.bypass_cache:
             key = request_key(request)
             hit = cache.lookup(key)
             if hit is not None:
-                return self._from_cache(hit, request, request_id, start)
+                return self._from_cache(hit, request, request_id, start, session)
         self.stats.in_flight += 1
         pursuit = self._pursuit(request, request_id, session, start, sink)
         try:
@@ -233,7 +235,13 @@ class Router:
             cache.store(key, completion)
         return completion
 
-    def _validate(self, request: ChatRequest, request_id: str, start: float) -> None:
+    def _validate(
+        self,
+        request: ChatRequest,
+        request_id: str,
+        start: float,
+        session: InterviewSession | None,
+    ) -> None:
         """Refuse an invalid request before any provider sees it (its outcome: rejected)."""
         try:
             validate(request, self.context_windows, self._largest_window)
@@ -245,12 +253,34 @@ class Router:
                 self.log.emit(start, request_id, "rejected", f"field={exc.field}")
             if self.recorder is not None:
                 self.recorder.record(
-                    RequestRecord(request.kind, start, 0.0, 0.0, 0, None, exc.code, False, 0.0)
+                    RequestRecord(
+                        request.kind,
+                        start,
+                        0.0,
+                        0.0,
+                        0,
+                        None,
+                        exc.code,
+                        False,
+                        0.0,
+                        0.0,
+                        0.0,
+                        0.0,
+                        request_id,
+                        request,
+                        None,
+                        None if session is None else session.session_id,
+                    )
                 )
             raise
 
     def _from_cache(
-        self, hit: Completion, request: ChatRequest, request_id: str, start: float
+        self,
+        hit: Completion,
+        request: ChatRequest,
+        request_id: str,
+        start: float,
+        session: InterviewSession | None,
     ) -> Completion:
         """The cached answer to ``request``, at once and at no cost (its outcome: a cache hit)."""
         stats = self.stats
@@ -258,11 +288,7 @@ class Router:
         stats.answered += 1
         if self.log.active:
             self.log.emit(start, request_id, "cache_hit", f"provider={hit.provider}")
-        if self.recorder is not None:
-            self.recorder.record(
-                RequestRecord(request.kind, start, 0.0, 0.0, 0, None, "ok", True, 0.0)
-            )
-        return attrs.evolve(
+        answer = attrs.evolve(
             hit,
             request_id=request_id,
             latency=0.0,
@@ -273,6 +299,28 @@ class Router:
             queue_wait=0.0,
             failed_attempts=(),
         )
+        if self.recorder is not None:
+            self.recorder.record(
+                RequestRecord(
+                    request.kind,
+                    start,
+                    0.0,
+                    0.0,
+                    0,
+                    None,
+                    "ok",
+                    True,
+                    0.0,
+                    0.0,
+                    0.0,
+                    0.0,
+                    request_id,
+                    request,
+                    answer,
+                    None if session is None else session.session_id,
+                )
+            )
+        return answer
 
     def _left(self, pursuit: Pursuit) -> float:
         """A request in flight leaves without an answer: out of the line; the time it left."""
@@ -315,6 +363,10 @@ class Router:
                     wasted,
                     pursuit.slot_wait,
                     pursuit.limit_wait,
+                    pursuit.request_id,
+                    pursuit.request,
+                    None,
+                    None if pursuit.session is None else pursuit.session.session_id,
                 )
             )
 
@@ -339,6 +391,10 @@ class Router:
                     wasted,
                     pursuit.slot_wait + completion.queue_wait,
                     pursuit.limit_wait,
+                    pursuit.request_id,
+                    pursuit.request,
+                    completion,
+                    None if pursuit.session is None else pursuit.session.session_id,
                 )
             )
 

@@ -289,6 +289,9 @@ class RouterApp:
         request = attrs.evolve(request, request_id=request_id or self.live.router.new_request_id())
         exchange.request_id = request.request_id or "-"
         exchange.routed = True
+        tracing = self.live.tracing
+        if tracing is not None and exchange.key != "-":  # its id, never the key
+            tracing.recorder.note(exchange.request_id, {"callboard.caller.key_id": exchange.key})
         return request
 
     async def _first_event(

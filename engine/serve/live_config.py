@@ -41,6 +41,7 @@ from engine.routing.waiting import LineConfig
 from engine.serve.callers.config import CallersConfig
 from engine.serve.openai_format import UNKNOWN_FIELDS
 from engine.serve.state.config import StateConfig
+from engine.traces.config import TracesConfig
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -253,6 +254,7 @@ class LiveConfig:
     state: StateConfig = StateConfig()
     upstream: UpstreamCaps = UpstreamCaps()
     callers: CallersConfig = CallersConfig()
+    traces: TracesConfig = TracesConfig()
 
     def __attrs_post_init__(self) -> None:
         require("providers", len(self.providers) >= 1, self.providers, "at least one [[providers]]")

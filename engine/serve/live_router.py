@@ -15,7 +15,8 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 import trio
@@ -34,7 +35,7 @@ from actors.runtime.errors import leaves
 from actors.session import InterviewSession, Turn
 from engine.routing.decision_log import DecisionLog
 from engine.routing.fleet import Account, Fleet, open_fleet
-from engine.routing.recording import Recorder
+from engine.routing.recording import Recorder, Recorders
 from engine.serve.live_config import ConfigError, LiveConfig, load_config
 from engine.serve.openai_format import chat_messages
 from engine.serve.reach_checks import check_reach_forever
@@ -49,6 +50,10 @@ from engine.serve.status import (
     provider_state,
     provider_status,
 )
+
+if TYPE_CHECKING:
+    from engine.traces.spans import Upstream
+    from engine.traces.tracing import Tracing
 
 logger = logging.getLogger("callboard.live")
 
@@ -70,6 +75,7 @@ class LiveRouter:
         nursery: trio.Nursery,
         sessions: SessionRegistry,
         state: SharedState | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
         self.fleet = fleet
@@ -78,6 +84,8 @@ class LiveRouter:
         self.sessions = sessions
         #: What this router shares with others (None: it keeps its state to itself).
         self.state = state
+        #: Where its spans go (None: ``[traces]`` is off).
+        self.tracing = tracing
         self._nursery = nursery
 
     @property
@@ -277,6 +285,17 @@ async def _open_router(
             subscribers.append(on_transition)
         if http_client is None:
             http_client = await stack.enter_async_context(client_for(config, env))
+        tracing = None
+        if config.traces.enabled:
+            from engine.traces.tracing import live_tracing  # the SDK only when traced
+
+            tracing = live_tracing(config.traces, upstreams(config), clock.now())
+            # Pushed before the fleet opens, so it runs after the fleet has closed and
+            # every request has been recorded: the last spans are flushed, then sent.
+            stack.push_async_callback(_shut_down, tracing)
+            recorder = (
+                tracing.recorder if recorder is None else Recorders(recorder, tracing.recorder)
+            )
         feeds = {e.name: LimitFeed() for e in endpoints}
         reach = {e.name: ReachFeed() for e in endpoints}
         backends = {
@@ -311,6 +330,7 @@ async def _open_router(
                 request_id_prefix=f"r-{token}-",
                 keep_history=KEPT_EVENTS,
                 on_cache_store=shared.cache_written if shared is not None else None,
+                attempt_details=tracing is not None,
             ) as fleet,
             trio.open_nursery() as nursery,
         ):
@@ -335,5 +355,25 @@ async def _open_router(
                 connect = http_client.timeout.connect or config.timeouts.connect
                 timeout = connect + config.health.ping_timeout
                 nursery.start_soon(check_reach_forever, list(backends.values()), every, timeout)
-            yield LiveRouter(config, fleet, backends, nursery, sessions, shared)
+            yield LiveRouter(config, fleet, backends, nursery, sessions, shared, tracing)
             nursery.cancel_scope.cancel()
+
+
+def upstreams(config: LiveConfig) -> dict[str, Upstream]:
+    """What the spans of each account's attempts say of it: its API kind (``openai``,
+    ``anthropic``: ``gen_ai.provider.name``), model, and server address and port."""
+    from engine.traces.spans import Upstream
+
+    found = {}
+    for p in config.providers:
+        url = urlsplit(p.base_url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        found[p.name] = Upstream(p.kind, p.model, url.hostname, port)
+    return found
+
+
+async def _shut_down(tracing: Tracing) -> None:
+    """Flush and stop the exporters in a worker thread, never on the trio loop; shielded,
+    so a server stopped by a cancellation still sends its last spans."""
+    with trio.CancelScope(shield=True):
+        await trio.to_thread.run_sync(tracing.shutdown)

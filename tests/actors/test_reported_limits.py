@@ -85,7 +85,9 @@ def _provider(*limits: LimitSpec) -> tuple[Provider, list[str]]:
 class Heard:
     said: list[str]
 
-    def attempt_ended(self, request_id: str, provider: str, code: str, cost: float) -> None:
+    def attempt_ended(
+        self, request_id: str, provider: str, code: str, cost: float, seen=None
+    ) -> None:
         self.said.append(code)
 
     def capacity_freed(self) -> None:
