@@ -51,10 +51,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def started(*argv: str) -> Iterator[None]:
-    """A ``callboard`` command in the background, stopped (its process group) on exit."""
+def started(*argv: str, cwd: Path) -> Iterator[None]:
+    """A ``callboard`` command in the background in ``cwd`` (the router writes its log
+    there), stopped (its process group) on exit."""
     process = subprocess.Popen(
         [str(BIN / "callboard"), *argv],
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -123,9 +125,9 @@ def status_page(driver: webdriver.Chrome, work: Path) -> Path:
     config = work / "router.toml"
     config.write_text(ROUTER_TOML.format(a=a, b=b))
     with (
-        started("mock-provider", "--port", str(a), "--name", "provider-a", "--seed", "1"),
-        started("mock-provider", "--port", str(b), "--name", "provider-b", "--seed", "2"),
-        started("serve", str(config), "--port", str(router)),
+        started("mock-provider", "--port", str(a), "--name", "provider-a", "--seed", "1", cwd=work),
+        started("mock-provider", "--port", str(b), "--name", "provider-b", "--seed", "2", cwd=work),
+        started("serve", str(config), "--port", str(router), cwd=work),
     ):
         for port in (a, b):
             wait_until_up(f"http://127.0.0.1:{port}/v1/models")
