@@ -430,7 +430,10 @@ def level_sentence(level: dict[str, Any], meta: dict[str, Any]) -> str:
     fleet = _fleet(level["recommended"]["counts"])
     fresh = level["holdout"]
     checked = (
-        f"; it met them on {fresh['met']} of {len(fresh['seeds'])} fresh days the search never saw"
+        "; "
+        + summary.fresh_check(
+            fresh["met"], len(fresh["seeds"]), meta["confidence"], "the search never saw"
+        )
         if fresh["seeds"]
         else ""
     )

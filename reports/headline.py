@@ -19,7 +19,7 @@ import attrs
 from reports.document import Document, Section, Table, write_file
 from reports.html import document_html
 from reports.markdown import document_markdown
-from reports.summary import minutes, percent, plural, seconds
+from reports.summary import fresh_check, minutes, percent, plural, seconds
 from sims.headline import Headline
 
 #: What the table says about each reading, one row each (a column per reading).
@@ -121,10 +121,12 @@ def _what_it_takes(reading: dict[str, Any]) -> str:
     if needed["accounts"] is None:
         return f"no fleet of up to {needed['range'][1]} x {needed['group']} meets them"
     fleet = plural(needed["accounts"], f"{needed['group']} account")
+    fresh = fresh_check(
+        needed["fresh_met"], needed["fresh_seeds"], needed["confidence"], "it never searched"
+    )
     return (
         f"the smallest fleet `callboard size` finds is {fleet}: shown to meet them on at "
-        f"least {percent(needed['confidence'])} of days, it met them on "
-        f"{needed['fresh_met']} of {needed['fresh_seeds']} fresh days it never searched"
+        f"least {percent(needed['confidence'])} of days, {fresh}"
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sims.cache_use import CacheCounts
+from sims.confidence import chance_of_misses
 from sims.result_views import as_float, family_of
 from sims.results import ProviderSummary, Results, RunMeta, RunSummary
 
@@ -138,6 +139,21 @@ def clock(value_s: Any) -> str:
         return "n/a"
     whole = int(number)
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def fresh_check(met: int, days: int, share: float, searched: str) -> str:
+    """What the fresh days showed, and when some missed, that a fleet meeting the
+    objectives on ``share`` of days misses that many that often (``searched``: "it never
+    searched" / "the search never saw")."""
+    said = f"it met them on {met} of {days} fresh days {searched}"
+    missed = days - met
+    if missed <= 0:
+        return said
+    chance = chance_of_misses(share, days, missed)
+    return (
+        f"{said}, as such a fleet may: one meeting them on exactly {percent(share)} of days "
+        f"misses {missed} or more of {days} days {percent(chance)} of the time"
+    )
 
 
 def plural(n: Any, word: str, many: str | None = None) -> str:

@@ -123,6 +123,13 @@ def _within(slo: Slo, bound: float) -> bool:
     return bound <= slo.target if slo.op == "<=" else bound >= slo.target
 
 
+def chance_of_misses(share: float, days: int, misses: int) -> float:
+    """How often a fleet that meets the objectives on exactly ``share`` of days misses them
+    on ``misses`` or more of ``days`` fresh days: what makes "9 of 10" no contradiction of
+    "95% of days"."""
+    return float(stats.binom.sf(misses - 1, days, 1.0 - share))
+
+
 def holdout_interval(met: int, seeds: int, level: float = 0.95) -> tuple[float, float]:
     """The exact (Clopper-Pearson) interval on the share of fresh seeds that meet the
     objectives, from ``met`` of ``seeds`` held-out seeds."""

@@ -17,12 +17,14 @@ from reports.markdown import document_markdown
 from reports.summary import (
     TERMINAL_WIDTH,
     format_table,
+    fresh_check,
     headline_sentence,
     plural,
     run_settings,
     summary_rows,
 )
 from sims import result_views
+from sims.confidence import chance_of_misses
 from sims.headline import Headline
 from sims.results import Results
 from sims.runner import simulate
@@ -111,7 +113,20 @@ def test_the_confidence_says_what_95_and_9_of_10_each_mean() -> None:
     sentence = reading_sentence(_reading())
     assert "shown to meet them on at least 95.0% of days" in sentence
     assert "met them on 9 of 10 fresh days it never searched" in sentence
+    # And why that is no contradiction: how often a fleet at exactly 95% misses a day of 10.
+    assert "one meeting them on exactly 95.0% of days misses 1 or more of 10 days 40.1%" in (
+        sentence
+    )
     assert "fresh seeds)" not in sentence
+
+
+def test_the_chance_of_misses_is_the_binomial_tail() -> None:
+    assert chance_of_misses(0.95, 10, 1) == pytest.approx(1 - 0.95**10)
+    assert chance_of_misses(0.95, 10, 2) == pytest.approx(1 - 0.95**10 - 10 * 0.05 * 0.95**9)
+    assert chance_of_misses(0.95, 10, 0) == 1.0
+    assert fresh_check(10, 10, 0.95, "it never searched") == (
+        "it met them on 10 of 10 fresh days it never searched"
+    )
 
 
 def test_the_headline_report_opens_with_the_answers_and_links_each_report() -> None:
@@ -258,7 +273,8 @@ def test_a_sizing_level_is_answered_in_one_sentence() -> None:
     assert level_sentence(level, meta) == (
         "500 interviews: 34 x huggingface is the smallest fleet shown to meet "
         "provider_p95<=5s and success>=99.5% on at least 95.0% of days; it met them on 9 of "
-        "10 fresh days the search never saw."
+        "10 fresh days the search never saw, as such a fleet may: one meeting them on exactly "
+        "95.0% of days misses 1 or more of 10 days 40.1% of the time."
     )
     failed = {"interviews": 1, "feasible": False, "best_tried": {"counts": {"hf": 64}}}
     assert level_sentence(failed, meta).startswith("1 interview: no fleet in the range met")
