@@ -29,6 +29,7 @@ import math
 from typing import TYPE_CHECKING
 
 import attrs
+import numpy as np
 
 from actors.breaker import State
 from actors.cache import Cache, request_key
@@ -37,6 +38,7 @@ from actors.messages import ChatRequest, Completion
 from actors.runtime import clock
 from actors.runtime.errors import CallboardError, InvalidSetting
 from actors.runtime.randomness import RandomStream
+from engine.routing.board import Accept, Board, Mask
 from engine.routing.books import RouterCounters
 from engine.routing.decision_log import DecisionLog, log_value
 from engine.routing.errors import (
@@ -51,12 +53,17 @@ from engine.routing.policies import Policy, PolicyConfig
 from engine.routing.pursuit import Pursuit
 from engine.routing.recording import AttemptRecord, Recorder, RequestRecord
 from engine.routing.retry import RetryBudget, RetryConfig
-from engine.routing.selection import Eligible, by_tier, eligible, reachable_first
+from engine.routing.selection import Eligible, by_tier, eligible, needs_strong, reachable_first
 from engine.routing.validation import check_needs, validate
 from engine.routing.waiting import LineConfig, WaitingLine, open_line
 
 # An enum member read off its class costs several global reads on CPython 3.11.
 _HALF_OPEN = State.HALF_OPEN
+
+#: Fleets of at least this many accounts are chosen from on a board: a pass over a smaller
+#: fleet costs less than keeping the board and ranking on it (about 3 µs an account
+#: against 25 µs, benches/bench_fleet_size.py, 2026-12).
+BOARD_FROM = 24
 
 if TYPE_CHECKING:
     from actors.backends.sink import StreamSink
@@ -126,6 +133,12 @@ class Router:
         self.capabilities: dict[str, set[frozenset[str]]] = {}
         for p in providers:
             self.capabilities.setdefault(p.spec.model, set()).add(p.spec.capabilities)
+        #: The accounts kept by readiness with what the policies rank on, so the policy
+        #: picks without a pass over the fleet (a large one; needs the health monitor).
+        self.board: Board | None = None
+        if health is not None and len(providers) >= BOARD_FROM:
+            self.board = Board(providers, health, (tiers or PolicyConfig()).latency_ttl)
+            health.watch(self.board.changed)
 
     @property
     def waiting(self) -> int:
@@ -141,11 +154,19 @@ class Router:
         recorder = self.recorder
         if recorder is not None:
             recorder.record_attempt(AttemptRecord(provider, code, cost))
+        if self.board is not None:
+            self.board.changed(provider)
         self.capacity_freed()
 
     def capacity_freed(self) -> None:
         """Something a waiting request may need came free: the line looks."""
         self.line.freed()
+
+    def account_changed(self, provider: str) -> None:
+        """What ``provider``'s readiness or ranking reads may have changed: the board
+        files it again before the next choice."""
+        if self.board is not None:
+            self.board.changed(provider)
 
     def new_request_id(self) -> str:
         self._next_id += 1
@@ -195,15 +216,21 @@ class Router:
                 if line.others_first(pursuit):  # it waits its turn before it looks
                     await self._wait_in_line(pursuit, math.inf, False)
                     continue
-                found = eligible(
-                    self.providers, request, now, pursuit.avoid, self.tiers, deadline - now
-                )
-                if not found.ready:
-                    self._may_wait(pursuit, now, found)
-                    await self._wait_in_line(pursuit, found.soonest, found.busy)
-                    continue
+                # The board's pick, or when it cannot say (nothing it may take, a
+                # half-open trial due, a fallback to a wider set), one pass over the fleet.
+                picked = self._pick(pursuit, now) if self.board is not None else None
+                if picked is None:
+                    found = eligible(
+                        self.providers, request, now, pursuit.avoid, self.tiers, deadline - now
+                    )
+                    if not found.ready:
+                        self._may_wait(pursuit, now, found)
+                        await self._wait_in_line(pursuit, found.soonest, found.busy)
+                        continue
+                    provider = self._choose(pursuit, found.ready, now)
+                else:
+                    provider = picked
                 line.dispatched(pursuit, now)
-                provider = self._choose(pursuit, found.ready, now)
                 self.stats.attempts += 1
                 if self.log.active:
                     self._attempt_starts(pursuit, provider, now)
@@ -398,6 +425,67 @@ class Router:
             candidates = reachable_first(candidates, self.unreachable)
         return self.policy.choose(candidates, pursuit.request, pursuit.session, now)
 
+    def _pick(self, pursuit: Pursuit, now: float) -> Provider | None:
+        """What :meth:`_choose` would choose over what :func:`eligible` finds ready, picked
+        from the board's open accounts; None when the board cannot say it cheaply: none of
+        them may take the request (it waits, or a wider set applies: a strong account for
+        a light turn, one that failed it, one that could not be reached), or a breaker is
+        half-open (its trial goes first)."""
+        board = self.board
+        assert board is not None
+        board.update(now)
+        if board.half_open:
+            return None
+        mask = self._candidates(board, pursuit, now, narrow=True)
+        accept = self._acceptor(board, pursuit.request, now)
+        return self.policy.pick(board, mask, accept, pursuit.session, now)
+
+    def _fresh_ready(self, board: Board, pursuit: Pursuit, now: float) -> bool:
+        """Whether an account that has not failed the request could take it now."""
+        board.update(now)
+        accept = self._acceptor(board, pursuit.request, now)
+        mask = self._candidates(board, pursuit, now, narrow=False)
+        return any(accept(int(i)) for i in np.flatnonzero(mask))
+
+    def _candidates(self, board: Board, pursuit: Pursuit, now: float, narrow: bool) -> Mask:
+        """The board's open accounts that pass every check of :func:`eligible` but the
+        request's own limits, less those the request failed on; ``narrow``: less also
+        those :meth:`_choose` takes only when nothing else is left (a strong account for a
+        light turn by kind, one that could not be reached)."""
+        request = pursuit.request
+        tiers = self.tiers
+        size = request.prompt_tokens + (request.max_tokens or 0)
+        mask = board.open & (board.typical < pursuit.deadline - now) & (board.context >= size)
+        if request.model != "auto":
+            mask &= board.of_model(request.model)
+        if needs_strong(request, tiers):
+            mask &= board.strong
+        if request.needs:
+            mask &= board.capable(frozenset(need for need, _ in request.needs))
+        index = board.index
+        for name, until in pursuit.avoid.items():
+            if until - now > 0.0:
+                mask[index[name]] = False
+        for name in pursuit.failed:
+            mask[index[name]] = False
+        if narrow:
+            if tiers is not None and tiers.tiers == "by_kind" and request.kind in tiers.light_kinds:
+                mask &= board.light
+            for name in self.unreachable:
+                mask[index[name]] = False
+        return mask
+
+    @staticmethod
+    def _acceptor(board: Board, request: ChatRequest, now: float) -> Accept:
+        """The check of the request's own limits (its tokens), made only for the accounts a
+        policy would pick."""
+        providers = board.providers
+
+        def accept(i: int) -> bool:
+            return providers[i].wait_before(request, now, count=False) == 0.0
+
+        return accept
+
     def _attempt_starts(self, pursuit: Pursuit, provider: Provider, now: float) -> None:
         """Log that an attempt on ``provider`` starts now (the caller counts it)."""
         detail = f"provider={provider.spec.name} attempt={len(pursuit.errors) + 1}"
@@ -418,10 +506,19 @@ class Router:
         if isinstance(exc, ProviderOverloaded):  # the account cools down; others may not
             self._failover(pursuit, name, exc.code, end)
             return None
-        others = eligible(
-            self.providers, pursuit.request, end, pursuit.avoid, self.tiers, pursuit.deadline - end
-        )
-        if any(p.spec.name not in pursuit.failed for p in others.ready):
+        if self.board is not None:
+            fresh = self._fresh_ready(self.board, pursuit, end)
+        else:
+            others = eligible(
+                self.providers,
+                pursuit.request,
+                end,
+                pursuit.avoid,
+                self.tiers,
+                pursuit.deadline - end,
+            )
+            fresh = any(p.spec.name not in pursuit.failed for p in others.ready)
+        if fresh:
             self._failover(pursuit, name, exc.code, end)
             return None
         return self._backoff(pursuit, name, end)
