@@ -70,14 +70,26 @@ class Board:
         self.latency = np.full(n, math.nan)
         self.unknown = np.ones(n, dtype=bool)
         self.known_latency = np.full(n, _INF)
+        #: How many accounts' latency is unknown, and how many is 0 (an instant backend):
+        #: with none, a policy skips the operations that only they need.
+        self.unknowns = n
+        self.zero_latencies = 0
+        # The same two facts per account as Python values (numpy's item reads are slow).
+        self._unknown = [True] * n
+        self._zero = [False] * n
+        #: Whether any account has a configured limit (else every quota share is 1).
+        self.limited = any(p.spec.limits for p in self.providers)
         #: 1 + the busy share of the account's slots.
         self.load1 = np.ones(n)
         #: The least share left of the account's fixed windows (1 with none).
         self.window_share = np.ones(n)
-        #: Typical service time (what an attempt needs left before the deadline).
+        #: Typical service time (what an attempt needs left before the deadline), and at
+        #: least the longest of them (a request with more time left needs no check).
         self.typical = np.zeros(n)
+        self.slowest = 0.0
         self.priority = np.array([float(s.priority) for s in specs])
         self.context = np.array([s.context_window for s in specs])
+        self.smallest_context = min((s.context_window for s in specs), default=0)
         self.models = np.array([s.model for s in specs], dtype=object)
         self.strong = np.array([s.tier == "strong" for s in specs])
         self.light = np.array([s.tier == "light" for s in specs])
@@ -183,17 +195,25 @@ class Board:
         self.open[i] = True
         stats = self.health.providers[provider.spec.name]
         latency = stats.latency_at(now, self.ttl)
-        if latency == latency:
+        unknown = latency != latency
+        if not unknown:
             self._at(i, stats.measured_at + self.ttl, now)
-            self.known_latency[i] = latency
-            self.unknown[i] = False
-        else:
-            self.known_latency[i] = _INF
-            self.unknown[i] = True
+        if unknown is not self._unknown[i]:
+            self.unknowns += 1 if unknown else -1
+            self._unknown[i] = self.unknown[i] = unknown
+        zero = latency == 0.0
+        if zero is not self._zero[i]:
+            self.zero_latencies += 1 if zero else -1
+            self._zero[i] = zero
+        self.known_latency[i] = _INF if unknown else latency
         self.latency[i] = latency
         self.health_score[i] = 1.0 - stats.error_ewma
         self.load1[i] = 1.0 + provider.load()
-        self.typical[i] = provider.typical_service
+        typical = self.typical[i] = provider.typical_service
+        if typical > self.slowest:
+            self.slowest = typical
+        if not self.limited:
+            return
         share = 1.0
         column = 0
         for limiter in provider.admission.limiters:

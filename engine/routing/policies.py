@@ -141,26 +141,31 @@ class Weighted:
         # Its three choices (the quickest measured, the fastest expected, the best score)
         # each depend on the candidates, so each is checked, and a refusal starts over.
         cfg = self.config
-        quota = board.quota(now) if cfg.quota_weight > 0 else None
+        # Without limits every share is 1, which adds w_q to each score the same way.
+        quota = (board.quota(now) if board.limited else 1.0) if cfg.quota_weight > 0 else None
         known, latency, unknown = board.known_latency, board.latency, board.unknown
+        known_only = not board.unknowns  # then the prior is never used
         while True:
-            k = int(np.where(mask, known, math.inf).argmin())
+            prior = 1.0
+            if not known_only:
+                k = int(np.where(mask, known, math.inf).argmin())
+                if not mask[k]:
+                    return None  # an empty mask
+                if known[k] != math.inf:
+                    if not accept(k):
+                        mask[k] = False
+                        continue
+                    prior = 0.5 * float(known[k])
+            expected = (latency if known_only else np.where(unknown, prior, latency)) * board.load1
+            k = int(np.where(mask, expected, math.inf).argmin())
             if not mask[k]:
                 return None  # an empty mask
-            prior = 1.0
-            if known[k] != math.inf:
-                if not accept(k):
-                    mask[k] = False
-                    continue
-                prior = 0.5 * float(known[k])
-            expected = np.where(unknown, prior, latency) * board.load1
-            k = int(np.where(mask, expected, math.inf).argmin())
             if not accept(k):
                 mask[k] = False
                 continue
             fastest = float(expected[k])
-            if expected.min() > 0.0:
-                speed = fastest / expected
+            if (known_only or prior > 0.0) and not board.zero_latencies:
+                speed = fastest / expected  # every expected time is > 0
             else:
                 speed = np.divide(fastest, expected, out=np.ones_like(expected), where=expected > 0)
             score = cfg.health_weight * board.health_score + cfg.speed_weight * speed

@@ -61,8 +61,8 @@ from engine.routing.waiting import LineConfig, WaitingLine, open_line
 _HALF_OPEN = State.HALF_OPEN
 
 #: Fleets of at least this many accounts are chosen from on a board: a pass over a smaller
-#: fleet costs less than keeping the board and ranking on it (about 3 µs an account
-#: against 25 µs, benches/bench_fleet_size.py, 2026-12).
+#: fleet costs less than keeping the board and ranking on it (about 1 µs an account
+#: against about 25 µs a request; the live core broke even at 16-32 accounts, 2026-12).
 BOARD_FROM = 24
 
 if TYPE_CHECKING:
@@ -455,7 +455,12 @@ class Router:
         request = pursuit.request
         tiers = self.tiers
         size = request.prompt_tokens + (request.max_tokens or 0)
-        mask = board.open & (board.typical < pursuit.deadline - now) & (board.context >= size)
+        mask = board.open.copy()
+        time_left = pursuit.deadline - now
+        if time_left <= board.slowest:
+            mask &= board.typical < time_left
+        if size > board.smallest_context:
+            mask &= board.context >= size
         if request.model != "auto":
             mask &= board.of_model(request.model)
         if needs_strong(request, tiers):
@@ -480,9 +485,13 @@ class Router:
         """The check of the request's own limits (its tokens), made only for the accounts a
         policy would pick."""
         providers = board.providers
+        seen: dict[int, bool] = {}
 
         def accept(i: int) -> bool:
-            return providers[i].wait_before(request, now, count=False) == 0.0
+            ok = seen.get(i)
+            if ok is None:
+                ok = seen[i] = providers[i].wait_before(request, now, count=False) == 0.0
+            return ok
 
         return accept
 
