@@ -306,8 +306,8 @@ class Provider(Actor):
     def ready_in(self, now: float) -> float:
         """Seconds until this account could take the smallest request (0: it may take one
         now; :data:`UNTIL_FREED`: only a call's end frees it): a lower bound of
-        :meth:`wait_before` for every request, which the router's
-        :class:`~engine.routing.board.Board` files the account under. Counts nothing."""
+        :meth:`wait_before` for every request, by which a router can set the account
+        aside until then without asking again. Counts nothing."""
         if self.disabled_until > now:
             return self.disabled_until - now
         if self.cooling_until > now:

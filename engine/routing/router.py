@@ -1,7 +1,9 @@
 """The routing core: validation, cache, selection, retries, failover, deadlines.
 
 One request's life: validate (fail fast, no provider call) -> cache lookup ->
-pick an eligible provider (:mod:`engine.routing.selection`) with the policy ->
+pick an eligible provider (:mod:`engine.routing.selection`) with the policy (for a
+fleet of many accounts, from the board that keeps them by readiness,
+:mod:`engine.routing.board`, without asking each one) ->
 attempt with a per-attempt timeout -> on 429 fail over at once; on another error
 fail over to a provider not yet tried, or back off (exponential, jittered, never
 sooner than Retry-After) and retry -> when no provider can take it, wait in line for
