@@ -212,6 +212,12 @@ class HealthMonitor(Actor):
         #: Accounts that could not be reached, by name: read in place by the router (the
         #: same dict for the monitor's whole life, so a reader may keep it).
         self.unreachable: dict[str, ReachMark] = {}
+        self._watchers: list[Callable[[str], None]] = []
+
+    def watch(self, watcher: Callable[[str], None]) -> None:
+        """Tell ``watcher`` the name of every provider whose statistics change, as they
+        change (the router keeps its accounts ordered by them)."""
+        self._watchers.append(watcher)
 
     def register(self, provider: str, pinger: Pinger | None = None) -> None:
         """Track ``provider``; ``pinger`` makes one small real call for active checks."""
@@ -222,6 +228,8 @@ class HealthMonitor(Actor):
     def on_start(self) -> None:
         for name in list(self.providers):
             self.providers[name] = ProviderHealth(name, self.config.alpha, self.config.window)
+            for watcher in self._watchers:
+                watcher(name)
         self.unreachable.clear()
         if self.config.ping_every is not None and self._pingers:
             self.every(self.config.ping_every, _Ping)
@@ -229,6 +237,8 @@ class HealthMonitor(Actor):
     def observe(self, provider: str, code: str, latency: float, now: float) -> None:
         """Count one outcome of ``provider`` (an attempt's, a ping's, a report's) at ``now``."""
         self.providers[provider].observe(code, latency, now)
+        for watcher in self._watchers:
+            watcher(provider)
 
     def reach(self, provider: str, reason: str, now: float) -> None:
         """What an exchange with ``provider`` said at ``now``: ``reason`` it could not be

@@ -129,6 +129,12 @@ class TokenBucket:
             self._updated = now
         return self._level
 
+    def settled(self) -> tuple[float, float]:
+        """(level, when): the level as last brought up to date, and when. Until the next
+        take, ``level(now)`` is ``min(capacity, level + (now - when) * rate)`` for a later
+        ``now``, which a reader can compute for many buckets at once."""
+        return self._level, self._updated
+
     def wait_for(self, now: float, amount: float) -> float:
         """Seconds until ``amount`` could be taken (0 now; inf if it never fits)."""
         if amount > self.largest:

@@ -97,6 +97,11 @@ class AttemptListener(Protocol):
     def capacity_freed(self) -> None:
         """Capacity came back without an attempt ending (an account enabled again)."""
 
+    def account_changed(self, provider: str) -> None:
+        """Something ``provider``'s readiness or ranking reads may have changed (a call
+        starting, a command, a report, a breaker moving), with nothing freed for the line:
+        whoever keeps the accounts ordered looks at it again, no waiter is woken."""
+
 
 class AttemptFeed:
     """Every provider of a fleet tells this one feed of its attempts' ends.
@@ -130,6 +135,10 @@ class AttemptFeed:
     def capacity_freed(self) -> None:
         for listener in self._listeners:
             listener.capacity_freed()
+
+    def account_changed(self, provider: str) -> None:
+        for listener in self._listeners:
+            listener.account_changed(provider)
 
 
 def _at_least(minimum: float):
@@ -210,7 +219,8 @@ class ProviderStats:
     answered: int = 0
     failures: Counter = attrs.Factory(Counter)
     rejections: Counter = attrs.Factory(Counter)
-    # Times the router found this account at a limit and looked elsewhere or waited.
+    # Times a pass over the fleet (no account the board keeps open could take the request
+    # at once) found this account at a limit: the limits that made requests look wider or wait.
     held_back: Counter = attrs.Factory(Counter)
     busy_time: float = 0.0
     tokens_in: int = 0
@@ -284,10 +294,12 @@ class Provider(Actor):
         #: attempt with less time than this left before the request's deadline would more
         #: likely be cut off than answered, so the router does not start it.
         self.typical_service = 0.0
+        self.attempts.account_changed(self.spec.name)
 
     # --- what selection policies read (never waits) -------------------------
-    def wait_before(self, request: ChatRequest, now: float) -> float:
-        """Seconds until this account could take ``request`` (0: now)."""
+    def wait_before(self, request: ChatRequest, now: float, count: bool = True) -> float:
+        """Seconds until this account could take ``request`` (0: now); ``count``: book a
+        limit that holds it back (``stats.held_back``), as a pass over the fleet does."""
         if self.disabled_until > now:
             return self.disabled_until - now
         if self.cooling_until > now:
@@ -304,7 +316,8 @@ class Provider(Actor):
         full = slots.in_use >= slots.capacity and slots.queued >= slots.queue_limit
         if full and self.adaptive is not None:
             # Its adaptive limit is reached: sending more would only be refused.
-            self.stats.held_back["concurrency"] += 1
+            if count:
+                self.stats.held_back["concurrency"] += 1
             return UNTIL_FREED
         admission = self.admission
         if admission.checks:
@@ -318,14 +331,44 @@ class Provider(Actor):
                 request.prompt_chars,
             )
             if wait > 0:
-                self.stats.held_back[binding] += 1
+                if count:
+                    self.stats.held_back[binding] += 1
                 return wait
         if full:
             # Every slot busy, no queue room: a call would only be refused, so the request
             # waits in the router's line (bounded, shed by priority) for a call to end.
-            self.stats.held_back["concurrency"] += 1
+            if count:
+                self.stats.held_back["concurrency"] += 1
             return UNTIL_FREED
         return 0.0
+
+    def ready_in(self, now: float) -> float:
+        """Seconds until this account could take the smallest request (0: it may take one
+        now; :data:`UNTIL_FREED`: only a call's end frees it): a lower bound of
+        :meth:`wait_before` for every request, by which a router can set the account
+        aside until then without asking again. Counts nothing."""
+        if self.disabled_until > now:
+            return self.disabled_until - now
+        if self.cooling_until > now:
+            return self.cooling_until - now
+        breaker = self.breaker
+        state = breaker.state
+        if state is _OPEN:
+            wait = breaker.open_until - now
+            if wait > 0:
+                return wait
+        elif state is _HALF_OPEN and not breaker.would_allow(now):
+            return UNTIL_FREED
+        slots = self.slots
+        full = slots.in_use >= slots.capacity and slots.queued >= slots.queue_limit
+        if full and self.adaptive is not None:
+            return UNTIL_FREED
+        if self.admission.checks:
+            # One request of no tokens: each limit's wait grows with the amount asked.
+            wait = self.admission.wait_for(now, 1, 0, 0, 0)[0]
+            if wait > 0:
+                return wait
+        return UNTIL_FREED if full else 0.0
 
     def powered_seconds(self, now: float) -> float:
         """Seconds this account has been powered on so far (runs start at time 0)."""
@@ -368,6 +411,7 @@ class Provider(Actor):
                 limiters = [lim for lim in limiters if _size(lim) == seen.limit]
             if len(limiters) == 1:
                 limiters[0].set_remaining(now, seen.remaining)
+        self.attempts.account_changed(self.spec.name)
         if freed:
             # A request waiting for the window the last report closed may go now.
             self.attempts.capacity_freed()
@@ -378,6 +422,7 @@ class Provider(Actor):
         if until <= self.cooling_until:
             return False
         self.cooling_until = until
+        self.attempts.account_changed(self.spec.name)
         return True
 
     def _limits_reported(self, info: RateLimitInfo) -> None:
@@ -412,6 +457,9 @@ class Provider(Actor):
         ``sink`` takes the answer's text as it arrives, from a backend that can stream.
         """
         name = self.spec.name
+        # What the call takes (a slot, its limits' room, a half-open trial) is taken
+        # before its first wait: whoever keeps the accounts ordered looks after that.
+        self.attempts.account_changed(name)
         start = clock.now()
         breaker = self.breaker
         permit = breaker.allow(start)
@@ -609,6 +657,7 @@ class Provider(Actor):
                 self.attempts.capacity_freed()
             case _:
                 raise TypeError(f"provider {self.spec.name!r} got an unknown message {message!r}")
+        self.attempts.account_changed(self.spec.name)
 
 
 def _size(limiter: Limiter) -> float:

@@ -148,6 +148,7 @@ FIGURES: dict[str, Figure] = {
             "bench_clock",
             "bench_actor",
             "bench_reference",
+            "bench_fleet_size",
             "bench_memory",
             "bench_overhead",
             "bench_redis",

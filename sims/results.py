@@ -242,7 +242,7 @@ class RunSummary:
     throughput_rpm: float
     #: 429s over all accounts.
     rate_limited: int
-    #: Times the router found an account at a limit, by limit, over all accounts.
+    #: Times a look at every account found one at a limit, by limit, over all accounts.
     held_back_by_limits: dict[str, int]
     #: Attempts beyond each request's first.
     retries: int

@@ -61,7 +61,8 @@ class AccountCounts:
     failures: dict[str, int]
     #: Attempts its own limits refused before they were sent, by limit.
     rejections: dict[str, int]
-    #: Times the router found it at a limit and looked elsewhere or waited, by limit.
+    #: Times a look at every account found it at a limit, by limit: each look of a router
+    #: under 24 accounts; on a larger one's board, a request no open account could take.
     held_back: dict[str, int]
     #: Input tokens billed.
     tokens_in: int

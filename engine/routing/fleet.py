@@ -173,9 +173,15 @@ async def open_fleet(
         quota = QuotaTracker(keep=keep_history)
         cache = Cache(config.cache, on_store=on_cache_store) if config.cache.enabled else None
         attempts = AttemptFeed(attempt_details)
+
+        def moved(transition: Transition) -> None:
+            # A breaker's state is part of its account's readiness: the router's board
+            # files the account again.
+            attempts.account_changed(transition.provider)
+
         providers: list[Provider] = []
         for account in accounts:
-            breaker = CircuitBreaker(account.spec.name, config.breaker, subscribers)
+            breaker = CircuitBreaker(account.spec.name, config.breaker, (*subscribers, moved))
             provider = Provider(
                 account.spec,
                 account.backend,

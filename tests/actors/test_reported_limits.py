@@ -93,6 +93,9 @@ class Heard:
     def capacity_freed(self) -> None:
         self.said.append("freed")
 
+    def account_changed(self, provider: str) -> None:
+        """Not what these tests listen for: nothing is freed by it."""
+
 
 def test_the_stricter_of_configured_and_reported_binds_both_ways():
     provider, _ = _provider(LimitSpec("rpm", "requests", 2, 60.0))
