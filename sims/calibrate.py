@@ -79,9 +79,10 @@ def calibrate(paths: Sequence[str | Path], *, sparse: str = "error") -> Calibrat
             raise InvalidSetting(
                 f"accounts.{name}",
                 seen,
-                f"at least {MIN_ANSWERED} answered attempts with a time to first token to "
-                f"fit its latency; seen {seen} of {len(attempts)} attempts "
-                "(--sparse default keeps its profile's figures instead)",
+                "",
+                message=f"account {name}: {seen} answered attempts with a time to first "
+                f"token (of {len(attempts)} attempts); {MIN_ANSWERED} are needed to fit its "
+                "latency (--sparse default keeps its profile's figures instead)",
             )
         fitted = fit_account(name, attempts, span) if seen >= MIN_ANSWERED else None
         accounts.append(CalibratedAccount(name, profile, model, len(attempts), seen, fitted))
