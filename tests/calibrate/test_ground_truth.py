@@ -34,7 +34,8 @@ rate_per_minute = {RATE_PER_MINUTE}
 turns = {TURNS}
 plan = {["follow_up"] * TURNS}
 think_time = {{ kind = "lognormal", mu = {math.log(TRUE_THINK[0])}, sigma = {TRUE_THINK[1]} }}
-follow_up_tokens = {{ kind = "lognormal", mu = {math.log(TRUE_OUTPUT[0])}, sigma = {TRUE_OUTPUT[1]} }}
+follow_up_tokens = {{ kind = "lognormal", mu = {math.log(TRUE_OUTPUT[0])}, \
+sigma = {TRUE_OUTPUT[1]} }}
 
 [routing]
 policy = "round_robin"
@@ -51,8 +52,12 @@ profile = "selfhosted-8b"
 name = "{name}"
 max_concurrency = 500
 limits = []
-latency = {{ ttft = {{ kind = "lognormal", mu = {math.log(median)}, sigma = {sigma} }}, tokens_per_s = {TRUE_TOKENS_PER_S[name]} }}
-errors = {{ upstream_error = {TRUE_UPSTREAM_ERROR[name]} }}
+[accounts.latency]
+ttft = {{ kind = "lognormal", mu = {math.log(median)}, sigma = {sigma} }}
+tokens_per_s = {TRUE_TOKENS_PER_S[name]}
+
+[accounts.errors]
+upstream_error = {TRUE_UPSTREAM_ERROR[name]}
 """
     for name, (median, sigma) in TRUE_TTFT.items()
 )
@@ -116,7 +121,7 @@ def test_the_scenario_written_loads_and_repeats_byte_for_byte(calibrated, tmp_pa
     text = scenario_toml(calibration, "truth-calibrated")
     assert scenario_toml(calibrate([traces]), "truth-calibrated") == text
     scenario = structure(tomllib.loads(text), "calibrated")
-    alpha, beta = scenario.accounts
+    alpha, _ = scenario.accounts
     latency, errors = alpha.behaviour()
     assert (alpha.name, alpha.limits) == ("alpha-1", ())
     assert latency.ttft.mu == pytest.approx(math.log(0.3), abs=0.1)
