@@ -15,7 +15,7 @@ from typing import Any
 
 from sims.account_fit import CUT, LIMIT_UNITS, AccountFit, RevealedLimit, Window
 from sims.calibrate import CalibratedAccount, Calibration
-from sims.fits import Interval
+from sims.fits import Fit, Interval
 from sims.profiles import PROFILES
 from sims.workload import TURN_KINDS
 from sims.workload_fit import KindFit, WorkloadFit
@@ -263,15 +263,15 @@ def _limit_comment(limit: RevealedLimit) -> str:
 
 def _latency(fit: AccountFit) -> list[str]:
     lines = ["", "[accounts.latency]"]
-    ttft = fit.ttft
-    lines.append(f"# Time to first token: {ttft.describe()}.")
-    cut = ", ".join(sorted(CUT | {"timeout"}))
-    if ttft.censored:
-        lines.append(f"#   Censored: attempts cut ({cut}) before a first token, at their length.")
-    if ttft.median is not None and ttft.sigma is not None:
-        lines.append(f"#   median {_interval(ttft.median)} s, sigma {_interval(ttft.sigma)}.")
-    lines.append(f"#   mean {_interval(ttft.mean)} s.")
-    lines.append(f"ttft = {_inline(ttft.spec())}")
+    if fit.ttft is None:
+        assert fit.service is not None
+        lines.append(
+            "# Too few spans carry a time to first token: the whole call's duration is "
+            "fitted, as service (first token and decoding not told apart)."
+        )
+        lines += _distribution("service", "Call duration", fit.service)
+    else:
+        lines += _distribution("ttft", "Time to first token", fit.ttft)
     if fit.tokens_per_s is not None:
         lines.append(
             f"# Decoding: output tokens / (attempt time - time to first token), summed over "
@@ -291,6 +291,18 @@ def _latency(fit: AccountFit) -> list[str]:
     if fit.output_tokens is not None:
         lines.append(f"# Output tokens of answered attempts: {fit.output_tokens.describe()}.")
         lines.append(f"output_tokens = {_inline(fit.output_tokens.spec())}")
+    return lines
+
+
+def _distribution(key: str, label: str, fitted: Fit) -> list[str]:
+    lines = [f"# {label}: {fitted.describe()}."]
+    if fitted.censored:
+        cut = ", ".join(sorted(CUT | {"timeout"}))
+        lines.append(f"#   Censored: attempts cut ({cut}) before a first token, at their length.")
+    if fitted.median is not None and fitted.sigma is not None:
+        lines.append(f"#   median {_interval(fitted.median)} s, sigma {_interval(fitted.sigma)}.")
+    lines.append(f"#   mean {_interval(fitted.mean)} s.")
+    lines.append(f"{key} = {_inline(fitted.spec())}")
     return lines
 
 

@@ -31,6 +31,7 @@ INTERNAL, CLIENT = 1, 3
 OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
 _RATELIMIT = re.compile(r"^callboard\.ratelimit\.(.+)\.(remaining|limit|reset)$")
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")
+_CLASS = re.compile(r"^<class '([^']+)'>$")
 
 
 @attrs.frozen
@@ -48,6 +49,7 @@ class ObservedAttempt:
     retry_after: float | None
     ratelimit: dict[str, dict[str, float]]  # unit -> {"remaining", "limit", "reset"} seen
     provider: str | None = None  # gen_ai.provider.name (or the older gen_ai.system)
+    request_model: str | None = None  # gen_ai.request.model: what the caller asked for
 
 
 @attrs.frozen
@@ -252,7 +254,7 @@ def _ttft(span: _Span) -> float | None:
 def _request(span: _Span, epoch: int, attempts: tuple[ObservedAttempt, ...]) -> ObservedRequest:
     a = span.attributes
     session = a.get("gen_ai.conversation.id") or a.get("callboard.session.id")
-    outcome = a.get("callboard.outcome") or a.get("error.type") or "ok"
+    outcome = a.get("callboard.outcome") or _error(a.get("error.type")) or "ok"
     request_id = a.get("callboard.request.id") or a.get("gen_ai.response.id") or span.span_id
     return ObservedRequest(
         request_id=str(request_id),
@@ -288,10 +290,11 @@ def _attempt(span: _Span, epoch: int) -> ObservedAttempt:
         ttft=_ttft(span),
         input_tokens=_integer(a.get("gen_ai.usage.input_tokens")),
         output_tokens=_integer(a.get("gen_ai.usage.output_tokens")),
-        error=_text(a.get("error.type")),
+        error=_error(a.get("error.type")),
         retry_after=retry_after,
         ratelimit=ratelimit,
         provider=_text(a.get("gen_ai.provider.name") or a.get("gen_ai.system")),
+        request_model=_text(a.get("gen_ai.request.model")),
     )
 
 
@@ -303,6 +306,14 @@ def _account(a: dict[str, Any]) -> str:
         port = a.get("server.port")
         return f"{address}:{port}" if port else str(address)
     return str(a.get("gen_ai.provider.name") or a.get("gen_ai.system") or "unknown")
+
+
+def _error(value: object) -> str | None:
+    """``error.type``; an exception class written as its repr (``<class 'openai.X'>``, as
+    some instrumentation versions do) as its qualified name."""
+    text = _text(value)
+    match = _CLASS.match(text or "")
+    return match.group(1) if match else text
 
 
 def _text(value: object) -> str | None:

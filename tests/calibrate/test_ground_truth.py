@@ -142,7 +142,8 @@ def test_an_account_too_sparse_to_fit_is_named_or_defaulted(tmp_path):
     traces = tmp_path / "few.jsonl"
     simulate(scenario, traces=traces)
     with pytest.raises(
-        InvalidSetting, match=r"account alpha-1: \d+ answered attempts .* 30 are needed"
+        InvalidSetting,
+        match=r"account alpha-1: \d+ answered attempts \(of \d+ attempts\); 30 are needed",
     ):
         calibrate([traces])
     calibration = calibrate([traces], sparse="default")
