@@ -58,7 +58,7 @@ def _header(calibration: Calibration, name: str) -> list[str]:
         "# Calibrated by `callboard calibrate` from traces: every figure says where it came from.",
         f"# Files: {', '.join(calibration.files)}",
         f"# Spans: {described}; {len(observed.requests)} requests over "
-        f"{calibration.span / 60:.1f} min from {began.isoformat(timespec='seconds')}.",
+        f"{_duration(calibration.span)} from {began.isoformat(timespec='seconds')}.",
         "# Times are seconds from the first span. Intervals are 99%.",
         f"name = {_str(name)}",
         f"description = {_str(f'calibrated from {len(calibration.files)} trace file(s)')}",
@@ -89,7 +89,7 @@ def _workload(workload: WorkloadFit) -> list[str]:
         lines += [
             f"interviews = {workload.conversations}",
             f"# Conversations starting: {_interval(per_minute)} per minute over "
-            f"{workload.span / 60:.1f} min (under a day: one Poisson rate).",
+            f"{_duration(workload.span)} (under a day: one Poisson rate).",
             'arrival = "poisson"',
             f"rate_per_minute = {_num(per_minute.estimate)}",
         ]
@@ -198,7 +198,7 @@ def _account(account: CalibratedAccount) -> list[str]:
 
 def _concurrency(account: CalibratedAccount, fit: AccountFit) -> list[str]:
     allowed = PROFILES[account.profile].spec.max_concurrency
-    line = f"# At most {fit.peak_concurrency} attempts in flight at once were seen"
+    line = f"# At most {fit.peak_concurrency} in flight at once were seen"
     if allowed is not None and fit.peak_concurrency > allowed:
         return [
             f"{line}, more than the profile's {allowed}.",
@@ -355,6 +355,12 @@ def _num(value: float) -> str:
         return str(value)
     text = f"{value:.6g}"
     return text if any(c in text for c in ".en") else text + ".0"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _str(value: str) -> str:
