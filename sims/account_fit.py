@@ -52,6 +52,11 @@ ERROR_CODES = {
 #: Attempts the caller cut (its deadline, or it left): not the account's failure, and
 #: a time to first token known only to be at least the attempt's length.
 CUT = frozenset({"deadline", "cancelled", "answer_cap"})
+#: Refused on the router's side (a breaker, a full queue): not the account's either.
+REFUSED = frozenset({"circuit_open", "queue_full"})
+#: Codes an hour can stand out in, as a fault window (a fault fails a call with one of
+#: these; none ends in a malformed reply).
+WINDOWED = ("overloaded", "rate_limited", "timeout", "upstream_error")
 
 
 def code_of(error: str | None) -> str | None:
@@ -149,7 +154,7 @@ def fit_account(name: str, attempts: Sequence[ObservedAttempt], span: float) -> 
     timed = [a for a in done if a.ttft is not None and a.ttft > 0]
     cut = [a.end - a.start for a in attempts if a.ttft is None and _cut(a)]
     decode = [_decoding(a) for a in timed if _decodes(a)]
-    trials = [a for a in attempts if a.error is None or a.error not in CUT]
+    trials = [a for a in attempts if a.error not in CUT | REFUSED]
     hours = _hours(trials) if span >= MIN_HOURS * 3600 else ()
     windows = _windows(hours, trials)
     outside = [a for a in trials if (int(a.start // 3600)) not in {w.hour for w in windows}]
@@ -233,7 +238,7 @@ def _windows(hours: Sequence[HourRates], trials: Sequence[ObservedAttempt]) -> t
         return ()
     total = len(trials)
     found = []
-    for code in sorted(set(ERROR_CODES.values())):
+    for code in WINDOWED:
         overall = sum(h.failures.get(code, 0) for h in hours) / total
         for hour in hours:
             k = hour.failures.get(code, 0)

@@ -28,7 +28,6 @@ WINDOW_KINDS = {
     "overloaded": "overload",
     "upstream_error": "errors",
     "timeout": "hang",
-    "malformed_reply": "errors",
 }
 #: The limit a header states is per minute for OpenAI, Anthropic and Groq's token limits.
 LIMIT_PER = 60.0

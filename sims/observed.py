@@ -25,8 +25,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from actors.runtime.errors import InvalidSetting
 
-#: OTLP's span kinds, as numbers (the JSON has them so).
-INTERNAL, CLIENT = 1, 3
+#: OTLP's CLIENT span kind, as a number (the JSON has it so).
+CLIENT = 3
 #: GenAI operations that are one inference call (``gen_ai.operation.name``).
 OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
 _RATELIMIT = re.compile(r"^callboard\.ratelimit\.(.+)\.(remaining|limit|reset)$")
@@ -84,7 +84,9 @@ def read_traces(paths: Sequence[str | Path]) -> Observed:
     if not paths:
         raise InvalidSetting("traces", [], "one or more OTLP JSON trace files")
     spans = [span for path in paths for span in _spans(Path(path))]
-    ours = [s for s in spans if not s.parent_span_id and "callboard.request.id" in s.attributes]
+    # A request span may sit under an app's own span (an embedded router): its kind, not
+    # its place, tells it from its attempts.
+    ours = [s for s in spans if s.kind != CLIENT and "callboard.request.id" in s.attributes]
     if ours:
         return _callboard(ours, spans)
     calls = [s for s in spans if s.kind == CLIENT and _is_inference(s)]
