@@ -54,9 +54,13 @@ ERROR_CODES = {
 CUT = frozenset({"deadline", "cancelled", "answer_cap"})
 #: Refused on the router's side (a breaker, a full queue): not the account's either.
 REFUSED = frozenset({"circuit_open", "queue_full"})
+#: The codes fitted as shares of attempts. Timeouts are not among them: a timed-out
+#: attempt is a time to first token censored at its length (the simulator's own timeouts
+#: then cut the fitted tail), so counting it as a rate too would count it twice.
+RATES = ("malformed_reply", "overloaded", "rate_limited", "upstream_error")
 #: Codes an hour can stand out in, as a fault window (a fault fails a call with one of
 #: these; none ends in a malformed reply).
-WINDOWED = ("overloaded", "rate_limited", "timeout", "upstream_error")
+WINDOWED = ("overloaded", "rate_limited", "upstream_error")
 
 
 def code_of(error: str | None) -> str | None:
@@ -115,7 +119,8 @@ class AccountFit:
     tokens_per_s: Interval | None  # output tokens / decoding seconds, answered attempts
     tpot: Fit | None  # seconds per output token, per attempt
     output_tokens: Fit | None
-    errors: dict[str, Interval]  # modelled code -> share of attempts (outside windows)
+    errors: dict[str, Interval]  # code of RATES -> share of attempts (outside windows)
+    timeouts: int  # attempts that timed out: censored times to first token
     other_errors: dict[str, int]  # error types seen that no modelled code stands for
     hours: tuple[HourRates, ...]  # empty when the trace covers under MIN_HOURS
     windows: tuple[Window, ...]
@@ -174,9 +179,8 @@ def fit_account(name: str, attempts: Sequence[ObservedAttempt], span: float) -> 
         tokens_per_s=_tokens_per_s(decode) if len(decode) >= MIN_ANSWERED else None,
         tpot=fit([s / n for s, n in decode]) if len(decode) >= MIN_ANSWERED else None,
         output_tokens=fit(tokens) if len(tokens) >= MIN_ANSWERED else None,
-        errors={
-            code: rate(counted[code], len(outside)) for code in sorted(set(ERROR_CODES.values()))
-        },
+        errors={code: rate(counted[code], len(outside)) for code in RATES},
+        timeouts=sum(code_of(a.error) == "timeout" for a in trials),
         other_errors=dict(sorted(other.items())),
         hours=hours,
         windows=windows,

@@ -319,6 +319,11 @@ def _errors(fit: AccountFit) -> list[str]:
         lines.append("# The traces cover under 2 hours: one rate for all of it.")
     for code, share in fit.errors.items():
         lines.append(f"{code} = {_num(share.estimate)}  # {_interval(share)}")
+    lines.append(
+        f"# {fit.timeouts} timed out: fitted as times to first token censored at their "
+        "length (the router's timeouts cut the tail), not as a rate."
+    )
+    lines.append("timeout = 0.0")
     if fit.other_errors:
         shown = ", ".join(f"{k} {v}" for k, v in fit.other_errors.items())
         lines.append(f"# Also seen, not modelled as an account's error rate: {shown}.")
