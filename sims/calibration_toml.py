@@ -213,8 +213,9 @@ def _limits(fit: AccountFit) -> list[str]:
         low, high = fit.minute_before_429 or (0, 0)
         lines.append(
             f"# {len(fit.rate_limited_at)} 429s, from {first:.0f} s to {last:.0f} s, each after "
-            f"{low} to {high} attempts in the minute before: a limit at or below {high + 1} "
-            "requests a minute, or a token limit."
+            f"{low} to {high} attempts in the minute before (a requests-a-minute limit "
+            "would meet them at one load; spread, they are the provider's own): "
+            "modelled as the rate_limited share."
         )
     usable = [limit for limit in fit.limits if limit.unit in LIMIT_UNITS]
     if not usable:
