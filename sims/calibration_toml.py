@@ -105,10 +105,17 @@ def _workload(workload: WorkloadFit) -> list[str]:
         )
     lines += _sizes(workload)
     hits = workload.cache_hits
-    lines.append(
-        f"# Answered from the cache: {_interval(hits)} of requests"
-        " (what a cache served; prompts themselves are not in the spans)."
-    )
+    lines.append(f"# Answered from the cache: {_interval(hits)} of requests.")
+    if workload.repeats is None:
+        lines.append(
+            "# Repeated prompts: unknown (the spans carry no prompt; capture_content "
+            "records them); the question bank keeps its default."
+        )
+    else:
+        lines.append(
+            f"# Repeated prompts (what an exact-match cache could serve): "
+            f"{_interval(workload.repeats)} of the {workload.prompts} requests with one."
+        )
     lines.append(f"# Outcomes: {', '.join(f'{k} {v}' for k, v in workload.outcomes.items())}.")
     return lines
 

@@ -11,6 +11,7 @@ in the files, so a day of live traces and a simulated run read alike.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -67,6 +68,9 @@ class ObservedRequest:
     input_tokens: int | None
     output_tokens: int | None
     attempts: tuple[ObservedAttempt, ...]
+    #: A digest of ``gen_ai.input.messages`` (recorded only with capture_content): the
+    #: same prompt, the same digest, so repeats are countable without keeping prompts.
+    prompt: str | None = None
 
 
 @attrs.frozen
@@ -270,6 +274,7 @@ def _request(span: _Span, epoch: int, attempts: tuple[ObservedAttempt, ...]) -> 
         input_tokens=_integer(a.get("gen_ai.usage.input_tokens")),
         output_tokens=_integer(a.get("gen_ai.usage.output_tokens")),
         attempts=attempts,
+        prompt=_digest(a.get("gen_ai.input.messages")),
     )
 
 
@@ -308,6 +313,12 @@ def _account(a: dict[str, Any]) -> str:
         port = a.get("server.port")
         return f"{address}:{port}" if port else str(address)
     return str(a.get("gen_ai.provider.name") or a.get("gen_ai.system") or "unknown")
+
+
+def _digest(messages: object) -> str | None:
+    if not isinstance(messages, str) or not messages:
+        return None
+    return hashlib.sha256(messages.encode()).hexdigest()[:32]
 
 
 def _error(value: object) -> str | None:

@@ -53,6 +53,10 @@ class WorkloadFit:
     think_times: int
     kinds: tuple[KindFit, ...]
     cache_hits: Interval  # requests answered from the cache
+    prompts: int  # requests whose spans carry their prompt (capture_content)
+    repeats: (
+        Interval | None
+    )  # of those, the share whose prompt came earlier: what a cache could serve
     outcomes: dict[str, int]
 
 
@@ -87,8 +91,23 @@ def fit_workload(requests: Sequence[ObservedRequest]) -> WorkloadFit:
         think_times=len(thinks),
         kinds=_kinds(requests),
         cache_hits=rate(sum(r.cached for r in requests), len(requests)),
+        prompts=sum(r.prompt is not None for r in requests),
+        repeats=_repeats(requests),
         outcomes=dict(sorted(Counter(r.outcome for r in requests).items())),
     )
+
+
+def _repeats(requests: Sequence[ObservedRequest]) -> Interval | None:
+    """The share of prompted requests whose exact prompt an earlier request sent."""
+    seen: set[str] = set()
+    repeated = total = 0
+    for request in requests:
+        if request.prompt is None:
+            continue
+        total += 1
+        repeated += request.prompt in seen
+        seen.add(request.prompt)
+    return rate(repeated, total) if total else None
 
 
 def _rate_per_minute(conversations: int, seconds: float) -> Interval:

@@ -45,6 +45,7 @@ def test_conversations_think_times_and_plan():
     assert [k.kind for k in workload.kinds] == ["follow_up", "question"]
     assert workload.cache_hits.estimate == pytest.approx(18 / 180)
     assert workload.daily_curve is None
+    assert workload.prompts == 0 and workload.repeats is None  # no prompt on the spans
 
 
 def test_a_day_of_traces_gives_a_curve_and_lone_requests_are_conversations():

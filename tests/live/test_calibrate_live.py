@@ -20,11 +20,12 @@ SPEED = 10.0  # the healthy mock: TTFT median 0.3 s / SPEED, 80 * SPEED tokens/s
 async def test_the_live_routers_traces_calibrate_to_the_mocks_profile(nursery, tmp_path):
     path = tmp_path / "live.jsonl"
     a = await start_mock(nursery, "a", speed=SPEED, seed=3)
-    config = live_config([a], traces={"file": str(path)})
+    # With the messages on the spans, repeated prompts are counted: 12 distinct of 48.
+    config = live_config([a], traces={"file": str(path), "capture_content": True})
     async with open_router(config, env={}) as live:
 
         async def ask(n: int) -> None:
-            async for _ in live.stream([{"role": "user", "content": f"Question {n}?"}]):
+            async for _ in live.stream([{"role": "user", "content": f"Question {n % 12}?"}]):
                 pass
 
         for batch in range(8):
@@ -44,6 +45,9 @@ async def test_the_live_routers_traces_calibrate_to_the_mocks_profile(nursery, t
     assert 200 < fit.tokens_per_s.estimate < 1600  # the mock's 800
     (limit,) = fit.limits  # the mock's x-ratelimit headers: 600 requests a minute
     assert (limit.unit, limit.limit) == ("requests", 600.0)
+    workload = calibration.workload
+    assert workload.prompts == 48 and workload.repeats.estimate == 36 / 48
     text = scenario_toml(calibration, "live")
+    assert "Repeated prompts (what an exact-match cache could serve): 0.75" in text
     scenario = structure(tomllib.loads(text), "live")
     assert scenario.accounts[0].limits[0].limit == 600.0
