@@ -121,6 +121,7 @@ class AccountFit:
     output_tokens: Fit | None
     errors: dict[str, Interval]  # code of RATES -> share of attempts (outside windows)
     timeouts: int  # attempts that timed out: censored times to first token
+    at_limit: int  # 429s whose headers said a stated limit was used up: the limit's, not a share
     other_errors: dict[str, int]  # error types seen that no modelled code stands for
     hours: tuple[HourRates, ...]  # empty when the trace covers under MIN_HOURS
     windows: tuple[Window, ...]
@@ -159,7 +160,8 @@ def fit_account(name: str, attempts: Sequence[ObservedAttempt], span: float) -> 
     timed = [a for a in done if a.ttft is not None and a.ttft > 0]
     cut = [a.end - a.start for a in attempts if a.ttft is None and _cut(a)]
     decode = [_decoding(a) for a in timed if _decodes(a)]
-    trials = [a for a in attempts if a.error not in CUT | REFUSED]
+    spent = [a for a in attempts if _at_limit(a)]
+    trials = [a for a in attempts if a.error not in CUT | REFUSED and not _at_limit(a)]
     hours = _hours(trials) if span >= MIN_HOURS * 3600 else ()
     windows = _windows(hours, trials)
     outside = [a for a in trials if (int(a.start // 3600)) not in {w.hour for w in windows}]
@@ -181,6 +183,7 @@ def fit_account(name: str, attempts: Sequence[ObservedAttempt], span: float) -> 
         output_tokens=fit(tokens) if len(tokens) >= MIN_ANSWERED else None,
         errors={code: rate(counted[code], len(outside)) for code in RATES},
         timeouts=sum(code_of(a.error) == "timeout" for a in trials),
+        at_limit=len(spent),
         other_errors=dict(sorted(other.items())),
         hours=hours,
         windows=windows,
@@ -189,6 +192,15 @@ def fit_account(name: str, attempts: Sequence[ObservedAttempt], span: float) -> 
         rate_limited_at=tuple(a.start for a in limited),
         minute_before_429=_minute_before(attempts, limited),
         peak_concurrency=_peak(attempts),
+    )
+
+
+def _at_limit(attempt: ObservedAttempt) -> bool:
+    """A 429 whose own headers say a limit the scenario can model was used up: the limit
+    explains it (a simulated account waits for its limit), not a share of failures."""
+    return code_of(attempt.error) == "rate_limited" and any(
+        unit in LIMIT_UNITS and "limit" in values and values.get("remaining", 1) <= 0
+        for unit, values in attempt.ratelimit.items()
     )
 
 

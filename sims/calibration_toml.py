@@ -22,13 +22,8 @@ from sims.workload_fit import KindFit, WorkloadFit
 
 #: Seconds of simulated time after the traces' span, for conversations still running.
 MARGIN = 3600.0
-#: A fault window's kind and extra keys for each failure code that stands out in an hour.
-WINDOW_KINDS = {
-    "rate_limited": "rate_limit",
-    "overloaded": "overload",
-    "upstream_error": "errors",
-    "timeout": "hang",
-}
+#: The fault window's kind for each code an hour can stand out in (account_fit.WINDOWED).
+WINDOW_KINDS = {"rate_limited": "rate_limit", "overloaded": "overload", "upstream_error": "errors"}
 #: The limit a header states is per minute for OpenAI, Anthropic and Groq's token limits.
 LIMIT_PER = 60.0
 
@@ -238,6 +233,11 @@ def _limits(fit: AccountFit) -> list[str]:
             lines.append(
                 f"# Header unit {limit.unit!r} (limit {_num(limit.limit)}) has no scenario unit."
             )
+    if fit.at_limit:
+        lines.append(
+            f"# {fit.at_limit} of the 429s came with a header saying a limit was used up: "
+            "the limits below model them (a simulated account waits), not the share."
+        )
     lines.append(
         "# The limits the rate-limit headers stated (a table each, after the account's keys)."
     )
