@@ -191,15 +191,19 @@ class VirtualBackend:
                     watch.expect(began + ttft, gap, began + duration)
                 else:  # a whole answer is sent when it is done: its first byte is its last
                     watch.expect(began + duration, 0.0, began + duration)
+            finished = False
             try:
                 await clock.sleep(duration)
+                finished = True
             finally:
-                decoding = duration - first
-                done = clock.now() - began - first
-                if done >= decoding:
+                # A whole answer is all its tokens; only one cut short is counted from the
+                # clock (now - began can fall a rounding short of the duration slept).
+                if finished:
                     usage.output_tokens = tokens
-                elif done > 0:
-                    usage.output_tokens = int(tokens * done / decoding)
+                else:
+                    done = clock.now() - began - first
+                    if done > 0:
+                        usage.output_tokens = min(tokens, int(tokens * done / (duration - first)))
             if fate is not None:
                 raise MalformedReply(self.account, "reply body is not a valid completion")
             head = f"[{self.account}] answer to {request_id}: "

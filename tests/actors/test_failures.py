@@ -85,3 +85,25 @@ def test_the_glossary_shows_the_table_the_code_has():
     assert [(kind, code and code[1], profile and profile[1]) for kind, code, profile in shown] == [
         (f.kind, f.code, f.profile) for f in FAILURES
     ]
+
+
+async def test_an_answer_bills_every_token_it_carries_and_a_cut_one_what_was_generated(
+    virtual_clock,
+):
+    """Billing counts a whole answer's tokens exactly, at any start time and duration (the
+    clock's rounding once billed half of all answers a token short); one cut short is
+    billed the share of its decoding done."""
+    b = VirtualBackend(
+        "a", LatencyModel(tokens_per_s=37.0), ErrorRates(), FaultSchedule(), RandomStreams(3)
+    )
+    for i in range(200):
+        await trio.sleep(0.1 * i / 7)  # starts at uneven times: every rounding shows
+        usage = Usage()
+        wanted = ChatRequest(messages=(ChatMessage("user", "hi"),), expected_output_tokens=i + 1)
+        reply = await b.complete(wanted, f"r-{i}", usage)
+        assert usage.output_tokens == reply.completion_tokens == i + 1
+    usage = Usage()
+    long = ChatRequest(messages=(ChatMessage("user", "hi"),), expected_output_tokens=370)
+    with trio.move_on_after(5.0):  # 10 s of decoding at 37 tokens/s, cut at 5 s
+        await b.complete(long, "r-cut", usage)
+    assert 0 < usage.output_tokens < 370
