@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib import style
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from reports.document import FigureRef
 from reports.figures import DPI
@@ -50,8 +50,7 @@ CAPTIONS = {
 
 def _ecdf(ax: Axes, values: np.ndarray, colour: str, label: str) -> None:
     ys = np.arange(1, len(values) + 1) / len(values)
-    ax.step(np.concatenate(([0.0], values)), np.concatenate(([0.0], ys)), where="post",
-            color=colour, label=label, linewidth=1.6)  # fmt: skip
+    ax.step(values, ys, where="post", color=colour, label=label, linewidth=1.6)
 
 
 def _cdf(side: Side, figure: str, what: str) -> Figure:
@@ -59,7 +58,7 @@ def _cdf(side: Side, figure: str, what: str) -> Figure:
     ax = fig.subplots()
     ax.set_title(f"{what} (cumulative distribution, all requests)")
     ax.set_ylabel("share of answered requests")
-    ax.set_xlabel(f"{what.lower()} (s)")
+    ax.set_xlabel(f"{what.lower()} (s, log scale)")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     drawn = False
     for figures, colour, label in (
@@ -73,8 +72,11 @@ def _cdf(side: Side, figure: str, what: str) -> Figure:
     for q in (0.5, 0.95, 0.99):
         ax.axhline(q, color="#999999", linewidth=0.6, linestyle=":")
     ax.set_ylim(0, 1.02)
-    ax.grid(True, alpha=0.3)
+    ax.grid(True, which="major", alpha=0.3)
     if drawn:
+        # Log scale: the body and the tail both readable (answers take > 0 s).
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.legend(loc="lower right")
     else:
         ax.text(0.5, 0.5, "no answered requests", ha="center", transform=ax.transAxes)
