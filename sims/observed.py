@@ -47,6 +47,7 @@ class ObservedAttempt:
     error: str | None  # error.type (None: ok)
     retry_after: float | None
     ratelimit: dict[str, dict[str, float]]  # unit -> {"remaining", "limit", "reset"} seen
+    provider: str | None = None  # gen_ai.provider.name (or the older gen_ai.system)
 
 
 @attrs.frozen
@@ -290,6 +291,7 @@ def _attempt(span: _Span, epoch: int) -> ObservedAttempt:
         error=_text(a.get("error.type")),
         retry_after=retry_after,
         ratelimit=ratelimit,
+        provider=_text(a.get("gen_ai.provider.name") or a.get("gen_ai.system")),
     )
 
 

@@ -808,11 +808,13 @@ def build_parser() -> argparse.ArgumentParser:
     scenarios = commands.add_parser("scenarios", help="list the built-in scenarios")
     scenarios.set_defaults(handler=cmd_scenarios)
 
+    from engine.cli.calibrate import add_calibrate_parser
     from engine.cli.live import add_caller_key_parser, add_mock_provider_parser, add_serve_parser
 
     add_serve_parser(commands)
     add_mock_provider_parser(commands)
     add_caller_key_parser(commands)
+    add_calibrate_parser(commands)
     return parser
 
 
