@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -190,9 +190,34 @@ def _accounts(requests: Iterable[ObservedRequest]) -> list[str]:
     return sorted({a.account for r in requests for a in r.attempts})
 
 
-def replay_observed(observed: Observed, scenario: Scenario, paths: Sequence[str]) -> Comparison:
-    """Replay ``observed`` through ``scenario``'s simulated fleet; both sides' figures."""
+def renamed(request: ObservedRequest, names: Mapping[str, str]) -> ObservedRequest:
+    """``request`` with its attempts' accounts named as ``names`` says (others kept)."""
+    attempts = tuple(
+        attrs.evolve(a, account=names[a.account]) if a.account in names else a
+        for a in request.attempts
+    )
+    return attrs.evolve(request, attempts=attempts)
+
+
+def replay_observed(
+    observed: Observed,
+    scenario: Scenario,
+    paths: Sequence[str],
+    names: Mapping[str, str] | None = None,
+) -> Comparison:
+    """Replay ``observed`` through ``scenario``'s simulated fleet; both sides' figures.
+
+    ``names`` maps an account of the traces to the scenario's account it is (when the
+    scenario names them otherwise); accounts are never matched by guess.
+    """
     replayed = [r for r in observed.requests if not r.cached]
+    if names:
+        unknown = sorted(set(names) - set(_accounts(replayed)))
+        if unknown:
+            raise InvalidSetting(
+                "--account", unknown, f"accounts of the traces: {', '.join(_accounts(replayed))}"
+            )
+        replayed = [renamed(r, names) for r in replayed]
     shown = ", ".join(paths)
     if not replayed:
         raise InvalidSetting(
@@ -208,7 +233,7 @@ def replay_observed(observed: Observed, scenario: Scenario, paths: Sequence[str]
             "scenario accounts",
             names,
             f"a scenario with at least one of the traces' accounts ({', '.join(seen)}), "
-            "named alike",
+            "named alike, or --account TRACES_NAME=SCENARIO_NAME for each",
         )
     workload = TraceWorkload(
         tuple(arrival(r) for r in replayed),
@@ -256,9 +281,10 @@ def compare(
     ref: str,
     seed: int | None = None,
     overrides: Sequence[str] = (),
+    names: Mapping[str, str] | None = None,
 ) -> Comparison:
     """Read ``traces``, load scenario ``ref`` (a built-in or a file, with ``overrides`` and
-    ``seed``), and replay the one through the other."""
+    ``seed``), and replay the one through the other (``names``: :func:`replay_observed`)."""
     scenario, _ = load(ref, list(overrides), seed=seed)
     paths = [str(p) for p in traces]
-    return replay_observed(read_traces(paths), scenario, paths)
+    return replay_observed(read_traces(paths), scenario, paths, names)

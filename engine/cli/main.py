@@ -473,6 +473,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         interviews=args.interviews,
         seed=args.seed,
         overrides=args.set or [],
+        traces=None if args.traces_file is None else Path(args.traces_file),
     )
     scenario = comparison.scenario
     out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"replay-{scenario.name}")
@@ -507,7 +508,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "compare", args.inputs, "TRACES... SCENARIO: trace files, then a scenario"
         )
     *traces, ref = args.inputs
-    comparison = compare(traces, ref, seed=args.seed, overrides=args.set or [])
+    names = {}
+    for pair in args.account or []:
+        observed, sep, simulated = pair.partition("=")
+        if not (sep and observed and simulated):
+            raise InvalidSetting("--account", pair, "TRACES_NAME=SCENARIO_NAME")
+        names[observed] = simulated
+    comparison = compare(traces, ref, seed=args.seed, overrides=args.set or [], names=names)
     scenario = comparison.scenario
     out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"compare-{scenario.name}")
     files = write_comparison(comparison, out)
@@ -781,6 +788,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="override workload.interviews, for both runs (default: 20)",
     )
     _add_run_options(replay, "override any scenario key, for both runs (repeatable)")
+    replay.add_argument(
+        "--traces-file",
+        metavar="PATH",
+        help="the live router writes its spans here (OTLP JSON, as callboard serve's "
+        "--traces-file), in real seconds: with --time-scale 1, the scenario's",
+    )
     replay.add_argument("--json", action="store_true", help="print both columns as one JSON line")
     replay.set_defaults(handler=cmd_replay)
 
@@ -797,6 +810,13 @@ def build_parser() -> argparse.ArgumentParser:
         "scenario or a scenario file",
     )
     _add_run_options(compare, "override any scenario key (repeatable)")
+    compare.add_argument(
+        "--account",
+        action="append",
+        metavar="TRACES_NAME=SCENARIO_NAME",
+        help="an account of the traces is this account of the scenario (repeatable); "
+        "otherwise accounts are matched by name only",
+    )
     compare.add_argument(
         "--json", action="store_true", help="print the comparison as one JSON line"
     )

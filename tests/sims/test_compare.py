@@ -141,3 +141,24 @@ def test_an_empty_traces_file_is_named(tmp_path: Path) -> None:
     empty.write_text("")
     with pytest.raises(InvalidSetting, match=r"empty\.jsonl"):
         compare([empty], "reference")
+
+
+def test_accounts_named_otherwise_are_matched_only_when_told(truth: tuple[Path, Path]) -> None:
+    scenario_file, traces = truth
+    renamed = ['accounts[0].name="slow"']
+    names = {"fast-1": "slow-1", "fast-2": "slow-2"}
+    comparison = compare([traces], str(scenario_file), overrides=renamed, names=names)
+    assert [side.name for side in comparison.accounts] == ["slow-1", "slow-2"]
+    assert not comparison.missing_in_scenario and not comparison.missing_in_traces
+    with pytest.raises(InvalidSetting, match=r"--account.*fast-9"):
+        compare([traces], str(scenario_file), names={"fast-9": "fast-1"})
+
+
+def test_replay_writes_the_live_routers_spans_where_told(tmp_path: Path) -> None:
+    from sims.replay import live_config
+
+    scenario, _ = load("reference")
+    urls = ["http://127.0.0.1:1"] * len(scenario.account_specs())
+    assert live_config(scenario, urls, 1.0).traces.file is None
+    traced = live_config(scenario, urls, 1.0, tmp_path / "live.jsonl")
+    assert traced.traces.file == str(tmp_path / "live.jsonl")
