@@ -227,11 +227,11 @@ def replay_observed(
             f"{len(observed.requests)} requests, every one a cache hit",
         )
     seen = _accounts(replayed)
-    names = [spec.name for spec in scenario.account_specs()]
-    if seen and not set(seen) & set(names):
+    ours = [spec.name for spec in scenario.account_specs()]
+    if seen and not set(seen) & set(ours):
         raise InvalidSetting(
             "scenario accounts",
-            names,
+            ours,
             f"a scenario with at least one of the traces' accounts ({', '.join(seen)}), "
             "named alike, or --account TRACES_NAME=SCENARIO_NAME for each",
         )
@@ -253,7 +253,7 @@ def replay_observed(
     simulated = recorder.requests
     observed_accounts = account_figures(replayed)
     simulated_accounts = account_figures(simulated)
-    common = [name for name in seen if name in names]
+    common = [name for name in seen if name in ours]
     return Comparison(
         scenario=scenario,
         traces=tuple(paths),
@@ -267,8 +267,8 @@ def replay_observed(
             )
             for name in common
         ),
-        missing_in_scenario=tuple(name for name in seen if name not in names),
-        missing_in_traces=tuple(name for name in names if name not in seen),
+        missing_in_scenario=tuple(name for name in seen if name not in ours),
+        missing_in_traces=tuple(name for name in ours if name not in seen),
         replayed=len(replayed),
         cached_left_out=len(observed.requests) - len(replayed),
         run=run,
