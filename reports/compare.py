@@ -73,7 +73,11 @@ def comparison_json(comparison: Comparison) -> dict[str, Any]:
 
 
 def signed_percent(share: float) -> str:
-    return "n/a" if not math.isfinite(share) else f"{share * 100:+.1f}%"
+    """``+2.5%``; a difference that rounds to nothing is ``0.0%``, never ``-0.0%``."""
+    if not math.isfinite(share):
+        return "n/a"
+    shown = round(share * 100, 1)
+    return f"{shown:+.1f}%" if shown else "0.0%"
 
 
 def _verdict(side: Side, figure: str, point: int) -> str:
