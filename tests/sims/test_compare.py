@@ -58,6 +58,7 @@ def itself(truth: tuple[Path, Path]) -> Comparison:
     return compare([traces], str(scenario_file))
 
 
+@pytest.mark.slow
 def test_a_simulations_traces_replayed_through_its_scenario_agree(itself: Comparison) -> None:
     assert itself.replayed == 2700 and itself.cached_left_out == 0
     assert [side.name for side in itself.accounts] == ["fast-1", "fast-2"]
@@ -71,6 +72,7 @@ def test_a_simulations_traces_replayed_through_its_scenario_agree(itself: Compar
         assert side.observed.success_rate == side.simulated.success_rate
 
 
+@pytest.mark.slow
 def test_on_another_seed_the_overall_percentiles_still_agree(truth: tuple[Path, Path]) -> None:
     """Fresh draws of the same model: the overall p50 and p95 land within 5%. (An account's
     p95 can move more: which account drew the few long evaluation turns is the routing's
@@ -81,6 +83,7 @@ def test_on_another_seed_the_overall_percentiles_still_agree(truth: tuple[Path, 
         assert other.overall.within("latency", point), other.overall.difference("latency", point)
 
 
+@pytest.mark.slow
 def test_a_fleet_twice_as_slow_is_flagged(truth: tuple[Path, Path], tmp_path: Path) -> None:
     scenario_file, traces = truth
     out = tmp_path / "slow"
@@ -106,6 +109,7 @@ def test_a_fleet_twice_as_slow_is_flagged(truth: tuple[Path, Path], tmp_path: Pa
     assert (out / "simulation" / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_the_same_inputs_write_the_same_json(truth: tuple[Path, Path], tmp_path: Path) -> None:
     scenario_file, traces = truth
     outs = [tmp_path / "a", tmp_path / "b"]
@@ -114,6 +118,7 @@ def test_the_same_inputs_write_the_same_json(truth: tuple[Path, Path], tmp_path:
     assert (outs[0] / "compare.json").read_bytes() == (outs[1] / "compare.json").read_bytes()
 
 
+@pytest.mark.slow
 def test_accounts_on_one_side_only_are_named(truth: tuple[Path, Path], tmp_path: Path) -> None:
     _, traces = truth
     spare = tmp_path / "spare.toml"
@@ -123,6 +128,7 @@ def test_accounts_on_one_side_only_are_named(truth: tuple[Path, Path], tmp_path:
     assert [side.name for side in comparison.accounts] == ["fast-1", "fast-2"]
 
 
+@pytest.mark.slow
 def test_a_scenario_with_none_of_the_traces_accounts_is_refused(truth: tuple[Path, Path]) -> None:
     scenario_file, traces = truth
     with pytest.raises(InvalidSetting, match=r"scenario accounts.*fast-1, fast-2"):
@@ -143,6 +149,7 @@ def test_an_empty_traces_file_is_named(tmp_path: Path) -> None:
         compare([empty], "reference")
 
 
+@pytest.mark.slow
 def test_accounts_named_otherwise_are_matched_only_when_told(truth: tuple[Path, Path]) -> None:
     scenario_file, traces = truth
     renamed = ['accounts[0].name="slow"']
