@@ -52,6 +52,25 @@ ERROR_CODES = {
 #: Attempts the caller cut (its deadline, or it left): not the account's failure, and
 #: a time to first token known only to be at least the attempt's length.
 CUT = frozenset({"deadline", "cancelled", "answer_cap"})
+#: Refused on the router's side (a breaker, a full queue): not the account's either.
+REFUSED = frozenset({"circuit_open", "queue_full"})
+#: The codes fitted as shares of attempts. Timeouts are not among them: a timed-out
+#: attempt is a time to first token censored at its length (the simulator's own timeouts
+#: then cut the fitted tail), so counting it as a rate too would count it twice.
+RATES = ("malformed_reply", "overloaded", "rate_limited", "upstream_error")
+#: Codes an hour can stand out in, as a fault window (a fault fails a call with one of
+#: these; none ends in a malformed reply).
+WINDOWED = ("overloaded", "rate_limited", "upstream_error")
+
+
+def code_of(error: str | None) -> str | None:
+    """The modelled code an ``error.type`` stands for (a qualified exception class by its
+    name: ``openai.RateLimitError`` is ``RateLimitError``); None: no modelled code."""
+    if error is None:
+        return None
+    return ERROR_CODES.get(error) or ERROR_CODES.get(error.rsplit(".", 1)[-1])
+
+
 #: Limit units a scenario's ``[[accounts.limits]]`` takes.
 LIMIT_UNITS = ("requests", "tokens", "input_tokens", "output_tokens")
 
@@ -95,11 +114,13 @@ class AccountFit:
     model: str | None
     attempts: int
     answered: int
-    ttft: Fit
+    ttft: Fit | None  # None: too few spans carry a time to first token (see ``service``)
+    service: Fit | None  # the whole call's duration, fitted only when ``ttft`` is None
     tokens_per_s: Interval | None  # output tokens / decoding seconds, answered attempts
     tpot: Fit | None  # seconds per output token, per attempt
     output_tokens: Fit | None
-    errors: dict[str, Interval]  # modelled code -> share of attempts (outside windows)
+    errors: dict[str, Interval]  # code of RATES -> share of attempts (outside windows)
+    timeouts: int  # attempts that timed out: censored times to first token
     other_errors: dict[str, int]  # error types seen that no modelled code stands for
     hours: tuple[HourRates, ...]  # empty when the trace covers under MIN_HOURS
     windows: tuple[Window, ...]
@@ -120,32 +141,32 @@ def attempts_of(
         for attempt in request.attempts:
             if attempt.error is None and request.outcome == "ok" and request.output_tokens:
                 attempt = attrs.evolve(attempt, output_tokens=request.output_tokens)
-            key = (attempt.model or attempt.account) if by_model else attempt.account
+            model = attempt.request_model or attempt.model
+            key = (model or attempt.account) if by_model else attempt.account
             groups.setdefault(key, []).append(attempt)
     return {key: sorted(value, key=lambda a: (a.start, a.end)) for key, value in groups.items()}
 
 
 def answered(attempts: Sequence[ObservedAttempt]) -> list[ObservedAttempt]:
-    """The attempts that answered with a time to first token: what latency is fitted on."""
-    return [a for a in attempts if a.error is None and a.ttft is not None and a.ttft > 0]
+    """The attempts that answered, in a measurable time: what latency is fitted on."""
+    return [a for a in attempts if a.error is None and a.end > a.start]
 
 
 def fit_account(name: str, attempts: Sequence[ObservedAttempt], span: float) -> AccountFit:
     """``attempts`` of account ``name`` (at least :data:`MIN_ANSWERED` answered);
     ``span`` the seconds the traces cover."""
     done = answered(attempts)
+    timed = [a for a in done if a.ttft is not None and a.ttft > 0]
     cut = [a.end - a.start for a in attempts if a.ttft is None and _cut(a)]
-    decode = [_decoding(a) for a in done if _decodes(a)]
-    trials = [a for a in attempts if a.error is None or a.error not in CUT]
+    decode = [_decoding(a) for a in timed if _decodes(a)]
+    trials = [a for a in attempts if a.error not in CUT | REFUSED]
     hours = _hours(trials) if span >= MIN_HOURS * 3600 else ()
     windows = _windows(hours, trials)
     outside = [a for a in trials if (int(a.start // 3600)) not in {w.hour for w in windows}]
-    counted = Counter(ERROR_CODES.get(a.error, "") for a in outside if a.error is not None)
-    other = Counter(a.error for a in trials if a.error is not None and a.error not in ERROR_CODES)
+    counted = Counter(code_of(a.error) for a in outside)
+    other = Counter(a.error for a in trials if a.error is not None and code_of(a.error) is None)
     waits = [a.retry_after for a in attempts if a.retry_after is not None]
-    limited = [
-        a for a in attempts if a.error is not None and ERROR_CODES.get(a.error) == "rate_limited"
-    ]
+    limited = [a for a in attempts if code_of(a.error) == "rate_limited"]
     tokens = [a.output_tokens for a in done if a.output_tokens]
     return AccountFit(
         name=name,
@@ -153,13 +174,13 @@ def fit_account(name: str, attempts: Sequence[ObservedAttempt], span: float) -> 
         model=_most_common(a.model for a in attempts),
         attempts=len(attempts),
         answered=len(done),
-        ttft=fit([a.ttft for a in done if a.ttft is not None], cut),
+        ttft=_ttft(timed, cut) if len(timed) >= MIN_ANSWERED else None,
+        service=fit([a.end - a.start for a in done], cut) if len(timed) < MIN_ANSWERED else None,
         tokens_per_s=_tokens_per_s(decode) if len(decode) >= MIN_ANSWERED else None,
         tpot=fit([s / n for s, n in decode]) if len(decode) >= MIN_ANSWERED else None,
         output_tokens=fit(tokens) if len(tokens) >= MIN_ANSWERED else None,
-        errors={
-            code: rate(counted[code], len(outside)) for code in sorted(set(ERROR_CODES.values()))
-        },
+        errors={code: rate(counted[code], len(outside)) for code in RATES},
+        timeouts=sum(code_of(a.error) == "timeout" for a in trials),
         other_errors=dict(sorted(other.items())),
         hours=hours,
         windows=windows,
@@ -171,8 +192,12 @@ def fit_account(name: str, attempts: Sequence[ObservedAttempt], span: float) -> 
     )
 
 
+def _ttft(timed: Sequence[ObservedAttempt], cut: Sequence[float]) -> Fit:
+    return fit([a.ttft for a in timed if a.ttft is not None], cut)
+
+
 def _cut(attempt: ObservedAttempt) -> bool:
-    return attempt.error in CUT or ERROR_CODES.get(attempt.error or "") == "timeout"
+    return attempt.error in CUT or code_of(attempt.error) == "timeout"
 
 
 def _decodes(attempt: ObservedAttempt) -> bool:
@@ -205,7 +230,7 @@ def _hours(trials: Sequence[ObservedAttempt]) -> tuple[HourRates, ...]:
         hour = int(attempt.start // 3600)
         sent[hour] += 1
         failures = counts.setdefault(hour, Counter())
-        code = ERROR_CODES.get(attempt.error or "")
+        code = code_of(attempt.error)
         if code is not None:
             failures[code] += 1
     return tuple(HourRates(h, sent[h], dict(sorted(counts[h].items()))) for h in sorted(sent))
@@ -217,7 +242,7 @@ def _windows(hours: Sequence[HourRates], trials: Sequence[ObservedAttempt]) -> t
         return ()
     total = len(trials)
     found = []
-    for code in sorted(set(ERROR_CODES.values())):
+    for code in WINDOWED:
         overall = sum(h.failures.get(code, 0) for h in hours) / total
         for hour in hours:
             k = hour.failures.get(code, 0)

@@ -80,9 +80,9 @@ def calibrate(paths: Sequence[str | Path], *, sparse: str = "error") -> Calibrat
                 f"accounts.{name}",
                 seen,
                 "",
-                message=f"account {name}: {seen} answered attempts with a time to first "
-                f"token (of {len(attempts)} attempts); {MIN_ANSWERED} are needed to fit its "
-                "latency (--sparse default keeps its profile's figures instead)",
+                message=f"account {name}: {seen} answered attempts (of {len(attempts)} "
+                f"attempts); {MIN_ANSWERED} are needed to fit its latency "
+                "(--sparse default keeps its profile's figures instead)",
             )
         fitted = fit_account(name, attempts, span) if seen >= MIN_ANSWERED else None
         accounts.append(CalibratedAccount(name, profile, model, len(attempts), seen, fitted))

@@ -15,7 +15,7 @@ from typing import Any
 
 from sims.account_fit import CUT, LIMIT_UNITS, AccountFit, RevealedLimit, Window
 from sims.calibrate import CalibratedAccount, Calibration
-from sims.fits import Interval
+from sims.fits import Fit, Interval
 from sims.profiles import PROFILES
 from sims.workload import TURN_KINDS
 from sims.workload_fit import KindFit, WorkloadFit
@@ -28,7 +28,6 @@ WINDOW_KINDS = {
     "overloaded": "overload",
     "upstream_error": "errors",
     "timeout": "hang",
-    "malformed_reply": "errors",
 }
 #: The limit a header states is per minute for OpenAI, Anthropic and Groq's token limits.
 LIMIT_PER = 60.0
@@ -58,7 +57,7 @@ def _header(calibration: Calibration, name: str) -> list[str]:
         "# Calibrated by `callboard calibrate` from traces: every figure says where it came from.",
         f"# Files: {', '.join(calibration.files)}",
         f"# Spans: {described}; {len(observed.requests)} requests over "
-        f"{calibration.span / 60:.1f} min from {began.isoformat(timespec='seconds')}.",
+        f"{_duration(calibration.span)} from {began.isoformat(timespec='seconds')}.",
         "# Times are seconds from the first span. Intervals are 99%.",
         f"name = {_str(name)}",
         f"description = {_str(f'calibrated from {len(calibration.files)} trace file(s)')}",
@@ -89,7 +88,7 @@ def _workload(workload: WorkloadFit) -> list[str]:
         lines += [
             f"interviews = {workload.conversations}",
             f"# Conversations starting: {_interval(per_minute)} per minute over "
-            f"{workload.span / 60:.1f} min (under a day: one Poisson rate).",
+            f"{_duration(workload.span)} (under a day: one Poisson rate).",
             'arrival = "poisson"',
             f"rate_per_minute = {_num(per_minute.estimate)}",
         ]
@@ -198,7 +197,7 @@ def _account(account: CalibratedAccount) -> list[str]:
 
 def _concurrency(account: CalibratedAccount, fit: AccountFit) -> list[str]:
     allowed = PROFILES[account.profile].spec.max_concurrency
-    line = f"# At most {fit.peak_concurrency} attempts in flight at once were seen"
+    line = f"# At most {fit.peak_concurrency} in flight at once were seen"
     if allowed is not None and fit.peak_concurrency > allowed:
         return [
             f"{line}, more than the profile's {allowed}.",
@@ -214,8 +213,9 @@ def _limits(fit: AccountFit) -> list[str]:
         low, high = fit.minute_before_429 or (0, 0)
         lines.append(
             f"# {len(fit.rate_limited_at)} 429s, from {first:.0f} s to {last:.0f} s, each after "
-            f"{low} to {high} attempts in the minute before: a limit at or below {high + 1} "
-            "requests a minute, or a token limit."
+            f"{low} to {high} attempts in the minute before (a requests-a-minute limit "
+            "would meet them at one load; spread, they are the provider's own): "
+            "modelled as the rate_limited share."
         )
     usable = [limit for limit in fit.limits if limit.unit in LIMIT_UNITS]
     if not usable:
@@ -263,15 +263,15 @@ def _limit_comment(limit: RevealedLimit) -> str:
 
 def _latency(fit: AccountFit) -> list[str]:
     lines = ["", "[accounts.latency]"]
-    ttft = fit.ttft
-    lines.append(f"# Time to first token: {ttft.describe()}.")
-    cut = ", ".join(sorted(CUT | {"timeout"}))
-    if ttft.censored:
-        lines.append(f"#   Censored: attempts cut ({cut}) before a first token, at their length.")
-    if ttft.median is not None and ttft.sigma is not None:
-        lines.append(f"#   median {_interval(ttft.median)} s, sigma {_interval(ttft.sigma)}.")
-    lines.append(f"#   mean {_interval(ttft.mean)} s.")
-    lines.append(f"ttft = {_inline(ttft.spec())}")
+    if fit.ttft is None:
+        assert fit.service is not None
+        lines.append(
+            "# Too few spans carry a time to first token: the whole call's duration is "
+            "fitted, as service (first token and decoding not told apart)."
+        )
+        lines += _distribution("service", "Call duration", fit.service)
+    else:
+        lines += _distribution("ttft", "Time to first token", fit.ttft)
     if fit.tokens_per_s is not None:
         lines.append(
             f"# Decoding: output tokens / (attempt time - time to first token), summed over "
@@ -294,6 +294,18 @@ def _latency(fit: AccountFit) -> list[str]:
     return lines
 
 
+def _distribution(key: str, label: str, fitted: Fit) -> list[str]:
+    lines = [f"# {label}: {fitted.describe()}."]
+    if fitted.censored:
+        cut = ", ".join(sorted(CUT | {"timeout"}))
+        lines.append(f"#   Censored: attempts cut ({cut}) before a first token, at their length.")
+    if fitted.median is not None and fitted.sigma is not None:
+        lines.append(f"#   median {_interval(fitted.median)} s, sigma {_interval(fitted.sigma)}.")
+    lines.append(f"#   mean {_interval(fitted.mean)} s.")
+    lines.append(f"{key} = {_inline(fitted.spec())}")
+    return lines
+
+
 def _errors(fit: AccountFit) -> list[str]:
     windows = {w.hour for w in fit.windows}
     lines = ["", "[accounts.errors]"]
@@ -308,6 +320,11 @@ def _errors(fit: AccountFit) -> list[str]:
         lines.append("# The traces cover under 2 hours: one rate for all of it.")
     for code, share in fit.errors.items():
         lines.append(f"{code} = {_num(share.estimate)}  # {_interval(share)}")
+    lines.append(
+        f"# {fit.timeouts} timed out: fitted as times to first token censored at their "
+        "length (the router's timeouts cut the tail), not as a rate."
+    )
+    lines.append("timeout = 0.0")
     if fit.other_errors:
         shown = ", ".join(f"{k} {v}" for k, v in fit.other_errors.items())
         lines.append(f"# Also seen, not modelled as an account's error rate: {shown}.")
@@ -343,6 +360,12 @@ def _num(value: float) -> str:
         return str(value)
     text = f"{value:.6g}"
     return text if any(c in text for c in ".en") else text + ".0"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _str(value: str) -> str:

@@ -52,7 +52,7 @@ class Fit:
     runners_up: tuple[Candidate, ...]
     n: int  # observations (censored ones included)
     censored: int
-    ks: float  # KS distance of the best family to the uncensored values
+    ks: float  # KS distance of the best family to the values (see _ks when censored)
     ks_p: float
     mean: Interval
     median: Interval | None  # lognormal: exp(mu)
@@ -79,7 +79,8 @@ class Fit:
         shown = f"{self.best.family} by AIC of {self.n} values"
         if self.censored:
             shown += f" ({self.censored} censored)"
-        shown += f"; KS D={self.ks:.3f} p={self.ks_p:.3g}"
+        under = " (values under the first cut)" if self.censored else ""
+        shown += f"; KS{under} D={self.ks:.3f} p={self.ks_p:.3g}"
         others = ", ".join(
             f"{c.family} {c.aic - self.best.aic:+.1f}" for c in self.runners_up if c.aic < math.inf
         )
@@ -109,11 +110,7 @@ def fit(values: Sequence[float], censored: Sequence[float] = ()) -> Fit:
         candidates = [_candidate(name, observed, cut) for name in _FAMILIES]
     candidates.sort(key=lambda c: (c.aic, c.family))
     best = candidates[0]
-    if best.family == "constant":
-        ks, ks_p = 0.0, 1.0
-    else:
-        result = stats.kstest(observed, _frozen(best).cdf)
-        ks, ks_p = float(result.statistic), float(result.pvalue)
+    ks, ks_p = (0.0, 1.0) if best.family == "constant" else _ks(observed, cut, best)
     return Fit(
         best=best,
         runners_up=tuple(candidates[1:]),
@@ -125,6 +122,23 @@ def fit(values: Sequence[float], censored: Sequence[float] = ()) -> Fit:
         median=_lognormal_median(best, observed.size) if best.family == "lognormal" else None,
         sigma=_lognormal_sigma(best, observed.size) if best.family == "lognormal" else None,
     )
+
+
+def _ks(observed: np.ndarray, cut: np.ndarray, best: Candidate) -> tuple[float, float]:
+    """KS distance and p-value of the values against the fit; with censoring, of the
+    values under the first cut against the fit truncated there (above it, what was seen
+    depends on what was cut)."""
+    dist = _frozen(best)
+    if cut.size == 0:
+        result = stats.kstest(observed, dist.cdf)
+    else:
+        first = float(cut[0])
+        below = observed[observed < first]
+        mass = float(dist.cdf(first))
+        if below.size == 0 or mass <= 0:
+            return math.nan, math.nan
+        result = stats.kstest(below, lambda x: dist.cdf(x) / mass)
+    return float(result.statistic), float(result.pvalue)
 
 
 def _candidate(name: str, observed: np.ndarray, cut: np.ndarray) -> Candidate:

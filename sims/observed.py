@@ -25,12 +25,13 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from actors.runtime.errors import InvalidSetting
 
-#: OTLP's span kinds, as numbers (the JSON has them so).
-INTERNAL, CLIENT = 1, 3
+#: OTLP's CLIENT span kind, as a number (the JSON has it so).
+CLIENT = 3
 #: GenAI operations that are one inference call (``gen_ai.operation.name``).
 OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
 _RATELIMIT = re.compile(r"^callboard\.ratelimit\.(.+)\.(remaining|limit|reset)$")
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")
+_CLASS = re.compile(r"^<class '([^']+)'>$")
 
 
 @attrs.frozen
@@ -48,6 +49,7 @@ class ObservedAttempt:
     retry_after: float | None
     ratelimit: dict[str, dict[str, float]]  # unit -> {"remaining", "limit", "reset"} seen
     provider: str | None = None  # gen_ai.provider.name (or the older gen_ai.system)
+    request_model: str | None = None  # gen_ai.request.model: what the caller asked for
 
 
 @attrs.frozen
@@ -82,7 +84,9 @@ def read_traces(paths: Sequence[str | Path]) -> Observed:
     if not paths:
         raise InvalidSetting("traces", [], "one or more OTLP JSON trace files")
     spans = [span for path in paths for span in _spans(Path(path))]
-    ours = [s for s in spans if not s.parent_span_id and "callboard.request.id" in s.attributes]
+    # A request span may sit under an app's own span (an embedded router): its kind, not
+    # its place, tells it from its attempts.
+    ours = [s for s in spans if s.kind != CLIENT and "callboard.request.id" in s.attributes]
     if ours:
         return _callboard(ours, spans)
     calls = [s for s in spans if s.kind == CLIENT and _is_inference(s)]
@@ -252,7 +256,7 @@ def _ttft(span: _Span) -> float | None:
 def _request(span: _Span, epoch: int, attempts: tuple[ObservedAttempt, ...]) -> ObservedRequest:
     a = span.attributes
     session = a.get("gen_ai.conversation.id") or a.get("callboard.session.id")
-    outcome = a.get("callboard.outcome") or a.get("error.type") or "ok"
+    outcome = a.get("callboard.outcome") or _error(a.get("error.type")) or "ok"
     request_id = a.get("callboard.request.id") or a.get("gen_ai.response.id") or span.span_id
     return ObservedRequest(
         request_id=str(request_id),
@@ -288,10 +292,11 @@ def _attempt(span: _Span, epoch: int) -> ObservedAttempt:
         ttft=_ttft(span),
         input_tokens=_integer(a.get("gen_ai.usage.input_tokens")),
         output_tokens=_integer(a.get("gen_ai.usage.output_tokens")),
-        error=_text(a.get("error.type")),
+        error=_error(a.get("error.type")),
         retry_after=retry_after,
         ratelimit=ratelimit,
         provider=_text(a.get("gen_ai.provider.name") or a.get("gen_ai.system")),
+        request_model=_text(a.get("gen_ai.request.model")),
     )
 
 
@@ -303,6 +308,14 @@ def _account(a: dict[str, Any]) -> str:
         port = a.get("server.port")
         return f"{address}:{port}" if port else str(address)
     return str(a.get("gen_ai.provider.name") or a.get("gen_ai.system") or "unknown")
+
+
+def _error(value: object) -> str | None:
+    """``error.type``; an exception class written as its repr (``<class 'openai.X'>``, as
+    some instrumentation versions do) as its qualified name."""
+    text = _text(value)
+    match = _CLASS.match(text or "")
+    return match.group(1) if match else text
 
 
 def _text(value: object) -> str | None:

@@ -5,6 +5,7 @@ the true value. Virtual time and a fixed seed: fast, and the same every run."""
 from __future__ import annotations
 
 import math
+import statistics
 import tomllib
 
 import pytest
@@ -93,7 +94,8 @@ def test_each_account_recovers_its_true_profile(calibrated):
         # spans' nanosecond times.
         assert fit.tokens_per_s.estimate == pytest.approx(TRUE_TOKENS_PER_S[name], rel=1e-4)
         _within(fit.errors["upstream_error"], TRUE_UPSTREAM_ERROR[name])
-        for code in ("rate_limited", "overloaded", "timeout", "malformed_reply"):
+        assert fit.timeouts == 0
+        for code in ("rate_limited", "overloaded", "malformed_reply"):
             assert fit.errors[code].estimate == 0.0
         assert fit.limits == () and fit.rate_limited_at == () and fit.windows == ()
     assert accounts["alpha-1"].fit.errors["upstream_error"].estimate > 0
@@ -142,7 +144,8 @@ def test_an_account_too_sparse_to_fit_is_named_or_defaulted(tmp_path):
     traces = tmp_path / "few.jsonl"
     simulate(scenario, traces=traces)
     with pytest.raises(
-        InvalidSetting, match=r"account alpha-1: \d+ answered attempts .* 30 are needed"
+        InvalidSetting,
+        match=r"account alpha-1: \d+ answered attempts \(of \d+ attempts\); 30 are needed",
     ):
         calibrate([traces])
     calibration = calibrate([traces], sparse="default")
@@ -150,3 +153,23 @@ def test_an_account_too_sparse_to_fit_is_named_or_defaulted(tmp_path):
     text = scenario_toml(calibration, "few")
     assert "fewer than needed to fit: the selfhosted-8b profile's" in text
     structure(tomllib.loads(text), "few")
+
+
+def test_attempts_cut_by_a_timeout_are_censored_not_dropped(tmp_path):
+    """A first-byte timeout near the median cuts a fifth of the answers: fitted as censored
+    observations the true median and sigma come back; dropped, they would not."""
+    source = tmp_path / "cut.toml"
+    one = SCENARIO.split("[[accounts]]")[0] + "[[accounts]]" + SCENARIO.split("[[accounts]]")[2]
+    source.write_text(one + "\n[timeouts]\nfirst_byte = 1.1\n")
+    scenario, _ = load(str(source), [])
+    traces = tmp_path / "cut.jsonl"
+    simulate(scenario, traces=traces)
+    (account,) = calibrate([traces]).accounts
+    ttft = account.fit.ttft
+    median, sigma = TRUE_TTFT["beta"]
+    assert account.fit.timeouts == ttft.censored > 100
+    _within(ttft.median, median)
+    _within(ttft.sigma, sigma)
+    assert ttft.ks_p > 0.01  # the values under the cut, against the fit truncated there
+    kept = [a.ttft for r in calibrate([traces]).observed.requests for a in r.attempts if a.ttft]
+    assert statistics.median(kept) < ttft.median.low  # dropping the cut ones biases it low

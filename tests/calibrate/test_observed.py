@@ -127,3 +127,23 @@ def test_files_without_a_genai_span_say_so(tmp_path):
     path = _genai_file(tmp_path / "embeddings.jsonl", with_chat=False)
     with pytest.raises(InvalidSetting, match=r"embeddings\.jsonl.*GenAI spans.*found 3 spans"):
         read_traces([path])
+
+
+def test_ids_in_protobufs_own_base64_are_read_too(tmp_path):
+    """protobuf's JSON mapping writes ids as base64 (OTLP JSON as hex): both are taken."""
+    from google.protobuf.json_format import MessageToDict
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    hexed = read_traces([_genai_file(tmp_path / "hex.jsonl")])
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    span = provider.get_tracer("app").start_span(
+        "chat m", kind=SpanKind.CLIENT, attributes={"gen_ai.operation.name": "chat"}
+    )
+    span.end()
+    path = tmp_path / "base64.jsonl"
+    path.write_text(json.dumps(MessageToDict(encode_spans(exporter.get_finished_spans()))))
+    (request,) = read_traces([path]).requests
+    assert len(request.request_id) == 16 and int(request.request_id, 16)  # the span id, hex
+    assert len(hexed.requests) == 3
