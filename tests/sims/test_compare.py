@@ -169,3 +169,10 @@ def test_replay_writes_the_live_routers_spans_where_told(tmp_path: Path) -> None
     assert live_config(scenario, urls, 1.0).traces.file is None
     traced = live_config(scenario, urls, 1.0, tmp_path / "live.jsonl")
     assert traced.traces.file == str(tmp_path / "live.jsonl")
+
+
+def test_the_command_names_what_it_lacks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", "only-traces.jsonl"]) == 2
+    assert "TRACES... SCENARIO" in capsys.readouterr().err
+    assert main(["compare", "a.jsonl", "reference", "--account", "fast-1"]) == 2
+    assert "--account" in capsys.readouterr().err
