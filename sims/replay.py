@@ -166,8 +166,11 @@ def mocks_for(scenario: Scenario, scale: float) -> list[MockProvider]:
     return mocks
 
 
-def live_config(scenario: Scenario, urls: Sequence[str], scale: float) -> LiveConfig:
-    """The live router's config: the scenario's accounts at ``urls``, its tables, scaled."""
+def live_config(
+    scenario: Scenario, urls: Sequence[str], scale: float, traces: Path | None = None
+) -> LiveConfig:
+    """The live router's config: the scenario's accounts at ``urls``, its tables, scaled;
+    with ``traces``, its spans written there (``[traces] file``)."""
     if scenario.autoscaler is not None:
         raise InvalidSetting("autoscaler", scenario.name, "a scenario without [autoscaler]")
     providers = []
@@ -216,6 +219,8 @@ def live_config(scenario: Scenario, urls: Sequence[str], scale: float) -> LiveCo
     budget["min_per_second"] = budget["min_per_second"] * scale
     raw["retry"]["budget"] = budget
     raw["server"] = {"graceful_timeout": 0.5}
+    if traces is not None:
+        raw["traces"] = {"file": str(traces)}
     return structure_config(raw, f"{scenario.name} (replayed {scale:g}x)")
 
 
@@ -228,8 +233,9 @@ class LiveRun:
     round_trip_s: float
 
 
-async def play_live(scenario: Scenario, scale: float) -> LiveRun:
-    """Play ``scenario`` through the live router over loopback mocks, ``scale`` x faster."""
+async def play_live(scenario: Scenario, scale: float, traces: Path | None = None) -> LiveRun:
+    """Play ``scenario`` through the live router over loopback mocks, ``scale`` x faster;
+    with ``traces``, the router writes its spans there (on the real clock)."""
     if not (isinstance(scale, int | float) and 0 < scale < math.inf):
         raise InvalidSetting("--time-scale", scale, "a number > 0")
     workload = scenario.workload
@@ -242,7 +248,7 @@ async def play_live(scenario: Scenario, scale: float) -> LiveRun:
         for mock in mocks:
             serve = functools.partial(serve_app, mock, LOOPBACK, 0, graceful_timeout=0.1)
             urls.append(await servers.start(serve))
-        config = live_config(scenario, urls, scale)
+        config = live_config(scenario, urls, scale, traces)
         async with contextlib.AsyncExitStack() as stack:
             http = await stack.enter_async_context(client_for(config, env={}))  # no proxies
             round_trip = await _warm_up(http, urls)
@@ -410,8 +416,13 @@ def replay(
     interviews: int | None = DEFAULT_INTERVIEWS,
     seed: int | None = None,
     overrides: Sequence[str] = (),
+    traces: Path | None = None,
 ) -> Comparison:
-    """Replay ``ref`` live at ``time_scale``, then simulate it; both summaries side by side."""
+    """Replay ``ref`` live at ``time_scale``, then simulate it; both summaries side by side.
+
+    With ``traces``, the live router writes its spans there, in real seconds: at a time
+    scale of 1 they are the scenario's, ready for ``callboard calibrate`` and ``compare``.
+    """
     from sims.results import summary_subset
     from sims.runner import simulate
     from sims.summarise import summarise
@@ -420,7 +431,7 @@ def replay(
         raise InvalidSetting("--time-scale", time_scale, "a number > 0")
     scenario = load_replay(ref, interviews, seed, overrides)
     live_config(scenario, [f"http://{LOOPBACK}:1"] * len(scenario.account_specs()), time_scale)
-    run = trio.run(play_live, scenario, float(time_scale))
+    run = trio.run(play_live, scenario, float(time_scale), traces)
     keys = [key for key, _, _ in FIGURES]
     live = summary_subset(summarise(run.data).summary, keys)
     began = time.perf_counter()

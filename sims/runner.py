@@ -9,10 +9,10 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
@@ -33,9 +33,17 @@ from sims.sampler import Sampler, Series
 from sims.scenario import Scenario
 
 if TYPE_CHECKING:
+    from engine.routing.router import Router
     from engine.traces.tracing import Tracing
 
 Progress = Callable[[float, int], None]
+
+
+class WorkloadSource(Protocol):
+    """What sends a run's requests other than the scenario's interviews (observed
+    arrivals: :class:`sims.trace_workload.TraceWorkload`)."""
+
+    async def play(self, router: Router, tally: InterviewTally, duration: float) -> None: ...
 
 
 @attrs.define
@@ -200,21 +208,27 @@ def router_counts(fleet: Fleet) -> dict[str, int]:
 
 
 def simulate(
-    scenario: Scenario, progress: Progress | None = None, traces: Path | None = None
+    scenario: Scenario,
+    progress: Progress | None = None,
+    traces: Path | None = None,
+    workload: WorkloadSource | None = None,
+    recorders: Sequence[Recorder] = (),
 ) -> RunData:
     """Run ``scenario`` with its seed; ``progress(now, requests)`` is called as it goes.
 
     With ``traces``, every request and attempt is also written there as OpenTelemetry
     spans on virtual time (:func:`engine.traces.tracing.simulated_tracing`); the run
-    itself is the same either way.
+    itself is the same either way. ``workload`` sends the requests instead of the
+    scenario's interviews; ``recorders`` are told every record too, attempts with their
+    details (times, tokens), as tracing is.
     """
     seed = scenario.seed
     streams = RandomStreams(seed)
     accounts = build_accounts(scenario, streams)
     recorder = RequestRecorder([a.spec.name for a in accounts])
     tracing = None if traces is None else _tracing(scenario, accounts, traces)
-    told: Recorder = recorder if tracing is None else Recorders(recorder, tracing.recorder)
-    workload = scenario.workload
+    extra = [*recorders, *([] if tracing is None else [tracing.recorder])]
+    told: Recorder = Recorders(recorder, *extra) if extra else recorder
     tally = InterviewTally()
 
     async def main() -> RunData:
@@ -223,14 +237,23 @@ def simulate(
             scenario.router_config,
             seed=seed,
             recorder=told,
-            attempt_details=tracing is not None,
+            attempt_details=bool(extra),
         ) as fleet:
             sampler = Sampler(fleet, scenario.sample_every, progress)
             await fleet.supervisor.start(sampler)
-            ledger = CacheLedger() if fleet.cache is not None else None
-            await play_interviews(
-                fleet.router, workload, streams, tally, scenario.duration, ledger=ledger
-            )
+            # Observed arrivals bypass the cache (sims.trace_workload): nothing to note.
+            ledger = CacheLedger() if fleet.cache is not None and workload is None else None
+            if workload is None:
+                await play_interviews(
+                    fleet.router,
+                    scenario.workload,
+                    streams,
+                    tally,
+                    scenario.duration,
+                    ledger=ledger,
+                )
+            else:
+                await workload.play(fleet.router, tally, scenario.duration)
             sampler.sample()
             virtual_clock = trio.lowlevel.current_clock()
             assert isinstance(virtual_clock, VirtualClock)

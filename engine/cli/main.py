@@ -473,6 +473,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         interviews=args.interviews,
         seed=args.seed,
         overrides=args.set or [],
+        traces=None if args.traces_file is None else Path(args.traces_file),
     )
     scenario = comparison.scenario
     out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"replay-{scenario.name}")
@@ -494,6 +495,54 @@ def cmd_replay(args: argparse.Namespace) -> int:
     _say(f"\n{overhead_note(comparison)}")
     _say(HONESTY)
     print(f"\nreport: {report}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from reports.compare import HEADERS, lead, side_rows, verdict_lines, write_comparison
+    from reports.summary import format_table
+    from sims.compare import compare
+
+    if len(args.inputs) < 2:
+        raise InvalidSetting(
+            "compare", args.inputs, "TRACES... SCENARIO: trace files, then a scenario"
+        )
+    *traces, ref = args.inputs
+    names = {}
+    for pair in args.account or []:
+        observed, sep, simulated = pair.partition("=")
+        if not (sep and observed and simulated):
+            raise InvalidSetting("--account", pair, "TRACES_NAME=SCENARIO_NAME")
+        names[observed] = simulated
+    comparison = compare(traces, ref, seed=args.seed, overrides=args.set or [], names=names)
+    scenario = comparison.scenario
+    out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"compare-{scenario.name}")
+    files = write_comparison(comparison, out)
+    if args.json:
+        from reports.compare import comparison_json
+        from sims.results import round_floats
+
+        body = {**round_floats(comparison_json(comparison)), "report": str(files.markdown)}
+        print(_json_line(body))
+        return 0
+    _say(
+        f"{comparison.replayed:,} observed requests replayed through {scenario.name} "
+        f"(seed {scenario.seed}); {comparison.cached_left_out:,} cache hits left out\n"
+    )
+    for side in comparison.sides:
+        unit = "requests" if side is comparison.overall else "attempts"
+        print(f"{side.name}:")
+        print(format_table(side_rows(side, unit), HEADERS))
+        print()
+    for line in verdict_lines(comparison):
+        print(line)
+    print(f"\n{lead(comparison)}")
+    if comparison.missing_in_scenario or comparison.missing_in_traces:
+        print(
+            f"accounts only in the traces: {', '.join(comparison.missing_in_scenario) or 'none'}; "
+            f"only in the scenario: {', '.join(comparison.missing_in_traces) or 'none'}"
+        )
+    print(f"\nreport: {files.markdown}\n        {files.html}")
     return 0
 
 
@@ -739,8 +788,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="override workload.interviews, for both runs (default: 20)",
     )
     _add_run_options(replay, "override any scenario key, for both runs (repeatable)")
+    replay.add_argument(
+        "--traces-file",
+        metavar="PATH",
+        help="the live router writes its spans here (OTLP JSON, as callboard serve's "
+        "--traces-file), in real seconds: with --time-scale 1, the scenario's",
+    )
     replay.add_argument("--json", action="store_true", help="print both columns as one JSON line")
     replay.set_defaults(handler=cmd_replay)
+
+    compare = commands.add_parser(
+        "compare",
+        help="replay traces' observed arrivals through a scenario's simulated fleet; "
+        "observed beside simulated",
+    )
+    compare.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="TRACES... SCENARIO",
+        help="OTLP JSON trace files (--traces-file of serve or simulate), then a built-in "
+        "scenario or a scenario file",
+    )
+    _add_run_options(compare, "override any scenario key (repeatable)")
+    compare.add_argument(
+        "--account",
+        action="append",
+        metavar="TRACES_NAME=SCENARIO_NAME",
+        help="an account of the traces is this account of the scenario (repeatable); "
+        "otherwise accounts are matched by name only",
+    )
+    compare.add_argument(
+        "--json", action="store_true", help="print the comparison as one JSON line"
+    )
+    compare.set_defaults(handler=cmd_compare)
 
     experiments = commands.add_parser("experiments", help="list the built-in experiments")
     experiments.set_defaults(handler=cmd_experiments)
