@@ -71,7 +71,9 @@ class AttemptSeen:
     end: float
     #: Seconds it waited for one of the account's concurrency slots.
     slot_wait: float
-    #: Seconds from ``start`` to the first token; NaN when none came.
+    #: Seconds from ``start`` to the first token; NaN when none came, or when the answer
+    #: came whole (not streamed): its first token is then its end live, a draw of the
+    #: model in a simulation, and neither is what the caller saw.
     ttft: float
     #: What the provider processed (its bill): input, and output until it stopped.
     input_tokens: int
@@ -583,7 +585,7 @@ class Provider(Actor):
                     None,
                     usage.limits,
                 )
-                if code == "ok":
+                if code == "ok" and (request.stream or sink is not None):
                     seen.ttft = (service_start - start) + reply.ttft
                     seen.finish_reason = (
                         "stop" if reply.answer is None else reply.answer.finish_reason

@@ -89,7 +89,12 @@ class SpanRecorder:
         attempts = self._waiting.pop(outcome.request_id, None)
         request = outcome.request
         model = request.model if request is not None else "auto"
-        attributes = _request_attributes(outcome, request, self.accounts)
+        # A first token the router saw: the answering attempt's, when it streamed.
+        streamed = any(
+            a.code == "ok" and a.seen is not None and not math.isnan(a.seen.ttft)
+            for a in attempts or ()
+        )
+        attributes = _request_attributes(outcome, request, self.accounts, streamed)
         notes = self._notes.pop(outcome.request_id, None) if self._notes else None
         if notes:
             attributes.update(notes)
@@ -144,9 +149,13 @@ def _started(attempt: AttemptRecord) -> float:
 
 
 def _request_attributes(
-    outcome: RequestRecord, request: ChatRequest | None, accounts: Mapping[str, Upstream]
+    outcome: RequestRecord,
+    request: ChatRequest | None,
+    accounts: Mapping[str, Upstream],
+    streamed: bool,
 ) -> dict[str, Any]:
-    """The request span's attributes: what the caller asked, and how the router answered."""
+    """The request span's attributes: what the caller asked, and how the router answered
+    (``streamed``: its answer's first token came as such, so its time is known)."""
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": OPERATION,
         "gen_ai.request.model": request.model if request is not None else "auto",
@@ -178,7 +187,7 @@ def _request_attributes(
         attributes["callboard.account"] = provider
     attributes["callboard.attempts"] = outcome.attempts
     attributes["callboard.cache_hit"] = outcome.cached
-    if completion is not None:
+    if completion is not None and streamed:
         attributes["callboard.ttft"] = outcome.ttft
     attributes["callboard.slot_wait"] = outcome.slot_wait
     attributes["callboard.limit_wait"] = outcome.limit_wait
@@ -233,7 +242,7 @@ def _attempt_attributes(
     attributes["callboard.account"] = attempt.provider
     attributes["callboard.request.kind"] = kind
     attributes["callboard.outcome"] = attempt.code
-    if not math.isnan(seen.ttft):
+    if not math.isnan(seen.ttft):  # only a streamed answer's first token is seen
         attributes["callboard.ttft"] = seen.ttft
     attributes["callboard.slot_wait"] = seen.slot_wait
     attributes["callboard.breaker.state"] = seen.breaker
