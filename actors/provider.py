@@ -349,6 +349,8 @@ class Provider(Actor):
         now; :data:`UNTIL_FREED`: only a call's end frees it): a lower bound of
         :meth:`wait_before` for every request, by which a router can set the account
         aside until then without asking again. Counts nothing."""
+        # The checks wait_before opens with, written out again rather than shared through
+        # a helper: both run for many accounts per request, where a call more shows.
         if self.disabled_until > now:
             return self.disabled_until - now
         if self.cooling_until > now:

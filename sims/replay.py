@@ -47,6 +47,7 @@ from engine.serve.live_router import client_for, open_router
 from sims.cache_use import CacheLedger
 from sims.interview import InterviewTally, play_interviews
 from sims.mock_provider import MockProfile, MockProvider
+from sims.router_file import CARRIED
 from sims.runner import RunData, provider_totals, router_counts
 from sims.sampler import Series
 from sims.scenario import Scenario, load, structure
@@ -81,17 +82,6 @@ _DURATIONS = {
     "hedging": ("min_delay",),
     "line": ("rate_window",),
 }
-_TABLES = (
-    "routing",
-    "retry",
-    "timeouts",
-    "breaker",
-    "cache",
-    "health",
-    "hedging",
-    "concurrency",
-    "line",
-)
 
 HONESTY = (
     "The live column is real time, scaled: real sockets, HTTP and scheduling on trio's "
@@ -209,7 +199,7 @@ def live_config(
         )
     raw: dict[str, Any] = {"providers": providers, "seed": scenario.seed}
     body = CONVERTER.unstructure(scenario)
-    for table in _TABLES:
+    for table in CARRIED:
         values = dict(body[table])
         for key in _DURATIONS.get(table, ()):
             values[key] = _slower(values[key], scale)
