@@ -43,6 +43,12 @@ def filler_length(chars: int) -> int:
     return max(0, min(chars, len(_FILLER)))
 
 
+def padded(content: str, padding: int) -> str:
+    """A modelled text whole: its distinct ``content`` and ``padding`` characters of filler
+    (:class:`ChatMessage`)."""
+    return content + filler_text(padding) if padding else content
+
+
 def filler_text(chars: int) -> str:
     """Text of about ``chars`` characters, for modelled answers and prompts of a known size."""
     text = _FILLERS.get(chars)
@@ -66,7 +72,7 @@ class ChatMessage:
 
     @property
     def text(self) -> str:
-        return self.content + filler_text(self.padding) if self.padding else self.content
+        return padded(self.content, self.padding)
 
 
 class SizedMessages(tuple[ChatMessage, ...]):
@@ -219,4 +225,4 @@ class Completion:
     @property
     def text(self) -> str:
         """The whole answer's text: ``content`` and its padding."""
-        return self.content + filler_text(self.padding) if self.padding else self.content
+        return padded(self.content, self.padding)

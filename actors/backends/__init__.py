@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from actors.messages import Answer, ChatRequest, filler_text
+from actors.messages import Answer, ChatRequest, padded
 
 if TYPE_CHECKING:
     from actors.backends.ratelimit_headers import RateLimitInfo
@@ -27,7 +27,7 @@ class BackendReply:
     @property
     def text(self) -> str:
         """The whole answer's text: ``content`` and its padding."""
-        return self.content + filler_text(self.padding) if self.padding else self.content
+        return padded(self.content, self.padding)
 
 
 @attrs.define(slots=True)
