@@ -19,7 +19,7 @@ from reports.html import document_html
 from reports.markdown import document_markdown
 from reports.render import write_report
 from reports.summary import count, percent, seconds
-from sims.compare import PERCENTILES, TOLERANCE, Comparison, Figures, Side
+from sims.compare import INTERVAL, PERCENTILES, TOLERANCE, Comparison, Figures, Side
 from sims.results import round_floats
 from sims.summarise import summarise
 
@@ -31,6 +31,7 @@ GROUND_TRUTH = (50, 95)
 
 def _figures_json(figures: Figures) -> dict[str, Any]:
     body: dict[str, Any] = {
+        "runs": figures.runs,
         "calls": figures.calls,
         "answered": figures.answered,
         "success_rate": figures.success_rate,
@@ -41,6 +42,7 @@ def _figures_json(figures: Figures) -> dict[str, Any]:
     for figure, _ in JUDGED:
         for point in PERCENTILES:
             body[f"{figure}_p{point}"] = figures.percentile(figure, point)
+            body[f"{figure}_p{point}_interval"] = list(figures.interval(figure, point))
     return body
 
 
@@ -51,6 +53,7 @@ def _side_json(side: Side) -> dict[str, Any]:
         "simulated": _figures_json(side.simulated),
         "difference": {f"{f}_p{p}": side.difference(f, p) for f, p in keys},
         "within_tolerance": {f"{f}_p{p}": side.within(f, p) for f, p in keys},
+        "inside_observed_interval": {f"{f}_p{p}": side.inside_interval(f, p) for f, p in keys},
     }
 
 
@@ -59,12 +62,15 @@ def comparison_json(comparison: Comparison) -> dict[str, Any]:
     return {
         "scenario": comparison.scenario.name,
         "seed": comparison.scenario.seed,
+        "runs": comparison.runs,
+        "interval": INTERVAL,
         "traces": list(comparison.traces),
         "source": comparison.source,
         "replayed_requests": comparison.replayed,
         "cached_left_out": comparison.cached_left_out,
         "tolerance": TOLERANCE,
         "close": comparison.close,
+        "matched_by_group": dict(comparison.by_group),
         "missing_in_scenario": list(comparison.missing_in_scenario),
         "missing_in_traces": list(comparison.missing_in_traces),
         "overall": _side_json(comparison.overall),
@@ -83,24 +89,36 @@ def signed_percent(share: float) -> str:
 def _verdict(side: Side, figure: str, point: int) -> str:
     if not math.isfinite(side.difference(figure, point)):
         return "n/a"
-    return (
-        f"within {TOLERANCE:.0%}"
-        if side.within(figure, point)
-        else f"off by more than {TOLERANCE:.0%}"
-    )
+    if side.within(figure, point):
+        return f"within {TOLERANCE:.0%}"
+    if side.inside_interval(figure, point):
+        # The observed figure itself is known no better: more traffic would tell.
+        return f"off by more than {TOLERANCE:.0%}, inside the observed's {INTERVAL:.0%} interval"
+    return f"off by more than {TOLERANCE:.0%}"
 
 
-def _counts(observed: int, simulated: int) -> tuple[str, str, str]:
-    difference = (simulated - observed) / observed if observed else float("nan")
-    return count(observed), count(simulated), signed_percent(difference)
+def interval_text(figures: Figures, figure: str, point: int) -> str:
+    """``[1.26, 1.37]``: an observed percentile's interval; ``n/a`` beyond the sample's."""
+    low, high = figures.interval(figure, point)
+    shown = [seconds(v).removesuffix(" s") for v in (low, high)]
+    return f"[{shown[0]}, {shown[1]}]"
+
+
+def _counts(observed: int, simulated: Figures, total: int) -> tuple[str, str, str, str]:
+    """An observed count (no interval) beside the simulated runs' mean of it."""
+    mean = total / simulated.runs
+    difference = (mean - observed) / observed if observed else float("nan")
+    shown = count(mean) if float(mean).is_integer() else f"{mean:,.1f}"
+    return count(observed), "", shown, signed_percent(difference)
 
 
 def side_rows(side: Side, unit: str) -> list[tuple[str, ...]]:
-    """One scope's table: each figure observed, simulated, their distance and verdict."""
+    """One scope's table: each figure observed (with its interval), simulated (a count as
+    the mean of its runs), their distance and verdict."""
     o, s = side.observed, side.simulated
     rows: list[tuple[str, ...]] = [
-        (unit, *_counts(o.calls, s.calls), ""),
-        ("success rate", percent(o.success_rate), percent(s.success_rate),
+        (unit, *_counts(o.calls, s, s.calls), ""),
+        ("success rate", percent(o.success_rate), "", percent(s.success_rate),
          signed_percent(s.success_rate - o.success_rate).replace("%", " pt"), ""),
     ]  # fmt: skip
     for figure, label in JUDGED:
@@ -109,25 +127,27 @@ def side_rows(side: Side, unit: str) -> list[tuple[str, ...]]:
                 (
                     f"{label} p{point}",
                     seconds(o.percentile(figure, point)),
+                    interval_text(o, figure, point),
                     seconds(s.percentile(figure, point)),
                     signed_percent(side.difference(figure, point)),
                     _verdict(side, figure, point),
                 )
             )
     rows += [
-        ("429s", *_counts(o.rate_limited, s.rate_limited), ""),
-        ("retries (same account)", *_counts(o.retries, s.retries), ""),
-        ("failovers (another account)", *_counts(o.failovers, s.failovers), ""),
+        ("429s", *_counts(o.rate_limited, s, s.rate_limited), ""),
+        ("retries (same account)", *_counts(o.retries, s, s.retries), ""),
+        ("failovers (another account)", *_counts(o.failovers, s, s.failovers), ""),
     ]
     return rows
 
 
-HEADERS = ("figure", "observed", "simulated", "difference", "verdict")
+HEADERS = ("figure", "observed", f"observed, {INTERVAL:.0%} interval", "simulated",
+           "difference", "verdict")  # fmt: skip
 
 
 def verdict_lines(comparison: Comparison) -> list[str]:
     """The ground truth's test, one line per figure: latency p50 and p95, overall and per
-    account, each within the tolerance of the observed or not."""
+    account (the observed with its interval), each within the tolerance of it or not."""
     lines = []
     for side in comparison.sides:
         for point in GROUND_TRUTH:
@@ -135,10 +155,19 @@ def verdict_lines(comparison: Comparison) -> list[str]:
                 f"{side.name} latency p{point}: simulated "
                 f"{seconds(side.simulated.percentile('latency', point))}, observed "
                 f"{seconds(side.observed.percentile('latency', point))} "
+                f"{interval_text(side.observed, 'latency', point)} "
                 f"({signed_percent(side.difference('latency', point))}): "
                 f"{_verdict(side, 'latency', point)}"
             )
     return lines
+
+
+def seeds_text(comparison: Comparison) -> str:
+    """``seed 5``, or ``seeds 5 to 9 pooled``: what the simulated side ran on."""
+    first = comparison.scenario.seed
+    if comparison.runs == 1:
+        return f"seed {first}"
+    return f"seeds {first} to {first + comparison.runs - 1} pooled"
 
 
 def lead(comparison: Comparison) -> str:
@@ -159,6 +188,9 @@ def lead(comparison: Comparison) -> str:
 
 def _accounts_text(comparison: Comparison) -> str:
     parts = []
+    if comparison.by_group:
+        pairs = ", ".join(f"`{traced}` as `{ours}`" for traced, ours in comparison.by_group)
+        parts.append(f"Traced accounts matched to the scenario's groups of one account: {pairs}.")
     if comparison.missing_in_scenario:
         parts.append(
             "The traces name accounts the scenario lacks, left out of the per-account "
@@ -178,9 +210,13 @@ def build_document(comparison: Comparison, figures: list[FigureRef]) -> Document
     about = (
         f"{count(comparison.replayed)} observed requests from {traces} "
         f"({comparison.source} spans) replayed at their observed times, sizes and "
-        f"conversations through the simulated fleet of `{scenario.name}` (seed "
-        f"{scenario.seed}). Requests the real router answered from its cache never reached "
-        f"a provider and are left out of both sides ({count(comparison.cached_left_out)}). "
+        f"conversations through the simulated fleet of `{scenario.name}` "
+        f"({seeds_text(comparison)}). Each observed percentile carries the interval that "
+        f"holds its true value with {INTERVAL:.0%} confidence whatever the distribution "
+        "(order statistics); a simulated one outside the tolerance but inside it is a "
+        "distance more traffic may close. Requests the real router answered from its "
+        "cache never reached a provider and are left out of both sides "
+        f"({count(comparison.cached_left_out)}). "
         "Overall figures are over requests; an account's over the attempts sent to it."
     )
     sections = [
@@ -201,7 +237,7 @@ def build_document(comparison: Comparison, figures: list[FigureRef]) -> Document
         )
     )
     return Document(
-        title=f"Traces against {scenario.name} (seed {scenario.seed})",
+        title=f"Traces against {scenario.name} ({seeds_text(comparison)})",
         lead=lead(comparison),
         description="",
         sections=tuple(sections),

@@ -10,6 +10,11 @@ figures are computed by the same code from the same types (the reader's
 account over the attempts sent to it, and each simulated percentile is judged by its
 distance from the observed one.
 
+Both sides are samples. The simulated side is pooled over several seeds (``runs``), so
+its own sampling noise shrinks; the observed side is what it is, so each observed
+percentile carries its distribution-free 95% interval (from the binomial law of the
+order statistics): a distance inside it is one more traffic may close.
+
 Requests the real router answered from its cache never reached the fleet: they are left
 out of both sides (and counted), and the replayed ones bypass the simulated cache.
 """
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import attrs
 import numpy as np
+from scipy import stats
 
 from actors.runtime.errors import InvalidSetting
 from sims.observed import Observed, ObservedAttempt, ObservedRequest, read_traces
@@ -37,6 +43,8 @@ PERCENTILES = (50, 95, 99)
 TOLERANCE = 0.05
 #: The attempt error of a provider's 429 (actors.failures.Failure.RATE_LIMITED).
 RATE_LIMITED = "rate_limited"
+#: Confidence of an observed percentile's interval.
+INTERVAL = 0.95
 
 
 @attrs.frozen
@@ -57,14 +65,34 @@ class Figures:
     retries: int
     #: Attempts sent after another to a different account.
     failovers: int
+    #: Runs pooled into these figures (the counts are their sums).
+    runs: int = 1
 
     @property
     def success_rate(self) -> float:
         return self.answered / self.calls if self.calls else float("nan")
 
+    def _values(self, figure: str) -> np.ndarray:
+        return self.latency if figure == "latency" else self.ttft
+
     def percentile(self, figure: str, point: int) -> float:
-        values = self.latency if figure == "latency" else self.ttft
+        values = self._values(figure)
         return float(np.percentile(values, point)) if len(values) else float("nan")
+
+    def interval(self, figure: str, point: int) -> tuple[float, float]:
+        """Where the true percentile lies with :data:`INTERVAL` confidence, whatever the
+        distribution: the order statistics whose ranks the binomial law of a sample of
+        this size brackets it by (nan where the sample is too small to say)."""
+        values = self._values(figure)
+        n = len(values)
+        if not n:
+            return float("nan"), float("nan")
+        share, tail = point / 100, (1 - INTERVAL) / 2
+        low = int(stats.binom.ppf(tail, n, share)) - 1  # 0-based ranks
+        high = int(stats.binom.ppf(1 - tail, n, share))
+        below = float(values[low]) if low >= 0 else float("nan")
+        above = float(values[high]) if high < n else float("nan")
+        return below, above
 
 
 def _sorted(values: Iterable[float]) -> np.ndarray:
@@ -120,6 +148,20 @@ def account_figures(requests: Sequence[ObservedRequest]) -> dict[str, Figures]:
     return figures
 
 
+def pooled(runs: Sequence[Figures]) -> Figures:
+    """Several runs' figures as one sample: counts summed, values merged."""
+    return Figures(
+        calls=sum(f.calls for f in runs),
+        answered=sum(f.answered for f in runs),
+        latency=np.sort(np.concatenate([f.latency for f in runs])),
+        ttft=np.sort(np.concatenate([f.ttft for f in runs])),
+        rate_limited=sum(f.rate_limited for f in runs),
+        retries=sum(f.retries for f in runs),
+        failovers=sum(f.failovers for f in runs),
+        runs=sum(f.runs for f in runs),
+    )
+
+
 @attrs.frozen
 class Side:
     """Observed and simulated figures of one scope: overall, or one account."""
@@ -138,6 +180,12 @@ class Side:
     def within(self, figure: str, point: int) -> bool:
         return bool(abs(self.difference(figure, point)) <= TOLERANCE)
 
+    def inside_interval(self, figure: str, point: int) -> bool:
+        """Whether the simulated percentile lies in the observed one's interval."""
+        low, high = self.observed.interval(figure, point)
+        simulated = self.simulated.percentile(figure, point)
+        return bool(low <= simulated <= high)
+
 
 @attrs.frozen
 class Comparison:
@@ -155,7 +203,11 @@ class Comparison:
     #: Requests replayed, and observed cache hits left out.
     replayed: int
     cached_left_out: int
-    #: The simulated run itself (its report reuses the simulator's).
+    #: Traced accounts matched to a scenario's group of one account, and its account.
+    by_group: tuple[tuple[str, str], ...]
+    #: Seeds the simulated side pooled (the scenario's seed and the ones after it).
+    runs: int
+    #: The simulated run on the scenario's own seed (its report reuses the simulator's).
     run: RunData = attrs.field(eq=False, repr=False)
     wall_s: float = 0.0
 
@@ -199,24 +251,51 @@ def renamed(request: ObservedRequest, names: Mapping[str, str]) -> ObservedReque
     return attrs.evolve(request, attempts=attempts)
 
 
+def groups_of_one(
+    scenario: Scenario, traced: Iterable[str], told: Mapping[str, str]
+) -> dict[str, str]:
+    """Traced accounts the scenario names as a group of one account: ``acct-1`` is the
+    group ``acct-1``'s only account, ``acct-1-1`` (as ``callboard calibrate`` writes
+    one group per observed account). A name the scenario has, or ``told`` maps, stays."""
+    ours = {spec.name for spec in scenario.account_specs()}
+    single = {
+        group.prefix: specs[0].name
+        for group in scenario.accounts
+        if len(specs := group.specs()) == 1
+    }
+    return {
+        name: single[name]
+        for name in traced
+        if name not in ours and name not in told and name in single
+    }
+
+
 def replay_observed(
     observed: Observed,
     scenario: Scenario,
     paths: Sequence[str],
     names: Mapping[str, str] | None = None,
+    runs: int = 1,
 ) -> Comparison:
-    """Replay ``observed`` through ``scenario``'s simulated fleet; both sides' figures.
+    """Replay ``observed`` through ``scenario``'s simulated fleet, on ``runs`` seeds from
+    the scenario's own; both sides' figures, the simulated pooled over the runs.
 
     ``names`` maps an account of the traces to the scenario's account it is (when the
-    scenario names them otherwise); accounts are never matched by guess.
+    scenario names them otherwise); other accounts are matched by name, or as a group of
+    one (:func:`groups_of_one`), never by guess.
     """
+    if runs < 1:
+        raise InvalidSetting("--runs", runs, "a whole number of simulated runs, 1 or more")
     replayed = [r for r in observed.requests if not r.cached]
+    names = dict(names or {})
+    unknown = sorted(set(names) - set(_accounts(replayed)))
+    if unknown:
+        raise InvalidSetting(
+            "--account", unknown, f"accounts of the traces: {', '.join(_accounts(replayed))}"
+        )
+    by_group = groups_of_one(scenario, _accounts(replayed), names)
+    names |= by_group
     if names:
-        unknown = sorted(set(names) - set(_accounts(replayed)))
-        if unknown:
-            raise InvalidSetting(
-                "--account", unknown, f"accounts of the traces: {', '.join(_accounts(replayed))}"
-            )
         replayed = [renamed(r, names) for r in replayed]
     shown = ", ".join(paths)
     if not replayed:
@@ -247,23 +326,29 @@ def replay_observed(
         duration=replayed[-1].start + scenario.duration,
         workload=attrs.evolve(scenario.workload, interviews=workload.conversations),
     )
-    recorder = ObservingRecorder()
     began = time.perf_counter()
-    run = simulate(scenario, workload=workload, recorders=[recorder])
-    simulated = recorder.requests
+    overall: list[Figures] = []
+    per_account: list[dict[str, Figures]] = []
+    reported: RunData | None = None  # the scenario's own seed's run, for its report
+    for seed in range(scenario.seed, scenario.seed + runs):
+        recorder = ObservingRecorder()
+        run = simulate(attrs.evolve(scenario, seed=seed), workload=workload, recorders=[recorder])
+        reported = reported or run
+        overall.append(request_figures(recorder.requests))
+        per_account.append(account_figures(recorder.requests))
+    assert reported is not None  # runs >= 1
     observed_accounts = account_figures(replayed)
-    simulated_accounts = account_figures(simulated)
     common = [name for name in seen if name in ours]
     return Comparison(
         scenario=scenario,
         traces=tuple(paths),
         source=observed.source,
-        overall=Side("overall", request_figures(replayed), request_figures(simulated)),
+        overall=Side("overall", request_figures(replayed), pooled(overall)),
         accounts=tuple(
             Side(
                 name,
                 observed_accounts[name],
-                simulated_accounts.get(name) or request_figures(()),
+                pooled([each.get(name) or request_figures(()) for each in per_account]),
             )
             for name in common
         ),
@@ -271,7 +356,9 @@ def replay_observed(
         missing_in_traces=tuple(name for name in ours if name not in seen),
         replayed=len(replayed),
         cached_left_out=len(observed.requests) - len(replayed),
-        run=run,
+        by_group=tuple(sorted(by_group.items())),
+        runs=runs,
+        run=reported,
         wall_s=time.perf_counter() - began,
     )
 
@@ -282,9 +369,11 @@ def compare(
     seed: int | None = None,
     overrides: Sequence[str] = (),
     names: Mapping[str, str] | None = None,
+    runs: int = 1,
 ) -> Comparison:
     """Read ``traces``, load scenario ``ref`` (a built-in or a file, with ``overrides`` and
-    ``seed``), and replay the one through the other (``names``: :func:`replay_observed`)."""
+    ``seed``), and replay the one through the other (``names``, ``runs``:
+    :func:`replay_observed`)."""
     scenario, _ = load(ref, list(overrides), seed=seed)
     paths = [str(p) for p in traces]
-    return replay_observed(read_traces(paths), scenario, paths, names)
+    return replay_observed(read_traces(paths), scenario, paths, names, runs)

@@ -148,16 +148,20 @@ class MockProvider:
         faults: Sequence[Fault] = (),
         time_scale: float = 1.0,
         profiles: Sequence[MockProfile] = (),
+        min_piece_gap: float = 0.0,
     ) -> None:
         """``faults`` (in scenario seconds) are replayed ``time_scale`` times faster than
         real time, from when the mock first serves (or ``POST /admin/replay``).
-        ``profiles`` are added to the built-ins (e.g. a scenario account's own model)."""
+        ``profiles`` are added to the built-ins (e.g. a scenario account's own model).
+        A streamed answer's pieces carry four tokens, or enough that two come no closer
+        than ``min_piece_gap`` seconds."""
         if not (isinstance(time_scale, int | float) and 0 < time_scale < math.inf):
             raise InvalidSetting("time_scale", time_scale, "a number > 0")
         self.name = name
         self.profiles = {**mock_profiles(speed), **{p.name: p for p in profiles}}
         self.replay = FaultSchedule(faults)
         self.time_scale = float(time_scale)
+        self.min_piece_gap = min_piece_gap
         self._replay_start: float | None = None
         self._api_key = api_key
         self._streams = RandomStreams(seed)
@@ -311,9 +315,10 @@ class MockProvider:
         try:
             # A client that hangs up stops the work, as a real server would.
             if stream:
-                # The first token's fate and time come from the virtual model (a 1-token
-                # call); the rest is paced at the model's decode speed.
-                one = attrs.evolve(request, max_tokens=1)
+                # The first token's fate and time come from the virtual model (a call of
+                # no decoding, which ends at its time to first token); the rest is paced
+                # at the model's decode speed.
+                one = attrs.evolve(request, max_tokens=0)
                 first = await until_disconnect(
                     http, lambda: self.backend.complete(one, request_id, Usage())
                 )
@@ -346,6 +351,11 @@ class MockProvider:
         self, request: ChatRequest, first: str, wire: _Wire
     ) -> AsyncGenerator[bytes, None]:
         pace = self.profile.latency.tokens_per_s
+        # Tokens a piece carries (of 4 characters each): four, or more when that is less
+        # than the least gap's decoding.
+        per_chunk = 4
+        if wire.special is None:
+            per_chunk = max(per_chunk, math.ceil(pace * self.min_piece_gap))
         if wire.special is not None:
             pieces = _pieces(wire.special)
             wanted = _count(wire.special)
@@ -355,15 +365,20 @@ class MockProvider:
             )
             if request.max_tokens is not None:
                 wanted = min(wanted, request.max_tokens)
-            per_chunk = 4
             text = filler_text(4 * max(0, wanted - 1))
             pieces = [{"content": first}] + [
                 {"content": text[start : start + 4 * per_chunk]}
                 for start in range(0, len(text), 4 * per_chunk)
             ]
+        # Each piece at the moment its tokens are due, the last when the model ends the
+        # answer (ttft + tokens / pace, as the virtual provider times it), on absolute
+        # times: sleeping a gap per piece would add each wake-up's lateness to the next.
+        began = clock.now()
+        last = len(pieces) - 1
         for i, delta in enumerate(pieces):
             if i:
-                await clock.sleep(4 / pace)
+                due = wanted if i == last else min(i * per_chunk, wanted)
+                await clock.sleep_until(began + due / pace)
             for name, data in wire.delta(delta, first=i == 0):
                 yield sse.event(data, name)
         finish = wire.special.finish_reason if wire.special is not None else "stop"

@@ -1,15 +1,15 @@
 """``callboard replay``: a scenario through the live router in real time, beside its simulation.
 
-One trio process starts one mock provider per account of the scenario on a
-loopback port (the account's own latency model and its share of the fault
-schedule, both run ``time_scale`` times faster than the scenario says), then the
-live router (``engine.open_router``) over them with the scenario's routing,
-retry, breaker, cache and health settings, every duration divided by the time
-scale. The scenario's interviews (their arrivals, think times and answers drawn
-from the same named streams as in the simulation) play through the router's
-sessions on the real clock, sped up by the same factor. The requests are
-recorded as in the simulator, latencies multiplied back into scenario seconds,
-and summarised by the same code; then the simulator runs the same scenario,
+A process of their own serves one mock provider per account of the scenario on
+a loopback port (:mod:`sims.mock_fleet`: the account's own latency model and its
+share of the fault schedule, both run ``time_scale`` times faster than the
+scenario says); this one runs the live router (``engine.open_router``) over them
+with the scenario's routing, retry, breaker, cache and health settings, every
+duration divided by the time scale. The scenario's interviews (their arrivals,
+think times and answers drawn from the same named streams as in the simulation)
+play through the router's sessions on the real clock, sped up by the same factor.
+The requests are recorded as in the simulator, latencies multiplied back into
+scenario seconds, and summarised by the same code; then the simulator runs the same scenario,
 overrides and seed, and both sets of figures are set side by side.
 
 The live run is real time, scaled: real sockets, real HTTP and trio's real
@@ -21,7 +21,6 @@ fails over and quarantines the provider), not byte for byte.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import statistics
 import time
@@ -34,25 +33,21 @@ import attrs
 import httpx
 import trio
 
-from actors.backends.virtual import LatencyModel
 from actors.runtime import clock
-from actors.runtime.distributions import DistributionSpec
 from actors.runtime.errors import InvalidSetting
-from actors.runtime.randomness import RandomStream, RandomStreams
+from actors.runtime.randomness import RandomStreams
 from engine.routing.config import CONVERTER
 from engine.routing.recording import RequestRecorder
-from engine.serve.asgi import serve_app
 from engine.serve.live_config import LiveConfig, structure_config
 from engine.serve.live_router import client_for, open_router
 from sims.cache_use import CacheLedger
 from sims.interview import InterviewTally, play_interviews
-from sims.mock_provider import MockProfile, MockProvider
+from sims.mock_fleet import LOOPBACK, mock_fleet
 from sims.router_file import CARRIED
 from sims.runner import RunData, provider_totals, router_counts
 from sims.sampler import Series
 from sims.scenario import Scenario, load, structure
 
-LOOPBACK = "127.0.0.1"
 DEFAULT_TIME_SCALE = 60.0
 DEFAULT_INTERVIEWS = 20
 
@@ -94,66 +89,11 @@ HONESTY = (
 )
 
 
-@attrs.frozen
-class Scaled:
-    """A distribution whose every draw is multiplied by ``factor``."""
-
-    inner: Any
-    factor: float
-
-    def sample(self, stream: RandomStream) -> float:
-        return float(self.inner.sample(stream)) * self.factor
-
-
-def _faster(spec: DistributionSpec, scale: float) -> DistributionSpec:
-    """``spec`` drawn ``scale`` times shorter."""
-    # Scaled samples as every DistributionSpec does; LatencyModel's fields are annotated with
-    # the union of the families a scenario file names, which cattrs structures them from.
-    return Scaled(spec, 1 / scale)  # type: ignore[return-value]
-
-
 def _slower(value: Any, scale: float) -> Any:
     """A duration ``scale`` times shorter (None and inf stay what they are)."""
     if value is None or value == "inf":
         return value
     return float(value) / scale
-
-
-def scaled_latency(latency: LatencyModel, scale: float) -> LatencyModel:
-    """``latency`` run ``scale`` times faster (same output lengths)."""
-    return LatencyModel(
-        ttft=_faster(latency.ttft, scale),
-        tokens_per_s=latency.tokens_per_s * scale,
-        output_tokens=latency.output_tokens,
-        service=None if latency.service is None else _faster(latency.service, scale),
-        error_ttft=_faster(latency.error_ttft, scale),
-    )
-
-
-def mocks_for(scenario: Scenario, scale: float) -> list[MockProvider]:
-    """One mock per account: its own latency and errors, its own faults, ``scale`` x faster."""
-    mocks = []
-    for group in scenario.accounts:
-        latency, errors = group.behaviour()
-        profile = MockProfile(
-            "scenario",
-            f"account group {group.prefix!r} of scenario {scenario.name!r}, {scale:g}x",
-            scaled_latency(latency, scale),
-            attrs.evolve(errors, rate_limited_retry_after=errors.rate_limited_retry_after / scale),
-        )
-        for spec in group.specs():
-            mocks.append(
-                MockProvider(
-                    spec.name,
-                    "scenario",
-                    speed=scale,
-                    seed=scenario.seed,
-                    faults=scenario.faults_for(spec.name),
-                    time_scale=scale,
-                    profiles=[profile],
-                )
-            )
-    return mocks
 
 
 def live_config(
@@ -230,14 +170,10 @@ async def play_live(scenario: Scenario, scale: float, traces: Path | None = None
         raise InvalidSetting("--time-scale", scale, "a number > 0")
     workload = scenario.workload
     streams = RandomStreams(scenario.seed)
-    mocks = mocks_for(scenario, scale)
-    recorder = RequestRecorder([m.name for m in mocks])
+    recorder = RequestRecorder([spec.name for spec in scenario.account_specs()])
     tally = InterviewTally()
-    async with trio.open_nursery() as servers:
-        urls = []
-        for mock in mocks:
-            serve = functools.partial(serve_app, mock, LOOPBACK, 0, graceful_timeout=0.1)
-            urls.append(await servers.start(serve))
+    async with mock_fleet(scenario, scale) as mocks:
+        urls = list(mocks.urls)
         config = live_config(scenario, urls, scale, traces)
         async with contextlib.AsyncExitStack() as stack:
             http = await stack.enter_async_context(client_for(config, env={}))  # no proxies
@@ -247,8 +183,7 @@ async def play_live(scenario: Scenario, scale: float, traces: Path | None = None
             )
             fleet = live.fleet
             started = clock.now()
-            for mock in mocks:  # every mock's fault schedule starts now, together
-                mock.restart_replay(0.0)
+            mocks.start()
             ledger = CacheLedger() if fleet.cache is not None else None
             await play_interviews(
                 live.router,
@@ -284,7 +219,6 @@ async def play_live(scenario: Scenario, scale: float, traces: Path | None = None
                 router=router_counts(fleet),
                 cache=ledger,
             )
-        servers.cancel_scope.cancel()
     return LiveRun(data, tuple(urls), data.wall_s, round_trip)
 
 

@@ -8,7 +8,10 @@ outcome to a named :class:`~actors.errors.AttemptError`, and hands the
 rate-limit headers of every response to ``on_limits`` (every wait capped at
 ``retry.max_retry_after``) so the provider actor can slow down before a 429.
 When the caller passes a sink (:mod:`actors.backends.sink`), the call is made
-with ``stream: true`` and each text delta goes to the sink as it arrives.
+with ``stream: true`` and each text delta goes to the sink as it arrives. A request
+that asks for a stream without a sink is streamed too (into a
+:class:`~actors.backends.sink.DiscardingSink`), so its first token is timed as the
+virtual providers time it.
 
 httpx frames the responses and bounds the time to connect; every body is read
 through the size caps of :mod:`actors.backends.caps`, which httpx does not have.
@@ -46,7 +49,7 @@ from actors.backends.caps import (
 from actors.backends.dialects import Dialect, StreamFault, dialect_for, error_message, is_overload
 from actors.backends.ratelimit_headers import RateLimitInfo, parse_rate_limit_headers
 from actors.backends.reach import REACHED, connect_failed
-from actors.backends.sink import StreamSink
+from actors.backends.sink import DiscardingSink, StreamSink
 from actors.errors import (
     AttemptError,
     AuthFailed,
@@ -206,7 +209,8 @@ class HttpBackend:
         sink: StreamSink | None = None,
         watch: AnswerWatch | None = None,
     ) -> BackendReply:
-        if sink is not None:
+        if sink is not None or request.stream:
+            sink = DiscardingSink() if sink is None else sink
             return await self.stream(request, request_id, sink, usage, watch)
         start = clock.now()
         name = self.endpoint.name

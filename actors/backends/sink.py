@@ -92,3 +92,33 @@ class StreamSink:
     def started(self) -> bool:
         """Whether the current attempt already sent text (a failure now is visible)."""
         return self.attempt_chars > 0
+
+
+class DiscardingSink(StreamSink):
+    """Where a streamed answer goes when nobody reads it as it arrives.
+
+    A request may ask for a stream (``request.stream``) without a sink, as the
+    replayed interviews do: the provider is still called streaming, so the first
+    token is timed as the virtual providers time it, and the text is kept only
+    in the reply at the end. Nothing was shown to anyone, so a failure part-way
+    through may always fail over (it is restartable, without a restart notice).
+    """
+
+    def __init__(self) -> None:
+        self.restartable = True
+        self.attempt_chars = 0
+        self.total_chars = 0
+        self.model = ""
+
+    async def start_attempt(self, provider: str, model: str = "") -> None:
+        self.model = model or self.model
+        self.attempt_chars = 0
+
+    async def text(self, chunk: str) -> None:
+        self.attempt_chars += len(chunk)
+        self.total_chars += len(chunk)
+
+    async def piece(self, text: str, delta: dict[str, Any], logprobs: Any = None) -> None:
+        size = len(text) or 1
+        self.attempt_chars += size
+        self.total_chars += size

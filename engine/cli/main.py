@@ -499,7 +499,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from reports.compare import HEADERS, lead, side_rows, verdict_lines, write_comparison
+    from reports.compare import (
+        HEADERS,
+        lead,
+        seeds_text,
+        side_rows,
+        verdict_lines,
+        write_comparison,
+    )
     from reports.summary import format_table
     from sims.compare import compare
 
@@ -514,7 +521,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if not (sep and observed and simulated):
             raise InvalidSetting("--account", pair, "TRACES_NAME=SCENARIO_NAME")
         names[observed] = simulated
-    comparison = compare(traces, ref, seed=args.seed, overrides=args.set or [], names=names)
+    comparison = compare(
+        traces, ref, seed=args.seed, overrides=args.set or [], names=names, runs=args.runs
+    )
     scenario = comparison.scenario
     out = Path(args.out) if args.out else _new_run_dir(Path("runs"), f"compare-{scenario.name}")
     files = write_comparison(comparison, out)
@@ -527,8 +536,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     _say(
         f"{comparison.replayed:,} observed requests replayed through {scenario.name} "
-        f"(seed {scenario.seed}); {comparison.cached_left_out:,} cache hits left out\n"
+        f"({seeds_text(comparison)}); {comparison.cached_left_out:,} cache hits left out"
     )
+    for traced, ours in comparison.by_group:
+        _say(f"traced {traced} is the scenario's {ours}, its group of one account")
+    print()
     for side in comparison.sides:
         unit = "requests" if side is comparison.overall else "attempts"
         print(f"{side.name}:")
@@ -816,6 +828,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TRACES_NAME=SCENARIO_NAME",
         help="an account of the traces is this account of the scenario (repeatable); "
         "otherwise accounts are matched by name only",
+    )
+    compare.add_argument(
+        "--runs",
+        type=int,
+        default=5,
+        metavar="N",
+        help="simulate on N seeds (the scenario's and those after it) and pool them, so "
+        "the simulated side's own sampling noise shrinks (default 5)",
     )
     compare.add_argument(
         "--json", action="store_true", help="print the comparison as one JSON line"

@@ -73,7 +73,7 @@ class Scripted:
         async def events():
             for event in reply["events"]:
                 yield event.encode()
-                await trio.sleep(0.001)
+                await trio.sleep(reply.get("pause", 0.001))
 
         return StreamingResponse(events(), headers=extra, media_type="text/event-stream")
 
@@ -182,6 +182,35 @@ async def test_openai_streaming_without_usage_estimates_tokens(nursery, client):
     assert reply.content == "abcdefgh" and reply.completion_tokens == 2
     assert app.seen[0]["headers"]["authorization"] == f"Bearer {KEY}"
     assert app.seen[0]["path"] == "/v1/chat/completions"
+
+
+async def test_a_stream_asked_without_a_sink_is_streamed_and_its_first_token_timed(nursery, client):
+    """As the virtual providers time it: a request that asks for a stream (a replayed
+    interview's turn) is timed by its first token, even with nobody reading the text."""
+
+    def chunk(text: str, finish: str | None = None) -> dict:
+        return {"choices": [{"delta": {"content": text}, "finish_reason": finish}]}
+
+    events = sse((None, chunk("abcd")), (None, chunk("efgh", "stop")), (None, "[DONE]"))
+    app = Scripted([{"events": events, "pause": 0.2}])
+    backend = await backend_for(nursery, client, app)
+    started = trio.current_time()
+    reply = await backend.complete(attrs.evolve(REQUEST, stream=True), "r-1", Usage())
+    whole = trio.current_time() - started
+    assert app.seen[0]["body"]["stream"] is True
+    assert reply.content == "abcdefgh" and reply.completion_tokens == 2
+    # Two pauses of 0.2 s come after the first token: it was timed before them.
+    assert 0 < reply.ttft <= whole - 0.4
+
+
+async def test_a_stream_without_a_sink_broken_part_way_may_fail_over(nursery, client):
+    """Nobody saw its first part, so the router may try another account."""
+    chunk = {"choices": [{"delta": {"content": "partial"}, "finish_reason": None}]}
+    broken = sse((None, chunk), (None, {"error": {"message": "overloaded"}}))
+    backend = await backend_for(nursery, client, Scripted([{"events": broken}]))
+    with pytest.raises(UpstreamError) as caught:
+        await backend.complete(attrs.evolve(REQUEST, stream=True), "r-1", Usage())
+    assert type(caught.value) is not StreamBroken and caught.value.retryable
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import httpx
 import pytest
 import trio
 
 from actors.backends.ratelimit_headers import parse_rate_limit_headers
+from actors.messages import ChatMessage, ChatRequest
+from actors.runtime import clock
 from actors.runtime.errors import InvalidSetting
-from sims.mock_provider import go_duration, mock_profiles
+from sims.mock_fleet import MIN_PIECE_GAP_S
+from sims.mock_provider import MockProvider, _Wire, go_duration, mock_profiles
 from tests.live.conftest import start_mock
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -67,3 +73,35 @@ def test_durations_are_written_as_openai_writes_them():
     ]
     with pytest.raises(InvalidSetting, match="speed"):
         mock_profiles(0)
+
+
+@pytest.mark.parametrize("speed", [1.0, 60.0])
+def test_a_streams_pieces_keep_the_models_pace_behind_a_slow_reader(speed: float):
+    """Each piece leaves when its tokens are due, however late the reader came back for
+    it: the answer ends when the model says (its first token, then ``tokens / pace``), as
+    the simulator's virtual provider times it, not a lateness per piece later. Sped up
+    (a replay's time scale), pieces carry more tokens, never closer than the least gap
+    a replay's mocks keep."""
+    tokens = 401
+
+    async def read() -> tuple[list[float], float]:
+        mock = MockProvider("m", "healthy", speed=speed, min_piece_gap=MIN_PIECE_GAP_S)
+        pace = mock.profile.latency.tokens_per_s
+        request = ChatRequest(
+            messages=(ChatMessage("user", "hi"),), expected_output_tokens=tokens, stream=True
+        )
+        began = clock.now()
+        sent: list[float] = []
+        async for _ in mock._events(request, "first", _Wire(False, request, "r-1", "m")):
+            sent.append(clock.now() - began)
+            await clock.sleep(0.5 / pace)  # back half a token's time later: within each gap
+        return sent, pace
+
+    sent, pace = clock.run_virtual(read)
+    per_piece = max(4, math.ceil(pace * MIN_PIECE_GAP_S))
+    pieces = math.ceil((tokens - 1) / per_piece)
+    due = [i * per_piece / pace for i in range(pieces)] + [tokens / pace]
+    assert sent[: pieces + 1] == pytest.approx(due)
+    full = due[:-1]  # (the last piece carries what is left)
+    assert min(b - a for a, b in itertools.pairwise(full)) >= MIN_PIECE_GAP_S - 1e-12
+    assert per_piece > 4 if speed > 1 else per_piece == 4

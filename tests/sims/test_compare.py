@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from actors.runtime.errors import InvalidSetting
 from engine.cli.main import main
-from sims.compare import Comparison, compare, replay_observed
+from reports.compare import side_rows
+from sims.compare import Comparison, Figures, Side, compare, replay_observed
 from sims.observed import Observed, ObservedRequest
 from sims.runner import simulate
 from sims.scenario import load
@@ -87,7 +89,8 @@ def test_on_another_seed_the_overall_percentiles_still_agree(truth: tuple[Path, 
 def test_a_fleet_twice_as_slow_is_flagged(truth: tuple[Path, Path], tmp_path: Path) -> None:
     scenario_file, traces = truth
     out = tmp_path / "slow"
-    code = main(["compare", str(traces), str(scenario_file), "--set", SLOWER, "--out", str(out)])
+    command = [str(traces), str(scenario_file), "--set", SLOWER, "--out", str(out)]
+    code = main(["compare", *command, "--runs", "2"])
     assert code == 0
     body = json.loads((out / "compare.json").read_text())
     assert body["close"] is False
@@ -96,7 +99,7 @@ def test_a_fleet_twice_as_slow_is_flagged(truth: tuple[Path, Path], tmp_path: Pa
             assert side["difference"][f"latency_p{point}"] > 0.5
             assert side["within_tolerance"][f"latency_p{point}"] is False
     markdown = (out / "compare.md").read_text()
-    assert markdown.startswith("# Traces against twin-truth (seed 3)")
+    assert markdown.startswith("# Traces against twin-truth (seeds 3 to 4 pooled)")
     assert "Simulated latency is not within 5% of observed" in markdown
     assert "fast-1 latency p95" in markdown and "off by more than 5%" in markdown
     html = (out / "compare.html").read_text()
@@ -114,8 +117,60 @@ def test_the_same_inputs_write_the_same_json(truth: tuple[Path, Path], tmp_path:
     scenario_file, traces = truth
     outs = [tmp_path / "a", tmp_path / "b"]
     for out in outs:
-        assert main(["compare", str(traces), str(scenario_file), "--out", str(out)]) == 0
+        command = ["compare", str(traces), str(scenario_file), "--out", str(out), "--runs", "2"]
+        assert main(command) == 0
     assert (outs[0] / "compare.json").read_bytes() == (outs[1] / "compare.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_the_simulated_side_pools_its_runs(truth: tuple[Path, Path]) -> None:
+    """Three seeds' runs as one sample: three times the values, counts shown per run."""
+    scenario_file, traces = truth
+    pooled = compare([traces], str(scenario_file), runs=3)
+    assert pooled.runs == 3 and pooled.overall.simulated.runs == 3
+    assert pooled.overall.simulated.calls == 3 * pooled.overall.observed.calls
+    each = [compare([traces], str(scenario_file), seed=seed).overall for seed in (3, 4, 5)]
+    merged = np.sort(np.concatenate([side.simulated.latency for side in each]))
+    assert np.array_equal(pooled.overall.simulated.latency, merged)
+    requests = side_rows(pooled.overall, "requests")[0]
+    assert requests == ("requests", "2,700", "", "2,700", "0.0%", "")
+    with pytest.raises(InvalidSetting, match="--runs"):
+        compare([traces], str(scenario_file), runs=0)
+
+
+def _figures(latency: np.ndarray) -> Figures:
+    values = np.sort(latency)
+    return Figures(len(values), len(values), values, values, 0, 0, 0)
+
+
+def test_an_observed_percentiles_interval_holds_it_as_often_as_it_says() -> None:
+    """Distribution-free: over many samples of a lognormal, the 95% interval of the p95
+    holds the true p95 at least 95% of the time (less 3 standard errors of the count),
+    and is not far wider than it needs (at most 99.5%)."""
+    rng = np.random.default_rng(7)
+    true_p95 = float(np.exp(1.6448536269514722 * 0.5))  # lognormal(0, 0.5)
+    trials = 400
+    held = 0
+    for _ in range(trials):
+        low, high = _figures(rng.lognormal(0.0, 0.5, 300)).interval("latency", 95)
+        held += low <= true_p95 <= high
+    slack = 3 * np.sqrt(0.95 * 0.05 / trials)
+    assert 0.95 - slack <= held / trials <= 0.995
+
+
+def test_a_miss_inside_the_observed_interval_says_more_traffic_would_tell() -> None:
+    few = np.linspace(1.0, 2.0, 20)
+    many = np.linspace(1.0, 2.0, 20_000)
+    close_but_noisy = Side("a", _figures(few), _figures(few * 1.08))
+    assert not close_but_noisy.within("latency", 50)
+    assert close_but_noisy.inside_interval("latency", 50)
+    verdicts = {row[0]: row[-1] for row in side_rows(close_but_noisy, "attempts")}
+    assert verdicts["latency p50"] == "off by more than 5%, inside the observed's 95% interval"
+    known = Side("b", _figures(many), _figures(many * 1.08))
+    verdicts = {row[0]: row[-1] for row in side_rows(known, "attempts")}
+    assert verdicts["latency p50"] == "off by more than 5%"
+    low, high = _figures(few).interval("latency", 99)
+    assert np.isnan(high) and low > 1.0  # 20 values cannot bound a p99 from above
 
 
 @pytest.mark.slow
@@ -159,6 +214,31 @@ def test_accounts_named_otherwise_are_matched_only_when_told(truth: tuple[Path, 
     assert not comparison.missing_in_scenario and not comparison.missing_in_traces
     with pytest.raises(InvalidSetting, match=r"--account.*fast-9"):
         compare([traces], str(scenario_file), names={"fast-9": "fast-1"})
+
+
+@pytest.mark.slow
+def test_a_traced_account_is_matched_to_a_group_of_one_named_after_it(
+    truth: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """As calibrate writes them: one group per observed account, named after it."""
+    _, traces = truth
+    ttft = '{ kind = "lognormal", median = 0.5, p95 = 1.5 }'
+    account = f"latency = {{ ttft = {ttft}, tokens_per_s = 60 }}"
+    fitted = tmp_path / "fitted.toml"
+    fitted.write_text(
+        TRUTH.split("[[accounts]]")[0]
+        + "".join(
+            f'[[accounts]]\nname = "{name}"\nprofile = "openai-paid"\ncount = {count}\n{account}\n'
+            for name, count in (("fast-1", 1), ("fast-2", 2))
+        )
+    )
+    comparison = compare([traces], str(fitted))
+    assert comparison.by_group == (("fast-1", "fast-1-1"),)
+    # A group of two is not one account: fast-2 stays unmatched.
+    assert comparison.missing_in_scenario == ("fast-2",)
+    assert [side.name for side in comparison.accounts] == ["fast-1-1"]
+    told = compare([traces], str(fitted), names={"fast-1": "fast-2-1"})
+    assert told.by_group == () and [s.name for s in told.accounts] == ["fast-2-1"]
 
 
 def test_replay_writes_the_live_routers_spans_where_told(tmp_path: Path) -> None:
