@@ -224,6 +224,7 @@ def capacity_data(
                 "min_seeds": sizing.rule.min_seeds,
                 "max_seeds": sizing.rule.max_seeds,
                 "holdout_seeds": sizing.holdout_seeds,
+                "resolution": sizing.resolution,
                 "days_per_month": DAYS_PER_MONTH,
                 "fixed": {
                     group.prefix: group.count
@@ -493,6 +494,11 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
         "saw: the share that met every objective, with its exact 95% (Clopper-Pearson) "
         "interval, is the 'fresh seeds' column (--confidence, --replications, "
         "--max-replications, --holdout).",
+        f"Resolution: the search stops once the fleet it recommends is at most "
+        f"{summary.percent(meta['resolution'])} of its accounts above a fleet it ruled out "
+        "or that sits below every fleet whose first seed met the objectives; the last rounds "
+        "of an exact bisection would buy a precision that the day-to-day spread of a large "
+        "fleet's results does not have (--resolution).",
         "Naive arithmetic divides the requests of all interviews (less the simulated cache "
         "hits) by each account's hourly allowance, as if the interviews spread evenly over "
         "an hour: the usual back-of-envelope. The simulation sees the bursts, the queueing "

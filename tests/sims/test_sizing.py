@@ -109,7 +109,8 @@ def test_an_unreachable_objective_is_reported_not_guessed(known):
         holdout_seeds=0,
     )
     [level] = sizing.levels
-    assert level.recommended is None and len(level.points) == 1
+    # One round, the top of the range beside the middle: the top missing ends the search.
+    assert level.recommended is None and len(level.points) == 2
 
 
 @pytest.mark.parametrize(
