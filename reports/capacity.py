@@ -439,6 +439,9 @@ def level_sentence(level: dict[str, Any], meta: dict[str, Any]) -> str:
         else ""
     )
     what = "the cheapest mix" if meta.get("mix") else "the smallest fleet"
+    resolution = meta.get("resolution", 0.0)
+    if not meta.get("mix") and math.floor(resolution * level["recommended"]["accounts"]) >= 1:
+        what = f"the smallest fleet, to {summary.percent(resolution)},"  # not exact: say so
     return (
         f"{head}: {fleet} is {what} shown to meet {slos} on at least "
         f"{summary.percent(meta['confidence'])} of days{checked}."
@@ -495,10 +498,9 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
         "interval, is the 'fresh seeds' column (--confidence, --replications, "
         "--max-replications, --holdout).",
         f"Resolution: the search stops once the fleet it recommends is at most "
-        f"{summary.percent(meta['resolution'])} of its accounts above a fleet it ruled out "
-        "or that sits below every fleet whose first seed met the objectives; the last rounds "
-        "of an exact bisection would buy a precision that the day-to-day spread of a large "
-        "fleet's results does not have (--resolution).",
+        f"{summary.percent(meta['resolution'])} of its accounts above the smallest fleet "
+        "that could still be the answer (exact below 1 / resolution accounts); the fleet is "
+        "shown to meet the objectives by the same rule either way (--resolution).",
         "Naive arithmetic divides the requests of all interviews (less the simulated cache "
         "hits) by each account's hourly allowance, as if the interviews spread evenly over "
         "an hour: the usual back-of-envelope. The simulation sees the bursts, the queueing "
