@@ -440,7 +440,8 @@ def level_sentence(level: dict[str, Any], meta: dict[str, Any]) -> str:
     )
     what = "the cheapest mix" if meta.get("mix") else "the smallest fleet"
     resolution = meta.get("resolution", 0.0)
-    if not meta.get("mix") and math.floor(resolution * level["recommended"]["accounts"]) >= 1:
+    accounts = sum(level["recommended"]["counts"].values())
+    if not meta.get("mix") and math.floor(resolution * accounts) >= 1:
         what = f"the smallest fleet, to {summary.percent(resolution)},"  # not exact: say so
     return (
         f"{head}: {fleet} is {what} shown to meet {slos} on at least "
