@@ -224,6 +224,7 @@ def capacity_data(
                 "min_seeds": sizing.rule.min_seeds,
                 "max_seeds": sizing.rule.max_seeds,
                 "holdout_seeds": sizing.holdout_seeds,
+                "resolution": sizing.resolution,
                 "days_per_month": DAYS_PER_MONTH,
                 "fixed": {
                     group.prefix: group.count
@@ -438,6 +439,10 @@ def level_sentence(level: dict[str, Any], meta: dict[str, Any]) -> str:
         else ""
     )
     what = "the cheapest mix" if meta.get("mix") else "the smallest fleet"
+    resolution = meta.get("resolution", 0.0)
+    accounts = sum(level["recommended"]["counts"].values())
+    if not meta.get("mix") and math.floor(resolution * accounts) >= 1:
+        what = f"the smallest fleet, to {summary.percent(resolution)},"  # not exact: say so
     return (
         f"{head}: {fleet} is {what} shown to meet {slos} on at least "
         f"{summary.percent(meta['confidence'])} of days{checked}."
@@ -493,6 +498,10 @@ def capacity_document(data: dict[str, Any], figures: list[FigureRef]) -> Documen
         "saw: the share that met every objective, with its exact 95% (Clopper-Pearson) "
         "interval, is the 'fresh seeds' column (--confidence, --replications, "
         "--max-replications, --holdout).",
+        f"Resolution: the search stops once the fleet it recommends is at most "
+        f"{summary.percent(meta['resolution'])} of its accounts above the smallest fleet "
+        "that could still be the answer (exact below 1 / resolution accounts); the fleet is "
+        "shown to meet the objectives by the same rule either way (--resolution).",
         "Naive arithmetic divides the requests of all interviews (less the simulated cache "
         "hits) by each account's hourly allowance, as if the interviews spread evenly over "
         "an hour: the usual back-of-envelope. The simulation sees the bursts, the queueing "

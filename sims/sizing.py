@@ -1,17 +1,16 @@
 """Capacity planning: the smallest fleet that meets every SLO, per concurrency level.
 
-For each level the search bisects over fleet size (the account groups being
-sized grow together along their ranges), which assumes that more accounts never
-make things worse. One seed that misses an SLO rules a fleet out, so the bisection
-probes fleets on one seed, and only the fleet it would recommend runs more, until
-:class:`sims.confidence.Rule` calls its verdict clear (:class:`_Search`); the answer
-is then checked on fresh seeds. With ``mix``, the groups are independent kinds and
-each level's answer is the cheapest mix of them (:mod:`sims.mix`), judged and checked
-alike. Simulations run in
-separate processes over the machine's cores, or on a Dask cluster
-(:class:`sims.pool.Pool`). Each point depends only on (scenario, level, fleet,
-seed), so the same inputs give the same answer however and wherever the work is
-scheduled.
+For each level the search bisects over fleet size (the account groups being sized grow
+together along their ranges) to a resolution (1% of the fleet by default), which assumes
+that more accounts never make things worse. One seed that misses an SLO rules a fleet
+out, so the bisection probes fleets on one seed, and only the fleet it would recommend
+runs more, until :class:`sims.confidence.Rule` calls its verdict clear
+(:class:`_Search`); the answer is then checked on fresh seeds. With ``mix``, the groups
+are independent kinds and each level's answer is the cheapest mix of them
+(:mod:`sims.mix`), judged and checked alike. Simulations run in separate processes over
+the machine's cores, or on a Dask cluster (:class:`sims.pool.Pool`). Each point depends
+only on (scenario, level, fleet, seed), so the same inputs give the same answer however
+and wherever the work is scheduled.
 """
 
 from __future__ import annotations
@@ -138,6 +137,8 @@ class Sizing:
     levels: tuple[LevelAnswer, ...]
     #: The groups were independent kinds, and each level's answer the cheapest mix.
     mix: bool = False
+    #: How far above the smallest fleet an answer may be, as a share of its accounts.
+    resolution: float = 0.0
 
 
 def _counts_at(step: int, ranges: Sequence[AccountRange], steps: int) -> dict[str, int]:
@@ -220,6 +221,26 @@ PROBES_PER_ROUND = 2
 GUESS_MARGIN = 0.08
 
 
+#: A first level of at least this many interviews is guessed from a pilot (:func:`_pilot_guess`).
+PILOT_FROM = 800
+#: The pilot sizes this share of the level's interviews.
+PILOT_SHARE = 1 / 8
+
+
+def _pilot_guess(sizer: Sizer, interviews: int) -> int | None:
+    """A guess for a first level, from the smallest fleet whose first seed meets the SLOs
+    at an eighth of its interviews, scaled up (a simulation's cost grows with its
+    interviews, so that bisection over the whole range costs about two of the level's own
+    simulations and spares the level most of its rounds). Only the search's cost depends on
+    the guess; the pilot's fleets are no part of the answer or the report."""
+    if interviews < PILOT_FROM:
+        return None
+    pilot = math.ceil(interviews * PILOT_SHARE)
+    guess = _pilot_guess(sizer, pilot)  # a large pilot has a pilot of its own
+    step = _Search(sizer, pilot, guess, resolution=GUESS_MARGIN / 2).first_viable()
+    return None if step is None else math.ceil(step * interviews / pilot)
+
+
 class _Search:
     """The search for one level: the smallest fleet the rule shows to meet the SLOs.
 
@@ -227,23 +248,31 @@ class _Search:
     the search probes each fleet it visits on its first seed only, and treats a probe
     that met the SLOs as passing; only the fleet it would recommend runs more seeds,
     until the rule's verdict is clear. Each round probes :data:`PROBES_PER_ROUND` fleets
-    at once, splitting the open interval into equal parts (a k-ary bisection).
+    at once, splitting the open interval into equal parts (a k-ary bisection), until the
+    interval is within the ``resolution`` (:meth:`Sizer.close_enough`).
 
-    Without a guess it starts from the whole range. With one (the fleet the level below
-    needed, scaled by the ratio of interviews) it probes the guess and a fleet a few
-    percent below it, and gallops upward (gaps doubling) if the guess missed; ``floor``
-    (the level below's answer: more interviews never need fewer accounts) bounds it from
-    below. If the fleet to recommend misses on a later seed, or stays unclear, the search
-    gallops upward from the fleet above it. Points are memoised and shared with the report.
+    Without a guess it probes the top of the range beside its middle. With one (the fleet
+    the level below needed, or a pilot found, scaled by the ratio of interviews) it probes
+    the guess and a fleet a few percent below it, and gallops upward (gaps doubling) if
+    the guess missed; ``floor`` (the level below's answer: more interviews never need
+    fewer accounts) bounds it from below. If the fleet to recommend misses on a later
+    seed, or stays unclear, the search looks above it (:meth:`_settle`). Points are
+    memoised and shared with the report.
     """
 
     def __init__(
-        self, sizer: Sizer, interviews: int, guess: int | None = None, floor: int = 0
+        self,
+        sizer: Sizer,
+        interviews: int,
+        guess: int | None = None,
+        floor: int = 0,
+        resolution: float | None = None,
     ) -> None:
         self.sizer = sizer
         self.interviews = interviews
         self.guess = guess
         self.floor = floor
+        self.resolution = sizer.resolution if resolution is None else resolution
         self.points: dict[int, Point] = {}
 
     def probe(self, steps: Sequence[int]) -> None:
@@ -258,8 +287,10 @@ class _Search:
             self.points.update(zip(fresh, found, strict=True))
 
     def confirm(self, step: int) -> Point:
-        point = self.points[step]
-        if point.verdict == OPEN:
+        """The fleet at ``step`` on its seeds until the rule's verdict is clear (those it
+        ran as a probe kept)."""
+        point = self.points.get(step)
+        if point is None or point.verdict == OPEN:
             point = self.sizer.evaluate(self.interviews, step, earlier=point)
             self.points[step] = point
         return point
@@ -273,8 +304,9 @@ class _Search:
         return (max(missed) + 1 if missed else low), high
 
     def _narrow(self, low: int, high: int) -> int:
-        """The smallest viable step in [low, high] (``high`` viable), k-ary bisection."""
-        while low < high:
+        """The smallest viable step in [low, high] (``high`` viable), k-ary bisection, to
+        the sizer's resolution (:meth:`Sizer.close_enough`)."""
+        while not self.sizer.close_enough(low, high, self.resolution):
             parts = min(PROBES_PER_ROUND, high - low)
             self.probe([low + (high - low) * i // (parts + 1) for i in range(1, parts + 1)])
             low, high = self._bracket(low, high)
@@ -301,12 +333,19 @@ class _Search:
             start = max(batch) + 1
 
     def run(self) -> LevelAnswer:
+        start = self.first_viable()
+        return self._answer(None if start is None else self._settle(start))
+
+    def first_viable(self) -> int | None:
+        """The smallest step whose first seed meets the SLOs (to the resolution), or None
+        if the top of the range misses."""
         top = self.sizer.steps
         if self.guess is None:
-            self.probe([top])
+            # The top of the range (is any fleet enough?) beside the middle: two a round.
+            self.probe([top, (self.floor + top) // 2])
             if not self.points[top].viable:
-                return self._answer(None)
-            bracket: tuple[int, int] | None = (self.floor, top)
+                return None
+            bracket: tuple[int, int] | None = self._bracket(self.floor, top)
         else:
             guess = min(max(self.guess, self.floor), top)
             margin = max(1, math.ceil(GUESS_MARGIN * guess))
@@ -315,12 +354,38 @@ class _Search:
                 bracket = self._bracket(self.floor, guess)
             else:
                 bracket = self._gallop(guess + 1, margin)
-        while bracket is not None:
-            high = self._narrow(*bracket)
-            if self.confirm(high).passed:
-                return self._answer(self.points[high])
-            bracket = self._gallop(high + 1, 1) if high < top else None
-        return self._answer(None)
+        return None if bracket is None else self._narrow(*bracket)
+
+    def _settle(self, start: int) -> Point | None:
+        """The smallest step from ``start`` on (to the sizer's resolution) that the rule
+        shows to meet the SLOs, ``start`` being the smallest fleet whose first seed met them.
+
+        Every larger fleet meets that seed too (more accounts never hurt), so no probe is
+        spent above ``start``: candidates run their seeds in order until the rule's verdict
+        is clear. From a candidate that failed it gallops upward (gaps doubling from the
+        resolution), then bisects back between the last failure and the first pass.
+        """
+        top = self.sizer.steps
+        if self.confirm(start).passed:
+            return self.points[start]
+        gap = max(1, self.sizer.slack(start, self.resolution))
+        low, reach, high = start + 1, 0, None
+        while high is None:
+            step = min(top, start + gap * (2 ** (reach + 1) - 1))
+            reach += 1
+            if self.confirm(step).passed:
+                high = step
+            elif step == top:
+                return None
+            else:
+                low = step + 1
+        while not self.sizer.close_enough(low, high, self.resolution):
+            middle = (low + high) // 2
+            if self.confirm(middle).passed:
+                high = middle
+            else:
+                low = middle + 1
+        return self.points[high]
 
     def _answer(self, recommended: Point | None) -> LevelAnswer:
         ordered = [self.points[k] for k in sorted(self.points)]
@@ -389,6 +454,7 @@ class Sizer:
         on_simulation: Callable[[], None] | None = None,
         on_point: Callable[[Point], None] | None = None,
         mix: bool = False,
+        resolution: float = 0.0,
     ) -> None:
         check_inputs(scenario, slos, ranges, mix)
         self.scenario = scenario
@@ -401,9 +467,30 @@ class Sizer:
         self.parallel = parallel
         self.holdout_seeds = holdout_seeds
         self.steps = max(r.high - r.low for r in ranges)
+        #: How far above the smallest fleet an answer may be, as a share of its accounts.
+        self.resolution = resolution
         self._on_simulation = on_simulation
         self._on_point = on_point
         self._lock = threading.Lock()
+
+    def accounts(self, step: int) -> int:
+        return sum(_counts_at(step, self.ranges, self.steps).values())
+
+    def close_enough(self, low: int, high: int, resolution: float) -> bool:
+        """Whether ``high`` may be answered for the smallest fleet in [low, high]: at most
+        the resolution's share of its accounts above ``low`` (exact below 1 / resolution
+        accounts). A fleet's verdict on seeds varies from day to day more than one
+        account's worth on large fleets, so the last rounds of an exact bisection would
+        buy a precision the answer does not have."""
+        allowed = math.floor(resolution * self.accounts(high))
+        return self.accounts(high) - self.accounts(low) <= allowed
+
+    def slack(self, step: int, resolution: float) -> int:
+        """How many steps below ``step`` are within the resolution of it."""
+        below = 0
+        while below < step and self.close_enough(step - below - 1, step, resolution):
+            below += 1
+        return below
 
     def _submit(self, overrides: list[str], seed: int) -> Future[Run]:
         return self.executor.submit(simulate_point, self.raw, self.source, overrides, seed)
@@ -473,6 +560,9 @@ class Sizer:
 
 #: 95% of fresh seeds, on 3 to 12 seeds per recommended fleet.
 DEFAULT_RULE = Rule()
+#: Answers within 1% of the smallest fleet: exact below 100 accounts.
+DEFAULT_RESOLUTION = 0.01
+MAX_RESOLUTION = 0.1
 
 
 def default_range(scenario: Scenario) -> AccountRange:
@@ -496,6 +586,7 @@ def size(
     on_level: Callable[[LevelAnswer], None] | None = None,
     mix: bool = False,
     router: Mapping[str, Any] | None = None,
+    resolution: float = DEFAULT_RESOLUTION,
 ) -> Sizing:
     """Find, for each number of interviews, the smallest fleet shown to meet every SLO by
     ``rule`` (with ``mix``, the cheapest mix of the ranges' kinds: :mod:`sims.mix`), and
@@ -505,12 +596,18 @@ def size(
     the Dask scheduler at ``cluster`` (``tcp://HOST:PORT``): the same answer either way.
     ``on_simulation``, ``on_point`` and ``on_level`` are told of each simulation, fleet
     and level as it finishes (from several threads), for progress displays. ``router``
-    replaces the scenario's router tables (a live config's: ``--router``).
+    replaces the scenario's router tables (a live config's: ``--router``). ``resolution``
+    lets an answer be up to that share of its accounts above the smallest fleet
+    (:meth:`Sizer.close_enough`).
     """
     if not levels or any(level < 1 for level in levels):
         raise InvalidSetting("interviews", list(levels), "one or more counts >= 1")
     if holdout_seeds < 0:
         raise InvalidSetting("holdout", holdout_seeds, ">= 0 fresh seeds")
+    if not 0 <= resolution <= MAX_RESOLUTION:
+        raise InvalidSetting(
+            "resolution", resolution, f"a share from 0 (exact) to {MAX_RESOLUTION:.0%}"
+        )
     from sims.mix import MixSearch  # here: sims.mix builds on this module
 
     pool = Pool(workers=workers, cluster=cluster)
@@ -531,6 +628,7 @@ def size(
             on_simulation,
             on_point,
             mix,
+            resolution,
         )
 
         def check(answer: LevelAnswer) -> LevelAnswer:
@@ -551,7 +649,7 @@ def size(
                     if mix:  # each level on its own: a mix has no single size to scale
                         search = MixSearch(sizer, level)
                     elif below is None:
-                        search = _Search(sizer, level)
+                        search = _Search(sizer, level, _pilot_guess(sizer, level))
                     else:
                         floor = _step_of(below.counts, sizer.ranges, sizer.steps)
                         guess = math.ceil(floor * level / below.interviews)
@@ -566,9 +664,13 @@ def size(
                 for future in checks
                 if future.done() and not future.cancelled() and future.exception() is None
             )
-            partial = Sizing(scenario, tuple(slos), ranges, rule, holdout_seeds, decided, mix)
+            partial = Sizing(
+                scenario, tuple(slos), ranges, rule, holdout_seeds, decided, mix, resolution
+            )
             raise SizingInterrupted(partial) from None
-    return Sizing(scenario, tuple(slos), ranges, rule, holdout_seeds, tuple(answers), mix)
+    return Sizing(
+        scenario, tuple(slos), ranges, rule, holdout_seeds, tuple(answers), mix, resolution
+    )
 
 
 class SizingInterrupted(KeyboardInterrupt):

@@ -345,6 +345,7 @@ def cmd_size(args: argparse.Namespace) -> int:
             on_level=lambda answer: progress.step(label + level_step(answer, slos)),
             mix=args.mix,
             router=router,
+            resolution=_share("--resolution", args.resolution),
         )
 
     sizing: Sizing | None = None
@@ -742,6 +743,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=10,
         help="fresh seeds each recommendation is checked on after the search (default 10)",
+    )
+    size.add_argument(
+        "--resolution",
+        default="1%",
+        help="how far above the smallest fleet an answer may be, as a share of its accounts "
+        "(default 1%%: exact below 100 accounts; 0: exact)",
     )
     size.add_argument("--workers", type=int, help="simulation processes (default: all cores)")
     _add_cluster_option(size)

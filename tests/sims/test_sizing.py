@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import attrs
 import pytest
@@ -109,7 +110,8 @@ def test_an_unreachable_objective_is_reported_not_guessed(known):
         holdout_seeds=0,
     )
     [level] = sizing.levels
-    assert level.recommended is None and len(level.points) == 1
+    # One round, the top of the range beside the middle: the top missing ends the search.
+    assert level.recommended is None and len(level.points) == 2
 
 
 @pytest.mark.parametrize(
@@ -184,7 +186,7 @@ class _Verdicts:
         return Run(seed, {"success_rate": success, "slo_metrics": {"success": success}}, {})
 
 
-def _search(known, monkeypatch, thresholds, high=16, guess=None, floor=0):
+def _search(known, monkeypatch, thresholds, high=16, guess=None, floor=0, resolution=0.0):
     """The search with seed i meeting the SLO from ``thresholds[i]`` accounts, and a rule
     that recommends a fleet once it met on every one of them (no spread: all pass alike)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -200,6 +202,7 @@ def _search(known, monkeypatch, thresholds, high=16, guess=None, floor=0):
         sizer = Sizer(
             scenario, raw, known, [Slo.parse("success>=100%")],
             [AccountRange.parse(f"acct=1..{high}")], rule, threads, parallel=len(thresholds),
+            resolution=resolution,
         )  # fmt: skip
         return _Search(sizer, 40, guess, floor).run(), verdicts.calls
 
@@ -278,6 +281,93 @@ def test_a_guess_from_the_level_below_changes_the_cost_not_the_answer(
         assert answer.recommended.counts == {"acct": needed}
         assert all(p.accounts > floor for p in answer.points)  # nothing below the floor
     assert len(set(calls)) == len(calls)
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(st.integers(1, 300), min_size=2, max_size=3),
+    st.sampled_from([0.0, 0.01, 0.05]),
+    st.none() | st.integers(0, 299),
+)
+def test_a_resolution_bounds_how_far_above_the_smallest_fleet_the_answer_is(
+    known, monkeypatch, thresholds, resolution, guess
+):
+    # Exact below 1 / resolution accounts; above, at most that share of the answer above
+    # what every seed needs, and never below it (the rule still judged it on every seed).
+    needed = max(thresholds)
+    with monkeypatch.context() as patch:
+        answer, calls = _search(
+            known, patch, thresholds, high=256, guess=guess, resolution=resolution
+        )
+    if needed > 256:
+        assert answer.recommended is None
+    else:
+        chosen = answer.recommended.counts["acct"]
+        assert needed <= chosen <= needed + int(resolution * chosen)
+        assert len(answer.recommended.runs) == len(thresholds)
+    assert len(set(calls)) == len(calls)
+
+
+def test_a_resolution_saves_the_last_rounds_of_the_bisection(known, monkeypatch):
+    exact, exact_calls = _search(known, monkeypatch, [600, 600], high=1000)
+    coarse, coarse_calls = _search(known, monkeypatch, [600, 600], high=1000, resolution=0.01)
+    assert exact.recommended.counts == {"acct": 600}
+    assert 600 <= coarse.recommended.counts["acct"] <= 606
+    assert len(coarse_calls) <= len(exact_calls) - 2
+
+
+def test_a_fleet_failing_later_seeds_is_not_followed_by_probes_it_implies(known, monkeypatch):
+    # Seed 5 passes from 40 accounts, seed 6 from 70: every fleet above 40 meets seed 5
+    # (more accounts never hurt), so once 40 failed on seed 6 the search probes none of
+    # them on seed 5 alone, and gallops up by fleets run on both seeds, then bisects back.
+    answer, calls = _search(known, monkeypatch, [40, 70], high=128)
+    assert answer.recommended.counts == {"acct": 70}
+    after = calls[calls.index((40, 6)) + 1 :]
+    assert all((count, 6) in after for count, seed in after if seed == 5)
+    assert len(after) <= 2 * 9  # a gallop and a bisection over 30 accounts, not 30 fleets
+    assert next(p for p in answer.points if p.accounts == 69).verdict == "missed"
+
+
+def test_a_first_level_is_guessed_from_a_pilot_at_an_eighth_of_it(known, monkeypatch):
+    # Each seed needs one account per 10 interviews: a pilot at 1,000 of 8,000 interviews
+    # (itself guessed from one at 125) lands the guess near 800, and the answer is the
+    # same as the whole range's at fewer simulations of the level itself.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sims.scenario import load
+    from sims.sizing import Run, Sizer, _pilot_guess, _Search
+
+    calls: list[tuple[int, int, int]] = []
+
+    def per_interview(raw, source, overrides, seed):
+        values = dict(o.split("=") for o in overrides)
+        interviews, count = int(values["workload.interviews"]), int(values["accounts.0.count"])
+        calls.append((interviews, count, seed))
+        success = 1.0 if count >= math.ceil(interviews / 10) else 0.5
+        return Run(seed, {"success_rate": success, "slo_metrics": {"success": success}}, {})
+
+    scenario, raw = load(known)
+    monkeypatch.setattr("sims.sizing.simulate_point", per_interview)
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        sizer = Sizer(
+            scenario, raw, known, [Slo.parse("success>=100%")],
+            [AccountRange.parse("acct=1..2000")], Rule(min_seeds=2, max_seeds=2), threads,
+            parallel=2, resolution=0.01,
+        )  # fmt: skip
+        guess = _pilot_guess(sizer, 8000)
+        assert {interviews for interviews, _, _ in calls} == {125, 1000}
+        assert abs(guess - 800) <= 0.08 * 800
+        calls.clear()
+        guessed = _Search(sizer, 8000, guess).run()
+        guessed_calls = len(calls)
+        calls.clear()
+        blind = _Search(sizer, 8000).run()
+    assert 800 <= guessed.recommended.accounts <= 808 and 800 <= blind.recommended.accounts <= 808
+    assert guessed_calls < len(calls)
+    assert _pilot_guess(sizer, 500) is None  # too few interviews to need one
 
 
 def test_a_good_guess_takes_fewer_probes_than_the_whole_range(known, monkeypatch):
