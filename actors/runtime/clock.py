@@ -22,10 +22,9 @@ from trio.lowlevel import (
     current_clock,
     current_task,
     reschedule,
-    wait_task_rescheduled,
 )
 
-from actors.runtime.trio_hooks import pinned_trio_scheduling, tuned_loop
+from actors.runtime.trio_hooks import park, pinned_trio_scheduling, tuned_loop
 
 T = TypeVar("T")
 
@@ -86,7 +85,7 @@ class VirtualClock(trio.abc.Clock):
             self._now = deadline
         return 0.0
 
-    def _arm(self, when: float) -> Callable[[object], Abort]:
+    def _arm(self, when: float) -> _Unarm:
         """Put the calling task to sleep until ``when`` (> now); returns its abort."""
         task = current_task()
         if when == math.inf:
@@ -97,19 +96,32 @@ class VirtualClock(trio.abc.Clock):
                 tasks = self._sleepers[when] = []
                 heapq.heappush(self._times, when)
         tasks.append(task)
-
-        def abort(_: object) -> Abort:
-            tasks.remove(task)
-            return Abort.SUCCEEDED
-
-        return abort
+        return _Unarm(tasks, task)
 
     async def sleep_until(self, when: float) -> None:
         """Park the calling task until virtual time reaches ``when``."""
         if when <= self._now:
             await checkpoint()
             return
-        await wait_task_rescheduled(self._arm(when))
+        await park(self._arm(when))
+
+
+class _Unarm:
+    """A sleeper's abort: takes it off its time's list when it is cancelled.
+
+    An object of two slots rather than a closure: ~48 bytes against ~150, held by each
+    of thousands of sleeping tasks.
+    """
+
+    __slots__ = ("task", "tasks")
+
+    def __init__(self, tasks: list[Task], task: Task) -> None:
+        self.tasks = tasks
+        self.task = task
+
+    def __call__(self, _: object) -> Abort:
+        self.tasks.remove(self.task)
+        return Abort.SUCCEEDED
 
 
 class _Running(threading.local):
@@ -140,7 +152,7 @@ async def sleep(seconds: float) -> None:
     if type(clock) is not VirtualClock:
         await trio.sleep(seconds)
     elif (when := clock._now + seconds) > clock._now:
-        await wait_task_rescheduled(clock._arm(when))
+        await park(clock._arm(when))
     else:
         await checkpoint()
 

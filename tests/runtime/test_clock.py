@@ -157,6 +157,7 @@ def test_instruments_still_work_in_a_virtual_run():
 def test_this_trio_has_every_hook_and_is_the_pinned_release():
     assert trio_hooks.missing_scheduling_hooks() == []
     assert trio_hooks.missing_speed_hooks() == []
+    assert trio_hooks.missing_parking_hooks() == []
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     pins = [d for d in pyproject["project"]["dependencies"] if d.startswith("trio")]
     assert pins == [f"trio{trio_hooks.TESTED_TRIO}"]
