@@ -55,6 +55,9 @@ def _ask_for_question(rank: int) -> ChatMessage:
 
 
 class ScriptedInterview(InterviewSession):
+    # It plays its turns and nobody sends it any: no mailbox served, no nursery.
+    serves_mailbox = False
+
     def __init__(
         self,
         index: int,

@@ -172,6 +172,19 @@ class Mailbox:
                 reply.fail(error)
 
 
+class _Refusing(Mailbox):
+    """The mailbox of an actor that serves none (:attr:`Actor.serves_mailbox`): every
+    message is refused with a named error, never left unread."""
+
+    __slots__ = ()
+
+    def put_nowait(self, message: Any, reply: Reply | None = None) -> None:
+        raise CallboardError(f"actor {self._owner!r} plays a script and takes no messages")
+
+    async def put(self, message: Any, reply: Reply | None = None) -> None:
+        self.put_nowait(message, reply)
+
+
 class Actor:
     """Base class: subclasses implement :meth:`receive` and :meth:`on_start`.
 
@@ -181,11 +194,16 @@ class Actor:
     """
 
     mailbox_capacity = 4096
+    #: Whether it serves a mailbox (beside its script, if it has one). An actor that only
+    #: plays its script (a simulated interview) says no: it then runs without a nursery
+    #: of its own (trio's nursery, cancel scope and their sets, ~1.2 KiB, once per each of
+    #: thousands of interviews), and a message to it is refused with a named error.
+    serves_mailbox = True
 
     def __init__(self, name: str, *, mailbox_capacity: int | None = None) -> None:
         self.name = name
         capacity = self.mailbox_capacity if mailbox_capacity is None else mailbox_capacity
-        self.mailbox = Mailbox(name, capacity)
+        self.mailbox = Mailbox(name, capacity) if self.serves_mailbox else _Refusing(name, capacity)
         self._nursery: trio.Nursery | None = None
 
     # --- to override -------------------------------------------------------
@@ -244,6 +262,16 @@ class Actor:
 
     # --- the loop ----------------------------------------------------------
     async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if not self.serves_mailbox:
+            try:
+                self.on_start()
+                task_status.started()
+                await self.script()
+            finally:
+                # The schedule point a nursery's exit makes, kept: a run interleaves
+                # exactly as it did when every actor had a nursery.
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.on_start()

@@ -188,6 +188,20 @@ def test_without_the_speed_hooks_a_virtual_run_is_only_slower(monkeypatch):
         assert run_virtual(main) == 90.0
 
 
+def test_without_the_parking_hook_sleeps_park_as_trio_parks_them(monkeypatch):
+    monkeypatch.setattr(trio_hooks, "_RESCHEDULED_TRAP", None)
+
+    async def main() -> float:
+        await clock.sleep(90.0)
+        with trio.move_on_after(1.0):
+            await clock.sleep(100.0)  # cancelled: its abort still takes it off the clock
+        await clock.sleep(1.0)
+        return clock.now()
+
+    with pytest.warns(trio_hooks.TrioHookMissing, match="WaitTaskRescheduled.*bytes more"):
+        assert run_virtual(main) == 92.0
+
+
 def test_pinned_runs_in_two_threads_take_turns():
     # A Dask worker runs simulations in several threads of one process; trio's shuffler
     # is process-wide, so a second pinned block must wait until the first has ended.
