@@ -61,6 +61,16 @@ def system_message(prompt: str) -> ChatMessage:
 
 
 class InterviewSession(Actor):
+    __slots__ = (
+        "_sized",
+        "history",
+        "provider",
+        "providers_used",
+        "router",
+        "session_id",
+        "system_prompt",
+    )
+
     def __init__(self, session_id: str, router: Completer, system_prompt: str = "") -> None:
         super().__init__(f"session:{session_id}", mailbox_capacity=64)
         self.session_id = session_id

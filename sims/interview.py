@@ -55,6 +55,17 @@ def _ask_for_question(rank: int) -> ChatMessage:
 
 
 class ScriptedInterview(InterviewSession):
+    __slots__ = (
+        "asked",
+        "index",
+        "question_cdf",
+        "start_at",
+        "stream",
+        "system_message",
+        "tally",
+        "time_scale",
+        "workload",
+    )
     # It plays its turns and nobody sends it any: no mailbox served, no nursery.
     serves_mailbox = False
 
@@ -84,8 +95,9 @@ class ScriptedInterview(InterviewSession):
         self.tally = tally
         self.time_scale = time_scale
         self.index = index
-        #: The bank ranks this interview has asked, sorted (kept only without repeats).
-        self.asked: list[int] = []
+        #: The bank ranks this interview has asked, sorted (kept only without repeats; until
+        #: the first, a shared empty tuple rather than a list per interview).
+        self.asked: list[int] | tuple[()] = ()
 
     def _question(self, priority: int = 0) -> ChatRequest:
         """A standalone request for one question of the bank (popular ones more often)."""
@@ -119,6 +131,8 @@ class ScriptedInterview(InterviewSession):
         rank = min(bisect.bisect_right(cdf, target), last)
         while rank in asked:  # only at the top edge, from rounding
             rank -= 1
+        if isinstance(asked, tuple):
+            asked = self.asked = []
         bisect.insort(asked, rank)
         return rank
 
@@ -176,6 +190,8 @@ class LedgeredInterview(ScriptedInterview):
     directly, one await level fewer on every wake-up of every request.
     """
 
+    __slots__ = ("ledger",)
+
     def __init__(self, *args: Any, ledger: CacheLedger, **kwargs: Any) -> None:
         """A :class:`ScriptedInterview` of the same arguments, noting its requests in ``ledger``."""
         super().__init__(*args, **kwargs)
@@ -230,7 +246,7 @@ async def play_interviews(
                         started + float(start_at) / time_scale,
                         router,
                         workload,
-                        streams.stream(f"interview:{index}"),
+                        streams.unkept(f"interview:{index}"),
                         question_cdf,
                         tally,
                         time_scale=time_scale,

@@ -193,6 +193,10 @@ class Actor:
     restart by the supervisor, so a crash never leaks half-updated state.
     """
 
+    # Slots, not a __dict__, down the line of a simulated interview (Actor, InterviewSession,
+    # ScriptedInterview): ~100 bytes less for each of thousands. Other actors keep a dict.
+    __slots__ = ("_nursery", "mailbox", "name")
+
     mailbox_capacity = 4096
     #: Whether it serves a mailbox (beside its script, if it has one). An actor that only
     #: plays its script (a simulated interview) says no: it then runs without a nursery
@@ -262,16 +266,8 @@ class Actor:
 
     # --- the loop ----------------------------------------------------------
     async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        if not self.serves_mailbox:
-            try:
-                self.on_start()
-                task_status.started()
-                await self.script()
-            finally:
-                # The schedule point a nursery's exit makes, kept: a run interleaves
-                # exactly as it did when every actor had a nursery.
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            return
+        """Serve the mailbox (beside the script, if any) in a nursery of the actor's own; an
+        actor that serves none is played by its supervisor (:meth:`Supervisor._supervise`)."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.on_start()
@@ -380,17 +376,32 @@ class Supervisor:
         if signal.abandoned:
             return  # its starter was cancelled before it ran
         # Restart times within the window: a list, not a deque (56 bytes against ~600 for
-        # an empty deque, one per supervised actor, and most never restart).
-        recent: list[float] = []
+        # an empty deque), made at the first crash (most actors never restart).
+        recent: list[float] | None = None
         try:
             while True:
                 try:
-                    await actor._run(signal)
+                    if actor.serves_mailbox:
+                        await actor._run(signal)
+                        return
+                    # An actor that only plays its script is played here, not in a
+                    # coroutine of its own: ~240 bytes less for each of thousands of
+                    # simulated interviews.
+                    try:
+                        actor.on_start()
+                        signal.started()
+                        await actor.script()
+                    finally:
+                        # The schedule point a nursery's exit makes, kept: a run interleaves
+                        # exactly as it did when every actor had a nursery.
+                        await trio.lowlevel.cancel_shielded_checkpoint()
                     return
                 except Exception as exc:
                     found = leaves(exc)
                     error = found[0] if len(found) == 1 else exc
                     now = clock.now()
+                    if recent is None:
+                        recent = []
                     while recent and recent[0] <= now - self.window:
                         del recent[0]
                     if self.strategy == "escalate" or len(recent) >= self.max_restarts:

@@ -181,3 +181,10 @@ class RandomStreams:
         if stream is None:
             stream = self._streams[name] = RandomStream(self.seed, name)
         return stream
+
+    def unkept(self, name: str) -> RandomStream:
+        """A stream for ``name`` that this factory does not keep, for an entity that asks
+        for it once and may end long before the run (an interview): kept, a finished
+        interview's stream and its blocks (~1 KiB) would live as long as the run. Each
+        call starts the stream afresh: its caller is the one entity of that name."""
+        return RandomStream(self.seed, name)
