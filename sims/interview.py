@@ -136,6 +136,24 @@ class ScriptedInterview(InterviewSession):
         bisect.insort(asked, rank)
         return rank
 
+    async def _play(self, turn: int, kind: str, priority: int) -> None:
+        """Turn ``turn``: a question of the bank, or the candidate's answer.
+
+        A coroutine of its own so that the turn's request and answer end with it: in the
+        script's frame they lived on through the next think time (~400 bytes an interview).
+        """
+        if kind == "question":
+            completion = await self.complete(self._question(priority))
+            self.history.append(ChatMessage("assistant", completion.content, completion.padding))
+            return
+        workload = self.workload
+        chars = int(workload.answer_chars.sample(self.stream))
+        head, padding = candidate_answer(self.index, turn, chars)
+        tokens = int(workload.output_tokens(kind).sample(self.stream))
+        await self.turn(
+            Turn(head, kind, tokens, workload.max_tokens, priority, workload.stream, padding)
+        )
+
     async def script(self) -> None:
         workload = self.workload
         stream = self.stream
@@ -152,27 +170,7 @@ class ScriptedInterview(InterviewSession):
             kind = plan[turn]
             await clock.sleep(workload.think_time.sample(stream) / self.time_scale)
             try:
-                if kind == "question":
-                    request = self._question(priority)
-                    completion = await self.complete(request)
-                    self.history.append(
-                        ChatMessage("assistant", completion.content, completion.padding)
-                    )
-                else:
-                    chars = int(workload.answer_chars.sample(stream))
-                    head, padding = candidate_answer(self.index, turn, chars)
-                    tokens = int(workload.output_tokens(kind).sample(stream))
-                    await self.turn(
-                        Turn(
-                            head,
-                            kind,
-                            tokens,
-                            workload.max_tokens,
-                            priority,
-                            workload.stream,
-                            padding,
-                        )
-                    )
+                await self._play(turn, kind, priority)
             except CallboardError:
                 errors += 1
             priority = 0
