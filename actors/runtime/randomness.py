@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 # Imported by name: ``np.random`` goes through numpy's module __getattr__ on every use.
@@ -33,8 +33,8 @@ def _name_key(name: str) -> tuple[int, ...]:
     return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
 
 
-#: Every stream's blocks before its first draw of a kind: one exhausted iterator, shared.
-_NO_DRAWS: Iterator[float] = iter(())
+#: Every stream's block of a kind before its first draw of it: one empty block, shared.
+_NO_DRAWS: array[float] = array("d")
 
 
 def _next_block(previous: int) -> int:
@@ -54,11 +54,12 @@ _SCRATCH = _Scratch()
 class RandomStream:
     """One entity's random stream, with cheap scalar draws.
 
-    Each kind of draw keeps an iterator over its current block: ``next()`` on an
-    iterator is the cheapest scalar draw Python offers (a few per simulated request).
-    A block is an ``array.array`` of machine doubles, not a list of floats: the float
-    object is made when drawn, so a block held by each of thousands of live interviews
-    keeps 8 bytes a draw instead of 32 (numpy's ``tolist`` made them all up front).
+    Each kind of draw keeps its current block and the index of its next draw. A block is
+    an ``array.array`` of machine doubles, not a list of floats: the float object is made
+    when drawn, so a block held by each of thousands of live interviews keeps 8 bytes a
+    draw instead of 32 (numpy's ``tolist`` made them all up front). An index, not an
+    iterator over the block: ``next()`` is 30-60 ns a draw cheaper, but an iterator
+    costs ~64 bytes per kind, held by each live interview.
 
     Between blocks a stream keeps only its bit generator's state (two integers), not a
     numpy generator: a ``Generator`` with its ``PCG64`` and ``SeedSequence`` costs about
@@ -70,13 +71,13 @@ class RandomStream:
 
     __slots__ = (
         "_exp",
-        "_exp_n",
+        "_exp_at",
         "_gen",
         "_norm",
-        "_norm_n",
+        "_norm_at",
         "_state",
         "_uni",
-        "_uni_n",
+        "_uni_at",
         "name",
         "seed",
     )
@@ -88,12 +89,8 @@ class RandomStream:
         #: The bit generator's (state, inc, has_uint32, uinteger) between blocks; None
         #: before the first draw and once the stream has its own generator.
         self._state: tuple[int, int, int, int] | None = None
-        self._uni = _NO_DRAWS
-        self._uni_n = 0
-        self._exp = _NO_DRAWS
-        self._exp_n = 0
-        self._norm = _NO_DRAWS
-        self._norm_n = 0
+        self._uni = self._exp = self._norm = _NO_DRAWS
+        self._uni_at = self._exp_at = self._norm_at = 0
 
     def _seeded(self) -> Generator:
         sequence = SeedSequence(entropy=self.seed, spawn_key=_name_key(self.name))
@@ -122,13 +119,14 @@ class RandomStream:
                 self._state = None
         return self._gen
 
-    def _block(self, draw: Callable[[Generator, int], np.ndarray], n: int) -> Iterator[float]:
-        """An iterator over ``n`` fresh draws of ``draw`` from this stream."""
+    def _block(self, draw: Callable[[Generator, int], np.ndarray], previous: int) -> array[float]:
+        """The next block of ``draw`` from this stream, after one of ``previous`` draws."""
+        n = _next_block(previous)
         generator = self._gen
         if generator is not None:
-            return iter(array("d", draw(generator, n).tobytes()))
+            return array("d", draw(generator, n).tobytes())
         generator = self._seeded() if self._state is None else self._restored(_SCRATCH.generator)
-        block = iter(array("d", draw(generator, n).tobytes()))
+        block = array("d", draw(generator, n).tobytes())
         state = generator.bit_generator.state
         self._state = (
             state["state"]["state"],
@@ -140,30 +138,30 @@ class RandomStream:
 
     def uniform(self) -> float:
         """A draw from U[0, 1)."""
-        value = next(self._uni, None)
-        if value is None:
-            self._uni_n = _next_block(self._uni_n)
-            self._uni = self._block(Generator.random, self._uni_n)
-            value = next(self._uni)
-        return value
+        block, at = self._uni, self._uni_at
+        if at == len(block):
+            block = self._uni = self._block(Generator.random, at)
+            at = 0
+        self._uni_at = at + 1
+        return block[at]
 
     def standard_exponential(self) -> float:
         """A draw from Exp(1)."""
-        value = next(self._exp, None)
-        if value is None:
-            self._exp_n = _next_block(self._exp_n)
-            self._exp = self._block(Generator.standard_exponential, self._exp_n)
-            value = next(self._exp)
-        return value
+        block, at = self._exp, self._exp_at
+        if at == len(block):
+            block = self._exp = self._block(Generator.standard_exponential, at)
+            at = 0
+        self._exp_at = at + 1
+        return block[at]
 
     def standard_normal(self) -> float:
         """A draw from N(0, 1)."""
-        value = next(self._norm, None)
-        if value is None:
-            self._norm_n = _next_block(self._norm_n)
-            self._norm = self._block(Generator.standard_normal, self._norm_n)
-            value = next(self._norm)
-        return value
+        block, at = self._norm, self._norm_at
+        if at == len(block):
+            block = self._norm = self._block(Generator.standard_normal, at)
+            at = 0
+        self._norm_at = at + 1
+        return block[at]
 
 
 class RandomStreams:
