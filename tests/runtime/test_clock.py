@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -56,6 +57,24 @@ async def test_sleepers_wake_in_time_order_with_ties_in_arrival_order(virtual_cl
             nursery.start_soon(sleeper, index, seconds)
     assert [t for t, _ in woke] == [1.0, 1.0, 2.0, 3.0]
     assert virtual_clock.timed_events == 4
+
+
+async def test_cancelled_sleepers_of_a_shared_time_leave_the_others_to_wake(virtual_clock):
+    woke: list[tuple[float, str]] = []
+
+    async def sleeper(name: str, until: float, cancel_at: float | None = None) -> None:
+        with trio.move_on_after(math.inf if cancel_at is None else cancel_at):
+            await clock.sleep_until(until)
+            woke.append((clock.now(), name))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sleeper, "alone, cancelled", 5.0, 1.0)
+        nursery.start_soon(sleeper, "first of two, cancelled", 3.0, 1.0)
+        nursery.start_soon(sleeper, "second of two", 3.0)
+        await clock.sleep(2.0)
+        nursery.start_soon(sleeper, "after a cancelled one", 5.0)
+    assert woke == [(3.0, "second of two"), (5.0, "after a cancelled one")]
+    assert virtual_clock.timed_events == 3  # the two, and this test's own 2 s sleep
 
 
 async def test_sleep_zero_or_negative_is_a_checkpoint(virtual_clock):
