@@ -36,11 +36,16 @@ _FILLER = (
 # interview's history keeps what it got.
 _SHARED_UP_TO = 4096
 _FILLERS: dict[int, str] = {}
+# Each padding length as one int object, shared: a padding above 256 is an object of its
+# own (32 bytes), and each of a simulation's hundreds of thousands of history messages
+# holds one; there are at most len(_FILLER) lengths.
+_LENGTHS: dict[int, int] = {}
 
 
 def filler_length(chars: int) -> int:
     """How many characters :func:`filler_text` gives for ``chars``: a padding's length."""
-    return max(0, min(chars, len(_FILLER)))
+    length = max(0, min(chars, len(_FILLER)))
+    return _LENGTHS.setdefault(length, length)
 
 
 def padded(content: str, padding: int) -> str:

@@ -8,6 +8,7 @@ provider receives the whole conversation, unchanged.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -52,7 +53,24 @@ class Turn:
     padding: int = 0
 
 
+@functools.lru_cache(maxsize=64)
+def system_message(prompt: str) -> ChatMessage:
+    """The system message of ``prompt``: one object for every session of that prompt (a
+    simulation's thousands of interviews share one)."""
+    return ChatMessage("system", prompt)
+
+
 class InterviewSession(Actor):
+    __slots__ = (
+        "_sized",
+        "history",
+        "provider",
+        "providers_used",
+        "router",
+        "session_id",
+        "system_prompt",
+    )
+
     def __init__(self, session_id: str, router: Completer, system_prompt: str = "") -> None:
         super().__init__(f"session:{session_id}", mailbox_capacity=64)
         self.session_id = session_id
@@ -63,7 +81,7 @@ class InterviewSession(Actor):
     def on_start(self) -> None:
         # A restarted session starts a fresh conversation rather than a half-written one.
         self.history: list[ChatMessage] = (
-            [ChatMessage("system", self.system_prompt)] if self.system_prompt else []
+            [system_message(self.system_prompt)] if self.system_prompt else []
         )
         self.provider: str | None = None  # the provider that last answered this session
         self.providers_used: list[str] = []

@@ -25,7 +25,7 @@ from actors.runtime import clock
 from actors.runtime.actor import Supervisor
 from actors.runtime.errors import CallboardError
 from actors.runtime.randomness import RandomStream, RandomStreams
-from actors.session import InterviewSession, Turn
+from actors.session import InterviewSession, Turn, system_message
 from engine.routing.errors import InvalidRequest
 from engine.routing.router import Router
 from sims.cache_use import ANSWERED, FAILED, HIT, REJECTED, CacheLedger
@@ -55,6 +55,20 @@ def _ask_for_question(rank: int) -> ChatMessage:
 
 
 class ScriptedInterview(InterviewSession):
+    __slots__ = (
+        "asked",
+        "index",
+        "question_cdf",
+        "start_at",
+        "stream",
+        "system_message",
+        "tally",
+        "time_scale",
+        "workload",
+    )
+    # It plays its turns and nobody sends it any: no mailbox served, no nursery.
+    serves_mailbox = False
+
     def __init__(
         self,
         index: int,
@@ -73,7 +87,7 @@ class ScriptedInterview(InterviewSession):
             router,
             system_prompt=filler_text(workload.system_prompt_chars),
         )
-        self.system_message = ChatMessage("system", self.system_prompt)
+        self.system_message = system_message(self.system_prompt)
         self.start_at = start_at
         self.workload = workload
         self.stream = stream
@@ -81,8 +95,9 @@ class ScriptedInterview(InterviewSession):
         self.tally = tally
         self.time_scale = time_scale
         self.index = index
-        #: The bank ranks this interview has asked, sorted (kept only without repeats).
-        self.asked: list[int] = []
+        #: The bank ranks this interview has asked, sorted (kept only without repeats; until
+        #: the first, a shared empty tuple rather than a list per interview).
+        self.asked: list[int] | tuple[()] = ()
 
     def _question(self, priority: int = 0) -> ChatRequest:
         """A standalone request for one question of the bank (popular ones more often)."""
@@ -116,8 +131,28 @@ class ScriptedInterview(InterviewSession):
         rank = min(bisect.bisect_right(cdf, target), last)
         while rank in asked:  # only at the top edge, from rounding
             rank -= 1
+        if isinstance(asked, tuple):
+            asked = self.asked = []
         bisect.insort(asked, rank)
         return rank
+
+    async def _play(self, turn: int, kind: str, priority: int) -> None:
+        """Turn ``turn``: a question of the bank, or the candidate's answer.
+
+        A coroutine of its own so that the turn's request and answer end with it: in the
+        script's frame they lived on through the next think time (~400 bytes an interview).
+        """
+        if kind == "question":
+            completion = await self.complete(self._question(priority))
+            self.history.append(ChatMessage("assistant", completion.content, completion.padding))
+            return
+        workload = self.workload
+        chars = int(workload.answer_chars.sample(self.stream))
+        head, padding = candidate_answer(self.index, turn, chars)
+        tokens = int(workload.output_tokens(kind).sample(self.stream))
+        await self.turn(
+            Turn(head, kind, tokens, workload.max_tokens, priority, workload.stream, padding)
+        )
 
     async def script(self) -> None:
         workload = self.workload
@@ -128,30 +163,14 @@ class ScriptedInterview(InterviewSession):
         began = clock.now()
         errors = 0
         priority = workload.first_turn_priority  # an interview not yet under way
-        for turn, kind in enumerate(workload.turn_plan):
+        plan = workload.turn_plan
+        # By index, not enumerate(): an enumerate and its pair (~110 bytes) per live
+        # interview, for the whole interview.
+        for turn in range(len(plan)):
+            kind = plan[turn]
             await clock.sleep(workload.think_time.sample(stream) / self.time_scale)
             try:
-                if kind == "question":
-                    request = self._question(priority)
-                    completion = await self.complete(request)
-                    self.history.append(
-                        ChatMessage("assistant", completion.content, completion.padding)
-                    )
-                else:
-                    chars = int(workload.answer_chars.sample(stream))
-                    head, padding = candidate_answer(self.index, turn, chars)
-                    tokens = int(workload.output_tokens(kind).sample(stream))
-                    await self.turn(
-                        Turn(
-                            head,
-                            kind,
-                            tokens,
-                            workload.max_tokens,
-                            priority,
-                            workload.stream,
-                            padding,
-                        )
-                    )
+                await self._play(turn, kind, priority)
             except CallboardError:
                 errors += 1
             priority = 0
@@ -168,6 +187,8 @@ class LedgeredInterview(ScriptedInterview):
     branch in ``complete``: without a ledger the session's own ``complete`` is called
     directly, one await level fewer on every wake-up of every request.
     """
+
+    __slots__ = ("ledger",)
 
     def __init__(self, *args: Any, ledger: CacheLedger, **kwargs: Any) -> None:
         """A :class:`ScriptedInterview` of the same arguments, noting its requests in ``ledger``."""
@@ -223,7 +244,7 @@ async def play_interviews(
                         started + float(start_at) / time_scale,
                         router,
                         workload,
-                        streams.stream(f"interview:{index}"),
+                        streams.unkept(f"interview:{index}"),
                         question_cdf,
                         tally,
                         time_scale=time_scale,

@@ -18,6 +18,8 @@ reply to the app's fixed greeting (the greeting is the app's text, not a request
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 import numpy as np
 
@@ -53,8 +55,10 @@ def _check(field: str, ok: bool, value: object, allowed: str) -> None:
     require(f"workload.{field}", ok, value, allowed)
 
 
+@functools.cache
 def default_plan(turns: int) -> tuple[str, ...]:
-    """Small talk, then questions and follow-ups in turn, then the evaluation."""
+    """Small talk, then questions and follow-ups in turn, then the evaluation (one tuple per
+    length, shared by every interview that plays it)."""
     if turns == 1:
         return ("question",)
     middle = tuple("question" if i % 2 == 0 else "follow_up" for i in range(turns - 2))

@@ -10,24 +10,28 @@ Two hooks make a simulation reproducible and fast; neither is public trio API:
   the whole interleaving a function of the seed.
 - **Speed.** A virtual-time run swaps in an I/O manager that polls the kernel less
   often and an instrument registry that answers "any instrument?" at C speed.
+- **Memory.** A virtual sleep parks its task by yielding trio's trap itself
+  (:func:`park`), one generator frame where ``wait_task_rescheduled`` holds two.
 
 The trio versions these were tested on are pinned in ``pyproject.toml``
 (:data:`TESTED_TRIO`). If a trio upgrade moves a name, the run goes on with plain
 trio and a :class:`TrioHookMissing` warning says what is lost: speed for the speed
-hooks, run-to-run reproducibility for the scheduling hook. The test suite fails on
-a missing hook, so an upgrade cannot lose one unnoticed.
+hooks, memory for the parking hook, run-to-run reproducibility for the scheduling hook.
+The test suite fails on a missing hook, so an upgrade cannot lose one unnoticed.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import types
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import trio
+from trio.lowlevel import Abort, wait_task_rescheduled
 
 T = TypeVar("T")
 
@@ -167,6 +171,30 @@ def _instruments_class() -> type | None:
 _INSTRUMENTS = _instruments_class()
 
 
+# --- parking ------------------------------------------------------------------------
+
+#: The trap ``wait_task_rescheduled`` yields to trio's run loop.
+_RESCHEDULED_TRAP: Any = _private("_traps.WaitTaskRescheduled")
+
+
+@types.coroutine
+def park(abort_func: Callable[[Any], Abort]) -> Generator[Any, Any, Any]:
+    """What ``trio.lowlevel.wait_task_rescheduled(abort_func)`` does, in one frame.
+
+    Trio's is a coroutine that awaits another (``_async_yield``); a task asleep holds
+    both, ~400 bytes, and a simulation's thousands of live interviews are mostly asleep.
+    Without the trap's name (a trio upgrade moved it) this is trio's own.
+    """
+    if _RESCHEDULED_TRAP is None:
+        return (yield from wait_task_rescheduled(abort_func).__await__())
+    return (yield _RESCHEDULED_TRAP(abort_func)).unwrap()
+
+
+def missing_parking_hooks() -> list[str]:
+    """The private names :func:`park` needs and this trio lacks."""
+    return [] if _RESCHEDULED_TRAP is not None else ["trio._core._traps.WaitTaskRescheduled"]
+
+
 def missing_speed_hooks() -> list[str]:
     """The private names the speed hooks need and this trio lacks."""
     missing = []
@@ -180,8 +208,11 @@ def missing_speed_hooks() -> list[str]:
 async def tuned_loop(async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Run ``async_fn`` with the I/O manager and instrument registry of a virtual run.
 
-    Without the hooks, ``async_fn`` runs on trio's own (slower), after a warning.
+    Without the hooks, ``async_fn`` runs on trio's own (slower), after a warning; so it
+    does, with its sleeps parked by trio's own, without the parking hook.
     """
+    if missing_parking_hooks():
+        _warn_missing(missing_parking_hooks(), "every sleeping task holds ~400 bytes more")
     missing = missing_speed_hooks()
     runner: Any = getattr(_private("_run.GLOBAL_RUN_CONTEXT"), "runner", None)
     io_manager = getattr(runner, "io_manager", None)

@@ -8,7 +8,8 @@ calibration reads.
 Each column is an ``array.array`` of machine numbers: an append costs what a list
 append does, but keeps 8 bytes instead of a 32-byte float object alive per value
 (tens of MB in a long run, and less for the allocator and the cache to chew on).
-The columns become numpy arrays once, when asked for.
+The columns become numpy arrays when asked for: read-only arrays over the columns' own
+buffers, not copies, which would double a long run's columns at its end.
 
 The router hands each request's end to a :class:`Recorder` as one :class:`RequestRecord`
 and each attempt's as one :class:`AttemptRecord`; :class:`RequestRecorder` keeps them for
@@ -143,7 +144,9 @@ class RequestRecorder:
 
     __slots__ = (
         "_attempt_code_index",
+        "_attempts_lent",
         "_kind_index",
+        "_lent",
         "_outcome_index",
         "_provider_index",
         "attempt_code",
@@ -189,11 +192,17 @@ class RequestRecorder:
         self.attempt_provider = array("i")
         self.attempt_code = array("i")
         self.attempt_cost = array("d")
+        # Whether arrays handed out hold the request (attempt) columns' buffers: a column
+        # cannot grow while they do, so the next record copies the columns first.
+        self._lent = False
+        self._attempts_lent = False
 
     def __len__(self) -> int:
         return len(self.start)
 
     def record(self, outcome: RequestRecord) -> None:
+        if self._lent:
+            self._take_back()
         kind = outcome.kind
         kind_index = self._kind_index.get(kind)
         if kind_index is None:
@@ -217,6 +226,8 @@ class RequestRecorder:
         code = attempt.code
         if code == "rejected":
             return  # refused by the account's own limits before it was sent: not an attempt
+        if self._attempts_lent:
+            self._take_back_attempts()
         index = self._attempt_code_index.get(code)
         if index is None:
             index = self._attempt_code_index[code] = len(self.attempt_codes)
@@ -226,27 +237,67 @@ class RequestRecorder:
         self.attempt_cost.append(attempt.cost)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        # Copies (np.array), not views: a view would pin the columns' buffers, and the
-        # next append would fail with BufferError.
+        """The request columns as read-only numpy arrays over the columns' buffers."""
+        self._lent = True
         return {
-            "start": np.array(self.start, dtype=float),
-            "latency": np.array(self.latency, dtype=float),
-            "ttft": np.array(self.ttft, dtype=float),
-            "slot_wait": np.array(self.slot_wait, dtype=float),
-            "limit_wait": np.array(self.limit_wait, dtype=float),
-            "attempts": np.array(self.attempts, dtype=np.int32),
-            "provider": np.array(self.provider, dtype=np.int32),
-            "outcome": np.array(self.outcome, dtype=np.int32),
-            "cached": np.array(self.cached, dtype=bool),
-            "cost": np.array(self.cost, dtype=float),
-            "wasted": np.array(self.wasted, dtype=float),
-            "kind": np.array(self.kind, dtype=np.int32),
+            "start": _lend(self.start, np.float64),
+            "latency": _lend(self.latency, np.float64),
+            "ttft": _lend(self.ttft, np.float64),
+            "slot_wait": _lend(self.slot_wait, np.float64),
+            "limit_wait": _lend(self.limit_wait, np.float64),
+            "attempts": _lend(self.attempts, np.int32),
+            "provider": _lend(self.provider, np.int32),
+            "outcome": _lend(self.outcome, np.int32),
+            "cached": _lend(self.cached, np.bool_),  # its bytes are 0 and 1
+            "cost": _lend(self.cost, np.float64),
+            "wasted": _lend(self.wasted, np.float64),
+            "kind": _lend(self.kind, np.int32),
         }
 
     def attempt_arrays(self) -> dict[str, np.ndarray]:
-        """One row per attempt sent to a provider: who, how it ended, what it was billed."""
+        """One row per attempt sent to a provider: who, how it ended, what it was billed
+        (read-only arrays over the attempt columns' buffers)."""
+        self._attempts_lent = True
         return {
-            "provider": np.array(self.attempt_provider, dtype=np.int32),
-            "code": np.array(self.attempt_code, dtype=np.int32),
-            "cost": np.array(self.attempt_cost, dtype=float),
+            "provider": _lend(self.attempt_provider, np.int32),
+            "code": _lend(self.attempt_code, np.int32),
+            "cost": _lend(self.attempt_cost, np.float64),
         }
+
+    def _take_back(self) -> None:
+        """Fresh copies of the request columns, to grow: the lent buffers stay as they were
+        for the arrays that hold them."""
+        self._lent = False
+        for name in _REQUEST_COLUMNS:
+            setattr(self, name, array(getattr(self, name).typecode, getattr(self, name)))
+
+    def _take_back_attempts(self) -> None:
+        """Fresh copies of the attempt columns, as :meth:`_take_back` makes."""
+        self._attempts_lent = False
+        for name in _ATTEMPT_COLUMNS:
+            setattr(self, name, array(getattr(self, name).typecode, getattr(self, name)))
+
+
+_REQUEST_COLUMNS = (
+    "start",
+    "latency",
+    "ttft",
+    "slot_wait",
+    "limit_wait",
+    "attempts",
+    "provider",
+    "outcome",
+    "cached",
+    "cost",
+    "wasted",
+    "kind",
+)
+_ATTEMPT_COLUMNS = ("attempt_provider", "attempt_code", "attempt_cost")
+
+
+def _lend(column: array, dtype: type[np.generic]) -> np.ndarray:
+    """``column`` as a read-only numpy array of ``dtype`` over its own buffer (the column
+    cannot grow while the array lives)."""
+    view = np.frombuffer(column, dtype=dtype)
+    view.flags.writeable = False
+    return view

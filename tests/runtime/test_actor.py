@@ -177,6 +177,25 @@ async def test_a_scripted_actor_serves_its_mailbox_and_stops_when_the_script_end
     assert clock.now() == 30.0 and player.steps == 3
 
 
+class Solo(Player):
+    """Plays the same script, and serves no mailbox."""
+
+    serves_mailbox = False
+
+
+async def test_an_actor_that_serves_no_mailbox_plays_its_script_and_refuses_messages(
+    virtual_clock,
+):
+    async with trio.open_nursery() as nursery:
+        solo = await Supervisor(nursery, strategy="escalate").start(Solo("solo"))
+        await clock.sleep(15.0)
+        with pytest.raises(CallboardError, match="'solo' plays a script and takes no messages"):
+            solo.tell("status")
+        with pytest.raises(CallboardError, match="takes no messages"):
+            await solo.ask("status")
+    assert clock.now() == 30.0 and solo.steps == 3
+
+
 class FailsToStart(Counter):
     """Crashes in on_start the first ``failures`` times it is started."""
 

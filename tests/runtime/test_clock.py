@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -56,6 +57,24 @@ async def test_sleepers_wake_in_time_order_with_ties_in_arrival_order(virtual_cl
             nursery.start_soon(sleeper, index, seconds)
     assert [t for t, _ in woke] == [1.0, 1.0, 2.0, 3.0]
     assert virtual_clock.timed_events == 4
+
+
+async def test_cancelled_sleepers_of_a_shared_time_leave_the_others_to_wake(virtual_clock):
+    woke: list[tuple[float, str]] = []
+
+    async def sleeper(name: str, until: float, cancel_at: float | None = None) -> None:
+        with trio.move_on_after(math.inf if cancel_at is None else cancel_at):
+            await clock.sleep_until(until)
+            woke.append((clock.now(), name))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sleeper, "alone, cancelled", 5.0, 1.0)
+        nursery.start_soon(sleeper, "first of two, cancelled", 3.0, 1.0)
+        nursery.start_soon(sleeper, "second of two", 3.0)
+        await clock.sleep(2.0)
+        nursery.start_soon(sleeper, "after a cancelled one", 5.0)
+    assert woke == [(3.0, "second of two"), (5.0, "after a cancelled one")]
+    assert virtual_clock.timed_events == 3  # the two, and this test's own 2 s sleep
 
 
 async def test_sleep_zero_or_negative_is_a_checkpoint(virtual_clock):
@@ -157,6 +176,7 @@ def test_instruments_still_work_in_a_virtual_run():
 def test_this_trio_has_every_hook_and_is_the_pinned_release():
     assert trio_hooks.missing_scheduling_hooks() == []
     assert trio_hooks.missing_speed_hooks() == []
+    assert trio_hooks.missing_parking_hooks() == []
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     pins = [d for d in pyproject["project"]["dependencies"] if d.startswith("trio")]
     assert pins == [f"trio{trio_hooks.TESTED_TRIO}"]
@@ -185,6 +205,20 @@ def test_without_the_speed_hooks_a_virtual_run_is_only_slower(monkeypatch):
 
     with pytest.warns(trio_hooks.TrioHookMissing, match="Instruments.*slower"):
         assert run_virtual(main) == 90.0
+
+
+def test_without_the_parking_hook_sleeps_park_as_trio_parks_them(monkeypatch):
+    monkeypatch.setattr(trio_hooks, "_RESCHEDULED_TRAP", None)
+
+    async def main() -> float:
+        await clock.sleep(90.0)
+        with trio.move_on_after(1.0):
+            await clock.sleep(100.0)  # cancelled: its abort still takes it off the clock
+        await clock.sleep(1.0)
+        return clock.now()
+
+    with pytest.warns(trio_hooks.TrioHookMissing, match="WaitTaskRescheduled.*bytes more"):
+        assert run_virtual(main) == 92.0
 
 
 def test_pinned_runs_in_two_threads_take_turns():
