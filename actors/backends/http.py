@@ -48,7 +48,7 @@ from actors.backends.caps import (
 )
 from actors.backends.dialects import Dialect, StreamFault, dialect_for, error_message, is_overload
 from actors.backends.ratelimit_headers import RateLimitInfo, parse_rate_limit_headers
-from actors.backends.reach import REACHED, connect_failed
+from actors.backends.reach import REACHED
 from actors.backends.sink import DiscardingSink, StreamSink
 from actors.errors import (
     AttemptError,
@@ -119,6 +119,12 @@ class Endpoint:
             if value and _CREDENTIAL_HEADER.search(name)
         ]
         return found
+
+
+def connect_failed(exc: httpx.HTTPError) -> bool:
+    """Whether ``exc`` means no connection was made (httpx's connect errors: refused,
+    DNS, TLS handshake, connect timeout), as opposed to one that broke once made."""
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
 
 
 class UpstreamRejected(AttemptError):

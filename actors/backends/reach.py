@@ -7,23 +7,17 @@ else says either: an attempt cut short while connecting, or a connection that br
 after it was made, leaves the mark as it was.
 
 The backend tells a :class:`ReachFeed` (made before both ends, like the limit feed),
-and the health monitor, which keeps the mark, subscribes to it.
+and the health monitor, which keeps the mark, subscribes to it. (The HTTP backend tells
+a failed connection from a broken one: :func:`actors.backends.http.connect_failed`. It
+lives there, so that the simulator, which builds feeds too, never imports httpx.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
-
 #: What a feed carries: the reason the provider could not be reached, or this (reached).
 REACHED = ""
-
-
-def connect_failed(exc: httpx.HTTPError) -> bool:
-    """Whether ``exc`` means no connection was made (httpx's connect errors: refused,
-    DNS, TLS handshake, connect timeout), as opposed to one that broke once made."""
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
 
 
 class ReachFeed:
