@@ -40,6 +40,13 @@ _HALF_OPEN = State.HALF_OPEN
 #: account unchanged and files it again; one that came late would miss a ready account.
 _EARLY = 1e-12
 
+
+def slack(moment: float) -> float:
+    """How far a moment kept on the board may be off the one its account would say, by
+    rounding: moments closer than this are one moment to whoever reads the board."""
+    return 1e-12 * (1.0 + abs(moment))
+
+
 #: Whether the account at an index may take the request at hand, checked exactly.
 Accept = Callable[[int], bool]
 
@@ -176,6 +183,18 @@ class Board:
         if i is not None and not self._is_dirty[i]:
             self._is_dirty[i] = True
             self._dirty.append(i)
+
+    def frees(self, name: str, now: float, deadline: float) -> bool:
+        """Whether account ``name``, read again at ``now`` (a call of its ended), may take
+        a request now, or rests until a moment from which it could still answer before
+        ``deadline`` (the latest of the waiting requests'): else the call's end frees
+        nothing a waiting request can use (the account rests past every deadline, or is
+        still busy)."""
+        self.changed(name)
+        self.update(now)
+        i = self.index[name]
+        moment = float(self.rest_until[i]) + float(self.typical[i])
+        return bool(self.open[i]) or moment < deadline + slack(deadline)
 
     def update(self, now: float) -> None:
         """Read again every account that changed, or whose moment came, by ``now``."""

@@ -41,7 +41,7 @@ from actors.provider import UNTIL_FREED
 from actors.runtime import clock
 from actors.runtime.errors import CallboardError, InvalidSetting
 from actors.runtime.randomness import RandomStream
-from engine.routing.board import Accept, Board, Mask
+from engine.routing.board import Accept, Board, Mask, slack
 from engine.routing.books import RouterCounters
 from engine.routing.decision_log import DecisionLog, log_value
 from engine.routing.errors import (
@@ -62,12 +62,6 @@ from engine.routing.waiting import LineConfig, WaitingLine, open_line
 
 # An enum member read off its class costs several global reads on CPython 3.11.
 _HALF_OPEN = State.HALF_OPEN
-
-
-def _slack(moment: float) -> float:
-    """How far a moment kept on the board may be off the one its account would say,
-    by rounding: a rest's end closer than this to the soonest found cannot be sooner."""
-    return 1e-12 * (1.0 + abs(moment))
 
 
 #: Fleets of at least this many accounts are chosen from on a board: a pass over a smaller
@@ -159,16 +153,21 @@ class Router:
     def attempt_ended(
         self, request_id: str, provider: str, code: str, cost: float, seen: AttemptSeen | None
     ) -> None:
-        """An attempt ended: book what it cost, and wake the line to what it freed."""
+        """An attempt ended: book what it cost, and wake the line if what it freed may let
+        a waiting request go: with a board, only when the account may take a request now,
+        or could after its rest and still answer before a waiting request's deadline (a
+        call's end on an account that stays busy, or at a limit past every deadline,
+        wakes nobody)."""
         if code != "ok" and cost:
             wasted = self._wasted
             wasted[request_id] = wasted.get(request_id, 0.0) + cost
         recorder = self.recorder
         if recorder is not None:
             recorder.record_attempt(AttemptRecord(provider, code, cost, request_id, seen))
-        if self.board is not None:
-            self.board.changed(provider)
-        self.capacity_freed()
+        line = self.line
+        board = self.board
+        if board is None or board.frees(provider, clock.now(), line.latest_deadline()):
+            line.freed()
 
     def capacity_freed(self) -> None:
         """Something a waiting request may need came free: the line looks."""
@@ -610,9 +609,9 @@ class Router:
             look(i)
         # The resting ones that could answer in time (a rest's end and a typical service
         # before the deadline, give or take the moments' rounding), soonest end first.
-        in_time = board.rest_until + board.typical < pursuit.deadline + _slack(pursuit.deadline)
+        in_time = board.rest_until + board.typical < pursuit.deadline + slack(pursuit.deadline)
         for moment, i in board.by_rest_end(resting & in_time):
-            if moment - now >= soonest - _slack(moment):
+            if moment - now >= soonest - slack(moment):
                 break
             looked.append(i)
             look(i)
@@ -621,7 +620,7 @@ class Router:
             # It will give up: when could any account take it, in time or not.
             resting[looked] = False
             for moment, i in board.by_rest_end(resting):
-                if moment - now >= hint - _slack(moment):
+                if moment - now >= hint - slack(moment):
                     break
                 look(i)
         return Eligible([providers[i] for i in ready], soonest, busy, hint)

@@ -70,6 +70,8 @@ class PriorityLine:
         #: with less than that left before its deadline is shed now, not failed then.
         self.service = 0.0
         self.shed = 0
+        # The latest deadline of a request that waited since the line was last empty.
+        self._latest = -math.inf
 
     def __len__(self) -> int:
         return len(self._waiters) + (self._timer_taken and self._timer_shed is None)
@@ -109,6 +111,9 @@ class PriorityLine:
         elif self._waiters:
             self._wake(0)
 
+    def latest_deadline(self) -> float:
+        return self._latest if len(self) else -math.inf
+
     def left(self, pursuit: Pursuit) -> None:
         """A request gave up (or was answered) without dispatching: if nobody keeps the
         time, let the best waiter look, so the line never stalls."""
@@ -133,6 +138,7 @@ class PriorityLine:
         began = now = clock.now()
         try:
             request_id, deadline, errors = pursuit.request_id, pursuit.deadline, pursuit.errors
+            self._latest = deadline if not len(self) else max(self._latest, deadline)
             key = (pursuit.request.priority, pursuit.seq)
             rate = self.rate(now)
             # Estimates count from the timer, or from now when a call's end frees capacity

@@ -114,6 +114,11 @@ class WaitingLine(Protocol):
         """A call ended and freed what a waiting request may need: the line looks now."""
         ...
 
+    def latest_deadline(self) -> float:
+        """The latest deadline of the requests waiting in line (-inf when none waits): a
+        call's end on an account that could not answer before it need not wake the line."""
+        ...
+
     def answered(self, seconds: float) -> None:
         """A request was answered ``seconds`` after it was dispatched."""
         ...
@@ -154,6 +159,8 @@ class FirstComeFirstServed:
         self._providers = providers  # for the drain estimate of a refusal's Retry-After
         self._tiers = tiers
         self._lines: dict[tuple[str, bool, bool], ClassLine] = {}
+        # The latest deadline of a request that waited since the line was last empty.
+        self._latest = -math.inf
 
     def __len__(self) -> int:
         return sum(len(line) for line in self._lines.values())
@@ -181,6 +188,7 @@ class FirstComeFirstServed:
         """The head sleeps until the soonest timer or until a call ends; the others park
         in arrival order and are let go one at a time (:meth:`ClassLine.pass_on`)."""
         began = clock.now()
+        self._latest = pursuit.deadline if not len(self) else max(self._latest, pursuit.deadline)
         line = pursuit.place
         if line is None:
             line = self._line_of(pursuit)
@@ -232,6 +240,9 @@ class FirstComeFirstServed:
         for line in self._lines.values():
             if line.head_taken:
                 line.head.unpark()
+
+    def latest_deadline(self) -> float:
+        return self._latest if len(self) else -math.inf
 
     def answered(self, seconds: float) -> None:
         """First come first served needs no service time: it sheds nothing."""

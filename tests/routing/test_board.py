@@ -234,3 +234,42 @@ async def test_a_latency_measured_longer_ago_than_the_ttl_is_unknown(virtual_clo
         await clock.sleep(10.1)
         board.update(clock.now())
         assert board.unknown[0] and math.isnan(board.latency[0])
+
+
+async def test_a_calls_end_wakes_the_line_only_when_the_account_can_serve_a_waiting_request(
+    virtual_clock,
+):
+    """A call's end on an account whose window is spent past every waiting request's
+    deadline wakes nobody; one that frees a slot wakes the line, and the request goes."""
+    window, _ = virtual_account(
+        "window", seconds=0.1, limits=(LimitSpec("rpm", "requests", 1, 60.0, mode="window"),)
+    )
+    slot, _ = virtual_account("slot", seconds=5.0, max_concurrency=1, queue_limit=0)
+    config = RouterConfig(
+        routing=PolicyConfig(policy="priority"),
+        retry=RetryConfig(deadline=10.0),
+        cache=CacheConfig(enabled=False),
+    )
+    async with open_fleet([window, slot], config) as fleet:
+        router = fleet.router
+        woken = []
+        freed = router.line.freed
+
+        def counted() -> None:
+            woken.append((clock.now(), len(router.line)))
+            freed()
+
+        router.line.freed = counted  # type: ignore[method-assign]
+        answers = []
+
+        async def ask_at(i: int, at: float) -> None:
+            await clock.sleep(at)
+            answers.append((await router.complete(ask(i))).provider)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask_at, 1, 0.0)  # the window's one request
+            nursery.start_soon(ask_at, 2, 0.01)  # the slot
+            nursery.start_soon(ask_at, 3, 0.02)  # waits for the slot
+    assert answers == ["window", "slot", "slot"]
+    # The slot's end, not the window's (the ends after it find nobody waiting).
+    assert [at for at, waiting in woken if waiting] == [5.01]
