@@ -15,6 +15,11 @@ filters read (model, tier, context window, typical service time). A policy
 (:mod:`engine.routing.policies`) ranks the open accounts with a few numpy operations
 over these arrays (about a microsecond each up to thousands of accounts, where a Python
 pass costs microseconds per account) and checks exactly only the accounts it picks.
+
+The board also keeps when each resting account's rest ends, so a request that no account
+can take now learns when one could from the few whose end could be the soonest
+(:meth:`by_rest_end`), and a call's end wakes the waiting line only when its account
+could serve a waiting request (:meth:`frees`).
 """
 
 from __future__ import annotations
@@ -104,7 +109,7 @@ class Board:
         self.light = np.array([s.tier == "light" for s in specs])
         #: When each resting account could take the smallest request (inf for the
         #: others): no request's wait there is shorter, so a request that must wait asks
-        #: only the accounts whose moment could be its soonest (:meth:`soonest_first`).
+        #: only the accounts whose moment could be its soonest (:meth:`by_rest_end`).
         self.rest_until = np.full(n, _INF)
         #: Accounts held until a call of theirs ends.
         self.held = np.zeros(n, dtype=bool)

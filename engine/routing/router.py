@@ -63,7 +63,6 @@ from engine.routing.waiting import LineConfig, WaitingLine, open_line
 # An enum member read off its class costs several global reads on CPython 3.11.
 _HALF_OPEN = State.HALF_OPEN
 
-
 #: Fleets of at least this many accounts are chosen from on a board: a pass over a smaller
 #: fleet costs less than keeping the board and ranking on it (about 1 µs an account
 #: against about 25 µs a request; the live core broke even at 16-32 accounts, 2026-12).

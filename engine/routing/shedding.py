@@ -18,8 +18,9 @@ bounded memory and never a hung client.
 
 Only one waiter (the timer) sleeps until the soonest moment a provider could take
 a request; the others park until woken, so a long line costs no rescans. The router
-tells the line when a call ends (:meth:`PriorityLine.freed`), so a freed slot is seen
-then, whichever of the two tasks trio runs first when that moment is also the timer's.
+tells the line when a call's end frees what a waiting request could use
+(:meth:`PriorityLine.freed`), so a freed slot is seen then, whichever of the two tasks
+trio runs first when that moment is also the timer's.
 """
 
 from __future__ import annotations

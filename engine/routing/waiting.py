@@ -16,8 +16,9 @@ shedding), so a fleet is sized under the discipline it will be deployed with.
 Both are bounded (``max_waiting``: a newcomer past it is refused with
 :class:`~engine.routing.errors.LineFull` and a Retry-After) and both are woken by
 events, never by polling: one waiter keeps the time (sleeps until the soonest moment a
-timer frees a provider), the others park, and the router tells the line when a call
-ends (:meth:`WaitingLine.freed`).
+timer frees a provider), the others park, and the router tells the line when a call's
+end frees an account a waiting request could use (:meth:`WaitingLine.freed`; with a board,
+an account that stays busy or rests past every deadline in line wakes nobody).
 """
 
 from __future__ import annotations
