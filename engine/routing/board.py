@@ -15,13 +15,18 @@ filters read (model, tier, context window, typical service time). A policy
 (:mod:`engine.routing.policies`) ranks the open accounts with a few numpy operations
 over these arrays (about a microsecond each up to thousands of accounts, where a Python
 pass costs microseconds per account) and checks exactly only the accounts it picks.
+
+The board also keeps when each resting account's rest ends, so a request that no account
+can take now learns when one could from the few whose end could be the soonest
+(:meth:`by_rest_end`), and a call's end wakes the waiting line only when its account
+could serve a waiting request (:meth:`frees`).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,6 +44,13 @@ _HALF_OPEN = State.HALF_OPEN
 #: Moments are kept this much early (relative): a look that comes early finds the
 #: account unchanged and files it again; one that came late would miss a ready account.
 _EARLY = 1e-12
+
+
+def slack(moment: float) -> float:
+    """How far a moment kept on the board may be off the one its account would say, by
+    rounding: moments closer than this are one moment to whoever reads the board."""
+    return 1e-12 * (1.0 + abs(moment))
+
 
 #: Whether the account at an index may take the request at hand, checked exactly.
 Accept = Callable[[int], bool]
@@ -85,6 +97,8 @@ class Board:
         self.window_share = np.ones(n)
         #: Typical service time (what an attempt needs left before the deadline), and at
         #: least the longest of them (a request with more time left needs no check).
+        #: Kept for every account, open or not: the deadline also bounds which resting
+        #: account a waiting request counts on.
         self.typical = np.zeros(n)
         self.slowest = 0.0
         self.priority = np.array([float(s.priority) for s in specs])
@@ -93,6 +107,15 @@ class Board:
         self.models = np.array([s.model for s in specs], dtype=object)
         self.strong = np.array([s.tier == "strong" for s in specs])
         self.light = np.array([s.tier == "light" for s in specs])
+        #: When each resting account could take the smallest request (inf for the
+        #: others): no request's wait there is shorter, so a request that must wait asks
+        #: only the accounts whose moment could be its soonest (:meth:`by_rest_end`).
+        self.rest_until = np.full(n, _INF)
+        #: Accounts held until a call of theirs ends.
+        self.held = np.zeros(n, dtype=bool)
+        #: Accounts with a limit of tokens or characters: their wait depends on the
+        #: request's size, so a held one may instead rest for a particular request.
+        self.sized = np.zeros(n, dtype=bool)
         self._capable: dict[frozenset[str], Mask] = {}
         self._of_model: dict[str, Mask] = {}
         # The token buckets, one column per bucket of an account (padded with a full
@@ -129,6 +152,18 @@ class Board:
             )
         return mask
 
+    def by_rest_end(self, mask: Mask) -> Iterator[tuple[float, int]]:
+        """The resting accounts of ``mask``, soonest rest end first, as (moment, index);
+        a caller stops at the first moment past what it looks for, so it reads a few."""
+        moments = np.where(mask, self.rest_until, _INF)
+        while True:
+            i = int(moments.argmin())
+            moment = float(moments[i])
+            if moment == _INF:
+                return
+            moments[i] = _INF
+            yield moment, i
+
     def quota(self, now: float) -> np.ndarray:
         """Every account's quota share left at ``now`` (``Provider.quota_left``): the
         least of its windows' shares and its buckets' levels over their capacities."""
@@ -153,6 +188,18 @@ class Board:
         if i is not None and not self._is_dirty[i]:
             self._is_dirty[i] = True
             self._dirty.append(i)
+
+    def frees(self, name: str, now: float, deadline: float) -> bool:
+        """Whether account ``name``, read again at ``now`` (a call of its ended), may take
+        a request now, or rests until a moment from which it could still answer before
+        ``deadline`` (the latest of the waiting requests'): else the call's end frees
+        nothing a waiting request can use (the account rests past every deadline, or is
+        still busy)."""
+        self.changed(name)
+        self.update(now)
+        i = self.index[name]
+        moment = float(self.rest_until[i]) + float(self.typical[i])
+        return bool(self.open[i]) or moment < deadline + slack(deadline)
 
     def update(self, now: float) -> None:
         """Read again every account that changed, or whose moment came, by ``now``."""
@@ -186,13 +233,21 @@ class Board:
             self.half_open.add(i)
         else:
             self.half_open.discard(i)
+        typical = self.typical[i] = provider.typical_service
+        if typical > self.slowest:
+            self.slowest = typical
+        self.sized[i] = any(unit for _, unit in provider.admission.checks)
         wait = provider.ready_in(now)
         if wait != 0:
             self.open[i] = False
+            self.held[i] = wait < 0
+            self.rest_until[i] = now + wait if wait > 0 else _INF
             if 0 < wait < _INF:
                 self._at(i, now + wait, now)
             return
         self.open[i] = True
+        self.held[i] = False
+        self.rest_until[i] = _INF
         stats = self.health.providers[provider.spec.name]
         latency = stats.latency_at(now, self.ttl)
         unknown = latency != latency
@@ -209,9 +264,6 @@ class Board:
         self.latency[i] = latency
         self.health_score[i] = 1.0 - stats.error_ewma
         self.load1[i] = 1.0 + provider.load()
-        typical = self.typical[i] = provider.typical_service
-        if typical > self.slowest:
-            self.slowest = typical
         if not self.limited:
             return
         share = 1.0

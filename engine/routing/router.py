@@ -37,10 +37,11 @@ from actors.breaker import State
 from actors.cache import Cache, request_key
 from actors.errors import AttemptError, DeadlineReached, ProviderOverloaded, RateLimited
 from actors.messages import ChatRequest, Completion
+from actors.provider import UNTIL_FREED
 from actors.runtime import clock
 from actors.runtime.errors import CallboardError, InvalidSetting
 from actors.runtime.randomness import RandomStream
-from engine.routing.board import Accept, Board, Mask
+from engine.routing.board import Accept, Board, Mask, slack
 from engine.routing.books import RouterCounters
 from engine.routing.decision_log import DecisionLog, log_value
 from engine.routing.errors import (
@@ -151,16 +152,21 @@ class Router:
     def attempt_ended(
         self, request_id: str, provider: str, code: str, cost: float, seen: AttemptSeen | None
     ) -> None:
-        """An attempt ended: book what it cost, and wake the line to what it freed."""
+        """An attempt ended: book what it cost, and wake the line if what it freed may let
+        a waiting request go: with a board, only when the account may take a request now,
+        or could after its rest and still answer before a waiting request's deadline (a
+        call's end on an account that stays busy, or at a limit past every deadline,
+        wakes nobody)."""
         if code != "ok" and cost:
             wasted = self._wasted
             wasted[request_id] = wasted.get(request_id, 0.0) + cost
         recorder = self.recorder
         if recorder is not None:
             recorder.record_attempt(AttemptRecord(provider, code, cost, request_id, seen))
-        if self.board is not None:
-            self.board.changed(provider)
-        self.capacity_freed()
+        line = self.line
+        board = self.board
+        if board is None or board.frees(provider, clock.now(), line.latest_deadline()):
+            line.freed()
 
     def capacity_freed(self) -> None:
         """Something a waiting request may need came free: the line looks."""
@@ -224,8 +230,12 @@ class Router:
                 # half-open trial due, a fallback to a wider set), one pass over the fleet.
                 picked = self._pick(pursuit, now) if self.board is not None else None
                 if picked is None:
-                    found = eligible(
-                        self.providers, request, now, pursuit.avoid, self.tiers, deadline - now
+                    found = (
+                        eligible(
+                            self.providers, request, now, pursuit.avoid, self.tiers, deadline - now
+                        )
+                        if self.board is None
+                        else self._look(self.board, pursuit, now)
                     )
                     if not found.ready:
                         self._may_wait(pursuit, now, found)
@@ -512,19 +522,10 @@ class Router:
         light turn by kind, one that could not be reached)."""
         request = pursuit.request
         tiers = self.tiers
-        size = request.prompt_tokens + (request.max_tokens or 0)
-        mask = board.open.copy()
+        mask = self._fitting(board, request, board.open.copy())
         time_left = pursuit.deadline - now
         if time_left <= board.slowest:
             mask &= board.typical < time_left
-        if size > board.smallest_context:
-            mask &= board.context >= size
-        if request.model != "auto":
-            mask &= board.of_model(request.model)
-        if needs_strong(request, tiers):
-            mask &= board.strong
-        if request.needs:
-            mask &= board.capable(frozenset(need for need, _ in request.needs))
         index = board.index
         for name, until in pursuit.avoid.items():
             if until - now > 0.0:
@@ -537,6 +538,91 @@ class Router:
             for name in self.unreachable:
                 mask[index[name]] = False
         return mask
+
+    def _fitting(self, board: Board, request: ChatRequest, mask: Mask) -> Mask:
+        """``mask`` less the accounts :func:`eligible` never considers for ``request``
+        (another model, a light one where only a strong one may answer, a context window
+        too small, a capability missing)."""
+        size = request.prompt_tokens + (request.max_tokens or 0)
+        if size > board.smallest_context:
+            mask &= board.context >= size
+        if request.model != "auto":
+            mask &= board.of_model(request.model)
+        if needs_strong(request, self.tiers):
+            mask &= board.strong
+        if request.needs:
+            mask &= board.capable(frozenset(need for need, _ in request.needs))
+        return mask
+
+    def _look(self, board: Board, pursuit: Pursuit, now: float) -> Eligible:
+        """What :func:`eligible` finds for the request, read off the board.
+
+        Asked exactly, as the pass asks each: the open accounts (the request's tokens may
+        not fit), the held ones whose wait depends on its size, the ones it avoids, and
+        the resting ones soonest rest end first, until the next one's end cannot come
+        before the soonest wait found (a rest ends when the smallest request could go: no
+        request's wait there is shorter). The other held ones wait for a call's end, as
+        they were read. A request that must give up learns when any account could take
+        it (its Retry-After) the same way, over every resting account.
+        """
+        board.update(now)
+        request = pursuit.request
+        providers = board.providers
+        time_left = pursuit.deadline - now
+        avoid = pursuit.avoid
+        mask = self._fitting(board, request, np.ones(len(providers), dtype=bool))
+        exact = board.open | (board.held & board.sized)
+        for name, until in avoid.items():
+            if until - now > 0.0:
+                exact[board.index[name]] = True
+        exact &= mask
+        busy = bool((board.typical[mask & board.held & ~exact] < time_left).any())
+        resting = mask & ~exact
+        looked: list[int] = np.flatnonzero(exact).tolist()
+        ready: list[int] = []
+        soonest = hint = math.inf
+
+        def look(i: int) -> None:
+            """Book account ``i``'s wait for the request: the body of eligible's pass."""
+            nonlocal busy, soonest, hint
+            provider = providers[i]
+            wait = provider.wait_before(request, now)
+            if avoid:
+                until = avoid.get(provider.spec.name)
+                if until is not None and until - now > max(wait, 0.0):
+                    wait = until - now
+            if wait == UNTIL_FREED:
+                if provider.typical_service < time_left:
+                    busy = True
+                return
+            if wait < hint:
+                hint = wait
+            if wait + provider.typical_service >= time_left:
+                return
+            if wait <= 0:
+                ready.append(i)
+            elif wait < soonest:
+                soonest = wait
+
+        for i in looked:
+            look(i)
+        # The resting ones that could answer in time (a rest's end and a typical service
+        # before the deadline, give or take the moments' rounding), soonest end first.
+        in_time = board.rest_until + board.typical < pursuit.deadline + slack(pursuit.deadline)
+        for moment, i in board.by_rest_end(resting & in_time):
+            if moment - now >= soonest - slack(moment):
+                break
+            looked.append(i)
+            look(i)
+        ready.sort()
+        if not ready and not busy and now + soonest >= pursuit.deadline:
+            # It will give up: when could any account take it, in time or not.
+            resting[looked] = False
+            for moment, i in board.by_rest_end(resting):
+                if moment - now >= hint - slack(moment):
+                    break
+                look(i)
+        return Eligible([providers[i] for i in ready], soonest, busy, hint)
 
     @staticmethod
     def _acceptor(board: Board, request: ChatRequest, now: float) -> Accept:

@@ -18,8 +18,9 @@ bounded memory and never a hung client.
 
 Only one waiter (the timer) sleeps until the soonest moment a provider could take
 a request; the others park until woken, so a long line costs no rescans. The router
-tells the line when a call ends (:meth:`PriorityLine.freed`), so a freed slot is seen
-then, whichever of the two tasks trio runs first when that moment is also the timer's.
+tells the line when a call's end frees what a waiting request could use
+(:meth:`PriorityLine.freed`), so a freed slot is seen then, whichever of the two tasks
+trio runs first when that moment is also the timer's.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class PriorityLine:
         #: with less than that left before its deadline is shed now, not failed then.
         self.service = 0.0
         self.shed = 0
+        # The latest deadline of a request that waited since the line was last empty.
+        self._latest = -math.inf
 
     def __len__(self) -> int:
         return len(self._waiters) + (self._timer_taken and self._timer_shed is None)
@@ -109,6 +112,9 @@ class PriorityLine:
         elif self._waiters:
             self._wake(0)
 
+    def latest_deadline(self) -> float:
+        return self._latest if len(self) else -math.inf
+
     def left(self, pursuit: Pursuit) -> None:
         """A request gave up (or was answered) without dispatching: if nobody keeps the
         time, let the best waiter look, so the line never stalls."""
@@ -133,6 +139,7 @@ class PriorityLine:
         began = now = clock.now()
         try:
             request_id, deadline, errors = pursuit.request_id, pursuit.deadline, pursuit.errors
+            self._latest = deadline if not len(self) else max(self._latest, deadline)
             key = (pursuit.request.priority, pursuit.seq)
             rate = self.rate(now)
             # Estimates count from the timer, or from now when a call's end frees capacity

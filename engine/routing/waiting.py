@@ -16,8 +16,9 @@ shedding), so a fleet is sized under the discipline it will be deployed with.
 Both are bounded (``max_waiting``: a newcomer past it is refused with
 :class:`~engine.routing.errors.LineFull` and a Retry-After) and both are woken by
 events, never by polling: one waiter keeps the time (sleeps until the soonest moment a
-timer frees a provider), the others park, and the router tells the line when a call
-ends (:meth:`WaitingLine.freed`).
+timer frees a provider), the others park, and the router tells the line when a call's
+end frees an account a waiting request could use (:meth:`WaitingLine.freed`; with a board,
+an account that stays busy or rests past every deadline in line wakes nobody).
 """
 
 from __future__ import annotations
@@ -114,6 +115,11 @@ class WaitingLine(Protocol):
         """A call ended and freed what a waiting request may need: the line looks now."""
         ...
 
+    def latest_deadline(self) -> float:
+        """The latest deadline of the requests waiting in line (-inf when none waits): a
+        call's end on an account that could not answer before it need not wake the line."""
+        ...
+
     def answered(self, seconds: float) -> None:
         """A request was answered ``seconds`` after it was dispatched."""
         ...
@@ -154,6 +160,8 @@ class FirstComeFirstServed:
         self._providers = providers  # for the drain estimate of a refusal's Retry-After
         self._tiers = tiers
         self._lines: dict[tuple[str, bool, bool], ClassLine] = {}
+        # The latest deadline of a request that waited since the line was last empty.
+        self._latest = -math.inf
 
     def __len__(self) -> int:
         return sum(len(line) for line in self._lines.values())
@@ -181,6 +189,7 @@ class FirstComeFirstServed:
         """The head sleeps until the soonest timer or until a call ends; the others park
         in arrival order and are let go one at a time (:meth:`ClassLine.pass_on`)."""
         began = clock.now()
+        self._latest = pursuit.deadline if not len(self) else max(self._latest, pursuit.deadline)
         line = pursuit.place
         if line is None:
             line = self._line_of(pursuit)
@@ -232,6 +241,9 @@ class FirstComeFirstServed:
         for line in self._lines.values():
             if line.head_taken:
                 line.head.unpark()
+
+    def latest_deadline(self) -> float:
+        return self._latest if len(self) else -math.inf
 
     def answered(self, seconds: float) -> None:
         """First come first served needs no service time: it sheds nothing."""

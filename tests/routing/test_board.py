@@ -32,10 +32,11 @@ def board_for_any_fleet(monkeypatch):
     monkeypatch.setattr(router_module, "BOARD_FROM", 1)
 
 
-def mixed_fleet(count: int):
+def mixed_fleet(count: int, slots: int = 1, rate_limited: float = 0.0):
     """Accounts unlike each other: limits of each kind (a window of requests, a bucket of
-    tokens that a long prompt may not fit), few slots, light and strong, priorities,
-    speeds and failure rates of their own."""
+    tokens that a long prompt may not fit), ``slots`` or a few more, light and strong,
+    priorities, speeds and failure rates of their own (and a share ``rate_limited`` of
+    429s)."""
     accounts = []
     for i in range(count):
         limits: tuple[LimitSpec, ...] = ()
@@ -46,10 +47,10 @@ def mixed_fleet(count: int):
         account, _ = virtual_account(
             f"a{i:02d}",
             latency=LatencyModel(service=LogNormal.from_median_p95(0.5 + 0.1 * (i % 7), 2.0)),
-            errors=ErrorRates(upstream_error=0.05 * (i % 4)),
+            errors=ErrorRates(upstream_error=0.05 * (i % 4), rate_limited=rate_limited),
             seed=i,
             limits=limits,
-            max_concurrency=1 + i % 3,
+            max_concurrency=slots + i % 3,
             queue_limit=i % 2,
             tier="light" if i % 4 == 0 else "strong",
             priority=i % 5,
@@ -130,6 +131,67 @@ async def test_every_pick_is_the_pick_of_a_pass_over_the_fleet(virtual_clock, mo
     assert len(set(picks)) > 10
 
 
+@pytest.mark.parametrize(
+    ("routing", "deadline"),
+    [
+        (PolicyConfig(policy="weighted"), 20.0),
+        (PolicyConfig(policy="priority", tiers="by_kind"), 4.0),
+    ],
+    ids=lambda v: f"{v.policy}-{v.tiers}" if isinstance(v, PolicyConfig) else f"{v:g}s",
+)
+async def test_what_a_waiting_request_learns_is_what_a_pass_over_the_fleet_finds(
+    virtual_clock, monkeypatch, routing, deadline
+):
+    """A request no account can take now asks the board when one could; the answer is
+    the pass's (which accounts are ready, the soonest timer, whether one is busy, and the
+    Retry-After of one that gives up), where 429s, windows, buckets and full slots mix."""
+    looks = []
+    look = Router._look
+
+    def checked(router: Router, board, pursuit, now: float):
+        found = look(router, board, pursuit, now)
+        passed = eligible(
+            router.providers,
+            pursuit.request,
+            now,
+            pursuit.avoid,
+            router.tiers,
+            pursuit.deadline - now,
+        )
+        assert [p.spec.name for p in found.ready] == [p.spec.name for p in passed.ready]
+        if not found.ready:
+            # Rest ends within rounding of each other are one moment to the board.
+            assert found.busy == passed.busy
+            assert found.soonest == pytest.approx(passed.soonest, rel=1e-12, abs=1e-12)
+            if not found.busy and now + found.soonest >= pursuit.deadline:
+                assert found.retry_after == pytest.approx(passed.retry_after, rel=1e-12, abs=1e-12)
+        giving_up = not found.ready and not found.busy and now + found.soonest >= pursuit.deadline
+        looks.append((found.soonest < math.inf, found.busy, giving_up, bool(pursuit.avoid)))
+        return found
+
+    monkeypatch.setattr(Router, "_look", checked)
+    config = RouterConfig(
+        routing=routing,
+        retry=RetryConfig(jitter=0.0, deadline=deadline),
+        cache=CacheConfig(enabled=False),
+        breaker=BreakerConfig(failure_threshold=2, open_for=5.0),
+    )
+    async with open_fleet(mixed_fleet(23, slots=4, rate_limited=0.1), config) as fleet:
+
+        async def client(c: int) -> None:
+            for i in range(c, 900, 60):
+                with trio.move_on_after(60), contextlib.suppress(CallboardError):
+                    await fleet.router.complete(ask(i))
+                await clock.sleep(0.1 * (c % 5))
+
+        async with trio.open_nursery() as nursery:
+            for c in range(60):
+                nursery.start_soon(client, c)
+    timed, busy, giving_up, avoiding = (sum(kind) for kind in zip(*looks, strict=True))
+    assert len(looks) > 300 and timed > 30 and busy > 30 and avoiding > 30
+    assert giving_up > 5 or deadline > 10
+
+
 async def test_an_account_at_its_limit_rests_until_the_window_resets(virtual_clock):
     account, _ = virtual_account(
         "w", seconds=0.1, limits=(LimitSpec("rpm", "requests", 1, 60.0, mode="window"),)
@@ -172,3 +234,42 @@ async def test_a_latency_measured_longer_ago_than_the_ttl_is_unknown(virtual_clo
         await clock.sleep(10.1)
         board.update(clock.now())
         assert board.unknown[0] and math.isnan(board.latency[0])
+
+
+async def test_a_calls_end_wakes_the_line_only_when_the_account_can_serve_a_waiting_request(
+    virtual_clock,
+):
+    """A call's end on an account whose window is spent past every waiting request's
+    deadline wakes nobody; one that frees a slot wakes the line, and the request goes."""
+    window, _ = virtual_account(
+        "window", seconds=0.1, limits=(LimitSpec("rpm", "requests", 1, 60.0, mode="window"),)
+    )
+    slot, _ = virtual_account("slot", seconds=5.0, max_concurrency=1, queue_limit=0)
+    config = RouterConfig(
+        routing=PolicyConfig(policy="priority"),
+        retry=RetryConfig(deadline=10.0),
+        cache=CacheConfig(enabled=False),
+    )
+    async with open_fleet([window, slot], config) as fleet:
+        router = fleet.router
+        woken = []
+        freed = router.line.freed
+
+        def counted() -> None:
+            woken.append((clock.now(), len(router.line)))
+            freed()
+
+        router.line.freed = counted  # type: ignore[method-assign]
+        answers = []
+
+        async def ask_at(i: int, at: float) -> None:
+            await clock.sleep(at)
+            answers.append((await router.complete(ask(i))).provider)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask_at, 1, 0.0)  # the window's one request
+            nursery.start_soon(ask_at, 2, 0.01)  # the slot
+            nursery.start_soon(ask_at, 3, 0.02)  # waits for the slot
+    assert answers == ["window", "slot", "slot"]
+    # The slot's end, not the window's (the ends after it find nobody waiting).
+    assert [at for at, waiting in woken if waiting] == [5.01]
