@@ -373,10 +373,13 @@ class MockProvider:
         # Each piece at the moment its tokens are due, the last when the model ends the
         # answer (ttft + tokens / pace, as the virtual provider times it), on absolute
         # times: sleeping a gap per piece would add each wake-up's lateness to the next.
+        # A model of the whole service time has the answer done when its first byte comes
+        # (the first-token call took all of it): every piece goes at once.
+        paced = self.profile.latency.service is None
         began = clock.now()
         last = len(pieces) - 1
         for i, delta in enumerate(pieces):
-            if i:
+            if i and paced:
                 due = wanted if i == last else min(i * per_chunk, wanted)
                 await clock.sleep_until(began + due / pace)
             for name, data in wire.delta(delta, first=i == 0):

@@ -10,11 +10,13 @@ import pytest
 import trio
 
 from actors.backends.ratelimit_headers import parse_rate_limit_headers
+from actors.backends.virtual import LatencyModel
 from actors.messages import ChatMessage, ChatRequest
 from actors.runtime import clock
+from actors.runtime.distributions import Constant
 from actors.runtime.errors import InvalidSetting
 from sims.mock_fleet import MIN_PIECE_GAP_S
-from sims.mock_provider import MockProvider, _Wire, go_duration, mock_profiles
+from sims.mock_provider import MockProfile, MockProvider, _Wire, go_duration, mock_profiles
 from tests.live.conftest import start_mock
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -105,3 +107,23 @@ def test_a_streams_pieces_keep_the_models_pace_behind_a_slow_reader(speed: float
     full = due[:-1]  # (the last piece carries what is left)
     assert min(b - a for a, b in itertools.pairwise(full)) >= MIN_PIECE_GAP_S - 1e-12
     assert per_piece > 4 if speed > 1 else per_piece == 4
+
+
+def test_a_model_of_the_whole_service_time_streams_its_answer_at_once():
+    """As the virtual provider models it: the answer is done when its first byte comes, so
+    no piece waits on a decoding pace after the first (which took the whole service)."""
+
+    async def read() -> list[float]:
+        whole = LatencyModel(service=Constant(0.5), tokens_per_s=10.0)
+        mock = MockProvider("m", "svc", profiles=[MockProfile("svc", "whole", whole)])
+        request = ChatRequest(
+            messages=(ChatMessage("user", "hi"),), expected_output_tokens=41, stream=True
+        )
+        began = clock.now()
+        sent = []
+        async for _ in mock._events(request, "first", _Wire(False, request, "r-1", "m")):
+            sent.append(clock.now() - began)
+        return sent
+
+    sent = clock.run_virtual(read)
+    assert len(sent) > 10 and set(sent) == {0.0}
