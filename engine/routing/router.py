@@ -37,7 +37,6 @@ from actors.breaker import State
 from actors.cache import Cache, request_key
 from actors.errors import AttemptError, DeadlineReached, ProviderOverloaded, RateLimited
 from actors.messages import ChatRequest, Completion
-from actors.provider import UNTIL_FREED
 from actors.runtime import clock
 from actors.runtime.errors import CallboardError, InvalidSetting
 from actors.runtime.randomness import RandomStream
@@ -56,7 +55,14 @@ from engine.routing.policies import Policy, PolicyConfig
 from engine.routing.pursuit import Pursuit
 from engine.routing.recording import AttemptRecord, Recorder, RequestRecord
 from engine.routing.retry import RetryBudget, RetryConfig
-from engine.routing.selection import Eligible, by_tier, eligible, needs_strong, reachable_first
+from engine.routing.selection import (
+    Eligible,
+    Looking,
+    by_tier,
+    eligible,
+    needs_strong,
+    reachable_first,
+)
 from engine.routing.validation import check_needs, validate
 from engine.routing.waiting import LineConfig, WaitingLine, open_line
 
@@ -576,33 +582,15 @@ class Router:
             if until - now > 0.0:
                 exact[board.index[name]] = True
         exact &= mask
-        busy = bool((board.typical[mask & board.held & ~exact] < time_left).any())
+        looking = Looking(request, now, avoid, time_left)
+        looking.busy = bool((board.typical[mask & board.held & ~exact] < time_left).any())
         resting = mask & ~exact
         looked: list[int] = np.flatnonzero(exact).tolist()
         ready: list[int] = []
-        soonest = hint = math.inf
 
         def look(i: int) -> None:
-            """Book account ``i``'s wait for the request: the body of eligible's pass."""
-            nonlocal busy, soonest, hint
-            provider = providers[i]
-            wait = provider.wait_before(request, now)
-            if avoid:
-                until = avoid.get(provider.spec.name)
-                if until is not None and until - now > max(wait, 0.0):
-                    wait = until - now
-            if wait == UNTIL_FREED:
-                if provider.typical_service < time_left:
-                    busy = True
-                return
-            if wait < hint:
-                hint = wait
-            if wait + provider.typical_service >= time_left:
-                return
-            if wait <= 0:
+            if looking.ready(providers[i]):
                 ready.append(i)
-            elif wait < soonest:
-                soonest = wait
 
         for i in looked:
             look(i)
@@ -610,19 +598,19 @@ class Router:
         # before the deadline, give or take the moments' rounding), soonest end first.
         in_time = board.rest_until + board.typical < pursuit.deadline + slack(pursuit.deadline)
         for moment, i in board.by_rest_end(resting & in_time):
-            if moment - now >= soonest - slack(moment):
+            if moment - now >= looking.soonest - slack(moment):
                 break
             looked.append(i)
             look(i)
         ready.sort()
-        if not ready and not busy and now + soonest >= pursuit.deadline:
+        if not ready and not looking.busy and now + looking.soonest >= pursuit.deadline:
             # It will give up: when could any account take it, in time or not.
             resting[looked] = False
             for moment, i in board.by_rest_end(resting):
-                if moment - now >= hint - slack(moment):
+                if moment - now >= looking.hint - slack(moment):
                     break
                 look(i)
-        return Eligible([providers[i] for i in ready], soonest, busy, hint)
+        return Eligible([providers[i] for i in ready], looking.soonest, looking.busy, looking.hint)
 
     @staticmethod
     def _acceptor(board: Board, request: ChatRequest, now: float) -> Accept:

@@ -63,6 +63,45 @@ class Eligible:
     retry_after: float
 
 
+@attrs.define(slots=True)
+class Looking:
+    """What the looks at accounts found for one request so far: the one place an account's
+    wait for it is booked, by the pass over every account and by the board's look."""
+
+    request: ChatRequest
+    now: float
+    #: Accounts not to try before a time (their name -> until when: a 429's Retry-After).
+    avoid: dict[str, float]
+    #: Seconds to the request's deadline: an account that cannot answer by then is none.
+    time_left: float
+    soonest: float = math.inf
+    busy: bool = False
+    hint: float = math.inf
+
+    def ready(self, provider: Provider) -> bool:
+        """Book ``provider``'s wait (:class:`Eligible`'s figures); whether it can take the
+        request now."""
+        now = self.now
+        wait = provider.wait_before(self.request, now)
+        if self.avoid:
+            until = self.avoid.get(provider.spec.name)
+            if until is not None and until - now > max(wait, 0.0):
+                wait = until - now
+        if wait == UNTIL_FREED:
+            if provider.typical_service < self.time_left:
+                self.busy = True
+            return False
+        if wait < self.hint:
+            self.hint = wait
+        if wait + provider.typical_service >= self.time_left:
+            return False
+        if wait <= 0:
+            return True
+        if wait < self.soonest:
+            self.soonest = wait
+        return False
+
+
 def eligible(
     providers: Sequence[Provider],
     request: ChatRequest,
@@ -81,8 +120,7 @@ def eligible(
     deadline): its wait plus its typical service time must fit.
     """
     found: list[Provider] = []
-    soonest = hint = math.inf
-    busy = False
+    looking = Looking(request, now, avoid, time_left)
     strong_only = needs_strong(request, tiers)
     model = None if request.model == "auto" else request.model
     needs = frozenset(need for need, _ in request.needs) if request.needs else None
@@ -95,21 +133,6 @@ def eligible(
             continue
         if size > spec.context_window or (needs is not None and not needs <= spec.capabilities):
             continue
-        wait = provider.wait_before(request, now)
-        if avoid:
-            until = avoid.get(provider.spec.name)
-            if until is not None and until - now > max(wait, 0.0):
-                wait = until - now
-        if wait == UNTIL_FREED:
-            if provider.typical_service < time_left:
-                busy = True
-            continue
-        if wait < hint:
-            hint = wait
-        if wait + provider.typical_service >= time_left:
-            continue
-        if wait <= 0:
+        if looking.ready(provider):
             found.append(provider)
-        elif wait < soonest:
-            soonest = wait
-    return Eligible(found, soonest, busy, hint)
+    return Eligible(found, looking.soonest, looking.busy, looking.hint)
