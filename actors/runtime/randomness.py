@@ -136,6 +136,9 @@ class RandomStream:
         )
         return block
 
+    # The three draws are written out alike rather than through one helper taking the
+    # kind: they are among the simulator's most frequent calls, and a helper is one more
+    # call level on each.
     def uniform(self) -> float:
         """A draw from U[0, 1)."""
         block, at = self._uni, self._uni_at

@@ -67,6 +67,18 @@ def ask(i: int) -> ChatRequest:
     )
 
 
+def full_pass(router: Router, pursuit, now: float):
+    """What the pass over every account finds for ``pursuit`` (the board's reference)."""
+    return eligible(
+        router.providers,
+        pursuit.request,
+        now,
+        pursuit.avoid,
+        router.tiers,
+        pursuit.deadline - now,
+    )
+
+
 @pytest.mark.parametrize(
     "routing",
     [
@@ -91,14 +103,7 @@ async def test_every_pick_is_the_pick_of_a_pass_over_the_fleet(virtual_clock, mo
             return None
         if cursor is not None:  # round robin moves on as it picks: the pass picks from where it was
             after, policy._cursor = policy._cursor, cursor  # type: ignore[attr-defined]
-        found = eligible(
-            router.providers,
-            pursuit.request,
-            now,
-            pursuit.avoid,
-            router.tiers,
-            pursuit.deadline - now,
-        )
+        found = full_pass(router, pursuit, now)
         assert found.ready, "the board picked an account that a pass finds none ready"
         assert router._choose(pursuit, found.ready, now) is picked
         if cursor is not None:
@@ -150,14 +155,7 @@ async def test_what_a_waiting_request_learns_is_what_a_pass_over_the_fleet_finds
 
     def checked(router: Router, board, pursuit, now: float):
         found = look(router, board, pursuit, now)
-        passed = eligible(
-            router.providers,
-            pursuit.request,
-            now,
-            pursuit.avoid,
-            router.tiers,
-            pursuit.deadline - now,
-        )
+        passed = full_pass(router, pursuit, now)
         assert [p.spec.name for p in found.ready] == [p.spec.name for p in passed.ready]
         if not found.ready:
             # Rest ends within rounding of each other are one moment to the board.
